@@ -1,0 +1,35 @@
+cmake_policy(SET CMP0057 NEW)
+# Run at build time (cmake -P) after a Catch2 executable links: lists its test cases per label tag
+# and writes a CTest include file registering each one with that label. A test case with no
+# label tag fails the build, so no test silently escapes the test command.
+# Inputs: EXE, PREFIX, OUT.
+set(labels unit integration privileged e2e)
+set(content "")
+set(labelled "")
+foreach(label ${labels})
+  execute_process(COMMAND ${EXE} "[${label}]" --list-test-names-only
+                  OUTPUT_VARIABLE out RESULT_VARIABLE rc)
+  string(REPLACE "\n" ";" names "${out}")
+  foreach(name ${names})
+    string(STRIP "${name}" name)
+    if(name STREQUAL "")
+      continue()
+    endif()
+    list(APPEND labelled "${name}")
+    string(REPLACE "\\" "\\\\" esc "${name}")
+    string(REPLACE "\"" "\\\"" esc "${esc}")
+    string(REPLACE "," "\\," spec "${esc}")
+    string(APPEND content
+      "add_test(\"${PREFIX}${label}:${esc}\" \"${EXE}\" \"${spec}\")\n"
+      "set_tests_properties(\"${PREFIX}${label}:${esc}\" PROPERTIES LABELS ${label} TIMEOUT 300)\n")
+  endforeach()
+endforeach()
+execute_process(COMMAND ${EXE} --list-test-names-only OUTPUT_VARIABLE all)
+string(REPLACE "\n" ";" all "${all}")
+foreach(name ${all})
+  string(STRIP "${name}" name)
+  if(NOT name STREQUAL "" AND NOT name IN_LIST labelled)
+    message(FATAL_ERROR "${EXE}: test case '${name}' has none of the tags [${labels}]")
+  endif()
+endforeach()
+file(WRITE "${OUT}" "${content}")

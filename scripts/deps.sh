@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package pathsentry needs to build, test and run its lab.
+# Idempotent: installs only what is missing. Never starts the packaged daemons
+# (bird, charon): the lab starts its own instances inside its namespaces.
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake ninja-build pkg-config clang-format git
+  libpcap-dev libtins-dev libboost-dev libboost-system-dev
+  prometheus-cpp-dev libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev catch2
+  libtomlplusplus-dev nlohmann-json3-dev libexpected-dev
+  iproute2 nftables procps psmisc tcpdump fping
+  bird2 strongswan-charon strongswan-swanctl libcharon-extra-plugins
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "deps: all ${#PKGS[@]} packages present"
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "deps: missing ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+echo "deps: installing ${missing[*]}"
+# Keep package post-install scripts from starting bird/charon in the root namespace.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' >"$policy"
+  chmod +x "$policy"
+  created_policy=1
+fi
+trap '[ $created_policy -eq 1 ] && rm -f "$policy"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
