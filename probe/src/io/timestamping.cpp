@@ -1,0 +1,105 @@
+#include "pathsentry/probe/io/timestamping.h"
+
+#include <linux/errqueue.h>
+#include <linux/net_tstamp.h>
+#include <netinet/in.h>
+
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+namespace pathsentry::probe::io {
+namespace {
+
+std::int64_t to_ns(const timespec& ts) {
+  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
+}
+
+// The software timestamp is ts[0] of scm_timestamping (ts[2] is the raw hardware one).
+std::optional<std::int64_t> software_ts(const msghdr& msg) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
+       c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING &&
+        c->cmsg_len >= CMSG_LEN(sizeof(scm_timestamping))) {
+      scm_timestamping ts{};
+      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      if (ts.ts[0].tv_sec != 0 || ts.ts[0].tv_nsec != 0) return to_ns(ts.ts[0]);
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+tl::expected<void, std::error_code> enable_timestamping(int fd, TimestampingOptions opts) {
+  unsigned flags = SOF_TIMESTAMPING_SOFTWARE;
+  if (opts.rx) flags |= SOF_TIMESTAMPING_RX_SOFTWARE;
+  if (opts.tx) {
+    flags |= SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) != 0) {
+    return tl::unexpected(std::error_code(errno, std::system_category()));
+  }
+  return {};
+}
+
+std::optional<std::int64_t> rx_timestamp_ns(const msghdr& msg) {
+  if ((msg.msg_flags & MSG_CTRUNC) != 0 && msg.msg_controllen == 0) return std::nullopt;
+  return software_ts(msg);
+}
+
+std::optional<TxTimestamp> parse_tx_timestamp(const msghdr& msg) {
+  std::optional<std::int64_t> ns;
+  std::optional<std::uint32_t> id;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
+       c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING &&
+        c->cmsg_len >= CMSG_LEN(sizeof(scm_timestamping))) {
+      scm_timestamping ts{};
+      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+      ns = to_ns(ts.ts[0]);
+    } else if (((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+                (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) &&
+               c->cmsg_len >= CMSG_LEN(sizeof(sock_extended_err))) {
+      sock_extended_err err{};
+      std::memcpy(&err, CMSG_DATA(c), sizeof err);
+      if (err.ee_errno == ENOMSG && err.ee_origin == SO_EE_ORIGIN_TIMESTAMPING) {
+        id = err.ee_data;
+      }
+    }
+  }
+  if (!ns || !id) return std::nullopt;
+  return TxTimestamp{*id, *ns};
+}
+
+tl::expected<std::size_t, std::error_code> drain_tx_timestamps(int fd, std::span<TxTimestamp> out) {
+  constexpr std::size_t kBatch = 64;
+  std::array<mmsghdr, kBatch> msgs{};
+  std::array<std::array<char, kControlSize>, kBatch> controls;
+  std::size_t stored = 0;
+  while (stored < out.size()) {
+    const std::size_t want = std::min(kBatch, out.size() - stored);
+    for (std::size_t i = 0; i < want; ++i) {
+      msgs[i] = mmsghdr{};
+      msgs[i].msg_hdr.msg_control = controls[i].data();
+      msgs[i].msg_hdr.msg_controllen = controls[i].size();
+    }
+    const int n = recvmmsg(fd, msgs.data(), static_cast<unsigned>(want),
+                           MSG_ERRQUEUE | MSG_DONTWAIT, nullptr);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      if (errno == EINTR) continue;
+      return tl::unexpected(std::error_code(errno, std::system_category()));
+    }
+    if (n == 0) break;
+    for (int i = 0; i < n && stored < out.size(); ++i) {
+      if (auto ts = parse_tx_timestamp(msgs[static_cast<std::size_t>(i)].msg_hdr)) {
+        out[stored++] = *ts;
+      }
+    }
+    if (static_cast<std::size_t>(n) < want) break;
+  }
+  return stored;
+}
+
+}  // namespace pathsentry::probe::io
