@@ -1,0 +1,357 @@
+#!/usr/bin/env bash
+# Issue 2's benchmark (architecture §9), not a test: in ONE namespace pair and ONE run it measures
+#   (c) the machine's limit: a raw sendmmsg/recvmmsg UDP echo (bench-raw-udp), highest zero-loss
+#       paced rate;
+#   (a) pathsentry-probe, STAMP and ICMP, at rising rates until a step loses probes (or cannot
+#       keep its rate, or passes the raw limit), then bisects between the last clean and the
+#       first unclean rate;
+#   (b) fping against the same host, at FPING_RATE and flat out;
+#   (d) RTT error: pathsentry's RTT minus the RTT of the same packets in a nanosecond pcap taken
+#       on the agent's veth.
+# and prints one side-by-side table (also written as JSON) — see docs/bench.md.
+#
+# Usage (root):  bash bench/probe_bench.sh [BUILD_DIR]        (default: $BUILD_DIR or ./build)
+# Environment knobs (defaults in brackets): OUT [bench/results/<date>], STEP_S [3],
+#   RATES ["1000 10000 25000 50000 75000 100000 150000 200000 300000 400000 600000 800000"],
+#   PROTOS ["stamp icmp"], REFINE [2], TIMEOUT_MS [500], RTT_RATE [1000], RTT_S [5],
+#   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PROBE_ARGS [""] (extra flags
+#   for pathsentry-probe), REFLECTOR_ARGS [see below].
+#
+# Network safety: creates namespaces psb-<pid>-a / psb-<pid>-b joined only by a veth made here
+# (198.18.0.1 <-> 198.18.0.2, RFC 2544 benchmarking space), no link to the root namespace, no
+# routes out. On exit (also Ctrl-C / SIGTERM) it stops only the PIDs it started and deletes
+# only those two namespaces.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(dirname "$here")
+build_arg=${1:-${BUILD_DIR:-$repo/build}}
+[ -d "$build_arg" ] || build_arg=$repo/$build_arg
+build=$(cd "$build_arg" && pwd)
+
+OUT=${OUT:-$here/results/$(date +%Y%m%d-%H%M%S)}
+STEP_S=${STEP_S:-3}
+RATES=${RATES:-"1000 10000 25000 50000 75000 100000 150000 200000 300000 400000 600000 800000"}
+PROTOS=${PROTOS:-"stamp icmp"}
+REFINE=${REFINE:-2}
+TIMEOUT_MS=${TIMEOUT_MS:-500}
+STAMP_PORT=${STAMP_PORT:-862}
+RAW_PORT=${RAW_PORT:-9000}
+RAW_SIZE=${RAW_SIZE:-44}  # = a STAMP test packet's UDP payload (RFC 8762, unauthenticated)
+RTT_RATE=${RTT_RATE:-1000}
+RTT_S=${RTT_S:-5}
+FPING_RATE=${FPING_RATE:-1000}
+FPING_MAX_COUNT=${FPING_MAX_COUNT:-60000}  # fping refuses > 65535 probes per 10 s
+PROBE_ARGS=${PROBE_ARGS:-}
+# The reflector rate-limits each source (default 10000/s): lift it, or the bench measures that.
+REFLECTOR_ARGS=${REFLECTOR_ARGS:-"--rate-limit 100000000 --burst 1000000 --log-level warn"}
+
+NS_A=psb-$$-a
+NS_B=psb-$$-b
+A4=198.18.0.1
+B4=198.18.0.2
+report() { python3 "$here/report.py" "$@"; }
+log() { printf '%s\n' "$*" >&2; }
+die() {
+  log "probe_bench: $*"
+  exit 1
+}
+
+[ "$(id -u)" -eq 0 ] || die "needs root (namespaces, pcap)"
+command -v python3 >/dev/null || die "python3 is missing (scripts/deps.sh installs it)"
+command -v fping >/dev/null || die "fping is missing (scripts/deps.sh installs it)"
+command -v tcpdump >/dev/null || die "tcpdump is missing (scripts/deps.sh installs it)"
+find_bin() {
+  local f
+  for f in "$build/$1" "$build/bench/$1" "$build/probe/$1"; do
+    [ -x "$f" ] && {
+      echo "$f"
+      return
+    }
+  done
+  echo ""
+}
+RAW=$(find_bin bench-raw-udp)
+RUNSTAT=$(find_bin bench-runstat)
+RTTERR=$(find_bin bench-rtt-error)
+PROBE=$(find_bin pathsentry-probe)
+REFL=$(find_bin pathsentry-reflector)
+[ -n "$RAW" ] && [ -n "$RUNSTAT" ] && [ -n "$RTTERR" ] ||
+  die "bench programs missing in $build: cmake --build $build --target bench-raw-udp bench-runstat bench-rtt-error"
+have_pathsentry=1
+if [ -z "$PROBE" ] || [ -z "$REFL" ]; then
+  have_pathsentry=0
+  log "probe_bench: pathsentry-probe/pathsentry-reflector not built in $build: parts (a) and (d) are SKIPPED"
+fi
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+
+# --- processes and cleanup -----------------------------------------------------------------------
+bg_pids=()
+fg_pid=""
+stop_pid() { # PID: SIGTERM, wait up to 3 s, then SIGKILL (only PIDs this script started)
+  local p=$1 i
+  kill -TERM "$p" 2>/dev/null || return 0
+  for i in $(seq 30); do
+    kill -0 "$p" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$p" 2>/dev/null || true
+  wait "$p" 2>/dev/null || true
+}
+forget_pid() { # drop a stopped PID from the cleanup list
+  local p keep=()
+  for p in "${bg_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+  bg_pids=("${keep[@]}")
+}
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  [ -n "$fg_pid" ] && stop_pid "$fg_pid"
+  local p
+  for p in "${bg_pids[@]}"; do stop_pid "$p"; done
+  ip netns del "$NS_A" 2>/dev/null || true
+  ip netns del "$NS_B" 2>/dev/null || true
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+run_fg() { # run a command in the background and wait, so a signal can stop it
+  "$@" &
+  fg_pid=$!
+  local rc=0
+  wait "$fg_pid" || rc=$?
+  fg_pid=""
+  return "$rc"
+}
+wait_line() { # FILE PATTERN PID: wait up to 5 s for PATTERN in FILE while PID lives
+  local i
+  for i in $(seq 50); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || break
+    sleep 0.1
+  done
+  log "probe_bench: no '$2' in $1:"
+  cat "$1" >&2 || true
+  return 1
+}
+cpu_ticks() { # utime+stime of PID in clock ticks (fields 14, 15 of /proc/PID/stat)
+  local s
+  s=$(cat "/proc/$1/stat" 2>/dev/null) || {
+    echo 0
+    return
+  }
+  s=${s##*) }
+  # shellcheck disable=SC2086
+  set -- $s
+  echo $((${12} + ${13}))
+}
+now_ns() { date +%s%N; }
+cpu_pct() { # TICKS0 TICKS1 NS0 NS1
+  awk -v k0="$1" -v k1="$2" -v t0="$3" -v t1="$4" -v hz="$(getconf CLK_TCK)" \
+    'BEGIN { w = (t1 - t0) / 1e9; printf "%.1f", (w > 0 ? 100 * (k1 - k0) / hz / w : 0) }'
+}
+
+# --- the namespace pair --------------------------------------------------------------------------
+ip netns add "$NS_A"
+ip netns add "$NS_B"
+ip -n "$NS_A" link add va type veth peer name vb netns "$NS_B"
+ip -n "$NS_A" addr add "$A4/24" dev va
+ip -n "$NS_B" addr add "$B4/24" dev vb
+for ns in "$NS_A" "$NS_B"; do ip -n "$ns" link set lo up; done
+ip -n "$NS_A" link set va up
+ip -n "$NS_B" link set vb up
+# Static neighbours: no ARP resolution inside any measured step.
+mac_a=$(ip -n "$NS_A" -o link show va | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+mac_b=$(ip -n "$NS_B" -o link show vb | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+ip -n "$NS_A" neigh replace "$B4" lladdr "$mac_b" dev va nud permanent
+ip -n "$NS_B" neigh replace "$A4" lladdr "$mac_a" dev vb nud permanent
+
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+cat >"$OUT/meta.json" <<EOF
+{"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "kernel": "$(uname -r)", "cpus": $(nproc),
+ "cpu_model": "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)",
+ "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "commit": "$commit", "build": "$build",
+ "ns_a": "$NS_A", "ns_b": "$NS_B", "step_s": $STEP_S, "timeout_ms": $TIMEOUT_MS,
+ "raw_size": $RAW_SIZE, "rates": "$RATES", "probe_args": "$PROBE_ARGS",
+ "reflector_args": "$REFLECTOR_ARGS"}
+EOF
+log "probe_bench: namespaces $NS_A/$NS_B, results in $OUT, load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# --- (c) the raw limit ---------------------------------------------------------------------------
+ip netns exec "$NS_B" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server.log" 2>&1 &
+raw_srv=$!
+bg_pids+=("$raw_srv")
+wait_line "$OUT/raw-server.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
+log "== (c) raw sendmmsg/recvmmsg UDP echo: searching the highest zero-loss rate"
+run_fg ip netns exec "$NS_A" "$RAW" client --search --confirm-tries 0 --target "$B4" \
+  --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 1 >"$OUT/raw-search.json" || true
+raw_target=$(report get "$OUT/raw-search.json" best_clean_rate)
+[ "$raw_target" = null ] && raw_target=$(report get "$OUT/raw-search.json" flat_out.echo_rate)
+# Confirm over a full step, stepping down 10 % per lost run; the echo server's CPU is measured
+# around each confirmation. The limit is the first clean one.
+raw_limit=null
+raw_limit_target=""
+for try in 1 2 3 4 5; do
+  k0=$(cpu_ticks "$raw_srv")
+  t0=$(now_ns)
+  run_fg ip netns exec "$NS_A" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
+    --rate "$raw_target" --duration "$STEP_S" >"$OUT/raw-limit.json" || true
+  t1=$(now_ns)
+  k1=$(cpu_ticks "$raw_srv")
+  cp "$OUT/raw-limit.json" "$OUT/raw-confirm-$try.json"
+  report raw-step --client "$OUT/raw-limit.json" --search "$OUT/raw-search.json" \
+    --server-cpu "$(cpu_pct "$k0" "$k1" "$t0" "$t1")" --out "$OUT/raw.step.json"
+  log "  confirm $(printf %.0f "$raw_target")/s for $STEP_S s: $(report get "$OUT/raw.step.json" why)"
+  if [ "$(report get "$OUT/raw.step.json" clean)" = true ]; then
+    raw_limit=$(report get "$OUT/raw.step.json" echo_rate)
+    raw_limit_target=$raw_target
+    break
+  fi
+  raw_target=$(awk -v r="$raw_target" 'BEGIN { printf "%.0f", r * 0.9 }')
+done
+log "raw limit: $raw_limit/s"
+stop_pid "$raw_srv"
+forget_pid "$raw_srv"
+
+# --- (a) pathsentry at rising rates --------------------------------------------------------------
+refl_pid=""
+if [ "$have_pathsentry" -eq 1 ]; then
+  # shellcheck disable=SC2086
+  ip netns exec "$NS_B" "$REFL" --allow "$A4/32" --bind "$B4" --port "$STAMP_PORT" \
+    $REFLECTOR_ARGS >"$OUT/reflector.log" 2>&1 &
+  refl_pid=$!
+  bg_pids+=("$refl_pid")
+  wait_line "$OUT/reflector.log" "reflector listening" "$refl_pid" || die "reflector did not start"
+fi
+
+probe_step() { # PROTO RATE -> prints "true" when the step was clean
+  local proto=$1 rate=$2 tag k0 k1 t0 t1 peer=null
+  tag=probe-$proto-$(printf %08d "$rate")
+  k0=$(cpu_ticks "$refl_pid")
+  t0=$(now_ns)
+  # shellcheck disable=SC2086
+  run_fg "$RUNSTAT" --out "$OUT/$tag.runstat.json" -- ip netns exec "$NS_A" "$PROBE" \
+    --target "$B4" --proto "$proto" --rate "$rate" --duration "$STEP_S" --source "$A4" \
+    --timeout-ms "$TIMEOUT_MS" --stamp-port "$STAMP_PORT" --summary-json "$OUT/$tag.summary.json" \
+    --quiet $PROBE_ARGS >"$OUT/$tag.log" 2>&1 || true
+  t1=$(now_ns)
+  k1=$(cpu_ticks "$refl_pid")
+  [ "$proto" = stamp ] && peer=$(cpu_pct "$k0" "$k1" "$t0" "$t1")
+  report probe-step --summary "$OUT/$tag.summary.json" --runstat "$OUT/$tag.runstat.json" \
+    --proto "$proto" --rate "$rate" --peer-cpu "$peer" --out "$OUT/$tag.step.json"
+  log "$(printf '  %-5s %8s/s: sent %8.0f/s, lost %s, cpu %s%%, p50 %s ns, p99 %s ns -> %s' \
+    "$proto" "$rate" "$(report get "$OUT/$tag.step.json" achieved_rate)" \
+    "$(report get "$OUT/$tag.step.json" lost)" "$(report get "$OUT/$tag.step.json" cpu_pct)" \
+    "$(report get "$OUT/$tag.step.json" rtt_p50_ns)" "$(report get "$OUT/$tag.step.json" rtt_p99_ns)" \
+    "$(report get "$OUT/$tag.step.json" why)")"
+  report get "$OUT/$tag.step.json" clean
+}
+
+if [ "$have_pathsentry" -eq 1 ]; then
+  for proto in $PROTOS; do
+    log "== (a) pathsentry $proto at rising rates, $STEP_S s each"
+    good=0
+    bad=0
+    for rate in $RATES; do
+      if [ "$(probe_step "$proto" "$rate")" = true ]; then
+        good=$rate
+        # Past the machine's limit there is nothing more to learn.
+        if [ "$raw_limit" != null ] && awk -v r="$rate" -v l="$raw_limit" 'BEGIN{exit !(r >= l)}'; then
+          log "  reached the raw limit ($raw_limit/s)"
+          break
+        fi
+      else
+        bad=$rate
+        break
+      fi
+    done
+    # Bisect between the last clean and the first unclean rate.
+    i=0
+    while [ "$bad" -gt 0 ] && [ "$i" -lt "$REFINE" ]; do
+      mid=$(((good + bad) / 2))
+      [ "$mid" -le "$good" ] && break
+      if [ "$(probe_step "$proto" "$mid")" = true ]; then good=$mid; else bad=$mid; fi
+      i=$((i + 1))
+    done
+  done
+fi
+
+# --- (b) fping -----------------------------------------------------------------------------------
+fping_step() { # RATE (0 = flat out) COUNT
+  local rate=$1 count=$2 period tag
+  if [ "$rate" -gt 0 ]; then
+    period=$(awk -v r="$rate" 'BEGIN { printf "%.4f", 1000 / r }')
+  else
+    period=0
+  fi
+  tag=fping-$(printf %08d "$rate")
+  # -C: every RTT (ms, 3 decimals = 1 us resolution); -p per-target period, -i global interval
+  # (both in ms; root may go below the 10 ms / 1 ms floors that apply to other users);
+  # -t: wait this long for a reply (its default is the period, which counts slow replies lost);
+  # -s: final stats, whose "elapsed real time" gives the achieved rate. fping keeps 16-bit
+  # sequence numbers for 10 s, so a run cannot send more than 65535 probes.
+  run_fg "$RUNSTAT" --out "$OUT/$tag.runstat.json" -- ip netns exec "$NS_A" fping -C "$count" \
+    -p "$period" -i "$period" -t "$TIMEOUT_MS" -q -s -S "$A4" "$B4" >"$OUT/$tag.txt" 2>&1 || true
+  report fping-step --output "$OUT/$tag.txt" --runstat "$OUT/$tag.runstat.json" --target "$B4" \
+    --rate "$rate" --period-ms "$period" --count "$count" --out "$OUT/$tag.step.json"
+  log "$(printf '  fping %8s/s (-p %s ms): sent %8.0f/s, lost %s, cpu %s%%, p50 %s ns -> %s' \
+    "$rate" "$period" "$(report get "$OUT/$tag.step.json" achieved_rate)" \
+    "$(report get "$OUT/$tag.step.json" lost)" "$(report get "$OUT/$tag.step.json" cpu_pct)" \
+    "$(report get "$OUT/$tag.step.json" rtt_p50_ns)" "$(report get "$OUT/$tag.step.json" why)")"
+}
+log "== (b) fping at $FPING_RATE/s and flat out"
+fping_count=$((FPING_RATE * STEP_S))
+[ "$fping_count" -gt "$FPING_MAX_COUNT" ] && fping_count=$FPING_MAX_COUNT
+fping_step "$FPING_RATE" "$fping_count"
+fping_step 0 "$FPING_MAX_COUNT"
+
+# --- (d) RTT error against a pcap ----------------------------------------------------------------
+if [ "$have_pathsentry" -eq 1 ]; then
+  log "== (d) RTT error: pathsentry --proto both at $RTT_RATE/s for $RTT_S s, pcap on $NS_A/va"
+  ip netns exec "$NS_A" tcpdump -i va -n -Z root -s 200 --time-stamp-precision=nano \
+    --immediate-mode -U -w "$OUT/rtt.pcap" "udp port $STAMP_PORT or icmp" >"$OUT/tcpdump.log" 2>&1 &
+  cap=$!
+  bg_pids+=("$cap")
+  wait_line "$OUT/tcpdump.log" "listening on" "$cap" || die "tcpdump did not start"
+  # shellcheck disable=SC2086
+  run_fg "$RUNSTAT" --out "$OUT/rtt.runstat.json" -- ip netns exec "$NS_A" "$PROBE" \
+    --target "$B4" --proto both --rate "$RTT_RATE" --duration "$RTT_S" --source "$A4" \
+    --timeout-ms "$TIMEOUT_MS" --stamp-port "$STAMP_PORT" --records "$OUT/rtt.records.jsonl" \
+    --summary-json "$OUT/rtt.summary.json" --quiet $PROBE_ARGS >"$OUT/rtt.log" 2>&1 || true
+  sleep 0.3
+  stop_pid "$cap"
+  forget_pid "$cap"
+  grep -E "captured|dropped" "$OUT/tcpdump.log" >&2 || true
+  "$RTTERR" --pcap "$OUT/rtt.pcap" --records "$OUT/rtt.records.jsonl" --stamp-port "$STAMP_PORT" \
+    >"$OUT/rtt_error.json" || log "probe_bench: bench-rtt-error failed"
+fi
+
+# --- (c') the raw limit again, to show how much the machine drifted during the run -------------
+if [ -n "$raw_limit_target" ]; then
+  log "== (c') raw echo again at the start's limit ($(printf %.0f "$raw_limit_target")/s): did the machine drift?"
+  ip netns exec "$NS_B" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server-end.log" 2>&1 &
+  raw_srv=$!
+  bg_pids+=("$raw_srv")
+  wait_line "$OUT/raw-server-end.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
+  k0=$(cpu_ticks "$raw_srv")
+  t0=$(now_ns)
+  run_fg ip netns exec "$NS_A" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
+    --rate "$raw_limit_target" --duration "$STEP_S" >"$OUT/raw-end.json" || true
+  t1=$(now_ns)
+  k1=$(cpu_ticks "$raw_srv")
+  report raw-step --client "$OUT/raw-end.json" --search "$OUT/raw-search.json" \
+    --server-cpu "$(cpu_pct "$k0" "$k1" "$t0" "$t1")" --out "$OUT/raw-end.step.json"
+  log "  $(report get "$OUT/raw-end.step.json" why)"
+  stop_pid "$raw_srv"
+  forget_pid "$raw_srv"
+fi
+
+# --- the table -----------------------------------------------------------------------------------
+sed -i "s|}\$|, \"loadavg_end\": \"$(cut -d' ' -f1-3 /proc/loadavg)\"}|" "$OUT/meta.json"
+echo
+report table "$OUT"
+echo
+echo "(JSON: $OUT/summary.json; raw outputs beside it)"

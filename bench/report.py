@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Turns the raw outputs of bench/probe_bench.sh into uniform step records and the final table.
+
+Subcommands (all write JSON; nothing here measures anything itself):
+  get FILE KEY                     print a value (dotted path, list indices allowed)
+  probe-step --summary F --runstat F --proto P --rate N --peer-cpu PCT --out F
+  fping-step --output F --runstat F --rate N --count N --out F
+  raw-step --client F --server-cpu PCT --search F --out F
+  table DIR                        print the side-by-side table; write DIR/summary.json
+
+A step record is {"tool", "proto", "target_rate", "achieved_rate", "echo_rate", "sent",
+"received", "lost", "loss_ratio", "send_errors", "cpu_pct", "peer_cpu_pct", "rtt_p50_ns",
+"rtt_p99_ns", "clean", "why"}. "clean" = no probe lost, no send error and the sender kept at
+least 97 % of the asked rate; "why" says which of these failed.
+"""
+import argparse
+import glob
+import json
+import math
+import os
+import sys
+
+KEEP_UP = 0.97  # a step must achieve this fraction of its target rate to count as clean
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def dump(obj, path):
+    with open(path, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+        f.write("\n")
+
+
+def dig(obj, key):
+    for part in key.split("."):
+        if isinstance(obj, list):
+            obj = obj[int(part)]
+        elif isinstance(obj, dict):
+            obj = obj.get(part)
+        else:
+            return None
+        if obj is None:
+            return None
+    return obj
+
+
+def percentile(sorted_values, p):
+    """Nearest rank, like bench_util.h."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100.0 * len(sorted_values)))
+    return sorted_values[min(rank, len(sorted_values)) - 1]
+
+
+def verdict(step):
+    why = []
+    if step["sent"] == 0:
+        why.append("sent nothing")
+    if step["lost"]:
+        why.append("lost %d" % step["lost"])
+    if step.get("send_errors"):
+        why.append("%d send errors" % step["send_errors"])
+    if step.get("missed_slots"):
+        why.append("%d missed slots" % step["missed_slots"])
+    if step["target_rate"] and step["achieved_rate"] < KEEP_UP * step["target_rate"]:
+        why.append("sent at %.0f/s only" % step["achieved_rate"])
+    if step.get("exit_code") not in (None, 0):
+        why.append("exit code %s" % step["exit_code"])
+    step["clean"] = not why
+    step["why"] = ", ".join(why) if why else "ok"
+    return step
+
+
+def cmd_get(a):
+    v = dig(load(a.file), a.key)
+    if isinstance(v, bool):
+        print("true" if v else "false")
+    elif v is None:
+        print("null")
+    elif isinstance(v, (dict, list)):
+        print(json.dumps(v))
+    else:
+        print(v)
+
+
+def cmd_probe_step(a):
+    run = load(a.runstat)
+    try:
+        summary = load(a.summary)
+    except (OSError, ValueError) as e:
+        summary = {"error": str(e), "sessions": []}
+    sessions = summary.get("sessions") or []
+    sent = sum(s.get("sent", 0) for s in sessions)
+    received = sum(s.get("received", 0) for s in sessions)
+    lost = sum(s.get("lost", 0) for s in sessions)
+    duration = summary.get("duration_s") or run["wall_s"]
+    rtt = sessions[0].get("rtt_ns", {}) if len(sessions) == 1 else {}
+    step = {
+        "tool": "pathsentry",
+        "proto": a.proto,
+        "target_rate": a.rate,
+        "duration_s": duration,
+        "sent": sent,
+        "received": received,
+        "lost": lost,
+        "loss_ratio": lost / sent if sent else None,
+        "lost_forward": sum(s.get("lost_forward", 0) or 0 for s in sessions),
+        "lost_reverse": sum(s.get("lost_reverse", 0) or 0 for s in sessions),
+        "late": sum(s.get("late", 0) or 0 for s in sessions),
+        "duplicates": sum(s.get("duplicates", 0) or 0 for s in sessions),
+        "send_errors": sum(s.get("send_errors", 0) or 0 for s in sessions),
+        "missed_slots": sum(s.get("missed_slots", 0) or 0 for s in sessions),
+        "achieved_rate": sent / duration if duration else 0.0,
+        "echo_rate": received / duration if duration else 0.0,
+        "cpu_pct": run["cpu_pct"],
+        "max_rss_kb": run["max_rss_kb"],
+        "peer_cpu_pct": a.peer_cpu,
+        "rtt_p50_ns": rtt.get("p50"),
+        "rtt_p99_ns": rtt.get("p99"),
+        "exit_code": run["exit_code"],
+        "summary_error": summary.get("error"),
+    }
+    dump(verdict(step), a.out)
+
+
+def parse_fping(path, target):
+    """fping -C N -q -s writes one line per target, 'ADDR : 0.041 0.039 - 0.052' (ms, '-' =
+    lost), then global stats including 'N ICMP Echos sent' and 'S sec (elapsed real time)'."""
+    rtts, lost, sent, elapsed = [], 0, None, None
+    with open(path) as f:
+        for line in f:
+            words = line.split()
+            if line.startswith(target + " : ") and "xmt/rcv" not in line:
+                for tok in words[2:]:
+                    if tok == "-":
+                        lost += 1
+                    else:
+                        rtts.append(round(float(tok) * 1e6))
+            elif line.strip().endswith("ICMP Echos sent"):
+                sent = int(words[0])
+            elif line.strip().endswith("(elapsed real time)"):
+                elapsed = float(words[0])
+    return rtts, lost, sent, elapsed
+
+
+def cmd_fping_step(a):
+    run = load(a.runstat)
+    rtts, lost, sent_stat, elapsed = parse_fping(a.output, a.target)
+    rtts.sort()
+    sent = len(rtts) + lost
+    # fping's own elapsed time (first send to last reply) when it printed one, else the wall
+    # time of the whole process (start-up included: pessimistic).
+    wall = elapsed if elapsed else run["wall_s"]
+    step = {
+        "tool": "fping",
+        "proto": "icmp",
+        "target_rate": a.rate,
+        "period_ms": a.period_ms,
+        "duration_s": wall,
+        "duration_source": "fping elapsed real time" if elapsed else "process wall time",
+        "sent": sent,
+        "sent_reported": sent_stat,
+        "received": len(rtts),
+        "lost": lost + max(0, a.count - sent),
+        "loss_ratio": ((lost + max(0, a.count - sent)) / a.count) if a.count else None,
+        "achieved_rate": sent / wall if wall else 0.0,
+        "echo_rate": len(rtts) / wall if wall else 0.0,
+        "cpu_pct": run["cpu_pct"],
+        "max_rss_kb": run["max_rss_kb"],
+        "peer_cpu_pct": None,
+        "rtt_p50_ns": percentile(rtts, 50),
+        "rtt_p99_ns": percentile(rtts, 99),
+        "rtt_resolution_ns": 1000,
+        # fping exits 1 when a target is unreachable; loss is counted above, so only >= 2
+        # (bad address, bad option, system error) makes the step fail.
+        "exit_code": 0 if run["exit_code"] in (0, 1) else run["exit_code"],
+    }
+    dump(verdict(step), a.out)
+
+
+def cmd_raw_step(a):
+    c = load(a.client)
+    step = {
+        "tool": "raw-udp",
+        "proto": "udp",
+        "target_rate": c["target_rate"],
+        "duration_s": c["duration_s"],
+        "sent": c["sent"],
+        "received": c["received"],
+        "lost": c["lost"],
+        "loss_ratio": c["loss_ratio"],
+        "send_errors": c["send_errors"],
+        "achieved_rate": c["send_rate"],
+        "echo_rate": c["echo_rate"],
+        "cpu_pct": c["cpu_pct"],
+        "peer_cpu_pct": a.server_cpu,
+        "rtt_p50_ns": c["rtt_ns"]["p50"],
+        "rtt_p99_ns": c["rtt_ns"]["p99"],
+        "rtt_method": c.get("rtt_method"),
+    }
+    try:
+        s = load(a.search)
+        step["search_best_clean_rate"] = s.get("best_clean_rate")
+        step["flat_out_echo_rate"] = dig(s, "flat_out.echo_rate")
+        step["flat_out_send_rate"] = dig(s, "flat_out.send_rate")
+    except (OSError, ValueError):
+        pass
+    dump(verdict(step), a.out)
+
+
+def fmt_rate(v):
+    return "-" if v is None else "%.0f" % v
+
+
+def fmt_us(ns):
+    return "-" if ns is None else "%.1f" % (ns / 1000.0)
+
+
+def fmt_pct(v):
+    return "-" if v is None else "%.0f" % v
+
+
+def best_clean(steps):
+    clean = [s for s in steps if s["clean"]]
+    return max(clean, key=lambda s: s["echo_rate"]) if clean else None
+
+
+def first_unclean(steps):
+    bad = [s for s in steps if not s["clean"]]
+    return min(bad, key=lambda s: s["target_rate"]) if bad else None
+
+
+def cmd_table(a):
+    d = a.dir
+    meta = load(os.path.join(d, "meta.json")) if os.path.exists(os.path.join(d, "meta.json")) else {}
+    raw = load(os.path.join(d, "raw.step.json")) if os.path.exists(os.path.join(d, "raw.step.json")) else None
+    steps = [load(p) for p in sorted(glob.glob(os.path.join(d, "probe-*.step.json")))]
+    fpings = [load(p) for p in sorted(glob.glob(os.path.join(d, "fping-*.step.json")))]
+    rtt_err = load(os.path.join(d, "rtt_error.json")) if os.path.exists(os.path.join(d, "rtt_error.json")) else None
+    # The limit: the echo rate of the confirmation run (a full step at the highest rate the
+    # search found clean, lowered 10 % per lost try) when it lost nothing.
+    limit = raw["echo_rate"] if raw and raw["clean"] else None
+
+    def ratio(v):
+        return "-" if (v is None or not limit) else "%.2f" % (v / limit)
+
+    raw_end = load(os.path.join(d, "raw-end.step.json")) if os.path.exists(os.path.join(d, "raw-end.step.json")) else None
+    rows = []
+    if raw:
+        rows.append(("raw udp echo @limit", raw))
+    if raw_end:
+        rows.append(("raw again at run's end", raw_end))
+    for proto in ("stamp", "icmp"):
+        for s in sorted((s for s in steps if s["proto"] == proto), key=lambda s: s["target_rate"]):
+            rows.append(("pathsentry %s" % proto, s))
+    for s in sorted(fpings, key=lambda s: s["target_rate"] or 1e12):
+        rows.append(("fping" + (" (flat out)" if not s["target_rate"] else ""), s))
+
+    out = []
+    out.append("pathsentry bench  %s  cpus=%s  load start/end=%s / %s  kernel=%s  commit=%s" % (
+        meta.get("date", "?"), meta.get("cpus", "?"), meta.get("loadavg_start", "?"),
+        meta.get("loadavg_end", "?"), meta.get("kernel", "?"), meta.get("commit", "?")))
+    out.append("all probes: ns %s -> %s over one veth; peer = reflector / raw echo server "
+               "(ICMP: kernel, not attributable)" % (meta.get("ns_a", "?"), meta.get("ns_b", "?")))
+    hdr = "%-24s %9s %10s %10s %9s %9s %6s %6s %9s %9s %7s  %s" % (
+        "what", "target/s", "sent/s", "echoed/s", "lost", "loss", "cpu%", "peer%",
+        "p50 us", "p99 us", "vs raw", "verdict")
+    out.append(hdr)
+    out.append("-" * len(hdr))
+    for name, s in rows:
+        loss = s["loss_ratio"]
+        out.append("%-24s %9s %10s %10s %9d %9s %6s %6s %9s %9s %7s  %s" % (
+            name, fmt_rate(s["target_rate"]) if s["target_rate"] else "max",
+            fmt_rate(s["achieved_rate"]), fmt_rate(s["echo_rate"]), s["lost"],
+            "-" if loss is None else "%.2e" % loss if loss else "0",
+            fmt_pct(s["cpu_pct"]), fmt_pct(s["peer_cpu_pct"]),
+            fmt_us(s["rtt_p50_ns"]), fmt_us(s["rtt_p99_ns"]), ratio(s["echo_rate"]),
+            s["why"]))
+    out.append("")
+
+    summary = {"meta": meta, "raw": raw, "raw_end": raw_end, "pathsentry_steps": steps, "fping": fpings,
+               "rtt_error": rtt_err, "headline": {}}
+    if raw:
+        out.append("raw limit (highest zero-loss paced rate, confirmed over a full step): %s/s;"
+                   " bisection's best 1 s rate %s/s; flat-out echo throughput %s/s" % (
+                       fmt_rate(limit), fmt_rate(raw.get("search_best_clean_rate")),
+                       fmt_rate(raw.get("flat_out_echo_rate"))))
+    for proto in ("stamp", "icmp"):
+        ps = [s for s in steps if s["proto"] == proto]
+        if not ps:
+            continue
+        best, bad = best_clean(ps), first_unclean(ps)
+        frac = best["echo_rate"] / limit if (best and limit) else None
+        h = {"max_clean_rate": best["echo_rate"] if best else None,
+             "fraction_of_raw": frac,
+             "first_unclean_rate": bad["target_rate"] if bad else None,
+             "first_unclean_why": bad["why"] if bad else None,
+             "goal_fraction": 0.60,
+             "goal_met": (frac is not None and frac >= 0.60)}
+        summary["headline"]["pathsentry_" + proto] = h
+        out.append("pathsentry %-5s: max zero-loss rate %s/s = %s of raw limit (goal >= 0.60: %s);"
+                   " first unclean step: %s" % (
+                       proto, fmt_rate(h["max_clean_rate"]),
+                       "-" if frac is None else "%.2f" % frac,
+                       "MET" if h["goal_met"] else "NOT MET",
+                       "none (stopped at the rate list's end or the raw limit)" if not bad else
+                       "%s/s (%s)" % (fmt_rate(bad["target_rate"]), bad["why"])))
+    fl = [s for s in fpings if s["clean"]]
+    if fl:
+        fb = max(fl, key=lambda s: s["echo_rate"])
+        out.append("fping: max zero-loss rate %s/s = %s of raw limit" % (
+            fmt_rate(fb["echo_rate"]), ratio(fb["echo_rate"])))
+    if rtt_err:
+        for proto in ("stamp", "icmp"):
+            e = rtt_err.get(proto)
+            if not e:
+                continue
+            med = dig(e, "error_ns.p50")
+            h = {"matched": e["matched"], "answered": e["answered"],
+                 "median_error_ns": med, "p99_error_ns": dig(e, "error_ns.p99"),
+                 "p99_abs_error_ns": dig(e, "abs_error_ns.p99"),
+                 "median_tx_offset_ns": dig(e, "tx_offset_ns.p50"),
+                 "median_rx_offset_ns": dig(e, "rx_offset_ns.p50"),
+                 "goal_median_ns": 5000,
+                 "goal_met": med is not None and abs(med) <= 5000}
+            summary["headline"]["rtt_error_" + proto] = h
+            out.append("RTT error %-5s (pathsentry - pcap, %d of %d answered probes matched): "
+                       "median %s ns, p99 %s ns, p99 |err| %s ns (goal |median| <= 5000 ns: %s);"
+                       " tx offset p50 %s ns, rx offset p50 %s ns" % (
+                           proto, e["matched"], e["answered"], med, h["p99_error_ns"],
+                           h["p99_abs_error_ns"], "MET" if h["goal_met"] else "NOT MET",
+                           h["median_tx_offset_ns"], h["median_rx_offset_ns"]))
+    text = "\n".join(out)
+    print(text)
+    summary["table_text"] = text
+    dump(summary, os.path.join(d, "summary.json"))
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    g = sub.add_parser("get")
+    g.add_argument("file")
+    g.add_argument("key")
+    ps = sub.add_parser("probe-step")
+    ps.add_argument("--summary", required=True)
+    ps.add_argument("--runstat", required=True)
+    ps.add_argument("--proto", required=True)
+    ps.add_argument("--rate", type=float, required=True)
+    ps.add_argument("--peer-cpu", type=lambda v: None if v in ("", "null") else float(v))
+    ps.add_argument("--out", required=True)
+    fs = sub.add_parser("fping-step")
+    fs.add_argument("--output", required=True)
+    fs.add_argument("--runstat", required=True)
+    fs.add_argument("--target", required=True)
+    fs.add_argument("--rate", type=float, required=True)
+    fs.add_argument("--period-ms", type=float, required=True)
+    fs.add_argument("--count", type=int, required=True)
+    fs.add_argument("--out", required=True)
+    rs = sub.add_parser("raw-step")
+    rs.add_argument("--client", required=True)
+    rs.add_argument("--search", required=True)
+    rs.add_argument("--server-cpu", type=lambda v: None if v in ("", "null") else float(v))
+    rs.add_argument("--out", required=True)
+    t = sub.add_parser("table")
+    t.add_argument("dir")
+    a = p.parse_args()
+    {"get": cmd_get, "probe-step": cmd_probe_step, "fping-step": cmd_fping_step,
+     "raw-step": cmd_raw_step, "table": cmd_table}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
