@@ -265,18 +265,20 @@ def cmd_table(a):
         meta.get("loadavg_end", "?"), meta.get("kernel", "?"), meta.get("commit", "?")))
     out.append("all probes: ns %s -> %s over one veth; peer = reflector / raw echo server "
                "(ICMP: kernel, not attributable)" % (meta.get("ns_a", "?"), meta.get("ns_b", "?")))
-    hdr = "%-24s %9s %10s %10s %9s %9s %6s %6s %9s %9s %7s  %s" % (
-        "what", "target/s", "sent/s", "echoed/s", "lost", "loss", "cpu%", "peer%",
+    hdr = "%-24s %9s %10s %10s %9s %9s %6s %6s %7s %9s %9s %7s  %s" % (
+        "what", "target/s", "sent/s", "echoed/s", "lost", "loss", "cpu%", "peer%", "rss MB",
         "p50 us", "p99 us", "vs raw", "verdict")
     out.append(hdr)
     out.append("-" * len(hdr))
     for name, s in rows:
         loss = s["loss_ratio"]
-        out.append("%-24s %9s %10s %10s %9d %9s %6s %6s %9s %9s %7s  %s" % (
+        rss = s.get("max_rss_kb")
+        out.append("%-24s %9s %10s %10s %9d %9s %6s %6s %7s %9s %9s %7s  %s" % (
             name, fmt_rate(s["target_rate"]) if s["target_rate"] else "max",
             fmt_rate(s["achieved_rate"]), fmt_rate(s["echo_rate"]), s["lost"],
             "-" if loss is None else "%.2e" % loss if loss else "0",
             fmt_pct(s["cpu_pct"]), fmt_pct(s["peer_cpu_pct"]),
+            "-" if rss is None else "%.1f" % (rss / 1024.0),
             fmt_us(s["rtt_p50_ns"]), fmt_us(s["rtt_p99_ns"]), ratio(s["echo_rate"]),
             s["why"]))
     out.append("")
@@ -327,10 +329,13 @@ def cmd_table(a):
                  "goal_median_ns": 5000,
                  "goal_met": med is not None and abs(med) <= 5000}
             summary["headline"]["rtt_error_" + proto] = h
-            out.append("RTT error %-5s (pathsentry - pcap, %d of %d answered probes matched): "
+            h["tx_not_kernel"] = e.get("tx_not_kernel")
+            out.append("RTT error %-5s (pathsentry - pcap, %d of %d answered probes matched, "
+                       "%s with a user-space tx time): "
                        "median %s ns, p99 %s ns, p99 |err| %s ns (goal |median| <= 5000 ns: %s);"
                        " tx offset p50 %s ns, rx offset p50 %s ns" % (
-                           proto, e["matched"], e["answered"], med, h["p99_error_ns"],
+                           proto, e["matched"], e["answered"], e.get("tx_not_kernel"), med,
+                           h["p99_error_ns"],
                            h["p99_abs_error_ns"], "MET" if h["goal_met"] else "NOT MET",
                            h["median_tx_offset_ns"], h["median_rx_offset_ns"]))
     text = "\n".join(out)

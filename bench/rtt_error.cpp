@@ -11,8 +11,10 @@
 //   ICMP echo request/reply (v4 and v6): pathsentry payload ("PSNT"), sequence = bytes 16..23
 // For every answered probe: error = record rtt_ns - (pcap reply ts - pcap request ts). Also
 // tx_offset = record tx_ns - pcap request ts and rx_offset = record rx_ns - pcap reply ts, which
-// show which end an error comes from (all CLOCK_REALTIME). Prints one JSON object per protocol
-// with the distributions (count, min, p1, p50, p99, max, mean; ns). Exit 1 on unreadable input.
+// show which end an error comes from (all CLOCK_REALTIME). Answered records whose
+// "tx_kernel_ts" is false (send time read in user space) are counted as tx_not_kernel. Prints one
+// JSON object per protocol with the distributions (count, min, p1, p50, p99, max, mean; ns). Exit 1
+// on unreadable input.
 
 #include <arpa/inet.h>
 #include <pcap/pcap.h>
@@ -236,7 +238,7 @@ int main(int argc, char** argv) {
   }
   struct Series {
     std::vector<std::int64_t> error, abs_error, tx_offset, rx_offset, pcap_rtt, probe_rtt;
-    std::uint64_t records = 0, answered = 0, unmatched = 0;
+    std::uint64_t records = 0, answered = 0, unmatched = 0, tx_user = 0;
   };
   std::map<Proto, Series> series;
   std::uint64_t lines = 0;
@@ -262,6 +264,11 @@ int main(int argc, char** argv) {
     const auto tx = j.value("tx_ns", nlohmann::json(nullptr));
     if (!rx.is_number_integer() || !tx.is_number_integer()) continue;  // lost probe
     ++s.answered;
+    // pathsentry marks probes whose send time is a user-space clock read (no kernel TX
+    // timestamp came back): counted, since they are the ones expected to err.
+    if (const auto k = j.value("tx_kernel_ts", nlohmann::json(nullptr)); k.is_boolean() && !k) {
+      ++s.tx_user;
+    }
     const auto rtt_field = j.value("rtt_ns", nlohmann::json(nullptr));
     const std::int64_t probe_rtt = rtt_field.is_number_integer()
                                        ? rtt_field.get<std::int64_t>()
@@ -296,6 +303,7 @@ int main(int argc, char** argv) {
     p["answered"] = s.answered;
     p["matched"] = s.error.size();
     p["unmatched"] = s.unmatched;
+    p["tx_not_kernel"] = s.tx_user;
     p["error_ns"] = distribution_json(s.error);
     p["abs_error_ns"] = distribution_json(s.abs_error);
     p["tx_offset_ns"] = distribution_json(s.tx_offset);
