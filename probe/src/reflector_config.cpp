@@ -266,8 +266,8 @@ ReflectorConfig parse_reflector_config(std::string_view toml_text, const std::st
     root = toml::parse(toml_text, file);
   } catch (const toml::parse_error& e) {
     const auto& b = e.source().begin;
-    throw ConfigError(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column), "", "",
-                      std::string(e.description()));
+    throw ConfigError(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
+                      ": TOML syntax error: " + std::string(e.description()));
   }
   ReflectorConfig c;
   for (const auto& [key, node] : root) {

@@ -55,6 +55,7 @@ class BoundedMap {
         const bool stale = now_ns - s.last_ns > stale_after_ns_;
         if (stale) s.value = Value{};
         s.last_ns = now_ns;
+        s.last_use = ++uses_;
         return {&s.value, stale};
       }
       if (victim == nullptr || rank(s, now_ns) < rank(*victim, now_ns)) victim = &s;
@@ -65,6 +66,7 @@ class BoundedMap {
     victim->key = key;
     victim->value = Value{};
     victim->last_ns = now_ns;
+    victim->last_use = ++uses_;
     return {&victim->value, true};
   }
 
@@ -85,19 +87,21 @@ class BoundedMap {
     Key key{};
     Value value{};
     std::int64_t last_ns = 0;
+    std::uint64_t last_use = 0;  // order of use: exact LRU even when many share one now_ns
     bool used = false;
   };
   // Lower is a better victim: free slots, then stale ones, then the least recently used.
-  [[nodiscard]] std::int64_t rank(const Slot& s, std::int64_t now_ns) const {
-    if (!s.used) return INT64_MIN;
-    if (now_ns - s.last_ns > stale_after_ns_) return INT64_MIN + 1;
-    return s.last_ns;
+  [[nodiscard]] std::uint64_t rank(const Slot& s, std::int64_t now_ns) const {
+    if (!s.used) return 0;
+    if (now_ns - s.last_ns > stale_after_ns_) return 1;
+    return s.last_use + 1;
   }
 
   std::vector<Slot> slots_;
   std::size_t set_mask_ = 0;
   std::size_t size_ = 0;
   std::uint64_t evictions_ = 0;
+  std::uint64_t uses_ = 1;
   std::int64_t stale_after_ns_;
   std::uint64_t seed_;
 };
