@@ -38,4 +38,43 @@ struct ProbeRecord {
   bool late = false;
 };
 
+/// Direction of travel: forward = DC agent → target, reverse = target → DC agent.
+enum class Direction : std::uint8_t { Forward, Reverse };
+
+/// Kind of a path event (architecture.md §3 "Detection").
+enum class EventType : std::uint8_t {
+  Switchover,       ///< a direction's path changed, confirmed by N consecutive probes
+  OutageBegin,      ///< K consecutive probes lost in a direction (no path)
+  OutageEnd,        ///< the first probe that got through again after an OutageBegin
+  AsymmetricBegin,  ///< forward and reverse settled on different paths
+  AsymmetricEnd,    ///< they agree again (or one direction went down)
+};
+
+/// A path event of one probe stream (target + protocol), emitted by the detector. Which fields
+/// are meaningful depends on `type`; the others keep their defaults. Times are CLOCK_REALTIME ns
+/// taken from probe TX timestamps, so an event's figures do not depend on when it was detected.
+struct PathEvent {
+  EventType type = EventType::Switchover;
+  std::string target;  ///< target address as text
+  Proto proto = Proto::Icmp;
+  std::uint32_t session_id = 0;
+  Direction direction = Direction::Forward;  ///< Switchover/Outage*; Asymmetric*: Forward
+  std::int64_t ts_ns = 0;                    ///< tx of the probe that confirmed the event
+  std::uint64_t seq = 0;                     ///< sequence of that probe
+  std::int64_t detected_ns = 0;              ///< when the detector emitted it (its `now`)
+  /// Switchover: old and new path. OutageBegin: from = path before the outage, to = "none".
+  /// OutageEnd: from = "none", to = the path (or "unknown") the first probe through took.
+  std::string from;
+  std::string to;
+  std::int64_t last_ok_on_old_ns = 0;   ///< tx of the last probe seen on the old path (0: none)
+  std::int64_t first_ok_on_new_ns = 0;  ///< tx of the first probe seen on the new path
+  std::int64_t outage_ns = 0;           ///< first_ok_on_new_ns - last_ok_on_old_ns
+  std::uint64_t probes_lost = 0;        ///< probes lost in this direction in between
+  bool failback = false;                ///< Switchover back to the path it last left
+  /// Asymmetric*: the confirmed paths at that moment; duration_ns set on AsymmetricEnd.
+  std::string fwd_path;
+  std::string rev_path;
+  std::int64_t duration_ns = 0;
+};
+
 }  // namespace pathsentry
