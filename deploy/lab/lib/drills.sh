@@ -1,0 +1,252 @@
+# shellcheck shell=bash
+# Drills: each runs a steady ping stream (fping, DC host -> ECS), captures the DC gateway's two
+# SPAN mirrors and both end hosts, watches every router's routes, acts, waits for the network to
+# converge, restores, and prints the ground truth computed from the captures (deploy/lab/groundtruth).
+
+DRILLS=(baseline ec-port bgp-kill both-down ipsec-down flap blackhole)
+
+drill_help() {
+  cat <<'H'
+drills (each prints progress, then the ground-truth timeline; results in $PS_LAB_RESULTS):
+  baseline    no action: the steady state (both directions on Express Connect)
+  ec-port     shut the DC gateway's Express Connect port, then bring it back (the guide's test)
+  bgp-kill    shut the gateway's BGP session to the VBR (birdc disable), then re-enable it
+  both-down   shut both gateway uplinks (Express Connect and internet), then restore them
+  ipsec-down  tear the IPsec tunnel down while the line is up (no effect expected), re-initiate
+  flap        Express Connect port down/up FLAP_CYCLES times (FLAP_DOWN_S down, FLAP_UP_S up)
+  blackhole   the line silently drops everything, both directions, links stay up; then heals
+H
+}
+
+DRILL_PIDS=()
+
+# act TEXT CMD...: logs the action with its time, then runs it.
+act() {
+  local what=$1
+  shift
+  echo "$EPOCHREALTIME $what" >>"$DRILL_DIR/actions.log"
+  say "ACTION $what"
+  "$@"
+}
+
+# observe FWD REV TIMEOUT: waits until the routers send both directions on the given paths.
+observe() {
+  local t0=$(now_us) d
+  if wait_for "$3" "forward on $1 and reverse on $2" paths_are "$1" "$2" 2>/dev/null; then
+    d=$(($(now_us) - t0))
+    say "routes: forward on $1, reverse on $2 (after $((d / 1000)) ms)"
+  else
+    say "routes: NOT converged within $3 s: forward on $(fwd_path), reverse on $(rev_path)"
+    return 1
+  fi
+}
+
+# start_rec NAME NODE OUTFILE CMD...: a recorder (capture, route monitor) for this drill.
+start_rec() {
+  local name=$1 node=$2 out=$3
+  shift 3
+  ip netns exec "$(ns "$node")" "$@" >"$out" 2>"$DRILL_DIR/$name.err" </dev/null &
+  record_pid "drill-$name" $! "$node"
+  DRILL_PIDS+=("$! drill-$name")
+}
+
+stop_recs() {
+  local entry pid name st
+  for entry in "${DRILL_PIDS[@]}"; do
+    read -r pid name <<<"$entry"
+    st=$(proc_starttime "$pid") || continue
+    stop_pid "$name" "$pid" "$st"
+    wait "$pid" 2>/dev/null || true
+  done
+  DRILL_PIDS=()
+}
+
+capture() { # NAME NODE IFACE [FILTER...]
+  local name=$1 node=$2 ifc=$3
+  shift 3
+  start_rec "cap-$name" "$node" "$DRILL_DIR/cap-$name.pcap" \
+    tcpdump -i "$ifc" -n -s 128 -B 16384 -U --immediate-mode --time-stamp-precision=nano -w - "$@"
+}
+
+start_recorders() {
+  local node name
+  capture tap-ec dc "$TAP_EC"
+  capture tap-inet dc "$TAP_INET"
+  capture dc dc eth0 icmp and host "$ECS"
+  capture ecs ecs eth0 icmp and host "$DC_HOST"
+  for node in "${LAB_ROUTERS[@]}"; do
+    start_rec "routes-$node" "$node" "$DRILL_DIR/routes-$node.log" ip -ts -o monitor route
+  done
+  for name in tap-ec tap-inet dc ecs; do
+    wait_for 5 "tcpdump on $name" grep -q "listening on" "$DRILL_DIR/cap-$name.err" ||
+      die "tcpdump on $name did not start: $(cat "$DRILL_DIR/cap-$name.err")"
+  done
+}
+
+start_stream() {
+  start_rec stream dc "$DRILL_DIR/stream.out" fping -l -p "$STREAM_INTERVAL_MS" -i 1 \
+    -b "$STREAM_SIZE" -S "$DC_HOST" "$ECS"
+  STREAM_PID=$!
+  T_STREAM_START=$EPOCHREALTIME
+}
+
+stop_stream() {
+  local st
+  st=$(proc_starttime "$STREAM_PID") && stop_pid stream "$STREAM_PID" "$st"
+  T_STREAM_END=$EPOCHREALTIME
+}
+
+# Puts the lab back in its normal state whatever a drill changed. Idempotent.
+drill_restore() {
+  ip -n "$(ns gw)" link set ec up 2>/dev/null || true
+  ip -n "$(ns gw)" link set inet up 2>/dev/null || true
+  line_connect 2>/dev/null || true
+  birdc_n gw enable vbr >/dev/null 2>&1 || true
+  tunnel_installed || swanctl_n gw --initiate --child dc-vpc --timeout 5 >/dev/null 2>&1 || true
+}
+
+drill_aborted() {
+  trap - INT TERM EXIT
+  echo "lab: drill interrupted; restoring the lab and stopping the drill's recorders" >&2
+  drill_restore
+  stop_recs
+  echo "lab: partial drill data kept in $DRILL_DIR" >&2
+  exit 130
+}
+
+# ---------------------------------------------------------------------------------- the drills
+
+drill_baseline() {
+  sleep $((DRILL_HOLD_S + DRILL_SETTLE_S))
+}
+
+drill_ec_port() {
+  act "gw: shut the Express Connect port (ip link set ec down)" ip -n "$(ns gw)" link set ec down
+  observe ipsec ipsec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_HOLD_S"
+  act "gw: Express Connect port back up (ip link set ec up)" ip -n "$(ns gw)" link set ec up
+  observe ec ec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_SETTLE_S"
+}
+
+drill_bgp_kill() {
+  act "gw: BGP session to the VBR shut down (birdc disable vbr)" birdc_n gw disable vbr
+  observe ipsec ipsec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_HOLD_S"
+  act "gw: BGP session to the VBR re-enabled (birdc enable vbr)" birdc_n gw enable vbr
+  observe ec ec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_SETTLE_S"
+}
+
+both_down() { ip -n "$(ns gw)" link set ec down && ip -n "$(ns gw)" link set inet down; }
+both_up() { ip -n "$(ns gw)" link set ec up && ip -n "$(ns gw)" link set inet up; }
+
+drill_both_down() {
+  act "gw: shut both uplinks (ec and inet down)" both_down
+  # Routing still points at the tunnel (ipsec0 stays up); nothing gets through.
+  observe ipsec ipsec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_HOLD_S"
+  act "gw: both uplinks back up" both_up
+  observe ec ec "$DRILL_TIMEOUT_S" || true
+  wait_for "$DRILL_TIMEOUT_S" "the IPsec tunnel" tunnel_installed &&
+    say "tunnel: CHILD_SA installed" || say "tunnel: NOT re-established within $DRILL_TIMEOUT_S s"
+  sleep "$DRILL_SETTLE_S"
+}
+
+drill_ipsec_down() {
+  act "gw: IPsec tunnel torn down (swanctl --terminate --ike dc-vpn)" \
+    swanctl_n gw --terminate --ike dc-vpn --timeout 5 >/dev/null
+  wait_for 5 "the tunnel to go" sh -c '! swanctl --list-sas --uri "$1" 2>/dev/null | grep -q INSTALLED' \
+    sh "unix://$STATE/gw/run/charon.vici" && say "tunnel: down" || say "tunnel: still up?"
+  sleep $((DRILL_HOLD_S * 2))
+  act "gw: IPsec tunnel initiated again (swanctl --initiate --child dc-vpc)" \
+    swanctl_n gw --initiate --child dc-vpc --timeout 10 >/dev/null
+  wait_for "$DRILL_TIMEOUT_S" "the IPsec tunnel" tunnel_installed && say "tunnel: CHILD_SA installed" ||
+    say "tunnel: NOT re-established within $DRILL_TIMEOUT_S s"
+  sleep "$DRILL_SETTLE_S"
+}
+
+drill_flap() {
+  local i
+  for i in $(seq "$FLAP_CYCLES"); do
+    act "gw: Express Connect port down (flap $i/$FLAP_CYCLES)" ip -n "$(ns gw)" link set ec down
+    sleep "$FLAP_DOWN_S"
+    act "gw: Express Connect port up (flap $i/$FLAP_CYCLES)" ip -n "$(ns gw)" link set ec up
+    sleep "$FLAP_UP_S"
+  done
+  observe ec ec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_SETTLE_S"
+}
+
+drill_blackhole() {
+  act "line: silent black hole in both directions (ports keep their link)" line_blackhole
+  observe ipsec ipsec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_HOLD_S"
+  act "line: carries traffic again" line_connect
+  observe ec ec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_SETTLE_S"
+}
+
+# --------------------------------------------------------------------------------- the command
+
+cmd_drill() {
+  local name= profile= arg
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --profile) profile=${2:?--profile needs fast or realistic}; shift 2 ;;
+      --profile=*) profile=${1#*=}; shift ;;
+      -h | --help) drill_help; return 0 ;;
+      -*) die "drill: unknown option '$1'" ;;
+      *) [ -z "$name" ] || die "drill: one drill at a time"; name=$1; shift ;;
+    esac
+  done
+  [ -n "$name" ] || { drill_help; exit 2; }
+  [[ " ${DRILLS[*]} " == *" $name "* ]] || { drill_help >&2; die "unknown drill '$name'"; }
+  require_root
+  check_tools
+  if [ -n "$profile" ]; then
+    cmd_up --profile "$profile"
+  elif ! lab_is_up; then
+    cmd_up
+  fi
+  # the running lab's timings
+  # shellcheck disable=SC1091
+  source "$STATE/profile.env"
+
+  DRILL_DIR="$RESULTS/$(date -u +%Y%m%dT%H%M%SZ)-$name-$PROFILE-${PREFIX%-}"
+  mkdir -p "$DRILL_DIR"
+  : >"$DRILL_DIR/actions.log"
+  trap drill_aborted INT TERM
+  say "drill $name (profile $PROFILE): recording into $DRILL_DIR"
+  start_recorders
+  start_stream
+  say "stream: ping every $STREAM_INTERVAL_MS ms, $STREAM_SIZE-byte payload, $DC_HOST -> $ECS"
+  sleep "$DRILL_SETTLE_S"
+  "drill_${name//-/_}"
+  stop_stream
+  sleep 0.3 # the last replies
+  stop_recs
+  trap - INT TERM
+  cp "$STATE/cen/hc.log" "$DRILL_DIR/hc.log" 2>/dev/null || true
+  for arg in gw vbr cen; do cp "$STATE/$arg/bird.log" "$DRILL_DIR/bird-$arg.log" 2>/dev/null || true; done
+  for arg in gw vpn; do cp "$STATE/$arg/run/charon.log" "$DRILL_DIR/charon-$arg.log" 2>/dev/null || true; done
+  {
+    echo "DRILL=$name"
+    echo "PREFIX=$PREFIX"
+    echo "DC_HOST=$DC_HOST"
+    echo "ECS=$ECS"
+    echo "GW_PUB=$GW_PUB"
+    echo "VPN_PUB=$VPN_PUB"
+    echo "STREAM_ESP_LEN=$(esp_len_for_inner $((STREAM_SIZE + 28)))"
+    echo "T_STREAM_START=$T_STREAM_START"
+    echo "T_STREAM_END=$T_STREAM_END"
+    cat "$STATE/profile.env"
+  } >"$DRILL_DIR/meta.env"
+  say "drill $name done; computing the ground truth from the captures"
+  echo
+  python3 "$LAB_DIR/groundtruth" "$DRILL_DIR" --json "$DRILL_DIR/result.json" |
+    tee "$DRILL_DIR/timeline.txt"
+  echo
+  echo "results: $DRILL_DIR (timeline.txt, result.json, captures)"
+  [ "$(fwd_path)/$(rev_path)" = ec/ec ] || warn "the lab did not return to Express Connect (forward $(fwd_path), reverse $(rev_path))"
+}

@@ -1,0 +1,73 @@
+# shellcheck shell=bash
+# The lab's topology facts: node names, interface names, addresses. Sourced by deploy/lab/lab.
+# Addresses follow docs/scenario (Alibaba Cloud's active/standby Express Connect + IPsec-VPN
+# guide); addresses the guide masks or does not give come from documentation/CGNAT ranges.
+#
+#  dc ──lan── gw ──ec── line ──ec── vbr ──cen── cen ──vpc1── ecs
+#  (tap-ec,   │                                  │
+#   tap-inet) └──inet── inet ──inet── vpn ──vpc2─┘
+#
+# dc   DC host, runs the agent; its tap-ec / tap-inet receive the gateway's SPAN mirrors
+# gw   DC gateway: Express Connect port "ec", internet port "inet", BGP AS 65530, IPsec initiator
+# line the Express Connect circuit: a tc wire between two veths (no addresses), so the VBR does
+#      not see the gateway's port go down, and a line fault can be silent
+# vbr  virtual border router, AS 45104
+# cen  cloud router standing for CEN (+ the VPCs' vrouters), runs the CEN health check
+# vpn  VPN gateway in transit VPC2, IPsec responder
+# inet the internet between the two public addresses
+# ecs  the ECS instance in VPC1, runs the reflector
+
+LAB_NODES=(dc gw line vbr cen vpn inet ecs)
+LAB_ROUTERS=(gw vbr cen vpn)
+
+# Data center
+DC_NET=172.16.0.0/16
+DC_HOST=172.16.1.188
+DC_LAN_GW=172.16.1.1
+DC_LAN_LEN=24
+TAP_EC=tap-ec
+TAP_INET=tap-inet
+
+# Express Connect (VBR 10.1.0.0/30)
+EC_GW=10.1.0.2
+EC_VBR=10.1.0.1
+EC_LEN=30
+GW_ASN=65530
+CLOUD_ASN=45104
+
+# The DC gateway's static routes live in their own kernel table, consulted after main.
+GW_STATIC_TABLE=100
+GW_STATIC_RULE_PREF=32790
+
+# Internet / IPsec (the guide masks the gateway's public IP as 211.XX.XX.68)
+GW_PUB=198.51.100.68
+INET_GW_SIDE=198.51.100.1
+VPN_PUB=203.0.113.10
+INET_VPN_SIDE=203.0.113.1
+PUB_LEN=24
+ESP_UDP_PORT=4500
+
+# Cloud
+VBR_CEN=100.64.0.1
+CEN_VBR=100.64.0.2
+CLOUD_LINK_LEN=30
+VPC2_NET=10.0.0.0/16
+CEN_VPC2=10.0.0.1
+VPN_VPC2=10.0.0.2
+VPC2_LEN=24
+VPC1_NET=192.168.0.0/16
+CEN_VPC1=192.168.20.1
+ECS=192.168.20.161
+VPC1_LEN=24
+# kernel-libipsec needs the VPN gateway to own an address inside its local traffic selector
+VPN_TS_ADDR=192.168.255.254
+# CEN health check: probes from an automatic address in 100.96.0.0/16 to the gateway's EC address
+HC_SRC=100.96.0.10
+
+# IPsec proposals available with this strongSwan build (no openssl/gcm plugins):
+# IKE aes128-sha256-modp2048, ESP aes128-sha256 (AES-CBC, HMAC-SHA256-128).
+IKE_PROPOSAL=aes128-sha256-modp2048
+ESP_PROPOSAL=aes128-sha256
+# ESP length for an inner IP packet of L bytes with AES-CBC + HMAC-SHA256-128:
+# header 8 + IV 16 + ceil16(L + 2 trailer bytes) + ICV 16.
+esp_len_for_inner() { echo $((8 + 16 + ($1 + 2 + 15) / 16 * 16 + 16)); }
