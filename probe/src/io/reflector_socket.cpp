@@ -278,10 +278,16 @@ void ReflectorServer::Impl::open_all() {
     for (auto& s : sockets) close(s.fd);
     sockets.clear();
     if (config.port == 0 && failed_errno == EADDRINUSE && attempt < 16) continue;
-    throw ConfigError("", "bind", endpoint_text(failed_addr, p),
-                      "cannot listen: " + errno_text(failed_errno));
+    std::string why =
+        "cannot listen on " + endpoint_text(failed_addr, p) + ": " + errno_text(failed_errno);
+    if (failed_errno == EACCES && p < 1024) {
+      why += " (a port below 1024 needs CAP_NET_BIND_SERVICE; the systemd unit grants it)";
+    } else if (failed_errno == EADDRNOTAVAIL) {
+      why += " (not an address of this host: check bind)";
+    }
+    throw ConfigError(why);
   }
-  if (sockets.empty()) throw ConfigError("", "bind", "", "no socket could be opened");
+  if (sockets.empty()) throw ConfigError("no socket could be opened (IPv4 and IPv6 both failed)");
   wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd < 0) throw std::system_error(errno, std::system_category(), "eventfd");
 

@@ -152,3 +152,23 @@ TEST_CASE("reflector binary serves on loopback and exits cleanly", "[integration
   REQUIRE(child.stop() == 0);
   REQUIRE_THAT(child.rest(), Catch::Contains("reflector counters: received=3 replied=3 "));
 }
+
+// A socket that cannot be bound stops startup with an error naming the address and port.
+TEST_CASE("reflector server reports bind failures", "[integration][reflector]") {
+  pathsentry::SystemClock clock;
+  SECTION("port in use") {
+    RunningReflector first(loopback_config());
+    auto c = loopback_config();
+    c.port = first.server.port();
+    REQUIRE_THROWS_WITH(pathsentry::probe::ReflectorServer(c, clock),
+                        Catch::Contains("cannot listen on 127.0.0.1:" + std::to_string(c.port)) &&
+                            Catch::Contains("in use"));
+  }
+  SECTION("address not on this host") {
+    auto c = loopback_config();
+    c.bind = {*IpAddress::parse("192.0.2.1")};  // TEST-NET-1: bind only, nothing is sent
+    REQUIRE_THROWS_WITH(pathsentry::probe::ReflectorServer(c, clock),
+                        Catch::Contains("cannot listen on 192.0.2.1:") &&
+                            Catch::Contains("not an address of this host"));
+  }
+}
