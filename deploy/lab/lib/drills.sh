@@ -29,9 +29,19 @@ act() {
   "$@"
 }
 
+tunnel_gone() { ! tunnel_installed; }
+wait_tunnel() {
+  if wait_for "$DRILL_TIMEOUT_S" "the IPsec tunnel" tunnel_installed 2>/dev/null; then
+    say "tunnel: CHILD_SA installed"
+  else
+    say "tunnel: NOT re-established within $DRILL_TIMEOUT_S s"
+  fi
+}
+
 # observe FWD REV TIMEOUT: waits until the routers send both directions on the given paths.
 observe() {
-  local t0=$(now_us) d
+  local t0 d
+  t0=$(now_us)
   if wait_for "$3" "forward on $1 and reverse on $2" paths_are "$1" "$2" 2>/dev/null; then
     d=$(($(now_us) - t0))
     say "routes: forward on $1, reverse on $2 (after $((d / 1000)) ms)"
@@ -138,8 +148,9 @@ drill_bgp_kill() {
   sleep "$DRILL_SETTLE_S"
 }
 
-both_down() { ip -n "$(ns gw)" link set ec down && ip -n "$(ns gw)" link set inet down; }
-both_up() { ip -n "$(ns gw)" link set ec up && ip -n "$(ns gw)" link set inet up; }
+# both ports in one netlink batch, microseconds apart
+both_down() { printf 'link set ec down\nlink set inet down\n' | ip -n "$(ns gw)" -batch -; }
+both_up() { printf 'link set ec up\nlink set inet up\n' | ip -n "$(ns gw)" -batch -; }
 
 drill_both_down() {
   act "gw: shut both uplinks (ec and inet down)" both_down
@@ -148,21 +159,18 @@ drill_both_down() {
   sleep "$DRILL_HOLD_S"
   act "gw: both uplinks back up" both_up
   observe ec ec "$DRILL_TIMEOUT_S" || true
-  wait_for "$DRILL_TIMEOUT_S" "the IPsec tunnel" tunnel_installed &&
-    say "tunnel: CHILD_SA installed" || say "tunnel: NOT re-established within $DRILL_TIMEOUT_S s"
+  wait_tunnel
   sleep "$DRILL_SETTLE_S"
 }
 
 drill_ipsec_down() {
   act "gw: IPsec tunnel torn down (swanctl --terminate --ike dc-vpn)" \
     swanctl_n gw --terminate --ike dc-vpn --timeout 5 >/dev/null
-  wait_for 5 "the tunnel to go" sh -c '! swanctl --list-sas --uri "$1" 2>/dev/null | grep -q INSTALLED' \
-    sh "unix://$STATE/gw/run/charon.vici" && say "tunnel: down" || say "tunnel: still up?"
+  if wait_for 5 "the tunnel to go" tunnel_gone; then say "tunnel: down"; else say "tunnel: still up"; fi
   sleep $((DRILL_HOLD_S * 2))
   act "gw: IPsec tunnel initiated again (swanctl --initiate --child dc-vpc)" \
     swanctl_n gw --initiate --child dc-vpc --timeout 10 >/dev/null
-  wait_for "$DRILL_TIMEOUT_S" "the IPsec tunnel" tunnel_installed && say "tunnel: CHILD_SA installed" ||
-    say "tunnel: NOT re-established within $DRILL_TIMEOUT_S s"
+  wait_tunnel
   sleep "$DRILL_SETTLE_S"
 }
 
@@ -215,6 +223,7 @@ cmd_drill() {
 
   DRILL_DIR="$RESULTS/$(date -u +%Y%m%dT%H%M%SZ)-$name-$PROFILE-${PREFIX%-}"
   mkdir -p "$DRILL_DIR"
+  echo "$DRILL_DIR" >"$STATE/last-drill"
   : >"$DRILL_DIR/actions.log"
   trap drill_aborted INT TERM
   say "drill $name (profile $PROFILE): recording into $DRILL_DIR"
