@@ -1,0 +1,220 @@
+// pathsentry-probe: the agent's probing core (docs/probe.md).
+#include <pthread.h>
+#include <signal.h>
+
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "pathsentry/common/clock.h"
+#include "pathsentry/common/config_error.h"
+#include "pathsentry/probe/agent_config.h"
+#include "pathsentry/probe/engine.h"
+#include "pathsentry/probe/io/probe_sockets.h"
+#include "pathsentry/probe/probe_output.h"
+
+namespace {
+
+using namespace pathsentry;
+using namespace pathsentry::probe;
+
+void log(const std::string& m) {
+  std::fprintf(stderr, "pathsentry-probe: %s\n", m.c_str());
+}
+
+class NullSink final : public RecordSink {
+ public:
+  void on_record(const ProbeRecord&) override {}
+};
+
+struct FileCloser {
+  void operator()(std::FILE* f) const {
+    if (f != nullptr && f != stdout) std::fclose(f);
+  }
+};
+using File = std::unique_ptr<std::FILE, FileCloser>;
+
+File open_output(const std::string& path, const std::string& flag, const std::string& file) {
+  if (path == "-") return File(stdout);
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) throw ConfigError(file, flag, path, std::strerror(errno));
+  return File(f);
+}
+
+std::unique_ptr<ProbeSession> make_session(const AgentConfig& cfg, std::size_t i,
+                                           RecordSink& sink) {
+  const SessionConfig& s = cfg.sessions[i];
+  io::ProbeSocketOptions o;
+  o.target = s.target;
+  o.port = s.stamp_port;
+  o.source = s.source;
+  o.interface = s.interface;
+  o.dscp = s.dscp;
+  const auto echo_id = static_cast<std::uint16_t>((s.session_id >> 16) ^ s.session_id);
+  auto opened = s.proto == Proto::Icmp ? io::open_icmp_socket(o, cfg.icmp_socket, echo_id)
+                                       : io::open_udp_socket(o);
+  if (!opened) {
+    const auto& e = opened.error();
+    std::string key = cfg.session_keys[i];
+    std::string value = s.target.to_string();
+    if (e.option == "source" && s.source) value = s.source->to_string();
+    if (e.option == "interface") value = s.interface;
+    if (e.option == "dscp") value = std::to_string(s.dscp);
+    if (!e.option.empty() && key != "--target") key += "." + e.option;
+    if (key == "--target" && !e.option.empty() && e.option != "target") key = "--" + e.option;
+    throw ConfigError(
+        cfg.config_file, key, value,
+        std::string("cannot open the ") + proto_name(s.proto) + " socket: " + e.message());
+  }
+  if (!opened->note.empty()) log(s.target.to_string() + " icmp: " + opened->note);
+  WireFormat wf;
+  wf.proto = s.proto;
+  wf.family = s.target.family;
+  wf.icmp_raw = opened->icmp_raw;
+  wf.echo_id = opened->echo_id;
+  wf.agent_id = s.agent_id;
+  wf.session_id = s.session_id;
+  wf.datagram_size = datagram_size_for(s.proto, s.size);
+  wf.stamp_error = local_error_estimate();
+  return std::make_unique<ProbeSession>(s, wf, std::move(opened->socket), sink);
+}
+
+int run(const AgentConfig& cfg) {
+  File records;
+  File summary;
+  if (!cfg.records.empty()) records = open_output(cfg.records, "--records", "");
+  if (!cfg.summary_json.empty()) summary = open_output(cfg.summary_json, "--summary-json", "");
+  // Keep stdout clean for JSON when it carries records or the summary document.
+  std::FILE* human = (cfg.records == "-" || cfg.summary_json == "-") ? stderr : stdout;
+
+  // Signals are taken by a waiting thread, not a handler: block them before any thread starts.
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  NullSink null_sink;
+  std::unique_ptr<JsonLinesWriter> writer;
+  RecordSink* sink = &null_sink;
+  if (records) {
+    writer = std::make_unique<JsonLinesWriter>(records.get());
+    sink = writer.get();
+  }
+
+  SystemClock clock;
+  EngineOptions eo;
+  eo.duration_ns = cfg.duration_ns;
+  Engine engine(clock, eo);
+  for (std::size_t i = 0; i < cfg.sessions.size(); ++i) {
+    engine.add_session(make_session(cfg, i, *sink));
+  }
+  if (!cfg.quiet) {
+    engine.on_interval([&](std::int64_t end_ns, std::span<const IntervalReport> reports) {
+      for (std::size_t i = 0; i < reports.size(); ++i) {
+        std::fprintf(
+            human, "%s\n",
+            format_interval_line(end_ns, engine.sessions()[i]->config(), reports[i]).c_str());
+      }
+      std::fflush(human);
+    });
+  }
+  log("probing " + std::to_string(cfg.sessions.size()) + " session(s)" +
+      (cfg.duration_ns ? " for " + std::to_string(cfg.duration_ns / kNsPerSec) + " s"
+                       : std::string(" until SIGINT/SIGTERM")));
+
+  std::atomic<bool> done{false};
+  std::thread waiter([&] {
+    const timespec tick{0, 100'000'000};
+    while (!done.load()) {
+      const int sig = sigtimedwait(&sigs, nullptr, &tick);
+      if (sig == SIGINT || sig == SIGTERM) {
+        log(std::string("got ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+            ": stopping, waiting for outstanding replies");
+        engine.request_stop();
+      }
+    }
+  });
+  const std::int64_t t0 = clock.monotonic_ns();
+  try {
+    engine.run();
+  } catch (...) {
+    done.store(true);
+    waiter.join();
+    throw;
+  }
+  const double duration_s = static_cast<double>(clock.monotonic_ns() - t0) / 1e9;
+  done.store(true);
+  waiter.join();
+
+  if (writer) {
+    writer->flush();
+    if (writer->failed()) log("writing records to " + cfg.records + " failed: some are missing");
+  }
+  std::vector<SessionSummary> summaries;
+  std::vector<const SessionConfig*> configs;
+  for (const auto& s : engine.sessions()) {
+    summaries.push_back(s->summary());
+    configs.push_back(&s->config());
+  }
+  for (std::size_t i = 0; i < summaries.size(); ++i) {
+    std::fprintf(human, "%s\n", format_total_line(*configs[i], summaries[i]).c_str());
+  }
+  std::fflush(human);
+  if (summary) {
+    const std::string doc = summary_json(duration_s, configs, summaries) + "\n";
+    if (std::fwrite(doc.data(), 1, doc.size(), summary.get()) != doc.size() ||
+        std::fflush(summary.get()) != 0) {
+      log("writing the summary to " + cfg.summary_json + " failed");
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  std::random_device rd;
+  const auto nonce = static_cast<std::uint16_t>(rd());
+  AgentConfig cfg;
+  try {
+    cfg = parse_agent_config(args, nonce);
+  } catch (const ConfigError& e) {
+    log(e.what());
+    return 2;
+  }
+  if (cfg.help) {
+    std::fputs(agent_usage().c_str(), stdout);
+    return 0;
+  }
+  if (cfg.check_only) {
+    std::printf("configuration OK: %zu session(s)\n", cfg.sessions.size());
+    for (const auto& s : cfg.sessions) {
+      std::printf("  %s %s rate %g/s timeout %lld ms dscp %u size %zu%s%s\n",
+                  s.target.to_string().c_str(), proto_name(s.proto), s.rate_pps,
+                  static_cast<long long>(s.timeout_ns / 1'000'000), s.dscp,
+                  datagram_size_for(s.proto, s.size) + (s.proto == Proto::Stamp ? 8 : 0),
+                  s.source ? (" source " + s.source->to_string()).c_str() : "",
+                  s.interface.empty() ? "" : (" interface " + s.interface).c_str());
+    }
+    return 0;
+  }
+  try {
+    return run(cfg);
+  } catch (const ConfigError& e) {
+    log(e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    log(std::string("fatal: ") + e.what());
+    return 1;
+  }
+}

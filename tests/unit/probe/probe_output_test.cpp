@@ -1,0 +1,107 @@
+#include "pathsentry/probe/probe_output.h"
+
+#include <array>
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+using namespace pathsentry;
+using namespace pathsentry::probe;
+
+// A received STAMP record encodes every field of the --records contract.
+TEST_CASE("record json for a received stamp probe", "[unit][output]") {
+  ProbeRecord r;
+  r.target = "fd53::2";
+  r.proto = Proto::Stamp;
+  r.session_id = 77;
+  r.seq = 1ULL << 40;
+  r.tx_ns = 1'700'000'000'000'000'000;
+  r.rx_ns = r.tx_ns + 12345;
+  r.rtt_ns = 12345;
+  r.tx_kernel_ts = true;
+  r.reflector_seq = 9;
+  r.reflector_rx_ns = r.tx_ns + 5000;
+  r.reflector_tx_ns = r.tx_ns + 6000;
+  r.fwd_path = "express-connect";
+  std::array<char, 512> buf{};
+  const std::size_t n = format_record_json(r, buf);
+  REQUIRE(n > 0);
+  const auto j = nlohmann::json::parse(std::string(buf.data(), n));
+  REQUIRE(j["target"] == "fd53::2");
+  REQUIRE(j["proto"] == "stamp");
+  REQUIRE(j["session"] == 77);
+  REQUIRE(j["seq"] == (1ULL << 40));
+  REQUIRE(j["tx_ns"] == r.tx_ns);
+  REQUIRE(j["rx_ns"] == *r.rx_ns);
+  REQUIRE(j["rtt_ns"] == 12345);
+  REQUIRE(j["late"] == false);
+  REQUIRE(j["reflector_seq"] == 9);
+  REQUIRE(j["reflector_rx_ns"] == *r.reflector_rx_ns);
+  REQUIRE(j["reflector_tx_ns"] == *r.reflector_tx_ns);
+  REQUIRE(j["fwd_path"] == "express-connect");
+  REQUIRE(j["rev_path"] == "");
+}
+
+// A lost ICMP probe has null rx and reflector fields; a too-small buffer is refused.
+TEST_CASE("record json for a lost icmp probe", "[unit][output]") {
+  ProbeRecord r;
+  r.target = "198.18.0.2";
+  r.fwd_path = "a\"b";
+  std::array<char, 512> buf{};
+  const std::size_t n = format_record_json(r, buf);
+  const auto j = nlohmann::json::parse(std::string(buf.data(), n));
+  REQUIRE(j["rx_ns"].is_null());
+  REQUIRE(j["reflector_seq"].is_null());
+  REQUIRE(j["proto"] == "icmp");
+  REQUIRE(j["fwd_path"] == "a\"b");
+  std::array<char, 40> small{};
+  REQUIRE(format_record_json(r, small) == 0);
+}
+
+// The summary document has the contract's fields, with null direction split for ICMP.
+TEST_CASE("summary json document", "[unit][output]") {
+  SessionConfig a;
+  a.target = *IpAddress::parse("198.18.0.2");
+  a.proto = Proto::Icmp;
+  a.rate_pps = 1000;
+  SessionConfig b = a;
+  b.proto = Proto::Stamp;
+  SessionSummary sa;
+  sa.counters.sent = 10;
+  sa.counters.received = 9;
+  sa.counters.lost = 1;
+  sa.rtt = {9, 100, 200, 300, 400, 210.5};
+  SessionSummary sb = sa;
+  sb.lost_forward = 1;
+  sb.lost_reverse = 0;
+  const SessionConfig* configs[] = {&a, &b};
+  const SessionSummary sums[] = {sa, sb};
+  const auto j = nlohmann::json::parse(summary_json(2.5, configs, sums));
+  REQUIRE(j["duration_s"] == 2.5);
+  REQUIRE(j["sessions"].size() == 2);
+  const auto& s0 = j["sessions"][0];
+  for (const char* k :
+       {"target", "proto", "rate", "sent", "received", "lost", "lost_forward", "lost_reverse",
+        "duplicates", "reordered", "late", "missed_slots", "send_errors", "rtt_ns", "jitter_ns"}) {
+    REQUIRE(s0.contains(k));
+  }
+  REQUIRE(s0["lost_forward"].is_null());
+  REQUIRE(s0["rtt_ns"]["p99"] == 300);
+  REQUIRE(j["sessions"][1]["lost_forward"] == 1);
+  REQUIRE(j["sessions"][1]["proto"] == "stamp");
+}
+
+// The live summary line shows sent/received/lost and RTT in ms.
+TEST_CASE("interval line format", "[unit][output]") {
+  SessionConfig s;
+  s.target = *IpAddress::parse("198.18.0.2");
+  IntervalReport r;
+  r.counters.sent = 1000;
+  r.counters.received = 998;
+  r.counters.lost = 2;
+  r.counters.missed_slots = 3;
+  r.rtt = {998, 31'000, 52'000, 110'000, 201'000, 55'000};
+  const auto line = format_interval_line(1'700'000'000'000'000'000, s, r);
+  REQUIRE_THAT(line, Catch::Matchers::Contains("sent 1000 recv 998 lost 2") &&
+                         Catch::Matchers::Contains("0.031/0.052/0.110/0.201") &&
+                         Catch::Matchers::Contains("missed 3"));
+}
