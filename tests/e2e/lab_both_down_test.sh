@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# e2e: with both of the DC gateway's uplinks down nothing reaches the ECS and nothing comes back;
+# once they return, traffic flows again and ends on Express Connect.
+# Usage: bash tests/e2e/lab_both_down_test.sh [build-dir]
+source "$(dirname "$0")/../../deploy/lab/lib/e2e.sh"
+e2e_init pst4-
+
+e2e_log "lab up"
+bash "$LAB" up >/dev/null
+run_drill both-down
+R=$RESULT
+a_down=$(rj "$R" 'actions()[0]')
+a_up=$(rj "$R" 'actions()[1]')
+# a probe sent within 20 ms before the ports went down may still be on its way
+for d in forward reverse; do
+  check "$d: no probe delivered while both uplinks were down" \
+    rj_true "$R" "not [x for x in r['$d']['runs'] if x['state'] in ('ec', 'ipsec') and x['last_t'] > $a_down + 0.02 and x['first_t'] < $a_up]"
+  check "$d: delivered again after the uplinks came back, ending on Express Connect" \
+    rj_true "$R" "r['$d']['runs'][-1]['state'] == 'ec' and r['$d']['runs'][-1]['count'] > 50"
+done
+check "forward: the outage lost every probe sent while both were down" \
+  rj_true "$R" "sum(x['count'] for x in r['forward']['runs'] if x['state'] == 'lost') >= ($a_up - $a_down) / (r['stream']['interval_ms'] / 1000) * 0.9"
+check "the IPsec tunnel came back" bash -c 'bash "$1" status | grep -q INSTALLED' sh "$LAB"
