@@ -1,0 +1,81 @@
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pathsentry/common/record.h"
+
+namespace pathsentry::probe {
+
+/// Detection settings (architecture.md §3 "Detection").
+struct DetectorConfig {
+  /// N: consecutive probes on a new path that confirm a switchover (and establish the first
+  /// path). Losses and "unknown" probes in between neither count nor break the run.
+  std::uint32_t confirm_probes = 3;
+  /// K: consecutive lost probes in a direction that make an outage.
+  std::uint32_t outage_losses = 3;
+  /// Records are processed in sequence order; a missing sequence is waited for this long
+  /// (the attributor always reports every probe, so this only guards against its bugs).
+  std::int64_t reorder_hold_ns = 3'000'000'000;
+  /// Records held per stream while waiting; beyond it the oldest gap is skipped.
+  std::size_t reorder_window = std::size_t{1} << 16;
+};
+
+/// Counters of the detector.
+struct DetectorStats {
+  std::uint64_t records = 0;     ///< records processed in order
+  std::uint64_t late = 0;        ///< records for a sequence already processed (ignored)
+  std::uint64_t duplicates = 0;  ///< a sequence held twice (ignored)
+  std::uint64_t skipped = 0;     ///< sequences never seen, given up after reorder_hold_ns
+  std::uint64_t events = 0;
+};
+
+/// Path state machine per probe stream (one session: a target and a protocol) and direction.
+/// A pure function of (state, record, now) → events: it reads no clock and does no I/O, so the
+/// agent calls it right after the attributor and events leave with the record that confirmed
+/// them. Event times come from the probes' TX timestamps.
+///
+/// Per direction, each record's path is one of: a path label (the probe took it), "unknown"
+/// (it got through, path not attributable), or "none" (lost that way).
+/// - Switchover: N consecutive probes on a path other than the current one (failback when it
+///   is the path last left); last_ok_on_old_ns / first_ok_on_new_ns are the TX times of the last
+///   probe on the old path and the first on the new, probes_lost the losses in between.
+/// - OutageBegin after K consecutive losses; OutageEnd with the first probe through again.
+/// - AsymmetricBegin/End: both directions have a confirmed path, neither is in an outage, and
+///   the paths differ / no longer do. Judged only when neither direction has an unconfirmed
+///   new path in sight (its confirmed one may be stale); an outage ends asymmetry at once.
+/// Not thread-safe.
+class Detector {
+ public:
+  /// Throws ConfigError when N or K is 0 or the window is 0.
+  explicit Detector(DetectorConfig config);
+  ~Detector();
+  Detector(const Detector&) = delete;
+  Detector& operator=(const Detector&) = delete;
+
+  /// Takes one finished record (any order; held until its predecessors arrive) and appends
+  /// the events it completes to `out`. `now_ns` stamps detected_ns and times the reorder hold.
+  void on_record(const ProbeRecord& record, std::int64_t now_ns, std::vector<PathEvent>& out);
+  /// Gives up on sequences missing longer than reorder_hold_ns and processes what follows.
+  void poll(std::int64_t now_ns, std::vector<PathEvent>& out);
+
+  /// The confirmed path of a session in a direction; nullopt before one is established or for
+  /// an unknown session.
+  [[nodiscard]] std::optional<std::string> current_path(std::uint32_t session_id,
+                                                        Direction dir) const;
+  /// True while the direction is in an outage.
+  [[nodiscard]] bool in_outage(std::uint32_t session_id, Direction dir) const;
+  /// True while the session's directions are asymmetric.
+  [[nodiscard]] bool asymmetric(std::uint32_t session_id) const;
+  [[nodiscard]] const DetectorStats& stats() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pathsentry::probe
