@@ -227,9 +227,11 @@ if [ "$have_pathsentry" -eq 1 ]; then
   wait_line "$OUT/reflector.log" "reflector listening" "$refl_pid" || die "reflector did not start"
 fi
 
-probe_step() { # PROTO RATE -> prints "true" when the step was clean
+step=""
+probe_step() { # PROTO RATE; sets $step to the step record's path
   local proto=$1 rate=$2 tag k0 k1 t0 t1 peer=null
   tag=probe-$proto-$(printf %08d "$rate")
+  step=$OUT/$tag.step.json
   k0=$(cpu_ticks "$refl_pid")
   t0=$(now_ns)
   # shellcheck disable=SC2086
@@ -241,39 +243,46 @@ probe_step() { # PROTO RATE -> prints "true" when the step was clean
   k1=$(cpu_ticks "$refl_pid")
   [ "$proto" = stamp ] && peer=$(cpu_pct "$k0" "$k1" "$t0" "$t1")
   report probe-step --summary "$OUT/$tag.summary.json" --runstat "$OUT/$tag.runstat.json" \
-    --proto "$proto" --rate "$rate" --peer-cpu "$peer" --out "$OUT/$tag.step.json"
-  log "$(printf '  %-5s %8s/s: sent %8.0f/s, lost %s, cpu %s%%, p50 %s ns, p99 %s ns -> %s' \
-    "$proto" "$rate" "$(report get "$OUT/$tag.step.json" achieved_rate)" \
-    "$(report get "$OUT/$tag.step.json" lost)" "$(report get "$OUT/$tag.step.json" cpu_pct)" \
-    "$(report get "$OUT/$tag.step.json" rtt_p50_ns)" "$(report get "$OUT/$tag.step.json" rtt_p99_ns)" \
-    "$(report get "$OUT/$tag.step.json" why)")"
-  report get "$OUT/$tag.step.json" clean
+    --proto "$proto" --rate "$rate" --peer-cpu "$peer" --out "$step"
+  log "$(printf '  %-5s %8s/s: sent %8.0f/s, lost %s, cpu %.0f%%, p50 %s ns, p99 %s ns -> %s' \
+    "$proto" "$rate" "$(report get "$step" achieved_rate)" "$(report get "$step" lost)" \
+    "$(report get "$step" cpu_pct)" "$(report get "$step" rtt_p50_ns)" \
+    "$(report get "$step" rtt_p99_ns)" "$(report get "$step" why)")"
 }
 
 if [ "$have_pathsentry" -eq 1 ]; then
   for proto in $PROTOS; do
     log "== (a) pathsentry $proto at rising rates, $STEP_S s each"
+    # Rise while nothing is lost. A step that loses nothing but cannot hold its rate is
+    # recorded and the rise goes on, unless it reached less than half the rate asked
+    # (saturated: asking more will not send more). Stop at the raw limit.
     good=0
     bad=0
     for rate in $RATES; do
-      if [ "$(probe_step "$proto" "$rate")" = true ]; then
+      probe_step "$proto" "$rate"
+      if [ "$(report get "$step" clean)" = true ]; then
         good=$rate
-        # Past the machine's limit there is nothing more to learn.
-        if [ "$raw_limit" != null ] && awk -v r="$rate" -v l="$raw_limit" 'BEGIN{exit !(r >= l)}'; then
-          log "  reached the raw limit ($raw_limit/s)"
-          break
-        fi
-      else
+      elif [ "$bad" -eq 0 ]; then
         bad=$rate
+      fi
+      [ "$(report get "$step" lossless)" = true ] || break
+      awk -v a="$(report get "$step" achieved_rate)" -v r="$rate" 'BEGIN { exit !(a < r / 2) }' &&
+        {
+          log "  saturated: sent less than half the rate asked"
+          break
+        }
+      if [ "$raw_limit" != null ] && awk -v r="$rate" -v l="$raw_limit" 'BEGIN { exit !(r >= l) }'; then
+        log "  reached the raw limit ($raw_limit/s)"
         break
       fi
     done
-    # Bisect between the last clean and the first unclean rate.
+    # Bisect between the highest clean rate and the first unclean one above it.
     i=0
-    while [ "$bad" -gt 0 ] && [ "$i" -lt "$REFINE" ]; do
+    while [ "$bad" -gt "$good" ] && [ "$i" -lt "$REFINE" ]; do
       mid=$(((good + bad) / 2))
       [ "$mid" -le "$good" ] && break
-      if [ "$(probe_step "$proto" "$mid")" = true ]; then good=$mid; else bad=$mid; fi
+      probe_step "$proto" "$mid"
+      if [ "$(report get "$step" clean)" = true ]; then good=$mid; else bad=$mid; fi
       i=$((i + 1))
     done
   done
