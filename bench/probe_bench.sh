@@ -14,8 +14,8 @@
 # Environment knobs (defaults in brackets): OUT [bench/results/<date>], STEP_S [3],
 #   RATES ["1000 10000 25000 50000 75000 100000 150000 200000 300000 400000 600000 800000"],
 #   PROTOS ["stamp icmp"], REFINE [2], TIMEOUT_MS [500], RTT_RATE [1000], RTT_S [5],
-#   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PROBE_ARGS [""] (extra flags
-#   for pathsentry-probe), REFLECTOR_ARGS [see below].
+#   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PCAP_IMMEDIATE [0],
+#   PROBE_ARGS [""] (extra flags for pathsentry-probe), REFLECTOR_ARGS [see below].
 #
 # Network safety: creates namespaces psb-<pid>-a / psb-<pid>-b joined only by a veth made here
 # (198.18.0.1 <-> 198.18.0.2, RFC 2544 benchmarking space), no link to the root namespace, no
@@ -43,6 +43,9 @@ RTT_S=${RTT_S:-5}
 FPING_RATE=${FPING_RATE:-1000}
 FPING_MAX_COUNT=${FPING_MAX_COUNT:-60000}  # fping refuses > 65535 probes per 10 s
 PROBE_ARGS=${PROBE_ARGS:-}
+# 1 = capture with --immediate-mode. Off by default: per-packet wakeups of the capture run
+# between the tap's TX timestamp and the driver's, and measurably widen the gap (docs/bench.md).
+PCAP_IMMEDIATE=${PCAP_IMMEDIATE:-0}
 # The reflector rate-limits each source (default 10000/s): lift it, or the bench measures that.
 REFLECTOR_ARGS=${REFLECTOR_ARGS:-"--rate-limit 100000000 --burst 1000000 --log-level warn"}
 
@@ -176,6 +179,7 @@ cat >"$OUT/meta.json" <<EOF
  "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "commit": "$commit", "build": "$build",
  "ns_a": "$NS_A", "ns_b": "$NS_B", "step_s": $STEP_S, "timeout_ms": $TIMEOUT_MS,
  "raw_size": $RAW_SIZE, "rates": "$RATES", "probe_args": "$PROBE_ARGS",
+ "pcap_immediate": $PCAP_IMMEDIATE,
  "reflector_args": "$REFLECTOR_ARGS"}
 EOF
 log "probe_bench: namespaces $NS_A/$NS_B, results in $OUT, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -320,8 +324,10 @@ fping_step 0 "$FPING_MAX_COUNT"
 # --- (d) RTT error against a pcap ----------------------------------------------------------------
 if [ "$have_pathsentry" -eq 1 ]; then
   log "== (d) RTT error: pathsentry --proto both at $RTT_RATE/s for $RTT_S s, pcap on $NS_A/va"
+  immediate=()
+  [ "$PCAP_IMMEDIATE" = 1 ] && immediate=(--immediate-mode)
   ip netns exec "$NS_A" tcpdump -i va -n -Z root -s 200 --time-stamp-precision=nano \
-    --immediate-mode -U -w "$OUT/rtt.pcap" "udp port $STAMP_PORT or icmp" >"$OUT/tcpdump.log" 2>&1 &
+    "${immediate[@]}" -U -w "$OUT/rtt.pcap" "udp port $STAMP_PORT or icmp" >"$OUT/tcpdump.log" 2>&1 &
   cap=$!
   bg_pids+=("$cap")
   wait_line "$OUT/tcpdump.log" "listening on" "$cap" || die "tcpdump did not start"
@@ -330,7 +336,7 @@ if [ "$have_pathsentry" -eq 1 ]; then
     --target "$B4" --proto both --rate "$RTT_RATE" --duration "$RTT_S" --source "$A4" \
     --timeout-ms "$TIMEOUT_MS" --stamp-port "$STAMP_PORT" --records "$OUT/rtt.records.jsonl" \
     --summary-json "$OUT/rtt.summary.json" --quiet $PROBE_ARGS >"$OUT/rtt.log" 2>&1 || true
-  sleep 0.3
+  sleep 1.2 # a buffered capture hands over its ring block after at most 1 s
   stop_pid "$cap"
   forget_pid "$cap"
   grep -E "captured|dropped" "$OUT/tcpdump.log" >&2 || true
