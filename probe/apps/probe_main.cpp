@@ -112,6 +112,8 @@ int run(const AgentConfig& cfg) {
   SystemClock clock;
   EngineOptions eo;
   eo.duration_ns = cfg.duration_ns;
+  eo.rt_priority = cfg.rt_priority;
+  eo.log = [](const std::string& m) { log(m); };
   Engine engine(clock, eo);
   for (std::size_t i = 0; i < cfg.sessions.size(); ++i) {
     engine.add_session(make_session(cfg, i, *sink));

@@ -247,7 +247,8 @@ void read_file(const std::string& path, AgentConfig& cfg, FileConfig& fc) {
   top.only({"agent", "defaults", "targets"});
   if (const toml::table* a = top.table("agent")) {
     TableReader r(*a, path, "agent");
-    r.only({"id", "records", "summary_json", "quiet", "duration_s", "icmp_socket"});
+    r.only({"id", "records", "summary_json", "quiet", "duration_s", "icmp_socket", "rt_priority"});
+    if (auto v = r.integer("rt_priority", 0, 99)) cfg.rt_priority = static_cast<int>(*v);
     if (auto v = r.integer("id", 0, std::numeric_limits<std::uint32_t>::max())) {
       cfg.agent_id = static_cast<std::uint32_t>(*v);
     }
@@ -355,6 +356,7 @@ There is no built-in target: name one with --target or in the config file.
   --agent-id N           agent id carried in every probe (default 1)
   --icmp-socket auto|raw|dgram  ICMP socket kind (default auto: raw, else ping socket)
   --max-lag-us N         pacing: a slot later than this is missed, not sent (default 200)
+  --rt-priority N        SCHED_FIFO priority of the sender/receiver threads, 0 = off (default 10)
   --records FILE|-       one JSON object per finished probe
   --summary-json FILE|-  one JSON object with the run's totals, at exit
   --quiet                no live summary on stdout
@@ -433,6 +435,10 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
       const std::string v = value();
       const auto id = parse_int(flag, v, 0, std::numeric_limits<std::uint32_t>::max());
       late.push_back([&cfg, id] { cfg.agent_id = static_cast<std::uint32_t>(id); });
+    } else if (flag == "--rt-priority") {
+      const std::string v = value();
+      const auto prio = static_cast<int>(parse_int(flag, v, 0, 99));
+      late.push_back([&cfg, prio] { cfg.rt_priority = prio; });
     } else if (flag == "--icmp-socket") {
       const std::string v = value();
       const auto mode = check_icmp_socket("", flag, v);

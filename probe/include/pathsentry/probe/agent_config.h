@@ -23,6 +23,7 @@ struct AgentConfig {
   bool help = false;             ///< --help
   std::int64_t duration_ns = 0;  ///< 0 = until SIGINT/SIGTERM
   io::IcmpSocketMode icmp_socket = io::IcmpSocketMode::Auto;
+  int rt_priority = 10;  ///< SCHED_FIFO priority of the engine's threads; 0 = default policy
   /// One entry per session (per target: ICMP then STAMP), with session ids assigned.
   std::vector<SessionConfig> sessions;
   /// For each session, the config key its socket options came from ("targets[0]" or

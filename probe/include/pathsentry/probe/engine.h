@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "pathsentry/common/clock.h"
@@ -20,6 +21,12 @@ struct EngineOptions {
   std::int64_t spin_ns = 10'000;
   /// Delay from run() to the first slot, so every session starts on the same instant.
   std::int64_t start_delay_ns = 1'000'000;
+  /// SCHED_FIFO priority for the sender and receiver threads (1..99), so pacing holds when the
+  /// machine is busy; 0 = leave the default scheduling. When the kernel refuses (no
+  /// CAP_SYS_NICE) the threads run with the default policy and `log` says so.
+  int rt_priority = 0;
+  /// Where the engine reports what it could not do as asked (may be empty).
+  std::function<void(const std::string&)> log;
 };
 
 /// Runs probe sessions on two threads (docs/probe.md):
@@ -60,6 +67,7 @@ class Engine {
   void sender_loop(std::int64_t start_ns);
   void receiver_loop();
   void report_interval(std::int64_t second_end_ns);
+  void set_realtime(const char* thread_name, int boost);
 
   const Clock& clock_;
   EngineOptions options_;
