@@ -26,12 +26,13 @@ check "ipsec-down: the tunnel was re-established" bash -c 'bash "$1" status | gr
 run_drill blackhole
 for d in forward reverse; do
   check "blackhole $d: ec>ipsec then ipsec>ec" rj_is "$RESULT" "switches('$d')" '["ec>ipsec", "ipsec>ec"]'
-  # (reverse probes may be unobserved rather than lost: their requests were lost first)
-  check "blackhole $d: the silent failure interrupted traffic until BFD noticed (gap >= 100 ms)" \
-    rj_true "$RESULT" "r['$d']['events'][0]['gap_ms'] >= 100"
+  check "blackhole $d: the silent failure lost probes until BFD noticed (gap >= 100 ms)" \
+    rj_true "$RESULT" "r['$d']['events'][0]['gap_ms'] >= 100 and r['$d']['events'][0]['lost'] > 0"
 done
 check "blackhole forward: the lost probes had left the gateway on the line" \
   rj_true "$RESULT" "r['forward']['events'][0]['lost_by_path'].get('ec', 0) > 0"
+check "blackhole reverse: the lost probes never reached the gateway" \
+  rj_true "$RESULT" "r['reverse']['events'][0]['lost_by_path'].get('none', 0) > 0"
 
 run_drill flap
 check "flap forward: at least one round trip to the tunnel" \

@@ -49,7 +49,7 @@ run_drill baseline
 check "baseline: forward stays on Express Connect" rj_is "$RESULT" 'runs("forward")' '["ec"]'
 check "baseline: reverse stays on Express Connect" rj_is "$RESULT" 'runs("reverse")' '["ec"]'
 check "baseline: every probe delivered both ways" \
-  rj_true "$RESULT" 'r["forward"]["sent"] > 100 and r["forward"]["delivered"] == r["forward"]["sent"] and r["reverse"]["delivered"] == r["forward"]["sent"]'
+  rj_true "$RESULT" 'all(r[d]["sent"] > 100 and r[d]["delivered"] == r[d]["sent"] for d in ("forward", "reverse"))'
 check "baseline: no stream ESP on the internet mirror" \
   rj_is "$RESULT" '[r["forward"]["esp_stream"], r["reverse"]["esp_stream"]]' '[0, 0]'
 check "baseline: no stream packet in clear on the internet mirror" \

@@ -61,6 +61,7 @@ start_daemon() {
   shift 2
   ip netns exec "${PREFIX}${node}" "$@" >"$STATE/logs/$name.out" 2>&1 </dev/null &
   record_pid "$name" $! "$node"
+  # shellcheck disable=SC2034 # read by callers
   LAST_PID=$!
 }
 
@@ -79,10 +80,10 @@ pid_of() {
 
 # stop_pid NAME PID STARTTIME: TERM, then KILL after 3 s; only if it is still our process.
 stop_pid() {
-  local name=$1 pid=$2 st=$3 i
+  local name=$1 pid=$2 st=$3
   pid_is_ours "$pid" "$st" || return 0
   kill -TERM "$pid" 2>/dev/null || return 0
-  for i in $(seq 60); do
+  for _ in $(seq 60); do
     pid_is_ours "$pid" "$st" || return 0
     sleep 0.05
   done

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Drills: each runs a steady ping stream (fping, DC host -> ECS), captures the DC gateway's two
+# Drills: each runs two steady ping streams (fping, DC host -> ECS and ECS -> DC host), captures the DC gateway's two
 # SPAN mirrors and both end hosts, watches every router's routes, acts, waits for the network to
 # converge, restores, and prints the ground truth computed from the captures (deploy/lab/groundtruth).
 
@@ -85,7 +85,7 @@ start_recorders() {
   capture dc dc eth0 icmp and host "$ECS"
   capture ecs ecs eth0 icmp and host "$DC_HOST"
   for node in "${LAB_ROUTERS[@]}"; do
-    start_rec "routes-$node" "$node" "$DRILL_DIR/routes-$node.log" ip -ts -o monitor route
+    start_rec "routes-$node" "$node" "$DRILL_DIR/routes-$node.log" ip -ts -o monitor route link
   done
   for name in tap-ec tap-inet dc ecs; do
     wait_for 5 "tcpdump on $name" grep -q "listening on" "$DRILL_DIR/cap-$name.err" ||
@@ -93,16 +93,23 @@ start_recorders() {
   done
 }
 
-start_stream() {
-  start_rec stream dc "$DRILL_DIR/stream.out" fping -l -p "$STREAM_INTERVAL_MS" -i 1 \
+# Two independent ping streams, one per direction, so each direction is measured by packets
+# sent in that direction (a reply can only show the return path while the forward one works).
+start_streams() {
+  start_rec stream-fwd dc "$DRILL_DIR/stream-fwd.out" fping -l -p "$STREAM_INTERVAL_MS" -i 1 \
     -b "$STREAM_SIZE" -S "$DC_HOST" "$ECS"
-  STREAM_PID=$!
+  STREAM_PIDS=$!
+  start_rec stream-rev ecs "$DRILL_DIR/stream-rev.out" fping -l -p "$STREAM_INTERVAL_MS" -i 1 \
+    -b "$STREAM_REV_SIZE" -S "$ECS" "$DC_HOST"
+  STREAM_PIDS+=" $!"
   T_STREAM_START=$EPOCHREALTIME
 }
 
-stop_stream() {
-  local st
-  st=$(proc_starttime "$STREAM_PID") && stop_pid stream "$STREAM_PID" "$st"
+stop_streams() {
+  local st pid
+  for pid in $STREAM_PIDS; do
+    st=$(proc_starttime "$pid") && stop_pid stream "$pid" "$st"
+  done
   T_STREAM_END=$EPOCHREALTIME
 }
 
@@ -198,7 +205,7 @@ drill_blackhole() {
 # --------------------------------------------------------------------------------- the command
 
 cmd_drill() {
-  local name= profile= arg
+  local name='' profile='' arg
   while [ $# -gt 0 ]; do
     case "$1" in
       --profile) profile=${2:?--profile needs fast or realistic}; shift 2 ;;
@@ -228,12 +235,13 @@ cmd_drill() {
   trap drill_aborted INT TERM
   say "drill $name (profile $PROFILE): recording into $DRILL_DIR"
   start_recorders
-  start_stream
-  say "stream: ping every $STREAM_INTERVAL_MS ms, $STREAM_SIZE-byte payload, $DC_HOST -> $ECS"
+  start_streams
+  say "streams: ping every $STREAM_INTERVAL_MS ms, $DC_HOST -> $ECS ($STREAM_SIZE-byte payload)" \
+    "and $ECS -> $DC_HOST ($STREAM_REV_SIZE bytes)"
   sleep "$DRILL_SETTLE_S"
   "drill_${name//-/_}"
-  stop_stream
-  sleep 0.3 # the last replies
+  stop_streams
+  sleep 0.3 # the last packets
   stop_recs
   trap - INT TERM
   cp "$STATE/cen/hc.log" "$DRILL_DIR/hc.log" 2>/dev/null || true
@@ -247,6 +255,12 @@ cmd_drill() {
     echo "GW_PUB=$GW_PUB"
     echo "VPN_PUB=$VPN_PUB"
     echo "STREAM_ESP_LEN=$(esp_len_for_inner $((STREAM_SIZE + 28)))"
+    echo "STREAM_REV_ESP_LEN=$(esp_len_for_inner $((STREAM_REV_SIZE + 28)))"
+    echo "EC_VBR=$EC_VBR"
+    echo "VBR_CEN=$VBR_CEN"
+    echo "VPN_VPC2=$VPN_VPC2"
+    echo "DC_NET=$DC_NET"
+    echo "VPC1_NET=$VPC1_NET"
     echo "T_STREAM_START=$T_STREAM_START"
     echo "T_STREAM_END=$T_STREAM_END"
     cat "$STATE/profile.env"

@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # variables used by the scripts that source this file
 # Timing profiles. "realistic" reproduces the guide's defaults where it gives them (CEN health
 # check: a probe every 2 s, 8 lost in a row moves the return route); "fast" detects in well
 # under a second so tests stay short. Every value can be overridden by the env var of its name.
@@ -50,13 +51,14 @@ load_profile() {
       return 2
       ;;
   esac
-  # The ground-truth stream's ICMP payload size: its ESP length is written to lab.env so the
-  # agent's probes can avoid it.
+  # The ground-truth streams' ICMP payload sizes (DC->ECS and ECS->DC): distinct, so their ESP
+  # lengths differ; lab.env gives both ESP lengths so the agent's probes can avoid them.
   : "${STREAM_SIZE:=1000}"
+  : "${STREAM_REV_SIZE:=1100}"
   PROFILE=$1
 }
 
 # Names of the profile variables, for writing them to the state dir.
 PROFILE_VARS=(PROFILE BGP_BFD BFD_INTERVAL_MS BFD_MULT BGP_HOLD BGP_KEEPALIVE BGP_CONNECT_RETRY
   BGP_ERROR_WAIT HC_INTERVAL_MS HC_FALL HC_RISE DPD_DELAY STREAM_INTERVAL_MS STREAM_SIZE
-  DRILL_HOLD_S DRILL_SETTLE_S DRILL_TIMEOUT_S FLAP_CYCLES FLAP_DOWN_S FLAP_UP_S)
+  STREAM_REV_SIZE   DRILL_HOLD_S DRILL_SETTLE_S DRILL_TIMEOUT_S FLAP_CYCLES FLAP_DOWN_S FLAP_UP_S)

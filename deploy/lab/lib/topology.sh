@@ -1,4 +1,5 @@
 # shellcheck shell=bash
+# shellcheck disable=SC2034 # variables used by the scripts that source this file
 # The lab's topology facts: node names, interface names, addresses. Sourced by deploy/lab/lab.
 # Addresses follow docs/scenario (Alibaba Cloud's active/standby Express Connect + IPsec-VPN
 # guide); addresses the guide masks or does not give come from documentation/CGNAT ranges.
