@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <deque>
 #include <limits>
 #include <unordered_map>
 
@@ -36,9 +37,11 @@ enum Flag : std::uint16_t {
   kReceived = 1 << 2,    // answered
   kFwdDecided = 1 << 3,
   kRevDecided = 1 << 4,
-  kLoss = 1 << 5,     // declared lost (by the sender, early, or for want of a record)
-  kEmitted = 1 << 6,  // its record went out
-  kLate = 1 << 7,     // answered after its loss was emitted: re-emit as late
+  kLoss = 1 << 5,        // declared lost (by the sender, early, or for want of a record)
+  kEmitted = 1 << 6,     // its record went out
+  kLate = 1 << 7,        // answered after its loss was emitted: re-emit as late
+  kFwdSampled = 1 << 8,  // its forward PathSample went out
+  kRevSampled = 1 << 9,
 };
 
 enum class LossHint : std::uint8_t { None, FwdLost, RevLost, Mixed };
@@ -59,6 +62,7 @@ struct Slot {
   std::uint16_t flags = 0;
   std::int8_t fwd_esp = kNoEvidence;  // path id, kAmbiguous or kNoEvidence
   std::int8_t rev_esp = kNoEvidence;
+  std::int8_t fwd_sampled = kNoEvidence;  // the path its forward sample said
   LossHint hint = LossHint::None;
   bool has_reflector = false;
   bool reflector_synced = false;
@@ -152,6 +156,13 @@ struct LogEntry {
   std::array<Claim, kMaxEspTaps> claims{};
 };
 
+/// A probe seen by no tap whose forward sample waits for fwd_unseen_wait_ns.
+struct Unseen {
+  std::int64_t due_ns = 0;
+  std::uint32_t session = 0;
+  std::uint64_t seq = 0;
+};
+
 struct Overtake {
   std::uint64_t seq = 0;  // a later probe that was answered
   std::int64_t due_ns = 0;
@@ -220,7 +231,7 @@ struct Attributor::Impl {
   std::int64_t rev_decide_delay = 0;
   std::int64_t retention = 0;
 
-  std::vector<Session> sessions;
+  std::deque<Session> sessions;  // a deque: samples point at target_text
   std::unordered_map<std::uint32_t, std::uint32_t> by_id;
   std::unordered_map<StampKey, std::uint32_t, StampKeyHash> by_stamp;
 
@@ -229,6 +240,7 @@ struct Attributor::Impl {
   Ring<LogEntry> recv_log;
   std::uint64_t recv_claimed = 0;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> ready;
+  Ring<Unseen> unseen;
   std::int64_t last_now = std::numeric_limits<std::int64_t>::min();
 
   AttributorStats stats;
@@ -638,45 +650,92 @@ struct Attributor::Impl {
 
   // ---- finishing ----
 
-  /// Exact clear evidence first, then the ESP verdict.
-  std::int8_t evidence(std::uint32_t clear, std::int8_t esp) {
+  /// Where poll() puts what it finishes.
+  struct Out {
+    std::vector<ProbeRecord>& records;
+    std::vector<PathSample>* samples;
+  };
+
+  /// Exact clear evidence first, then the ESP verdict. Pure.
+  static std::int8_t evidence(std::uint32_t clear, std::int8_t esp) {
     if (clear != 0) {
-      if (std::popcount(clear) > 1) {
-        ++stats.clear_conflicts;
-        return kAmbiguous;
-      }
-      const auto id = static_cast<std::int8_t>(std::countr_zero(clear));
-      if (esp >= 0 && esp != id) ++stats.esp_conflicts;
-      return id;
+      if (std::popcount(clear) > 1) return kAmbiguous;
+      return static_cast<std::int8_t>(std::countr_zero(clear));
     }
     return esp;
   }
 
-  void emit(Session& s, Slot& sl, std::vector<ProbeRecord>& out) {
-    const std::int8_t fwd_ev = evidence(sl.fwd_clear, sl.fwd_esp);
-    const std::int8_t rev_ev = evidence(sl.rev_clear, sl.rev_esp);
-    std::int8_t fwd = unknown_id;
-    std::int8_t rev = none_id;
-    if (sl.has(kReceived)) {
-      fwd = fwd_ev >= 0 ? fwd_ev : unknown_id;
-      rev = rev_ev >= 0 ? rev_ev : unknown_id;
+  /// The forward path once the probe's fate is known.
+  std::int8_t fwd_outcome(const Slot& sl, std::int8_t ev) const {
+    if (sl.has(kReceived)) return ev >= 0 ? ev : unknown_id;
+    switch (sl.hint) {
+      case LossHint::FwdLost:
+        return none_id;  // the reflector never got it, whatever a tap saw on the way
+      case LossHint::RevLost:
+        return ev >= 0 ? ev : unknown_id;  // it reached the reflector: a path, seen or not
+      case LossHint::Mixed:                // some of the gap arrived, which ones is not known
+      case LossHint::None:
+        break;
+    }
+    // The taps cover every path: seen on one means it took it; seen nowhere, lost.
+    return ev >= 0 ? ev : (ev == kAmbiguous ? unknown_id : none_id);
+  }
+
+  void sample(const Session& s, Slot& sl, Direction d, std::int8_t path, Out& out) {
+    if (d == Direction::Forward) {
+      sl.flags |= kFwdSampled;
+      sl.fwd_sampled = path;
     } else {
-      switch (sl.hint) {
-        case LossHint::FwdLost:
-          fwd = none_id;  // the reflector never got it, whatever a tap saw on the way
-          break;
-        case LossHint::RevLost:
-          // It reached the reflector: a path even if no tap saw it.
-          fwd = fwd_ev >= 0 ? fwd_ev : unknown_id;
-          break;
-        case LossHint::Mixed:  // some of the gap arrived, which ones is not known
-        case LossHint::None:
-          // The taps cover every path: seen on one means it took it; seen nowhere, lost.
-          fwd = fwd_ev >= 0 ? fwd_ev : (fwd_ev == kAmbiguous ? unknown_id : none_id);
-          break;
+      sl.flags |= kRevSampled;
+    }
+    if (out.samples == nullptr) return;
+    PathSample& p = out.samples->emplace_back();
+    p.session_id = s.spec.session_id;
+    p.target = s.target_text;
+    p.proto = s.spec.proto;
+    p.dir = d;
+    p.seq = sl.seq;
+    p.tx_ns = sl.anchor_ns;  // one clock for every sample: event figures stay consistent
+    p.path = labels[static_cast<std::size_t>(path)];
+  }
+
+  /// The forward sample leaves as soon as it is final: when a tap saw the probe (or saw it
+  /// ambiguously), when its fate is known, or — seen nowhere — fwd_unseen_wait_ns after it left
+  /// (by then no tap's copy can still come: it was lost before the taps).
+  void try_sample_fwd(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
+    if (sl.has(kFwdSampled) || !sl.has(kFwdDecided)) return;
+    const std::int8_t ev = evidence(sl.fwd_clear, sl.fwd_esp);
+    if (ev >= 0 || ev == kAmbiguous) {
+      sample(s, sl, Direction::Forward, ev >= 0 ? ev : unknown_id, out);
+    } else if (sl.has(kReceived) || sl.has(kLoss)) {
+      sample(s, sl, Direction::Forward, fwd_outcome(sl, ev), out);
+    } else if (sl.anchor_ns + cfg.fwd_unseen_wait_ns <= now) {
+      sample(s, sl, Direction::Forward, none_id, out);
+    } else if (unseen.empty() || unseen.back().seq != sl.seq || unseen.back().session != si) {
+      unseen.push_back({sl.anchor_ns + cfg.fwd_unseen_wait_ns, si, sl.seq});
+    }
+  }
+
+  void emit(Session& s, Slot& sl, Out& out) {
+    if (!sl.has(kLate)) {
+      for (const auto& [clear, esp] :
+           {std::pair{sl.fwd_clear, sl.fwd_esp}, std::pair{sl.rev_clear, sl.rev_esp}}) {
+        if (std::popcount(clear) > 1) ++stats.clear_conflicts;
+        if (std::popcount(clear) == 1 && esp >= 0 && esp != std::countr_zero(clear)) {
+          ++stats.esp_conflicts;  // exact sighting beats correlation
+        }
       }
     }
-    ProbeRecord& r = out.emplace_back();
+    const std::int8_t fwd = fwd_outcome(sl, evidence(sl.fwd_clear, sl.fwd_esp));
+    const std::int8_t rev_ev = evidence(sl.rev_clear, sl.rev_esp);
+    const std::int8_t rev = sl.has(kReceived) ? (rev_ev >= 0 ? rev_ev : unknown_id) : none_id;
+    if (!sl.has(kFwdSampled)) {
+      sample(s, sl, Direction::Forward, fwd, out);
+    } else if (sl.fwd_sampled != fwd && !sl.has(kLate)) {
+      ++stats.fwd_samples_revised;
+    }
+    if (!sl.has(kRevSampled)) sample(s, sl, Direction::Reverse, rev, out);
+    ProbeRecord& r = out.records.emplace_back();
     r.target = s.target_text;
     r.proto = s.spec.proto;
     r.session_id = s.spec.session_id;
@@ -698,24 +757,28 @@ struct Attributor::Impl {
     r.late = sl.has(kLate);
     sl.flags |= kEmitted;
     ++stats.records;
-    if (r.late) ++stats.late_records;
-    ++stats.path_counts[static_cast<std::size_t>(fwd)][0];
-    ++stats.path_counts[static_cast<std::size_t>(rev)][1];
+    if (r.late) {
+      ++stats.late_records;
+    } else {
+      ++stats.path_counts[static_cast<std::size_t>(fwd)][0];
+      ++stats.path_counts[static_cast<std::size_t>(rev)][1];
+    }
   }
 
-  void try_finish(Session& s, Slot& sl, std::vector<ProbeRecord>& out) {
+  void try_finish(Session& s, Slot& sl, Out& out) {
     if (sl.has(kEmitted) || !sl.has(kFwdDecided)) return;
     if (sl.has(kReceived) ? !sl.has(kRevDecided) : !sl.has(kLoss)) return;
     emit(s, sl, out);
   }
 
-  void declare_loss(Session& s, Slot& sl, std::vector<ProbeRecord>& out) {
+  void declare_loss(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
     sl.flags |= kLoss;
+    try_sample_fwd(si, s, sl, now, out);
     try_finish(s, sl, out);
   }
 
   void process_log(Ring<LogEntry>& log, std::uint64_t& claimed, Direction d, std::int64_t now,
-                   std::vector<ProbeRecord>& out) {
+                   Out& out) {
     const std::int64_t claim_delay = d == Direction::Forward ? fwd_claim_delay : rev_claim_delay;
     const std::int64_t decide_delay = d == Direction::Forward ? fwd_decide_delay : rev_decide_delay;
     claimed = std::max(claimed, log.begin_abs());
@@ -733,6 +796,7 @@ struct Attributor::Impl {
         if (d == Direction::Forward) {
           sl->fwd_esp = v;
           sl->flags |= kFwdDecided;
+          try_sample_fwd(e.session, s, *sl, now, out);
         } else if (sl->has(kReceived)) {
           sl->rev_esp = v;
           sl->flags |= kRevDecided;
@@ -743,16 +807,27 @@ struct Attributor::Impl {
     }
   }
 
-  void poll(std::int64_t now, std::vector<ProbeRecord>& out) {
+  void poll(std::int64_t now, Out& out) {
     last_now = std::max(last_now, now);
     process_log(sent_log, sent_claimed, Direction::Forward, now, out);
     process_log(recv_log, recv_claimed, Direction::Reverse, now, out);
     for (const auto& [si, seq] : ready) {
       Session& s = sessions[si];
-      if (Slot* sl = lookup(s, seq)) try_finish(s, *sl, out);
+      if (Slot* sl = lookup(s, seq)) {
+        try_sample_fwd(si, s, *sl, now, out);
+        try_finish(s, *sl, out);
+      }
     }
     ready.clear();
-    for (Session& s : sessions) {
+    while (!unseen.empty() && unseen.front().due_ns <= now) {
+      const Unseen u = unseen.front();
+      unseen.pop_front();
+      if (Slot* sl = lookup(sessions[u.session], u.seq)) {
+        try_sample_fwd(u.session, sessions[u.session], *sl, now, out);
+      }
+    }
+    for (std::uint32_t si = 0; si < sessions.size(); ++si) {
+      Session& s = sessions[si];
       // Early loss: a later probe was answered and this one still is not, past the grace.
       while (!s.overtakes.empty() && s.overtakes.front().due_ns <= now) {
         const std::uint64_t upto = s.overtakes.front().seq;
@@ -761,7 +836,7 @@ struct Attributor::Impl {
           Slot* sl = lookup(s, q);
           if (sl != nullptr && sl->has(kAnnounced) && !resolved(*sl)) {
             ++stats.early_losses;
-            declare_loss(s, *sl, out);
+            declare_loss(si, s, *sl, now, out);
           }
         }
         advance_lowest(s);
@@ -775,7 +850,7 @@ struct Attributor::Impl {
         }
         if (sl->anchor_ns + s.spec.timeout_ns + cfg.record_grace_ns > now) break;
         ++stats.no_record;
-        declare_loss(s, *sl, out);
+        declare_loss(si, s, *sl, now, out);
         advance_lowest(s);
       }
     }
@@ -849,11 +924,14 @@ void Attributor::on_observation(std::size_t tap, const Observation& obs) {
   if (m.tap_lane[tap] < 0) m.on_clear(tap, obs);
 }
 
-void Attributor::poll(std::int64_t now_ns, std::vector<ProbeRecord>& out) {
+void Attributor::poll(std::int64_t now_ns, std::vector<ProbeRecord>& records,
+                      std::vector<PathSample>* samples) {
+  Impl::Out out{records, samples};
   impl_->poll(now_ns, out);
 }
 
-void Attributor::flush(std::vector<ProbeRecord>& out) {
+void Attributor::flush(std::vector<ProbeRecord>& records, std::vector<PathSample>* samples) {
+  Impl::Out out{records, samples};
   impl_->poll(std::numeric_limits<std::int64_t>::max() / 2, out);
 }
 

@@ -18,12 +18,54 @@ struct Entry {
   std::uint64_t seq = 0;
   std::int64_t tx_ns = 0;
   std::int64_t arrived_ns = 0;  // when the detector got it (for the reorder hold)
-  std::int16_t fwd = kUnknown;
-  std::int16_t rev = kUnknown;
+  std::int16_t path = kUnknown;
   bool valid = false;
 };
 
+/// A direction's state right after one probe, for judging asymmetry probe by probe.
+struct Snap {
+  std::uint64_t seq = 0;
+  std::int64_t tx_ns = 0;
+  std::int16_t current = kNoPath;
+  bool settled = true;  // no unconfirmed new path in sight
+  bool outage = false;
+};
+
+/// A FIFO that grows by doubling and never shrinks (no allocation in steady state).
+class SnapQueue {
+ public:
+  [[nodiscard]] bool empty() const { return size_ == 0; }
+  [[nodiscard]] std::size_t size() const { return size_; }
+  Snap& front() { return buf_[head_]; }
+  void push(const Snap& s) {
+    if (size_ == buf_.size()) {
+      std::vector<Snap> nb(buf_.empty() ? 64 : buf_.size() * 2);
+      for (std::size_t i = 0; i < size_; ++i) nb[i] = buf_[(head_ + i) % buf_.size()];
+      buf_ = std::move(nb);
+      head_ = 0;
+    }
+    buf_[(head_ + size_) % buf_.size()] = s;
+    ++size_;
+  }
+  void pop() {
+    head_ = (head_ + 1) % buf_.size();
+    --size_;
+  }
+
+ private:
+  std::vector<Snap> buf_;
+  std::size_t head_ = 0;
+  std::size_t size_ = 0;
+};
+
 struct DirState {
+  SnapQueue snaps;  // processed, not yet paired with the other direction
+  // Sequence ordering of this direction's samples.
+  bool started = false;
+  std::uint64_t next = 0;
+  std::vector<Entry> ring;
+  std::size_t held = 0;
+  // The path state machine.
   std::int16_t current = kNoPath;
   std::int16_t last_from = kNoPath;  // the path of the last switchover's "from"
   bool has_ok = false;
@@ -41,10 +83,6 @@ struct Stream {
   std::string target;
   Proto proto = Proto::Icmp;
   std::uint32_t session_id = 0;
-  bool started = false;
-  std::uint64_t next = 0;
-  std::vector<Entry> ring;
-  std::size_t held = 0;
   DirState dir[2];
   bool asym = false;
   std::int64_t asym_since_tx = 0;
@@ -58,14 +96,14 @@ struct Detector::Impl {
   std::unordered_map<std::uint32_t, Stream> streams;
   DetectorStats stats;
 
-  std::int16_t intern(const std::string& p) {
+  std::int16_t intern(std::string_view p) {
     if (p == kPathNone) return kNone;
     if (p == kPathUnknown || p.empty()) return kUnknown;
     for (std::size_t i = 0; i < labels.size(); ++i) {
       if (labels[i] == p) return static_cast<std::int16_t>(i);
     }
     if (labels.size() >= 1000) return kUnknown;  // path labels come from a handful of taps
-    labels.push_back(p);
+    labels.emplace_back(p);
     return static_cast<std::int16_t>(labels.size() - 1);
   }
 
@@ -155,106 +193,128 @@ struct Detector::Impl {
     s.cand_run = 0;
   }
 
-  void process(Stream& st, const Entry& e, std::int64_t now, std::vector<PathEvent>& out) {
-    ++stats.records;
-    step(st, Direction::Forward, e.fwd, e.seq, e.tx_ns, now, out);
-    step(st, Direction::Reverse, e.rev, e.seq, e.tx_ns, now, out);
-    const DirState& f = st.dir[0];
-    const DirState& r = st.dir[1];
-    // An outage ends asymmetry; while a direction has an unconfirmed new path in sight its
-    // confirmed one may be stale, so the state holds until both directions settle.
-    bool asym = st.asym;
-    if (f.outage || r.outage) {
-      asym = false;
-    } else if (f.cand == kNoPath && r.cand == kNoPath) {
-      asym = f.current >= 0 && r.current >= 0 && f.current != r.current;
-    }
-    if (asym == st.asym) return;
-    PathEvent& ev = event(st, asym ? EventType::AsymmetricBegin : EventType::AsymmetricEnd,
-                          Direction::Forward, e.seq, e.tx_ns, now, out);
-    ev.fwd_path = label(f.current);
-    ev.rev_path = label(r.current);
-    if (!asym) ev.duration_ns = e.tx_ns - st.asym_since_tx;
-    st.asym = asym;
-    st.asym_since_tx = e.tx_ns;
+  void process(Stream& st, Direction d, const Entry& e, std::int64_t now,
+               std::vector<PathEvent>& out) {
+    ++stats.samples;
+    step(st, d, e.path, e.seq, e.tx_ns, now, out);
+    DirState& ds = st.dir[static_cast<std::size_t>(d)];
+    if (ds.snaps.size() >= ds.ring.size()) ds.snaps.pop();  // the other side stalled: bound it
+    ds.snaps.push(Snap{e.seq, e.tx_ns, ds.current, ds.cand == kNoPath, ds.outage});
+    judge_asymmetry(st, now, out);
   }
 
-  /// Processes every record in order from `next` on.
-  bool release(Stream& st, std::int64_t now, std::vector<PathEvent>& out) {
-    const std::size_t mask = st.ring.size() - 1;
-    bool progressed = false;
-    while (st.held > 0) {
-      Entry& e = st.ring[st.next & mask];
-      if (!e.valid || e.seq != st.next) break;
+  /// Asymmetry is judged probe by probe, once both directions have processed the probe, so the
+  /// result does not depend on which direction's samples arrived first.
+  void judge_asymmetry(Stream& st, std::int64_t now, std::vector<PathEvent>& out) {
+    SnapQueue& fq = st.dir[0].snaps;
+    SnapQueue& rq = st.dir[1].snaps;
+    while (!fq.empty() && !rq.empty()) {
+      const Snap f = fq.front();
+      const Snap r = rq.front();
+      if (f.seq != r.seq) {  // a sequence one direction skipped
+        (f.seq < r.seq ? fq : rq).pop();
+        continue;
+      }
+      fq.pop();
+      rq.pop();
+      // An outage ends asymmetry; while a direction has an unconfirmed new path in sight its
+      // confirmed one may be stale, so the state holds until both directions settle.
+      bool asym = st.asym;
+      if (f.outage || r.outage) {
+        asym = false;
+      } else if (f.settled && r.settled) {
+        asym = f.current >= 0 && r.current >= 0 && f.current != r.current;
+      }
+      if (asym == st.asym) continue;
+      PathEvent& ev = event(st, asym ? EventType::AsymmetricBegin : EventType::AsymmetricEnd,
+                            Direction::Forward, f.seq, f.tx_ns, now, out);
+      ev.fwd_path = label(f.current);
+      ev.rev_path = label(r.current);
+      if (!asym) ev.duration_ns = f.tx_ns - st.asym_since_tx;
+      st.asym = asym;
+      st.asym_since_tx = f.tx_ns;
+    }
+  }
+
+  /// Processes this direction's samples in order from `next` on.
+  void release(Stream& st, Direction d, std::int64_t now, std::vector<PathEvent>& out) {
+    DirState& ds = st.dir[static_cast<std::size_t>(d)];
+    const std::size_t mask = ds.ring.size() - 1;
+    while (ds.held > 0) {
+      Entry& e = ds.ring[ds.next & mask];
+      if (!e.valid || e.seq != ds.next) break;
       const Entry copy = e;
       e.valid = false;
-      --st.held;
-      ++st.next;
-      process(st, copy, now, out);
-      progressed = true;
+      --ds.held;
+      ++ds.next;
+      process(st, d, copy, now, out);
     }
-    return progressed;
   }
 
-  /// The oldest held record (requires held > 0).
-  static Entry& oldest_held(Stream& st) {
-    const std::size_t mask = st.ring.size() - 1;
-    std::uint64_t s = st.next;
-    while (!(st.ring[s & mask].valid && st.ring[s & mask].seq == s)) ++s;
-    return st.ring[s & mask];
+  /// The oldest held sample (requires held > 0).
+  static Entry& oldest_held(DirState& ds) {
+    const std::size_t mask = ds.ring.size() - 1;
+    std::uint64_t s = ds.next;
+    while (!(ds.ring[s & mask].valid && ds.ring[s & mask].seq == s)) ++s;
+    return ds.ring[s & mask];
   }
 
-  /// Gives up on the missing sequence(s) at `next`: jumps to the oldest held record.
-  void skip_gap(Stream& st) {
-    const std::uint64_t s = oldest_held(st).seq;
-    stats.skipped += s - st.next;
-    st.next = s;
+  /// Gives up on the missing sequence(s) at `next`: jumps to the oldest held sample.
+  void skip_gap(DirState& ds) {
+    const std::uint64_t s = oldest_held(ds).seq;
+    stats.skipped += s - ds.next;
+    ds.next = s;
   }
 
-  void on_record(const ProbeRecord& r, std::int64_t now, std::vector<PathEvent>& out) {
-    auto [it, fresh] = streams.try_emplace(r.session_id);
+  void on_sample(const PathSample& smp, std::int64_t now, std::vector<PathEvent>& out) {
+    auto [it, fresh] = streams.try_emplace(smp.session_id);
     Stream& st = it->second;
     if (fresh) {
-      st.target = r.target;
-      st.proto = r.proto;
-      st.session_id = r.session_id;
-      st.ring.resize(std::bit_ceil(std::max<std::size_t>(cfg.reorder_window, 2)));
+      st.target = smp.target;
+      st.proto = smp.proto;
+      st.session_id = smp.session_id;
+      const std::size_t n = std::bit_ceil(std::max<std::size_t>(cfg.reorder_window, 2));
+      for (auto& ds : st.dir) ds.ring.resize(n);
     }
-    if (!st.started) {
-      st.started = true;
-      st.next = r.seq;
+    DirState& ds = st.dir[static_cast<std::size_t>(smp.dir)];
+    if (!ds.started) {
+      ds.started = true;
+      ds.next = smp.seq;
     }
-    if (r.seq < st.next) {
+    if (smp.seq < ds.next) {
       ++stats.late;
       return;
     }
-    const std::size_t mask = st.ring.size() - 1;
+    const std::size_t mask = ds.ring.size() - 1;
     // Too far ahead to hold: give up on the oldest gaps until it fits.
-    while (r.seq - st.next > mask) {
-      if (st.held == 0) {
-        stats.skipped += r.seq - mask - st.next;
-        st.next = r.seq - mask;
+    while (smp.seq - ds.next > mask) {
+      if (ds.held == 0) {
+        stats.skipped += smp.seq - mask - ds.next;
+        ds.next = smp.seq - mask;
         break;
       }
-      skip_gap(st);
-      release(st, now, out);
+      skip_gap(ds);
+      release(st, smp.dir, now, out);
     }
-    Entry& slot = st.ring[r.seq & mask];
+    Entry& slot = ds.ring[smp.seq & mask];
     if (slot.valid) {
       ++stats.duplicates;
       return;
     }
-    slot = Entry{r.seq, r.tx_ns, now, intern(r.fwd_path), intern(r.rev_path), true};
-    ++st.held;
-    release(st, now, out);
+    slot = Entry{smp.seq, smp.tx_ns, now, intern(smp.path), true};
+    ++ds.held;
+    release(st, smp.dir, now, out);
   }
 
   void poll(std::int64_t now, std::vector<PathEvent>& out) {
-    // A record that waited reorder_hold_ns for its predecessors stops waiting for them.
+    // A sample that waited reorder_hold_ns for its predecessors stops waiting for them.
     for (auto& [id, st] : streams) {
-      while (st.held > 0 && oldest_held(st).arrived_ns + cfg.reorder_hold_ns <= now) {
-        skip_gap(st);
-        release(st, now, out);
+      for (auto d : {Direction::Forward, Direction::Reverse}) {
+        DirState& ds = st.dir[static_cast<std::size_t>(d)];
+        while (ds.held > 0 && oldest_held(ds).arrived_ns + cfg.reorder_hold_ns <= now) {
+          skip_gap(ds);
+          release(st, d, now, out);
+        }
       }
     }
   }
@@ -280,9 +340,25 @@ Detector::Detector(DetectorConfig config) : impl_(std::make_unique<Impl>()) {
 
 Detector::~Detector() = default;
 
+void Detector::on_sample(const PathSample& sample, std::int64_t now_ns,
+                         std::vector<PathEvent>& out) {
+  impl_->on_sample(sample, now_ns, out);
+}
+
 void Detector::on_record(const ProbeRecord& record, std::int64_t now_ns,
                          std::vector<PathEvent>& out) {
-  impl_->on_record(record, now_ns, out);
+  PathSample s;
+  s.session_id = record.session_id;
+  s.target = record.target;
+  s.proto = record.proto;
+  s.seq = record.seq;
+  s.tx_ns = record.tx_ns;
+  s.dir = Direction::Forward;
+  s.path = record.fwd_path;
+  impl_->on_sample(s, now_ns, out);
+  s.dir = Direction::Reverse;
+  s.path = record.rev_path;
+  impl_->on_sample(s, now_ns, out);
 }
 
 void Detector::poll(std::int64_t now_ns, std::vector<PathEvent>& out) {

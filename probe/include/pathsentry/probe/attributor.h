@@ -10,6 +10,7 @@
 
 #include "pathsentry/common/ip.h"
 #include "pathsentry/common/record.h"
+#include "pathsentry/probe/detector.h"
 #include "pathsentry/probe/tap.h"
 
 namespace pathsentry::probe {
@@ -52,6 +53,10 @@ struct AttributorConfig {
   /// A probe announced but without any record from the sender timeout + this later is
   /// finalized as lost (and counted: the sender should always report).
   std::int64_t record_grace_ns = 1'000'000'000;
+  /// A probe seen on no tap is taken as lost before the taps (forward "none") this long after
+  /// it left, unless its fate is known sooner: the forward sample does not wait for the
+  /// sender's timeout. The record still follows the probe's fate (see docs/attribution.md).
+  std::int64_t fwd_unseen_wait_ns = 0;
   /// Learning an ESP length: consistent single-candidate sightings needed before it is used.
   std::uint32_t learn_samples = 8;
   /// Upper bound on buffered ESP observations per tap and direction.
@@ -80,6 +85,8 @@ struct AttributorStats {
   std::uint64_t clear_conflicts = 0;  ///< probes seen exactly on taps of different paths
   std::uint64_t esp_conflicts = 0;    ///< ESP correlation contradicted by an exact clear match
   std::uint64_t state_overruns = 0;   ///< probe state dropped (a session's ring was full)
+  /// Forward samples whose record later said otherwise (e.g. seen nowhere, yet answered).
+  std::uint64_t fwd_samples_revised = 0;
   std::vector<std::array<std::uint64_t, 2>> path_counts;  ///< [path][0 = fwd, 1 = rev]
   std::vector<TapAttribution> taps;
 };
@@ -120,12 +127,16 @@ class Attributor final : public ObservationSink {
   /// A decoded frame from tap number `tap`.
   void on_observation(std::size_t tap, const Observation& obs) override;
 
-  /// Decides every probe whose evidence is complete at `now_ns` and appends its finished
-  /// record to `out` (roughly in send order; the detector reorders). A probe is normally
-  /// finished a few window lengths plus settle_ns after its reply, or when declared lost.
-  void poll(std::int64_t now_ns, std::vector<ProbeRecord>& out);
+  /// Decides every probe whose evidence is complete at `now_ns`: appends finished records to
+  /// `records` (roughly in send order), and, when `samples` is given, each direction's path as
+  /// soon as it is final (for the Detector; the forward one usually well before the record).
+  /// A record is normally finished a few window lengths plus settle_ns after its reply, or
+  /// when declared lost. Samples point into the attributor (target, path labels): use them
+  /// before the next add_session() or the attributor's destruction.
+  void poll(std::int64_t now_ns, std::vector<ProbeRecord>& records,
+            std::vector<PathSample>* samples = nullptr);
   /// Finishes everything still pending as if all deadlines had passed (shutdown, end of file).
-  void flush(std::vector<ProbeRecord>& out);
+  void flush(std::vector<ProbeRecord>& records, std::vector<PathSample>* samples = nullptr);
 
   /// The path labels in id order, then "unknown" and "none".
   [[nodiscard]] const std::vector<std::string>& path_labels() const;

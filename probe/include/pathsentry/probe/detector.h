@@ -5,6 +5,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pathsentry/common/record.h"
@@ -25,29 +26,45 @@ struct DetectorConfig {
   std::size_t reorder_window = std::size_t{1} << 16;
 };
 
+/// One direction of one probe, as the detector consumes it. The attributor emits these as soon
+/// as each direction is final (the forward one usually long before the reply's fate is known),
+/// so a forward switchover is seen while the return path is still dead. Views are only read
+/// during the call.
+struct PathSample {
+  std::uint32_t session_id = 0;
+  std::string_view target;  ///< the session's target as text
+  Proto proto = Proto::Icmp;
+  Direction dir = Direction::Forward;
+  std::uint64_t seq = 0;
+  std::int64_t tx_ns = 0;  ///< the probe's TX time (from the attributor: as announced)
+  std::string_view path;   ///< a path label, "unknown" or "none"
+};
+
 /// Counters of the detector.
 struct DetectorStats {
-  std::uint64_t records = 0;     ///< records processed in order
-  std::uint64_t late = 0;        ///< records for a sequence already processed (ignored)
+  std::uint64_t samples = 0;     ///< samples processed in order (two per record)
+  std::uint64_t late = 0;        ///< samples for a sequence already processed (ignored)
   std::uint64_t duplicates = 0;  ///< a sequence held twice (ignored)
   std::uint64_t skipped = 0;     ///< sequences never seen, given up after reorder_hold_ns
   std::uint64_t events = 0;
 };
 
 /// Path state machine per probe stream (one session: a target and a protocol) and direction.
-/// A pure function of (state, record, now) → events: it reads no clock and does no I/O, so the
-/// agent calls it right after the attributor and events leave with the record that confirmed
-/// them. Event times come from the probes' TX timestamps.
+/// A pure function of (state, sample, now) → events: it reads no clock and does no I/O, so the
+/// agent calls it right after the attributor and an event leaves with the sample that
+/// confirmed it. Event times come from the probes' TX timestamps. Each direction is processed
+/// in sequence order on its own, so the forward direction never waits for replies.
 ///
-/// Per direction, each record's path is one of: a path label (the probe took it), "unknown"
+/// Per direction, each probe's path is one of: a path label (the probe took it), "unknown"
 /// (it got through, path not attributable), or "none" (lost that way).
 /// - Switchover: N consecutive probes on a path other than the current one (failback when it
 ///   is the path last left); last_ok_on_old_ns / first_ok_on_new_ns are the TX times of the last
 ///   probe on the old path and the first on the new, probes_lost the losses in between.
 /// - OutageBegin after K consecutive losses; OutageEnd with the first probe through again.
 /// - AsymmetricBegin/End: both directions have a confirmed path, neither is in an outage, and
-///   the paths differ / no longer do. Judged only when neither direction has an unconfirmed
-///   new path in sight (its confirmed one may be stale); an outage ends asymmetry at once.
+///   the paths differ / no longer do. Judged probe by probe once both directions have processed
+///   the probe, and only when neither has an unconfirmed new path in sight (its confirmed one
+///   may be stale); an outage ends asymmetry.
 /// Not thread-safe.
 class Detector {
  public:
@@ -57,8 +74,12 @@ class Detector {
   Detector(const Detector&) = delete;
   Detector& operator=(const Detector&) = delete;
 
-  /// Takes one finished record (any order; held until its predecessors arrive) and appends
-  /// the events it completes to `out`. `now_ns` stamps detected_ns and times the reorder hold.
+  /// Takes one direction of one probe (any order: each direction is processed in sequence
+  /// order, a sample waits for its predecessors) and appends the events it completes to `out`.
+  /// `now_ns` stamps detected_ns and times the reorder hold. Each (session, direction, seq) is
+  /// used once; repeats are counted as late or duplicate.
+  void on_sample(const PathSample& sample, std::int64_t now_ns, std::vector<PathEvent>& out);
+  /// Both directions of a finished record (forward first), for callers that only have records.
   void on_record(const ProbeRecord& record, std::int64_t now_ns, std::vector<PathEvent>& out);
   /// Gives up on sequences missing longer than reorder_hold_ns and processes what follows.
   void poll(std::int64_t now_ns, std::vector<PathEvent>& out);
