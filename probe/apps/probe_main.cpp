@@ -87,9 +87,16 @@ std::unique_ptr<ProbeSession> make_session(const AgentConfig& cfg, std::size_t i
 }
 
 int run(const AgentConfig& cfg) {
-  File records;
+  std::unique_ptr<JsonLinesWriter> writer;
+  if (!cfg.records.empty()) {
+    try {
+      writer = std::make_unique<JsonLinesWriter>(cfg.records, std::to_string(cfg.agent_id));
+    } catch (const ConfigError& e) {
+      throw ConfigError(cfg.config_file, "records (--records / agent.records)", cfg.records,
+                        e.what());
+    }
+  }
   File summary;
-  if (!cfg.records.empty()) records = open_output(cfg.records, "--records", "");
   if (!cfg.summary_json.empty()) summary = open_output(cfg.summary_json, "--summary-json", "");
   // Keep stdout clean for JSON when it carries records or the summary document.
   std::FILE* human = (cfg.records == "-" || cfg.summary_json == "-") ? stderr : stdout;
@@ -102,11 +109,11 @@ int run(const AgentConfig& cfg) {
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   NullSink null_sink;
-  std::unique_ptr<JsonLinesWriter> writer;
+  std::unique_ptr<RecordJsonSink> record_sink;
   RecordSink* sink = &null_sink;
-  if (records) {
-    writer = std::make_unique<JsonLinesWriter>(records.get());
-    sink = writer.get();
+  if (writer) {
+    record_sink = std::make_unique<RecordJsonSink>(*writer);
+    sink = record_sink.get();
   }
 
   SystemClock clock;
@@ -157,8 +164,13 @@ int run(const AgentConfig& cfg) {
   waiter.join();
 
   if (writer) {
-    writer->flush();
-    if (writer->failed()) log("writing records to " + cfg.records + " failed: some are missing");
+    auto flushed = writer->flush();
+    if (!flushed || writer->dropped_lines() > 0) {
+      log("writing records to " + cfg.records + " failed (" +
+          (flushed ? std::string("buffer full") : flushed.error().message()) +
+          "): " + std::to_string(writer->dropped_lines()) + " record(s) dropped, " +
+          std::to_string(writer->pending_bytes()) + " bytes unwritten");
+    }
   }
   std::vector<SessionSummary> summaries;
   std::vector<const SessionConfig*> configs;

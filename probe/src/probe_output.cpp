@@ -1,37 +1,10 @@
 #include "pathsentry/probe/probe_output.h"
 
-#include <cinttypes>
 #include <ctime>
 #include <nlohmann/json.hpp>
 
 namespace pathsentry::probe {
 namespace {
-
-// Appends printf-formatted text at `pos`; returns the new position, or out.size() + 1 when
-// it did not fit (so the caller can tell).
-template <class... A>
-std::size_t put(std::span<char> out, std::size_t pos, const char* fmt, A... a) {
-  if (pos >= out.size()) return out.size() + 1;
-  const int n = std::snprintf(out.data() + pos, out.size() - pos, fmt, a...);
-  if (n < 0 || static_cast<std::size_t>(n) >= out.size() - pos) return out.size() + 1;
-  return pos + static_cast<std::size_t>(n);
-}
-
-// JSON string with the escapes our values can need (addresses and path labels are plain,
-// but labels come from configuration).
-std::size_t put_string(std::span<char> out, std::size_t pos, const std::string& s) {
-  pos = put(out, pos, "\"");
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      pos = put(out, pos, "\\%c", c);
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      pos = put(out, pos, "\\u%04x", static_cast<unsigned>(c));
-    } else {
-      pos = put(out, pos, "%c", c);
-    }
-  }
-  return put(out, pos, "\"");
-}
 
 std::string ms(std::int64_t ns) {
   char b[32];
@@ -69,39 +42,6 @@ std::string session_label(const SessionConfig& s) {
 
 const char* proto_name(Proto p) {
   return p == Proto::Icmp ? "icmp" : "stamp";
-}
-
-std::size_t format_record_json(const ProbeRecord& r, std::span<char> out) {
-  std::size_t p = put(out, 0, "{\"target\":");
-  p = put_string(out, p, r.target);
-  p = put(out, p,
-          ",\"proto\":\"%s\",\"session\":%" PRIu32 ",\"seq\":%" PRIu64 ",\"tx_ns\":%" PRId64
-          ",\"rx_ns\":",
-          proto_name(r.proto), r.session_id, r.seq, r.tx_ns);
-  p = r.rx_ns ? put(out, p, "%" PRId64, *r.rx_ns) : put(out, p, "null");
-  p = put(out, p,
-          ",\"rtt_ns\":%" PRId64 ",\"late\":%s,\"tx_kernel_ts\":%s,\"reflector_seq\":", r.rtt_ns,
-          r.late ? "true" : "false", r.tx_kernel_ts ? "true" : "false");
-  p = r.reflector_seq ? put(out, p, "%" PRIu32, *r.reflector_seq) : put(out, p, "null");
-  p = put(out, p, ",\"reflector_rx_ns\":");
-  p = r.reflector_rx_ns ? put(out, p, "%" PRId64, *r.reflector_rx_ns) : put(out, p, "null");
-  p = put(out, p, ",\"reflector_tx_ns\":");
-  p = r.reflector_tx_ns ? put(out, p, "%" PRId64, *r.reflector_tx_ns) : put(out, p, "null");
-  p = put(out, p, ",\"reflector_clock_synced\":%s,\"fwd_path\":",
-          r.reflector_clock_synced ? "true" : "false");
-  p = put_string(out, p, r.fwd_path);
-  p = put(out, p, ",\"rev_path\":");
-  p = put_string(out, p, r.rev_path);
-  p = put(out, p, "}");
-  return p > out.size() ? 0 : p;
-}
-
-void JsonLinesWriter::on_record(const ProbeRecord& r) {
-  char buf[1024];
-  const std::size_t n = format_record_json(r, buf);
-  if (n == 0) return;
-  buf[n] = '\n';
-  if (std::fwrite(buf, 1, n + 1, out_) != n + 1) failed_ = true;
 }
 
 std::string format_interval_line(std::int64_t second_end_ns, const SessionConfig& s,

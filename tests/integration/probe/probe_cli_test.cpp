@@ -127,12 +127,16 @@ TEST_CASE("probe cli runs both protocols on both families", "[privileged][probe_
   std::uint64_t lines = 0;
   while (std::getline(rec, line)) {
     const auto j = nlohmann::json::parse(line);
-    for (const char* k :
-         {"target", "proto", "session", "seq", "tx_ns", "rx_ns", "rtt_ns", "late", "reflector_seq",
-          "reflector_rx_ns", "reflector_tx_ns", "fwd_path", "rev_path"}) {
+    INFO(line);
+    // record_json.h's encoding.
+    for (const char* k : {"type", "agent", "target", "proto", "session_id", "seq", "tx_ns", "rx_ns",
+                          "rtt_ns", "late", "tx_kernel_ts", "reflector", "fwd_path", "rev_path"}) {
       REQUIRE(j.contains(k));
     }
-    REQUIRE(j["reflector_seq"].is_null() == (j["proto"] == "icmp"));
+    REQUIRE(j["agent"] == "17");
+    REQUIRE(j["rx_ns"].is_number_integer());
+    REQUIRE(j["reflector"].is_null() == (j["proto"] == "icmp"));
+    if (j["proto"] == "stamp") REQUIRE(j["reflector"]["seq"] == j["seq"]);
     ++lines;
   }
   REQUIRE(lines == sent);

@@ -1,61 +1,10 @@
 #include "pathsentry/probe/probe_output.h"
 
-#include <array>
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
-
-// A received STAMP record encodes every field of the --records contract.
-TEST_CASE("record json for a received stamp probe", "[unit][output]") {
-  ProbeRecord r;
-  r.target = "fd53::2";
-  r.proto = Proto::Stamp;
-  r.session_id = 77;
-  r.seq = 1ULL << 40;
-  r.tx_ns = 1'700'000'000'000'000'000;
-  r.rx_ns = r.tx_ns + 12345;
-  r.rtt_ns = 12345;
-  r.tx_kernel_ts = true;
-  r.reflector_seq = 9;
-  r.reflector_rx_ns = r.tx_ns + 5000;
-  r.reflector_tx_ns = r.tx_ns + 6000;
-  r.fwd_path = "express-connect";
-  std::array<char, 512> buf{};
-  const std::size_t n = format_record_json(r, buf);
-  REQUIRE(n > 0);
-  const auto j = nlohmann::json::parse(std::string(buf.data(), n));
-  REQUIRE(j["target"] == "fd53::2");
-  REQUIRE(j["proto"] == "stamp");
-  REQUIRE(j["session"] == 77);
-  REQUIRE(j["seq"] == (1ULL << 40));
-  REQUIRE(j["tx_ns"] == r.tx_ns);
-  REQUIRE(j["rx_ns"] == *r.rx_ns);
-  REQUIRE(j["rtt_ns"] == 12345);
-  REQUIRE(j["late"] == false);
-  REQUIRE(j["reflector_seq"] == 9);
-  REQUIRE(j["reflector_rx_ns"] == *r.reflector_rx_ns);
-  REQUIRE(j["reflector_tx_ns"] == *r.reflector_tx_ns);
-  REQUIRE(j["fwd_path"] == "express-connect");
-  REQUIRE(j["rev_path"] == "");
-}
-
-// A lost ICMP probe has null rx and reflector fields; a too-small buffer is refused.
-TEST_CASE("record json for a lost icmp probe", "[unit][output]") {
-  ProbeRecord r;
-  r.target = "198.18.0.2";
-  r.fwd_path = "a\"b";
-  std::array<char, 512> buf{};
-  const std::size_t n = format_record_json(r, buf);
-  const auto j = nlohmann::json::parse(std::string(buf.data(), n));
-  REQUIRE(j["rx_ns"].is_null());
-  REQUIRE(j["reflector_seq"].is_null());
-  REQUIRE(j["proto"] == "icmp");
-  REQUIRE(j["fwd_path"] == "a\"b");
-  std::array<char, 40> small{};
-  REQUIRE(format_record_json(r, small) == 0);
-}
 
 // The summary document has the contract's fields, with null direction split for ICMP.
 TEST_CASE("summary json document", "[unit][output]") {

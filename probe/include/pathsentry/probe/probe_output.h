@@ -1,12 +1,12 @@
 #pragma once
 
-#include <cstdio>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "pathsentry/common/record.h"
 #include "pathsentry/probe/probe_session.h"
+#include "pathsentry/probe/record_json.h"
 #include "pathsentry/probe/record_sink.h"
 
 namespace pathsentry::probe {
@@ -14,28 +14,15 @@ namespace pathsentry::probe {
 /// "icmp" / "stamp".
 [[nodiscard]] const char* proto_name(Proto p);
 
-/// One probe record as a single-line JSON object (no newline), the --records format:
-/// {"target","proto","session","seq","tx_ns","rx_ns"(null if lost),"rtt_ns","late",
-///  "tx_kernel_ts","reflector_seq","reflector_rx_ns","reflector_tx_ns"(null unless STAMP),
-///  "reflector_clock_synced","fwd_path","rev_path"}.
-/// Writes into `out` without allocating; returns the length, or 0 if `out` is too small
-/// (512 bytes always suffice).
-std::size_t format_record_json(const ProbeRecord& r, std::span<char> out);
-
-/// A RecordSink writing one JSON object per line to a stdio stream (buffered; flush() at the
-/// end). Not thread-safe: the engine calls it from its receiver thread only.
-class JsonLinesWriter final : public RecordSink {
+/// A RecordSink that writes each record as one JSON line (record_json.h's encoding) through a
+/// JsonLinesWriter (not owned). Called on the engine's receiver thread only.
+class RecordJsonSink final : public RecordSink {
  public:
-  /// Does not own `out`.
-  explicit JsonLinesWriter(std::FILE* out) : out_(out) {}
-  void on_record(const ProbeRecord& r) override;
-  void flush() { std::fflush(out_); }
-  /// True once a write failed (disk full, closed pipe); records after that are lost.
-  [[nodiscard]] bool failed() const { return failed_; }
+  explicit RecordJsonSink(JsonLinesWriter& writer) : writer_(writer) {}
+  void on_record(const ProbeRecord& r) override { writer_.write(r); }
 
  private:
-  std::FILE* out_;
-  bool failed_ = false;
+  JsonLinesWriter& writer_;
 };
 
 /// One line of the live per-second summary, e.g.
