@@ -198,7 +198,7 @@ struct Detector::Impl {
     ++stats.samples;
     step(st, d, e.path, e.seq, e.tx_ns, now, out);
     DirState& ds = st.dir[static_cast<std::size_t>(d)];
-    if (ds.snaps.size() >= ds.ring.size()) ds.snaps.pop();  // the other side stalled: bound it
+    if (ds.snaps.size() >= max_ring()) ds.snaps.pop();  // the other side stalled: bound it
     ds.snaps.push(Snap{e.seq, e.tx_ns, ds.current, ds.cand == kNoPath, ds.outage});
     judge_asymmetry(st, now, out);
   }
@@ -266,6 +266,20 @@ struct Detector::Impl {
     ds.next = s;
   }
 
+  [[nodiscard]] std::size_t max_ring() const {
+    return std::bit_ceil(std::max<std::size_t>(cfg.reorder_window, 2));
+  }
+
+  /// Doubles a direction's reorder ring (it starts small: most streams never need much).
+  static void grow(DirState& ds) {
+    std::vector<Entry> nr(ds.ring.size() * 2);
+    const std::size_t mask = nr.size() - 1;
+    for (const Entry& e : ds.ring) {
+      if (e.valid) nr[e.seq & mask] = e;
+    }
+    ds.ring = std::move(nr);
+  }
+
   void on_sample(const PathSample& smp, std::int64_t now, std::vector<PathEvent>& out) {
     auto [it, fresh] = streams.try_emplace(smp.session_id);
     Stream& st = it->second;
@@ -273,8 +287,7 @@ struct Detector::Impl {
       st.target = smp.target;
       st.proto = smp.proto;
       st.session_id = smp.session_id;
-      const std::size_t n = std::bit_ceil(std::max<std::size_t>(cfg.reorder_window, 2));
-      for (auto& ds : st.dir) ds.ring.resize(n);
+      for (auto& ds : st.dir) ds.ring.resize(std::min<std::size_t>(64, max_ring()));
     }
     DirState& ds = st.dir[static_cast<std::size_t>(smp.dir)];
     if (!ds.started) {
@@ -285,6 +298,7 @@ struct Detector::Impl {
       ++stats.late;
       return;
     }
+    while (smp.seq - ds.next >= ds.ring.size() && ds.ring.size() < max_ring()) grow(ds);
     const std::size_t mask = ds.ring.size() - 1;
     // Too far ahead to hold: give up on the oldest gaps until it fits.
     while (smp.seq - ds.next > mask) {
