@@ -1,0 +1,447 @@
+// bench-attribution: how fast the sniffer side attributes probes, against a bare libpcap read
+// of the same capture files in the same run (architecture §9).
+//
+//   bench-attribution [--probes N] [--rate PPS] [--sessions S] [--esp-share F] [--repeat R]
+//                     [--dir DIR]
+//
+// It writes a recorded capture of a drill — two nanosecond pcap files, one per tap (Express
+// Connect: clear probes; IPsec: ESP-in-UDP) — plus the sender's events for the same probes,
+// then times over the same files, R times each, best run reported:
+//   bare    pcap_next_ex over both files, touching each frame (the floor of any reader)
+//   decode  PacketSource + decode_frame for every frame (the tap layer)
+//   full    reading + decoding + Attributor (announcements, records, observations, poll every
+//           1 ms of capture time) + Detector: probes/s attributed, the figure that matters
+// The probes: S sessions (half ICMP, half STAMP), round robin at PPS in total; the first
+// (1 - F) of the run goes over Express Connect, the rest over IPsec (a switchover mid-run).
+// IPsec probes cycle through 32 sizes so that dense probes have distinct ESP lengths.
+// Prints one JSON object on stdout (figures, ratios, and how the probes were attributed);
+// progress on stderr. Not a test: it asserts nothing about speed.
+
+#include <pcap/pcap.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "../bench_util.h"
+#include "pathsentry/probe/attributor.h"
+#include "pathsentry/probe/detector.h"
+#include "pathsentry/probe/record_json.h"
+#include "pathsentry/probe/tap.h"
+#include "probe/pcap_builder.h"
+
+using namespace pathsentry;
+using namespace pathsentry::probe;
+
+namespace {
+
+constexpr std::int64_t kT0 = 1'700'000'000'000'000'000;
+constexpr std::int64_t kUs = 1'000;
+constexpr std::int64_t kMs = 1'000'000;
+constexpr std::int64_t kRtt = 8 * kMs;
+constexpr std::int64_t kTimeout = 1'000 * kMs;
+constexpr std::uint32_t kAgent = 7;
+constexpr std::uint16_t kStampPort = 862;
+
+struct Options {
+  std::uint64_t probes = 300'000;
+  double rate = 100'000;
+  std::uint32_t sessions = 20;
+  double esp_share = 0.5;
+  int repeat = 3;
+  std::string dir;
+};
+
+struct SenderEvent {
+  std::int64_t at = 0;
+  bool record = false;  // false: announcement
+  std::size_t index = 0;
+};
+
+/// The recorded drill: capture files and what the sender did.
+struct Drill {
+  std::vector<SessionSpec> sessions;
+  std::vector<TapSpec> taps;
+  std::vector<ProbeSent> sent;
+  std::vector<ProbeRecord> records;
+  std::vector<SenderEvent> events;  // sorted by time
+  std::string files[2];
+  std::uint64_t frames[2] = {0, 0};
+};
+
+Drill make_drill(const Options& o, const std::string& dir) {
+  Drill d;
+  const auto agent = test::addr("172.16.1.188");
+  TapSpec ec;
+  ec.interface = "tap-ec";
+  ec.path = "express-connect";
+  TapSpec inet;
+  inet.interface = "tap-inet";
+  inet.path = "ipsec";
+  inet.encap = Encap::Esp;
+  inet.local_endpoint = test::addr("203.0.113.68");
+  inet.remote_endpoint = test::addr("198.51.100.7");
+  inet.transform = EspTransform::preset("aes-gcm-16");
+  inet.window_lo_ns = -50 * kUs;
+  inet.window_hi_ns = 250 * kUs;
+  d.taps = {ec, inet};
+  for (std::uint32_t s = 0; s < o.sessions; ++s) {
+    SessionSpec spec;
+    spec.session_id = s + 1;
+    spec.proto = s % 2 == 0 ? Proto::Icmp : Proto::Stamp;
+    spec.target = test::addr(("192.168.20." + std::to_string(1 + s / 2)).c_str());
+    spec.wire_bytes = spec.proto == Proto::Icmp ? 84 : 72;
+    spec.rate_pps = o.rate / o.sessions;
+    spec.timeout_ns = kTimeout;
+    d.sessions.push_back(spec);
+  }
+  std::vector<std::pair<std::int64_t, test::Bytes>> frames[2];
+  std::vector<std::uint64_t> next_seq(o.sessions, 0);
+  std::vector<std::uint32_t> refl(o.sessions, 0);
+  std::uint32_t esp_fwd = 1;
+  std::uint32_t esp_rev = 1;
+  const auto switch_at =
+      static_cast<std::uint64_t>(static_cast<double>(o.probes) * (1 - o.esp_share));
+  for (std::uint64_t i = 0; i < o.probes; ++i) {
+    const std::uint32_t si = static_cast<std::uint32_t>(i % o.sessions);
+    const SessionSpec& s = d.sessions[si];
+    const std::uint64_t seq = next_seq[si]++;
+    const auto tx = kT0 + static_cast<std::int64_t>(static_cast<double>(i) * 1e9 / o.rate);
+    const bool esp = i >= switch_at;
+    // Over IPsec the agent cycles every probe through 32 sizes (4 bytes apart: distinct
+    // AES-GCM lengths), so the ~30 probes inside one window at 100k/s all differ.
+    const std::uint32_t wire = esp ? 100 + 4 * static_cast<std::uint32_t>(i % 32) : s.wire_bytes;
+    d.sent.push_back({s.session_id, seq, tx, wire});
+    const std::int64_t rx = tx + kRtt + static_cast<std::int64_t>(i % 7) * kUs;
+    const auto ssid = static_cast<std::uint16_t>(s.session_id);
+    if (esp) {
+      const auto len = inet.transform->esp_length(wire);
+      frames[1].emplace_back(
+          tx + 100 * kUs, test::ethernet(test::esp_packet(inet.local_endpoint, inet.remote_endpoint,
+                                                          0xC1, esp_fwd++, len, true)));
+      frames[1].emplace_back(
+          rx - 100 * kUs, test::ethernet(test::esp_packet(inet.remote_endpoint, inet.local_endpoint,
+                                                          0xC2, esp_rev++, len, true)));
+    } else if (s.proto == Proto::Icmp) {
+      frames[0].emplace_back(tx + 30 * kUs,
+                             test::ethernet(test::icmp_probe(agent, s.target, true, kAgent,
+                                                             s.session_id, seq, tx, wire)));
+      frames[0].emplace_back(rx - 30 * kUs,
+                             test::ethernet(test::icmp_probe(s.target, agent, false, kAgent,
+                                                             s.session_id, seq, tx, wire)));
+    } else {
+      frames[0].emplace_back(tx + 30 * kUs, test::ethernet(test::stamp_request(
+                                                agent, s.target, 40000, kStampPort,
+                                                static_cast<std::uint32_t>(seq), ssid, wire)));
+      frames[0].emplace_back(rx - 30 * kUs, test::ethernet(test::stamp_reply(
+                                                s.target, agent, kStampPort, 40000, refl[si],
+                                                static_cast<std::uint32_t>(seq), ssid, wire)));
+    }
+    ProbeRecord r;
+    r.target = s.target.to_string();
+    r.proto = s.proto;
+    r.session_id = s.session_id;
+    r.seq = seq;
+    r.tx_ns = tx;
+    r.tx_kernel_ts = true;
+    r.rx_ns = rx;
+    r.rtt_ns = rx - tx;
+    if (s.proto == Proto::Stamp) {
+      r.reflector_seq = refl[si]++;
+      r.reflector_rx_ns = tx + kRtt / 2;
+      r.reflector_tx_ns = tx + kRtt / 2 + 5 * kUs;
+    }
+    d.records.push_back(std::move(r));
+    d.events.push_back({tx, false, d.sent.size() - 1});
+    d.events.push_back({rx + 20 * kUs, true, d.records.size() - 1});
+  }
+  std::stable_sort(d.events.begin(), d.events.end(),
+                   [](const SenderEvent& a, const SenderEvent& b) { return a.at < b.at; });
+  const char* names[2] = {"/tap-ec.pcap", "/tap-inet.pcap"};
+  for (int t = 0; t < 2; ++t) {
+    std::stable_sort(frames[t].begin(), frames[t].end(),
+                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    d.files[t] = dir + names[t];
+    test::PcapFile f(d.files[t], 1, 256);
+    for (const auto& [ts, fr] : frames[t]) f.add(ts, fr);
+    f.close();
+    d.frames[t] = frames[t].size();
+  }
+  return d;
+}
+
+/// The floor: libpcap reading every frame and touching its bytes.
+std::uint64_t bare_read(const Drill& d) {
+  std::uint64_t sum = 0;
+  for (const auto& path : d.files) {
+    char err[PCAP_ERRBUF_SIZE];
+    pcap_t* p =
+        pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
+    if (p == nullptr) throw std::runtime_error(err);
+    pcap_pkthdr* h = nullptr;
+    const u_char* data = nullptr;
+    while (pcap_next_ex(p, &h, &data) == 1) sum += h->caplen + data[h->caplen / 2];
+    pcap_close(p);
+  }
+  return sum;
+}
+
+struct NullSink final : ObservationSink {
+  std::uint64_t n = 0;
+  void on_observation(std::size_t, const Observation& o) override { n += o.seq & 1; }
+};
+
+std::uint64_t decode_only(const Drill& d) {
+  NullSink sink;
+  for (std::size_t t = 0; t < 2; ++t) {
+    auto src = open_file(d.files[t]);
+    if (!src) throw std::runtime_error(src.error());
+    Tap tap(d.taps[t], DecodeContext{kAgent, kStampPort}, std::move(*src), t);
+    bool end = false;
+    while (!end) {
+      if (!tap.pump(sink, 4096, &end)) throw std::runtime_error("read error");
+    }
+  }
+  return sink.n;
+}
+
+/// One tap's next decoded observation, held for the time merge.
+struct Cursor {
+  std::unique_ptr<PacketSource> src;
+  TapSpec tap;
+  std::size_t index = 0;
+  bool has = false;
+  bool end = false;
+  Observation obs;
+  void advance() {
+    has = false;
+    Frame f;
+    while (!end) {
+      auto st = src->next(f);
+      if (!st || *st != ReadStatus::Frame) {
+        end = true;
+        return;
+      }
+      auto o = decode_frame(tap, DecodeContext{kAgent, kStampPort}, f.ts_ns, f.linktype, f.bytes);
+      if (o) {
+        obs = *o;
+        has = true;
+        return;
+      }
+    }
+  }
+};
+
+struct FullResult {
+  std::vector<std::uint64_t> fwd_counts;
+  std::vector<std::uint64_t> rev_counts;
+  std::vector<std::string> labels;
+  std::uint64_t records = 0;
+  std::uint64_t events = 0;
+  std::uint64_t json_bytes = 0;
+};
+
+/// The agent's attribution side, built before the clock starts (once per agent run).
+struct Pipeline {
+  explicit Pipeline(const Drill& d) : a(config(d)), det(DetectorConfig{}) {
+    for (const auto& s : d.sessions) a.add_session(s);
+  }
+  static AttributorConfig config(const Drill& d) {
+    AttributorConfig cfg;
+    cfg.taps = d.taps;
+    return cfg;
+  }
+  Attributor a;
+  Detector det;
+};
+
+/// Everything the agent does between the capture and the output, in capture-time order.
+FullResult full(const Drill& d, Pipeline& p) {
+  Attributor& a = p.a;
+  Detector& det = p.det;
+  Cursor cur[2];
+  for (std::size_t t = 0; t < 2; ++t) {
+    auto src = open_file(d.files[t]);
+    if (!src) throw std::runtime_error(src.error());
+    cur[t].src = std::move(*src);
+    cur[t].tap = d.taps[t];
+    cur[t].index = t;
+    cur[t].advance();
+  }
+  std::vector<ProbeRecord> records;
+  std::vector<PathSample> samples;
+  std::vector<PathEvent> events;
+  std::string json;
+  FullResult res;
+  std::size_t ev = 0;
+  std::int64_t next_poll = kT0;
+  auto drain = [&](std::int64_t now) {
+    a.poll(now, records, &samples);
+    for (const auto& s : samples) det.on_sample(s, now, events);
+    for (const auto& r : records) append_json(r, json);
+    res.records += records.size();
+    res.events += events.size();
+    res.json_bytes += json.size();
+    records.clear();
+    samples.clear();
+    events.clear();
+    json.clear();
+  };
+  for (;;) {
+    // The earliest of: a sender event, a frame on either tap.
+    std::int64_t at = ev < d.events.size() ? d.events[ev].at : INT64_MAX;
+    int which = -1;
+    for (int t = 0; t < 2; ++t) {
+      if (cur[t].has && cur[t].obs.ts_ns < at) {
+        at = cur[t].obs.ts_ns;
+        which = t;
+      }
+    }
+    if (at == INT64_MAX) break;
+    while (next_poll <= at) {  // the agent's 1 ms poll tick
+      drain(next_poll);
+      next_poll += kMs;
+    }
+    if (which >= 0) {
+      a.on_observation(cur[which].index, cur[which].obs);
+      cur[which].advance();
+    } else {
+      const auto& e = d.events[ev++];
+      if (e.record) {
+        a.on_record(d.records[e.index]);
+      } else {
+        a.on_sent(d.sent[e.index]);
+      }
+    }
+  }
+  records.clear();
+  a.flush(records, &samples);
+  for (const auto& s : samples) det.on_sample(s, next_poll, events);
+  res.records += records.size();
+  res.events += events.size();
+  res.labels = a.path_labels();
+  for (const auto& c : a.stats().path_counts) {
+    res.fwd_counts.push_back(c[0]);
+    res.rev_counts.push_back(c[1]);
+  }
+  return res;
+}
+
+template <class F>
+double best_seconds(int repeat, F&& f) {
+  double best = 1e300;
+  for (int i = 0; i < repeat; ++i) {
+    const auto t0 = bench::monotonic_ns();
+    f();
+    best = std::min(best, static_cast<double>(bench::monotonic_ns() - t0) / 1e9);
+  }
+  return best;
+}
+
+int usage() {
+  std::cerr << "usage: bench-attribution [--probes N] [--rate PPS] [--sessions S] "
+               "[--esp-share F] [--repeat R] [--dir DIR]\n";
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (i + 1 >= argc) return usage();
+    const char* v = argv[++i];
+    try {
+      if (a == "--probes") {
+        o.probes = std::stoull(v);
+      } else if (a == "--rate") {
+        o.rate = std::stod(v);
+      } else if (a == "--sessions") {
+        o.sessions = static_cast<std::uint32_t>(std::stoul(v));
+      } else if (a == "--esp-share") {
+        o.esp_share = std::stod(v);
+      } else if (a == "--repeat") {
+        o.repeat = std::stoi(v);
+      } else if (a == "--dir") {
+        o.dir = v;
+      } else {
+        return usage();
+      }
+    } catch (const std::exception&) {
+      std::cerr << "bench-attribution: bad value for " << a << ": " << v << "\n";
+      return 2;
+    }
+  }
+  if (o.probes == 0 || o.rate <= 0 || o.sessions == 0 || o.repeat < 1 || o.esp_share < 0 ||
+      o.esp_share > 1) {
+    return usage();
+  }
+  std::unique_ptr<test::TempDir> tmp;
+  if (o.dir.empty()) {
+    tmp = std::make_unique<test::TempDir>();
+    o.dir = tmp->file("").substr(0, tmp->file("").size() - 1);
+  }
+  try {
+    std::cerr << "bench-attribution: writing the drill (" << o.probes << " probes)...\n";
+    const Drill d = make_drill(o, o.dir);
+    const std::uint64_t frames = d.frames[0] + d.frames[1];
+    std::uint64_t sink = 0;
+    std::cerr << "bench-attribution: bare libpcap reads...\n";
+    const double bare = best_seconds(o.repeat, [&] { sink += bare_read(d); });
+    std::cerr << "bench-attribution: decode...\n";
+    const double dec = best_seconds(o.repeat, [&] { sink += decode_only(d); });
+    std::cerr << "bench-attribution: full attribution...\n";
+    FullResult res;
+    double att = 1e300;
+    double setup = 1e300;
+    for (int r = 0; r < o.repeat; ++r) {
+      const auto t0 = bench::monotonic_ns();
+      Pipeline p(d);
+      const auto t1 = bench::monotonic_ns();
+      res = full(d, p);
+      const auto t2 = bench::monotonic_ns();
+      setup = std::min(setup, static_cast<double>(t1 - t0) / 1e9);
+      att = std::min(att, static_cast<double>(t2 - t1) / 1e9);
+    }
+    nlohmann::json j;
+    j["bench"] = "attribution";
+    j["probes"] = o.probes;
+    j["rate_pps"] = o.rate;
+    j["sessions"] = o.sessions;
+    j["esp_share"] = o.esp_share;
+    j["frames"] = frames;
+    j["repeat"] = o.repeat;
+    j["bare_pcap"] = {{"seconds", bare}, {"frames_per_s", static_cast<double>(frames) / bare}};
+    j["decode"] = {{"seconds", dec}, {"frames_per_s", static_cast<double>(frames) / dec}};
+    j["attribution"] = {{"seconds", att},
+                        {"probes_per_s", static_cast<double>(o.probes) / att},
+                        {"frames_per_s", static_cast<double>(frames) / att},
+                        {"setup_seconds", setup},
+                        {"records", res.records},
+                        {"events", res.events}};
+    j["ratio_attribution_vs_bare"] = bare / att;
+    j["ratio_decode_vs_bare"] = bare / dec;
+    nlohmann::json paths;
+    for (std::size_t i = 0; i < res.labels.size(); ++i) {
+      paths[res.labels[i]] = {{"fwd", res.fwd_counts[i]}, {"rev", res.rev_counts[i]}};
+    }
+    j["paths"] = paths;
+    j["checksum"] = sink;  // keeps the timed loops from being optimised away
+    std::cout << j.dump(2) << "\n";
+    std::fprintf(stderr,
+                 "bare libpcap %.0f frames/s | decode %.0f frames/s (%.2fx of bare) | "
+                 "attribution %.0f probes/s = %.0f frames/s (%.2fx of bare)\n",
+                 static_cast<double>(frames) / bare, static_cast<double>(frames) / dec, bare / dec,
+                 static_cast<double>(o.probes) / att, static_cast<double>(frames) / att,
+                 bare / att);
+  } catch (const std::exception& e) {
+    std::cerr << "bench-attribution: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}
