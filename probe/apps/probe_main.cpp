@@ -17,6 +17,7 @@
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/probe/agent_config.h"
 #include "pathsentry/probe/engine.h"
+#include "pathsentry/probe/io/privileges.h"
 #include "pathsentry/probe/io/probe_sockets.h"
 #include "pathsentry/probe/probe_output.h"
 
@@ -124,6 +125,10 @@ int run(const AgentConfig& cfg) {
   Engine engine(clock, eo);
   for (std::size_t i = 0; i < cfg.sessions.size(); ++i) {
     engine.add_session(make_session(cfg, i, *sink));
+  }
+  // Every socket is open: nothing below needs a capability.
+  if (const std::string why = io::drop_privileges(cfg.rt_priority); !why.empty()) {
+    log("privileges: " + why);
   }
   if (!cfg.quiet) {
     engine.on_interval([&](std::int64_t end_ns, std::span<const IntervalReport> reports) {

@@ -142,7 +142,8 @@ TEST_CASE("probe cli runs both protocols on both families", "[privileged][probe_
   REQUIRE(lines == sent);
 }
 
-// SIGTERM stops sending, waits for the outstanding replies, writes the summary and exits 0.
+// SIGTERM stops sending, waits for the outstanding replies, writes the summary and exits 0;
+// while running, the agent has dropped its capabilities.
 TEST_CASE("probe cli stops cleanly on SIGTERM", "[privileged][probe_cli]") {
   REQUIRE(geteuid() == 0);
   NetnsPair pair;
@@ -159,6 +160,15 @@ TEST_CASE("probe cli stops cleanly on SIGTERM", "[privileged][probe_cli]") {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let some probes fly
+  // Once its sockets are open the agent holds no capability, except CAP_SYS_NICE (bit 23) for
+  // SCHED_FIFO when RLIMIT_RTPRIO cannot be raised here.
+  const std::string status = slurp("/proc/" + std::to_string(pid) + "/status");
+  INFO(status);
+  const bool none = status.find("CapEff:\t0000000000000000") != std::string::npos;
+  const bool nice_only = status.find("CapEff:\t0000000000800000") != std::string::npos &&
+                         status.find("CapPrm:\t0000000000800000") != std::string::npos;
+  REQUIRE((none || nice_only));
+  REQUIRE_THAT(status, Contains("NoNewPrivs:\t1"));
   REQUIRE(NetnsPair::stop(pid) == 0);
   INFO(slurp(dir.file("log.txt")));
   REQUIRE_THAT(slurp(dir.file("log.txt")), Contains("SIGTERM"));
