@@ -14,7 +14,7 @@
 # Environment knobs (defaults in brackets): OUT [bench/results/<date>], STEP_S [3],
 #   RATES ["1000 10000 25000 50000 75000 100000 150000 200000 300000 400000 600000 800000"],
 #   PROTOS ["stamp icmp"], REFINE [2], TIMEOUT_MS [500], RTT_RATE [1000], RTT_S [5],
-#   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PCAP_IMMEDIATE [0],
+#   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PCAP_IMMEDIATE [0], BENCH_NICE [-10],
 #   PROBE_ARGS [""] (extra flags for pathsentry-probe), REFLECTOR_ARGS [see below].
 #
 # Network safety: creates namespaces psb-<pid>-a / psb-<pid>-b joined only by a veth made here
@@ -46,6 +46,7 @@ PROBE_ARGS=${PROBE_ARGS:-}
 # 1 = capture with --immediate-mode. Off by default: per-packet wakeups of the capture run
 # between the tap's TX timestamp and the driver's, and measurably widen the gap (docs/bench.md).
 PCAP_IMMEDIATE=${PCAP_IMMEDIATE:-0}
+BENCH_NICE=${BENCH_NICE:--10} # nice value of every measured process (0 = as started)
 # The reflector rate-limits each source (default 10000/s): lift it, or the bench measures that.
 REFLECTOR_ARGS=${REFLECTOR_ARGS:-"--rate-limit 100000000 --burst 1000000 --log-level warn"}
 
@@ -54,6 +55,11 @@ NS_B=psb-$$-b
 A4=198.18.0.1
 B4=198.18.0.2
 report() { python3 "$here/report.py" "$@"; }
+# Every measured process runs at the same raised priority, so that background work on a
+# shared machine (builds) disturbs all of them alike and less. nice and ip netns exec both
+# exec in place: the PID is the program's.
+IN_A=(nice -n "$BENCH_NICE" ip netns exec "$NS_A")
+IN_B=(nice -n "$BENCH_NICE" ip netns exec "$NS_B")
 log() { printf '%s\n' "$*" >&2; }
 die() {
   log "probe_bench: $*"
@@ -172,25 +178,25 @@ mac_b=$(ip -n "$NS_B" -o link show vb | sed -n 's/.*link\/ether \([0-9a-f:]*\).*
 ip -n "$NS_A" neigh replace "$B4" lladdr "$mac_b" dev va nud permanent
 ip -n "$NS_B" neigh replace "$A4" lladdr "$mac_a" dev vb nud permanent
 
-commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=${COMMIT:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}
 cat >"$OUT/meta.json" <<EOF
 {"date": "$(date -u +%Y-%m-%dT%H:%M:%SZ)", "kernel": "$(uname -r)", "cpus": $(nproc),
  "cpu_model": "$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)",
  "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "commit": "$commit", "build": "$build",
  "ns_a": "$NS_A", "ns_b": "$NS_B", "step_s": $STEP_S, "timeout_ms": $TIMEOUT_MS,
  "raw_size": $RAW_SIZE, "rates": "$RATES", "probe_args": "$PROBE_ARGS",
- "pcap_immediate": $PCAP_IMMEDIATE,
+ "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE,
  "reflector_args": "$REFLECTOR_ARGS"}
 EOF
 log "probe_bench: namespaces $NS_A/$NS_B, results in $OUT, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- (c) the raw limit ---------------------------------------------------------------------------
-ip netns exec "$NS_B" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server.log" 2>&1 &
+"${IN_B[@]}" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server.log" 2>&1 &
 raw_srv=$!
 bg_pids+=("$raw_srv")
 wait_line "$OUT/raw-server.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
 log "== (c) raw sendmmsg/recvmmsg UDP echo: searching the highest zero-loss rate"
-run_fg ip netns exec "$NS_A" "$RAW" client --search --confirm-tries 0 --target "$B4" \
+run_fg "${IN_A[@]}" "$RAW" client --search --confirm-tries 0 --target "$B4" \
   --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 1 >"$OUT/raw-search.json" || true
 raw_target=$(report get "$OUT/raw-search.json" best_clean_rate)
 [ "$raw_target" = null ] && raw_target=$(report get "$OUT/raw-search.json" flat_out.echo_rate)
@@ -201,7 +207,7 @@ raw_limit_target=""
 for try in 1 2 3 4 5; do
   k0=$(cpu_ticks "$raw_srv")
   t0=$(now_ns)
-  run_fg ip netns exec "$NS_A" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
+  run_fg "${IN_A[@]}" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
     --rate "$raw_target" --duration "$STEP_S" >"$OUT/raw-limit.json" || true
   t1=$(now_ns)
   k1=$(cpu_ticks "$raw_srv")
@@ -224,7 +230,7 @@ forget_pid "$raw_srv"
 refl_pid=""
 if [ "$have_pathsentry" -eq 1 ]; then
   # shellcheck disable=SC2086
-  ip netns exec "$NS_B" "$REFL" --allow "$A4/32" --bind "$B4" --port "$STAMP_PORT" \
+  "${IN_B[@]}" "$REFL" --allow "$A4/32" --bind "$B4" --port "$STAMP_PORT" \
     $REFLECTOR_ARGS >"$OUT/reflector.log" 2>&1 &
   refl_pid=$!
   bg_pids+=("$refl_pid")
@@ -239,7 +245,7 @@ probe_step() { # PROTO RATE; sets $step to the step record's path
   k0=$(cpu_ticks "$refl_pid")
   t0=$(now_ns)
   # shellcheck disable=SC2086
-  run_fg "$RUNSTAT" --out "$OUT/$tag.runstat.json" -- ip netns exec "$NS_A" "$PROBE" \
+  run_fg "$RUNSTAT" --out "$OUT/$tag.runstat.json" -- "${IN_A[@]}" "$PROBE" \
     --target "$B4" --proto "$proto" --rate "$rate" --duration "$STEP_S" --source "$A4" \
     --timeout-ms "$TIMEOUT_MS" --stamp-port "$STAMP_PORT" --summary-json "$OUT/$tag.summary.json" \
     --quiet $PROBE_ARGS >"$OUT/$tag.log" 2>&1 || true
@@ -306,11 +312,11 @@ fping_step() { # RATE (0 = flat out) COUNT
   # -t: wait this long for a reply (its default is the period, which counts slow replies lost);
   # -s: final stats, whose "elapsed real time" gives the achieved rate. fping keeps 16-bit
   # sequence numbers for 10 s, so a run cannot send more than 65535 probes.
-  run_fg "$RUNSTAT" --out "$OUT/$tag.runstat.json" -- ip netns exec "$NS_A" fping -C "$count" \
+  run_fg "$RUNSTAT" --out "$OUT/$tag.runstat.json" -- "${IN_A[@]}" fping -C "$count" \
     -p "$period" -i "$period" -t "$TIMEOUT_MS" -q -s -S "$A4" "$B4" >"$OUT/$tag.txt" 2>&1 || true
   report fping-step --output "$OUT/$tag.txt" --runstat "$OUT/$tag.runstat.json" --target "$B4" \
     --rate "$rate" --period-ms "$period" --count "$count" --out "$OUT/$tag.step.json"
-  log "$(printf '  fping %8s/s (-p %s ms): sent %8.0f/s, lost %s, cpu %s%%, p50 %s ns -> %s' \
+  log "$(printf '  fping %8s/s (-p %s ms): sent %8.0f/s, lost %s, cpu %.0f%%, p50 %s ns -> %s' \
     "$rate" "$period" "$(report get "$OUT/$tag.step.json" achieved_rate)" \
     "$(report get "$OUT/$tag.step.json" lost)" "$(report get "$OUT/$tag.step.json" cpu_pct)" \
     "$(report get "$OUT/$tag.step.json" rtt_p50_ns)" "$(report get "$OUT/$tag.step.json" why)")"
@@ -326,13 +332,13 @@ if [ "$have_pathsentry" -eq 1 ]; then
   log "== (d) RTT error: pathsentry --proto both at $RTT_RATE/s for $RTT_S s, pcap on $NS_A/va"
   immediate=()
   [ "$PCAP_IMMEDIATE" = 1 ] && immediate=(--immediate-mode)
-  ip netns exec "$NS_A" tcpdump -i va -n -Z root -s 200 --time-stamp-precision=nano \
+  "${IN_A[@]}" tcpdump -i va -n -Z root -s 200 --time-stamp-precision=nano \
     "${immediate[@]}" -U -w "$OUT/rtt.pcap" "udp port $STAMP_PORT or icmp" >"$OUT/tcpdump.log" 2>&1 &
   cap=$!
   bg_pids+=("$cap")
   wait_line "$OUT/tcpdump.log" "listening on" "$cap" || die "tcpdump did not start"
   # shellcheck disable=SC2086
-  run_fg "$RUNSTAT" --out "$OUT/rtt.runstat.json" -- ip netns exec "$NS_A" "$PROBE" \
+  run_fg "$RUNSTAT" --out "$OUT/rtt.runstat.json" -- "${IN_A[@]}" "$PROBE" \
     --target "$B4" --proto both --rate "$RTT_RATE" --duration "$RTT_S" --source "$A4" \
     --timeout-ms "$TIMEOUT_MS" --stamp-port "$STAMP_PORT" --records "$OUT/rtt.records.jsonl" \
     --summary-json "$OUT/rtt.summary.json" --quiet $PROBE_ARGS >"$OUT/rtt.log" 2>&1 || true
@@ -347,13 +353,13 @@ fi
 # --- (c') the raw limit again, to show how much the machine drifted during the run -------------
 if [ -n "$raw_limit_target" ]; then
   log "== (c') raw echo again at the start's limit ($(printf %.0f "$raw_limit_target")/s): did the machine drift?"
-  ip netns exec "$NS_B" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server-end.log" 2>&1 &
+  "${IN_B[@]}" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server-end.log" 2>&1 &
   raw_srv=$!
   bg_pids+=("$raw_srv")
   wait_line "$OUT/raw-server-end.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
   k0=$(cpu_ticks "$raw_srv")
   t0=$(now_ns)
-  run_fg ip netns exec "$NS_A" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
+  run_fg "${IN_A[@]}" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
     --rate "$raw_limit_target" --duration "$STEP_S" >"$OUT/raw-end.json" || true
   t1=$(now_ns)
   k1=$(cpu_ticks "$raw_srv")
