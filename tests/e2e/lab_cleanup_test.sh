@@ -64,3 +64,34 @@ check "no charon of this lab is left" test -z "$(charons_of_this_lab)"
 # 3. After both, a normal bring-up still works.
 e2e_log "lab up after the failures"
 check "a clean bring-up works afterwards" bash "$LAB" up
+
+# 4. Ctrl-C in the middle of a drill, with the Express Connect port down: the drill repairs the
+#    lab and stops its recorders.
+e2e_log "drill ec-port interrupted with SIGINT while the port is down"
+set -m
+bash "$LAB" drill ec-port >"$E2E_RESULTS/interrupted-drill.out" 2>&1 &
+job=$!
+set +m
+acted=
+for _ in $(seq 300); do
+  d=$(cat "$PS_LAB_STATE/last-drill" 2>/dev/null || true)
+  if [ -n "$d" ] && grep -q "shut the Express Connect port" "$d/actions.log" 2>/dev/null; then
+    acted=1
+    break
+  fi
+  sleep 0.02
+done
+check "the drill had shut the port when interrupted" test -n "$acted"
+kill -INT -- "-$job"
+set +e
+wait "$job"
+rc=$?
+set -e
+sed 's/^/    /' "$E2E_RESULTS/interrupted-drill.out"
+check "the interrupted drill exits 130" test "$rc" -eq 130
+check "the port is up again" bash -c 'bash "$1" exec gw ip -o link show ec | grep -q "state UP"' sh "$LAB"
+back_on_ec() { [[ $(bash "$LAB" status 2>/dev/null) == *"forward (DC->ECS) ec, reverse (ECS->DC) ec"* ]]; }
+ok=
+for _ in $(seq 100); do back_on_ec && { ok=1; break; }; sleep 0.1; done
+check "both directions return to Express Connect" test -n "$ok"
+check "no drill recorder is left running" bash -c '! bash "$1" pids | grep -q "^drill-"' sh "$LAB"

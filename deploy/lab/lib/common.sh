@@ -59,7 +59,8 @@ pid_is_ours() {
 start_daemon() {
   local name=$1 node=$2
   shift 2
-  ip netns exec "${PREFIX}${node}" "$@" >"$STATE/logs/$name.out" 2>&1 </dev/null &
+  # (fd 9, the lab's lock, is not inherited: a daemon must not hold it)
+  ip netns exec "${PREFIX}${node}" "$@" >"$STATE/logs/$name.out" 2>&1 </dev/null 9>&- &
   record_pid "$name" $! "$node"
   # shellcheck disable=SC2034 # read by callers
   LAST_PID=$!
@@ -145,9 +146,15 @@ rev_path() {
 }
 paths_are() { [ "$(fwd_path)" = "$1" ] && [ "$(rev_path)" = "$2" ]; }
 
+# (outputs are captured before matching: with pipefail, `cmd | grep -q` fails when grep's early
+# exit kills cmd with SIGPIPE)
 bgp_established() { # NODE PROTO
-  birdc_n "$1" show protocols "$2" 2>/dev/null | grep -q Established
+  local out
+  out=$(birdc_n "$1" show protocols "$2" 2>/dev/null) || return 1
+  [[ $out == *Established* ]]
 }
 tunnel_installed() {
-  swanctl_n gw --list-sas 2>/dev/null | grep -q INSTALLED
+  local out
+  out=$(swanctl_n gw --list-sas 2>/dev/null) || return 1
+  [[ $out == *INSTALLED* ]]
 }

@@ -22,11 +22,14 @@ DRILL_PIDS=()
 
 # act TEXT CMD...: logs the action with its time, then runs it.
 act() {
-  local what=$1
+  local what=$1 t0 rc=0
   shift
-  echo "$EPOCHREALTIME $what" >>"$DRILL_DIR/actions.log"
+  t0=$EPOCHREALTIME
+  "$@" || rc=$?
+  local took=$(( ${EPOCHREALTIME/./} - ${t0/./} ))
+  echo "$t0 $what (took $((took / 1000)).$((took / 100 % 10)) ms)" >>"$DRILL_DIR/actions.log"
   say "ACTION $what"
-  "$@"
+  return "$rc"
 }
 
 tunnel_gone() { ! tunnel_installed; }
@@ -55,7 +58,7 @@ observe() {
 start_rec() {
   local name=$1 node=$2 out=$3
   shift 3
-  ip netns exec "$(ns "$node")" "$@" >"$out" 2>"$DRILL_DIR/$name.err" </dev/null &
+  ip netns exec "$(ns "$node")" "$@" >"$out" 2>"$DRILL_DIR/$name.err" </dev/null 9>&- &
   record_pid "drill-$name" $! "$node"
   DRILL_PIDS+=("$! drill-$name")
 }
@@ -122,13 +125,18 @@ drill_restore() {
   tunnel_installed || swanctl_n gw --initiate --child dc-vpc --timeout 5 >/dev/null 2>&1 || true
 }
 
-drill_aborted() {
-  trap - INT TERM EXIT
-  echo "lab: drill interrupted; restoring the lab and stopping the drill's recorders" >&2
+DRILL_DONE=0
+# On Ctrl-C or any failure before the drill finished: repair what it broke, stop its recorders.
+drill_exit() {
+  local rc=$?
+  [ "$DRILL_DONE" = 1 ] && return
+  trap - EXIT INT TERM
+  echo "lab: drill stopped (exit $rc); restoring the lab and stopping the drill's recorders" >&2
   drill_restore
   stop_recs
   echo "lab: partial drill data kept in $DRILL_DIR" >&2
-  exit 130
+  [ "$rc" -ne 0 ] || rc=1
+  exit "$rc"
 }
 
 # ---------------------------------------------------------------------------------- the drills
@@ -232,7 +240,10 @@ cmd_drill() {
   mkdir -p "$DRILL_DIR"
   echo "$DRILL_DIR" >"$STATE/last-drill"
   : >"$DRILL_DIR/actions.log"
-  trap drill_aborted INT TERM
+  DRILL_DONE=0
+  trap drill_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
   say "drill $name (profile $PROFILE): recording into $DRILL_DIR"
   start_recorders
   start_streams
@@ -243,7 +254,8 @@ cmd_drill() {
   stop_streams
   sleep 0.3 # the last packets
   stop_recs
-  trap - INT TERM
+  DRILL_DONE=1
+  trap - EXIT INT TERM
   cp "$STATE/cen/hc.log" "$DRILL_DIR/hc.log" 2>/dev/null || true
   for arg in gw vbr cen; do cp "$STATE/$arg/bird.log" "$DRILL_DIR/bird-$arg.log" 2>/dev/null || true; done
   for arg in gw vpn; do cp "$STATE/$arg/run/charon.log" "$DRILL_DIR/charon-$arg.log" 2>/dev/null || true; done
