@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 #include "pathsentry/common/ip.h"
@@ -27,6 +28,9 @@ namespace pathsentry::probe {
 /// constructible. Not thread-safe. Never allocates after construction, never throws.
 template <class Key, class Value, std::size_t kWays = 8>
 class BoundedMap {
+  static_assert(std::has_unique_object_representations_v<Key>,
+                "BoundedMap hashes the key's bytes: it must have no padding");
+
  public:
   /// A slot found or claimed by find_or_insert().
   struct Lookup {
