@@ -55,6 +55,9 @@ ProbeSession::ProbeSession(SessionConfig cfg, WireFormat wire,
   for (std::size_t i = 0; i < kRxBatch; ++i) {
     rx_batch_[i].buffer = std::span(rx_buffers_).subspan(i * rx_size, rx_size);
   }
+  const std::uint32_t ip_header = cfg_.target.family == AF_INET ? 20 : 40;
+  wire_bytes_ = static_cast<std::uint32_t>(ip_header + wire_.datagram_size +
+                                           (cfg_.proto == Proto::Stamp ? kUdpHeaderSize : 0));
   record_.target = cfg_.target.to_string();
   record_.proto = cfg_.proto;
   record_.session_id = cfg_.session_id;
@@ -133,6 +136,15 @@ ProbeSession::RxSlot& ProbeSession::rx_slot(std::uint64_t seq) {
   return r;
 }
 
+void ProbeSession::announce() {
+  const std::uint64_t published = sent_count_.load(std::memory_order_acquire);
+  for (; announced_ < published; ++announced_) {
+    const TxSlot& tx = slots_[announced_ & mask_];  // unresolved: the sender leaves it alone
+    if (tx.failed.load(std::memory_order_acquire)) continue;
+    sink_.on_sent({cfg_.session_id, announced_, tx.tx_user_ns, wire_bytes_});
+  }
+}
+
 std::size_t ProbeSession::service_io(const Clock& clock) {
   std::size_t total = 0;
   for (;;) {
@@ -168,6 +180,7 @@ void ProbeSession::on_tx_timestamp(const io::TxTimestamp& ts) {
 }
 
 void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t rx_ns) {
+  announce();
   const std::uint64_t published = sent_count_.load(std::memory_order_acquire);
   const auto reply = published == 0 ? std::nullopt : parse_reply(wire_, bytes, published - 1);
   if (!reply) {
@@ -302,7 +315,8 @@ void ProbeSession::emit_lost(std::uint64_t seq, std::int64_t tx_user_ns) {
 }
 
 void ProbeSession::expire(std::int64_t now_mono_ns) {
-  const std::uint64_t published = sent_count_.load(std::memory_order_acquire);
+  announce();
+  const std::uint64_t published = announced_;  // never resolve a probe before announcing it
   std::uint64_t seq = resolved_.load(std::memory_order_relaxed);
   for (; seq < published; ++seq) {
     const TxSlot& tx = slots_[seq & mask_];

@@ -69,7 +69,14 @@ std::vector<std::uint8_t> stamp_reply(std::span<const std::uint8_t> request,
 class CollectingSink final : public probe::RecordSink {
  public:
   std::vector<ProbeRecord> records;
-  void on_record(const ProbeRecord& r) override { records.push_back(r); }
+  std::vector<probe::SentNotice> sent;
+  /// For each record, how many probes had been announced when it came.
+  std::vector<std::size_t> announced_at_record;
+  void on_record(const ProbeRecord& r) override {
+    records.push_back(r);
+    announced_at_record.push_back(sent.size());
+  }
+  void on_sent(const probe::SentNotice& s) override { sent.push_back(s); }
   /// Records for `seq`, in emission order.
   [[nodiscard]] std::vector<ProbeRecord> for_seq(std::uint64_t seq) const;
 };

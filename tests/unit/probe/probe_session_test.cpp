@@ -360,3 +360,23 @@ TEST_CASE("session drains after stop and timeout", "[unit][session]") {
   rig.expire_after_timeout();
   REQUIRE(rig.s->drained());
 }
+
+// Every probe that left is announced to the sink once, in order, before its record, with the
+// request's IP length; probes the kernel refused are not announced.
+TEST_CASE("session announces sent probes before their records", "[unit][session]") {
+  Rig rig(Proto::Stamp);
+  rig.sock->fail_sends = 1;
+  rig.send(4);            // sequence 0 refused, 1..3 sent
+  rig.stamp_reply(2, 0);  // sock->sent[2] is sequence 3
+  rig.io();
+  REQUIRE(rig.sink.sent.size() == 3);
+  for (std::size_t i = 0; i < 3; ++i) {
+    REQUIRE(rig.sink.sent[i].seq == i + 1);
+    REQUIRE(rig.sink.sent[i].session_id == 0x12340001u);
+    REQUIRE(rig.sink.sent[i].wire_bytes == 20 + 8 + 44);
+  }
+  REQUIRE(rig.sink.sent[2].tx_ns == rig.tx(2) - rig.sock->tx_delay_ns);
+  rig.expire_after_timeout();
+  REQUIRE(rig.sink.records.size() == 3);
+  for (std::size_t n : rig.sink.announced_at_record) REQUIRE(n == 3);
+}

@@ -165,6 +165,7 @@ class ProbeSession {
   };
 
   RxSlot& rx_slot(std::uint64_t seq);
+  void announce();
   void emit(std::uint64_t seq, const RxSlot& rx, std::int64_t tx_user_ns, bool late);
   void emit_lost(std::uint64_t seq, std::int64_t tx_user_ns);
   void count_reply(std::uint64_t seq, std::int64_t rtt_ns);
@@ -194,6 +195,8 @@ class ProbeSession {
   std::atomic<std::uint64_t> send_errors_{0};
 
   // Receiver-owned.
+  std::uint64_t announced_ = 0;  // sequences below this were passed to sink_.on_sent()
+  std::uint32_t wire_bytes_ = 0;
   std::vector<RxSlot> rx_slots_;
   std::vector<std::uint8_t> rx_buffers_;
   std::vector<RxDatagram> rx_batch_;
