@@ -15,6 +15,7 @@
 #   RATES ["1000 10000 25000 50000 75000 100000 150000 200000 300000 400000 600000 800000"],
 #   PROTOS ["stamp icmp"], REFINE [2], TIMEOUT_MS [500], RTT_RATE [1000], RTT_S [5],
 #   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PCAP_IMMEDIATE [0], BENCH_NICE [-10],
+#   RAW_RT_PRIORITY [10],
 #   PROBE_ARGS [""] (extra flags for pathsentry-probe), REFLECTOR_ARGS [see below].
 #
 # Network safety: creates namespaces psb-<pid>-a / psb-<pid>-b joined only by a veth made here
@@ -47,6 +48,10 @@ PROBE_ARGS=${PROBE_ARGS:-}
 # between the tap's TX timestamp and the driver's, and measurably widen the gap (docs/bench.md).
 PCAP_IMMEDIATE=${PCAP_IMMEDIATE:-0}
 BENCH_NICE=${BENCH_NICE:--10} # nice value of every measured process (0 = as started)
+# pathsentry-probe runs its sender/receiver threads SCHED_FIFO (--rt-priority, default 10), so
+# the raw client does too, at this priority (0 = normal scheduling); the raw echo server, like
+# the reflector, runs normally.
+RAW_RT_PRIORITY=${RAW_RT_PRIORITY:-10}
 # The reflector rate-limits each source (default 10000/s): lift it, or the bench measures that.
 REFLECTOR_ARGS=${REFLECTOR_ARGS:-"--rate-limit 100000000 --burst 1000000 --log-level warn"}
 
@@ -60,6 +65,8 @@ report() { python3 "$here/report.py" "$@"; }
 # exec in place: the PID is the program's.
 IN_A=(nice -n "$BENCH_NICE" ip netns exec "$NS_A")
 IN_B=(nice -n "$BENCH_NICE" ip netns exec "$NS_B")
+RAW_CLIENT=("${IN_A[@]}")
+[ "$RAW_RT_PRIORITY" -gt 0 ] && RAW_CLIENT=(chrt -f "$RAW_RT_PRIORITY" "${IN_A[@]}")
 log() { printf '%s\n' "$*" >&2; }
 die() {
   log "probe_bench: $*"
@@ -185,7 +192,8 @@ cat >"$OUT/meta.json" <<EOF
  "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "commit": "$commit", "build": "$build",
  "ns_a": "$NS_A", "ns_b": "$NS_B", "step_s": $STEP_S, "timeout_ms": $TIMEOUT_MS,
  "raw_size": $RAW_SIZE, "rates": "$RATES", "probe_args": "$PROBE_ARGS",
- "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE,
+ "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE, "raw_rt_priority": $RAW_RT_PRIORITY,
+ "sched_autogroup": $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo null),
  "reflector_args": "$REFLECTOR_ARGS"}
 EOF
 log "probe_bench: namespaces $NS_A/$NS_B, results in $OUT, load $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -196,7 +204,7 @@ raw_srv=$!
 bg_pids+=("$raw_srv")
 wait_line "$OUT/raw-server.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
 log "== (c) raw sendmmsg/recvmmsg UDP echo: searching the highest zero-loss rate"
-run_fg "${IN_A[@]}" "$RAW" client --search --confirm-tries 0 --target "$B4" \
+run_fg "${RAW_CLIENT[@]}" "$RAW" client --search --confirm-tries 0 --target "$B4" \
   --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 1 >"$OUT/raw-search.json" || true
 raw_target=$(report get "$OUT/raw-search.json" best_clean_rate)
 [ "$raw_target" = null ] && raw_target=$(report get "$OUT/raw-search.json" flat_out.echo_rate)
@@ -207,7 +215,7 @@ raw_limit_target=""
 for try in 1 2 3 4 5; do
   k0=$(cpu_ticks "$raw_srv")
   t0=$(now_ns)
-  run_fg "${IN_A[@]}" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
+  run_fg "${RAW_CLIENT[@]}" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
     --rate "$raw_target" --duration "$STEP_S" >"$OUT/raw-limit.json" || true
   t1=$(now_ns)
   k1=$(cpu_ticks "$raw_srv")
@@ -359,7 +367,7 @@ if [ -n "$raw_limit_target" ]; then
   wait_line "$OUT/raw-server-end.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
   k0=$(cpu_ticks "$raw_srv")
   t0=$(now_ns)
-  run_fg "${IN_A[@]}" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
+  run_fg "${RAW_CLIENT[@]}" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
     --rate "$raw_limit_target" --duration "$STEP_S" >"$OUT/raw-end.json" || true
   t1=$(now_ns)
   k1=$(cpu_ticks "$raw_srv")
