@@ -4,6 +4,8 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
+#include <new>
 #include <vector>
 
 #include "pathsentry/common/clock.h"
@@ -20,6 +22,23 @@ using pathsentry::probe::Reply;
 using pathsentry::probe::Request;
 namespace stamp = pathsentry::probe::stamp;
 using namespace std::chrono_literals;
+
+// Counts this thread's heap allocations, to check that the hot path makes none. (Replacing the
+// global operator new is program-wide, but this one only counts and forwards to malloc.)
+namespace {
+thread_local std::size_t g_allocations = 0;
+}  // namespace
+void* operator new(std::size_t n) {
+  ++g_allocations;
+  if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
+  throw std::bad_alloc();
+}
+void operator delete(void* p) noexcept {
+  std::free(p);
+}
+void operator delete(void* p, std::size_t) noexcept {
+  std::free(p);
+}
 
 namespace {
 
@@ -404,4 +423,37 @@ TEST_CASE("reflector counters add up", "[unit][reflector]") {
   REQUIRE(k.received ==
           k.replied + k.send_errors + k.dropped_not_allowed + k.dropped_rate_limited + k.malformed);
   REQUIRE(k.to_string().find("dropped_rate_limited=3") != std::string::npos);
+}
+
+// Once constructed, the reflector handles requests of every outcome (new sessions, table
+// evictions, drops, big padding) without a single heap allocation.
+TEST_CASE("reflector handle makes no heap allocation", "[unit][reflector]") {
+  auto c = config_allowing({"198.18.0.0/16"});
+  c.max_sessions = 64;
+  c.max_sources = 64;
+  c.rate_limit = {1000, 5};
+  Harness h(c);
+  const auto ok = sender_packet(1, 0, 1500);
+  const auto shorty = sender_packet(1, 0, 10);
+  std::vector<Request> requests;
+  for (std::uint16_t port = 1; port <= 500; ++port) {
+    requests.push_back(request(ok, port % 2 ? "198.18.0.1" : "198.18.7.9", port));
+  }
+  requests.push_back(request(shorty));
+  requests.push_back(request(ok, "10.0.0.1"));
+  std::size_t replies = 0;
+  const std::size_t before = g_allocations;
+  for (const auto& r : requests) {
+    replies += h.handle(r).has_value() ? 1 : 0;
+    h.clock.advance(100us);
+  }
+  const std::size_t allocations = g_allocations - before;
+  REQUIRE(allocations == 0);
+  const std::size_t check = g_allocations;
+  std::vector<int> one(1);
+  REQUIRE(g_allocations == check + 1);  // the counter does see allocations
+  const auto k = h.reflector.counters();
+  REQUIRE(replies == k.received - k.dropped_not_allowed - k.dropped_rate_limited - k.malformed);
+  REQUIRE(k.dropped_rate_limited > 0);
+  REQUIRE(k.session_evictions > 0);
 }
