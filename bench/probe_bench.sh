@@ -165,6 +165,11 @@ cpu_ticks() { # utime+stime of PID in clock ticks (fields 14, 15 of /proc/PID/st
   echo $((${12} + ${13}))
 }
 now_ns() { date +%s%N; }
+udp_drops() { # NS: UDP datagrams dropped for a full socket buffer in that namespace so far
+  ip netns exec "$1" cat /proc/net/snmp |
+    awk '$1 == "Udp:" && !h { for (i = 2; i <= NF; i++) if ($i == "RcvbufErrors") c = i; h = 1; next }
+         $1 == "Udp:" && h { print $c; exit }'
+}
 cpu_pct() { # TICKS0 TICKS1 NS0 NS1
   awk -v k0="$1" -v k1="$2" -v t0="$3" -v t1="$4" -v hz="$(getconf CLK_TCK)" \
     'BEGIN { w = (t1 - t0) / 1e9; printf "%.1f", (w > 0 ? 100 * (k1 - k0) / hz / w : 0) }'
@@ -247,9 +252,11 @@ fi
 
 step=""
 probe_step() { # PROTO RATE; sets $step to the step record's path
-  local proto=$1 rate=$2 tag k0 k1 t0 t1 peer=null
+  local proto=$1 rate=$2 tag k0 k1 t0 t1 peer=null da0 da1 db0 db1
   tag=probe-$proto-$(printf %08d "$rate")
   step=$OUT/$tag.step.json
+  da0=$(udp_drops "$NS_A")
+  db0=$(udp_drops "$NS_B")
   k0=$(cpu_ticks "$refl_pid")
   t0=$(now_ns)
   # shellcheck disable=SC2086
@@ -259,9 +266,12 @@ probe_step() { # PROTO RATE; sets $step to the step record's path
     --quiet $PROBE_ARGS >"$OUT/$tag.log" 2>&1 || true
   t1=$(now_ns)
   k1=$(cpu_ticks "$refl_pid")
+  da1=$(udp_drops "$NS_A")
+  db1=$(udp_drops "$NS_B")
   [ "$proto" = stamp ] && peer=$(cpu_pct "$k0" "$k1" "$t0" "$t1")
   report probe-step --summary "$OUT/$tag.summary.json" --runstat "$OUT/$tag.runstat.json" \
-    --proto "$proto" --rate "$rate" --peer-cpu "$peer" --out "$step"
+    --proto "$proto" --rate "$rate" --peer-cpu "$peer" --agent-udp-drops $((da1 - da0)) \
+    --peer-udp-drops $((db1 - db0)) --out "$step"
   log "$(printf '  %-5s %8s/s: sent %8.0f/s, lost %s, cpu %.0f%%, p50 %s ns, p99 %s ns -> %s' \
     "$proto" "$rate" "$(report get "$step" achieved_rate)" "$(report get "$step" lost)" \
     "$(report get "$step" cpu_pct)" "$(report get "$step" rtt_p50_ns)" \

@@ -75,6 +75,15 @@ def verdict(step):
     if not step["held"]:
         fails.append("sent at %.0f/s only (%.0f %%)" % (step["achieved_rate"],
                                                          100.0 * step["achieved_rate"] / target))
+    if step.get("lost") and (step.get("lost_forward") or step.get("lost_reverse")):
+        notes.append("fwd %d / rev %d" % (step.get("lost_forward") or 0,
+                                          step.get("lost_reverse") or 0))
+    if step.get("peer_udp_drops"):
+        notes.append("reflector socket dropped %d" % step["peer_udp_drops"])
+    if step.get("agent_udp_drops"):
+        notes.append("agent socket dropped %d" % step["agent_udp_drops"])
+    if step.get("late"):
+        notes.append("%d late" % step["late"])
     if step.get("missed_slots"):
         notes.append("%d missed slots" % step["missed_slots"])
     step["clean"] = not fails
@@ -133,6 +142,9 @@ def cmd_probe_step(a):
         "rtt_p99_ns": rtt.get("p99"),
         "exit_code": run["exit_code"],
         "summary_error": summary.get("error"),
+        # UDP RcvbufErrors in each namespace over the step: where false loss happened.
+        "agent_udp_drops": a.agent_udp_drops,
+        "peer_udp_drops": a.peer_udp_drops,
     }
     dump(verdict(step), a.out)
 
@@ -382,6 +394,8 @@ def main():
     ps.add_argument("--proto", required=True)
     ps.add_argument("--rate", type=float, required=True)
     ps.add_argument("--peer-cpu", type=lambda v: None if v in ("", "null") else float(v))
+    ps.add_argument("--agent-udp-drops", type=int)
+    ps.add_argument("--peer-udp-drops", type=int)
     ps.add_argument("--out", required=True)
     fs = sub.add_parser("fping-step")
     fs.add_argument("--output", required=True)
