@@ -59,7 +59,7 @@ void over(Layer& base, const Layer& top) {
 }
 
 constexpr double kMaxRate = 1'000'000;
-constexpr double kMaxProbesPerTimeout = 4'000'000;  // rate x timeout bounds each session's ring
+constexpr double kMaxProbesPerTimeout = 1'000'000;  // rate x timeout: ring of <= 2M slots (~180 MB)
 
 std::string node_text(const toml::node& n) {
   if (auto s = n.as_string()) return s->get();
@@ -517,7 +517,7 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
       if (per_timeout > kMaxProbesPerTimeout) {
         const auto& k = l.rate ? static_cast<const Setting<double>&>(l.rate) : l.rate;
         throw ConfigError(k.file, k.key.empty() ? t.key + ".rate" : k.key, k.text,
-                          "rate x timeout exceeds 4000000 probes in flight per session; lower "
+                          "rate x timeout exceeds 1000000 probes in flight per session; lower "
                           "the rate or the timeout");
       }
       s.agent_id = cfg.agent_id;

@@ -158,10 +158,12 @@ void Engine::receiver_loop() {
       for (auto& s : sessions_) s->service_io(clock_);
     }
     const std::int64_t now = clock_.monotonic_ns();
+    // Once the sender thread is gone (finished, stopped or failed) nothing new is published:
+    // the run ends when every probe is resolved.
     bool drained = sender_exited_.load();
     for (auto& s : sessions_) {
       s->expire(now);
-      drained = drained && s->drained();
+      drained = drained && s->all_resolved();
     }
     const std::int64_t real = clock_.system_ns();
     if (real >= next_second) {

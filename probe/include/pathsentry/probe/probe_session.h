@@ -135,6 +135,10 @@ class ProbeSession {
   // --- either thread ---
   /// True once the sender has stopped for good (stop_at passed) and every probe is resolved.
   [[nodiscard]] bool drained() const;
+  /// True when every probe published so far is resolved (answered, lost or refused).
+  [[nodiscard]] bool all_resolved() const {
+    return resolved_.load(std::memory_order_acquire) == sent_count_.load(std::memory_order_acquire);
+  }
   /// True once the sender will send no more.
   [[nodiscard]] bool sending_finished() const { return sender_done_.load(); }
   /// Probes sent so far (sequence numbers 0..n-1 were used).
