@@ -209,8 +209,8 @@ raw_srv=$!
 bg_pids+=("$raw_srv")
 wait_line "$OUT/raw-server.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
 log "== (c) raw sendmmsg/recvmmsg UDP echo: searching the highest zero-loss rate"
-run_fg "${RAW_CLIENT[@]}" "$RAW" client --search --confirm-tries 0 --target "$B4" \
-  --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 1 >"$OUT/raw-search.json" || true
+run_fg "${RAW_CLIENT[@]}" "$RAW" client --search --confirm-tries 0 --timeout-ms "$TIMEOUT_MS" \
+  --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 1 >"$OUT/raw-search.json" || true
 raw_target=$(report get "$OUT/raw-search.json" best_clean_rate)
 [ "$raw_target" = null ] && raw_target=$(report get "$OUT/raw-search.json" flat_out.echo_rate)
 # Confirm over a full step, stepping down 10 % per lost run; the echo server's CPU is measured
@@ -220,8 +220,8 @@ raw_limit_target=""
 for try in 1 2 3 4 5; do
   k0=$(cpu_ticks "$raw_srv")
   t0=$(now_ns)
-  run_fg "${RAW_CLIENT[@]}" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
-    --rate "$raw_target" --duration "$STEP_S" >"$OUT/raw-limit.json" || true
+  run_fg "${RAW_CLIENT[@]}" "$RAW" client --timeout-ms "$TIMEOUT_MS" --target "$B4" \
+    --port "$RAW_PORT" --size "$RAW_SIZE" --rate "$raw_target" --duration "$STEP_S" >"$OUT/raw-limit.json" || true
   t1=$(now_ns)
   k1=$(cpu_ticks "$raw_srv")
   cp "$OUT/raw-limit.json" "$OUT/raw-confirm-$try.json"
@@ -377,8 +377,8 @@ if [ -n "$raw_limit_target" ]; then
   wait_line "$OUT/raw-server-end.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
   k0=$(cpu_ticks "$raw_srv")
   t0=$(now_ns)
-  run_fg "${RAW_CLIENT[@]}" "$RAW" client --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" \
-    --rate "$raw_limit_target" --duration "$STEP_S" >"$OUT/raw-end.json" || true
+  run_fg "${RAW_CLIENT[@]}" "$RAW" client --timeout-ms "$TIMEOUT_MS" --target "$B4" \
+    --port "$RAW_PORT" --size "$RAW_SIZE" --rate "$raw_limit_target" --duration "$STEP_S" >"$OUT/raw-end.json" || true
   t1=$(now_ns)
   k1=$(cpu_ticks "$raw_srv")
   report raw-step --client "$OUT/raw-end.json" --search "$OUT/raw-search.json" \

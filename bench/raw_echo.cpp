@@ -7,7 +7,8 @@
 //   bench-raw-udp client --target ADDR [--port N] [--rate PPS|0] [--duration S] [--size BYTES]
 //                        [--batch N] [--timeout-ms N] [--bind ADDR] [--search]
 //       Sends `size`-byte UDP datagrams at `rate` (0 = flat out) in sendmmsg batches, receives the
-//       echoes with recvmmsg and prints one JSON object: achieved rates, loss, CPU, RTT.
+//       echoes with recvmmsg and prints one JSON object: achieved rates, loss, CPU, RTT. An echo
+//       later than --timeout-ms (default 200) counts as lost (and as "late"), as in a prober.
 //       With --search it first runs flat out, then bisects the paced rate for the highest one
 //       that loses nothing ("best_clean_rate"), and confirms it over --duration, stepping down
 //       10 % per lost confirmation, at most --confirm-tries times: that is the "raw limit"
@@ -339,6 +340,8 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
   std::uint64_t sent = 0;
   std::uint64_t received = 0;
   std::uint64_t duplicates = 0;
+  std::uint64_t late = 0;
+  const std::int64_t timeout_ns = static_cast<std::int64_t>(o.timeout_ms) * 1'000'000;
   std::uint64_t foreign = 0;
   std::uint64_t send_errors = 0;
   std::uint64_t backpressure = 0;
@@ -380,9 +383,13 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
           continue;
         }
         seen[h.seq] = 1;
-        ++received;
         const std::int64_t rx =
             kernel_rx ? rx_timestamp_ns(m.msg_hdr).value_or(realtime_ns()) : fallback_rx;
+        if (rx - h.tx_ns > timeout_ns) {
+          ++late;  // a prober would have declared it lost already: counted as lost
+          continue;
+        }
+        ++received;
         rtts.push_back(rx - h.tx_ns);
       }
       if (static_cast<unsigned>(got) < batch) return;
@@ -467,6 +474,7 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
   j["lost"] = lost;
   j["loss_ratio"] = sent > 0 ? static_cast<double>(lost) / static_cast<double>(sent) : 0.0;
   j["duplicates"] = duplicates;
+  j["late"] = late;
   j["foreign"] = foreign;
   j["send_errors"] = send_errors;
   j["backpressure"] = backpressure;

@@ -83,7 +83,7 @@ def verdict(step):
     if step.get("agent_udp_drops"):
         notes.append("agent socket dropped %d" % step["agent_udp_drops"])
     if step.get("late"):
-        notes.append("%d late" % step["late"])
+        notes.append("%d of them late" % step["late"])
     if step.get("missed_slots"):
         notes.append("%d missed slots" % step["missed_slots"])
     step["clean"] = not fails
@@ -115,7 +115,10 @@ def cmd_probe_step(a):
     sessions = summary.get("sessions") or []
     sent = sum(s.get("sent", 0) for s in sessions)
     received = sum(s.get("received", 0) for s in sessions)
-    lost = sum(s.get("lost", 0) for s in sessions)
+    # pathsentry's run total takes a late reply back from "lost"; the bench counts it: the
+    # probe was declared lost when its timeout passed, which is what false loss is about.
+    late = sum(s.get("late", 0) or 0 for s in sessions)
+    lost = sum(s.get("lost", 0) for s in sessions) + late
     duration = summary.get("duration_s") or run["wall_s"]
     rtt = sessions[0].get("rtt_ns", {}) if len(sessions) == 1 else {}
     step = {
@@ -129,7 +132,7 @@ def cmd_probe_step(a):
         "loss_ratio": lost / sent if sent else None,
         "lost_forward": sum(s.get("lost_forward", 0) or 0 for s in sessions),
         "lost_reverse": sum(s.get("lost_reverse", 0) or 0 for s in sessions),
-        "late": sum(s.get("late", 0) or 0 for s in sessions),
+        "late": late,
         "duplicates": sum(s.get("duplicates", 0) or 0 for s in sessions),
         "send_errors": sum(s.get("send_errors", 0) or 0 for s in sessions),
         "missed_slots": sum(s.get("missed_slots", 0) or 0 for s in sessions),
@@ -216,6 +219,7 @@ def cmd_raw_step(a):
         "lost": c["lost"],
         "loss_ratio": c["loss_ratio"],
         "send_errors": c["send_errors"],
+        "late": c.get("late", 0),
         "achieved_rate": c["send_rate"],
         "echo_rate": c["echo_rate"],
         "cpu_pct": c["cpu_pct"],
