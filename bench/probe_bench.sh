@@ -59,7 +59,7 @@ NS_A=psb-$$-a
 NS_B=psb-$$-b
 A4=198.18.0.1
 B4=198.18.0.2
-report() { python3 "$here/report.py" "$@"; }
+report() { BENCH_TIMEOUT_MS=$TIMEOUT_MS python3 "$here/report.py" "$@"; }
 # Every measured process runs at the same raised priority, so that background work on a
 # shared machine (builds) disturbs all of them alike and less. nice and ip netns exec both
 # exec in place: the PID is the program's.
@@ -210,14 +210,14 @@ bg_pids+=("$raw_srv")
 wait_line "$OUT/raw-server.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
 log "== (c) raw sendmmsg/recvmmsg UDP echo: searching the highest zero-loss rate"
 run_fg "${RAW_CLIENT[@]}" "$RAW" client --search --confirm-tries 0 --timeout-ms "$TIMEOUT_MS" \
-  --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 1 >"$OUT/raw-search.json" || true
+  --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 2 >"$OUT/raw-search.json" || true
 raw_target=$(report get "$OUT/raw-search.json" best_clean_rate)
 [ "$raw_target" = null ] && raw_target=$(report get "$OUT/raw-search.json" flat_out.echo_rate)
 # Confirm over a full step, stepping down 10 % per lost run; the echo server's CPU is measured
 # around each confirmation. The limit is the first clean one.
 raw_limit=null
 raw_limit_target=""
-for try in 1 2 3 4 5; do
+for try in 1 2 3 4 5 6 7 8; do
   k0=$(cpu_ticks "$raw_srv")
   t0=$(now_ns)
   run_fg "${RAW_CLIENT[@]}" "$RAW" client --timeout-ms "$TIMEOUT_MS" --target "$B4" \

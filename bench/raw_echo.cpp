@@ -488,11 +488,15 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
   return j;
 }
 
-bool clean(const nlohmann::json& r) {
-  // A run counts only if it lost nothing and actually sent at (almost) the asked rate.
+bool clean(const nlohmann::json& r, int timeout_ms) {
+  // A run counts only if it lost nothing, actually sent at (almost) the asked rate, and its
+  // echoes did not queue up towards the timeout (a longer run would lose them).
   const double target = r["target_rate"].get<double>();
+  const auto& p99 = r["rtt_ns"]["p99"];
+  const bool backlog =
+      p99.is_number() && p99.get<std::int64_t>() >= std::int64_t{timeout_ms} * 1'000'000 / 2;
   return r["lost"].get<std::uint64_t>() == 0 && r["send_errors"].get<std::uint64_t>() == 0 &&
-         r["send_rate"].get<double>() >= 0.95 * target;
+         r["send_rate"].get<double>() >= 0.95 * target && !backlog;
 }
 
 int run_client(const Options& o) {
@@ -518,7 +522,7 @@ int run_client(const Options& o) {
   nlohmann::json steps = nlohmann::json::array();
   for (int i = 0; i < o.search_steps && g_stop == 0; ++i) {
     auto r = run_client_once(o, mid, o.step_s, ++run_id);
-    const bool ok = clean(r);
+    const bool ok = clean(r, o.timeout_ms);
     std::cerr << "raw search: rate " << static_cast<long>(mid) << " -> lost "
               << r["lost"].get<std::uint64_t>() << ", sent at "
               << static_cast<long>(r["send_rate"].get<double>()) << "/s" << (ok ? " (clean)" : "")
@@ -536,7 +540,7 @@ int run_client(const Options& o) {
     auto r = run_client_once(o, rate, o.duration_s, ++run_id);
     std::cerr << "raw confirm: rate " << static_cast<long>(rate) << " for " << o.duration_s
               << " s -> lost " << r["lost"].get<std::uint64_t>() << "\n";
-    if (clean(r)) {
+    if (clean(r, o.timeout_ms)) {
       limit = r;
       break;
     }

@@ -11,8 +11,10 @@ Subcommands (all write JSON; nothing here measures anything itself):
 A step record is {"tool", "proto", "target_rate", "achieved_rate", "echo_rate", "sent",
 "received", "lost", "loss_ratio", "send_errors", "cpu_pct", "peer_cpu_pct", "rtt_p50_ns",
 "rtt_p99_ns", "clean", "why"}. "clean" = no probe lost, no send error and the sender kept at
-least 95 % of the asked rate ("lossless" and "held" are the two halves; slots the pacer missed
-are noted, and count only through the achieved rate); "why" says which failed.
+least 95 % of the asked rate, and its RTT p99 stayed below half the reply timeout
+(BENCH_TIMEOUT_MS; replies queueing towards the timeout would be lost in a longer step).
+"lossless" and "held" are the first two halves; slots the pacer missed are noted, and count
+only through the achieved rate; "why" says what failed.
 """
 import argparse
 import glob
@@ -22,6 +24,9 @@ import os
 import sys
 
 KEEP_UP = 0.95  # a step must achieve this fraction of its target rate to count as clean
+# A step whose RTT p99 reaches this is backlogged (not clean): half the reply timeout, which
+# the script passes as BENCH_TIMEOUT_MS.
+BACKLOG_NS = int(os.environ.get("BENCH_TIMEOUT_MS", "0")) * 1_000_000 // 2
 
 
 def load(path):
@@ -70,6 +75,11 @@ def verdict(step):
     if step.get("exit_code") not in (None, 0):
         fails.append("exit code %s" % step["exit_code"])
     step["lossless"] = not fails
+    # Zero loss over a step says little when the replies queue up towards the timeout: a longer
+    # step would lose them. Such a step is not clean either.
+    p99 = step.get("rtt_p99_ns")
+    if BACKLOG_NS and p99 is not None and p99 >= BACKLOG_NS:
+        fails.append("backlog: p99 RTT %.0f ms" % (p99 / 1e6))
     target = step["target_rate"]
     step["held"] = not target or step["achieved_rate"] >= KEEP_UP * target
     if not step["held"]:
