@@ -174,6 +174,11 @@ void Engine::receiver_loop() {
       report_interval(real);
       return;
     }
+    if (options_.rx_coalesce_ns > 0 && n > 0) {
+      const timespec nap{
+          0, static_cast<long>(std::min<std::int64_t>(options_.rx_coalesce_ns, kReceiverTickNs))};
+      nanosleep(&nap, nullptr);
+    }
   }
 }
 

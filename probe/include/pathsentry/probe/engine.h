@@ -19,6 +19,10 @@ struct EngineOptions {
   /// The sender sleeps (clock_nanosleep, TIMER_ABSTIME) when the next slot is further away than
   /// this, and spins on the clock when it is closer.
   std::int64_t spin_ns = 10'000;
+  /// After each wake-up the receiver sleeps this long before waiting again, so at high rates
+  /// it drains many replies and TX timestamps per wake-up instead of waking for each. Kernel
+  /// timestamps make this free for accuracy; it only delays records. 0 = wake per packet.
+  std::int64_t rx_coalesce_ns = 1'000'000;
   /// Delay from run() to the first slot, so every session starts on the same instant.
   std::int64_t start_delay_ns = 1'000'000;
   /// SCHED_FIFO priority for the sender and receiver threads (1..99), so pacing holds when the
