@@ -270,7 +270,8 @@ probe_step() { # PROTO RATE; sets $step to the step record's path
   db1=$(udp_drops "$NS_B")
   [ "$proto" = stamp ] && peer=$(cpu_pct "$k0" "$k1" "$t0" "$t1")
   report probe-step --summary "$OUT/$tag.summary.json" --runstat "$OUT/$tag.runstat.json" \
-    --proto "$proto" --rate "$rate" --peer-cpu "$peer" --agent-udp-drops $((da1 - da0)) \
+    --proto "$proto" --rate "$rate" --duration "$STEP_S" --peer-cpu "$peer" \
+    --agent-udp-drops $((da1 - da0)) \
     --peer-udp-drops $((db1 - db0)) --out "$step"
   log "$(printf '  %-5s %8s/s: sent %8.0f/s, lost %s, cpu %.0f%%, p50 %s ns, p99 %s ns -> %s' \
     "$proto" "$rate" "$(report get "$step" achieved_rate)" "$(report get "$step" lost)" \

@@ -125,11 +125,13 @@ def cmd_probe_step(a):
     sessions = summary.get("sessions") or []
     sent = sum(s.get("sent", 0) for s in sessions)
     received = sum(s.get("received", 0) for s in sessions)
-    # pathsentry's run total takes a late reply back from "lost"; the bench counts it: the
-    # probe was declared lost when its timeout passed, which is what false loss is about.
-    late = sum(s.get("late", 0) or 0 for s in sessions)
-    lost = sum(s.get("lost", 0) for s in sessions) + late
-    duration = summary.get("duration_s") or run["wall_s"]
+    # False loss = probes without an on-time reply = sent - received: the probe ends only when
+    # every probe is resolved, and this holds whatever its own lost/late bookkeeping does (a
+    # late reply is taken back from its run's "lost"; both are kept below as reported).
+    lost = max(0, sent - received)
+    # Rates over the asked duration: the summary's duration_s also covers the wait for the
+    # last replies (up to the timeout), which is not sending time.
+    duration = a.duration or summary.get("duration_s") or run["wall_s"]
     rtt = sessions[0].get("rtt_ns", {}) if len(sessions) == 1 else {}
     step = {
         "tool": "pathsentry",
@@ -140,9 +142,11 @@ def cmd_probe_step(a):
         "received": received,
         "lost": lost,
         "loss_ratio": lost / sent if sent else None,
+        "run_s": summary.get("duration_s"),
+        "reported_lost": sum(s.get("lost", 0) for s in sessions),
         "lost_forward": sum(s.get("lost_forward", 0) or 0 for s in sessions),
         "lost_reverse": sum(s.get("lost_reverse", 0) or 0 for s in sessions),
-        "late": late,
+        "late": sum(s.get("late", 0) or 0 for s in sessions),
         "duplicates": sum(s.get("duplicates", 0) or 0 for s in sessions),
         "send_errors": sum(s.get("send_errors", 0) or 0 for s in sessions),
         "missed_slots": sum(s.get("missed_slots", 0) or 0 for s in sessions),
@@ -407,6 +411,7 @@ def main():
     ps.add_argument("--runstat", required=True)
     ps.add_argument("--proto", required=True)
     ps.add_argument("--rate", type=float, required=True)
+    ps.add_argument("--duration", type=float, help="the --duration the probe was given")
     ps.add_argument("--peer-cpu", type=lambda v: None if v in ("", "null") else float(v))
     ps.add_argument("--agent-udp-drops", type=int)
     ps.add_argument("--peer-udp-drops", type=int)
