@@ -328,7 +328,7 @@ def cmd_table(a):
                "rtt_error": rtt_err, "headline": {}}
     if raw:
         out.append("raw limit (highest zero-loss paced rate, confirmed over a full step): %s/s;"
-                   " bisection's best 1 s rate %s/s; flat-out echo throughput %s/s" % (
+                   " bisection's best rate %s/s; flat-out echo throughput %s/s" % (
                        fmt_rate(limit), fmt_rate(raw.get("search_best_clean_rate")),
                        fmt_rate(raw.get("flat_out_echo_rate"))))
     for proto in ("stamp", "icmp"):
