@@ -19,6 +19,7 @@
 #include "pathsentry/probe/engine.h"
 #include "pathsentry/probe/io/privileges.h"
 #include "pathsentry/probe/io/probe_sockets.h"
+#include "pathsentry/probe/pipeline.h"
 #include "pathsentry/probe/probe_output.h"
 
 namespace {
@@ -109,6 +110,7 @@ int run(const AgentConfig& cfg) {
   sigaddset(&sigs, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
+  SystemClock clock;
   NullSink null_sink;
   std::unique_ptr<RecordJsonSink> record_sink;
   RecordSink* sink = &null_sink;
@@ -116,8 +118,30 @@ int run(const AgentConfig& cfg) {
     record_sink = std::make_unique<RecordJsonSink>(*writer);
     sink = record_sink.get();
   }
+  // With taps, records go through the attributor and the detector (docs/attribution.md).
+  std::unique_ptr<Pipeline> pipeline;
+  if (!cfg.tap.taps.empty()) {
+    PipelineOptions po;
+    po.total_pps = 0;
+    po.taps = cfg.tap.taps;
+    po.detector = cfg.tap.detector;
+    po.decode = DecodeContext{cfg.agent_id, cfg.sessions.front().stamp_port};
+    for (const auto& s : cfg.sessions) {
+      po.total_pps += s.rate_pps;
+      if (s.source) po.agent_addresses.push_back(*s.source);
+    }
+    po.output = writer.get();
+    po.event_log = [human](const std::string& line) {
+      std::fprintf(human, "event %s\n", line.c_str());
+      std::fflush(human);
+    };
+    po.log = [](const std::string& m) { log(m); };
+    pipeline = std::make_unique<Pipeline>(clock, std::move(po));
+    for (const auto& s : cfg.sessions) pipeline->add_session(session_spec_for(s));
+    pipeline->open_live_taps(cfg.tap.tap_keys);
+    sink = pipeline.get();
+  }
 
-  SystemClock clock;
   EngineOptions eo;
   eo.duration_ns = cfg.duration_ns;
   eo.rt_priority = cfg.rt_priority;
@@ -133,9 +157,10 @@ int run(const AgentConfig& cfg) {
   if (!cfg.quiet) {
     engine.on_interval([&](std::int64_t end_ns, std::span<const IntervalReport> reports) {
       for (std::size_t i = 0; i < reports.size(); ++i) {
-        std::fprintf(
-            human, "%s\n",
-            format_interval_line(end_ns, engine.sessions()[i]->config(), reports[i]).c_str());
+        const auto& sc = engine.sessions()[i]->config();
+        std::string line = format_interval_line(end_ns, sc, reports[i]);
+        if (pipeline) line += " " + pipeline->current_paths(sc.session_id);
+        std::fprintf(human, "%s\n", line.c_str());
       }
       std::fflush(human);
     });
@@ -157,12 +182,17 @@ int run(const AgentConfig& cfg) {
     }
   });
   const std::int64_t t0 = clock.monotonic_ns();
+  if (pipeline) pipeline->start();
   try {
     engine.run();
   } catch (...) {
     done.store(true);
     waiter.join();
     throw;
+  }
+  if (pipeline) {
+    pipeline->stop();
+    for (const auto& line : pipeline->stats_lines()) log(line);
   }
   const double duration_s = static_cast<double>(clock.monotonic_ns() - t0) / 1e9;
   done.store(true);
@@ -224,6 +254,23 @@ int main(int argc, char** argv) {
                   datagram_size_for(s.proto, s.size) + (s.proto == Proto::Stamp ? 8 : 0),
                   s.source ? (" source " + s.source->to_string()).c_str() : "",
                   s.interface.empty() ? "" : (" interface " + s.interface).c_str());
+    }
+    for (std::size_t i = 0; i < cfg.tap.taps.size(); ++i) {
+      const TapSpec& t = cfg.tap.taps[i];
+      std::printf("  tap %s path %s %s", t.interface.c_str(), t.path.c_str(),
+                  t.encap == Encap::Clear ? "clear" : "esp");
+      if (t.encap == Encap::Esp) {
+        std::printf(" %s -> %s window %lld..%lld us%s", t.local_endpoint.to_string().c_str(),
+                    t.remote_endpoint.to_string().c_str(),
+                    static_cast<long long>(t.window_lo_ns / 1000),
+                    static_cast<long long>(t.window_hi_ns / 1000),
+                    t.transform ? "" : " (ESP lengths learned)");
+      }
+      std::printf("\n");
+    }
+    if (!cfg.tap.taps.empty()) {
+      std::printf("  detector: confirm %u probes, outage after %u losses\n",
+                  cfg.tap.detector.confirm_probes, cfg.tap.detector.outage_losses);
     }
     return 0;
   }

@@ -244,7 +244,8 @@ void read_file(const std::string& path, AgentConfig& cfg, FileConfig& fc) {
     throw ConfigError(path, "(file)", "", e.what());
   }
   TableReader top(root, path, "");
-  top.only({"agent", "defaults", "targets"});
+  top.only({"agent", "defaults", "targets", "tap", "detector"});
+  read_tap_tables(root, path, cfg.tap);
   if (const toml::table* a = top.table("agent")) {
     TableReader r(*a, path, "agent");
     r.only({"id", "records", "summary_json", "quiet", "duration_s", "icmp_socket", "rt_priority"});
@@ -361,13 +362,14 @@ There is no built-in target: name one with --target or in the config file.
   --summary-json FILE|-  one JSON object with the run's totals, at exit
   --quiet                no live summary on stdout
   --help                 this text
-)";
+)" + tap_usage();
 }
 
 AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint16_t run_nonce) {
   AgentConfig cfg;
   Layer flags;
   std::vector<std::pair<IpAddress, std::string>> flag_targets;
+  std::vector<TapSpec> flag_taps;  // --tap: replaces the file's [[tap]] tables
   // Output/agent flags are applied after the file, whatever their position.
   std::vector<std::function<void()>> late;
 
@@ -449,6 +451,14 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
     } else if (flag == "--summary-json") {
       const std::string v = check_output("", flag, value());
       late.push_back([&cfg, v] { cfg.summary_json = v; });
+    } else if (flag == "--tap") {
+      flag_taps.push_back(parse_tap_flag(flag, value()));
+    } else if (flag == "--confirm-probes" || flag == "--outage-losses") {
+      const auto n = static_cast<std::uint32_t>(parse_int(flag, value(), 1, 1'000'000));
+      late.push_back([&cfg, n, flag] {
+        (flag == "--confirm-probes" ? cfg.tap.detector.confirm_probes
+                                    : cfg.tap.detector.outage_losses) = n;
+      });
     } else {
       throw ConfigError("", std::string(args[i]), "", "is not a known option (see --help)");
     }
@@ -458,6 +468,11 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
   FileConfig fc;
   if (!cfg.config_file.empty()) read_file(cfg.config_file, cfg, fc);
   for (auto& f : late) f();
+  if (!flag_taps.empty()) {
+    cfg.tap.taps = std::move(flag_taps);
+    cfg.tap.tap_keys.assign(cfg.tap.taps.size(), "--tap");
+    check_taps("", cfg.tap);
+  }
 
   std::vector<TargetSpec> targets;
   if (!flag_targets.empty()) {

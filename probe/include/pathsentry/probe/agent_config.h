@@ -8,6 +8,7 @@
 
 #include "pathsentry/probe/io/probe_sockets.h"
 #include "pathsentry/probe/probe_session.h"
+#include "pathsentry/probe/tap_config.h"
 
 namespace pathsentry::probe {
 
@@ -29,6 +30,8 @@ struct AgentConfig {
   /// For each session, the config key its socket options came from ("targets[0]" or
   /// "--target"), so startup errors can name it.
   std::vector<std::string> session_keys;
+  /// Taps and detector settings ([[tap]], [detector], --tap…; tap_config.h).
+  TapSettings tap;
 };
 
 /// Parses the command line (without argv[0]) and the config file it names. Session ids are
