@@ -8,6 +8,7 @@
 #include <array>
 #include <catch2/catch.hpp>
 #include <ctime>
+#include <optional>
 
 namespace io = pathsentry::probe::io;
 
@@ -58,18 +59,31 @@ TEST_CASE("kernel tx and rx timestamps on loopback udp", "[integration][timestam
     REQUIRE(tx[i].ns >= before);
   }
 
-  pollfd p{b.fd, POLLIN, 0};
-  REQUIRE(poll(&p, 1, 1000) == 1);
-  char buf[64];
-  std::array<char, io::kControlSize> control{};
-  iovec iov{buf, sizeof buf};
-  msghdr mh{};
-  mh.msg_iov = &iov;
-  mh.msg_iovlen = 1;
-  mh.msg_control = control.data();
-  mh.msg_controllen = control.size();
-  REQUIRE(recvmsg(b.fd, &mh, 0) == sizeof msg);
-  const auto rx = io::rx_timestamp_ns(mh);
+  // The kernel turns RX timestamping on asynchronously the first time any socket asks for it
+  // (a deferred static key), so the very first datagrams may arrive unstamped: read what was
+  // sent, then keep sending until a stamped one arrives (bounded: the kernel's deferred work
+  // can take a while on a loaded machine, so allow it up to 5 s).
+  std::optional<std::int64_t> rx;
+  for (int round = 0; round < 500 && !rx; ++round) {
+    if (round > 0) {
+      const timespec pause{0, 10'000'000};
+      nanosleep(&pause, nullptr);
+      REQUIRE(sendto(a.fd, msg, sizeof msg, 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr) ==
+              sizeof msg);
+    }
+    pollfd p{b.fd, POLLIN, 0};
+    REQUIRE(poll(&p, 1, 1000) == 1);
+    char buf[64];
+    std::array<char, io::kControlSize> control{};
+    iovec iov{buf, sizeof buf};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control.data();
+    mh.msg_controllen = control.size();
+    REQUIRE(recvmsg(b.fd, &mh, 0) == sizeof msg);
+    rx = io::rx_timestamp_ns(mh);
+  }
   REQUIRE(rx.has_value());
   REQUIRE(*rx >= tx[0].ns);
   REQUIRE(*rx - before < 5'000'000'000LL);
