@@ -64,13 +64,22 @@ step "3/5 pathsentry-probe (the agent) on the DC host ($PS_LAB_DC_HOST, namespac
 probe=$(find_bin pathsentry-probe || true)
 probe_log=
 if [ -n "$probe" ]; then
+  # the tunnel's ESP transform, so the agent knows how long an encrypted probe is
+  case "$PS_LAB_ESP_PROPOSAL" in
+    aes128-sha256 | aes256-sha256) transform=aes-cbc-sha256 ;;
+    *) transform=learn ;;
+  esac
+  probe_records=$PS_LAB_STATE/agent-records.jsonl
   if bash "$LAB" start probe dc "$(realpath "$probe")" --target "$PS_LAB_ECS" --proto both \
-    --rate 1000 --source "$PS_LAB_DC_HOST"; then
+    --rate 1000 --source "$PS_LAB_DC_HOST" --records "$probe_records" \
+    --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" \
+    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE:$transform:-200:800"; then
     probe_log=$PS_LAB_STATE/logs/app-probe.out
   fi
-  echo "its taps: $PS_LAB_TAP_EC (Express Connect SPAN, clear) and $PS_LAB_TAP_INET (internet SPAN," \
-    "ESP-in-UDP $PS_LAB_ESP_UDP_PORT between $PS_LAB_TUNNEL_LOCAL and $PS_LAB_TUNNEL_REMOTE);" \
-    "all topology facts in $PS_LAB_STATE/lab.env"
+  echo "its taps: $PS_LAB_TAP_EC (Express Connect SPAN, clear, path $PS_LAB_TAP_EC_PATH) and" \
+    "$PS_LAB_TAP_INET (internet SPAN, path $PS_LAB_TAP_INET_PATH: ESP-in-UDP $PS_LAB_ESP_UDP_PORT" \
+    "between $PS_LAB_TUNNEL_LOCAL and $PS_LAB_TUNNEL_REMOTE, $transform);" \
+    "records and events as JSON lines in $probe_records; all topology facts in $PS_LAB_STATE/lab.env"
 else
   echo "pathsentry-probe is not built in $BUILD_DIR: only the lab's own ground truth will be shown"
 fi
@@ -95,7 +104,35 @@ f = lambda t: time.strftime("%H:%M:%S", time.gmtime(t))
 print(f(r["stream"]["start"]), f(r["stream"]["end"]))' "$result/result.json")
   echo "pathsentry-probe, per second, $from..$to UTC (from $probe_log):"
   awk -v a="$from" -v b="$to" '$1 >= a && $1 <= b' "$probe_log" | sed 's/^/  /'
-  echo "(path attribution and switchover events appear here once the agent reads its taps)"
+  # the detector's events since the drill's stream started, from the agent's JSON lines
+  echo "pathsentry-probe's path events (from $probe_records):"
+  python3 - "$probe_records" "$result/result.json" <<'PY' || echo "  (could not read the agent's events)"
+import json, sys, time
+start = json.load(open(sys.argv[2]))["stream"]["start"]
+n = 0
+for line in open(sys.argv[1]):
+    if '"type":"event"' not in line:
+        continue
+    e = json.loads(line)
+    if e["ts_ns"] / 1e9 < start:
+        continue
+    n += 1
+    t = time.strftime("%H:%M:%S", time.gmtime(e["ts_ns"] / 1e9)) + ".%03d" % (e["ts_ns"] // 1000000 % 1000)
+    if e["event"] == "switchover":
+        print("  %s %-5s %-7s %s -> %s: outage %.1f ms, %d probes lost%s" % (
+            t, e["proto"], e["direction"], e["from"], e["to"], e["outage_ns"] / 1e6,
+            e["probes_lost"], " (failback)" if e["failback"] else ""))
+    elif e["event"] in ("outage_begin", "outage_end"):
+        extra = ", %.1f ms, %d probes lost" % (e["outage_ns"] / 1e6, e["probes_lost"]) \
+            if e["event"] == "outage_end" else ""
+        print("  %s %-5s %-7s %s (%s -> %s)%s" % (t, e["proto"], e["direction"], e["event"],
+                                                e["from"], e["to"], extra))
+    else:
+        print("  %s %-5s %s fwd %s rev %s" % (t, e["proto"], e["event"], e["fwd_path"],
+                                            e["rev_path"]))
+if n == 0:
+    print("  (no path event: the agent saw no change)")
+PY
 elif [ -n "$probe_log" ]; then
   echo "see $probe_log"
 else
