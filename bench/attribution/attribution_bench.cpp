@@ -25,6 +25,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "../bench_util.h"
@@ -159,12 +160,14 @@ Drill make_drill(const Options& o, const std::string& dir) {
     d.events.push_back({tx, false, d.sent.size() - 1});
     d.events.push_back({rx + 20 * kUs, true, d.records.size() - 1});
   }
-  std::stable_sort(d.events.begin(), d.events.end(),
-                   [](const SenderEvent& a, const SenderEvent& b) { return a.at < b.at; });
+  std::sort(d.events.begin(), d.events.end(), [](const SenderEvent& a, const SenderEvent& b) {
+    return std::tuple{a.at, a.record, a.index} < std::tuple{b.at, b.record, b.index};
+  });
   const char* names[2] = {"/tap-ec.pcap", "/tap-inet.pcap"};
   for (int t = 0; t < 2; ++t) {
-    std::stable_sort(frames[t].begin(), frames[t].end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
+    std::sort(frames[t].begin(), frames[t].end(), [](const auto& a, const auto& b) {
+      return a.first < b.first || (a.first == b.first && a.second < b.second);
+    });
     d.files[t] = dir + names[t];
     test::PcapFile f(d.files[t], 1, 256);
     for (const auto& [ts, fr] : frames[t]) f.add(ts, fr);

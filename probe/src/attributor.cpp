@@ -269,9 +269,10 @@ struct Attributor::Impl {
           throw ConfigError("", key + ".remote_endpoint", tap.remote_endpoint.to_string(),
                             "ESP taps need two different tunnel endpoints");
         }
-        if (tap.window_hi_ns <= tap.window_lo_ns) {
+        if (tap.window_hi_ns <= tap.window_lo_ns ||
+            tap.hi_ns(Direction::Reverse) <= tap.lo_ns(Direction::Reverse)) {
           throw ConfigError("", key + ".window", std::to_string(tap.window_hi_ns),
-                            "window_hi_ns must exceed window_lo_ns");
+                            "a window's hi must exceed its lo");
         }
         tap_lane.push_back(static_cast<int>(lane_tap.size()));
         lane_tap.push_back(t);
@@ -290,11 +291,15 @@ struct Attributor::Impl {
     std::int64_t fc = 0, fd = 0, rc = 0, rd = 0, span = 0;
     for (std::size_t t : lane_tap) {
       const auto& tap = cfg.taps[t];
-      fc = std::max(fc, tap.window_hi_ns);
-      fd = std::max(fd, 2 * tap.window_hi_ns - tap.window_lo_ns);
-      rc = std::max(rc, -tap.window_lo_ns);
-      rd = std::max(rd, tap.window_hi_ns - 2 * tap.window_lo_ns);
-      span = std::max(span, 2 * (tap.window_hi_ns - tap.window_lo_ns));
+      const std::int64_t flo = tap.lo_ns(Direction::Forward);
+      const std::int64_t fhi = tap.hi_ns(Direction::Forward);
+      const std::int64_t rlo = tap.lo_ns(Direction::Reverse);
+      const std::int64_t rhi = tap.hi_ns(Direction::Reverse);
+      fc = std::max(fc, fhi);
+      fd = std::max(fd, 2 * fhi - flo);
+      rc = std::max(rc, -rlo);
+      rd = std::max(rd, rhi - 2 * rlo);
+      span = std::max({span, 2 * (fhi - flo), 2 * (rhi - rlo)});
     }
     fwd_claim_delay = fc + cfg.settle_ns;
     fwd_decide_delay = std::max(fd, fc) + cfg.settle_ns;
@@ -469,9 +474,9 @@ struct Attributor::Impl {
       const auto& tap = cfg.taps[lane_tap[lane]];
       EspLane& ln = lanes[lane][di];
       const std::int64_t from =
-          d == Direction::Forward ? e.anchor_ns + tap.window_lo_ns : e.anchor_ns - tap.window_hi_ns;
+          d == Direction::Forward ? e.anchor_ns + tap.lo_ns(d) : e.anchor_ns - tap.hi_ns(d);
       const std::int64_t to =
-          d == Direction::Forward ? e.anchor_ns + tap.window_hi_ns : e.anchor_ns - tap.window_lo_ns;
+          d == Direction::Forward ? e.anchor_ns + tap.hi_ns(d) : e.anchor_ns - tap.lo_ns(d);
       const auto want = expected_len(lane, d, e.wire);
       Claim& c = e.claims[lane];
       c = Claim{};
@@ -505,8 +510,18 @@ struct Attributor::Impl {
         v = kAmbiguous;
       } else if (c.cand == 1 && valid(c.cand_idx) && ln.obs.at(c.cand_idx).claims == 1) {
         v = tap_path[tap];
-        ln.obs.at(c.cand_idx).attributed = true;
+        EspObs& o = ln.obs.at(c.cand_idx);
+        o.attributed = true;
         ++stats.taps[tap].matched;
+        const auto& spec = cfg.taps[tap];
+        const std::int64_t delay =
+            d == Direction::Forward ? o.ts_ns - e.anchor_ns : e.anchor_ns - o.ts_ns;
+        DelayStats& ds = stats.taps[tap].delay[di];
+        ds.min_ns = ds.count == 0 ? delay : std::min(ds.min_ns, delay);
+        ds.max_ns = ds.count == 0 ? delay : std::max(ds.max_ns, delay);
+        ds.sum_ns += delay;
+        ++ds.count;
+        if (5 * (delay - spec.lo_ns(d)) >= 4 * (spec.hi_ns(d) - spec.lo_ns(d))) ++ds.near_hi;
       } else if (c.cand > 0) {
         v = kAmbiguous;
       }

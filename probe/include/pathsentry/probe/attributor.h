@@ -19,7 +19,7 @@ namespace pathsentry::probe {
 struct SessionSpec {
   std::uint32_t session_id = 0;  ///< on the wire: ICMP payload; STAMP SSID = low 16 bits
   Proto proto = Proto::Icmp;
-  IpAddress target;
+  IpAddress target{};
   /// IP total length of a request (IP header included), which fixes its ESP length.
   std::uint32_t wire_bytes = 0;
   /// IP total length of a reply; 0 = same as the request (ICMP echo, symmetric STAMP).
@@ -43,7 +43,7 @@ struct ProbeSent {
 
 /// Attribution settings.
 struct AttributorConfig {
-  std::vector<TapSpec> taps;  ///< a tap's index here is its index in on_observation()
+  std::vector<TapSpec> taps{};  ///< a tap's index here is its index in on_observation()
   /// Capture and hand-off slack: observations are considered complete this long after the
   /// window they belong to has closed.
   std::int64_t settle_ns = 20'000'000;
@@ -63,6 +63,18 @@ struct AttributorConfig {
   std::size_t max_esp_observations = 1u << 20;
 };
 
+/// Where attributed ESP packets fell inside their window, for tuning it: the delay is
+/// packet − tx forward and rx − packet reverse (so both read like the window's lo..hi).
+struct DelayStats {
+  std::uint64_t count = 0;
+  std::int64_t min_ns = 0;
+  std::int64_t max_ns = 0;
+  std::int64_t sum_ns = 0;  ///< mean = sum_ns / count
+  /// Matches in the window's top fifth: many mean the delay spreads past hi, where a probe's
+  /// packet is missed (unknown) or a neighbour's is taken — widen the window or vary sizes.
+  std::uint64_t near_hi = 0;
+};
+
 /// Counters of one tap in the attributor.
 struct TapAttribution {
   std::uint64_t matched = 0;          ///< clear: observations matched to a probe; esp: attributed
@@ -72,6 +84,7 @@ struct TapAttribution {
   std::uint64_t late = 0;             ///< observations arriving after their window was decided
   std::uint64_t overflow = 0;         ///< esp: observations evicted early from a full buffer
   std::uint64_t length_mismatch = 0;  ///< esp: a learned length disagreed with the transform
+  std::array<DelayStats, 2> delay{};  ///< esp: [0 = forward, 1 = reverse]
 };
 
 /// Counters of the attributor. Path counts are indexed like Attributor::path_labels().
@@ -87,8 +100,8 @@ struct AttributorStats {
   std::uint64_t state_overruns = 0;   ///< probe state dropped (a session's ring was full)
   /// Forward samples whose record later said otherwise (e.g. seen nowhere, yet answered).
   std::uint64_t fwd_samples_revised = 0;
-  std::vector<std::array<std::uint64_t, 2>> path_counts;  ///< [path][0 = fwd, 1 = rev]
-  std::vector<TapAttribution> taps;
+  std::vector<std::array<std::uint64_t, 2>> path_counts{};  ///< [path][0 = fwd, 1 = rev]
+  std::vector<TapAttribution> taps{};
 };
 
 /// Joins the sender's probes with tap observations into per-probe records with fwd_path and

@@ -32,12 +32,12 @@ struct DetectorConfig {
 /// during the call.
 struct PathSample {
   std::uint32_t session_id = 0;
-  std::string_view target;  ///< the session's target as text
+  std::string_view target{};  ///< the session's target as text
   Proto proto = Proto::Icmp;
   Direction dir = Direction::Forward;
   std::uint64_t seq = 0;
-  std::int64_t tx_ns = 0;  ///< the probe's TX time (from the attributor: as announced)
-  std::string_view path;   ///< a path label, "unknown" or "none"
+  std::int64_t tx_ns = 0;   ///< the probe's TX time (from the attributor: as announced)
+  std::string_view path{};  ///< a path label, "unknown" or "none"
 };
 
 /// Counters of the detector.

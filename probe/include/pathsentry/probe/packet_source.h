@@ -26,7 +26,7 @@ inline constexpr int kLinuxSll2 = 276;  ///< Linux cooked capture v2
 /// only until the next call on the source that produced it.
 struct Frame {
   std::int64_t ts_ns = 0;  ///< capture timestamp, CLOCK_REALTIME ns (kernel)
-  std::span<const std::uint8_t> bytes;
+  std::span<const std::uint8_t> bytes{};
   std::uint32_t wire_len = 0;  ///< length of the frame on the wire (may exceed bytes.size())
   int linktype = linktype::kEthernet;
 };
@@ -63,8 +63,8 @@ class PacketSource {
 
 /// Options for a live capture.
 struct LiveOptions {
-  std::string interface;                ///< e.g. "tap-ec"
-  std::string filter;                   ///< BPF expression (see bpf_filter()); empty = everything
+  std::string interface {};             ///< e.g. "tap-ec"
+  std::string filter{};                 ///< BPF expression (see bpf_filter()); empty = everything
   int snaplen = 256;                    ///< bytes kept per frame: headers + our payloads fit in 256
   std::size_t buffer_bytes = 4u << 20;  ///< kernel ring size (see ring_buffer_bytes())
   bool immediate = true;                ///< pcap_set_immediate_mode: deliver each frame at once

@@ -43,20 +43,33 @@ struct EspTransform {
 
 /// One configured tap: an interface that sees one path's traffic.
 struct TapSpec {
-  std::string interface;  ///< capture interface (live) or a label (tests, files)
-  std::string path;       ///< path label reported in records: "express-connect", "ipsec", …
+  std::string interface {};  ///< capture interface (live) or a label (tests, files)
+  std::string path{};        ///< path label reported in records: "express-connect", "ipsec", …
   Encap encap = Encap::Clear;
   /// Esp: the DC-side and the remote tunnel endpoints. Forward = local → remote.
-  IpAddress local_endpoint;
-  IpAddress remote_endpoint;
+  IpAddress local_endpoint{};
+  IpAddress remote_endpoint{};
   /// Esp: the transform, so expected lengths are computed. nullopt = learn them from
   /// observations where a probe is the only candidate (see attributor.h).
-  std::optional<EspTransform> transform;
+  std::optional<EspTransform> transform{};
   /// Esp: forward, an ESP packet may explain a probe when seen in [tx + lo, tx + hi]; reverse,
   /// a reply's ESP is expected in [rx - hi, rx - lo]. lo may be negative (TX timestamps taken
   /// after the frame left). The narrower, the fewer ambiguous probes.
   std::int64_t window_lo_ns = -200'000;
   std::int64_t window_hi_ns = 5'000'000;
+  /// Esp, reverse only: lo/hi of [rx - hi, rx - lo] when the return delay (tap → decryption →
+  /// agent) differs from the forward one; nullopt = the forward values. Tune both from
+  /// TapAttribution::delay.
+  std::optional<std::int64_t> rev_window_lo_ns{};
+  std::optional<std::int64_t> rev_window_hi_ns{};
+
+  /// The window bounds in effect for a direction.
+  [[nodiscard]] std::int64_t lo_ns(Direction d) const {
+    return d == Direction::Reverse ? rev_window_lo_ns.value_or(window_lo_ns) : window_lo_ns;
+  }
+  [[nodiscard]] std::int64_t hi_ns(Direction d) const {
+    return d == Direction::Reverse ? rev_window_hi_ns.value_or(window_hi_ns) : window_hi_ns;
+  }
 };
 
 /// What the decoder needs to know besides the tap.
@@ -92,7 +105,7 @@ struct Observation {
   ObsKind kind = ObsKind::Icmp;
   Direction dir = Direction::Forward;
   /// Icmp/Stamp: the target side's address (destination forward, source reverse).
-  IpAddress target;
+  IpAddress target{};
   std::uint32_t session_id = 0;     ///< Icmp: from the payload
   std::uint64_t seq = 0;            ///< Icmp: 64-bit; Stamp: 32-bit sender sequence
   std::uint16_t ssid = 0;           ///< Stamp: the SSID (low 16 bits of the session id)
