@@ -14,6 +14,17 @@ using namespace pathsentry::probe;
 using namespace pathsentry::test;
 
 namespace {
+// A clear tap (GCC 12 warns on designated initializers that omit members, even defaulted ones).
+pathsentry::probe::TapSpec clear_tap(const char* interface, const char* path) {
+  pathsentry::probe::TapSpec t;
+  t.interface = interface;
+  t.path = path;
+  t.encap = pathsentry::probe::Encap::Clear;
+  return t;
+}
+}  // namespace
+
+namespace {
 
 constexpr std::uint32_t kAgentId = 7;
 constexpr std::uint32_t kSession = 0x12340001;
@@ -70,7 +81,7 @@ TEST_CASE("pipeline: taps, attributor and detector write paths and events", "[in
   // the worker as JSON lines with each probe's paths and a switchover event per direction.
   Lab lab;
   TempDir dir;
-  TapSpec ec{.interface = "ec", .path = "express-connect", .encap = Encap::Clear};
+  const TapSpec ec = clear_tap("ec", "express-connect");
   TapSpec inet{.interface = "inet",
                .path = "ipsec",
                .encap = Encap::Esp,
@@ -145,7 +156,7 @@ TEST_CASE("pipeline: a session before any sample has no path yet", "[integration
   // current_paths() says "-" for both directions until the detector has established a path.
   ManualClock clock;
   PipelineOptions po;
-  po.taps = {TapSpec{.interface = "ec", .path = "express-connect", .encap = Encap::Clear}};
+  po.taps = {clear_tap("ec", "express-connect")};
   Pipeline p(clock, po);
   SessionConfig sc;
   sc.target = addr("192.0.2.1");
