@@ -231,7 +231,11 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
   if (reply->reflector_seq && cfg_.stamp_stateful) track_reflector(seq, *reply->reflector_seq);
 
   RxSlot scratch{seq};
-  if (rx == nullptr) rx = &scratch;  // too old for any slot: a record from the packet alone
+  if (rx == nullptr) {
+    // Too old for any slot: a record from the packet alone, if it still says when it left.
+    if (reply->sender_tx_ns == 0) return;
+    rx = &scratch;
+  }
   rx->rx_ns = rx_ns;
   rx->has_reflector = reply->reflector_seq.has_value();
   rx->reflector_seq = reply->reflector_seq.value_or(0);
