@@ -275,6 +275,17 @@ std::vector<std::string> Pipeline::stats_lines() {
               std::to_string(ta.unmatched) + ", ambiguous " + std::to_string(ta.ambiguous) +
               ", esp seq gaps " + std::to_string(ta.esp_seq_gaps) + ", late " +
               std::to_string(ta.late) + ", length mismatches " + std::to_string(ta.length_mismatch);
+      if (t->tap->spec().encap == Encap::Esp) {
+        for (std::size_t d = 0; d < 2; ++d) {
+          const DelayStats& ds = ta.delay[d];
+          if (ds.count == 0) continue;
+          line += std::string("; ") + (d == 0 ? "fwd" : "rev") + " delay us min/mean/max " +
+                  std::to_string(ds.min_ns / 1000) + "/" +
+                  std::to_string(ds.sum_ns / static_cast<std::int64_t>(ds.count) / 1000) + "/" +
+                  std::to_string(ds.max_ns / 1000) + " (" + std::to_string(ds.near_hi) + " of " +
+                  std::to_string(ds.count) + " near the window's end)";
+        }
+      }
     }
     if (!t->error.empty()) line += "; error: " + t->error;
     out.push_back(line);

@@ -77,9 +77,12 @@ void check_esp(const std::string& file, const std::string& key, const TapSpec& t
   if (t.local_endpoint == t.remote_endpoint) {
     throw ConfigError(file, key, t.remote_endpoint.to_string(), "the tunnel endpoints must differ");
   }
-  if (t.window_lo_ns >= t.window_hi_ns) {
-    throw ConfigError(file, key, std::to_string(t.window_hi_ns / 1000),
-                      "the window's high end must be above its low end");
+  for (Direction d : {Direction::Forward, Direction::Reverse}) {
+    if (t.lo_ns(d) >= t.hi_ns(d)) {
+      throw ConfigError(file, key, std::to_string(t.hi_ns(d) / 1000),
+                        std::string("the ") + (d == Direction::Forward ? "" : "reverse ") +
+                            "window's high end must be above its low end");
+    }
   }
 }
 
@@ -115,9 +118,10 @@ void read_tap_tables(const toml::table& root, const std::string& file, TapSettin
       const std::string prefix = "tap[" + std::to_string(i) + "]";
       auto key = [&](std::string_view k) { return prefix + "." + std::string(k); };
       for (const auto& [k, v] : t) {
-        static constexpr std::string_view kKnown[] = {"interface", "path",         "encap",
-                                                      "local",     "remote",       "udp_port",
-                                                      "transform", "window_lo_us", "window_hi_us"};
+        static constexpr std::string_view kKnown[] = {
+            "interface",       "path",      "encap",        "local",        "remote",
+            "udp_port",        "transform", "window_lo_us", "window_hi_us", "rev_window_lo_us",
+            "rev_window_hi_us"};
         bool ok = false;
         for (auto n : kKnown) ok = ok || k.str() == n;
         if (!ok) throw ConfigError(file, key(k.str()), text_of(v), "is not a known key");
@@ -158,10 +162,18 @@ void read_tap_tables(const toml::table& root, const std::string& file, TapSettin
         if (auto hi = integer("window_hi_us")) {
           spec.window_hi_ns = parse_us(file, key("window_hi_us"), std::to_string(*hi)) * 1000;
         }
+        if (auto lo = integer("rev_window_lo_us")) {
+          spec.rev_window_lo_ns =
+              parse_us(file, key("rev_window_lo_us"), std::to_string(*lo)) * 1000;
+        }
+        if (auto hi = integer("rev_window_hi_us")) {
+          spec.rev_window_hi_ns =
+              parse_us(file, key("rev_window_hi_us"), std::to_string(*hi)) * 1000;
+        }
         check_esp(file, key("window_hi_us"), spec);
       } else {
-        for (std::string_view k :
-             {"local", "remote", "udp_port", "transform", "window_lo_us", "window_hi_us"}) {
+        for (std::string_view k : {"local", "remote", "udp_port", "transform", "window_lo_us",
+                                   "window_hi_us", "rev_window_lo_us", "rev_window_hi_us"}) {
           if (const toml::node* n = t.get(k)) {
             throw ConfigError(file, key(k), text_of(*n), "only applies to encap = \"esp\"");
           }
@@ -194,7 +206,8 @@ void read_tap_tables(const toml::table& root, const std::string& file, TapSettin
 TapSpec parse_tap_flag(const std::string& flag, const std::string& text) {
   const auto f = split_fields(flag, text);
   constexpr const char* kForm =
-      "must be IFACE:PATH:clear or IFACE:PATH:esp:LOCAL:REMOTE[:TRANSFORM[:LO_US:HI_US]]";
+      "must be IFACE:PATH:clear or "
+      "IFACE:PATH:esp:LOCAL:REMOTE[:TRANSFORM[:LO_US:HI_US[:REV_LO_US:REV_HI_US]]]";
   if (f.size() < 3) throw ConfigError("", flag, text, kForm);
   TapSpec spec;
   spec.interface = check_iface("", flag, f[0]);
@@ -204,15 +217,21 @@ TapSpec parse_tap_flag(const std::string& flag, const std::string& text) {
     if (f.size() != 3) throw ConfigError("", flag, text, kForm);
     return spec;
   }
-  if (f.size() != 5 && f.size() != 6 && f.size() != 8) throw ConfigError("", flag, text, kForm);
+  if (f.size() != 5 && f.size() != 6 && f.size() != 8 && f.size() != 10) {
+    throw ConfigError("", flag, text, kForm);
+  }
   spec.local_endpoint = check_endpoint("", flag, f[3]);
   spec.remote_endpoint = check_endpoint("", flag, f[4]);
   if (f.size() >= 6 && !f[5].empty() && f[5] != "learn") {
     spec.transform = check_transform("", flag, f[5]);
   }
-  if (f.size() == 8) {
+  if (f.size() >= 8) {
     spec.window_lo_ns = parse_us("", flag, f[6]) * 1000;
     spec.window_hi_ns = parse_us("", flag, f[7]) * 1000;
+  }
+  if (f.size() == 10) {
+    spec.rev_window_lo_ns = parse_us("", flag, f[8]) * 1000;
+    spec.rev_window_hi_ns = parse_us("", flag, f[9]) * 1000;
   }
   check_esp("", flag, spec);
   return spec;
@@ -235,11 +254,12 @@ std::string tap_usage() {
   return R"(  --tap IFACE:PATH:clear
                          a tap seeing PATH's probes in clear (repeatable; replaces the file's
                          [[tap]] tables): e.g. tap-ec:express-connect:clear
-  --tap IFACE:PATH:esp:LOCAL:REMOTE[:TRANSFORM[:LO_US:HI_US]]
+  --tap IFACE:PATH:esp:LOCAL:REMOTE[:TRANSFORM[:LO_US:HI_US[:REV_LO_US:REV_HI_US]]]
                          a tap seeing PATH as ESP (protocol 50 or UDP 4500) between the tunnel
                          endpoints LOCAL (DC side) and REMOTE ([v6] in brackets); TRANSFORM one
                          of aes-gcm-8|12|16, aes-cbc-sha1|256|384|512, null-sha256 or learn
-                         (default); LO_US:HI_US the correlation window (default -200:5000)
+                         (default); LO_US:HI_US the correlation window (default -200:5000),
+                         REV_LO_US:REV_HI_US the reverse one (default: the same)
   --confirm-probes N     probes on a new path that confirm a switchover (default 3)
   --outage-losses K      consecutive losses that make an outage (default 3)
 )";

@@ -60,6 +60,19 @@ TEST_CASE("tap flag: esp tap with transform and window", "[unit]") {
   CHECK(t.window_hi_ns == 800'000);
 }
 
+TEST_CASE("tap flag: a reverse window of its own", "[unit]") {
+  // Two more fields set the reverse window; without them it is the forward one.
+  const TapSpec t = parse_tap_flag("--tap", "i:p:esp:1.2.3.4:5.6.7.8:learn:-100:600:-50:900");
+  CHECK(t.lo_ns(Direction::Forward) == -100'000);
+  CHECK(t.hi_ns(Direction::Forward) == 600'000);
+  CHECK(t.lo_ns(Direction::Reverse) == -50'000);
+  CHECK(t.hi_ns(Direction::Reverse) == 900'000);
+  const TapSpec same = parse_tap_flag("--tap", "i:p:esp:1.2.3.4:5.6.7.8:learn:-100:600");
+  CHECK(same.hi_ns(Direction::Reverse) == 600'000);
+  CHECK_THAT(flag_error("i:p:esp:1.2.3.4:5.6.7.8:learn:-100:600:900:100"),
+             Contains("reverse window"));
+}
+
 TEST_CASE("tap flag: bracketed IPv6 endpoints, learned lengths", "[unit]") {
   // IPv6 endpoints in brackets keep their colons; without a transform lengths are learned.
   const TapSpec t = parse_tap_flag("--tap", "eth1:vpn:esp:[2001:db8::1]:[2001:db8::2]");
@@ -96,6 +109,7 @@ remote = "203.0.113.10"
 udp_port = 4500
 transform = "aes-gcm-16"
 window_hi_us = 900
+rev_window_hi_us = 1200
 [detector]
 confirm_probes = 5
 outage_losses = 4
@@ -105,6 +119,7 @@ outage_losses = 4
   CHECK(s.taps[1].encap == Encap::Esp);
   CHECK(s.taps[1].window_hi_ns == 900'000);
   CHECK(s.taps[1].window_lo_ns == TapSpec{}.window_lo_ns);
+  CHECK(s.taps[1].hi_ns(Direction::Reverse) == 1'200'000);
   CHECK(s.tap_keys == std::vector<std::string>{"tap[0]", "tap[1]"});
   CHECK(s.detector.confirm_probes == 5);
   CHECK(s.detector.outage_losses == 4);

@@ -23,12 +23,13 @@ struct TapSettings {
 /// (other keys of `root` are left to the caller). Keys of a tap: interface, path, encap
 /// ("clear" | "esp"); for esp: local, remote (tunnel endpoints), udp_port (4500, the only one
 /// the decoder knows), transform (an EspTransform preset name; absent = learn lengths),
-/// window_lo_us, window_hi_us. [detector]: confirm_probes, outage_losses. Throws ConfigError
-/// naming file, key and value.
+/// window_lo_us, window_hi_us, rev_window_lo_us, rev_window_hi_us. [detector]: confirm_probes,
+/// outage_losses. Throws ConfigError naming file, key and value.
 void read_tap_tables(const toml::table& root, const std::string& file, TapSettings& out);
 
 /// Parses one --tap value: `IFACE:PATH:clear` or
-/// `IFACE:PATH:esp:LOCAL:REMOTE[:TRANSFORM[:LO_US:HI_US]]` (IPv6 endpoints in brackets).
+/// `IFACE:PATH:esp:LOCAL:REMOTE[:TRANSFORM[:LO_US:HI_US[:REV_LO_US:REV_HI_US]]]` (IPv6
+/// endpoints in brackets).
 /// Throws ConfigError naming the flag and the value.
 [[nodiscard]] TapSpec parse_tap_flag(const std::string& flag, const std::string& text);
 
