@@ -184,7 +184,7 @@ TEST_CASE("probe stamp splits injected loss by direction", "[privileged][probe]"
 
 // Sessions bound to a source address and an interface send from that address with their
 // DSCP, as the far side's nftables counters see them.
-TEST_CASE("probe source address, interface and dscp", "[privileged][probe]") {
+TEST_CASE("probe source address and interface and dscp", "[privileged][probe]") {
   REQUIRE(geteuid() == 0);
   NetnsPair pair;
   REQUIRE(NetnsPair::exec(pair.a(), "ip addr add 198.18.0.11/24 dev va") == 0);

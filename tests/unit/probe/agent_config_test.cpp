@@ -139,7 +139,7 @@ interface = "va"
 }
 
 // File errors name the file, the full key and the bad value.
-TEST_CASE("config file errors name file, key and value", "[unit][config]") {
+TEST_CASE("config file errors name file and key and value", "[unit][config]") {
   SECTION("unknown key") {
     TempFile f("[[targets]]\naddress = \"198.18.0.2\"\nrat = 5\n");
     REQUIRE_THAT(error_of({"--config", f.path}),

@@ -48,7 +48,7 @@ TEST_CASE("histogram quantiles are within bucket precision", "[unit][histogram]"
 }
 
 // Small values are exact; an empty histogram reports zeros; merge adds counts.
-TEST_CASE("histogram small values, empty and merge", "[unit][histogram]") {
+TEST_CASE("histogram small values and empty and merge", "[unit][histogram]") {
   auto a = std::make_unique<LogHistogram>();
   auto b = std::make_unique<LogHistogram>();
   REQUIRE(a->quantile(0.5) == 0);
