@@ -18,7 +18,8 @@ foreach(label ${labels})
     list(APPEND labelled "${name}")
     string(REPLACE "\\" "\\\\" esc "${name}")
     string(REPLACE "\"" "\\\"" esc "${esc}")
-    string(REPLACE "," "\\," spec "${esc}")
+    # Catch2 takes "\," for a literal comma in a test spec; CMake needs that backslash doubled.
+  string(REPLACE "," "\\\\," spec "${esc}")
     string(APPEND content
       "add_test(\"${PREFIX}${label}:${esc}\" \"${EXE}\" \"${spec}\")\n"
       "set_tests_properties(\"${PREFIX}${label}:${esc}\" PROPERTIES LABELS ${label} TIMEOUT 300)\n")
