@@ -149,11 +149,11 @@ TEST_CASE("probe cli stops cleanly on SIGTERM", "[privileged][probe_cli]") {
   NetnsPair pair;
   warm_up(pair);
   TempDir dir;
-  const pid_t pid = NetnsPair::spawn(
-      pair.a(),
-      {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--rate", "1000",
-       "--duration", "0", "--timeout-ms", "500", "--quiet", "--summary-json", dir.file("sum.json")},
-      dir.file("log.txt"));
+  const pid_t pid = NetnsPair::spawn(pair.a(),
+                                     {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto",
+                                      "icmp", "--rate", "1000", "--duration", "0", "--timeout-ms",
+                                      "2000", "--quiet", "--summary-json", dir.file("sum.json")},
+                                     dir.file("log.txt"));
   // Wait (up to 10 s) until it is probing: its start line is in the log.
   for (int i = 0; i < 1000 && slurp(dir.file("log.txt")).find("probing") == std::string::npos;
        ++i) {

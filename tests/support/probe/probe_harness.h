@@ -52,7 +52,7 @@ class ReflectorInNs {
 /// Loads an nftables ruleset (nft -f syntax) into namespace `ns`; throws when nft fails.
 void nft_in(const std::string& ns, const std::string& ruleset);
 
-/// A session config for tests: 1000/s, 300 ms timeout, agent 5, the given id.
+/// A session config for tests: 1000/s, 2 s timeout, agent 5, the given id.
 probe::SessionConfig test_session(const std::string& target, Proto proto, std::uint32_t id);
 
 }  // namespace pathsentry::test
