@@ -92,7 +92,7 @@ TEST_CASE("probe cli runs both protocols on both families", "[privileged][probe_
                                       "--duration",
                                       "1",
                                       "--timeout-ms",
-                                      "200",
+                                      "2000",
                                       "--stamp-port",
                                       std::to_string(reflector.port()),
                                       "--agent-id",
