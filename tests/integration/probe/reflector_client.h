@@ -112,7 +112,15 @@ class StampClient {
     StampReply r;
     r.bytes.assign(buf.begin(), buf.begin() + n);
     if (const auto d = probe::stamp::decode_reflector(r.bytes)) r.packet = *d;
+    // The kernel enables RX timestamping asynchronously the first time any socket asks for it,
+    // so the first replies may come unstamped: then take the clock right after the receive,
+    // which is still no earlier than the reflector's t3 on this host.
     r.rx_ns = probe::io::rx_timestamp_ns(mh).value_or(0);
+    if (r.rx_ns == 0) {
+      timespec now{};
+      clock_gettime(CLOCK_REALTIME, &now);
+      r.rx_ns = static_cast<std::int64_t>(now.tv_sec) * 1'000'000'000 + now.tv_nsec;
+    }
     for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c != nullptr; c = CMSG_NXTHDR(&mh, c)) {
       if (c->cmsg_level == IPPROTO_IP && c->cmsg_type == IP_TOS) {
         r.tos = *CMSG_DATA(c);
