@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/common/parse.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -311,23 +312,15 @@ void read_file(const std::string& path, AgentConfig& cfg, FileConfig& fc) {
 
 std::int64_t parse_int(const std::string& flag, const std::string& text, std::int64_t lo,
                        std::int64_t hi) {
-  std::int64_t v = 0;
-  const char* end = text.data() + text.size();
-  auto [p, ec] = std::from_chars(text.data(), end, v);
-  if (ec != std::errc() || p != end || text.empty()) {
-    throw ConfigError("", flag, text, "must be an integer");
-  }
-  return check_int("", flag, text, v, lo, hi);
+  const auto v = parse_number<std::int64_t>(text);
+  if (!v) throw ConfigError("", flag, text, "must be an integer");
+  return check_int("", flag, text, *v, lo, hi);
 }
 
 double parse_double(const std::string& flag, const std::string& text) {
-  double v = 0;
-  const char* end = text.data() + text.size();
-  auto [p, ec] = std::from_chars(text.data(), end, v);
-  if (ec != std::errc() || p != end || text.empty()) {
-    throw ConfigError("", flag, text, "must be a number");
-  }
-  return v;
+  const auto v = parse_number<double>(text);
+  if (!v) throw ConfigError("", flag, text, "must be a number");
+  return *v;
 }
 
 template <class T>

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/common/parse.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -66,12 +67,10 @@ IpAddress checked_address(const Where& w, std::string_view text) {
 
 std::optional<std::uint8_t> checked_tos(const Where& w, std::string_view text) {
   if (text == "copy") return std::nullopt;
-  int v = -1;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size() || v < 0 || v > 255) {
+  const auto v = parse_number<int>(text);
+  if (!v || *v < 0 || *v > 255)
     w.fail(std::string(text), "must be \"copy\" or an integer in 0..255");
-  }
-  return static_cast<std::uint8_t>(v);
+  return static_cast<std::uint8_t>(*v);
 }
 
 std::string checked_level(const Where& w, std::string_view text) {
@@ -199,12 +198,9 @@ constexpr FlagSpec kFlags[] = {
 };
 
 std::int64_t flag_int(const Where& w, std::string_view text) {
-  std::int64_t v = 0;
-  const auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (text.empty() || ec != std::errc{} || ptr != text.data() + text.size()) {
-    w.fail(std::string(text), "must be an integer");
-  }
-  return v;
+  const auto v = parse_number<std::int64_t>(text);
+  if (!v) w.fail(std::string(text), "must be an integer");
+  return *v;
 }
 
 double flag_number(const Where& w, std::string_view text) {

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/common/parse.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -57,12 +58,9 @@ EspTransform check_transform(const std::string& file, const std::string& key,
 }
 
 std::int64_t parse_us(const std::string& file, const std::string& key, const std::string& v) {
-  std::int64_t n = 0;
-  const char* end = v.data() + v.size();
-  auto [p, ec] = std::from_chars(v.data(), end, n);
-  if (ec != std::errc() || p != end || v.empty()) {
-    throw ConfigError(file, key, v, "must be an integer number of microseconds");
-  }
+  const auto parsed = parse_number<std::int64_t>(v);
+  if (!parsed) throw ConfigError(file, key, v, "must be an integer number of microseconds");
+  const std::int64_t n = *parsed;
   if (n < -kMaxWindowUs || n > kMaxWindowUs) {
     throw ConfigError(file, key, v, "must be between -10000000 and 10000000 microseconds");
   }
