@@ -81,16 +81,30 @@ capture() { # NAME NODE IFACE [FILTER...]
     tcpdump -i "$ifc" -n -s 128 -B 16384 -U --immediate-mode --time-stamp-precision=nano -w - "$@"
 }
 
+# A pathsentry agent's probes between the DC host and the ECS: ICMP echo carrying the agent's
+# payload (magic "PSNT" right after the ICMP header) and STAMP to/from the reflector port.
+probe_filter() {
+  echo "host $DC_HOST and host $ECS and ((icmp and icmp[8:4] = 0x50534e54) or udp port $PROBE_STAMP_PORT)"
+}
+
 start_recorders() {
-  local node name
+  local node name caps=(tap-ec tap-inet dc ecs probes-dc probes-ecs probes-cen-ec probes-cen-ipsec)
   capture tap-ec dc "$TAP_EC"
   capture tap-inet dc "$TAP_INET"
-  capture dc dc eth0 icmp and host "$ECS"
-  capture ecs ecs eth0 icmp and host "$DC_HOST"
+  # the ground-truth streams (an agent's ICMP probes are captured apart, below)
+  capture dc dc eth0 icmp and host "$ECS" and not icmp[8:4] = 0x50534e54
+  capture ecs ecs eth0 icmp and host "$DC_HOST" and not icmp[8:4] = 0x50534e54
+  # Per-probe ground truth of an agent's own probes (deploy/lab/probetruth): both end hosts, and
+  # the cloud router, where both paths are in clear: Express Connect arrives from the VBR, IPsec
+  # from the VPN gateway (decrypted), and each reply leaves towards one of them.
+  capture probes-dc dc eth0 "$(probe_filter)"
+  capture probes-ecs ecs eth0 "$(probe_filter)"
+  capture probes-cen-ec cen "$CEN_EC_IF" "$(probe_filter)"
+  capture probes-cen-ipsec cen "$CEN_VPN_IF" "$(probe_filter)"
   for node in "${LAB_ROUTERS[@]}"; do
     start_rec "routes-$node" "$node" "$DRILL_DIR/routes-$node.log" ip -ts -o monitor route link
   done
-  for name in tap-ec tap-inet dc ecs; do
+  for name in "${caps[@]}"; do
     wait_for 5 "tcpdump on $name" grep -q "listening on" "$DRILL_DIR/cap-$name.err" ||
       die "tcpdump on $name did not start: $(cat "$DRILL_DIR/cap-$name.err")"
   done
@@ -275,13 +289,20 @@ cmd_drill() {
     echo "VPC1_NET=$VPC1_NET"
     echo "T_STREAM_START=$T_STREAM_START"
     echo "T_STREAM_END=$T_STREAM_END"
+    echo "PROBE_STAMP_PORT=$PROBE_STAMP_PORT"
     cat "$STATE/profile.env"
   } >"$DRILL_DIR/meta.env"
   say "drill $name done; computing the ground truth from the captures"
   echo
   python3 "$LAB_DIR/groundtruth" "$DRILL_DIR" --json "$DRILL_DIR/result.json" |
     tee "$DRILL_DIR/timeline.txt"
+  # an agent's probes, if one ran: per-probe ground truth and the events it implies
+  if [ "$(stat -c %s "$DRILL_DIR/cap-probes-dc.pcap" 2>/dev/null || echo 0)" -gt 24 ]; then
+    echo
+    python3 "$LAB_DIR/probetruth" "$DRILL_DIR" --json "$DRILL_DIR/probes.json" \
+      --stamp-port "$PROBE_STAMP_PORT" | tee "$DRILL_DIR/probes.txt" || warn "probetruth failed"
+  fi
   echo
-  echo "results: $DRILL_DIR (timeline.txt, result.json, captures)"
+  echo "results: $DRILL_DIR (timeline.txt, result.json, probes.json if an agent ran, captures)"
   [ "$(fwd_path)/$(rev_path)" = ec/ec ] || warn "the lab did not return to Express Connect (forward $(fwd_path), reverse $(rev_path))"
 }

@@ -108,3 +108,101 @@ procs_in_netns() {
   done
 }
 root_links() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort; }
+
+# ------------------------------------------------------------------ attribution tests (attr_*)
+# The agent with both taps at 1000 probes/s (ICMP + STAMP) on the DC host, the reflector on the
+# ECS, through one drill; then deploy/lab/attrcheck compares the agent's JSON lines with the
+# drill's per-probe ground truth (deploy/lab/probetruth) and every assertion becomes a check.
+
+# attr_init PREFIX BUILD_DIR: e2e_init, the binaries, the lab up, the reflector running.
+attr_init() {
+  local build=$2
+  ATTR_PROBE=$(realpath "$build/probe/pathsentry-probe" 2>/dev/null || true)
+  ATTR_REFLECTOR=$(realpath "$build/probe/pathsentry-reflector" 2>/dev/null || true)
+  if [ ! -x "$ATTR_PROBE" ] || [ ! -x "$ATTR_REFLECTOR" ]; then
+    echo "FAIL: build pathsentry-probe and pathsentry-reflector in $build first"
+    exit 1
+  fi
+  e2e_init "$1"
+  e2e_log "lab up"
+  bash "$LAB" up >/dev/null
+  eval "$(bash "$LAB" env | grep -E '^PS_LAB_[A-Z0-9_]+=[^ ]*$')"
+  bash "$LAB" start reflector ecs "$ATTR_REFLECTOR" --allow "$PS_LAB_DC_NET" >/dev/null
+  for _ in $(seq 50); do
+    grep -q listening "$PS_LAB_STATE/logs/app-reflector.out" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "FAIL: the reflector did not start: $(cat "$PS_LAB_STATE/logs/app-reflector.out")"
+  exit 1
+}
+
+# attr_start_agent: the agent on the DC host, records to $ATTR_OUT.
+# ESP correlation window -200..+800 us: narrower than the 1 ms between two equal-sized probes
+# (PS_E2E_ESP_WINDOW=LO_US:HI_US to try another); PS_E2E_AGENT_ARGS: more agent options
+# (word-split), e.g. to try size cycling.
+attr_start_agent() {
+  local transform window=${PS_E2E_ESP_WINDOW:--200:800} extra=()
+  read -r -a extra <<<"${PS_E2E_AGENT_ARGS:-}"
+  case "$PS_LAB_ESP_PROPOSAL" in
+    aes128-sha256 | aes256-sha256) transform=aes-cbc-sha256 ;;
+    *) transform=learn ;;
+  esac
+  ATTR_OUT=$E2E_RESULTS/agent.jsonl
+  ATTR_LOG=$E2E_RESULTS/agent.log
+  e2e_log "agent: 1000 probes/s ICMP + STAMP, ESP window $window us, transform $transform${extra[*]:+, ${extra[*]}}"
+  bash "$LAB" start agent dc "$ATTR_PROBE" --target "$PS_LAB_ECS" --proto both --rate 1000 \
+    --source "$PS_LAB_DC_HOST" --timeout-ms 500 --records "$ATTR_OUT" \
+    --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" \
+    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE:$transform:$window" \
+    "${extra[@]}" >/dev/null
+  sleep 1.5 # sessions up, the first path established silently
+}
+
+attr_stop_agent() {
+  bash "$LAB" stop agent >/dev/null
+  cp "$PS_LAB_STATE/logs/app-agent.out" "$ATTR_LOG"
+  e2e_log "agent log (events, attribution and tap lines):"
+  grep -E '^event|attribution:|^tap |pathsentry-probe:' "$ATTR_LOG" | sed 's/^/    /' | tail -n 40
+}
+
+# attr_drill DRILL [ATTRCHECK ARGS...]: agent started, drill run, agent stopped, the comparison
+# printed and every one of its assertions checked. Sets ATTR_JSON (attrcheck's output).
+attr_drill() {
+  local drill=$1
+  shift
+  attr_start_agent
+  run_drill "$drill"
+  local dir
+  dir=$(cat "$PS_LAB_STATE/last-drill")
+  sleep 1 # the agent's last windows and records
+  attr_stop_agent
+  [ -f "$dir/probes.json" ] || {
+    check "per-probe ground truth written (probes.json)" false
+    return 1
+  }
+  ATTR_JSON=$E2E_RESULTS/attrcheck.json
+  python3 "$E2E_REPO/deploy/lab/attrcheck" "$ATTR_OUT" "$dir/probes.json" --json "$ATTR_JSON" \
+    "$@" | sed 's/^/    /'
+  local n i
+  n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["assertions"]))' \
+    "$ATTR_JSON")
+  [ "$n" -gt 0 ] || { check "attrcheck made assertions" false; return 1; }
+  for i in $(seq 0 $((n - 1))); do
+    check "$(attr_assert "$i" what)" attr_assert_ok "$i"
+  done
+  check "the events were logged live on the agent's output" attr_log_has_events
+}
+attr_assert() {
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["assertions"][int(sys.argv[2])][sys.argv[3]])' \
+    "$ATTR_JSON" "$1" "$2"
+}
+attr_assert_ok() {
+  [ "$(attr_assert "$1" ok)" = True ] || { echo "       $(attr_assert "$1" detail | cut -c1-600)"; return 1; }
+}
+# The agent logs an `event ...` line per event it emitted in its JSON lines.
+attr_log_has_events() {
+  local n_json n_log
+  n_json=$(grep -c '"type":"event"' "$ATTR_OUT" || true)
+  n_log=$(grep -c '^event ' "$ATTR_LOG" || true)
+  [ "$n_json" = "$n_log" ] || { echo "       $n_json events in the JSON lines, $n_log on the log"; return 1; }
+}

@@ -60,6 +60,12 @@ VPC1_NET=192.168.0.0/16
 CEN_VPC1=192.168.20.1
 ECS=192.168.20.161
 VPC1_LEN=24
+# The cloud router's interfaces towards the VBR (Express Connect) and VPC2 (the VPN gateway):
+# where both paths are in clear (drills capture an agent's probes there).
+CEN_EC_IF=vbr
+CEN_VPN_IF=vpc2
+# The STAMP reflector port an agent's probes use (drills capture it; PS_LAB_STAMP_PORT).
+PROBE_STAMP_PORT=${PS_LAB_STAMP_PORT:-862}
 # kernel-libipsec needs the VPN gateway to own an address inside its local traffic selector
 VPN_TS_ADDR=192.168.255.254
 # CEN health check: probes from an automatic address in 100.96.0.0/16 to the gateway's EC address
