@@ -250,6 +250,12 @@ cmd_drill() {
   # shellcheck disable=SC1091
   source "$STATE/profile.env"
 
+  # Every drill starts from the normal state (BGP up, both directions on the line, tunnel up,
+  # health check up): a session that flapped just before (BFD on a loaded machine) is waited
+  # for instead of being recorded as the drill's doing.
+  if ! wait_for "$DRILL_TIMEOUT_S" "the lab's normal state" converged; then
+    warn "drill $name starts while the lab is not in its normal state (forward $(fwd_path), reverse $(rev_path))"
+  fi
   DRILL_DIR="$RESULTS/$(date -u +%Y%m%dT%H%M%SZ)-$name-$PROFILE-${PREFIX%-}"
   mkdir -p "$DRILL_DIR"
   echo "$DRILL_DIR" >"$STATE/last-drill"
@@ -264,6 +270,7 @@ cmd_drill() {
   say "streams: ping every $STREAM_INTERVAL_MS ms, $DC_HOST -> $ECS ($STREAM_SIZE-byte payload)" \
     "and $ECS -> $DC_HOST ($STREAM_REV_SIZE bytes)"
   sleep "$DRILL_SETTLE_S"
+  paths_are ec ec || warn "drill $name acts while forward is on $(fwd_path), reverse on $(rev_path) (not both on the line)"
   "drill_${name//-/_}"
   stop_streams
   sleep 0.3 # the last packets
