@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
+#include <map>
 #include <memory>
 #include <random>
 #include <string>
@@ -21,6 +23,7 @@
 #include "pathsentry/probe/io/probe_sockets.h"
 #include "pathsentry/probe/pipeline.h"
 #include "pathsentry/probe/probe_output.h"
+#include "pathsentry/probe/ttl_probe.h"
 
 namespace {
 
@@ -88,6 +91,59 @@ std::unique_ptr<ProbeSession> make_session(const AgentConfig& cfg, std::size_t i
   return std::make_unique<ProbeSession>(s, wf, std::move(opened->socket), sink);
 }
 
+// One TTL session per distinct target (docs/ttl.md), with the addressing of its first session.
+// Session ids continue after the engine's: (run nonce << 16) | (index + 1).
+std::vector<TtlSessionConfig> ttl_sessions(const AgentConfig& cfg) {
+  std::vector<TtlSessionConfig> out;
+  if (cfg.tap.ttl.ttl == 0 || cfg.sessions.empty()) return out;
+  const std::uint32_t nonce_bits = cfg.sessions.front().session_id & 0xFFFF0000u;
+  std::uint32_t next = static_cast<std::uint32_t>(cfg.sessions.size()) + 1;
+  for (const SessionConfig& s : cfg.sessions) {
+    bool seen = false;
+    for (const auto& t : out) seen = seen || t.target == s.target;
+    if (seen) continue;
+    if (next > 0xFFFF) throw ConfigError(cfg.config_file, "ttl", "", "too many sessions");
+    TtlSessionConfig t;
+    t.agent_id = cfg.agent_id;
+    t.session_id = nonce_bits | next++;
+    t.target = s.target;
+    t.ttl = cfg.tap.ttl.ttl;
+    t.port = cfg.tap.ttl.port;
+    t.rate_pps = cfg.tap.ttl.rate_pps;
+    t.timeout_ns = cfg.tap.ttl.timeout_ns;
+    t.source = s.source;
+    t.interface = s.interface;
+    t.hops = cfg.tap.ttl.hops;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+std::string ttl_interval_line(std::int64_t end_ns, const TtlSessionConfig& c, const TtlStats& now,
+                              const TtlStats& before, const std::string& paths) {
+  const std::time_t t = static_cast<std::time_t>((end_ns - 1) / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char ts[16];
+  std::strftime(ts, sizeof ts, "%H:%M:%S", &tm);
+  auto sum = [](const std::map<std::string, std::uint64_t>& m) {
+    std::uint64_t n = 0;
+    for (const auto& [k, v] : m) n += v;
+    return n;
+  };
+  std::string l = std::string(ts) + " " + c.target.to_string() + " ttl=" + std::to_string(c.ttl) +
+                  " sent " + std::to_string(now.sent - before.sent) + " hop";
+  for (const auto& [p, n] : now.per_path) {
+    const auto it = before.per_path.find(p);
+    l += " " + p + ":" + std::to_string(n - (it == before.per_path.end() ? 0 : it->second));
+  }
+  l += " unmapped " + std::to_string(sum(now.unmapped) - sum(before.unmapped)) + " target " +
+       std::to_string(now.target_answers - before.target_answers) + " other " +
+       std::to_string(sum(now.other) - sum(before.other)) + " none " +
+       std::to_string(now.no_answer - before.no_answer) + " " + paths;
+  return l;
+}
+
 int run(const AgentConfig& cfg) {
   std::unique_ptr<JsonLinesWriter> writer;
   if (!cfg.records.empty()) {
@@ -118,9 +174,11 @@ int run(const AgentConfig& cfg) {
     record_sink = std::make_unique<RecordJsonSink>(*writer);
     sink = record_sink.get();
   }
-  // With taps, records go through the attributor and the detector (docs/attribution.md).
+  // With taps, records go through the attributor and the detector (docs/attribution.md); TTL
+  // probes go through the detector (docs/ttl.md), with or without taps.
   std::unique_ptr<Pipeline> pipeline;
-  if (!cfg.tap.taps.empty()) {
+  const std::vector<TtlSessionConfig> ttl_cfgs = ttl_sessions(cfg);
+  if (!cfg.tap.taps.empty() || !ttl_cfgs.empty()) {
     PipelineOptions po;
     po.total_pps = 0;
     po.taps = cfg.tap.taps;
@@ -138,8 +196,27 @@ int run(const AgentConfig& cfg) {
     po.log = [](const std::string& m) { log(m); };
     pipeline = std::make_unique<Pipeline>(clock, std::move(po));
     for (const auto& s : cfg.sessions) pipeline->add_session(session_spec_for(s));
+    for (const auto& t : ttl_cfgs) pipeline->add_ttl_session(t.session_id, t.target);
     pipeline->open_live_taps(cfg.tap.tap_keys);
     sink = pipeline.get();
+  }
+  std::vector<std::unique_ptr<TtlProber>> ttl_probers;
+  for (const auto& t : ttl_cfgs) {
+    TtlSocketOptions o;
+    o.target = t.target;
+    o.port = t.port;
+    o.ttl = t.ttl;
+    o.source = t.source;
+    o.interface = t.interface;
+    auto sock = open_ttl_socket(o);
+    if (!sock) {
+      throw ConfigError(cfg.tap.ttl.file, cfg.tap.ttl.ttl_key, t.target.to_string(),
+                        "cannot open the TTL probe socket: " + sock.error());
+    }
+    Pipeline* p = pipeline.get();
+    ttl_probers.push_back(std::make_unique<TtlProber>(
+        clock, t, std::move(*sock), [p](const TtlResult& r) { p->on_ttl_result(r); },
+        [](const std::string& m) { log(m); }));
   }
 
   EngineOptions eo;
@@ -154,8 +231,17 @@ int run(const AgentConfig& cfg) {
   if (const std::string why = io::drop_privileges(cfg.rt_priority); !why.empty()) {
     log("privileges: " + why);
   }
+  std::vector<TtlStats> ttl_before(ttl_probers.size());
   if (!cfg.quiet) {
     engine.on_interval([&](std::int64_t end_ns, std::span<const IntervalReport> reports) {
+      for (std::size_t i = 0; i < ttl_probers.size(); ++i) {
+        const TtlStats now = ttl_probers[i]->stats();
+        std::fprintf(human, "%s\n",
+                     ttl_interval_line(end_ns, ttl_probers[i]->config(), now, ttl_before[i],
+                                       pipeline->current_paths(ttl_probers[i]->config().session_id))
+                         .c_str());
+        ttl_before[i] = now;
+      }
       for (std::size_t i = 0; i < reports.size(); ++i) {
         const auto& sc = engine.sessions()[i]->config();
         std::string line = format_interval_line(end_ns, sc, reports[i]);
@@ -166,6 +252,10 @@ int run(const AgentConfig& cfg) {
     });
   }
   log("probing " + std::to_string(cfg.sessions.size()) + " session(s)" +
+      (ttl_probers.empty() ? std::string()
+                           : " and " + std::to_string(ttl_probers.size()) +
+                                 " TTL session(s) (ttl " + std::to_string(cfg.tap.ttl.ttl) + ", " +
+                                 std::to_string(cfg.tap.ttl.rate_pps) + "/s)") +
       (cfg.duration_ns ? " for " + std::to_string(cfg.duration_ns / kNsPerSec) + " s"
                        : std::string(" until SIGINT/SIGTERM")));
 
@@ -183,12 +273,18 @@ int run(const AgentConfig& cfg) {
   });
   const std::int64_t t0 = clock.monotonic_ns();
   if (pipeline) pipeline->start();
+  for (auto& p : ttl_probers) p->start();
   try {
     engine.run();
   } catch (...) {
+    for (auto& p : ttl_probers) p->stop();
     done.store(true);
     waiter.join();
     throw;
+  }
+  for (auto& p : ttl_probers) {
+    p->stop();  // waits for the last answers (up to the TTL timeout)
+    log(p->stats_line());
   }
   if (pipeline) {
     pipeline->stop();
@@ -268,7 +364,15 @@ int main(int argc, char** argv) {
       }
       std::printf("\n");
     }
-    if (!cfg.tap.taps.empty()) {
+    if (cfg.tap.ttl.ttl != 0) {
+      std::printf("  ttl probes: ttl %u, %g/s per target, UDP port %u, timeout %lld ms\n",
+                  cfg.tap.ttl.ttl, cfg.tap.ttl.rate_pps, cfg.tap.ttl.port,
+                  static_cast<long long>(cfg.tap.ttl.timeout_ns / 1'000'000));
+      for (const TtlHop& h : cfg.tap.ttl.hops) {
+        std::printf("    hop %s -> %s\n", h.address.to_string().c_str(), h.path.c_str());
+      }
+    }
+    if (!cfg.tap.taps.empty() || cfg.tap.ttl.ttl != 0) {
       std::printf("  detector: confirm %u probes, outage after %u losses\n",
                   cfg.tap.detector.confirm_probes, cfg.tap.detector.outage_losses);
     }

@@ -245,7 +245,7 @@ void read_file(const std::string& path, AgentConfig& cfg, FileConfig& fc) {
     throw ConfigError(path, "(file)", "", e.what());
   }
   TableReader top(root, path, "");
-  top.only({"agent", "defaults", "targets", "tap", "detector"});
+  top.only({"agent", "defaults", "targets", "tap", "detector", "ttl"});
   read_tap_tables(root, path, cfg.tap);
   if (const toml::table* a = top.table("agent")) {
     TableReader r(*a, path, "agent");
@@ -444,6 +444,9 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
     } else if (flag == "--summary-json") {
       const std::string v = check_output("", flag, value());
       late.push_back([&cfg, v] { cfg.summary_json = v; });
+    } else if (is_ttl_flag(flag)) {  // --ttl-* (ttl_config.h), applied over the file's [ttl]
+      const TtlFlag f = parse_ttl_flag(flag, value());
+      late.push_back([&cfg, f] { apply_ttl_flag(cfg.tap.ttl, f); });
     } else if (flag == "--tap") {
       flag_taps.push_back(parse_tap_flag(flag, value()));
     } else if (flag == "--confirm-probes" || flag == "--outage-losses") {
@@ -465,6 +468,11 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
     cfg.tap.taps = std::move(flag_taps);
     cfg.tap.tap_keys.assign(cfg.tap.taps.size(), "--tap");
     check_taps("", cfg.tap);
+  }
+  {  // the TTL method's settings as a whole (hop paths must be tap paths when taps exist)
+    std::vector<std::string> tap_paths;
+    for (const TapSpec& t : cfg.tap.taps) tap_paths.push_back(t.path);
+    check_ttl(cfg.tap.ttl, tap_paths);
   }
 
   std::vector<TargetSpec> targets;

@@ -50,7 +50,9 @@ Pipeline::Pipeline(const Clock& clock, PipelineOptions options)
     : clock_(clock),
       options_(std::move(options)),
       attributor_(AttributorConfig{.taps = options_.taps}),
-      detector_(options_.detector) {
+      detector_(options_.detector),
+      attribute_(!options_.taps.empty()),
+      crosscheck_(options_.crosscheck_window_ns) {
   taps_.reserve(options_.taps.size());
   for (std::size_t i = 0; i < options_.taps.size(); ++i) {
     auto t = std::make_unique<TapThread>();
@@ -64,10 +66,26 @@ Pipeline::~Pipeline() {
 }
 
 void Pipeline::add_session(const SessionSpec& spec) {
-  attributor_.add_session(spec);
+  if (attribute_) attributor_.add_session(spec);
   session_ids_.push_back(spec.session_id);
   std::lock_guard lock(paths_mu_);
   paths_[spec.session_id] = "fwd=- rev=-";
+}
+
+void Pipeline::add_ttl_session(std::uint32_t session_id, const IpAddress& target) {
+  if (ttl_targets_.count(session_id) != 0) {
+    throw ConfigError("", "session " + std::to_string(session_id), target.to_string(),
+                      "duplicate session id");
+  }
+  ttl_targets_[session_id] = target.to_string();
+  session_ids_.push_back(session_id);
+  std::lock_guard lock(paths_mu_);
+  paths_[session_id] = "fwd=-";
+}
+
+void Pipeline::on_ttl_result(const TtlResult& result) {
+  std::lock_guard lock(in_mu_);
+  inputs_.emplace_back(result);
 }
 
 void Pipeline::open_live_taps(const std::vector<std::string>& keys) {
@@ -123,6 +141,7 @@ void Pipeline::stop() {
 }
 
 void Pipeline::on_sent(const SentNotice& sent) {
+  if (!attribute_) return;
   std::lock_guard lock(in_mu_);
   inputs_.emplace_back(sent);
 }
@@ -135,7 +154,8 @@ void Pipeline::on_record(const ProbeRecord& record) {
 std::string Pipeline::current_paths(std::uint32_t session_id) const {
   std::lock_guard lock(paths_mu_);
   auto it = paths_.find(session_id);
-  return it == paths_.end() ? std::string("fwd=- rev=-") : it->second;
+  if (it != paths_.end()) return it->second;
+  return ttl_targets_.count(session_id) != 0 ? std::string("fwd=-") : std::string("fwd=- rev=-");
 }
 
 void Pipeline::capture_loop(TapThread& t) {
@@ -191,26 +211,75 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   for (const Input& in : in_scratch_) {
     if (const auto* s = std::get_if<SentNotice>(&in)) {
       attributor_.on_sent(ProbeSent{s->session_id, s->seq, s->tx_ns, s->wire_bytes});
-    } else {
+    } else if (const auto* t = std::get_if<TtlResult>(&in)) {
+      auto it = ttl_targets_.find(t->session_id);
+      if (it == ttl_targets_.end()) continue;
+      ProbeRecord r;
+      r.target = it->second;
+      r.proto = Proto::Ttl;
+      r.session_id = t->session_id;
+      r.seq = t->seq;
+      r.tx_ns = t->tx_ns;
+      if (t->outcome != TtlOutcome::None) {
+        r.rx_ns = t->rx_ns.value_or(t->tx_ns);
+        r.rtt_ns = *r.rx_ns - t->tx_ns;
+      }
+      r.fwd_path = t->path;
+      r.rev_path = "";  // not observable with TTL probes: the reply's way back is not seen
+      ttl_records_.push_back(std::move(r));
+    } else if (attribute_) {
       attributor_.on_record(std::get<ProbeRecord>(in));
+    } else {
+      records_.push_back(std::get<ProbeRecord>(in));  // no taps: paths stay ""
     }
   }
   in_scratch_.clear();
   obs_scratch_.clear();
 
-  if (final) {
-    attributor_.flush(records_, &samples_);
-  } else {
-    attributor_.poll(now_ns, records_, &samples_);
+  if (attribute_) {
+    if (final) {
+      attributor_.flush(records_, &samples_);
+    } else {
+      attributor_.poll(now_ns, records_, &samples_);
+    }
+  }
+  // The taps' forward samples first (for the cross-check), then the TTL probes' own.
+  const bool crosscheck = attribute_ && !ttl_targets_.empty();
+  if (crosscheck) {
+    for (const PathSample& s : samples_) {
+      if (s.dir == Direction::Forward) crosscheck_.on_tap_sample(s.target, s.tx_ns, s.path);
+    }
+  }
+  for (const ProbeRecord& r : ttl_records_) {
+    PathSample s;
+    s.session_id = r.session_id;
+    s.target = r.target;
+    s.proto = Proto::Ttl;
+    s.dir = Direction::Forward;
+    s.seq = r.seq;
+    s.tx_ns = r.tx_ns;
+    s.path = r.fwd_path;
+    samples_.push_back(s);
+    if (crosscheck) crosscheck_.on_ttl(r.target, r.seq, r.tx_ns, r.fwd_path);
+  }
+  if (crosscheck) {
+    if (final) {
+      crosscheck_.flush(verdicts_);
+    } else {
+      crosscheck_.poll(now_ns, verdicts_);
+    }
+    handle_verdicts();
   }
   for (const PathSample& s : samples_) detector_.on_sample(s, now_ns, events_);
   detector_.poll(now_ns, events_);
   if (options_.output != nullptr) {
     for (const ProbeRecord& r : records_) options_.output->write(r);
+    for (const ProbeRecord& r : ttl_records_) options_.output->write(r);
   }
   for (const PathEvent& e : events_) handle_event(e);
   const bool changed = !samples_.empty();
   records_.clear();
+  ttl_records_.clear();
   samples_.clear();
   events_.clear();
   if (options_.output != nullptr && (final || now_ns - last_flush_ns_ >= 200'000'000)) {
@@ -221,7 +290,9 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   std::map<std::uint32_t, std::string> snapshot;
   for (std::uint32_t id : session_ids_) {
     std::string text;
+    const bool ttl = ttl_targets_.count(id) != 0;
     for (Direction d : {Direction::Forward, Direction::Reverse}) {
+      if (ttl && d == Direction::Reverse) break;  // TTL probes see the forward path only
       text += d == Direction::Forward ? "fwd=" : " rev=";
       if (detector_.in_outage(id, d)) {
         text += kPathNone;
@@ -237,6 +308,16 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   paths_.swap(snapshot);
 }
 
+void Pipeline::handle_verdicts() {
+  for (const CrossCheckVerdict& v : verdicts_) {
+    if (v.kind != CrossCheckVerdict::Kind::Disagree || !options_.log) continue;
+    options_.log("ttl cross-check: " + v.target + " ttl probe " + std::to_string(v.seq) + " (tx " +
+                 std::to_string(v.tx_ns) + ") says forward path " + v.ttl_path + ", the taps say " +
+                 v.tap_path);
+  }
+  verdicts_.clear();
+}
+
 void Pipeline::handle_event(const PathEvent& e) {
   if (options_.output != nullptr) options_.output->write(e);
   if (options_.event_log) options_.event_log(describe(e));
@@ -244,6 +325,14 @@ void Pipeline::handle_event(const PathEvent& e) {
 
 std::vector<std::string> Pipeline::stats_lines() {
   std::vector<std::string> out;
+  if (attribute_ && !ttl_targets_.empty()) {
+    const CrossCheckStats& c = crosscheck_.stats();
+    out.push_back(
+        "ttl cross-check with the taps: agree " + std::to_string(c.agree) + ", disagree " +
+        std::to_string(c.disagree) + ", undecided " + std::to_string(c.undecided) +
+        " (TTL probes without a path, not judged: " + std::to_string(c.no_ttl_path) + ")");
+  }
+  if (!attribute_) return out;
   const AttributorStats& st = attributor_.stats();
   const auto& labels = attributor_.path_labels();
   std::string paths = "attribution: " + std::to_string(st.records) + " records;";

@@ -176,7 +176,7 @@ tl::expected<JsonLine, std::string> parse_probe(const json& j) {
   Reader rd{j, {}};
   ProbeRecord r;
   r.target = rd.str("target");
-  const auto proto = parse_enum(rd.str("proto"), {Proto::Icmp, Proto::Stamp});
+  const auto proto = parse_enum(rd.str("proto"), {Proto::Icmp, Proto::Stamp, Proto::Ttl});
   const auto sid = rd.u64("session_id");
   r.seq = rd.u64("seq");
   r.tx_ns = rd.i64("tx_ns");
@@ -216,7 +216,7 @@ tl::expected<JsonLine, std::string> parse_event(const json& j) {
   if (!type) return tl::unexpected(std::string("unknown event"));
   e.type = *type;
   e.target = rd.str("target");
-  const auto proto = parse_enum(rd.str("proto"), {Proto::Icmp, Proto::Stamp});
+  const auto proto = parse_enum(rd.str("proto"), {Proto::Icmp, Proto::Stamp, Proto::Ttl});
   const auto sid = rd.u64("session_id");
   e.ts_ns = rd.i64("ts_ns");
   e.seq = rd.u64("seq");
@@ -251,7 +251,15 @@ tl::expected<JsonLine, std::string> parse_event(const json& j) {
 }  // namespace
 
 const char* to_string(Proto p) {
-  return p == Proto::Icmp ? "icmp" : "stamp";
+  switch (p) {
+    case Proto::Icmp:
+      return "icmp";
+    case Proto::Stamp:
+      return "stamp";
+    case Proto::Ttl:
+      return "ttl";
+  }
+  return "?";
 }
 
 const char* to_string(Direction d) {

@@ -106,6 +106,7 @@ std::vector<std::string> split_fields(const std::string& flag, const std::string
 }  // namespace
 
 void read_tap_tables(const toml::table& root, const std::string& file, TapSettings& out) {
+  read_ttl_table(root, file, out.ttl);
   if (const toml::node* tn = root.get("tap")) {
     const toml::array* arr = tn->as_array();
     if (arr == nullptr || !arr->is_array_of_tables()) {
@@ -260,7 +261,7 @@ std::string tap_usage() {
                          REV_LO_US:REV_HI_US the reverse one (default: the same)
   --confirm-probes N     probes on a new path that confirm a switchover (default 3)
   --outage-losses K      consecutive losses that make an outage (default 3)
-)";
+)" + ttl_usage();
 }
 
 }  // namespace pathsentry::probe

@@ -6,8 +6,9 @@
 
 namespace pathsentry {
 
-/// Probe protocol of a session.
-enum class Proto : std::uint8_t { Icmp, Stamp };
+/// Probe protocol of a session. Ttl: TTL-limited UDP probes whose ICMP time-exceeded source
+/// names the forward path (docs/ttl.md); their records have a forward path only (rev_path "").
+enum class Proto : std::uint8_t { Icmp, Stamp, Ttl };
 
 /// Which path carried a probe in one direction. Configured taps name the real paths
 /// ("express-connect", "ipsec", …); these are the values that are not a tap's label.

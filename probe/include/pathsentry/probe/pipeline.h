@@ -20,6 +20,8 @@
 #include "pathsentry/probe/record_json.h"
 #include "pathsentry/probe/record_sink.h"
 #include "pathsentry/probe/tap.h"
+#include "pathsentry/probe/ttl_crosscheck.h"
+#include "pathsentry/probe/ttl_probe.h"
 
 namespace pathsentry::probe {
 
@@ -41,15 +43,19 @@ struct PipelineOptions {
   JsonLinesWriter* output = nullptr;
   /// One human line per event (describe()), called at once on the worker thread.
   std::function<void(const std::string&)> event_log;
-  /// Warnings (capture errors).
+  /// Warnings (capture errors, TTL cross-check disagreements).
   std::function<void(const std::string&)> log;
+  /// TTL cross-check: tap samples within ± this of a TTL probe's send time are compared.
+  std::int64_t crosscheck_window_ns = 20'000'000;
 };
 
 /// What the attributor needs to know of a configured session (its request's IP total length
 /// is computed as the engine builds it).
 [[nodiscard]] SessionSpec session_spec_for(const SessionConfig& s);
 
-/// The agent's sniffer side wired live: the engine's RecordSink feeds an Attributor, one capture
+/// The agent's path side wired live. Without taps, engine records pass through unattributed
+/// (paths "") and only TTL sessions (docs/ttl.md) feed the detector.
+/// With taps: the engine's RecordSink feeds an Attributor, one capture
 /// thread per tap pumps observations into it, and a worker thread polls the attributor every
 /// few ms, writes finished records (with fwd_path/rev_path) and feeds per-direction samples to
 /// the Detector, whose events are written and logged at once.
@@ -67,6 +73,11 @@ class Pipeline final : public RecordSink {
 
   /// Registers a session (before start()).
   void add_session(const SessionSpec& spec);
+  /// Registers a TTL session (before start()): its results become records (proto ttl,
+  /// rev_path "") and forward samples for the detector, cross-checked against the taps.
+  void add_ttl_session(std::uint32_t session_id, const IpAddress& target);
+  /// One TTL probe's result (any thread: the TtlProber's).
+  void on_ttl_result(const TtlResult& result);
   /// Opens every tap's live capture (needs CAP_NET_RAW: call before dropping privileges).
   /// Throws ConfigError naming `keys[i]` (e.g. "tap[0]" or "--tap") when a capture fails.
   void open_live_taps(const std::vector<std::string>& keys);
@@ -84,23 +95,29 @@ class Pipeline final : public RecordSink {
   /// "fwd=PATH rev=PATH" for a session: the detector's confirmed paths ("none" during an
   /// outage, "-" before one is established).
   [[nodiscard]] std::string current_paths(std::uint32_t session_id) const;
-  /// End-of-run counters as log lines (per tap and per path). Call after stop().
+  /// End-of-run counters as log lines (per tap and per path, the TTL cross-check). Call after
+  /// stop().
   [[nodiscard]] std::vector<std::string> stats_lines();
+  /// The TTL cross-check's counters (after stop(), or from the worker's thread).
+  [[nodiscard]] const CrossCheckStats& crosscheck_stats() const { return crosscheck_.stats(); }
 
  private:
   struct TapThread;
-  using Input = std::variant<SentNotice, ProbeRecord>;
+  using Input = std::variant<SentNotice, ProbeRecord, TtlResult>;
 
   void capture_loop(TapThread& t);
   void worker_loop();
   void process(std::int64_t now_ns, bool final);
   void handle_event(const PathEvent& e);
+  void handle_verdicts();
 
   const Clock& clock_;
   PipelineOptions options_;
   Attributor attributor_;
   Detector detector_;
   std::vector<std::uint32_t> session_ids_;
+  bool attribute_ = false;  // taps configured: records go through the attributor
+  std::map<std::uint32_t, std::string> ttl_targets_;  // TTL session id -> target text
   std::vector<std::unique_ptr<TapThread>> taps_;
 
   std::mutex in_mu_;
@@ -122,6 +139,9 @@ class Pipeline final : public RecordSink {
   std::vector<ProbeRecord> records_;
   std::vector<PathSample> samples_;
   std::vector<PathEvent> events_;
+  std::vector<ProbeRecord> ttl_records_;
+  std::vector<CrossCheckVerdict> verdicts_;
+  TtlCrossCheck crosscheck_;
   std::int64_t last_flush_ns_ = 0;
 };
 

@@ -7,6 +7,7 @@
 
 #include "pathsentry/probe/detector.h"
 #include "pathsentry/probe/tap.h"
+#include "pathsentry/probe/ttl_config.h"
 
 namespace pathsentry::probe {
 
@@ -17,10 +18,13 @@ struct TapSettings {
   /// For each tap, where it came from ("tap[0]" in the file or "--tap"), for startup errors.
   std::vector<std::string> tap_keys;
   DetectorConfig detector;
+  /// The mirror-free TTL method ([ttl], --ttl-*; ttl_config.h). Its results go through the
+  /// same detector and, with taps, are cross-checked against them.
+  TtlSettings ttl;
 };
 
 /// Reads the `[[tap]]` array and the `[detector]` table of a parsed config file into `out`
-/// (other keys of `root` are left to the caller). Keys of a tap: interface, path, encap
+/// and the `[ttl]` table (read_ttl_table) (other keys of `root` are left to the caller). Keys of a tap: interface, path, encap
 /// ("clear" | "esp"); for esp: local, remote (tunnel endpoints), udp_port (4500, the only one
 /// the decoder knows), transform (an EspTransform preset name; absent = learn lengths),
 /// window_lo_us, window_hi_us, rev_window_lo_us, rev_window_hi_us. [detector]: confirm_probes,
@@ -36,7 +40,7 @@ void read_tap_tables(const toml::table& root, const std::string& file, TapSettin
 /// Checks the taps together (distinct interfaces, a path label per tap, windows ordered).
 void check_taps(const std::string& file, const TapSettings& settings);
 
-/// The --help lines for the tap and detector flags.
+/// The --help lines for the tap, detector and TTL flags.
 [[nodiscard]] std::string tap_usage();
 
 }  // namespace pathsentry::probe
