@@ -270,7 +270,15 @@ cmd_drill() {
   say "streams: ping every $STREAM_INTERVAL_MS ms, $DC_HOST -> $ECS ($STREAM_SIZE-byte payload)" \
     "and $ECS -> $DC_HOST ($STREAM_REV_SIZE bytes)"
   sleep "$DRILL_SETTLE_S"
-  paths_are ec ec || warn "drill $name acts while forward is on $(fwd_path), reverse on $(rev_path) (not both on the line)"
+  # A flap while settling (recorded: the captures run) is waited out before acting.
+  if ! converged; then
+    warn "drill $name: the lab left its normal state before the action (forward $(fwd_path), reverse $(rev_path)); waiting for it"
+    if wait_for "$DRILL_TIMEOUT_S" "the lab's normal state" converged; then
+      sleep "$DRILL_SETTLE_S"
+    else
+      warn "drill $name acts while forward is on $(fwd_path), reverse on $(rev_path)"
+    fi
+  fi
   "drill_${name//-/_}"
   stop_streams
   sleep 0.3 # the last packets

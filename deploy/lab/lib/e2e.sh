@@ -88,6 +88,7 @@ run_drill() {
     cat "$E2E_RESULTS/drill-$1.out"
     return 1
   }
+  grep 'warning' "$E2E_RESULTS/drill-$1.out" | sed 's/^/    /' || true
   sed -n '/^== per direction/,$p' "$E2E_RESULTS/drill-$1.out" | sed 's/^/    /'
   RESULT="$(cat "$PS_LAB_STATE/last-drill")/result.json"
   [ -f "$RESULT" ]
