@@ -142,14 +142,15 @@ void TtlTracker::on_error(const TtlIcmpError& e, std::vector<TtlResult>& out) {
   if (quoted) {
     auto it = pending_.find(quoted->seq);
     if (quoted->session_id != cfg_.session_id || it == pending_.end()) {
-      ++stats_.unmatched;
+      const bool late = quoted->session_id == cfg_.session_id && quoted->seq < next_seq_;
+      ++(late ? stats_.late : stats_.unmatched);
       return;
     }
     TtlPayload p = *quoted;
     p.tx_ns = it->second;
     pending_.erase(it);
     out.push_back(classify(p, e));
-    expire_before(p.tx_ns - cfg_.reorder_grace_ns, out);
+    if (cfg_.reorder_grace_ns > 0) expire_before(p.tx_ns - cfg_.reorder_grace_ns, out);
     return;
   }
   if (e.quoted_size == 0 && pending_.size() == 1) {
@@ -352,6 +353,7 @@ std::string format_ttl_stats(const TtlSessionConfig& c, const TtlStats& s) {
   for (const auto& [a, n] : s.other) l += " [" + a + "] x" + std::to_string(n);
   l += ", no answer " + std::to_string(s.no_answer);
   if (s.by_order != 0) l += ", matched by order " + std::to_string(s.by_order);
+  if (s.late != 0) l += ", late answers " + std::to_string(s.late);
   if (s.unmatched != 0) l += ", unmatched errors " + std::to_string(s.unmatched);
   if (s.send_errors != 0) l += ", send errors " + std::to_string(s.send_errors);
   if (s.missed != 0) l += ", missed slots " + std::to_string(s.missed);

@@ -155,6 +155,21 @@ TEST_CASE("ttl tracker: later answer ends earlier probes", "[unit]") {
   CHECK(t.outstanding() == 1);  // b: only 20 ms before c
 }
 
+// By default an answer ends no other probe: only the timeout makes "none".
+TEST_CASE("ttl tracker: no early none by default", "[unit]") {
+  TtlSessionConfig c = config();
+  c.reorder_grace_ns = 0;
+  TtlTracker t(c);
+  std::vector<TtlResult> out;
+  t.on_sent(t.next_probe(kT0));
+  const TtlPayload b = t.next_probe(kT0 + 500'000'000);
+  t.on_sent(b);
+  t.on_error(error_for(b, "10.1.0.1"), out);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].seq == 1);
+  CHECK(t.outstanding() == 1);
+}
+
 // A router that quotes only the UDP header: the error goes to the only probe in flight, and
 // is not matched when two are in flight.
 TEST_CASE("ttl tracker: short quotes match by order only when unambiguous", "[unit]") {
@@ -176,7 +191,8 @@ TEST_CASE("ttl tracker: short quotes match by order only when unambiguous", "[un
   CHECK(t.stats().unmatched == 1);
 }
 
-// Errors quoting another session's probe or an already finished one are counted, not used.
+// Errors quoting another session's probe (unmatched) or an already finished one (late) are
+// counted, not used.
 TEST_CASE("ttl tracker: foreign and late errors are unmatched", "[unit]") {
   TtlTracker t(config());
   std::vector<TtlResult> out;
@@ -189,7 +205,8 @@ TEST_CASE("ttl tracker: foreign and late errors are unmatched", "[unit]") {
   t.on_error(error_for(a, "10.1.0.1"), out);
   t.on_error(error_for(a, "10.1.0.1"), out);
   CHECK(out.size() == 1);
-  CHECK(t.stats().unmatched == 2);
+  CHECK(t.stats().unmatched == 1);
+  CHECK(t.stats().late == 1);
 }
 
 // The hop map finds configured addresses only and lists each label once.

@@ -127,9 +127,11 @@ struct TtlSessionConfig {
   std::uint16_t port = 33434;
   double rate_pps = 1;
   std::int64_t timeout_ns = 1'000'000'000;
-  /// A probe still unanswered when one sent this much later is answered is "none" at once
-  /// (routers answer in order), so the detector need not wait for the timeout.
-  std::int64_t reorder_grace_ns = 50'000'000;
+  /// When > 0: a probe still unanswered when one sent this much later is answered is "none" at
+  /// once, so the detector need not wait for the timeout. Off by default: across a switchover
+  /// the new path may answer sooner than the old one (measured in the lab: IPsec probes
+  /// overtaken by Express Connect ones by more than 50 ms under load).
+  std::int64_t reorder_grace_ns = 0;
   std::int64_t max_lag_ns = 10'000'000;
   std::optional<IpAddress> source;
   std::string interface;
@@ -148,7 +150,8 @@ struct TtlStats {
   std::map<std::string, std::uint64_t> other;     ///< other ICMP errors, "addr type/code"
   std::uint64_t no_answer = 0;                    ///< timed out
   std::uint64_t by_order = 0;   ///< matched to the only outstanding probe (short quote)
-  std::uint64_t unmatched = 0;  ///< errors for no outstanding probe (late, foreign)
+  std::uint64_t late = 0;       ///< answers for probes already declared "none"
+  std::uint64_t unmatched = 0;  ///< errors naming no probe of this session in flight
 };
 
 /// The pure core of a TTL session: sequence numbers, outstanding probes, matching ICMP errors
