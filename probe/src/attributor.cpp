@@ -42,6 +42,7 @@ enum Flag : std::uint16_t {
   kLate = 1 << 7,        // answered after its loss was emitted: re-emit as late
   kFwdSampled = 1 << 8,  // its forward PathSample went out
   kRevSampled = 1 << 9,
+  kLateEsp = 1 << 10,  // seen nowhere, but a late ESP packet may be its own (counted once)
 };
 
 enum class LossHint : std::uint8_t { None, FwdLost, RevLost, Mixed };
@@ -230,6 +231,7 @@ struct Attributor::Impl {
   std::int64_t rev_claim_delay = 0;
   std::int64_t rev_decide_delay = 0;
   std::int64_t retention = 0;
+  std::int64_t fwd_none_delay = 0;  // a probe seen nowhere is "none" this long after it left
 
   std::deque<Session> sessions;  // a deque: samples point at target_text
   std::unordered_map<std::uint32_t, std::uint32_t> by_id;
@@ -280,7 +282,8 @@ struct Attributor::Impl {
         tap_lane.push_back(-1);
       }
     }
-    if (cfg.settle_ns < 0 || cfg.reorder_grace_ns < 0 || cfg.record_grace_ns < 0) {
+    if (cfg.settle_ns < 0 || cfg.reorder_grace_ns < 0 || cfg.record_grace_ns < 0 ||
+        cfg.esp_late_horizon_ns < 0) {
       throw ConfigError("", "attribution", "", "settle/grace times must not be negative");
     }
     unknown_id = static_cast<std::int8_t>(labels.size());
@@ -305,7 +308,12 @@ struct Attributor::Impl {
     fwd_decide_delay = std::max(fd, fc) + cfg.settle_ns;
     rev_claim_delay = rc + cfg.settle_ns;
     rev_decide_delay = std::max(rd, rc) + cfg.settle_ns;
-    retention = span + cfg.settle_ns + kRetentionMarginNs;
+    // A forward "none" waits until every probe whose window can hold a packet of its late
+    // horizon has been decided (that packet is then explained, or not).
+    fwd_none_delay =
+        std::max(cfg.fwd_unseen_wait_ns,
+                 lanes.empty() ? 0 : fwd_decide_delay + span / 2 + cfg.esp_late_horizon_ns);
+    retention = std::max(span + cfg.settle_ns, fwd_none_delay) + kRetentionMarginNs;
     stats.path_counts.assign(labels.size(), {0, 0});
     stats.taps.assign(cfg.taps.size(), {});
   }
@@ -681,7 +689,7 @@ struct Attributor::Impl {
   }
 
   /// The forward path once the probe's fate is known.
-  std::int8_t fwd_outcome(const Slot& sl, std::int8_t ev) const {
+  std::int8_t fwd_outcome(Slot& sl, std::int8_t ev) {
     if (sl.has(kReceived)) return ev >= 0 ? ev : unknown_id;
     switch (sl.hint) {
       case LossHint::FwdLost:
@@ -692,8 +700,46 @@ struct Attributor::Impl {
       case LossHint::None:
         break;
     }
-    // The taps cover every path: seen on one means it took it; seen nowhere, lost.
-    return ev >= 0 ? ev : (ev == kAmbiguous ? unknown_id : none_id);
+    // The taps cover every path: seen on one means it took it; seen nowhere, lost — unless an
+    // ESP tap saw a packet that could be this probe's, late.
+    if (ev >= 0) return ev;
+    if (ev == kAmbiguous || late_esp(sl)) return unknown_id;
+    return none_id;
+  }
+
+  /// Whether the forward outcome of a probe with no evidence can be decided now: always when
+  /// its fate says so, else once the ESP late horizon has been observed.
+  bool fwd_final(const Slot& sl, std::int8_t ev, std::int64_t now) const {
+    if (ev >= 0 || ev == kAmbiguous || sl.has(kReceived)) return true;
+    if (sl.has(kLoss) && (sl.hint == LossHint::FwdLost || sl.hint == LossHint::RevLost)) {
+      return true;
+    }
+    return sl.anchor_ns + fwd_none_delay <= now;
+  }
+
+  /// An ESP packet attributed to no probe (every window that could hold it has been decided),
+  /// of this probe's expected length (any length when it is not known), on an ESP tap in the
+  /// forward direction after the probe's window closed and within the late horizon: the probe
+  /// may have left through the tunnel late.
+  bool late_esp(Slot& sl) {
+    if (sl.has(kLateEsp)) return true;
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      const auto& tap = cfg.taps[lane_tap[lane]];
+      Ring<EspObs>& obs = lanes[lane][0].obs;
+      const std::int64_t from = sl.anchor_ns + tap.hi_ns(Direction::Forward);
+      const std::int64_t to = from + cfg.esp_late_horizon_ns;
+      const auto want = expected_len(lane, Direction::Forward, sl.wire);
+      for (std::uint64_t i = lower_bound(obs, from); i < obs.end_abs(); ++i) {
+        const EspObs& o = obs.at(i);
+        if (o.ts_ns > to) break;
+        if (!o.attributed && (!want || o.len == *want)) {
+          sl.flags |= kLateEsp;
+          ++stats.fwd_late_esp;
+          return true;
+        }
+      }
+    }
+    return false;
   }
 
   void sample(const Session& s, Slot& sl, Direction d, std::int8_t path, Out& out) {
@@ -722,12 +768,10 @@ struct Attributor::Impl {
     const std::int8_t ev = evidence(sl.fwd_clear, sl.fwd_esp);
     if (ev >= 0 || ev == kAmbiguous) {
       sample(s, sl, Direction::Forward, ev >= 0 ? ev : unknown_id, out);
-    } else if (sl.has(kReceived) || sl.has(kLoss)) {
+    } else if (fwd_final(sl, ev, now)) {
       sample(s, sl, Direction::Forward, fwd_outcome(sl, ev), out);
-    } else if (sl.anchor_ns + cfg.fwd_unseen_wait_ns <= now) {
-      sample(s, sl, Direction::Forward, none_id, out);
     } else if (unseen.empty() || unseen.back().seq != sl.seq || unseen.back().session != si) {
-      unseen.push_back({sl.anchor_ns + cfg.fwd_unseen_wait_ns, si, sl.seq});
+      unseen.push_back({sl.anchor_ns + fwd_none_delay, si, sl.seq});
     }
   }
 
@@ -780,16 +824,18 @@ struct Attributor::Impl {
     }
   }
 
-  void try_finish(Session& s, Slot& sl, Out& out) {
+  void try_finish(Session& s, Slot& sl, std::int64_t now, Out& out) {
     if (sl.has(kEmitted) || !sl.has(kFwdDecided)) return;
     if (sl.has(kReceived) ? !sl.has(kRevDecided) : !sl.has(kLoss)) return;
+    // A lost probe seen nowhere waits for the ESP late horizon (fwd_final), like its sample.
+    if (!sl.has(kFwdSampled) && !fwd_final(sl, evidence(sl.fwd_clear, sl.fwd_esp), now)) return;
     emit(s, sl, out);
   }
 
   void declare_loss(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
     sl.flags |= kLoss;
     try_sample_fwd(si, s, sl, now, out);
-    try_finish(s, sl, out);
+    try_finish(s, sl, now, out);
   }
 
   void process_log(Ring<LogEntry>& log, std::uint64_t& claimed, Direction d, std::int64_t now,
@@ -811,12 +857,19 @@ struct Attributor::Impl {
         if (d == Direction::Forward) {
           sl->fwd_esp = v;
           sl->flags |= kFwdDecided;
+          if (!lanes.empty() && evidence(sl->fwd_clear, v) == kNoEvidence && !sl->has(kReceived)) {
+            // Seen nowhere: judged from the unseen queue, after every later window this pass
+            // may still decide (a flush decides them all at once).
+            unseen.push_back({sl->anchor_ns + fwd_none_delay, e.session, e.seq});
+            log.pop_front();
+            continue;
+          }
           try_sample_fwd(e.session, s, *sl, now, out);
         } else if (sl->has(kReceived)) {
           sl->rev_esp = v;
           sl->flags |= kRevDecided;
         }
-        try_finish(s, *sl, out);
+        try_finish(s, *sl, now, out);
       }
       log.pop_front();
     }
@@ -830,7 +883,7 @@ struct Attributor::Impl {
       Session& s = sessions[si];
       if (Slot* sl = lookup(s, seq)) {
         try_sample_fwd(si, s, *sl, now, out);
-        try_finish(s, *sl, out);
+        try_finish(s, *sl, now, out);
       }
     }
     ready.clear();
@@ -839,6 +892,7 @@ struct Attributor::Impl {
       unseen.pop_front();
       if (Slot* sl = lookup(sessions[u.session], u.seq)) {
         try_sample_fwd(u.session, sessions[u.session], *sl, now, out);
+        try_finish(sessions[u.session], *sl, now, out);
       }
     }
     for (std::uint32_t si = 0; si < sessions.size(); ++si) {

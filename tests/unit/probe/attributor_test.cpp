@@ -499,6 +499,58 @@ TEST_CASE("loss is split by direction", "[unit][attributor]") {
   }
 }
 
+// A probe whose ESP packet leaves the gateway after the probe's window (a slow userspace ESP)
+// is not called lost: an unexplained packet of its length within the late horizon makes it
+// unknown. A packet that another probe's window explains does not.
+TEST_CASE("late esp packet makes a lost probe unknown, not none", "[unit][attributor]") {
+  World w;
+  auto at = [](int i) { return kT0 + i * 10 * kMs; };
+  w.add({Proto::Icmp, 0, at(0)});
+  w.add({Proto::Icmp, 1, at(1), Via::LostBeforeTaps});
+  w.esp(at(1) + w.inet.window_hi_ns + 300 * kUs, Direction::Forward,
+        w.inet.transform->esp_length(w.icmp.wire_bytes));
+  w.add({Proto::Icmp, 2, at(2), Via::LostBeforeTaps});  // nothing after it
+  auto a = w.make();
+  const auto m = w.run(*a);
+  CHECK(paths(m, 1, 1) == P{"unknown", "none"});
+  CHECK(paths(m, 1, 2) == P{"none", "none"});
+  CHECK(a->stats().fwd_late_esp == 1);
+  SECTION("beyond the horizon it is evidence of nothing") {
+    World w2;
+    w2.add({Proto::Icmp, 0, at(0), Via::LostBeforeTaps});
+    auto cfg = w2.config();
+    cfg.esp_late_horizon_ns = 200 * kUs;
+    w2.esp(at(0) + w2.inet.window_hi_ns + 300 * kUs, Direction::Forward,
+           w2.inet.transform->esp_length(w2.icmp.wire_bytes));
+    auto a2 = w2.make(cfg);
+    const auto m2 = w2.run(*a2);
+    CHECK(paths(m2, 1, 0) == P{"none", "none"});
+  }
+}
+
+// The forward "none" sample of a probe seen nowhere waits for the late horizon, then leaves.
+TEST_CASE("forward none waits for the esp late horizon", "[unit][attributor]") {
+  World w;
+  w.add({Proto::Icmp, 0, kT0, Via::LostBeforeTaps});
+  auto cfg = w.config();
+  cfg.esp_late_horizon_ns = 30 * kMs;
+  auto a = w.make(cfg);
+  a->on_sent(w.sent[0]);
+  std::vector<ProbeRecord> records;
+  std::vector<PathSample> samples;
+  std::int64_t first = 0;
+  for (std::int64_t now = kT0; now < kT0 + 200 * kMs && first == 0; now += kMs) {
+    a->poll(now, records, &samples);
+    if (!samples.empty()) first = now;
+  }
+  REQUIRE(samples.size() == 1);
+  CHECK(samples[0].path == "none");
+  CHECK(first - kT0 >= 30 * kMs);
+  // every window that could hold a late packet decided, plus one poll
+  const std::int64_t span = w.inet.window_hi_ns - w.inet.window_lo_ns;
+  CHECK(first - kT0 <= 30 * kMs + cfg.settle_ns + 3 * span + kMs);
+}
+
 // Truncated and garbage frames in the captures are counted and change no attribution.
 TEST_CASE("attribution survives truncated and garbage frames", "[integration][attributor]") {
   World w;

@@ -57,6 +57,12 @@ struct AttributorConfig {
   /// it left, unless its fate is known sooner: the forward sample does not wait for the
   /// sender's timeout. The record still follows the probe's fate (see docs/attribution.md).
   std::int64_t fwd_unseen_wait_ns = 0;
+  /// ESP taps: a probe with no candidate in its forward window is only called lost ("none")
+  /// when no unattributed ESP packet of its expected length came in this long after the window
+  /// either; otherwise it may have left late through the tunnel and is "unknown". So a
+  /// forward "none" waits this long when ESP taps exist (absence is evidence only once the
+  /// gateway's slowest ESP could have shown up).
+  std::int64_t esp_late_horizon_ns = 50'000'000;
   /// Learning an ESP length: consistent single-candidate sightings needed before it is used.
   std::uint32_t learn_samples = 8;
   /// Upper bound on buffered ESP observations per tap and direction.
@@ -100,6 +106,9 @@ struct AttributorStats {
   std::uint64_t state_overruns = 0;   ///< probe state dropped (a session's ring was full)
   /// Forward samples whose record later said otherwise (e.g. seen nowhere, yet answered).
   std::uint64_t fwd_samples_revised = 0;
+  /// Probes seen nowhere made "unknown" instead of "none": an unattributed ESP packet of their
+  /// length came after their window, within esp_late_horizon_ns (a slow tunnel gateway).
+  std::uint64_t fwd_late_esp = 0;
   std::vector<std::array<std::uint64_t, 2>> path_counts{};  ///< [path][0 = fwd, 1 = rev]
   std::vector<TapAttribution> taps{};
 };
