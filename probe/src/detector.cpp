@@ -27,7 +27,7 @@ struct Snap {
   std::uint64_t seq = 0;
   std::int64_t tx_ns = 0;
   std::int16_t current = kNoPath;
-  bool settled = true;  // no unconfirmed new path in sight
+  bool settled = true;  // this probe was on the confirmed path, no new path in sight
   bool outage = false;
 };
 
@@ -70,6 +70,13 @@ struct DirState {
   std::int16_t last_from = kNoPath;  // the path of the last switchover's "from"
   bool has_ok = false;
   std::int64_t last_ok_tx = 0;
+  // Probes through this way on any path ("unknown" included): the outage of a switchover is
+  // the longest time nothing got through between the last probe on the old path and the
+  // first on the new one, not the time without attributed probes.
+  bool has_through = false;
+  std::int64_t last_through_tx = 0;
+  std::int64_t max_gap_since_ok = 0;  // longest gap between probes through since last_ok_tx
+  std::int64_t gap_before_cand = 0;   // max_gap_since_ok up to the candidate's first probe
   std::int16_t cand = kNoPath;
   std::uint32_t cand_run = 0;
   std::int64_t cand_first_tx = 0;
@@ -136,6 +143,10 @@ struct Detector::Impl {
       ++s.loss_run;
       if (!s.outage && s.loss_run >= cfg.outage_losses) {
         s.outage = true;
+        // A candidate path seen before the outage is not evidence of where traffic goes after
+        // it: after the outage the new path is confirmed afresh (and its outage spans this one).
+        s.cand = kNoPath;
+        s.cand_run = 0;
         PathEvent& e = event(st, EventType::OutageBegin, d, seq, tx, now, out);
         e.from = label(s.current);
         e.to = kPathNone;
@@ -146,6 +157,7 @@ struct Detector::Impl {
     }
     // The probe got through this way (on a known path or not).
     s.loss_run = 0;
+    const std::int64_t gap = s.has_through ? tx - s.last_through_tx : 0;
     if (s.outage) {
       s.outage = false;
       PathEvent& e = event(st, EventType::OutageEnd, d, seq, tx, now, out);
@@ -153,14 +165,18 @@ struct Detector::Impl {
       e.to = label(v);
       e.last_ok_on_old_ns = s.has_ok ? s.last_ok_tx : 0;
       e.first_ok_on_new_ns = tx;
-      e.outage_ns = s.has_ok ? tx - s.last_ok_tx : 0;
+      e.outage_ns = gap;  // since the last probe through, whatever its label
       e.probes_lost = s.lost_since_ok;
     }
+    s.has_through = true;
+    s.last_through_tx = tx;
+    s.max_gap_since_ok = std::max(s.max_gap_since_ok, gap);
     if (v == kUnknown) return;  // neither confirms nor breaks a path
     if (v == s.current) {
       s.has_ok = true;
       s.last_ok_tx = tx;
       s.lost_since_ok = 0;
+      s.max_gap_since_ok = 0;
       s.cand = kNoPath;
       s.cand_run = 0;
       return;
@@ -172,6 +188,7 @@ struct Detector::Impl {
       s.cand_run = 1;
       s.cand_first_tx = tx;
       s.lost_before_cand = s.lost_since_ok;
+      s.gap_before_cand = s.max_gap_since_ok;
     }
     if (s.cand_run < cfg.confirm_probes) return;
     if (s.current != kNoPath) {
@@ -180,7 +197,7 @@ struct Detector::Impl {
       e.to = label(v);
       e.last_ok_on_old_ns = s.has_ok ? s.last_ok_tx : 0;
       e.first_ok_on_new_ns = s.cand_first_tx;
-      e.outage_ns = s.has_ok ? s.cand_first_tx - s.last_ok_tx : 0;
+      e.outage_ns = s.has_ok ? s.gap_before_cand : 0;
       e.probes_lost = s.lost_before_cand;
       e.failback = v == s.last_from;
       s.last_from = s.current;
@@ -189,6 +206,7 @@ struct Detector::Impl {
     s.has_ok = true;
     s.last_ok_tx = tx;
     s.lost_since_ok = 0;
+    s.max_gap_since_ok = 0;
     s.cand = kNoPath;
     s.cand_run = 0;
   }
@@ -199,7 +217,10 @@ struct Detector::Impl {
     step(st, d, e.path, e.seq, e.tx_ns, now, out);
     DirState& ds = st.dir[static_cast<std::size_t>(d)];
     if (ds.snaps.size() >= max_ring()) ds.snaps.pop();  // the other side stalled: bound it
-    ds.snaps.push(Snap{e.seq, e.tx_ns, ds.current, ds.cand == kNoPath, ds.outage});
+    // Settled: this very probe was seen on the direction's confirmed path, with no new path in
+    // sight. A loss or an "unknown" says nothing about where the direction is now.
+    const bool settled = ds.cand == kNoPath && e.path >= 0 && e.path == ds.current;
+    ds.snaps.push(Snap{e.seq, e.tx_ns, ds.current, settled, ds.outage});
     judge_asymmetry(st, now, out);
   }
 

@@ -376,3 +376,78 @@ TEST_CASE("detector configuration errors", "[unit][detector]") {
   c.outage_losses = 0;
   CHECK_THROWS_WITH(Detector(c), Catch::Contains("outage_losses"));
 }
+
+// Probes answered on an "unknown" path between the old and the new path got through: the
+// switchover's outage is the longest time nothing got through, not the time without
+// attributed probes; the attribution bounds stay those of the labelled probes.
+TEST_CASE("detector outage counts unknown probes as through", "[unit][detector]") {
+  Run run;
+  run.add(0, 10, "express-connect", "express-connect");
+  run.add(10, 12, kPathUnknown, kPathUnknown);
+  run.add(12, 13, kPathNone, kPathNone);
+  run.add(13, 15, kPathUnknown, kPathUnknown);
+  run.add(15, 20, "ipsec", "ipsec");
+  run.feed();
+  const auto sw = run.of(EventType::Switchover);
+  REQUIRE(sw.size() == 1);
+  CHECK(sw[0].last_ok_on_old_ns == tx(9));
+  CHECK(sw[0].first_ok_on_new_ns == tx(15));
+  CHECK(sw[0].outage_ns == 2 * kMs);  // 11 -> 13, one probe lost
+  CHECK(sw[0].probes_lost == 1);
+  SECTION("without any loss the outage is one probe interval") {
+    Run clean;
+    clean.add(0, 10, "express-connect", "express-connect");
+    clean.add(10, 14, kPathUnknown, kPathUnknown);
+    clean.add(14, 20, "ipsec", "ipsec");
+    clean.feed();
+    const auto s2 = clean.of(EventType::Switchover, Direction::Reverse);
+    REQUIRE(s2.size() == 1);
+    CHECK(s2[0].outage_ns == kMs);
+    CHECK(s2[0].probes_lost == 0);
+  }
+}
+
+// A probe on the new path just before both paths went down does not start the switchover's
+// run: the outage and its losses are part of the switchover that follows it.
+TEST_CASE("detector confirms the new path afresh after an outage", "[unit][detector]") {
+  Run run;
+  run.add(0, 10, "express-connect", "express-connect");
+  run.add(10, 11, "ipsec", kPathNone);  // left on the tunnel as the uplinks went down
+  run.add(11, 21, kPathNone, kPathNone);
+  run.add(21, 30, "ipsec", "ipsec");
+  run.feed();
+  const auto sw = run.of(EventType::Switchover);
+  REQUIRE(sw.size() == 1);
+  CHECK(sw[0].seq == 23);
+  CHECK(sw[0].first_ok_on_new_ns == tx(21));
+  CHECK(sw[0].last_ok_on_old_ns == tx(9));
+  CHECK(sw[0].outage_ns == 11 * kMs);  // nothing through from 10 to 21
+  CHECK(sw[0].probes_lost == 10);
+  const auto end = run.of(EventType::OutageEnd);
+  REQUIRE(end.size() == 1);
+  CHECK(end[0].outage_ns == 11 * kMs);
+}
+
+// After an outage that ends on unattributed replies, the stale confirmed path of that direction
+// is not taken for its current one: no asymmetry until a probe is seen on a path.
+TEST_CASE("detector no asymmetry from a direction seen only as unknown", "[unit][detector]") {
+  Run run;
+  run.add(0, 10, "express-connect", "express-connect");
+  run.add(10, 20, "ipsec", kPathNone);
+  for (std::uint64_t s = 20; s < 40; ++s) run.records.push_back(rec(s, "ipsec", kPathUnknown));
+  run.add(40, 50, "ipsec", "ipsec");
+  run.feed();
+  CHECK(run.of(EventType::AsymmetricBegin).empty());
+  CHECK(run.of(EventType::AsymmetricEnd).empty());
+  const auto rsw = run.of(EventType::Switchover, Direction::Reverse);
+  REQUIRE(rsw.size() == 1);
+  CHECK(rsw[0].first_ok_on_new_ns == tx(40));
+  CHECK(rsw[0].outage_ns == 11 * kMs);  // the replies were through again from 20 on
+  SECTION("a direction seen on its old path while the other moved is asymmetric") {
+    Run asym;
+    asym.add(0, 10, "express-connect", "express-connect");
+    asym.add(10, 20, "ipsec", "express-connect");
+    asym.feed();
+    CHECK(asym.of(EventType::AsymmetricBegin).size() == 1);
+  }
+}

@@ -59,12 +59,17 @@ struct DetectorStats {
 /// (it got through, path not attributable), or "none" (lost that way).
 /// - Switchover: N consecutive probes on a path other than the current one (failback when it
 ///   is the path last left); last_ok_on_old_ns / first_ok_on_new_ns are the TX times of the last
-///   probe on the old path and the first on the new, probes_lost the losses in between.
-/// - OutageBegin after K consecutive losses; OutageEnd with the first probe through again.
+///   probe on the old path and the first on the new, probes_lost the losses in between, and
+///   outage_ns the longest time in between that no probe got through (probes through on an
+///   "unknown" path are through: they shorten the outage, not the attribution bounds).
+/// - OutageBegin after K consecutive losses (a candidate new path seen before it is dropped:
+///   the path after the outage is confirmed afresh); OutageEnd with the first probe through
+///   again, outage_ns since the last probe through before it.
 /// - AsymmetricBegin/End: both directions have a confirmed path, neither is in an outage, and
 ///   the paths differ / no longer do. Judged probe by probe once both directions have processed
-///   the probe, and only when neither has an unconfirmed new path in sight (its confirmed one
-///   may be stale); an outage ends asymmetry.
+///   the probe, and only on probes that both directions saw on their confirmed paths with no
+///   new path in sight (after a loss or an "unknown" the confirmed path may be stale); an
+///   outage ends asymmetry.
 /// Not thread-safe.
 class Detector {
  public:
