@@ -238,6 +238,35 @@ for name, mutate, want in (
     ok("%s: exactly the matching assertion fails (%s)" % (name, whats),
        len(whats) == 1 and whats[0].startswith(want))
 
+# the rules themselves, on direct sample sequences (forward only; reverse mirrors it)
+import importlib.machinery, importlib.util
+loader = importlib.machinery.SourceFileLoader("probetruth", os.path.join(repo,
+                                                                        "deploy/lab/probetruth"))
+spec = importlib.util.spec_from_loader("probetruth", loader)
+pt = importlib.util.module_from_spec(spec)
+loader.exec_module(pt)
+
+
+def model(labels, rules):
+    samples = [(i, i * MS, p, p) for i, p in enumerate(labels)]
+    return [(e["event"], e.get("outage_ns"), e.get("probes_lost"))
+            for e in pt.run_model(samples, 3, 3, rules) if e.get("direction") == "forward"]
+
+
+EC, IP, U, X = "express-connect", "ipsec", "unknown", "none"
+boundary = [EC] * 3 + [U, U] + [IP] * 3
+ok("rules 1: unknown probes at the boundary count as outage (3 ms)",
+   model(boundary, 1) == [("switchover", 3 * MS, 0)])
+ok("rules 2: the outage is the longest time nothing got through (1 ms)",
+   model(boundary, 2) == [("switchover", MS, 0)])
+cut = [EC] * 3 + [IP] + [X] * 10 + [IP] * 3
+ok("rules 1: a candidate seen before an outage keeps its first probe (%s)" % model(cut, 1),
+   model(cut, 1) == [("outage_begin", None, 3), ("outage_end", 12 * MS, 10),
+                     ("switchover", MS, 0)])
+ok("rules 2: an outage drops the candidate; the switchover spans the outage (%s)" %
+   model(cut, 2), model(cut, 2) == [("outage_begin", None, 3), ("outage_end", 11 * MS, 10),
+                                    ("switchover", 11 * MS, 10)])
+
 print("[attr_check_selftest_test] %s: %d failed" % ("FAILED" if fails else "PASSED", len(fails)))
 sys.exit(1 if fails else 0)
 PY
