@@ -184,7 +184,7 @@ attr_drill() {
   ATTR_JSON=$E2E_RESULTS/attrcheck.json
   # the detector's rules the agent implements (deploy/lab/probetruth's Model, --rules)
   python3 "$E2E_REPO/deploy/lab/attrcheck" "$ATTR_OUT" "$dir/probes.json" --json "$ATTR_JSON" \
-    --rules "${PS_E2E_RULES:-1}" "$@" | sed 's/^/    /'
+    --rules "${PS_E2E_RULES:-2}" "$@" | sed 's/^/    /'
   local n i
   n=$(python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1]))["assertions"]))' \
     "$ATTR_JSON")
