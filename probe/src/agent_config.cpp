@@ -3,6 +3,7 @@
 #include <net/if.h>
 #include <toml++/toml.h>
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <functional>
@@ -230,7 +231,80 @@ struct TargetSpec {
 struct FileConfig {
   Layer defaults;
   std::vector<TargetSpec> targets;
+  // Size cycling ([agent] size_cycle, size_step).
+  Setting<std::int64_t> size_cycle;
+  Setting<std::int64_t> size_step;
 };
+
+// --- size cycling (docs/attribution.md §2) -------------------------------------------------------
+
+constexpr std::int64_t kMaxSizeCycle = 1024;
+constexpr std::int64_t kMaxSizeStep = 4096;
+constexpr std::int64_t kMaxIpTotal = 65'535;
+// Default when an ESP tap is configured: enough sizes that two probes of one size are two
+// window widths apart at the agent's total rate, at least 16 and at most 64 (1 KiB of padding
+// at the default step).
+constexpr double kDefaultCycleMin = 16;
+constexpr double kDefaultCycleMax = 64;
+
+std::uint32_t default_size_cycle(const AgentConfig& cfg) {
+  std::int64_t widest_ns = 0;
+  for (const TapSpec& t : cfg.tap.taps) {
+    if (t.encap != Encap::Esp) continue;
+    for (Direction d : {Direction::Forward, Direction::Reverse}) {
+      widest_ns = std::max(widest_ns, t.hi_ns(d) - t.lo_ns(d));
+    }
+  }
+  if (widest_ns == 0) return 1;  // no ESP tap: sizes do not matter to attribution
+  double total_pps = 0;
+  for (const SessionConfig& s : cfg.sessions) total_pps += s.rate_pps;
+  const double want = std::ceil(2 * total_pps * static_cast<double>(widest_ns) / 1e9);
+  return static_cast<std::uint32_t>(std::clamp(want, kDefaultCycleMin, kDefaultCycleMax));
+}
+
+// Resolves the cycle, checks it against the taps' ESP blocks and the largest packet, and gives
+// every session the common base size and the cycle.
+void apply_size_cycle(AgentConfig& cfg, const Setting<std::int64_t>& cycle,
+                      const Setting<std::int64_t>& step) {
+  cfg.size_cycle = cycle ? static_cast<std::uint32_t>(*cycle) : default_size_cycle(cfg);
+  if (cfg.size_cycle < 1) cfg.size_cycle = 1;
+  cfg.size_step = step ? static_cast<std::uint32_t>(*step) : 16;
+  if (cfg.size_cycle > 1) {
+    for (std::size_t i = 0; i < cfg.tap.taps.size(); ++i) {
+      const TapSpec& t = cfg.tap.taps[i];
+      if (t.encap != Encap::Esp || !t.transform) continue;
+      const std::uint32_t block = t.transform->block_bytes;
+      if (block > 1 && cfg.size_step % block != 0) {
+        throw ConfigError(step.file, step ? step.key : "--size-step / agent.size_step",
+                          step ? step.text : std::to_string(cfg.size_step),
+                          "must be a multiple of the ESP padding block (" + std::to_string(block) +
+                              " bytes) of tap " + t.interface +
+                              ", or sizes of the cycle share an ESP length");
+      }
+    }
+  }
+  // One base IP total length for all sessions: the largest request any of them asks for.
+  std::size_t base = 0;
+  for (const SessionConfig& s : cfg.sessions) {
+    const std::size_t header = s.target.family == AF_INET ? 20 : 40;
+    base = std::max(base, header + std::max(s.size, min_ip_payload(s.proto)));
+  }
+  const std::int64_t largest =
+      static_cast<std::int64_t>(base) +
+      static_cast<std::int64_t>(cfg.size_cycle - 1) * static_cast<std::int64_t>(cfg.size_step);
+  if (largest > kMaxIpTotal) {
+    const auto& k = cycle ? cycle : step;
+    throw ConfigError(k.file, k ? k.key : "--size-cycle / agent.size_cycle",
+                      k ? k.text : std::to_string(cfg.size_cycle),
+                      "makes the largest probe " + std::to_string(largest) +
+                          " bytes, more than an IP packet can hold (65535)");
+  }
+  for (SessionConfig& s : cfg.sessions) {
+    s.size_cycle = cfg.size_cycle;
+    s.size_step = cfg.size_step;
+    if (cfg.size_cycle > 1) s.size = base - (s.target.family == AF_INET ? 20 : 40);
+  }
+}
 
 void read_file(const std::string& path, AgentConfig& cfg, FileConfig& fc) {
   toml::table root;
@@ -249,7 +323,10 @@ void read_file(const std::string& path, AgentConfig& cfg, FileConfig& fc) {
   read_tap_tables(root, path, cfg.tap);
   if (const toml::table* a = top.table("agent")) {
     TableReader r(*a, path, "agent");
-    r.only({"id", "records", "summary_json", "quiet", "duration_s", "icmp_socket", "rt_priority"});
+    r.only({"id", "records", "summary_json", "quiet", "duration_s", "icmp_socket", "rt_priority",
+            "size_cycle", "size_step"});
+    fc.size_cycle = r.int_setting("size_cycle", 0, kMaxSizeCycle);
+    fc.size_step = r.int_setting("size_step", 1, kMaxSizeStep);
     if (auto v = r.integer("rt_priority", 0, 99)) cfg.rt_priority = static_cast<int>(*v);
     if (auto v = r.integer("id", 0, std::numeric_limits<std::uint32_t>::max())) {
       cfg.agent_id = static_cast<std::uint32_t>(*v);
@@ -345,6 +422,10 @@ There is no built-in target: name one with --target or in the config file.
   --interface IF         send through this interface (SO_BINDTODEVICE)
   --dscp N               DSCP 0..63 (IP_TOS / IPV6_TCLASS)
   --size BYTES           IP payload bytes per probe, padded (0 = smallest: 40 ICMP, 52 STAMP)
+  --size-cycle N         give consecutive probes (all sessions) N sizes, --size-step apart, for
+                         ESP attribution; 0/1 = fixed (default: with an ESP tap 16..64 from
+                         the rate and windows, else fixed)
+  --size-step BYTES      bytes between cycled sizes (default 16, AES-CBC's block; GCM: 4)
   --timeout-ms N         a probe unanswered this long is lost (default 1000)
   --stamp-port N         reflector UDP port (default 862)
   --agent-id N           agent id carried in every probe (default 1)
@@ -362,7 +443,9 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
   AgentConfig cfg;
   Layer flags;
   std::vector<std::pair<IpAddress, std::string>> flag_targets;
-  std::vector<TapSpec> flag_taps;  // --tap: replaces the file's [[tap]] tables
+  std::vector<TapSpec> flag_taps;         // --tap: replaces the file's [[tap]] tables
+  Setting<std::int64_t> flag_size_cycle;  // --size-cycle, --size-step
+  Setting<std::int64_t> flag_size_step;
   // Output/agent flags are applied after the file, whatever their position.
   std::vector<std::function<void()>> late;
 
@@ -417,6 +500,12 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
     } else if (flag == "--size") {
       const std::string v = value();
       flags.size = flag_setting(flag, parse_int(flag, v, 0, 65'000), v);
+    } else if (flag == "--size-cycle") {
+      const std::string v = value();
+      flag_size_cycle = flag_setting(flag, parse_int(flag, v, 0, kMaxSizeCycle), v);
+    } else if (flag == "--size-step") {
+      const std::string v = value();
+      flag_size_step = flag_setting(flag, parse_int(flag, v, 1, kMaxSizeStep), v);
     } else if (flag == "--timeout-ms") {
       const std::string v = value();
       flags.timeout_ms = flag_setting(flag, parse_int(flag, v, 1, 3'600'000), v);
@@ -546,6 +635,8 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
       cfg.session_keys.push_back(t.key);
     }
   }
+  apply_size_cycle(cfg, flag_size_cycle ? flag_size_cycle : fc.size_cycle,
+                   flag_size_step ? flag_size_step : fc.size_step);
   return cfg;
 }
 

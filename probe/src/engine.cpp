@@ -37,6 +37,11 @@ Engine::Engine(const Clock& clock, EngineOptions options) : clock_(clock), optio
 Engine::~Engine() = default;
 
 void Engine::add_session(std::unique_ptr<ProbeSession> session) {
+  const SessionConfig& c = session->config();
+  if (c.size_cycle > 1) {
+    if (!size_cycle_) size_cycle_ = std::make_unique<SizeCycle>(c.size_cycle, c.size_step);
+    session->share_size_cycle(*size_cycle_);
+  }
   sessions_.push_back(std::move(session));
 }
 

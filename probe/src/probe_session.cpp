@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 #include "pathsentry/probe/seq.h"
 
@@ -42,16 +44,18 @@ ProbeSession::ProbeSession(SessionConfig cfg, WireFormat wire,
       socket_(std::move(socket)),
       sink_(sink),
       mask_(ring_capacity(cfg_) - 1),
+      max_datagram_(wire_.datagram_size + SizeCycle(cfg_.size_cycle, cfg_.size_step).max_extra()),
+      own_cycle_(cfg_.size_cycle, cfg_.size_step),
       pacer_(cfg_.rate_pps, 0, cfg_.max_lag_ns),
-      tx_buffers_(kBatch * wire_.datagram_size),
+      tx_buffers_(kBatch * max_datagram_),
       tx_batch_(kBatch),
       slots_(mask_ + 1),
       rx_slots_(mask_ + 1),
-      rx_buffers_(kRxBatch * (wire_.datagram_size + kRxSlack)),
+      rx_buffers_(kRxBatch * (max_datagram_ + kRxSlack)),
       rx_batch_(kRxBatch),
       ts_batch_(kTsBatch),
       refl_seen_((mask_ + 1) / 64 + 1) {
-  const std::size_t rx_size = wire_.datagram_size + kRxSlack;
+  const std::size_t rx_size = max_datagram_ + kRxSlack;
   for (std::size_t i = 0; i < kRxBatch; ++i) {
     rx_batch_[i].buffer = std::span(rx_buffers_).subspan(i * rx_size, rx_size);
   }
@@ -61,6 +65,17 @@ ProbeSession::ProbeSession(SessionConfig cfg, WireFormat wire,
   record_.target = cfg_.target.to_string();
   record_.proto = cfg_.proto;
   record_.session_id = cfg_.session_id;
+}
+
+void ProbeSession::share_size_cycle(SizeCycle& cycle) {
+  if (cycle.count() != own_cycle_.count() || cycle.step() != own_cycle_.step()) {
+    throw std::invalid_argument("share_size_cycle: session " + std::to_string(cfg_.session_id) +
+                                " cycles " + std::to_string(own_cycle_.count()) + " sizes of " +
+                                std::to_string(own_cycle_.step()) + " bytes, the shared cycle " +
+                                std::to_string(cycle.count()) + " of " +
+                                std::to_string(cycle.step()));
+  }
+  cycle_ = &cycle;
 }
 
 // ---------------------------------------------------------------- sender thread
@@ -94,13 +109,16 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
     const std::int64_t tx_user = clock.system_ns();
     for (std::uint64_t i = 0; i < n; ++i) {
       const std::uint64_t seq = next_seq_ + i;
+      const std::uint32_t extra = cycle_->next();
+      const std::size_t size = wire_.datagram_size + extra;
       TxSlot& s = slots_[seq & mask_];
       s.seq = seq;
       s.tx_user_ns = tx_user;
       s.tx_mono_ns = now;
+      s.wire_bytes = wire_bytes_ + extra;
       s.failed.store(false, std::memory_order_relaxed);
-      auto buf = std::span(tx_buffers_).subspan(i * wire_.datagram_size, wire_.datagram_size);
-      build_request(wire_, seq, tx_user, buf);
+      auto buf = std::span(tx_buffers_).subspan(i * max_datagram_, size);
+      build_request(wire_, seq, tx_user, buf, size);
       tx_batch_[i] = TxDatagram{buf, static_cast<std::uint32_t>(seq)};
     }
     // Publish before sending: on a short path the reply can arrive before send() returns.
@@ -141,7 +159,7 @@ void ProbeSession::announce() {
   for (; announced_ < published; ++announced_) {
     const TxSlot& tx = slots_[announced_ & mask_];  // unresolved: the sender leaves it alone
     if (tx.failed.load(std::memory_order_acquire)) continue;
-    sink_.on_sent({cfg_.session_id, announced_, tx.tx_user_ns, wire_bytes_});
+    sink_.on_sent({cfg_.session_id, announced_, tx.tx_user_ns, tx.wire_bytes});
   }
 }
 

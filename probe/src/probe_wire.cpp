@@ -98,7 +98,12 @@ std::uint16_t internet_checksum(std::span<const std::uint8_t> data) {
 
 std::size_t build_request(const WireFormat& wf, std::uint64_t seq, std::int64_t tx_ns,
                           std::span<std::uint8_t> out) {
-  const std::size_t n = wf.datagram_size;
+  return build_request(wf, seq, tx_ns, out, wf.datagram_size);
+}
+
+std::size_t build_request(const WireFormat& wf, std::uint64_t seq, std::int64_t tx_ns,
+                          std::span<std::uint8_t> out, std::size_t datagram_size) {
+  const std::size_t n = datagram_size;
   if (out.size() < n) return 0;
   std::uint8_t* b = out.data();
   if (wf.proto == Proto::Icmp) {

@@ -32,6 +32,11 @@ struct AgentConfig {
   std::vector<std::string> session_keys;
   /// Taps and detector settings ([[tap]], [detector], --tap…; tap_config.h).
   TapSettings tap;
+  /// Size cycling in effect (--size-cycle/--size-step, agent.size_cycle/size_step; also in
+  /// every SessionConfig): number of sizes (1 = fixed) and bytes between them. When cycling,
+  /// every session's `size` is raised so all requests share one base IP total length.
+  std::uint32_t size_cycle = 1;
+  std::uint32_t size_step = 16;
 };
 
 /// Parses the command line (without argv[0]) and the config file it names. Session ids are

@@ -50,7 +50,9 @@ class Engine {
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
-  /// Adds a session before run().
+  /// Adds a session before run(). Sessions that cycle sizes (SessionConfig::size_cycle > 1)
+  /// share one SizeCycle, so consecutive probes of the agent have distinct sizes whatever their
+  /// session; they must all have the same size_cycle and size_step (std::invalid_argument).
   void add_session(std::unique_ptr<ProbeSession> session);
   [[nodiscard]] const std::vector<std::unique_ptr<ProbeSession>>& sessions() const {
     return sessions_;
@@ -76,6 +78,7 @@ class Engine {
   const Clock& clock_;
   EngineOptions options_;
   std::vector<std::unique_ptr<ProbeSession>> sessions_;
+  std::unique_ptr<SizeCycle> size_cycle_;  // shared by the cycling sessions (sender thread)
   std::vector<IntervalReport> reports_;
   IntervalCallback on_interval_;
   std::atomic<bool> stop_{false};

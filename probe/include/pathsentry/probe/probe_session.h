@@ -28,7 +28,12 @@ struct SessionConfig {
   std::int64_t max_lag_ns = 200'000;        ///< pacing: a slot later than this is missed
   std::uint8_t dscp = 0;                    ///< 0..63
   std::size_t size = 0;                     ///< IP payload bytes per probe; 0 = the minimum
-  std::uint16_t stamp_port = 862;           ///< STAMP: the reflector's UDP port
+  /// Size cycling: probe k of the agent (counted across all sessions sharing one SizeCycle)
+  /// is padded by (k mod size_cycle) * size_step bytes over `size`, so probes close in time
+  /// have distinct sizes and distinct ESP lengths (docs/attribution.md §2). 0 or 1 = fixed.
+  std::uint32_t size_cycle = 1;
+  std::uint32_t size_step = 16;    ///< bytes between two sizes of the cycle (AES-CBC block)
+  std::uint16_t stamp_port = 862;  ///< STAMP: the reflector's UDP port
   /// STAMP: the reflector keeps its own per-session sequence (RFC 8762 stateful mode), so
   /// gaps in it split loss into forward and reverse.
   bool stamp_stateful = true;
@@ -77,6 +82,33 @@ struct SessionSummary {
   std::optional<std::uint64_t> lost_reverse;
 };
 
+/// The padding cycle shared by every session of an agent: each probe takes the next extra
+/// size 0, step, 2·step, … (count sizes), whatever its session. Used by the sender thread only
+/// (not thread-safe); no allocation, no division per probe.
+class SizeCycle {
+ public:
+  /// `count` sizes `step` bytes apart; count 0 or 1 = always 0 extra bytes.
+  SizeCycle(std::uint32_t count, std::uint32_t step)
+      : count_(count < 1 ? 1 : count), step_(step), span_(count_ * step) {}
+  /// Extra bytes for the next probe.
+  std::uint32_t next() {
+    const std::uint32_t e = extra_;
+    extra_ += step_;
+    if (extra_ >= span_) extra_ = 0;
+    return e;
+  }
+  [[nodiscard]] std::uint32_t count() const { return count_; }
+  [[nodiscard]] std::uint32_t step() const { return step_; }
+  /// The largest extra size next() returns.
+  [[nodiscard]] std::uint32_t max_extra() const { return (count_ - 1) * step_; }
+
+ private:
+  std::uint32_t count_;
+  std::uint32_t step_;
+  std::uint32_t span_;
+  std::uint32_t extra_ = 0;
+};
+
 /// One probe session: paces and sends probes on its socket (sender thread), matches replies
 /// and TX timestamps to probes, declares losses and emits records (receiver thread).
 ///
@@ -102,6 +134,12 @@ class ProbeSession {
   [[nodiscard]] const WireFormat& wire() const { return wire_; }
   [[nodiscard]] DatagramSocket& socket() { return *socket_; }
   [[nodiscard]] std::size_t capacity() const { return slots_.size(); }
+  /// Takes probe sizes from `cycle` (shared with other sessions, owned by the caller, same
+  /// count and step as this session's config) instead of the session's own cycle. Call before
+  /// start(). Throws std::invalid_argument when count or step differ.
+  void share_size_cycle(SizeCycle& cycle);
+  /// Bytes handed to the socket for the largest probe of the cycle.
+  [[nodiscard]] std::size_t max_datagram_size() const { return max_datagram_; }
 
   // --- sender thread ---
   /// Starts pacing: the first slot is due at `start_mono_ns`.
@@ -149,8 +187,9 @@ class ProbeSession {
   // is outstanding (seq >= resolved_).
   struct TxSlot {
     std::uint64_t seq = 0;
-    std::int64_t tx_user_ns = 0;  // CLOCK_REALTIME read before send (also in the payload)
-    std::int64_t tx_mono_ns = 0;  // for the timeout
+    std::int64_t tx_user_ns = 0;   // CLOCK_REALTIME read before send (also in the payload)
+    std::int64_t tx_mono_ns = 0;   // for the timeout
+    std::uint32_t wire_bytes = 0;  // IP total length (size cycling)
     std::atomic<bool> failed{false};
   };
   enum class State : std::uint8_t { Pending, Replied, Received, Lost, LateReceived };
@@ -184,6 +223,9 @@ class ProbeSession {
   std::uint64_t mask_;
 
   // Sender-owned.
+  std::size_t max_datagram_;  // wire_.datagram_size + the cycle's largest extra
+  SizeCycle own_cycle_;
+  SizeCycle* cycle_ = &own_cycle_;
   Pacer pacer_;
   std::uint64_t next_seq_ = 0;
   std::vector<std::uint8_t> tx_buffers_;
@@ -199,8 +241,8 @@ class ProbeSession {
   std::atomic<std::uint64_t> send_errors_{0};
 
   // Receiver-owned.
-  std::uint64_t announced_ = 0;  // sequences below this were passed to sink_.on_sent()
-  std::uint32_t wire_bytes_ = 0;
+  std::uint64_t announced_ = 0;   // sequences below this were passed to sink_.on_sent()
+  std::uint32_t wire_bytes_ = 0;  // IP total length of a probe without cycling extra
   std::vector<RxSlot> rx_slots_;
   std::vector<std::uint8_t> rx_buffers_;
   std::vector<RxDatagram> rx_batch_;

@@ -45,6 +45,11 @@ inline constexpr std::size_t kUdpHeaderSize = 8;
 /// (at least wf.datagram_size bytes); returns wf.datagram_size, or 0 if `out` is too small.
 std::size_t build_request(const WireFormat& wf, std::uint64_t seq, std::int64_t tx_ns,
                           std::span<std::uint8_t> out);
+/// The same request padded (with zeros) to `datagram_size` bytes instead of wf.datagram_size
+/// (size cycling); returns `datagram_size`, or 0 if `out` is too small or `datagram_size` is
+/// below the protocol's minimum.
+std::size_t build_request(const WireFormat& wf, std::uint64_t seq, std::int64_t tx_ns,
+                          std::span<std::uint8_t> out, std::size_t datagram_size);
 
 /// What a reply to one of our probes says.
 struct ParsedReply {
