@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <ctime>
@@ -260,6 +261,7 @@ int run(const AgentConfig& cfg) {
                        : std::string(" until SIGINT/SIGTERM")));
 
   std::atomic<bool> done{false};
+  std::atomic<bool> signalled{false};
   std::thread waiter([&] {
     const timespec tick{0, 100'000'000};
     while (!done.load()) {
@@ -267,6 +269,7 @@ int run(const AgentConfig& cfg) {
       if (sig == SIGINT || sig == SIGTERM) {
         log(std::string("got ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
             ": stopping, waiting for outstanding replies");
+        signalled.store(true);
         engine.request_stop();
       }
     }
@@ -281,6 +284,12 @@ int run(const AgentConfig& cfg) {
     done.store(true);
     waiter.join();
     throw;
+  }
+  // The engine returns after its last slot (up to one period before the end at low rates): the
+  // TTL sessions keep probing for the whole duration unless a signal ended the run.
+  while (!ttl_probers.empty() && cfg.duration_ns > 0 && !signalled.load() &&
+         clock.monotonic_ns() < t0 + cfg.duration_ns) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   for (auto& p : ttl_probers) {
     p->stop();  // waits for the last answers (up to the TTL timeout)
