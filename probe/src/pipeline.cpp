@@ -2,7 +2,10 @@
 
 #include <poll.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <limits>
 
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/probe/packet_source.h"
@@ -15,6 +18,10 @@ struct Pipeline::TapThread {
   std::unique_ptr<Tap> tap;
   std::thread thread;
   std::string error;  // set by the capture thread when its source failed
+  /// Capture time up to which this tap has handed over everything it captured: the newest
+  /// frame's timestamp, or (ring drained) the clock minus a little slack; INT64_MAX at the end
+  /// of a file or after a failure. Written by the capture thread, read by the worker.
+  std::atomic<std::int64_t> watermark_ns{std::numeric_limits<std::int64_t>::min()};
 };
 
 namespace {
@@ -29,6 +36,10 @@ class BufferSink final : public ObservationSink {
 };
 
 constexpr std::size_t kPumpBatch = 4096;
+// A drained capture ring holds nothing stamped more than this before the clock read.
+constexpr std::int64_t kDrainSlackNs = 1'000'000;
+// The attributor's settle_ns: windows ending at the watermark are complete this much later.
+constexpr std::int64_t kWatermarkGraceNs = 20'000'000;
 
 }  // namespace
 
@@ -172,10 +183,22 @@ void Pipeline::capture_loop(TapThread& t) {
       }
       end = true;
     }
+    std::int64_t newest = std::numeric_limits<std::int64_t>::min();
     if (!sink.buf.empty()) {
+      for (const auto& o : sink.buf) newest = std::max(newest, o.second.ts_ns);
       std::lock_guard lock(in_mu_);
       observations_.insert(observations_.end(), sink.buf.begin(), sink.buf.end());
       sink.buf.clear();
+    }
+    // Published after the observations are queued, so the worker never sees a watermark
+    // ahead of what it can read.
+    if (end) {
+      newest = std::numeric_limits<std::int64_t>::max();
+    } else if (n && *n < kPumpBatch) {
+      newest = std::max(newest, clock_.system_ns() - kDrainSlackNs);  // nothing older is pending
+    }
+    if (newest > t.watermark_ns.load(std::memory_order_relaxed)) {
+      t.watermark_ns.store(newest, std::memory_order_release);
     }
     if (stopping) break;  // one last pump after the stop was asked
     if (n && *n == kPumpBatch) continue;
@@ -240,7 +263,23 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     if (final) {
       attributor_.flush(records_, &samples_);
     } else {
-      attributor_.poll(now_ns, records_, &samples_);
+      // The attributor decides a window once its capture is complete: a tap whose capture
+      // thread lags holds the decisions back (instead of them being made without its copies).
+      // A tap that has not reported yet holds everything back (its first pump comes at once).
+      std::int64_t complete = now_ns;
+      for (const auto& t : taps_) {
+        const std::int64_t wm = t->watermark_ns.load(std::memory_order_acquire);
+        complete = std::min(
+            complete,
+            wm == std::numeric_limits<std::int64_t>::min()
+                ? wm
+                : wm + std::min(kWatermarkGraceNs, std::numeric_limits<std::int64_t>::max() - wm));
+      }
+      if (complete < now_ns) ++capture_lag_polls_;
+      // Before every tap has reported there is nothing the attributor may decide.
+      if (complete != std::numeric_limits<std::int64_t>::min()) {
+        attributor_.poll(complete, records_, &samples_);
+      }
     }
   }
   // The taps' forward samples first (for the cross-check), then the TTL probes' own.
@@ -343,7 +382,10 @@ std::vector<std::string> Pipeline::stats_lines() {
   paths += " early losses " + std::to_string(st.early_losses) + ", late records " +
            std::to_string(st.late_records) + ", no record " + std::to_string(st.no_record) +
            ", conflicts clear " + std::to_string(st.clear_conflicts) + " esp " +
-           std::to_string(st.esp_conflicts);
+           std::to_string(st.esp_conflicts) + ", forward samples revised " +
+           std::to_string(st.fwd_samples_revised) + ", unseen made unknown by late ESP " +
+           std::to_string(st.fwd_late_esp) + ", polls held back by a lagging capture " +
+           std::to_string(capture_lag_polls_);
   out.push_back(paths);
   for (auto& t : taps_) {
     if (!t->tap) continue;

@@ -143,6 +143,7 @@ class Pipeline final : public RecordSink {
   std::vector<CrossCheckVerdict> verdicts_;
   TtlCrossCheck crosscheck_;
   std::int64_t last_flush_ns_ = 0;
+  std::uint64_t capture_lag_polls_ = 0;  // polls whose decisions waited for a tap's capture
 };
 
 }  // namespace pathsentry::probe
