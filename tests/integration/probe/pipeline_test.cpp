@@ -65,6 +65,26 @@ void write_captures(const Lab& lab, const SessionSpec& spec, const TapSpec& esp,
   }
 }
 
+// The IPsec tap of the lab (AES-CBC + HMAC-SHA256 ESP between the two gateways).
+TapSpec esp_tap(const Lab& lab) {
+  return TapSpec{.interface = "inet",
+                 .path = "ipsec",
+                 .encap = Encap::Esp,
+                 .local_endpoint = lab.gw,
+                 .remote_endpoint = lab.vpn,
+                 .transform = EspTransform::preset("aes-cbc-sha256")};
+}
+
+// One ICMP session to the lab's target at 100 probes/s.
+SessionSpec icmp_session(const Lab& lab) {
+  SessionConfig sc;
+  sc.target = lab.target;
+  sc.proto = Proto::Icmp;
+  sc.rate_pps = 100;
+  sc.session_id = kSession;
+  return session_spec_for(sc);
+}
+
 ProbeRecord answered(const Lab& lab, std::uint64_t seq) {
   ProbeRecord r;
   r.target = lab.target.to_string();
@@ -86,18 +106,8 @@ TEST_CASE("pipeline: taps, attributor and detector write paths and events", "[in
   Lab lab;
   TempDir dir;
   const TapSpec ec = clear_tap("ec", "express-connect");
-  TapSpec inet{.interface = "inet",
-               .path = "ipsec",
-               .encap = Encap::Esp,
-               .local_endpoint = lab.gw,
-               .remote_endpoint = lab.vpn,
-               .transform = EspTransform::preset("aes-cbc-sha256")};
-  SessionConfig sc;
-  sc.target = lab.target;
-  sc.proto = Proto::Icmp;
-  sc.rate_pps = 100;
-  sc.session_id = kSession;
-  const SessionSpec spec = session_spec_for(sc);
+  const TapSpec inet = esp_tap(lab);
+  const SessionSpec spec = icmp_session(lab);
   CHECK(spec.wire_bytes == 60);  // 20-byte IPv4 header + the 40-byte minimal ICMP probe
   write_captures(lab, spec, inet, dir.file("ec.pcap"), dir.file("inet.pcap"));
 
@@ -212,18 +222,8 @@ TEST_CASE("pipeline: a lagging capture holds the attributor's decisions back", "
   Lab lab;
   TempDir dir;
   const TapSpec ec = clear_tap("ec", "express-connect");
-  TapSpec inet{.interface = "inet",
-               .path = "ipsec",
-               .encap = Encap::Esp,
-               .local_endpoint = lab.gw,
-               .remote_endpoint = lab.vpn,
-               .transform = EspTransform::preset("aes-cbc-sha256")};
-  SessionConfig sc;
-  sc.target = lab.target;
-  sc.proto = Proto::Icmp;
-  sc.rate_pps = 100;
-  sc.session_id = kSession;
-  const SessionSpec spec = session_spec_for(sc);
+  const TapSpec inet = esp_tap(lab);
+  const SessionSpec spec = icmp_session(lab);
   write_captures(lab, spec, inet, dir.file("ec0.pcap"), dir.file("inet.pcap"));
   {
     // The clear tap's capture with a full pump batch of other frames between probes 4 and 5,
