@@ -262,8 +262,37 @@ void TtlProber::run() {
   std::vector<TtlResult> results;
   std::array<std::uint8_t, kTtlPayloadSize> buf{};
   const int fd = socket_->native_handle();
+  // Clear log lines for what makes the method blind: the target answering (TTL too high), an
+  // unmapped router (first time per address), a run of unanswered probes (once per run).
+  const std::string who = "ttl " + cfg_.target.to_string() + " ttl=" + std::to_string(cfg_.ttl);
+  bool target_logged = false;
+  std::vector<IpAddress> unmapped_logged;
+  std::uint64_t none_run = 0;
+  constexpr std::uint64_t kNoneRunLog = 5;
+  auto note = [&](const TtlResult& r) {
+    if (!log_) return;
+    if (r.outcome == TtlOutcome::Target && !target_logged) {
+      target_logged = true;
+      log_(who + ": the target itself answered (ICMP type " + std::to_string(r.icmp_type) + "/" +
+           std::to_string(r.icmp_code) +
+           "): the TTL is too high to expire at a hop; path unknown (counted)");
+    } else if (r.outcome == TtlOutcome::Unmapped && r.from &&
+               std::find(unmapped_logged.begin(), unmapped_logged.end(), *r.from) ==
+                   unmapped_logged.end()) {
+      unmapped_logged.push_back(*r.from);
+      log_(who + ": time exceeded from " + r.from->to_string() +
+           ", which no --ttl-hop / ttl.hops maps: path unknown (counted per address)");
+    }
+    none_run = r.outcome == TtlOutcome::None ? none_run + 1 : 0;
+    if (none_run == kNoneRunLog) {
+      log_(who + ": " + std::to_string(kNoneRunLog) +
+           " probes in a row unanswered (path down, or routers policing ICMP errors: is "
+           "--ttl-rate above what they answer?)");
+    }
+  };
   auto deliver = [&] {
     for (const TtlResult& r : results) {
+      note(r);
       if (sink_) sink_(r);
     }
     results.clear();

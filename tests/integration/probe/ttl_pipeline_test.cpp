@@ -216,3 +216,44 @@ TEST_CASE("ttl prober: paced probes answered by a hop reach the sink", "[integra
   CHECK(s.sent == raw->sent());
   CHECK(s.hop_answers + s.no_answer == s.sent);
 }
+
+TEST_CASE("ttl prober: what blinds the method is logged once", "[integration]") {
+  // The target answering (TTL too high) and an unmapped router are each logged once however
+  // often they answer; five unanswered probes in a row are logged once.
+  SystemClock clock;
+  auto sock = std::make_unique<TtlFakeSocket>();
+  TtlFakeSocket* raw = sock.get();
+  const IpAddress target = *IpAddress::parse("192.168.20.161");
+  sock->answer_from(target, 3);
+  TtlSessionConfig c;
+  c.session_id = kTtlSession;
+  c.target = target;
+  c.rate_pps = 500;
+  c.timeout_ns = 20'000'000;
+  c.hops = {TtlHop{*IpAddress::parse("10.1.0.1"), "express-connect", ""}};
+  std::mutex mu;
+  std::vector<std::string> logs;
+  TtlProber prober(clock, c, std::move(sock), {}, [&](const std::string& m) {
+    std::lock_guard lock(mu);
+    logs.push_back(m);
+  });
+  prober.start();
+  auto wait_sent = [&](std::size_t n) {
+    while (raw->sent() < n) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  };
+  wait_sent(5);
+  raw->answer_from(IpAddress::parse("100.64.0.2"));
+  wait_sent(10);
+  raw->answer_from(std::nullopt);
+  wait_sent(20);
+  prober.stop();
+  std::lock_guard lock(mu);
+  auto count = [&](const char* what) {
+    return std::count_if(logs.begin(), logs.end(), [what](const std::string& m) {
+      return m.find(what) != std::string::npos;
+    });
+  };
+  CHECK(count("the target itself answered") == 1);
+  CHECK(count("time exceeded from 100.64.0.2, which no --ttl-hop") == 1);
+  CHECK(count("probes in a row unanswered") == 1);
+}
