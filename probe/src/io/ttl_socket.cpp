@@ -1,7 +1,8 @@
 // The real TtlSocket: UDP, connected, small TTL, ICMP errors from the error queue.
-#include <time.h>  // before linux/errqueue.h (struct timespec)
-
+// clang-format off
+#include <time.h>  // struct timespec, which linux/errqueue.h uses without including it
 #include <linux/errqueue.h>
+// clang-format on
 #include <net/if.h>
 #include <netinet/in.h>
 #include <sys/socket.h>

@@ -23,12 +23,12 @@ struct TapSettings {
   TtlSettings ttl;
 };
 
-/// Reads the `[[tap]]` array and the `[detector]` table of a parsed config file into `out`
-/// and the `[ttl]` table (read_ttl_table) (other keys of `root` are left to the caller). Keys of a tap: interface, path, encap
-/// ("clear" | "esp"); for esp: local, remote (tunnel endpoints), udp_port (4500, the only one
-/// the decoder knows), transform (an EspTransform preset name; absent = learn lengths),
-/// window_lo_us, window_hi_us, rev_window_lo_us, rev_window_hi_us. [detector]: confirm_probes,
-/// outage_losses. Throws ConfigError naming file, key and value.
+/// Reads the `[[tap]]` array, the `[detector]` table and the `[ttl]` table (read_ttl_table) of a
+/// parsed config file into `out` (other keys of `root` are left to the caller). Keys of a tap:
+/// interface, path, encap ("clear" | "esp"); for esp: local, remote (tunnel endpoints), udp_port
+/// (4500, the only one the decoder knows), transform (an EspTransform preset name; absent =
+/// learn lengths), window_lo_us, window_hi_us, rev_window_lo_us, rev_window_hi_us. [detector]:
+/// confirm_probes, outage_losses. Throws ConfigError naming file, key and value.
 void read_tap_tables(const toml::table& root, const std::string& file, TapSettings& out);
 
 /// Parses one --tap value: `IFACE:PATH:clear` or
