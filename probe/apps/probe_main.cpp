@@ -360,6 +360,10 @@ int main(int argc, char** argv) {
                   s.source ? (" source " + s.source->to_string()).c_str() : "",
                   s.interface.empty() ? "" : (" interface " + s.interface).c_str());
     }
+    if (cfg.size_cycle > 1) {
+      std::printf("  probe sizes cycle over %u sizes, %u bytes apart, across all sessions\n",
+                  cfg.size_cycle, cfg.size_step);
+    }
     for (std::size_t i = 0; i < cfg.tap.taps.size(); ++i) {
       const TapSpec& t = cfg.tap.taps[i];
       std::printf("  tap %s path %s %s", t.interface.c_str(), t.path.c_str(),

@@ -3,6 +3,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "pathsentry/probe/record_json.h"
+
 namespace pathsentry::probe {
 namespace {
 
@@ -41,7 +43,7 @@ std::string session_label(const SessionConfig& s) {
 }  // namespace
 
 const char* proto_name(Proto p) {
-  return p == Proto::Icmp ? "icmp" : "stamp";
+  return to_string(p);  // one spelling for the log, the summary and the JSON lines
 }
 
 std::string format_interval_line(std::int64_t second_end_ns, const SessionConfig& s,

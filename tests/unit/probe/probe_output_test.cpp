@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
+#include <string>
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
@@ -53,4 +54,11 @@ TEST_CASE("interval line format", "[unit][output]") {
   REQUIRE_THAT(line, Catch::Matchers::Contains("sent 1000 recv 998 lost 2") &&
                          Catch::Matchers::Contains("0.031/0.052/0.110/0.201") &&
                          Catch::Matchers::Contains("missed 3"));
+}
+
+// Every protocol has its own name in the log and the summary (the JSON lines' spelling).
+TEST_CASE("protocol names", "[unit][output]") {
+  CHECK(std::string(proto_name(Proto::Icmp)) == "icmp");
+  CHECK(std::string(proto_name(Proto::Stamp)) == "stamp");
+  CHECK(std::string(proto_name(Proto::Ttl)) == "ttl");
 }
