@@ -9,43 +9,12 @@
 #include <vector>
 
 #include "pathsentry/common/config_error.h"
+#include "probe/agent_config_helpers.h"
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
 using Catch::Matchers::Contains;
-
-namespace {
-
-AgentConfig parse(std::vector<std::string> argv) {
-  std::vector<std::string_view> v(argv.begin(), argv.end());
-  return parse_agent_config(v, 0x00AB);
-}
-
-std::string error_of(std::vector<std::string> argv) {
-  try {
-    (void)parse(std::move(argv));
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-// A config file in a fresh temporary directory, removed at the end of the test.
-struct TempFile {
-  std::string path;
-  explicit TempFile(const std::string& text) {
-    char dir[] = "/tmp/pathsentry-probe-cfg-XXXXXX";
-    REQUIRE(mkdtemp(dir) != nullptr);
-    path = std::string(dir) + "/probe.toml";
-    std::ofstream(path) << text;
-  }
-  ~TempFile() {
-    std::remove(path.c_str());
-    rmdir(path.substr(0, path.rfind('/')).c_str());
-  }
-};
-
-}  // namespace
+using namespace pathsentry::test::agent_cfg;
 
 // Without a target anywhere the agent refuses to start: there is no built-in one.
 TEST_CASE("config requires a target", "[unit][config]") {

@@ -18,12 +18,14 @@
 #include "pathsentry/probe/icmp_payload.h"
 #include "pathsentry/probe/probe_session.h"
 #include "pathsentry/probe/stamp.h"
+#include "probe/agent_config_helpers.h"
 #include "probe/fake_socket.h"
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
 using namespace std::chrono_literals;
 using Catch::Matchers::Contains;
+using namespace pathsentry::test::agent_cfg;
 using pathsentry::test::CollectingSink;
 using pathsentry::test::FakeSocket;
 
@@ -214,34 +216,6 @@ TEST_CASE("the engine refuses sessions with another cycle", "[unit][size-cycle]"
 // ---------------------------------------------------------------- configuration
 
 namespace {
-
-AgentConfig parse(std::vector<std::string> argv) {
-  std::vector<std::string_view> v(argv.begin(), argv.end());
-  return parse_agent_config(v, 0x00AB);
-}
-
-std::string error_of(std::vector<std::string> argv) {
-  try {
-    (void)parse(std::move(argv));
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-struct TempFile {
-  std::string path;
-  explicit TempFile(const std::string& text) {
-    char dir[] = "/tmp/pathsentry-sizes-cfg-XXXXXX";
-    REQUIRE(mkdtemp(dir) != nullptr);
-    path = std::string(dir) + "/probe.toml";
-    std::ofstream(path) << text;
-  }
-  ~TempFile() {
-    std::remove(path.c_str());
-    rmdir(path.substr(0, path.rfind('/')).c_str());
-  }
-};
 
 std::uint32_t ip_total(const SessionConfig& s) {
   return static_cast<std::uint32_t>((s.target.family == AF_INET ? 20 : 40) +

@@ -8,40 +8,14 @@
 
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/probe/agent_config.h"
+#include "probe/agent_config_helpers.h"
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
 using Catch::Matchers::Contains;
+using namespace pathsentry::test::agent_cfg;
 
 namespace {
-
-AgentConfig parse(std::vector<std::string> argv) {
-  std::vector<std::string_view> v(argv.begin(), argv.end());
-  return parse_agent_config(v, 0x00AB);
-}
-
-std::string error_of(std::vector<std::string> argv) {
-  try {
-    (void)parse(std::move(argv));
-  } catch (const ConfigError& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
-
-struct TempToml {
-  std::string path;
-  explicit TempToml(const std::string& text) {
-    char dir[] = "/tmp/pathsentry-ttl-cfg-XXXXXX";
-    REQUIRE(mkdtemp(dir) != nullptr);
-    path = std::string(dir) + "/probe.toml";
-    std::ofstream(path) << text;
-  }
-  ~TempToml() {
-    std::remove(path.c_str());
-    rmdir(path.substr(0, path.rfind('/')).c_str());
-  }
-};
 
 const std::vector<std::string> kBase = {"--target", "192.168.20.161"};
 
@@ -78,7 +52,7 @@ TEST_CASE("ttl config: flags", "[unit]") {
 
 // The [ttl] table reads the same settings; the defaults stay for keys it leaves out.
 TEST_CASE("ttl config: [ttl] table", "[unit]") {
-  TempToml f(R"([[targets]]
+  TempFile f(R"([[targets]]
 address = "192.168.20.161"
 [ttl]
 ttl = 2
@@ -94,7 +68,7 @@ hops = { "10.1.0.1" = "express-connect", "192.168.255.254" = "ipsec" }
 
 // --ttl-hop flags replace the file's hops instead of adding to them.
 TEST_CASE("ttl config: hop flags replace the file's hops", "[unit]") {
-  TempToml f(R"([[targets]]
+  TempFile f(R"([[targets]]
 address = "192.168.20.161"
 [ttl]
 ttl = 3
@@ -141,7 +115,7 @@ TEST_CASE("ttl config: hop paths must be tap paths when taps exist", "[unit]") {
 
 // Bad [ttl] values name file, key and value.
 TEST_CASE("ttl config: file errors name file, key and value", "[unit]") {
-  TempToml f(R"([[targets]]
+  TempFile f(R"([[targets]]
 address = "192.168.20.161"
 [ttl]
 ttl = 2
@@ -150,14 +124,14 @@ hops = { "10.1.0.300" = "express-connect" }
   const std::string e = error_of({"--config", f.path});
   CHECK_THAT(e, Contains(f.path) && Contains("ttl.hops.10.1.0.300") &&
                     Contains("not an IPv4 or IPv6 address"));
-  TempToml g(R"([[targets]]
+  TempFile g(R"([[targets]]
 address = "192.168.20.161"
 [ttl]
 ttl = 2
 hop = { "10.1.0.1" = "express-connect" }
 )");
   CHECK_THAT(error_of({"--config", g.path}), Contains("ttl.hop") && Contains("not a known key"));
-  TempToml h(R"([[targets]]
+  TempFile h(R"([[targets]]
 address = "192.168.20.161"
 [ttl]
 ttl = 2
