@@ -30,6 +30,7 @@ constexpr std::int8_t kAmbiguous = -2;
 constexpr std::size_t kMinRing = 1024;
 constexpr std::size_t kMaxRing = std::size_t{1} << 23;
 constexpr std::int64_t kRetentionMarginNs = 10'000'000;
+constexpr std::int64_t kRttWindowNs = 1'000'000'000;  // recent-RTT window for early losses
 
 enum Flag : std::uint16_t {
   kAnnounced = 1 << 0,   // in the sent log (on_sent, or its record stood in)
@@ -181,6 +182,10 @@ struct Session {
   bool has_last_rx = false;
   std::uint64_t last_rx_seq = 0;
   std::uint32_t last_reflector_seq = 0;
+  // The largest RTT of the current and the previous second of answers (early-loss grace).
+  std::int64_t rtt_window_start = 0;
+  std::int64_t rtt_max_cur = 0;
+  std::int64_t rtt_max_prev = 0;
 };
 
 struct StampKey {
@@ -616,9 +621,20 @@ struct Attributor::Impl {
     recv_log.push_back(e);
     if (r.reflector_seq) apply_reflector(s, r.seq, *r.reflector_seq);
     advance_lowest(s);
+    if (*r.rx_ns - s.rtt_window_start > kRttWindowNs) {
+      s.rtt_max_prev = *r.rx_ns - s.rtt_window_start > 2 * kRttWindowNs ? 0 : s.rtt_max_cur;
+      s.rtt_max_cur = 0;
+      s.rtt_window_start = *r.rx_ns;
+    }
+    s.rtt_max_cur = std::max(s.rtt_max_cur, r.rtt_ns);
     if (cfg.reorder_grace_ns > 0 && s.lowest_unresolved < r.seq &&
         (s.overtakes.empty() || s.overtakes.back().seq < r.seq)) {
-      s.overtakes.push_back({r.seq, *r.rx_ns + cfg.reorder_grace_ns});
+      // A reply overtaken by a later one is lost only after twice the recent RTT too: when a
+      // slow path (a backlogged userspace tunnel) hands over to a fast one, the fast replies
+      // overtake slow ones still on their way.
+      const std::int64_t grace =
+          std::max(cfg.reorder_grace_ns, 2 * std::max(s.rtt_max_cur, s.rtt_max_prev));
+      s.overtakes.push_back({r.seq, *r.rx_ns + grace});
     }
   }
 
@@ -758,6 +774,9 @@ struct Attributor::Impl {
     p.seq = sl.seq;
     p.tx_ns = sl.anchor_ns;  // one clock for every sample: event figures stay consistent
     p.path = labels[static_cast<std::size_t>(path)];
+    // "unknown" only because a late ESP packet may be this lost probe's: not known to be through.
+    p.maybe_lost =
+        d == Direction::Forward && path == unknown_id && sl.has(kLateEsp) && !sl.has(kReceived);
   }
 
   /// The forward sample leaves as soon as it is final: when a tap saw the probe (or saw it

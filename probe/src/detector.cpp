@@ -13,6 +13,7 @@ namespace {
 constexpr std::int16_t kNone = -2;     // lost in this direction
 constexpr std::int16_t kUnknown = -3;  // through, path not attributable
 constexpr std::int16_t kNoPath = -1;   // no confirmed path (yet)
+constexpr std::int16_t kMaybe = -4;    // unknown whether it got through: no evidence at all
 
 struct Entry {
   std::uint64_t seq = 0;
@@ -116,7 +117,7 @@ struct Detector::Impl {
 
   [[nodiscard]] std::string label(std::int16_t id) const {
     if (id >= 0) return labels[static_cast<std::size_t>(id)];
-    if (id == kUnknown) return kPathUnknown;
+    if (id == kUnknown || id == kMaybe) return kPathUnknown;
     return kPathNone;
   }
 
@@ -138,6 +139,7 @@ struct Detector::Impl {
   void step(Stream& st, Direction d, std::int16_t v, std::uint64_t seq, std::int64_t tx,
             std::int64_t now, std::vector<PathEvent>& out) {
     DirState& s = st.dir[static_cast<std::size_t>(d)];
+    if (v == kMaybe) return;  // neither lost nor through
     if (v == kNone) {
       ++s.lost_since_ok;
       ++s.loss_run;
@@ -336,7 +338,8 @@ struct Detector::Impl {
       ++stats.duplicates;
       return;
     }
-    slot = Entry{smp.seq, smp.tx_ns, now, intern(smp.path), true};
+    const std::int16_t code = intern(smp.path);
+    slot = Entry{smp.seq, smp.tx_ns, now, smp.maybe_lost && code == kUnknown ? kMaybe : code, true};
     ++ds.held;
     release(st, smp.dir, now, out);
   }

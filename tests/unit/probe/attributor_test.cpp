@@ -515,6 +515,32 @@ TEST_CASE("late esp packet makes a lost probe unknown, not none", "[unit][attrib
   CHECK(paths(m, 1, 1) == P{"unknown", "none"});
   CHECK(paths(m, 1, 2) == P{"none", "none"});
   CHECK(a->stats().fwd_late_esp == 1);
+  SECTION("its forward sample says it may have been lost") {
+    World w3;
+    w3.add({Proto::Icmp, 0, at(0), Via::LostBeforeTaps});
+    w3.esp(at(0) + w3.inet.window_hi_ns + 300 * kUs, Direction::Forward,
+           w3.inet.transform->esp_length(w3.icmp.wire_bytes));
+    w3.add({Proto::Icmp, 1, at(1)});  // answered, seen on the clear tap
+    auto a3 = w3.make();
+    for (const auto& snt : w3.sent) a3->on_sent(snt);
+    for (std::size_t t = 0; t < 2; ++t) {
+      for (const auto& [ts, f] : w3.frames[t]) {
+        a3->on_observation(
+            t, *decode_frame(t == 0 ? w3.ec : w3.inet, DecodeContext{kAgent, 862}, ts, 1, f));
+      }
+    }
+    for (const auto& r : w3.records) a3->on_record(r);
+    std::vector<ProbeRecord> out;
+    std::vector<PathSample> samples;
+    a3->flush(out, &samples);
+    bool checked = false;
+    for (const auto& smp : samples) {
+      if (smp.dir != Direction::Forward) continue;
+      CHECK(smp.maybe_lost == (smp.seq == 0));
+      checked = checked || smp.seq == 0;
+    }
+    CHECK(checked);
+  }
   SECTION("beyond the horizon it is evidence of nothing") {
     World w2;
     w2.add({Proto::Icmp, 0, at(0), Via::LostBeforeTaps});
@@ -897,4 +923,30 @@ TEST_CASE("seed drill through attributor and detector", "[unit][attributor][dete
     INFO(to_string(e.type));
     CHECK(e.type != EventType::AsymmetricBegin);
   }
+}
+
+// After slow answers (a backlogged tunnel), a fast answer overtaking them declares nothing lost
+// before twice the recent RTT: the slow replies are still on their way.
+TEST_CASE("early loss waits for twice the recent rtt", "[unit][attributor]") {
+  World w;
+  w.add({Proto::Icmp, 0, kT0, Via::Ec, Via::Ec, 200 * kMs});
+  w.add({Proto::Icmp, 1, kT0 + 10 * kMs, Via::Ec, Via::Ec, 200 * kMs});
+  w.add({Proto::Icmp, 2, kT0 + 20 * kMs, Via::Ec, Via::Ec, 1 * kMs});
+  auto cfg = w.config();
+  auto a = w.make(cfg);
+  for (const auto& s : w.sent) a->on_sent(s);
+  for (const auto& [ts, f] : w.frames[0]) {
+    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
+  }
+  a->on_record(w.records[0]);  // answered after 200 ms
+  a->on_record(w.records[2]);  // answered after 1 ms, overtaking probe 1's reply
+  const std::int64_t rx2 = *w.records[2].rx_ns;
+  std::vector<ProbeRecord> out;
+  a->poll(rx2 + 2 * 200 * kMs - kMs, out);
+  CHECK(a->stats().early_losses == 0);
+  a->on_record(w.records[1]);  // probe 1's slow reply arrives in time
+  a->poll(rx2 + 3 * 200 * kMs, out);
+  CHECK(a->stats().early_losses == 0);
+  CHECK(a->stats().late_records == 0);
+  for (const auto& r : out) CHECK(r.rx_ns.has_value());
 }

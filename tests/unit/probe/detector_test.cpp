@@ -451,3 +451,36 @@ TEST_CASE("detector no asymmetry from a direction seen only as unknown", "[unit]
     CHECK(asym.of(EventType::AsymmetricBegin).size() == 1);
   }
 }
+
+// A probe that may or may not have got through (unknown, maybe lost) neither ends an outage nor
+// shortens it; probes known to be through do.
+TEST_CASE("detector: maybe-lost probes are neither loss nor through", "[unit][detector]") {
+  Detector d(DetectorConfig{});
+  std::vector<PathEvent> events;
+  auto feed = [&](std::uint64_t seq, const char* path, bool maybe_lost) {
+    PathSample s;
+    s.session_id = kSession;
+    s.target = "192.168.20.161";
+    s.proto = Proto::Stamp;
+    s.dir = Direction::Forward;
+    s.seq = seq;
+    s.tx_ns = tx(seq);
+    s.path = path;
+    s.maybe_lost = maybe_lost;
+    d.on_sample(s, tx(seq) + 30 * kMs, events);
+  };
+  std::uint64_t seq = 0;
+  for (; seq < 10; ++seq) feed(seq, "express-connect", false);
+  for (; seq < 20; ++seq) feed(seq, kPathNone, false);
+  for (; seq < 30; ++seq) feed(seq, kPathUnknown, true);  // late ESP packets around
+  for (; seq < 40; ++seq) feed(seq, "ipsec", false);
+  std::vector<PathEvent> ends;
+  for (const auto& e : events) {
+    if (e.type == EventType::OutageEnd) ends.push_back(e);
+  }
+  REQUIRE(ends.size() == 1);
+  CHECK(ends[0].seq == 30);
+  CHECK(ends[0].outage_ns == 21 * kMs);  // from probe 9, the last through, to 30
+  CHECK(ends[0].probes_lost == 10);
+  CHECK(ends[0].to == "ipsec");
+}

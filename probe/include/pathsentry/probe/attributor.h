@@ -47,8 +47,9 @@ struct AttributorConfig {
   /// Capture and hand-off slack: observations are considered complete this long after the
   /// window they belong to has closed.
   std::int64_t settle_ns = 20'000'000;
-  /// A probe still unanswered this long after a later probe of its session was answered is
-  /// declared lost without waiting for the sender's timeout (0 = wait for the sender).
+  /// A probe still unanswered this long (or twice the largest RTT of the last 1-2 s, if more)
+  /// after a later probe of its session was answered is declared lost without waiting for the
+  /// sender's timeout (0 = wait for the sender).
   std::int64_t reorder_grace_ns = 50'000'000;
   /// A probe announced but without any record from the sender timeout + this later is
   /// finalized as lost (and counted: the sender should always report).

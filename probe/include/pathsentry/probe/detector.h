@@ -38,6 +38,10 @@ struct PathSample {
   std::uint64_t seq = 0;
   std::int64_t tx_ns = 0;   ///< the probe's TX time (from the attributor: as announced)
   std::string_view path{};  ///< a path label, "unknown" or "none"
+  /// With path "unknown": nothing says the probe got through this way either (a lost probe
+  /// that an ESP packet seen late may or may not be). Neither a loss nor a probe through: it
+  /// neither ends nor extends an outage, nor counts in one.
+  bool maybe_lost = false;
 };
 
 /// Counters of the detector.
