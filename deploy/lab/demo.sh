@@ -73,7 +73,7 @@ if [ -n "$probe" ]; then
   if bash "$LAB" start probe dc "$(realpath "$probe")" --target "$PS_LAB_ECS" --proto both \
     --rate 1000 --source "$PS_LAB_DC_HOST" --records "$probe_records" \
     --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" \
-    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE:$transform:-200:800"; then
+    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE:$transform:-200:8000"; then
     probe_log=$PS_LAB_STATE/logs/app-probe.out
   fi
   echo "its taps: $PS_LAB_TAP_EC (Express Connect SPAN, clear, path $PS_LAB_TAP_EC_PATH) and" \

@@ -138,11 +138,15 @@ attr_init() {
 }
 
 # attr_start_agent: the agent on the DC host, records to $ATTR_OUT.
-# ESP correlation window -200..+800 us: narrower than the 1 ms between two equal-sized probes
-# (PS_E2E_ESP_WINDOW=LO_US:HI_US to try another); PS_E2E_AGENT_ARGS: more agent options
-# (word-split), e.g. to try size cycling.
+# ESP correlation window -200..+8000 us: wide enough for the lab's userspace ESP, whose delay
+# reaches milliseconds right after a failover (a narrower window leaves those probes unknown or,
+# if lost, undetermined: their outage then spans them). Probe sizes cycle across the agent's
+# sessions (the agent's default with an ESP tap: 2 x rate x window = 33 sizes, a size recurs
+# every 16 ms), so no two probes of one length share a window.
+# PS_E2E_ESP_WINDOW=LO_US:HI_US tries another window; PS_E2E_AGENT_ARGS: more agent options
+# (word-split).
 attr_start_agent() {
-  local transform window=${PS_E2E_ESP_WINDOW:--200:800} extra=()
+  local transform window=${PS_E2E_ESP_WINDOW:--200:8000} extra=()
   read -r -a extra <<<"${PS_E2E_AGENT_ARGS:-}"
   case "$PS_LAB_ESP_PROPOSAL" in
     aes128-sha256 | aes256-sha256) transform=aes-cbc-sha256 ;;
