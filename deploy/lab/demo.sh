@@ -133,6 +133,15 @@ for line in open(sys.argv[1]):
 if n == 0:
     print("  (no path event: the agent saw no change)")
 PY
+  # The agent's events and outages beside the per-probe ground truth the drill took at the
+  # cloud router, where both paths are in clear (independent of the agent's taps).
+  if [ -f "$result/probes.json" ]; then
+    echo "beside the ground truth of the agent's own probes (captured at the cloud router;"
+    echo "agent ms / truth ms; deploy/lab/attrcheck, docs/lab.md):"
+    python3 "$(dirname "$0")/attrcheck" "$probe_records" "$result/probes.json" 2>&1 |
+      sed -n '/proto direction/,/assertions/p' | sed 's/^ */  /' ||
+      echo "  (could not compare with the ground truth)"
+  fi
 elif [ -n "$probe_log" ]; then
   echo "see $probe_log"
 else
