@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The README's test command: installs what is missing, builds, and runs every test:
-# unit, integration, privileged (raw sockets, namespaces: needs root) and the e2e lab drills.
+# unit, integration, privileged (raw sockets, namespaces: needs root) and the e2e lab drills;
+# then the unit and integration tests again built with AddressSanitizer + UBSan (preset
+# "asan", build-asan/; PS_SKIP_ASAN=1 skips that stage for a quick local run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -9,5 +11,10 @@ build=${BUILD_DIR:-build}
 echo "== format check"
 bash scripts/format.sh --check
 echo "== tests"
-cd "$build"
-ctest --output-on-failure -j1 "$@"
+(cd "$build" && ctest --output-on-failure -j1 "$@")
+if [ "${PS_SKIP_ASAN:-0}" != 1 ]; then
+  echo "== unit and integration tests under AddressSanitizer + UBSan"
+  cmake --preset asan >/dev/null
+  cmake --build --preset asan -j"$(nproc)"
+  ctest --preset asan
+fi

@@ -23,11 +23,28 @@ using pathsentry::probe::Request;
 namespace stamp = pathsentry::probe::stamp;
 using namespace std::chrono_literals;
 
-// Counts this thread's heap allocations, to check that the hot path makes none. (Replacing the
-// global operator new is program-wide, but this one only counts and forwards to malloc.)
+// Counts this thread's heap allocations, to check that the hot path makes none.
 namespace {
 thread_local std::size_t g_allocations = 0;
 }  // namespace
+#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer its allocator's hooks count (a replaced operator new would be paired
+// with the sanitizer's own operator delete variants and reported as mismatched).
+// Declared here: GCC ships no sanitizer/allocator_interface.h (the runtime has the function).
+extern "C" int __sanitizer_install_malloc_and_free_hooks(void (*malloc_hook)(const volatile void*,
+                                                                             std::size_t),
+                                                         void (*free_hook)(const volatile void*));
+namespace {
+void count_allocation(const volatile void* /*p*/, std::size_t /*n*/) {
+  ++g_allocations;
+}
+void ignore_free(const volatile void* /*p*/) {}
+const int g_hooks_installed =
+    __sanitizer_install_malloc_and_free_hooks(count_allocation, ignore_free);
+}  // namespace
+#else
+// Replacing the global operator new is program-wide, but this one only counts and forwards to
+// malloc.
 void* operator new(std::size_t n) {
   ++g_allocations;
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
@@ -39,6 +56,7 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
   std::free(p);
 }
+#endif
 
 namespace {
 
