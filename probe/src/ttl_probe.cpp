@@ -184,21 +184,8 @@ void TtlTracker::expire_before(std::int64_t tx_ns, std::vector<TtlResult>& out) 
 }
 
 void TtlTracker::poll(std::int64_t now_ns, std::vector<TtlResult>& out) {
-  for (auto it = pending_.begin(); it != pending_.end();) {
-    if (now_ns - it->second < cfg_.timeout_ns) {
-      ++it;
-      continue;
-    }
-    TtlResult r;
-    r.session_id = cfg_.session_id;
-    r.seq = it->first;
-    r.tx_ns = it->second;
-    r.outcome = TtlOutcome::None;
-    r.path = kPathNone;
-    ++stats_.no_answer;
-    out.push_back(std::move(r));
-    it = pending_.erase(it);
-  }
+  // Unanswered for timeout_ns or more: sent at or before now - timeout.
+  expire_before(now_ns - cfg_.timeout_ns + 1, out);
 }
 
 void TtlTracker::flush(std::vector<TtlResult>& out) {
