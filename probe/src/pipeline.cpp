@@ -225,6 +225,20 @@ void Pipeline::worker_loop() {
 }
 
 void Pipeline::process(std::int64_t now_ns, bool final) {
+  // How far every tap's capture is complete, read BEFORE taking the queued observations: a
+  // capture thread queues its frames first and then publishes its watermark, so everything the
+  // watermarks read here cover is in the queue swapped below (read after, a watermark could
+  // cover frames queued after the swap, which this poll would then decide without).
+  // A tap that has not reported yet holds everything back (its first pump comes at once).
+  std::int64_t complete = now_ns;
+  for (const auto& t : taps_) {
+    const std::int64_t wm = t->watermark_ns.load(std::memory_order_acquire);
+    complete = std::min(
+        complete,
+        wm == std::numeric_limits<std::int64_t>::min()
+            ? wm
+            : wm + std::min(kWatermarkGraceNs, std::numeric_limits<std::int64_t>::max() - wm));
+  }
   {
     std::lock_guard lock(in_mu_);
     in_scratch_.swap(inputs_);
@@ -265,16 +279,6 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     } else {
       // The attributor decides a window once its capture is complete: a tap whose capture
       // thread lags holds the decisions back (instead of them being made without its copies).
-      // A tap that has not reported yet holds everything back (its first pump comes at once).
-      std::int64_t complete = now_ns;
-      for (const auto& t : taps_) {
-        const std::int64_t wm = t->watermark_ns.load(std::memory_order_acquire);
-        complete = std::min(
-            complete,
-            wm == std::numeric_limits<std::int64_t>::min()
-                ? wm
-                : wm + std::min(kWatermarkGraceNs, std::numeric_limits<std::int64_t>::max() - wm));
-      }
       if (complete < now_ns) ++capture_lag_polls_;
       // Before every tap has reported there is nothing the attributor may decide.
       if (complete != std::numeric_limits<std::int64_t>::min()) {
