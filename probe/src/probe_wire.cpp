@@ -6,24 +6,20 @@
 #include <cmath>
 #include <cstring>
 
+#include "pathsentry/common/byte_order.h"
 #include "pathsentry/probe/icmp_payload.h"
 #include "pathsentry/probe/seq.h"
 
 namespace pathsentry::probe {
 namespace {
 
+using be::get16;
+using be::put16;
+
 constexpr std::uint8_t kEchoRequest4 = 8;
 constexpr std::uint8_t kEchoReply4 = 0;
 constexpr std::uint8_t kEchoRequest6 = 128;
 constexpr std::uint8_t kEchoReply6 = 129;
-
-std::uint16_t get16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-void put16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
 
 std::optional<ParsedReply> parse_icmp(const WireFormat& wf, std::span<const std::uint8_t> in,
                                       std::uint64_t newest_seq) {

@@ -2,35 +2,20 @@
 
 #include <cstring>
 
+#include "pathsentry/common/byte_order.h"
+
 namespace pathsentry::probe::stamp {
 namespace {
 
+using be::get16;
+using be::get32;
+using be::get64;
+using be::put16;
+using be::put32;
+using be::put64;
+
 constexpr std::int64_t kNtpUnixOffsetS = 2'208'988'800;  // 1900-01-01 to 1970-01-01
 constexpr std::int64_t kNs = 1'000'000'000;
-
-void put16(std::uint8_t* p, std::uint16_t v) {
-  p[0] = static_cast<std::uint8_t>(v >> 8);
-  p[1] = static_cast<std::uint8_t>(v);
-}
-void put32(std::uint8_t* p, std::uint32_t v) {
-  for (int i = 0; i < 4; ++i) p[i] = static_cast<std::uint8_t>(v >> (24 - 8 * i));
-}
-void put64(std::uint8_t* p, std::uint64_t v) {
-  for (int i = 0; i < 8; ++i) p[i] = static_cast<std::uint8_t>(v >> (56 - 8 * i));
-}
-std::uint16_t get16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-std::uint32_t get32(const std::uint8_t* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | p[i];
-  return v;
-}
-std::uint64_t get64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
-  return v;
-}
 
 }  // namespace
 

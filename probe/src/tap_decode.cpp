@@ -6,12 +6,16 @@
 #include <algorithm>
 #include <cstring>
 
+#include "pathsentry/common/byte_order.h"
 #include "pathsentry/probe/icmp_payload.h"
 #include "pathsentry/probe/stamp.h"
 #include "pathsentry/probe/tap.h"
 
 namespace pathsentry::probe {
 namespace {
+
+using be::get16;
+using be::get32;
 
 constexpr std::uint16_t kEtherIpv4 = 0x0800;
 constexpr std::uint16_t kEtherIpv6 = 0x86DD;
@@ -23,14 +27,6 @@ constexpr std::uint8_t kProtoUdp = 17;
 constexpr std::uint8_t kProtoEsp = 50;
 constexpr std::uint8_t kProtoIcmpv6 = 58;
 constexpr std::uint16_t kNatTPort = 4500;
-
-std::uint16_t get16(const std::uint8_t* p) {
-  return static_cast<std::uint16_t>((p[0] << 8) | p[1]);
-}
-std::uint32_t get32(const std::uint8_t* p) {
-  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
-         std::uint32_t{p[3]};
-}
 
 using Result = tl::expected<Observation, DropReason>;
 

@@ -7,34 +7,17 @@
 #include <chrono>
 #include <limits>
 
+#include "pathsentry/common/byte_order.h"
 #include "pathsentry/common/record.h"
 #include "pathsentry/probe/pacer.h"
 
 namespace pathsentry::probe {
 namespace {
 
-void put32(std::uint8_t* p, std::uint32_t v) {
-  for (int i = 3; i >= 0; --i) {
-    p[i] = static_cast<std::uint8_t>(v & 0xFF);
-    v >>= 8;
-  }
-}
-void put64(std::uint8_t* p, std::uint64_t v) {
-  for (int i = 7; i >= 0; --i) {
-    p[i] = static_cast<std::uint8_t>(v & 0xFF);
-    v >>= 8;
-  }
-}
-std::uint32_t get32(const std::uint8_t* p) {
-  std::uint32_t v = 0;
-  for (int i = 0; i < 4; ++i) v = (v << 8) | p[i];
-  return v;
-}
-std::uint64_t get64(const std::uint8_t* p) {
-  std::uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v = (v << 8) | p[i];
-  return v;
-}
+using be::get32;
+using be::get64;
+using be::put32;
+using be::put64;
 
 bool time_exceeded(const TtlIcmpError& e) {
   return e.icmp6 ? e.icmp_type == 3 : e.icmp_type == 11;
