@@ -14,11 +14,14 @@ E2E_NAME=$(basename "$0" .sh)
 e2e_log() { printf '[%s] %s\n' "$E2E_NAME" "$*"; }
 
 # e2e_init PREFIX: a private lab (namespace prefix, state dir, results dir) for this test.
+# PS_E2E_TAG (one or two lowercase letters) is put in front of the prefix, so two checkouts
+# can run the same test at once without sharing namespaces.
 e2e_init() {
   [ "$(id -u)" -eq 0 ] || { echo "FAIL: $E2E_NAME needs root (network namespaces)"; exit 1; }
-  export PS_LAB_PREFIX=$1
-  export PS_LAB_STATE=/run/pathsentry-lab/e2e-${1%-}
-  E2E_RESULTS=$(mktemp -d "/tmp/pathsentry-e2e-${1%-}.XXXXXX")
+  local prefix=${PS_E2E_TAG:-}$1
+  export PS_LAB_PREFIX=$prefix
+  export PS_LAB_STATE=/run/pathsentry-lab/e2e-${prefix%-}
+  E2E_RESULTS=$(mktemp -d "/tmp/pathsentry-e2e-${prefix%-}.XXXXXX")
   export PS_LAB_RESULTS=$E2E_RESULTS
   export PS_LAB_PROFILE=fast
   trap e2e_exit EXIT
