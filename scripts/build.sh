@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${BUILD_DIR:-build}
-cmake -S . -B "$build" -G Ninja "$@" >/dev/null
+cmake -S . -B "$build" -G Ninja -DPATHSENTRY_WERROR=ON "$@" >/dev/null
 cmake --build "$build" -j"$(nproc)"

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh
 build=${BUILD_DIR:-build}
+echo "== release build (the packagers' preset: no -Werror, -O3, no tests)"
+cmake --preset release >/dev/null
+cmake --build --preset release -j"$(nproc)"
 echo "== format check"
 bash scripts/format.sh --check
 echo "== tests"

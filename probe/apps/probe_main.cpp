@@ -246,7 +246,10 @@ int run(const AgentConfig& cfg) {
       for (std::size_t i = 0; i < reports.size(); ++i) {
         const auto& sc = engine.sessions()[i]->config();
         std::string line = format_interval_line(end_ns, sc, reports[i]);
-        if (pipeline) line += " " + pipeline->current_paths(sc.session_id);
+        if (pipeline) {
+          line += ' ';
+          line += pipeline->current_paths(sc.session_id);
+        }
         std::fprintf(human, "%s\n", line.c_str());
       }
       std::fflush(human);

@@ -390,12 +390,14 @@ stdout, and the final counters on exit (SIGINT/SIGTERM).
 std::string describe(const ReflectorConfig& c) {
   std::string s = "allow=[";
   for (std::size_t i = 0; i < c.allow.size(); ++i) {
-    s += (i ? "," : "") + c.allow[i].to_string();
+    if (i) s += ',';
+    s += c.allow[i].to_string();
   }
   s += "] bind=[";
   if (c.bind.empty()) s += "0.0.0.0,::";
   for (std::size_t i = 0; i < c.bind.size(); ++i) {
-    s += (i ? "," : "") + c.bind[i].to_string();
+    if (i) s += ',';
+    s += c.bind[i].to_string();
   }
   s += "] port=" + std::to_string(c.port) + " rate_limit_pps=" + std::to_string(c.rate_limit.pps) +
        " burst=" + std::to_string(c.rate_limit.burst) +

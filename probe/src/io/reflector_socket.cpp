@@ -36,8 +36,15 @@ std::string errno_text(int e) {
 }
 
 std::string endpoint_text(const IpAddress& a, std::uint16_t port) {
-  return a.family == AF_INET6 ? "[" + a.to_string() + "]:" + std::to_string(port)
-                              : a.to_string() + ":" + std::to_string(port);
+  // Appended piece by piece: GCC 12 at -O3 warns (-Wrestrict, a false positive) on
+  // `"[" + std::string`.
+  std::string s;
+  if (a.family == AF_INET6) s += '[';
+  s += a.to_string();
+  if (a.family == AF_INET6) s += ']';
+  s += ':';
+  s += std::to_string(port);
+  return s;
 }
 
 void set_int(int fd, int level, int name, int value, const char* what) {
