@@ -75,7 +75,7 @@ std::vector<Value> parse_toml(std::string_view text, const std::string& file) {
     const auto& at = e.source().begin;
     throw ConfigError(file,
                       "line " + std::to_string(at.line) + ", column " + std::to_string(at.column),
-                      "", std::string(e.description()));
+                      "", "TOML syntax error: " + std::string(e.description()));
   }
   std::vector<Value> out;
   flatten(root, file, "", out);

@@ -1,34 +1,24 @@
 #include "pathsentry/probe/reflector_config.h"
 
-#include <toml++/toml.h>
-
 #include <charconv>
 #include <cmath>
 #include <fstream>
 #include <sstream>
 
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/common/options.h"
 #include "pathsentry/common/parse.h"
+#include "pathsentry/common/toml_file.h"
 
 namespace pathsentry::probe {
 namespace {
 
+using options::Arg;
+using options::Value;
+
 constexpr std::int64_t kNs = 1'000'000'000;
-constexpr std::size_t kMaxTableEntries = 16'777'216;
+constexpr std::int64_t kMaxTableEntries = 16'777'216;
 constexpr double kMaxSeconds = 86'400.0 * 365;
-
-const std::vector<std::string_view> kLogLevels = {"trace", "debug",    "info", "warn",
-                                                  "error", "critical", "off"};
-
-// Where a value came from, for error messages: the file ("" = command line) and the key (or
-// the flag, spelled as typed).
-struct Where {
-  const std::string& file;
-  std::string key;
-  [[noreturn]] void fail(const std::string& value, const std::string& why) const {
-    throw ConfigError(file, key, value, why);
-  }
-};
 
 std::string seconds_text(double s) {
   std::ostringstream o;
@@ -36,249 +26,210 @@ std::string seconds_text(double s) {
   return o.str();
 }
 
-// Typed setters shared by the TOML file and the flags; each checks its range.
-std::uint64_t checked_uint(const Where& w, std::int64_t v, std::int64_t lo, std::int64_t hi) {
-  if (v < lo || v > hi) {
-    w.fail(std::to_string(v),
-           "must be an integer in " + std::to_string(lo) + ".." + std::to_string(hi));
-  }
-  return static_cast<std::uint64_t>(v);
+std::int64_t seconds_ns(const Value& v, double lo) {
+  return static_cast<std::int64_t>(std::llround(v.number(lo, kMaxSeconds) * kNs));
 }
 
-std::int64_t checked_seconds(const Where& w, double s, double lo) {
-  if (!std::isfinite(s) || s < lo || s > kMaxSeconds) {
-    w.fail(seconds_text(s),
-           "must be a number of seconds in " + seconds_text(lo) + ".." + seconds_text(kMaxSeconds));
+// The configuration being built, with what a list flag needs to know: the first --allow or
+// --bind replaces the file's list, the next ones add to it.
+struct Building {
+  ReflectorConfig c;
+  bool allow_from_flags = false;
+  bool bind_from_flags = false;
+  ReflectorCommandLine* cli = nullptr;  // set while parsing the command line
+};
+
+// A list setting: the file's array replaces the default; the first flag replaces the file's.
+template <class T, class Parse>
+void set_list(std::vector<T>& list, bool& from_flags, const Value& v, Parse parse) {
+  if (v.file.empty()) {
+    if (!from_flags) list.clear();
+    from_flags = true;
+    list.push_back(parse(v));
+    return;
   }
-  return static_cast<std::int64_t>(std::llround(s * static_cast<double>(kNs)));
+  list.clear();
+  for (const Value& item : v.list()) list.push_back(parse(item));
 }
 
-IpPrefix checked_prefix(const Where& w, std::string_view text) {
-  const auto p = IpPrefix::parse(text);
-  if (!p) w.fail(std::string(text), "not a CIDR prefix (like 172.16.0.0/16 or fd00::/8)");
+IpPrefix prefix_of(const Value& v) {
+  const auto p = IpPrefix::parse(v.string());
+  if (!p) v.fail("not a CIDR prefix (like 172.16.0.0/16 or fd00::/8)");
   return *p;
 }
 
-IpAddress checked_address(const Where& w, std::string_view text) {
-  const auto a = IpAddress::parse(text);
-  if (!a) w.fail(std::string(text), "not an IPv4 or IPv6 address");
+IpAddress address_of(const Value& v) {
+  const auto a = IpAddress::parse(v.string());
+  if (!a) v.fail("not an IPv4 or IPv6 address");
   return *a;
 }
 
-std::optional<std::uint8_t> checked_tos(const Where& w, std::string_view text) {
-  if (text == "copy") return std::nullopt;
-  const auto v = parse_number<int>(text);
-  if (!v || *v < 0 || *v > 255)
-    w.fail(std::string(text), "must be \"copy\" or an integer in 0..255");
-  return static_cast<std::uint8_t>(*v);
+// Every setting of pathsentry-reflector: its flag, its key in the TOML file, its help line.
+const options::OptionTable<Building>& table() {
+  static const options::OptionTable<Building> t({
+      {"--allow",
+       {"allow"},
+       "CIDR",
+       "answer only sources in this prefix (repeatable; required here or\nas allow = [...] in "
+       "the config; flags replace the file's list)",
+       Arg::Repeated,
+       [](Building& b, const Value& v) { set_list(b.c.allow, b.allow_from_flags, v, prefix_of); }},
+      {"--bind",
+       {"bind"},
+       "ADDR",
+       "listen on this local address (repeatable; default 0.0.0.0 and ::)",
+       Arg::Repeated,
+       [](Building& b, const Value& v) { set_list(b.c.bind, b.bind_from_flags, v, address_of); }},
+      {"--port",
+       {"port"},
+       "N",
+       "UDP port (default 862; 0 = any free port)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.port = static_cast<std::uint16_t>(v.integer(0, 65535));
+       }},
+      {"--rate-limit",
+       {"rate_limit_pps"},
+       "PPS",
+       "per-source rate limit, packets/s (default 10000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.rate_limit.pps = static_cast<std::uint64_t>(
+             v.integer(1, static_cast<std::int64_t>(RateLimit::kMaxPps)));
+       }},
+      {"--burst",
+       {"burst"},
+       "N",
+       "per-source burst, packets (default 1000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.rate_limit.burst = static_cast<std::uint64_t>(
+             v.integer(1, static_cast<std::int64_t>(RateLimit::kMaxBurst)));
+       }},
+      {"--max-sources",
+       {"max_sources"},
+       "N",
+       "sources tracked by the rate limiter (default 65536)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.max_sources = static_cast<std::size_t>(v.integer(1, kMaxTableEntries));
+       }},
+      {"--max-sessions",
+       {"max_sessions"},
+       "N",
+       "sessions tracked (default 65536)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.max_sessions = static_cast<std::size_t>(v.integer(1, kMaxTableEntries));
+       }},
+      {"--session-timeout",
+       {"session_timeout_s"},
+       "S",
+       "an idle session restarts at sequence 0 after S seconds (default 300)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.c.session_timeout_ns = seconds_ns(v, 0.001); }},
+      {"--tos",
+       {"reply_tos"},
+       "copy|N",
+       "reply TOS/Traffic Class: copy the request's DSCP (default) or N",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         if (v.type == Value::Type::String && v.text == "copy") {
+           b.c.reply_tos.reset();
+         } else if (v.type == Value::Type::Text && v.text == "copy") {
+           b.c.reply_tos.reset();
+         } else if (v.type == Value::Type::Text || v.type == Value::Type::Integer) {
+           const auto n = parse_number<int>(v.text);
+           if (!n || *n < 0 || *n > 255) v.fail("must be \"copy\" or an integer in 0..255");
+           b.c.reply_tos = static_cast<std::uint8_t>(*n);
+         } else {
+           v.fail("must be \"copy\" or an integer in 0..255");
+         }
+       }},
+      {"--clock-synchronized",
+       {"clock_synchronized"},
+       "",
+       "set the S bit of the error estimate (clock is NTP/PTP synced)",
+       Arg::None,
+       [](Building& b, const Value& v) { b.c.clock_synchronized = v.boolean(); }},
+      {"--clock-error-us",
+       {"clock_error_us"},
+       "US",
+       "advertised clock error estimate, microseconds (default 1000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.clock_error_ns =
+             static_cast<std::int64_t>(std::llround(v.number(1e-3, kMaxSeconds * 1e6) * 1e3));
+       }},
+      {"--stats-interval",
+       {"stats_interval_s"},
+       "S",
+       "log the counters every S seconds (default 10)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.c.stats_interval_ns = seconds_ns(v, 0.1); }},
+      {"--log-level",
+       {"log_level"},
+       "LEVEL",
+       "trace, debug, info, warn, error, critical, off (default info)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.log_level = v.one_of({"trace", "debug", "info", "warn", "error", "critical", "off"});
+       }},
+      {"--config",
+       {},
+       "FILE",
+       "TOML config file (flags override it)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         if (v.text.empty()) v.fail("must name a file");
+         b.cli->config_path = v.text;
+       }},
+      {"--check-config",
+       {},
+       "",
+       "validate the configuration and exit",
+       Arg::None,
+       [](Building& b, const Value&) { b.cli->check_config = true; }},
+      {"--help",
+       {},
+       "",
+       "this text",
+       Arg::None,
+       [](Building& b, const Value&) { b.cli->help = true; }},
+      {"--version",
+       {},
+       "",
+       "the version",
+       Arg::None,
+       [](Building& b, const Value&) { b.cli->version = true; }},
+  });
+  return t;
 }
 
-std::string checked_level(const Where& w, std::string_view text) {
-  for (auto l : kLogLevels) {
-    if (l == text) return std::string(text);
-  }
-  w.fail(std::string(text), "must be one of trace, debug, info, warn, error, critical, off");
+bool is_command(std::string_view flag) {
+  return flag == "--config" || flag == "--check-config" || flag == "--help" || flag == "--version";
 }
 
-// ---- TOML ----
-
-std::string node_text(const toml::node& n) {
-  if (const auto* s = n.as_string()) return s->get();
-  std::ostringstream o;
-  n.visit([&](const auto& v) { o << v; });
-  return o.str();
-}
-
-std::int64_t toml_int(const Where& w, const toml::node& n) {
-  if (const auto* i = n.as_integer()) return i->get();
-  w.fail(node_text(n), "must be an integer");
-}
-
-double toml_number(const Where& w, const toml::node& n) {
-  if (const auto* i = n.as_integer()) return static_cast<double>(i->get());
-  if (const auto* f = n.as_floating_point()) return f->get();
-  w.fail(node_text(n), "must be a number");
-}
-
-std::string toml_string(const Where& w, const toml::node& n) {
-  if (const auto* s = n.as_string()) return s->get();
-  w.fail(node_text(n), "must be a string");
-}
-
-// A list of strings; a single string is accepted as a list of one.
-std::vector<std::string> toml_strings(const Where& w, const toml::node& n) {
-  std::vector<std::string> out;
-  if (const auto* s = n.as_string()) {
-    out.push_back(s->get());
-    return out;
-  }
-  const auto* arr = n.as_array();
-  if (arr == nullptr) w.fail(node_text(n), "must be an array of strings");
-  for (std::size_t i = 0; i < arr->size(); ++i) {
-    const Where item{w.file, w.key + "[" + std::to_string(i) + "]"};
-    out.push_back(toml_string(item, *arr->get(i)));
-  }
-  return out;
-}
-
-void set_from_toml(ReflectorConfig& c, const Where& w, const toml::node& n) {
-  const std::string& k = w.key;
-  if (k == "allow") {
-    c.allow.clear();
-    const auto items = toml_strings(w, n);
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      c.allow.push_back(checked_prefix({w.file, k + "[" + std::to_string(i) + "]"}, items[i]));
-    }
-  } else if (k == "bind") {
-    c.bind.clear();
-    const auto items = toml_strings(w, n);
-    for (std::size_t i = 0; i < items.size(); ++i) {
-      c.bind.push_back(checked_address({w.file, k + "[" + std::to_string(i) + "]"}, items[i]));
-    }
-  } else if (k == "port") {
-    c.port = static_cast<std::uint16_t>(checked_uint(w, toml_int(w, n), 0, 65535));
-  } else if (k == "rate_limit_pps") {
-    c.rate_limit.pps = checked_uint(w, toml_int(w, n), 1, RateLimit::kMaxPps);
-  } else if (k == "burst") {
-    c.rate_limit.burst = checked_uint(w, toml_int(w, n), 1, RateLimit::kMaxBurst);
-  } else if (k == "max_sources") {
-    c.max_sources = checked_uint(w, toml_int(w, n), 1, kMaxTableEntries);
-  } else if (k == "max_sessions") {
-    c.max_sessions = checked_uint(w, toml_int(w, n), 1, kMaxTableEntries);
-  } else if (k == "session_timeout_s") {
-    c.session_timeout_ns = checked_seconds(w, toml_number(w, n), 0.001);
-  } else if (k == "stats_interval_s") {
-    c.stats_interval_ns = checked_seconds(w, toml_number(w, n), 0.1);
-  } else if (k == "reply_tos") {
-    if (n.is_integer()) {
-      c.reply_tos = static_cast<std::uint8_t>(checked_uint(w, toml_int(w, n), 0, 255));
-    } else if (n.is_string() && toml_string(w, n) == "copy") {
-      c.reply_tos.reset();
-    } else {
-      w.fail(node_text(n), "must be \"copy\" or an integer in 0..255");
-    }
-  } else if (k == "clock_synchronized") {
-    const auto* b = n.as_boolean();
-    if (b == nullptr) w.fail(node_text(n), "must be true or false");
-    c.clock_synchronized = b->get();
-  } else if (k == "clock_error_us") {
-    const double us = toml_number(w, n);
-    c.clock_error_ns = checked_seconds(w, us / 1e6, 1e-9);
-  } else if (k == "log_level") {
-    c.log_level = checked_level(w, toml_string(w, n));
-  } else {
-    w.fail("", "unknown key");
-  }
-}
-
-// ---- flags ----
-
-struct FlagSpec {
-  std::string_view name;
-  bool takes_value;
-};
-constexpr FlagSpec kFlags[] = {
-    {"--allow", true},
-    {"--bind", true},
-    {"--port", true},
-    {"--rate-limit", true},
-    {"--burst", true},
-    {"--max-sources", true},
-    {"--max-sessions", true},
-    {"--session-timeout", true},
-    {"--stats-interval", true},
-    {"--tos", true},
-    {"--clock-synchronized", false},
-    {"--clock-error-us", true},
-    {"--log-level", true},
-    {"--config", true},
-    {"--check-config", false},
-    {"--help", false},
-    {"--version", false},
-};
-
-std::int64_t flag_int(const Where& w, std::string_view text) {
-  const auto v = parse_number<std::int64_t>(text);
-  if (!v) w.fail(std::string(text), "must be an integer");
-  return *v;
-}
-
-double flag_number(const Where& w, std::string_view text) {
-  const std::string s(text);
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || end != s.c_str() + s.size()) w.fail(s, "must be a number");
-  return v;
-}
-
-bool flag_bool(const Where& w, std::string_view text) {
-  if (text == "true" || text == "1" || text == "yes") return true;
-  if (text == "false" || text == "0" || text == "no") return false;
-  w.fail(std::string(text), "must be true or false");
-}
-
-void apply_flag(ReflectorConfig& c, const std::string& flag, const std::string& v,
-                bool& allow_from_flags, bool& bind_from_flags) {
-  static const std::string kNoFile;
-  const Where w{kNoFile, flag};
-  if (flag == "--allow") {
-    if (!allow_from_flags) c.allow.clear();
-    allow_from_flags = true;
-    c.allow.push_back(checked_prefix(w, v));
-  } else if (flag == "--bind") {
-    if (!bind_from_flags) c.bind.clear();
-    bind_from_flags = true;
-    c.bind.push_back(checked_address(w, v));
-  } else if (flag == "--port") {
-    c.port = static_cast<std::uint16_t>(checked_uint(w, flag_int(w, v), 0, 65535));
-  } else if (flag == "--rate-limit") {
-    c.rate_limit.pps = checked_uint(w, flag_int(w, v), 1, RateLimit::kMaxPps);
-  } else if (flag == "--burst") {
-    c.rate_limit.burst = checked_uint(w, flag_int(w, v), 1, RateLimit::kMaxBurst);
-  } else if (flag == "--max-sources") {
-    c.max_sources = checked_uint(w, flag_int(w, v), 1, kMaxTableEntries);
-  } else if (flag == "--max-sessions") {
-    c.max_sessions = checked_uint(w, flag_int(w, v), 1, kMaxTableEntries);
-  } else if (flag == "--session-timeout") {
-    c.session_timeout_ns = checked_seconds(w, flag_number(w, v), 0.001);
-  } else if (flag == "--stats-interval") {
-    c.stats_interval_ns = checked_seconds(w, flag_number(w, v), 0.1);
-  } else if (flag == "--tos") {
-    c.reply_tos = checked_tos(w, v);
-  } else if (flag == "--clock-synchronized") {
-    c.clock_synchronized = flag_bool(w, v);
-  } else if (flag == "--clock-error-us") {
-    c.clock_error_ns = checked_seconds(w, flag_number(w, v) / 1e6, 1e-9);
-  } else if (flag == "--log-level") {
-    c.log_level = checked_level(w, v);
+void apply_file(Building& b, const std::vector<Value>& entries) {
+  for (const Value& v : entries) {
+    const auto* o = table().find_key(v.where);
+    if (o == nullptr) v.fail("is not a known key");
+    o->apply(b, v);
   }
 }
 
 }  // namespace
 
 ReflectorConfig parse_reflector_config(std::string_view toml_text, const std::string& file) {
-  toml::table root;
-  try {
-    root = toml::parse(toml_text, file);
-  } catch (const toml::parse_error& e) {
-    const auto& b = e.source().begin;
-    throw ConfigError(file + ":" + std::to_string(b.line) + ":" + std::to_string(b.column) +
-                      ": TOML syntax error: " + std::string(e.description()));
-  }
-  ReflectorConfig c;
-  for (const auto& [key, node] : root) {
-    set_from_toml(c, Where{file, std::string(key.str())}, node);
-  }
-  return c;
+  Building b;
+  apply_file(b, options::parse_toml(toml_text, file));
+  return b.c;
 }
 
 ReflectorConfig load_reflector_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(path, "", "", "cannot read the config file");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (in.bad()) throw ConfigError(path, "", "", "error while reading the config file");
-  return parse_reflector_config(text.str(), path);
+  Building b;
+  apply_file(b, options::read_toml_file(path));
+  return b.c;
 }
 
 void validate_reflector_config(const ReflectorConfig& c, const std::string& file) {
@@ -299,92 +250,45 @@ void validate_reflector_config(const ReflectorConfig& c, const std::string& file
 }
 
 ReflectorCommandLine parse_reflector_args(std::span<const std::string_view> args) {
-  static const std::string kNoFile;
   ReflectorCommandLine cli;
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string_view arg = args[i];
-    std::optional<std::string> inline_value;
-    if (const auto eq = arg.find('='); arg.starts_with("--") && eq != std::string_view::npos) {
-      inline_value = std::string(arg.substr(eq + 1));
-      arg = arg.substr(0, eq);
-    }
-    const FlagSpec* spec = nullptr;
-    for (const auto& f : kFlags) {
-      if (f.name == arg) spec = &f;
-    }
-    if (spec == nullptr) {
-      throw ConfigError(kNoFile, std::string(arg), "",
-                        "unknown argument (see pathsentry-reflector --help)");
-    }
-    std::string value;
-    if (spec->takes_value) {
-      if (inline_value) {
-        value = *inline_value;
-      } else if (i + 1 < args.size()) {
-        value = std::string(args[++i]);
-      } else {
-        throw ConfigError(kNoFile, std::string(arg), "", "needs a value");
-      }
+  Building b;
+  b.cli = &cli;
+  for (const auto& g : table().parse_args(args)) {
+    if (is_command(g.option->flag)) {
+      g.option->apply(b, g.value);
     } else {
-      value = inline_value.value_or("true");
-    }
-    if (arg == "--config") {
-      cli.config_path = value;
-    } else if (arg == "--check-config") {
-      cli.check_config = flag_bool(Where{kNoFile, std::string(arg)}, value);
-    } else if (arg == "--help") {
-      cli.help = true;
-    } else if (arg == "--version") {
-      cli.version = true;
-    } else {
-      cli.overrides.emplace_back(std::string(arg), value);
+      cli.overrides.emplace_back(std::string(g.option->flag), g.value.text);
     }
   }
   return cli;
 }
 
 ReflectorConfig resolve_reflector_config(const ReflectorCommandLine& cli) {
-  ReflectorConfig c;
+  Building b;
   std::string file;
   if (cli.config_path) {
     file = *cli.config_path;
-    c = load_reflector_config(file);
+    apply_file(b, options::read_toml_file(file));
   }
-  bool allow_from_flags = false;
-  bool bind_from_flags = false;
-  for (const auto& [flag, value] : cli.overrides) {
-    apply_flag(c, flag, value, allow_from_flags, bind_from_flags);
+  for (const auto& [flag, text] : cli.overrides) {
+    const auto* o = table().find_flag(flag);
+    if (o == nullptr) throw ConfigError("", flag, text, "is not a known option (see --help)");
+    Value v;
+    v.text = text;
+    v.where = flag;
+    o->apply(b, v);
   }
-  validate_reflector_config(c, allow_from_flags ? std::string() : file);
-  return c;
+  validate_reflector_config(b.c, b.allow_from_flags ? std::string() : file);
+  return b.c;
 }
 
 std::string reflector_usage() {
-  return R"(usage: pathsentry-reflector --allow CIDR [--allow CIDR]... [options]
-
-STAMP (RFC 8762/8972) stateful Session-Reflector, unauthenticated mode.
-
-  --allow CIDR            answer only sources in this prefix (repeatable; required here or
-                          as allow = [...] in the config; flags replace the file's list)
-  --bind ADDR             listen on this local address (repeatable; default 0.0.0.0 and ::)
-  --port N                UDP port (default 862; 0 = any free port)
-  --rate-limit PPS        per-source rate limit, packets/s (default 10000)
-  --burst N               per-source burst, packets (default 1000)
-  --max-sources N         sources tracked by the rate limiter (default 65536)
-  --max-sessions N        sessions tracked (default 65536)
-  --session-timeout S     an idle session restarts at sequence 0 after S seconds (default 300)
-  --tos copy|N            reply TOS/Traffic Class: copy the request's DSCP (default) or N
-  --clock-synchronized    set the S bit of the error estimate (clock is NTP/PTP synced)
-  --clock-error-us US     advertised clock error estimate, microseconds (default 1000)
-  --stats-interval S      log the counters every S seconds (default 10)
-  --log-level LEVEL       trace, debug, info, warn, error, critical, off (default info)
-  --config FILE           TOML config file (flags override it)
-  --check-config          validate the configuration and exit
-  --help, --version
-
-Once the sockets are bound it prints "reflector listening on ADDR:PORT [ADDR:PORT]" on
-stdout, and the final counters on exit (SIGINT/SIGTERM).
-)";
+  return table().usage(
+             "usage: pathsentry-reflector --allow CIDR [--allow CIDR]... [options]\n\n"
+             "STAMP (RFC 8762/8972) stateful Session-Reflector, unauthenticated mode.") +
+         "\nEvery option but the last four is also a key of the config file (docs/reflector.md).\n"
+         "Once the sockets are bound it prints \"reflector listening on ADDR:PORT [ADDR:PORT]\"\n"
+         "on stdout, and the final counters on exit (SIGINT/SIGTERM).\n";
 }
 
 std::string describe(const ReflectorConfig& c) {

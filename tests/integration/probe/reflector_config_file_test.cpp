@@ -69,7 +69,7 @@ TEST_CASE("reflector config file errors name the file", "[integration][reflector
   REQUIRE_THAT(error_of([] {
                  (void)resolve_reflector_config(args({"--config", "/nonexistent/r.toml"}));
                }),
-               Contains("/nonexistent/r.toml") && Contains("cannot read"));
+               Contains("/nonexistent/r.toml") && Contains("cannot be read"));
   TempFile f("allow = [\"172.16.0.0/16\"]\nport = 99999\n");
   REQUIRE_THAT(error_of([&] {
                  (void)resolve_reflector_config(args({"--config", f.path}));

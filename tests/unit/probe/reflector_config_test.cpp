@@ -105,7 +105,7 @@ TEST_CASE("reflector config rejects a bad CIDR", "[unit][reflector_config]") {
   const auto msg = error_of([] { (void)parse(R"(allow = ["10.0.0.0/8", "172.16.0.0/40"])"); });
   REQUIRE_THAT(msg, Contains(kFile) && Contains("allow[1]") && Contains("172.16.0.0/40"));
   REQUIRE_THAT(error_of([] { (void)parse(R"(allow = "not-an-address")"); }),
-               Contains("allow[0]") && Contains("not-an-address"));
+               Contains("allow") && Contains("not-an-address"));
   REQUIRE_THAT(error_of([] { (void)parse(R"(allow = [1, 2])"); }),
                Contains("allow[0]") && Contains("must be a string"));
   REQUIRE_THAT(error_of([] { (void)parse(R"(bind = ["300.1.1.1"])"); }),
@@ -114,8 +114,9 @@ TEST_CASE("reflector config rejects a bad CIDR", "[unit][reflector_config]") {
 
 // Ports outside 0..65535 or of the wrong type are refused with file, key and value.
 TEST_CASE("reflector config rejects a bad port", "[unit][reflector_config]") {
-  REQUIRE_THAT(error_of([] { (void)parse("port = 70000"); }),
-               Contains(kFile) && Contains("port") && Contains("70000") && Contains("0..65535"));
+  REQUIRE_THAT(error_of([] { (void)parse("port = 70000"); }), Contains(kFile) && Contains("port") &&
+                                                                  Contains("70000") &&
+                                                                  Contains("between 0 and 65535"));
   REQUIRE_THAT(error_of([] { (void)parse("port = -1"); }), Contains("'-1'"));
   REQUIRE_THAT(error_of([] { (void)parse("port = \"862\""); }),
                Contains("port = '862'") && Contains("must be an integer"));
@@ -124,9 +125,9 @@ TEST_CASE("reflector config rejects a bad port", "[unit][reflector_config]") {
 // A key the reflector does not know is an error, not silently ignored (typos would be).
 TEST_CASE("reflector config rejects an unknown key", "[unit][reflector_config]") {
   const auto msg = error_of([] { (void)parse("allow = [\"10.0.0.0/8\"]\nrate_limit = 5\n"); });
-  REQUIRE_THAT(msg, Contains(kFile) && Contains("rate_limit") && Contains("unknown key"));
+  REQUIRE_THAT(msg, Contains(kFile) && Contains("rate_limit") && Contains("not a known key"));
   REQUIRE_THAT(error_of([] { (void)parse("[reflector]\nport = 1\n"); }),
-               Contains("reflector") && Contains("unknown key"));
+               Contains("reflector") && Contains("not a known key"));
 }
 
 // Out-of-range and mistyped values of the other keys are refused.
@@ -147,7 +148,7 @@ TEST_CASE("reflector config rejects bad values", "[unit][reflector_config]") {
 TEST_CASE("reflector config reports syntax errors with their position",
           "[unit][reflector_config]") {
   const auto msg = error_of([] { (void)parse("port = 1\nallow = [\"10.0.0.0/8\"\n"); });
-  REQUIRE_THAT(msg, Contains(kFile + ":2:") && Contains("syntax error"));
+  REQUIRE_THAT(msg, Contains(kFile) && Contains("line 2") && Contains("syntax error"));
 }
 
 // Flags parse in both spellings; unknown flags and missing values name the flag.
@@ -161,7 +162,7 @@ TEST_CASE("reflector command line parsing", "[unit][reflector_config]") {
   REQUIRE_THAT(error_of([] {
                  (void)args({"--alow", "1.2.3.4"});
                }),
-               Contains("command line") && Contains("--alow") && Contains("unknown"));
+               Contains("command line") && Contains("--alow") && Contains("not a known option"));
   REQUIRE_THAT(error_of([] {
                  (void)args({"--allow", "1.0.0.0/8", "--port"});
                }),
