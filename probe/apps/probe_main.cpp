@@ -317,6 +317,13 @@ int run(const AgentConfig& cfg) {
   for (const auto& s : engine.sessions()) {
     summaries.push_back(s->summary());
     configs.push_back(&s->config());
+    // With taps, the split by direction is the records' own (docs/attribution.md §2), so the
+    // summary never says what the records do not.
+    if (const auto l = pipeline ? pipeline->session_losses(s->config().session_id) : std::nullopt) {
+      summaries.back().lost_forward = (*l)[0];
+      summaries.back().lost_reverse = (*l)[1];
+      summaries.back().lost_undetermined = (*l)[2];
+    }
   }
   for (std::size_t i = 0; i < summaries.size(); ++i) {
     std::fprintf(human, "%s\n", format_total_line(*configs[i], summaries[i]).c_str());
