@@ -603,6 +603,16 @@ struct Attributor::Impl {
             if (sl->has(kLoss)) ready.emplace_back(si, q);  // it was waiting for this
           }
         }
+      } else if (gap > 0) {
+        // More arrivals than requests (the reflector restarted or numbers another way): its
+        // counter says nothing here, and waiting longer will not change that.
+        for (std::uint64_t q = s.last_rx_seq + 1; q < seq; ++q) {
+          Slot* sl = lookup(s, q);
+          if (sl != nullptr && !sl->has(kReceived) && !sl->has(kEmitted)) {
+            sl->hint = LossHint::Mixed;
+            if (sl->has(kLoss)) ready.emplace_back(si, q);
+          }
+        }
       }
     }
     if (!s.has_last_rx || seq > s.last_rx_seq) {
