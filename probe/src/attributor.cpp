@@ -43,7 +43,8 @@ enum Flag : std::uint16_t {
   kLate = 1 << 7,        // answered after its loss was emitted: re-emit as late
   kFwdSampled = 1 << 8,  // its forward PathSample went out
   kRevSampled = 1 << 9,
-  kLateEsp = 1 << 10,  // seen nowhere, but a late ESP packet may be its own (counted once)
+  kLateEsp = 1 << 10,        // seen nowhere, but a late ESP packet may be its own (counted once)
+  kTapDownUnseen = 1 << 11,  // seen nowhere while a tap was down: "unknown" (counted once)
 };
 
 enum class LossHint : std::uint8_t { None, FwdLost, RevLost, Mixed };
@@ -249,6 +250,13 @@ struct Attributor::Impl {
   std::vector<std::pair<std::uint32_t, std::uint64_t>> ready;
   Ring<Unseen> unseen;
   std::int64_t last_now = std::numeric_limits<std::int64_t>::min();
+  // Per tap, the spans [from, to] during which it was down (to = kOpen while it still is).
+  struct DownSpan {
+    std::int64_t from_ns = 0;
+    std::int64_t to_ns = 0;
+  };
+  static constexpr std::int64_t kOpen = std::numeric_limits<std::int64_t>::max();
+  std::vector<std::deque<DownSpan>> down_spans;
 
   AttributorStats stats;
 
@@ -321,6 +329,57 @@ struct Attributor::Impl {
     retention = std::max(span + cfg.settle_ns, fwd_none_delay) + kRetentionMarginNs;
     stats.path_counts.assign(labels.size(), {0, 0});
     stats.taps.assign(cfg.taps.size(), {});
+    down_spans.resize(cfg.taps.size());
+  }
+
+  // ---- tap availability ----
+
+  [[nodiscard]] bool tap_down_during(std::size_t tap, std::int64_t from, std::int64_t to) const {
+    for (const DownSpan& d : down_spans[tap]) {
+      if (d.from_ns <= to && from <= d.to_ns) return true;
+    }
+    return false;
+  }
+
+  /// The times a tap's silence about this probe would be evidence: its forward window (clear
+  /// copies at the send, ESP ones in the window and the late horizon), and the reply's window
+  /// when answered, else anything up to the sender's timeout. settle_ns of slack on each side.
+  [[nodiscard]] bool probe_tap_down(const Session& s, const Slot& sl, std::size_t tap,
+                                    bool fwd_only) const {
+    std::int64_t fwd_to = 0;
+    for (std::size_t t : lane_tap) {
+      fwd_to = std::max(fwd_to, cfg.taps[t].hi_ns(Direction::Forward) + cfg.esp_late_horizon_ns);
+    }
+    if (tap_down_during(tap, sl.anchor_ns - cfg.settle_ns, sl.anchor_ns + fwd_to + cfg.settle_ns)) {
+      return true;
+    }
+    if (fwd_only) return false;
+    if (sl.has(kReceived)) {
+      std::int64_t rev_from = 0;
+      for (std::size_t t : lane_tap)
+        rev_from = std::max(rev_from, cfg.taps[t].hi_ns(Direction::Reverse));
+      return tap_down_during(tap, sl.rx_ns - rev_from - cfg.settle_ns, sl.rx_ns + cfg.settle_ns);
+    }
+    return tap_down_during(tap, sl.anchor_ns, sl.anchor_ns + s.spec.timeout_ns + cfg.settle_ns);
+  }
+
+  [[nodiscard]] bool fwd_tap_down(const Session& s, const Slot& sl) const {
+    for (std::size_t t = 0; t < down_spans.size(); ++t) {
+      if (!down_spans[t].empty() && probe_tap_down(s, sl, t, true)) return true;
+    }
+    return false;
+  }
+
+  void prune_down_spans() {
+    // A record can follow its probe by the sender's timeout plus record_grace_ns; keep a
+    // closed span a generous minute past that.
+    constexpr std::int64_t kKeepNs = 60'000'000'000;
+    for (auto& spans : down_spans) {
+      while (spans.size() > 1 && spans.front().to_ns != kOpen &&
+             spans.front().to_ns < last_now - kKeepNs) {
+        spans.pop_front();
+      }
+    }
   }
 
   // ---- sessions and slots ----
@@ -705,7 +764,7 @@ struct Attributor::Impl {
   }
 
   /// The forward path once the probe's fate is known.
-  std::int8_t fwd_outcome(Slot& sl, std::int8_t ev) {
+  std::int8_t fwd_outcome(const Session& s, Slot& sl, std::int8_t ev) {
     if (sl.has(kReceived)) return ev >= 0 ? ev : unknown_id;
     switch (sl.hint) {
       case LossHint::FwdLost:
@@ -720,6 +779,14 @@ struct Attributor::Impl {
     // ESP tap saw a packet that could be this probe's, late.
     if (ev >= 0) return ev;
     if (ev == kAmbiguous || late_esp(sl)) return unknown_id;
+    // A tap that was down may have carried it: its silence is no evidence.
+    if (fwd_tap_down(s, sl)) {
+      if (!sl.has(kTapDownUnseen)) {
+        sl.flags |= kTapDownUnseen;
+        ++stats.fwd_unseen_tap_down;
+      }
+      return unknown_id;
+    }
     return none_id;
   }
 
@@ -775,8 +842,8 @@ struct Attributor::Impl {
     p.tx_ns = sl.anchor_ns;  // one clock for every sample: event figures stay consistent
     p.path = labels[static_cast<std::size_t>(path)];
     // "unknown" only because a late ESP packet may be this lost probe's: not known to be through.
-    p.maybe_lost =
-        d == Direction::Forward && path == unknown_id && sl.has(kLateEsp) && !sl.has(kReceived);
+    p.maybe_lost = d == Direction::Forward && path == unknown_id &&
+                   (sl.has(kLateEsp) || sl.has(kTapDownUnseen)) && !sl.has(kReceived);
   }
 
   /// The forward sample leaves as soon as it is final: when a tap saw the probe (or saw it
@@ -788,7 +855,7 @@ struct Attributor::Impl {
     if (ev >= 0 || ev == kAmbiguous) {
       sample(s, sl, Direction::Forward, ev >= 0 ? ev : unknown_id, out);
     } else if (fwd_final(sl, ev, now)) {
-      sample(s, sl, Direction::Forward, fwd_outcome(sl, ev), out);
+      sample(s, sl, Direction::Forward, fwd_outcome(s, sl, ev), out);
     } else if (unseen.empty() || unseen.back().seq != sl.seq || unseen.back().session != si) {
       unseen.push_back({sl.anchor_ns + fwd_none_delay, si, sl.seq});
     }
@@ -804,7 +871,7 @@ struct Attributor::Impl {
         }
       }
     }
-    const std::int8_t fwd = fwd_outcome(sl, evidence(sl.fwd_clear, sl.fwd_esp));
+    const std::int8_t fwd = fwd_outcome(s, sl, evidence(sl.fwd_clear, sl.fwd_esp));
     const std::int8_t rev_ev = evidence(sl.rev_clear, sl.rev_esp);
     const std::int8_t rev = sl.has(kReceived) ? (rev_ev >= 0 ? rev_ev : unknown_id) : none_id;
     if (!sl.has(kFwdSampled)) {
@@ -833,6 +900,14 @@ struct Attributor::Impl {
     r.fwd_path = labels[static_cast<std::size_t>(fwd)];
     r.rev_path = labels[static_cast<std::size_t>(rev)];
     r.late = sl.has(kLate);
+    for (std::size_t t = 0; t < down_spans.size(); ++t) {
+      if (down_spans[t].empty() || !probe_tap_down(s, sl, t, false)) continue;
+      const std::string& name = cfg.taps[t].interface;
+      if (std::find(r.taps_down.begin(), r.taps_down.end(), name) == r.taps_down.end()) {
+        r.taps_down.push_back(name);
+      }
+    }
+    if (!r.taps_down.empty()) ++stats.tap_down_records;
     sl.flags |= kEmitted;
     ++stats.records;
     if (r.late) {
@@ -942,6 +1017,7 @@ struct Attributor::Impl {
         advance_lowest(s);
       }
     }
+    prune_down_spans();
     // Observations no window can still claim.
     for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
       for (auto& ln : lanes[lane]) {
@@ -1021,6 +1097,29 @@ void Attributor::poll(std::int64_t now_ns, std::vector<ProbeRecord>& records,
 void Attributor::flush(std::vector<ProbeRecord>& records, std::vector<PathSample>* samples) {
   Impl::Out out{records, samples};
   impl_->poll(std::numeric_limits<std::int64_t>::max() / 2, out);
+}
+
+void Attributor::tap_down(std::size_t tap, std::int64_t from_ns) {
+  Impl& m = *impl_;
+  if (tap >= m.down_spans.size()) return;
+  auto& spans = m.down_spans[tap];
+  if (!spans.empty() && spans.back().to_ns == Impl::kOpen) return;
+  spans.push_back({from_ns, Impl::kOpen});
+}
+
+void Attributor::tap_up(std::size_t tap, std::int64_t at_ns) {
+  Impl& m = *impl_;
+  if (tap >= m.down_spans.size()) return;
+  auto& spans = m.down_spans[tap];
+  if (spans.empty() || spans.back().to_ns != Impl::kOpen) return;
+  spans.back().to_ns = std::max(at_ns, spans.back().from_ns);
+}
+
+bool Attributor::any_tap_down(std::int64_t from_ns, std::int64_t to_ns) const {
+  for (std::size_t t = 0; t < impl_->down_spans.size(); ++t) {
+    if (impl_->tap_down_during(t, from_ns, to_ns)) return true;
+  }
+  return false;
 }
 
 const std::vector<std::string>& Attributor::path_labels() const {
