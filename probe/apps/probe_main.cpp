@@ -229,7 +229,8 @@ int run(const AgentConfig& cfg) {
     engine.add_session(make_session(cfg, i, *sink));
   }
   // Every socket is open: nothing below needs a capability.
-  if (const std::string why = io::drop_privileges(cfg.rt_priority); !why.empty()) {
+  if (const std::string why = io::drop_privileges(cfg.rt_priority, !cfg.tap.taps.empty());
+      !why.empty()) {
     log("privileges: " + why);
   }
   std::vector<TtlStats> ttl_before(ttl_probers.size());
@@ -246,7 +247,10 @@ int run(const AgentConfig& cfg) {
       for (std::size_t i = 0; i < reports.size(); ++i) {
         const auto& sc = engine.sessions()[i]->config();
         std::string line = format_interval_line(end_ns, sc, reports[i]);
-        if (pipeline) line += " " + pipeline->current_paths(sc.session_id);
+        if (pipeline) {
+          line += " " + pipeline->current_paths(sc.session_id);
+          if (const std::string d = pipeline->degraded(); !d.empty()) line += " " + d;
+        }
         std::fprintf(human, "%s\n", line.c_str());
       }
       std::fflush(human);
