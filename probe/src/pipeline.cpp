@@ -312,8 +312,11 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
       }
       ++attempt;
       if (options_.log && (attempt == 1 || attempt % 10 == 0 || problem != last_error)) {
-        options_.log("tap " + name + ": still down after " + std::to_string(attempt) +
-                     " reopen attempt(s): " + problem);
+        // open_live() names the tap already.
+        const std::string prefix = "tap " + name + ": ";
+        options_.log(prefix + "still down after " + std::to_string(attempt) +
+                     " reopen attempt(s): " +
+                     (problem.rfind(prefix, 0) == 0 ? problem.substr(prefix.size()) : problem));
       }
       last_error = problem;
       t.error = problem;

@@ -471,8 +471,7 @@ TEST_CASE("pipeline: a tap whose capture fails is reopened, its gap is no eviden
     bool still_down_logged = false;
     for (const auto& l : log_lines) {
       still_down_logged =
-          still_down_logged ||
-          l == "tap ec: still down after 1 reopen attempt(s): tap ec: No such device";
+          still_down_logged || l == "tap ec: still down after 1 reopen attempt(s): No such device";
     }
     CHECK(still_down_logged);
   }
