@@ -219,15 +219,19 @@ void Pipeline::publish_watermark(TapThread& t, std::int64_t ts_ns) {
 void Pipeline::capture_loop(TapThread& t) {
   BufferSink sink;
   bool end = false;
-  std::int64_t next_link_check = clock_.monotonic_ns() + options_.link_check_interval_ns;
   while (!end) {
     const bool stopping = capture_stop_.load();
     auto n = t.tap->pump(sink, kPumpBatch, &end);
     std::string failure;
+    std::int64_t drained = std::numeric_limits<std::int64_t>::min();
     if (!n) {
       failure = n.error();
-    } else if (!end && clock_.monotonic_ns() >= next_link_check) {
-      next_link_check = clock_.monotonic_ns() + options_.link_check_interval_ns;
+    } else if (!end && *n < kPumpBatch) {
+      // The ring is empty: nothing captured before now (minus the slack) is pending — if the
+      // interface could deliver frames, which libpcap does not say for one that is down or
+      // without carrier (it just reads nothing). Checked after the clock read, so a watermark
+      // is only published for a time the link is known to have been up.
+      drained = clock_.system_ns() - kDrainSlackNs;
       failure = t.tap->source().link_problem().value_or("");
     }
     std::int64_t newest = std::numeric_limits<std::int64_t>::min();
@@ -242,17 +246,12 @@ void Pipeline::capture_loop(TapThread& t) {
       // complete up to +inf: its silence must not count as evidence, docs/attribution.md).
       publish_watermark(t, newest);
       if (!recover(t, failure)) break;
-      next_link_check = clock_.monotonic_ns() + options_.link_check_interval_ns;
       continue;
     }
     // Published after the observations are queued, so the worker never sees a watermark
     // ahead of what it can read.
-    if (end) {
-      newest = std::numeric_limits<std::int64_t>::max();
-    } else if (*n < kPumpBatch) {
-      newest = std::max(newest, clock_.system_ns() - kDrainSlackNs);  // nothing older is pending
-    }
-    publish_watermark(t, newest);
+    publish_watermark(t,
+                      end ? std::numeric_limits<std::int64_t>::max() : std::max(newest, drained));
     if (stopping) break;  // one last pump after the stop was asked
     if (*n == kPumpBatch) continue;
     const int fd = t.tap->source().selectable_fd();

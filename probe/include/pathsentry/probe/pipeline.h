@@ -52,9 +52,6 @@ struct PipelineOptions {
   /// Clock's monotonic reading.
   std::int64_t reopen_initial_ns = 100'000'000;
   std::int64_t reopen_max_ns = 5'000'000'000;
-  /// How often a live tap's interface is checked for being down or without carrier (libpcap
-  /// reads nothing, without an error, from such an interface).
-  std::int64_t link_check_interval_ns = 100'000'000;
 };
 
 /// Reopens a tap's capture (the same interface, BPF filter and ring size).
