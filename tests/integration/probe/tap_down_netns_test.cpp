@@ -54,9 +54,10 @@ void make_mirror(const std::string& ns) {
   pathsentry::test::run_or_throw("ip -n " + ns + " link add mir0 type veth peer name mir1");
   pathsentry::test::run_or_throw("ip -n " + ns + " link set mir0 up");
   pathsentry::test::run_or_throw("ip -n " + ns + " link set mir1 up");
-  std::system(("tc -n " + ns + " qdisc del dev va clsact 2>/dev/null").c_str());
-  pathsentry::test::run_or_throw("tc -n " + ns + " qdisc add dev va clsact");
-  for (const char* dir : {"ingress", "egress"}) {
+  // The qdisc is kept (replace is a no-op once it exists), only the filters are renewed.
+  pathsentry::test::run_or_throw("tc -n " + ns + " qdisc replace dev va clsact");
+  for (const std::string dir : {"ingress", "egress"}) {
+    std::system(("tc -n " + ns + " filter del dev va " + dir + " pref 10 2>/dev/null").c_str());
     pathsentry::test::run_or_throw("tc -n " + ns + " filter add dev va " + dir +
                                    " pref 10 protocol all u32 match u32 0 0 action mirred egress "
                                    "mirror dev mir0");
@@ -125,10 +126,16 @@ void check_tap_failure(const NetnsPair& pair, const std::function<void()>& disru
   std::size_t before = 0;
   std::size_t gap = 0;
   std::size_t after = 0;
+  std::size_t lost = 0;
   for (const auto& r : records) {
     INFO("seq " << r.seq << " fwd " << r.fwd_path << " rev " << r.rev_path);
-    REQUIRE(r.rx_ns.has_value());  // the tap failed, not the path
+    // The tap failed, not the path: a probe lost all the same (rarely, on a loaded machine) is
+    // never "none" forward: seen leaving, or in the gap unknown.
     CHECK(r.fwd_path != "none");
+    if (!r.rx_ns) {
+      ++lost;
+      continue;
+    }
     CHECK(r.rev_path != "none");
     if (!r.taps_down.empty()) {
       CHECK(r.taps_down == std::vector<std::string>{"mir1"});
@@ -145,6 +152,7 @@ void check_tap_failure(const NetnsPair& pair, const std::function<void()>& disru
       CHECK(r.fwd_path == "unknown");
     }
   }
+  CHECK(lost <= 2);
   CHECK(before > 200);
   CHECK(gap > 150);
   CHECK(after > 100);  // capture resumed
