@@ -404,10 +404,10 @@ TEST_CASE("pipeline: a tap whose capture fails is reopened, its gap is no eviden
     std::lock_guard lock(mu);
     log_lines.push_back(l);
   };
+  std::atomic<int> attempts{0};  // before the pipeline: its threads use them until it is gone
+  std::atomic<bool> back{false};
   Pipeline p(clock, po);
   p.add_session(spec);
-  std::atomic<int> attempts{0};
-  std::atomic<bool> back{false};
   p.set_source(
       0, std::make_unique<ScriptedSource>(copies(0, 5), 1, "pcap read: The interface disappeared"),
       [&]() -> tl::expected<std::unique_ptr<PacketSource>, std::string> {
