@@ -240,7 +240,8 @@ int run(const AgentConfig& cfg) {
     engine.add_session(make_session(cfg, i, *sink));
   }
   // Every socket is open: nothing below needs a capability.
-  if (const std::string why = io::drop_privileges(cfg.rt_priority); !why.empty()) {
+  if (const std::string why = io::drop_privileges(cfg.rt_priority, !cfg.tap.taps.empty());
+      !why.empty()) {
     log("privileges: " + why);
   }
   std::vector<TtlStats> ttl_before(ttl_probers.size());
@@ -260,6 +261,10 @@ int run(const AgentConfig& cfg) {
         if (pipeline) {
           line += ' ';
           line += pipeline->current_paths(sc.session_id);
+          if (const std::string d = pipeline->degraded(); !d.empty()) {
+            line += ' ';
+            line += d;
+          }
         }
         std::fprintf(human, "%s\n", line.c_str());
       }

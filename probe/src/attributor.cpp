@@ -43,7 +43,8 @@ enum Flag : std::uint16_t {
   kLate = 1 << 7,        // answered after its loss was emitted: re-emit as late
   kFwdSampled = 1 << 8,  // its forward PathSample went out
   kRevSampled = 1 << 9,
-  kLateEsp = 1 << 10,  // seen nowhere, but a late ESP packet may be its own (counted once)
+  kLateEsp = 1 << 10,        // seen nowhere, but a late ESP packet may be its own (counted once)
+  kTapDownUnseen = 1 << 11,  // seen nowhere while a tap was down: "unknown" (counted once)
 };
 
 enum class LossHint : std::uint8_t { None, FwdLost, RevLost, Mixed };
@@ -253,6 +254,13 @@ struct Attributor::Impl {
   Ring<Unseen> unseen;
   Ring<Unseen> held;  // lost STAMP probes waiting for the reflector's counter (due: the cap)
   std::int64_t last_now = std::numeric_limits<std::int64_t>::min();
+  // Per tap, the spans [from, to] during which it was down (to = kOpen while it still is).
+  struct DownSpan {
+    std::int64_t from_ns = 0;
+    std::int64_t to_ns = 0;
+  };
+  static constexpr std::int64_t kOpen = std::numeric_limits<std::int64_t>::max();
+  std::vector<std::deque<DownSpan>> down_spans;
 
   AttributorStats stats;
 
@@ -325,6 +333,67 @@ struct Attributor::Impl {
     retention = std::max(span + cfg.settle_ns, fwd_none_delay) + kRetentionMarginNs;
     stats.path_counts.assign(labels.size(), {0, 0});
     stats.taps.assign(cfg.taps.size(), {});
+    down_spans.resize(cfg.taps.size());
+  }
+
+  // ---- tap availability ----
+
+  [[nodiscard]] bool tap_down_during(std::size_t tap, std::int64_t from, std::int64_t to) const {
+    for (const DownSpan& d : down_spans[tap]) {
+      if (d.from_ns <= to && from <= d.to_ns) return true;
+    }
+    return false;
+  }
+
+  /// The times a tap's silence about this probe would be evidence: its forward window (clear
+  /// copies at the send, ESP ones in the window and the late horizon), and the reply's window
+  /// when answered, else anything up to the sender's timeout. settle_ns of slack on each side.
+  [[nodiscard]] bool probe_tap_down(const Session& s, const Slot& sl, std::size_t tap,
+                                    bool fwd_only) const {
+    std::int64_t fwd_to = 0;
+    for (std::size_t t : lane_tap) {
+      fwd_to = std::max(fwd_to, cfg.taps[t].hi_ns(Direction::Forward) + cfg.esp_late_horizon_ns);
+    }
+    if (tap_down_during(tap, sl.anchor_ns - cfg.settle_ns, sl.anchor_ns + fwd_to + cfg.settle_ns)) {
+      return true;
+    }
+    if (fwd_only) return false;
+    if (sl.has(kReceived)) {
+      std::int64_t rev_from = 0;
+      for (std::size_t t : lane_tap)
+        rev_from = std::max(rev_from, cfg.taps[t].hi_ns(Direction::Reverse));
+      return tap_down_during(tap, sl.rx_ns - rev_from - cfg.settle_ns, sl.rx_ns + cfg.settle_ns);
+    }
+    return tap_down_during(tap, sl.anchor_ns, sl.anchor_ns + s.spec.timeout_ns + cfg.settle_ns);
+  }
+
+  [[nodiscard]] bool fwd_tap_down(const Session& s, const Slot& sl) const {
+    for (std::size_t t = 0; t < down_spans.size(); ++t) {
+      if (!down_spans[t].empty() && probe_tap_down(s, sl, t, true)) return true;
+    }
+    return false;
+  }
+
+  /// A probe seen on no tap while a tap that may have carried it was down: its absence is no
+  /// evidence that it did not leave (counted once per probe).
+  bool unseen_tap_down(const Session& s, Slot& sl) {
+    if (sl.has(kTapDownUnseen)) return true;
+    if (!fwd_tap_down(s, sl)) return false;
+    sl.flags |= kTapDownUnseen;
+    ++stats.fwd_unseen_tap_down;
+    return true;
+  }
+
+  void prune_down_spans() {
+    // A record can follow its probe by the sender's timeout plus record_grace_ns; keep a
+    // closed span a generous minute past that.
+    constexpr std::int64_t kKeepNs = 60'000'000'000;
+    for (auto& spans : down_spans) {
+      while (spans.size() > 1 && spans.front().to_ns != kOpen &&
+             spans.front().to_ns < last_now - kKeepNs) {
+        spans.pop_front();
+      }
+    }
   }
 
   // ---- sessions and slots ----
@@ -556,12 +625,12 @@ struct Attributor::Impl {
 
   /// What is known of a lost probe in a reflector gap before the counter is applied.
   enum class GapClass : std::uint8_t { Arrived, NotLeft, Open };
-  GapClass gap_class(Slot& sl) {
+  GapClass gap_class(const Session& s, Slot& sl) {
     if (sl.rev_clear != 0) return GapClass::Arrived;  // its reply was seen on a tap
     // Seen leaving on no tap, with the late horizon past and no late ESP packet: it did not
     // leave (the taps cover every path), so it cannot be one of those that arrived.
     if (sl.has(kFwdDecided) && evidence(sl.fwd_clear, sl.fwd_esp) == kNoEvidence &&
-        sl.anchor_ns + fwd_none_delay <= last_now && !late_esp(sl)) {
+        sl.anchor_ns + fwd_none_delay <= last_now && !late_esp(sl) && !unseen_tap_down(s, sl)) {
       return GapClass::NotLeft;
     }
     return GapClass::Open;
@@ -586,7 +655,7 @@ struct Attributor::Impl {
             ++open;  // nothing known of it: it may be any of them
             continue;
           }
-          const GapClass c = gap_class(*sl);
+          const GapClass c = gap_class(s, *sl);
           if (c == GapClass::Arrived) ++known_arrived;
           if (c == GapClass::Open) ++open;
         }
@@ -596,7 +665,7 @@ struct Attributor::Impl {
         for (std::uint64_t q = s.last_rx_seq + 1; q < seq; ++q) {
           Slot* sl = lookup(s, q);
           if (sl != nullptr && !sl->has(kReceived) && !sl->has(kEmitted)) {
-            const GapClass c = gap_class(*sl);
+            const GapClass c = gap_class(s, *sl);
             sl->hint = c == GapClass::Arrived   ? LossHint::RevLost
                        : c == GapClass::NotLeft ? LossHint::FwdLost
                                                 : h;
@@ -790,7 +859,9 @@ struct Attributor::Impl {
     if (ev >= 0 || ev == kAmbiguous) return LossDirection::Undetermined;
     // Seen nowhere: it did not leave (the taps cover every path), unless an ESP packet that
     // could be its own came late.
-    return late_esp(sl) ? LossDirection::Undetermined : LossDirection::Forward;
+    // A tap that was down may have carried it: its silence is no evidence either.
+    return late_esp(sl) || unseen_tap_down(s, sl) ? LossDirection::Undetermined
+                                                  : LossDirection::Forward;
   }
 
   /// The forward path: where the request was seen leaving ("unknown" when it went somewhere
@@ -881,7 +952,7 @@ struct Attributor::Impl {
     if (fate_known(s, sl, ev, now)) {
       sample_fate(s, sl, Direction::Forward, ev, out);
     } else if (ev == kNoEvidence && sl.anchor_ns + fwd_none_delay <= now) {
-      if (late_esp(sl)) {
+      if (late_esp(sl) || unseen_tap_down(s, sl)) {
         sample(s, sl, Direction::Forward, unknown_id, PathSample::Fate::MaybeLost, out);
       } else {
         sample(s, sl, Direction::Forward, none_id, PathSample::Fate::Lost, out);
@@ -933,6 +1004,14 @@ struct Attributor::Impl {
     r.rev_path = labels[static_cast<std::size_t>(rev)];
     r.loss = loss;
     r.late = sl.has(kLate);
+    for (std::size_t t = 0; t < down_spans.size(); ++t) {
+      if (down_spans[t].empty() || !probe_tap_down(s, sl, t, false)) continue;
+      const std::string& name = cfg.taps[t].interface;
+      if (std::find(r.taps_down.begin(), r.taps_down.end(), name) == r.taps_down.end()) {
+        r.taps_down.push_back(name);
+      }
+    }
+    if (!r.taps_down.empty()) ++stats.tap_down_records;
     sl.flags |= kEmitted;
     ++stats.records;
     if (r.late) {
@@ -1066,6 +1145,7 @@ struct Attributor::Impl {
         advance_lowest(s);
       }
     }
+    prune_down_spans();
     // Observations no window can still claim.
     for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
       for (auto& ln : lanes[lane]) {
@@ -1145,6 +1225,29 @@ void Attributor::poll(std::int64_t now_ns, std::vector<ProbeRecord>& records,
 void Attributor::flush(std::vector<ProbeRecord>& records, std::vector<PathSample>* samples) {
   Impl::Out out{records, samples};
   impl_->poll(std::numeric_limits<std::int64_t>::max() / 2, out);
+}
+
+void Attributor::tap_down(std::size_t tap, std::int64_t from_ns) {
+  Impl& m = *impl_;
+  if (tap >= m.down_spans.size()) return;
+  auto& spans = m.down_spans[tap];
+  if (!spans.empty() && spans.back().to_ns == Impl::kOpen) return;
+  spans.push_back({from_ns, Impl::kOpen});
+}
+
+void Attributor::tap_up(std::size_t tap, std::int64_t at_ns) {
+  Impl& m = *impl_;
+  if (tap >= m.down_spans.size()) return;
+  auto& spans = m.down_spans[tap];
+  if (spans.empty() || spans.back().to_ns != Impl::kOpen) return;
+  spans.back().to_ns = std::max(at_ns, spans.back().from_ns);
+}
+
+bool Attributor::any_tap_down(std::int64_t from_ns, std::int64_t to_ns) const {
+  for (std::size_t t = 0; t < impl_->down_spans.size(); ++t) {
+    if (impl_->tap_down_during(t, from_ns, to_ns)) return true;
+  }
+  return false;
 }
 
 const std::vector<std::string>& Attributor::path_labels() const {

@@ -5,9 +5,11 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <limits>
 
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/probe/io/privileges.h"
 #include "pathsentry/probe/packet_source.h"
 #include "pathsentry/probe/probe_wire.h"
 
@@ -16,12 +18,17 @@ namespace pathsentry::probe {
 struct Pipeline::TapThread {
   std::size_t index = 0;
   std::unique_ptr<Tap> tap;
+  SourceOpener reopen;  // empty: a failed capture stays down
   std::thread thread;
-  std::string error;  // set by the capture thread when its source failed
+  std::string error;  // the last failure (capture thread; read after stop())
   /// Capture time up to which this tap has handed over everything it captured: the newest
-  /// frame's timestamp, or (ring drained) the clock minus a little slack; INT64_MAX at the end
-  /// of a file or after a failure. Written by the capture thread, read by the worker.
+  /// frame's timestamp, or (ring drained, or the tap down and known to the attributor as such)
+  /// the clock minus a little slack; INT64_MAX at the end of a file. Written by the capture
+  /// thread, read by the worker.
   std::atomic<std::int64_t> watermark_ns{std::numeric_limits<std::int64_t>::min()};
+  /// Down since (capture time), for degraded(); kUp while capturing.
+  static constexpr std::int64_t kUp = std::numeric_limits<std::int64_t>::min();
+  std::atomic<std::int64_t> down_since_ns{kUp};
 };
 
 namespace {
@@ -42,6 +49,13 @@ constexpr std::int64_t kDrainSlackNs = 1'000'000;
 constexpr std::int64_t kWatermarkGraceNs = 20'000'000;
 
 }  // namespace
+
+std::int64_t reopen_backoff_ns(std::uint32_t attempt, std::int64_t initial_ns,
+                               std::int64_t max_ns) {
+  std::int64_t d = std::max<std::int64_t>(initial_ns, 1);
+  for (std::uint32_t i = 0; i < attempt && d < max_ns; ++i) d *= 2;
+  return std::min(d, std::max(max_ns, initial_ns));
+}
 
 SessionSpec session_spec_for(const SessionConfig& s) {
   SessionSpec spec;
@@ -116,13 +130,25 @@ void Pipeline::open_live_taps(const std::vector<std::string>& keys) {
       throw ConfigError("", key == "--tap" ? key : key + ".interface", spec.interface,
                         "cannot capture: " + src.error());
     }
-    set_source(i, std::move(*src));
+    // The same capture again once it fails: needs CAP_NET_RAW then too (kept in the permitted
+    // set by the agent, raised for the call: io/privileges.h).
+    set_source(i, std::move(*src),
+               [lo]() -> tl::expected<std::unique_ptr<PacketSource>, std::string> {
+                 const io::NetRawScope cap;
+                 auto reopened = open_live(lo);
+                 if (!reopened && !cap.error().empty()) {
+                   return tl::unexpected(reopened.error() + " (" + cap.error() + ")");
+                 }
+                 return reopened;
+               });
   }
 }
 
-void Pipeline::set_source(std::size_t index, std::unique_ptr<PacketSource> source) {
+void Pipeline::set_source(std::size_t index, std::unique_ptr<PacketSource> source,
+                          SourceOpener reopen) {
   taps_.at(index)->tap =
       std::make_unique<Tap>(options_.taps[index], options_.decode, std::move(source), index);
+  taps_.at(index)->reopen = std::move(reopen);
 }
 
 void Pipeline::start() {
@@ -162,6 +188,21 @@ void Pipeline::on_record(const ProbeRecord& record) {
   inputs_.emplace_back(record);
 }
 
+std::string Pipeline::degraded() const {
+  std::string out;
+  const std::int64_t now = clock_.system_ns();
+  for (const auto& t : taps_) {
+    const std::int64_t since = t->down_since_ns.load();
+    if (since == TapThread::kUp) continue;
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f",
+                  static_cast<double>(std::max<std::int64_t>(0, now - since)) / 1e9);
+    out += (out.empty() ? "degraded: " : ", ") + options_.taps[t->index].interface + " (" +
+           options_.taps[t->index].path + ") down " + b + " s";
+  }
+  return out;
+}
+
 std::string Pipeline::current_paths(std::uint32_t session_id) const {
   std::lock_guard lock(paths_mu_);
   auto it = paths_.find(session_id);
@@ -169,19 +210,29 @@ std::string Pipeline::current_paths(std::uint32_t session_id) const {
   return ttl_targets_.count(session_id) != 0 ? std::string("fwd=-") : std::string("fwd=- rev=-");
 }
 
+void Pipeline::publish_watermark(TapThread& t, std::int64_t ts_ns) {
+  if (ts_ns > t.watermark_ns.load(std::memory_order_relaxed)) {
+    t.watermark_ns.store(ts_ns, std::memory_order_release);
+  }
+}
+
 void Pipeline::capture_loop(TapThread& t) {
   BufferSink sink;
-  const int fd = t.tap->source().selectable_fd();
   bool end = false;
   while (!end) {
     const bool stopping = capture_stop_.load();
     auto n = t.tap->pump(sink, kPumpBatch, &end);
+    std::string failure;
+    std::int64_t drained = std::numeric_limits<std::int64_t>::min();
     if (!n) {
-      t.error = n.error();
-      if (options_.log) {
-        options_.log("tap " + t.tap->spec().interface + ": capture stopped: " + n.error());
-      }
-      end = true;
+      failure = n.error();
+    } else if (!end && *n < kPumpBatch) {
+      // The ring is empty: nothing captured before now (minus the slack) is pending — if the
+      // interface could deliver frames, which libpcap does not say for one that is down or
+      // without carrier (it just reads nothing). Checked after the clock read, so a watermark
+      // is only published for a time the link is known to have been up.
+      drained = clock_.system_ns() - kDrainSlackNs;
+      failure = t.tap->source().link_problem().value_or("");
     }
     std::int64_t newest = std::numeric_limits<std::int64_t>::min();
     if (!sink.buf.empty()) {
@@ -190,18 +241,20 @@ void Pipeline::capture_loop(TapThread& t) {
       observations_.insert(observations_.end(), sink.buf.begin(), sink.buf.end());
       sink.buf.clear();
     }
+    if (!failure.empty()) {
+      // What was read before the failure is complete; from there on the tap is down (never
+      // complete up to +inf: its silence must not count as evidence, docs/attribution.md).
+      publish_watermark(t, newest);
+      if (!recover(t, failure)) break;
+      continue;
+    }
     // Published after the observations are queued, so the worker never sees a watermark
     // ahead of what it can read.
-    if (end) {
-      newest = std::numeric_limits<std::int64_t>::max();
-    } else if (n && *n < kPumpBatch) {
-      newest = std::max(newest, clock_.system_ns() - kDrainSlackNs);  // nothing older is pending
-    }
-    if (newest > t.watermark_ns.load(std::memory_order_relaxed)) {
-      t.watermark_ns.store(newest, std::memory_order_release);
-    }
+    publish_watermark(t,
+                      end ? std::numeric_limits<std::int64_t>::max() : std::max(newest, drained));
     if (stopping) break;  // one last pump after the stop was asked
-    if (n && *n == kPumpBatch) continue;
+    if (*n == kPumpBatch) continue;
+    const int fd = t.tap->source().selectable_fd();
     if (fd >= 0) {
       pollfd p{fd, POLLIN, 0};
       (void)::poll(&p, 1, 5);
@@ -209,6 +262,68 @@ void Pipeline::capture_loop(TapThread& t) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
   }
+}
+
+bool Pipeline::recover(TapThread& t, const std::string& reason) {
+  const std::string& name = t.tap->spec().interface;
+  std::int64_t due = clock_.monotonic_ns() +
+                     reopen_backoff_ns(0, options_.reopen_initial_ns, options_.reopen_max_ns);
+  const std::int64_t detected = clock_.system_ns();
+  const std::int64_t wm = t.watermark_ns.load(std::memory_order_relaxed);
+  // Down from where its capture was last complete (or now, if it never reported).
+  const std::int64_t from = wm == std::numeric_limits<std::int64_t>::min() ? detected : wm;
+  t.error = reason;
+  t.tap->close_source();
+  t.tap->count_down();
+  t.down_since_ns.store(from);
+  {
+    // Queued before the watermark moves past `from`: the worker tells the attributor about the
+    // down span before it decides any window after it.
+    std::lock_guard lock(in_mu_);
+    tap_changes_.push_back(TapChange{t.index, true, from, detected, 0, reason});
+  }
+  std::uint32_t attempt = 0;
+  std::string last_error = reason;
+  while (!capture_stop_.load()) {
+    // While down, the tap holds nothing back: the attributor knows its silence means nothing.
+    publish_watermark(t, clock_.system_ns() - kDrainSlackNs);
+    const std::int64_t now = clock_.monotonic_ns();
+    if (t.reopen && now >= due) {
+      t.tap->count_reopen_attempt();
+      auto src = t.reopen();
+      std::string problem;
+      if (!src) {
+        problem = src.error();
+      } else if (auto p = (*src)->link_problem()) {
+        problem = *p;
+      }
+      if (problem.empty()) {
+        const std::int64_t up = clock_.system_ns();
+        const std::int64_t down_ns = std::max<std::int64_t>(0, up - from);
+        t.tap->replace_source(std::move(*src));
+        t.tap->count_up(down_ns);
+        {
+          std::lock_guard lock(in_mu_);
+          tap_changes_.push_back(TapChange{t.index, false, up, up, down_ns, reason});
+        }
+        t.down_since_ns.store(TapThread::kUp);
+        return true;
+      }
+      ++attempt;
+      if (options_.log && (attempt == 1 || attempt % 10 == 0 || problem != last_error)) {
+        // open_live() names the tap already.
+        const std::string prefix = "tap " + name + ": ";
+        options_.log(prefix + "still down after " + std::to_string(attempt) +
+                     " reopen attempt(s): " +
+                     (problem.rfind(prefix, 0) == 0 ? problem.substr(prefix.size()) : problem));
+      }
+      last_error = problem;
+      t.error = problem;
+      due = now + reopen_backoff_ns(attempt, options_.reopen_initial_ns, options_.reopen_max_ns);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
 }
 
 void Pipeline::worker_loop() {
@@ -243,7 +358,9 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     std::lock_guard lock(in_mu_);
     in_scratch_.swap(inputs_);
     obs_scratch_.swap(observations_);
+    changes_scratch_.swap(tap_changes_);
   }
+  handle_tap_changes();
   for (const auto& [tap, obs] : obs_scratch_) attributor_.on_observation(tap, obs);
   for (const Input& in : in_scratch_) {
     if (const auto* s = std::get_if<SentNotice>(&in)) {
@@ -367,6 +484,26 @@ void Pipeline::handle_verdicts() {
   verdicts_.clear();
 }
 
+void Pipeline::handle_tap_changes() {
+  for (const TapChange& c : changes_scratch_) {
+    if (c.down) {
+      attributor_.tap_down(c.tap, c.ts_ns);
+    } else {
+      attributor_.tap_up(c.tap, c.ts_ns);
+    }
+    PathEvent e;
+    e.type = c.down ? EventType::TapDown : EventType::TapUp;
+    e.ts_ns = c.ts_ns;
+    e.detected_ns = c.detected_ns;
+    e.duration_ns = c.duration_ns;
+    e.tap = options_.taps[c.tap].interface;
+    e.path = options_.taps[c.tap].path;
+    e.reason = c.reason;
+    handle_event(e);
+  }
+  changes_scratch_.clear();
+}
+
 void Pipeline::handle_event(const PathEvent& e) {
   if (options_.output != nullptr) options_.output->write(e);
   if (options_.event_log) options_.event_log(describe(e));
@@ -403,7 +540,9 @@ std::vector<std::string> Pipeline::stats_lines() {
            std::to_string(st.esp_conflicts) + ", forward samples revised " +
            std::to_string(st.fwd_samples_revised) + ", unseen made unknown by late ESP " +
            std::to_string(st.fwd_late_esp) + ", polls held back by a lagging capture " +
-           std::to_string(capture_lag_polls_);
+           std::to_string(capture_lag_polls_) + ", records with a tap down " +
+           std::to_string(st.tap_down_records) + " (unseen made unknown " +
+           std::to_string(st.fwd_unseen_tap_down) + ")";
   out.push_back(paths);
   for (auto& t : taps_) {
     if (!t->tap) continue;
@@ -436,7 +575,16 @@ std::vector<std::string> Pipeline::stats_lines() {
         }
       }
     }
-    if (!t->error.empty()) line += "; error: " + t->error;
+    if (ts.down > 0) {
+      std::int64_t down_ns = ts.down_ns;
+      const std::int64_t since = t->down_since_ns.load();
+      if (since != TapThread::kUp) down_ns += std::max<std::int64_t>(0, clock_.system_ns() - since);
+      char b[32];
+      std::snprintf(b, sizeof b, "%.3f", static_cast<double>(down_ns) / 1e9);
+      line += "; degraded: down " + std::to_string(ts.down) + " time(s), " +
+              std::to_string(ts.reopen_attempts) + " reopen attempt(s), " + b + " s down";
+      if (since != TapThread::kUp) line += ", DOWN at the end (" + t->error + ")";
+    }
     out.push_back(line);
   }
   return out;

@@ -198,6 +198,15 @@ tl::expected<JsonLine, std::string> parse_probe(const json& j) {
   } else if (it == j.end() && !r.rx_ns) {
     r.loss = LossDirection::Undetermined;
   }
+  if (const auto it = j.find("taps_down"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return tl::unexpected(std::string("field 'taps_down' is not an array"));
+    for (const json& t : *it) {
+      if (!t.is_string()) {
+        return tl::unexpected(std::string("field 'taps_down' holds a non-string"));
+      }
+      r.taps_down.push_back(t.get<std::string>());
+    }
+  }
   if (const json* refl = rd.field("reflector"); refl != nullptr && !refl->is_null()) {
     if (!refl->is_object())
       return tl::unexpected(std::string("field 'reflector' is not an object"));
@@ -221,12 +230,23 @@ tl::expected<JsonLine, std::string> parse_probe(const json& j) {
 tl::expected<JsonLine, std::string> parse_event(const json& j) {
   Reader rd{j, {}};
   PathEvent e;
-  const auto type = parse_enum(rd.str("event"),
-                               {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
-                                EventType::AsymmetricBegin, EventType::AsymmetricEnd});
+  const auto type =
+      parse_enum(rd.str("event"), {EventType::Switchover, EventType::OutageBegin,
+                                   EventType::OutageEnd, EventType::AsymmetricBegin,
+                                   EventType::AsymmetricEnd, EventType::TapDown, EventType::TapUp});
   if (!rd.error.empty()) return tl::unexpected(rd.error);
   if (!type) return tl::unexpected(std::string("unknown event"));
   e.type = *type;
+  if (is_tap_event(e.type)) {
+    e.tap = rd.str("tap");
+    e.path = rd.str("path");
+    e.reason = rd.str("reason");
+    e.ts_ns = rd.i64("ts_ns");
+    e.detected_ns = rd.i64("detected_ns");
+    if (e.type == EventType::TapUp) e.duration_ns = rd.i64("duration_ns");
+    if (!rd.error.empty()) return tl::unexpected(rd.error);
+    return e;
+  }
   e.target = rd.str("target");
   const auto proto = parse_enum(rd.str("proto"), {Proto::Icmp, Proto::Stamp, Proto::Ttl});
   const auto sid = rd.u64("session_id");
@@ -322,6 +342,10 @@ const char* to_string(EventType t) {
       return "asymmetric_begin";
     case EventType::AsymmetricEnd:
       return "asymmetric_end";
+    case EventType::TapDown:
+      return "tap_down";
+    case EventType::TapUp:
+      return "tap_up";
   }
   return "unknown";
 }
@@ -355,6 +379,15 @@ void append_json(const ProbeRecord& r, std::string& out, std::string_view agent)
     put_str(out, to_string(r.loss));
   }
   kv_bool(out, "late", r.late);
+  if (!r.taps_down.empty()) {
+    key(out, "taps_down");
+    out.push_back('[');
+    for (std::size_t i = 0; i < r.taps_down.size(); ++i) {
+      if (i != 0) out.push_back(',');
+      put_str(out, r.taps_down[i]);
+    }
+    out.push_back(']');
+  }
   key(out, "reflector");
   if (r.reflector_seq) {
     out.push_back('{');
@@ -372,6 +405,16 @@ void append_json(const ProbeRecord& r, std::string& out, std::string_view agent)
 void append_json(const PathEvent& e, std::string& out, std::string_view agent) {
   head(out, "event", agent);
   kv(out, "event", to_string(e.type));
+  if (is_tap_event(e.type)) {
+    kv(out, "tap", e.tap);
+    kv(out, "path", e.path);
+    kv(out, "reason", e.reason);
+    kv_int(out, "ts_ns", e.ts_ns);
+    kv_int(out, "detected_ns", e.detected_ns);
+    if (e.type == EventType::TapUp) kv_int(out, "duration_ns", e.duration_ns);
+    out.append("}\n");
+    return;
+  }
   kv(out, "target", e.target);
   kv(out, "proto", to_string(e.proto));
   kv_uint(out, "session_id", e.session_id);
@@ -441,6 +484,16 @@ std::string outage_text(const PathEvent& e) {
 }  // namespace
 
 std::string describe(const PathEvent& e) {
+  if (e.type == EventType::TapDown) {
+    return "tap_down " + e.tap + " (" + e.path + "): " + e.reason +
+           "; attribution goes on without it, its silence taken as no evidence (capture "
+           "complete up to " +
+           iso_time(e.ts_ns) + ")";
+  }
+  if (e.type == EventType::TapUp) {
+    return "tap_up " + e.tap + " (" + e.path + "): capturing again after " + ms(e.duration_ns) +
+           " down (" + e.reason + ") at " + iso_time(e.ts_ns);
+  }
   std::string s = std::string(to_string(e.type)) + " ";
   const bool asym = e.type == EventType::AsymmetricBegin || e.type == EventType::AsymmetricEnd;
   if (!asym) s += std::string(to_string(e.direction)) + " ";
@@ -469,6 +522,9 @@ std::string describe(const PathEvent& e) {
       s += "symmetric again (forward " + e.fwd_path + ", reverse " + e.rev_path + ") after " +
            ms(e.duration_ns);
       break;
+    case EventType::TapDown:
+    case EventType::TapUp:
+      break;  // described above
   }
   return s + " at " + iso_time(e.ts_ns);
 }

@@ -34,6 +34,7 @@ Tap::Tap(TapSpec spec, DecodeContext ctx, std::unique_ptr<PacketSource> source, 
 tl::expected<std::size_t, std::string> Tap::pump(ObservationSink& sink, std::size_t max_frames,
                                                  bool* end) {
   if (end != nullptr) *end = false;
+  if (!source_) return tl::unexpected(std::string("capture closed"));
   const int link = source_->linktype();
   Frame frame;
   std::size_t n = 0;
@@ -59,8 +60,28 @@ tl::expected<std::size_t, std::string> Tap::pump(ObservationSink& sink, std::siz
 }
 
 const TapStats& Tap::stats() {
-  stats_.source = source_->stats();
+  stats_.source = closed_source_stats_;
+  if (source_) {
+    const SourceStats now = source_->stats();
+    stats_.source.received += now.received;
+    stats_.source.dropped += now.dropped;
+    stats_.source.if_dropped += now.if_dropped;
+  }
   return stats_;
+}
+
+void Tap::close_source() {
+  if (!source_) return;
+  const SourceStats last = source_->stats();
+  closed_source_stats_.received += last.received;
+  closed_source_stats_.dropped += last.dropped;
+  closed_source_stats_.if_dropped += last.if_dropped;
+  source_.reset();
+}
+
+void Tap::replace_source(std::unique_ptr<PacketSource> source) {
+  close_source();
+  source_ = std::move(source);
 }
 
 }  // namespace pathsentry::probe

@@ -225,7 +225,14 @@ def extra_event(lines):
     lines.append(e)
 
 
+def tap_down(lines):
+    lines.append({"type": "event", "agent": "1", "event": "tap_down", "tap": "tap-ec",
+                  "path": "express-connect", "reason": "pcap read: The interface disappeared",
+                  "ts_ns": T0 + 90 * MS, "detected_ns": T0 + 91 * MS})
+
+
 for name, mutate, want in (
+        ("tap-down", tap_down, "no tap went down during the drill"),
         ("wrong-path", wrong_path, "icmp session %d forward: zero probes" % ICMP_SID),
         ("none-delivered", none_delivered, "stamp session %d reverse: zero probes" % STAMP_SID),
         ("outage-off", outage_off, "icmp session %d reverse: switchover outage" % ICMP_SID),

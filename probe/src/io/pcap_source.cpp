@@ -1,10 +1,14 @@
 // libpcap-backed PacketSource: live capture (immediate mode, sized ring, BPF, ns timestamps)
 // and offline reading of pcap/pcapng files.
 
+#include <net/if.h>
 #include <pcap/pcap.h>
+#include <sys/ioctl.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 
 #include "pathsentry/probe/packet_source.h"
 
@@ -34,10 +38,39 @@ tl::expected<void, std::string> apply_filter(pcap_t* p, const std::string& filte
   return {};
 }
 
+/// SIOCGIFFLAGS of `interface` through socket `fd`; nullopt when the call fails.
+std::optional<short> interface_flags(int fd, const std::string& interface) {
+  if (fd < 0 || interface.size() >= IFNAMSIZ) return std::nullopt;
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, interface.data(), interface.size());
+  if (::ioctl(fd, SIOCGIFFLAGS, &ifr) != 0) return std::nullopt;
+  return ifr.ifr_flags;
+}
+
 class PcapSource final : public PacketSource {
  public:
-  PcapSource(PcapPtr p, bool nano, bool live)
-      : p_(std::move(p)), nano_(nano), live_(live), link_(pcap_datalink(p_.get())) {}
+  PcapSource(PcapPtr p, bool nano, bool live, std::string interface = {})
+      : p_(std::move(p)),
+        nano_(nano),
+        live_(live),
+        link_(pcap_datalink(p_.get())),
+        interface_(std::move(interface)) {
+    // Interfaces whose flags cannot be read ("any") are not checked.
+    check_link_ = live_ && interface_flags(fd(), interface_).has_value();
+  }
+
+  std::optional<std::string> link_problem() const override {
+    if (!check_link_) return std::nullopt;
+    errno = 0;
+    const auto flags = interface_flags(fd(), interface_);
+    if (!flags) {
+      return "interface " + interface_ + ": " +
+             (errno == ENODEV ? std::string("gone") : std::string(std::strerror(errno)));
+    }
+    if ((*flags & IFF_UP) == 0) return "interface " + interface_ + " is down";
+    if ((*flags & IFF_RUNNING) == 0) return "interface " + interface_ + " has no carrier";
+    return std::nullopt;
+  }
 
   tl::expected<ReadStatus, std::string> next(Frame& out) override {
     pcap_pkthdr* hdr = nullptr;
@@ -73,10 +106,14 @@ class PcapSource final : public PacketSource {
   int selectable_fd() const override { return live_ ? pcap_get_selectable_fd(p_.get()) : -1; }
 
  private:
+  [[nodiscard]] int fd() const { return live_ ? pcap_fileno(p_.get()) : -1; }
+
   PcapPtr p_;
   bool nano_;
   bool live_;
   int link_;
+  std::string interface_;
+  bool check_link_ = false;
 };
 
 }  // namespace
@@ -105,7 +142,7 @@ tl::expected<std::unique_ptr<PacketSource>, std::string> open_live(const LiveOpt
   if (o.nonblocking && pcap_setnonblock(p.get(), 1, err) != 0) {
     return tl::unexpected(what + ": cannot set non-blocking: " + err);
   }
-  return std::make_unique<PcapSource>(std::move(p), got_nano, true);
+  return std::make_unique<PcapSource>(std::move(p), got_nano, true, o.interface);
 }
 
 tl::expected<std::unique_ptr<PacketSource>, std::string> open_file(const std::string& path,

@@ -355,3 +355,232 @@ TEST_CASE("pipeline: a lagging capture holds the attributor's decisions back", "
   }
   CHECK(lag_counted);
 }
+
+TEST_CASE("pipeline: reopen backoff doubles up to its maximum", "[unit]") {
+  constexpr std::int64_t kMs = 1'000'000;
+  CHECK(reopen_backoff_ns(0, 100 * kMs, 5000 * kMs) == 100 * kMs);
+  CHECK(reopen_backoff_ns(1, 100 * kMs, 5000 * kMs) == 200 * kMs);
+  CHECK(reopen_backoff_ns(5, 100 * kMs, 5000 * kMs) == 3200 * kMs);
+  CHECK(reopen_backoff_ns(6, 100 * kMs, 5000 * kMs) == 5000 * kMs);
+  CHECK(reopen_backoff_ns(1000, 100 * kMs, 5000 * kMs) == 5000 * kMs);
+}
+
+namespace {
+
+// A scripted capture: its frames, then `timeouts` empty reads, then either a read error (an
+// interface that disappeared) or the end (a file that ends).
+class ScriptedSource final : public PacketSource {
+ public:
+  ScriptedSource(std::vector<std::pair<std::int64_t, Bytes>> frames, int timeouts,
+                 std::string error)
+      : frames_(std::move(frames)), timeouts_(timeouts), error_(std::move(error)) {}
+  tl::expected<ReadStatus, std::string> next(Frame& out) override {
+    if (i_ < frames_.size()) {
+      out.ts_ns = frames_[i_].first;
+      out.bytes = frames_[i_].second;
+      out.wire_len = static_cast<std::uint32_t>(frames_[i_].second.size());
+      out.linktype = linktype::kEthernet;
+      ++i_;
+      return ReadStatus::Frame;
+    }
+    if (timeouts_ > 0) {
+      --timeouts_;
+      return ReadStatus::Timeout;
+    }
+    if (error_.empty()) return ReadStatus::End;
+    return tl::unexpected(error_);
+  }
+  [[nodiscard]] int linktype() const override { return linktype::kEthernet; }
+  [[nodiscard]] SourceStats stats() const override { return {}; }
+  [[nodiscard]] int selectable_fd() const override { return -1; }
+
+ private:
+  std::vector<std::pair<std::int64_t, Bytes>> frames_;
+  std::size_t i_ = 0;
+  int timeouts_;
+  std::string error_;
+};
+
+// Waits (real time, for the pipeline's threads) until `done` holds; false after 10 s.
+template <class F>
+bool wait_for(F done) {
+  for (int i = 0; i < 10'000; ++i) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  return done();
+}
+
+}  // namespace
+
+TEST_CASE("pipeline: a tap whose capture fails is reopened, its gap is no evidence",
+          "[integration]") {
+  // One clear tap; probes every 50 ms. Its capture fails after probe 4 (the interface
+  // disappeared), the first reopen fails, the second (after the backoff, moved by the manual
+  // clock) succeeds: probes 5..11 fall in the gap, 7 and 8 are lost there. The gap's probes are
+  // "unknown" (never "none" by the tap's silence) and carry taps_down; tap_down and tap_up
+  // are emitted, counted and logged; no path event comes of it.
+  constexpr std::int64_t kMs = 1'000'000;
+  constexpr std::int64_t kGapInterval = 50 * kMs;
+  Lab lab;
+  TempDir dir;
+  const SessionSpec spec = icmp_session(lab);
+  auto tx = [](std::uint64_t seq) { return kBase + static_cast<std::int64_t>(seq) * kGapInterval; };
+  auto copies = [&](std::uint64_t from, std::uint64_t to) {
+    std::vector<std::pair<std::int64_t, Bytes>> v;
+    for (std::uint64_t seq = from; seq < to; ++seq) {
+      v.emplace_back(tx(seq) + 50'000,
+                     ethernet(icmp_probe(lab.agent, lab.target, true, kAgentId, kSession, seq,
+                                         tx(seq), spec.wire_bytes)));
+      v.emplace_back(tx(seq) + kRtt - 50'000,
+                     ethernet(icmp_probe(lab.target, lab.agent, false, kAgentId, kSession, seq,
+                                         tx(seq), spec.wire_bytes)));
+    }
+    return v;
+  };
+
+  ManualClock clock(1'000'000'000, kBase + 230 * kMs);
+  JsonLinesWriter out(dir.file("out.jsonl"), "dc1");
+  std::mutex mu;
+  std::vector<std::string> event_lines;
+  std::vector<std::string> log_lines;
+  PipelineOptions po;
+  po.taps = {clear_tap("ec", "express-connect")};
+  po.decode = DecodeContext{kAgentId, 862};
+  po.drain_ns = 0;
+  po.output = &out;
+  po.event_log = [&](const std::string& l) {
+    std::lock_guard lock(mu);
+    event_lines.push_back(l);
+  };
+  po.log = [&](const std::string& l) {
+    std::lock_guard lock(mu);
+    log_lines.push_back(l);
+  };
+  std::atomic<int> attempts{0};  // before the pipeline: its threads use them until it is gone
+  std::atomic<bool> back{false};
+  Pipeline p(clock, po);
+  p.add_session(spec);
+  p.set_source(
+      0, std::make_unique<ScriptedSource>(copies(0, 5), 1, "pcap read: The interface disappeared"),
+      [&]() -> tl::expected<std::unique_ptr<PacketSource>, std::string> {
+        ++attempts;
+        if (!back.load()) return tl::unexpected(std::string("tap ec: No such device"));
+        return std::make_unique<ScriptedSource>(copies(12, 20), 0, "");
+      });
+  for (std::uint64_t seq = 0; seq < 20; ++seq) {
+    ProbeRecord r = answered(lab, seq);
+    r.tx_ns = tx(seq);
+    r.rx_ns = r.tx_ns + kRtt;
+    if (seq == 7 || seq == 8) r.rx_ns.reset();
+    p.on_sent(SentNotice{kSession, seq, r.tx_ns, spec.wire_bytes});
+    p.on_record(r);
+  }
+  p.start();
+  REQUIRE(wait_for([&] { return !p.degraded().empty(); }));
+  CHECK(p.degraded().find("degraded: ec (express-connect) down") == 0);
+  clock.advance(std::chrono::milliseconds(100));  // the first reopen is due: it fails
+  REQUIRE(wait_for([&] { return attempts.load() == 1; }));
+  back.store(true);
+  clock.advance(std::chrono::milliseconds(242));  // the second (200 ms later) works
+  REQUIRE(wait_for([&] { return attempts.load() == 2 && p.degraded().empty(); }));
+  p.stop();
+  REQUIRE(out.flush());
+
+  std::vector<ProbeRecord> records;
+  std::vector<PathEvent> events;
+  std::ifstream in(dir.file("out.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    auto parsed = parse_json_line(line);
+    REQUIRE(parsed);
+    if (auto* r = std::get_if<ProbeRecord>(&*parsed)) records.push_back(*r);
+    if (auto* e = std::get_if<PathEvent>(&*parsed)) events.push_back(*e);
+  }
+  REQUIRE(records.size() == 20);
+  for (const auto& r : records) {
+    INFO("seq " << r.seq);
+    const bool gap = r.seq >= 5 && r.seq <= 11;
+    const bool lost = r.seq == 7 || r.seq == 8;
+    CHECK(r.fwd_path == (gap ? "unknown" : "express-connect"));
+    CHECK(r.rev_path == (lost ? "none" : gap ? "unknown" : "express-connect"));
+    CHECK(r.taps_down == (gap ? std::vector<std::string>{"ec"} : std::vector<std::string>{}));
+  }
+  REQUIRE(events.size() == 2);  // no switchover, no outage: only the tap's own events
+  CHECK(events[0].type == EventType::TapDown);
+  CHECK(events[0].tap == "ec");
+  CHECK(events[0].path == "express-connect");
+  CHECK(events[0].reason == "pcap read: The interface disappeared");
+  CHECK(events[0].ts_ns == kBase + 229 * kMs);  // complete up to the last drained read
+  CHECK(events[0].detected_ns == kBase + 230 * kMs);
+  CHECK(events[1].type == EventType::TapUp);
+  CHECK(events[1].ts_ns == kBase + 572 * kMs);
+  CHECK(events[1].duration_ns == 343 * kMs);
+  {
+    std::lock_guard lock(mu);
+    REQUIRE(event_lines.size() == 2);
+    CHECK(event_lines[0].find("tap_down ec (express-connect): pcap read: The interface") == 0);
+    CHECK(event_lines[1].find("tap_up ec (express-connect): capturing again after 343.000 ms") ==
+          0);
+    bool still_down_logged = false;
+    for (const auto& l : log_lines) {
+      still_down_logged =
+          still_down_logged || l == "tap ec: still down after 1 reopen attempt(s): No such device";
+    }
+    CHECK(still_down_logged);
+  }
+  bool counted = false;
+  for (const auto& l : p.stats_lines()) {
+    UNSCOPED_INFO(l);
+    counted = counted || l.find("degraded: down 1 time(s), 2 reopen attempt(s), 0.343 s down") !=
+                             std::string::npos;
+  }
+  CHECK(counted);
+}
+
+TEST_CASE("pipeline: a failed tap without a way to reopen it stays down, never complete",
+          "[integration]") {
+  // Before: a failed capture's watermark went to +inf and the attributor decided without it.
+  // Now the tap is down until the end: the probe after the failure that no tap saw is unknown.
+  Lab lab;
+  TempDir dir;
+  const SessionSpec spec = icmp_session(lab);
+  ManualClock clock(1'000'000'000, kBase + 15 * kInterval);
+  JsonLinesWriter out(dir.file("out.jsonl"), "dc1");
+  PipelineOptions po;
+  po.taps = {clear_tap("ec", "express-connect")};
+  po.decode = DecodeContext{kAgentId, 862};
+  po.drain_ns = 0;
+  po.output = &out;
+  Pipeline p(clock, po);
+  p.add_session(spec);
+  p.set_source(0, std::make_unique<ScriptedSource>(std::vector<std::pair<std::int64_t, Bytes>>{}, 0,
+                                                   "pcap read: The interface went down"));
+  ProbeRecord r = answered(lab, 20);
+  r.rx_ns.reset();
+  p.on_sent(SentNotice{kSession, 20, r.tx_ns, spec.wire_bytes});
+  p.on_record(r);
+  p.start();
+  REQUIRE(wait_for([&] { return !p.degraded().empty(); }));
+  p.stop();
+  REQUIRE(out.flush());
+  std::vector<ProbeRecord> records;
+  std::vector<PathEvent> events;
+  std::ifstream in(dir.file("out.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    auto parsed = parse_json_line(line);
+    REQUIRE(parsed);
+    if (auto* rec = std::get_if<ProbeRecord>(&*parsed)) records.push_back(*rec);
+    if (auto* e = std::get_if<PathEvent>(&*parsed)) events.push_back(*e);
+  }
+  REQUIRE(records.size() == 1);
+  CHECK(records[0].fwd_path == "unknown");
+  CHECK(records[0].taps_down == std::vector<std::string>{"ec"});
+  REQUIRE(events.size() == 1);
+  CHECK(events[0].type == EventType::TapDown);
+  bool down_at_end = false;
+  for (const auto& l : p.stats_lines()) {
+    down_at_end = down_at_end || l.find("DOWN at the end (pcap read: The interface went down)") !=
+                                     std::string::npos;
+  }
+  CHECK(down_at_end);
+}

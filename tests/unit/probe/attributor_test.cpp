@@ -1214,3 +1214,79 @@ TEST_CASE("early loss waits for twice the recent rtt", "[unit][attributor]") {
   CHECK(a->stats().late_records == 0);
   for (const auto& r : out) CHECK(r.rx_ns.has_value());
 }
+
+// A tap that was down saw nothing: probes in its down span that no tap saw are "unknown", not
+// "none" (their forward samples may-be-lost, never a forward loss by absence), and every record
+// whose windows overlap the span names the tap in taps_down. Before and after, nothing changes.
+TEST_CASE("a down tap's silence is no evidence", "[unit][attributor]") {
+  auto at = [](int i) { return kT0 + i * 100 * kMs; };
+  const std::int64_t down_from = at(3) - kMs;
+  const std::int64_t down_to = at(6) + 20 * kMs;
+  World w;
+  for (int i = 0; i < 10; ++i) {
+    const bool lost = i == 4 || i == 5;
+    w.add({Proto::Icmp, static_cast<std::uint64_t>(i), at(i), lost ? Via::LostBeforeTaps : Via::Ec,
+           Via::Ec});
+  }
+  // The EC tap captured nothing while down.
+  std::erase_if(w.frames[0],
+                [&](const auto& f) { return f.first >= down_from && f.first <= down_to; });
+
+  SECTION("with the down span") {
+    auto a = w.make();
+    a->tap_down(0, down_from);
+    a->tap_down(0, down_from + kMs);  // ignored: already down
+    a->tap_up(0, down_to);
+    CHECK(a->any_tap_down(at(4), at(4)));
+    CHECK_FALSE(a->any_tap_down(at(1), at(2)));
+    for (const auto& snt : w.sent) a->on_sent(snt);
+    for (std::size_t t = 0; t < 2; ++t) {
+      for (const auto& [ts, f] : w.frames[t]) {
+        a->on_observation(
+            t, *decode_frame(t == 0 ? w.ec : w.inet, DecodeContext{kAgent, 862}, ts, 1, f));
+      }
+    }
+    for (const auto& r : w.records) a->on_record(r);
+    std::vector<ProbeRecord> out;
+    std::vector<PathSample> samples;
+    a->flush(out, &samples);
+    REQUIRE(out.size() == 10);
+    for (const auto& r : out) {
+      INFO("seq " << r.seq);
+      const bool in_gap = r.seq >= 3 && r.seq <= 6;
+      const bool lost = r.seq == 4 || r.seq == 5;
+      CHECK(r.fwd_path == (in_gap ? "unknown" : "express-connect"));
+      CHECK(r.rev_path == (lost ? "none" : in_gap ? "unknown" : "express-connect"));
+      CHECK(r.taps_down ==
+            (in_gap ? std::vector<std::string>{"tap-ec"} : std::vector<std::string>{}));
+      CHECK(r.loss == (lost ? LossDirection::Undetermined : LossDirection::None));
+    }
+    for (const auto& smp : samples) {
+      if (smp.dir != Direction::Forward) continue;
+      INFO("seq " << smp.seq);
+      CHECK(smp.path != "none");
+      // seen nowhere while the tap was down: lost, but in which direction is not known
+      CHECK(smp.fate == (smp.seq == 4 || smp.seq == 5 ? PathSample::Fate::Undetermined
+                                                      : PathSample::Fate::Through));
+    }
+    CHECK(a->stats().fwd_unseen_tap_down == 2);
+    CHECK(a->stats().tap_down_records == 4);
+  }
+  SECTION("still down at the end: the span stays open") {
+    std::erase_if(w.frames[0], [&](const auto& f) { return f.first >= down_from; });
+    auto a = w.make();
+    a->tap_down(0, down_from);
+    CHECK(a->any_tap_down(at(9), at(9) + 1000 * kMs));
+    const auto m = w.run(*a);
+    CHECK(paths(m, 1, 8) == P{"unknown", "unknown"});
+    CHECK(m.at({1, 8}).taps_down == std::vector<std::string>{"tap-ec"});
+    CHECK(paths(m, 1, 2) == P{"express-connect", "express-connect"});
+  }
+  SECTION("without it, the gap's losses look like losses before the taps") {
+    auto a = w.make();
+    const auto m = w.run(*a);
+    CHECK(paths(m, 1, 4) == P{"none", "none"});
+    CHECK(m.at({1, 4}).taps_down.empty());
+    CHECK(m.at({1, 4}).loss == LossDirection::Forward);
+  }
+}

@@ -90,6 +90,7 @@ void same(const ProbeRecord& a, const ProbeRecord& b) {
   CHECK(a.rev_path == b.rev_path);
   CHECK(a.loss == b.loss);
   CHECK(a.late == b.late);
+  CHECK(a.taps_down == b.taps_down);
 }
 
 void same(const PathEvent& a, const PathEvent& b) {
@@ -114,6 +115,9 @@ void same(const PathEvent& a, const PathEvent& b) {
   CHECK(a.fwd_path == b.fwd_path);
   CHECK(a.rev_path == b.rev_path);
   CHECK(a.duration_ns == b.duration_ns);
+  CHECK(a.tap == b.tap);
+  CHECK(a.path == b.path);
+  CHECK(a.reason == b.reason);
 }
 
 std::string slurp(const std::string& path) {
@@ -322,6 +326,79 @@ TEST_CASE("event log line", "[unit][record_json]") {
     CHECK(describe(e).find("no path after 3 probes lost (was express-connect") !=
           std::string::npos);
   }
+}
+
+// A record attributed while taps were down names them; the key is absent when none was.
+TEST_CASE("record json taps_down", "[unit][record_json]") {
+  ProbeRecord r = lost_icmp();
+  r.fwd_path = "unknown";
+  r.taps_down = {"tap-inet", "tap-ec"};
+  std::string out;
+  append_json(r, out);
+  const auto j = nlohmann::json::parse(out);
+  CHECK(j["taps_down"] == nlohmann::json::array({"tap-inet", "tap-ec"}));
+  const auto back = parse_json_line(out);
+  REQUIRE(back);
+  REQUIRE(std::holds_alternative<ProbeRecord>(*back));
+  same(std::get<ProbeRecord>(*back), r);
+
+  out.clear();
+  append_json(stamp_record(), out);
+  CHECK(out.find("taps_down") == std::string::npos);
+  auto jj = nlohmann::json::parse(out);
+  jj["taps_down"] = "tap-ec";
+  CHECK(parse_json_line(jj.dump()).error().find("'taps_down'") != std::string::npos);
+  jj["taps_down"] = nlohmann::json::array({1});
+  CHECK(parse_json_line(jj.dump()).error().find("'taps_down'") != std::string::npos);
+}
+
+// tap_down / tap_up carry the tap, its path, the reason and times, and no probe stream fields.
+TEST_CASE("tap event json round trip and log line", "[unit][record_json]") {
+  PathEvent down;
+  down.type = EventType::TapDown;
+  down.tap = "tap-inet";
+  down.path = "ipsec";
+  down.reason = "pcap read: The interface disappeared";
+  down.ts_ns = 1'700'000'000'009'000'000;
+  down.detected_ns = 1'700'000'000'012'000'000;
+  PathEvent up = down;
+  up.type = EventType::TapUp;
+  up.ts_ns = 1'700'000'003'509'000'000;
+  up.detected_ns = up.ts_ns;
+  up.duration_ns = up.ts_ns - down.ts_ns;
+  for (const auto& e : {down, up}) {
+    INFO(to_string(e.type));
+    std::string out;
+    append_json(e, out, "dc1");
+    const auto j = nlohmann::json::parse(out);
+    CHECK(j["type"] == "event");
+    CHECK(j["agent"] == "dc1");
+    CHECK(j["event"] == (e.type == EventType::TapDown ? "tap_down" : "tap_up"));
+    CHECK(j["tap"] == "tap-inet");
+    CHECK(j["path"] == "ipsec");
+    CHECK(j["reason"] == e.reason);
+    CHECK(j["ts_ns"] == e.ts_ns);
+    CHECK(j["detected_ns"] == e.detected_ns);
+    CHECK(j.contains("duration_ns") == (e.type == EventType::TapUp));
+    for (const char* k : {"target", "proto", "session_id", "seq", "direction", "from", "to"}) {
+      CHECK_FALSE(j.contains(k));
+    }
+    const auto back = parse_json_line(out);
+    REQUIRE(back);
+    REQUIRE(std::holds_alternative<PathEvent>(*back));
+    same(std::get<PathEvent>(*back), e);
+  }
+  CHECK(describe(down).find("tap_down tap-inet (ipsec): pcap read: The interface disappeared") ==
+        0);
+  const auto u = describe(up);
+  CHECK(u.find("tap_up tap-inet (ipsec): capturing again after 3500.000 ms down") == 0);
+  auto j = nlohmann::json::parse([&] {
+    std::string o;
+    append_json(up, o);
+    return o;
+  }());
+  j.erase("reason");
+  CHECK(parse_json_line(j.dump()).error().find("'reason'") != std::string::npos);
 }
 
 // Records wait in the buffer for flush(); an event goes out at once and takes them along.

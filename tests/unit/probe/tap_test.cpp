@@ -532,3 +532,51 @@ TEST_CASE("live capture on loopback", "[privileged][tap]") {
   CHECK(std::llabs(now_ns - fr.ts_ns) < 60'000'000'000LL);
   CHECK((*src)->stats().dropped == 0);
 }
+
+namespace {
+// A source with fixed kernel counters that fails every read.
+class CountingSource final : public PacketSource {
+ public:
+  explicit CountingSource(std::uint64_t dropped) : dropped_(dropped) {}
+  tl::expected<ReadStatus, std::string> next(Frame&) override {
+    return tl::unexpected(std::string("pcap read: The interface disappeared"));
+  }
+  [[nodiscard]] int linktype() const override { return linktype::kEthernet; }
+  [[nodiscard]] SourceStats stats() const override { return {10 * dropped_, dropped_, 0}; }
+  [[nodiscard]] int selectable_fd() const override { return -1; }
+
+ private:
+  std::uint64_t dropped_;
+};
+class NullSink final : public ObservationSink {
+ public:
+  void on_observation(std::size_t, const Observation&) override {}
+};
+}  // namespace
+
+// A failed capture is closed and replaced by a reopened one: the kernel counters of both add up,
+// pump() without a capture is an error (never a crash), availability counters are kept.
+TEST_CASE("tap replaces a failed capture and keeps its counters", "[unit][tap]") {
+  TapSpec spec;
+  spec.interface = "tap-ec";
+  spec.path = "express-connect";
+  Tap tap(spec, DecodeContext{}, std::make_unique<CountingSource>(3), 0);
+  NullSink sink;
+  CHECK_FALSE(tap.pump(sink, 8));
+  tap.close_source();
+  CHECK_FALSE(tap.has_source());
+  CHECK(tap.pump(sink, 8).error() == "capture closed");
+  CHECK(tap.stats().source.dropped == 3);
+  tap.count_down();
+  tap.count_reopen_attempt();
+  tap.count_reopen_attempt();
+  tap.replace_source(std::make_unique<CountingSource>(4));
+  tap.count_up(1'500'000'000);
+  CHECK(tap.has_source());
+  const TapStats& st = tap.stats();
+  CHECK(st.source.dropped == 7);
+  CHECK(st.source.received == 70);
+  CHECK(st.down == 1);
+  CHECK(st.reopen_attempts == 2);
+  CHECK(st.down_ns == 1'500'000'000);
+}

@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace pathsentry {
 
@@ -47,6 +48,9 @@ struct ProbeRecord {
   LossDirection loss = LossDirection::None;
   /// Set when a reply arrived after the loss timeout had already declared the probe lost.
   bool late = false;
+  /// Interfaces of the taps that were down (capture failed, being reopened) during the probe's
+  /// windows: what they did not see is no evidence (docs/attribution.md "Tap failures").
+  std::vector<std::string> taps_down{};
 };
 
 /// Direction of travel: forward = DC agent → target, reverse = target → DC agent.
@@ -59,6 +63,8 @@ enum class EventType : std::uint8_t {
   OutageEnd,        ///< the first probe that got through again after an OutageBegin
   AsymmetricBegin,  ///< forward and reverse settled on different paths
   AsymmetricEnd,    ///< they agree again (or one direction went down)
+  TapDown,          ///< a tap's capture failed: what it does not see is no evidence meanwhile
+  TapUp,            ///< the tap's capture was reopened and sees its path again
 };
 
 /// What an event's outage figure is (JSON "outage_kind"). Measured: probes were proven lost in
@@ -100,6 +106,18 @@ struct PathEvent {
   std::string fwd_path;
   std::string rev_path;
   std::int64_t duration_ns = 0;
+  /// TapDown/TapUp (no target, session, direction or seq): the tap's interface, its path label
+  /// and why its capture failed. ts_ns: TapDown, the capture time up to which the tap had
+  /// delivered everything (the down span's start); TapUp, when it captures again.
+  /// detected_ns: when the failure was seen / the reopen succeeded. TapUp: duration_ns down.
+  std::string tap;
+  std::string path;
+  std::string reason;
 };
+
+/// Tap events carry a tap, not a probe stream.
+[[nodiscard]] inline bool is_tap_event(EventType t) {
+  return t == EventType::TapDown || t == EventType::TapUp;
+}
 
 }  // namespace pathsentry

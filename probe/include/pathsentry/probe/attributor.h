@@ -116,6 +116,10 @@ struct AttributorStats {
   /// Probes seen nowhere made "unknown" instead of "none": an unattributed ESP packet of their
   /// length came after their window, within esp_late_horizon_ns (a slow tunnel gateway).
   std::uint64_t fwd_late_esp = 0;
+  /// Records emitted with taps_down (a tap was down during the probe's windows).
+  std::uint64_t tap_down_records = 0;
+  /// Probes seen nowhere made "unknown" instead of "none" because a tap was down.
+  std::uint64_t fwd_unseen_tap_down = 0;
   std::vector<std::array<std::uint64_t, 2>> path_counts{};  ///< [path][0 = fwd, 1 = rev]
   /// Lost probes by ProbeRecord::loss: [0 = forward, 1 = reverse, 2 = undetermined], net of
   /// late answers.
@@ -170,6 +174,20 @@ class Attributor final : public ObservationSink {
             std::vector<PathSample>* samples = nullptr);
   /// Finishes everything still pending as if all deadlines had passed (shutdown, end of file).
   void flush(std::vector<ProbeRecord>& records, std::vector<PathSample>* samples = nullptr);
+
+  /// Tap availability. Tap number `tap` delivered nothing from `from_ns` on (its capture
+  /// failed; `from_ns` is the capture time up to which it had delivered everything) until
+  /// tap_up(). What a down tap did not see is no evidence: a probe whose window overlaps a down
+  /// span of any tap and that no tap saw is "unknown" forward, not "none" (lost, its forward
+  /// sample is maybe_lost), unless a stateful reflector proves the forward loss; its record
+  /// lists the down taps in `taps_down`. Call before poll() is given a time past `from_ns`
+  /// (the pipeline's capture watermark holds it back). A second tap_down() while down is
+  /// ignored.
+  void tap_down(std::size_t tap, std::int64_t from_ns);
+  /// The tap captures again from `at_ns` on (ignored when it is not down).
+  void tap_up(std::size_t tap, std::int64_t at_ns);
+  /// Whether any tap was down at some time in [from_ns, to_ns].
+  [[nodiscard]] bool any_tap_down(std::int64_t from_ns, std::int64_t to_ns) const;
 
   /// The path labels in id order, then "unknown" and "none".
   [[nodiscard]] const std::vector<std::string>& path_labels() const;

@@ -3,6 +3,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -59,6 +60,9 @@ class PacketSource {
   [[nodiscard]] virtual SourceStats stats() const = 0;
   /// A descriptor that polls readable when frames are waiting (live), -1 for files.
   [[nodiscard]] virtual int selectable_fd() const = 0;
+  /// Live: why the interface cannot deliver frames although reads do not fail (it is down or
+  /// has no carrier: libpcap keeps reading nothing then); nullopt when it can, or for files.
+  [[nodiscard]] virtual std::optional<std::string> link_problem() const { return std::nullopt; }
 };
 
 /// Options for a live capture.

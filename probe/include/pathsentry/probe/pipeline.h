@@ -49,7 +49,20 @@ struct PipelineOptions {
   std::function<void(const std::string&)> log;
   /// TTL cross-check: tap samples within ± this of a TTL probe's send time are compared.
   std::int64_t crosscheck_window_ns = 20'000'000;
+  /// A tap whose capture fails is reopened after this, then after twice as long each time up to
+  /// reopen_max_ns, until it captures again (docs/attribution.md "Tap failures"). Timed by the
+  /// Clock's monotonic reading.
+  std::int64_t reopen_initial_ns = 100'000'000;
+  std::int64_t reopen_max_ns = 5'000'000'000;
 };
+
+/// Reopens a tap's capture (the same interface, BPF filter and ring size).
+using SourceOpener = std::function<tl::expected<std::unique_ptr<PacketSource>, std::string>()>;
+
+/// The wait before reopen attempt number `attempt` (0 = the first) of a failed tap:
+/// `initial_ns` doubling each attempt, at most `max_ns`.
+[[nodiscard]] std::int64_t reopen_backoff_ns(std::uint32_t attempt, std::int64_t initial_ns,
+                                             std::int64_t max_ns);
 
 /// What the attributor needs to know of a configured session (its request's IP total length
 /// is computed as the engine builds it).
@@ -83,8 +96,11 @@ class Pipeline final : public RecordSink {
   /// Opens every tap's live capture (needs CAP_NET_RAW: call before dropping privileges).
   /// Throws ConfigError naming `keys[i]` (e.g. "tap[0]" or "--tap") when a capture fails.
   void open_live_taps(const std::vector<std::string>& keys);
-  /// Uses `source` for tap `index` instead of a live capture (tests: pcap files).
-  void set_source(std::size_t index, std::unique_ptr<PacketSource> source);
+  /// Uses `source` for tap `index` instead of a live capture (tests: pcap files). When its
+  /// capture fails, `reopen` (if any) is tried with backoff until it yields a new source; without
+  /// it the tap stays down. A source that ends (a file) is not a failure: the tap is done.
+  void set_source(std::size_t index, std::unique_ptr<PacketSource> source,
+                  SourceOpener reopen = {});
   /// Starts the capture threads and the worker.
   void start();
   /// Drains (drain_ns), flushes every pending probe, stops and joins the threads. Call after
@@ -97,6 +113,9 @@ class Pipeline final : public RecordSink {
   /// "fwd=PATH rev=PATH" for a session: the detector's confirmed paths ("none" during an
   /// outage, "-" before one is established).
   [[nodiscard]] std::string current_paths(std::uint32_t session_id) const;
+  /// "" while every tap captures, else e.g. "degraded: tap-inet (ipsec) down 2.310 s" (any
+  /// thread: the per-second summary).
+  [[nodiscard]] std::string degraded() const;
   /// End-of-run counters as log lines (per tap and per path, the TTL cross-check). Call after
   /// stop().
   [[nodiscard]] std::vector<std::string> stats_lines();
@@ -110,8 +129,22 @@ class Pipeline final : public RecordSink {
  private:
   struct TapThread;
   using Input = std::variant<SentNotice, ProbeRecord, TtlResult>;
+  /// A tap's capture failed (down) or was reopened (up): from its capture thread to the worker.
+  struct TapChange {
+    std::size_t tap = 0;
+    bool down = true;
+    std::int64_t ts_ns = 0;        ///< down: capture complete up to here; up: capturing again
+    std::int64_t detected_ns = 0;  ///< clock when it was seen
+    std::int64_t duration_ns = 0;  ///< up: time down
+    std::string reason;
+  };
 
   void capture_loop(TapThread& t);
+  /// The tap's capture failed: reports it, then reopens it with backoff. Returns false when
+  /// stop() was asked first.
+  bool recover(TapThread& t, const std::string& reason);
+  void publish_watermark(TapThread& t, std::int64_t ts_ns);
+  void handle_tap_changes();
   void worker_loop();
   void process(std::int64_t now_ns, bool final);
   void handle_event(const PathEvent& e);
@@ -129,6 +162,7 @@ class Pipeline final : public RecordSink {
   std::mutex in_mu_;
   std::vector<Input> inputs_;
   std::vector<std::pair<std::size_t, Observation>> observations_;
+  std::vector<TapChange> tap_changes_;
 
   mutable std::mutex paths_mu_;
   std::map<std::uint32_t, std::string> paths_;
@@ -142,6 +176,7 @@ class Pipeline final : public RecordSink {
   // worker-only scratch
   std::vector<Input> in_scratch_;
   std::vector<std::pair<std::size_t, Observation>> obs_scratch_;
+  std::vector<TapChange> changes_scratch_;
   std::vector<ProbeRecord> records_;
   std::vector<PathSample> samples_;
   std::vector<PathEvent> events_;

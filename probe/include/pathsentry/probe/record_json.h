@@ -21,7 +21,7 @@ namespace pathsentry::probe {
 ///   {"type":"probe","agent":"dc1","target":"192.168.20.161","proto":"stamp","session_id":2,
 ///    "seq":17,"tx_ns":…,"rx_ns":…|null,"rtt_ns":…|null,"tx_kernel_ts":true,
 ///    "fwd_path":"ipsec","rev_path":"none","loss":null|"forward"|"reverse"|"undetermined",
-///    "late":false,
+///    "late":false,["taps_down":["tap-inet"],]
 ///    "reflector":{"seq":3,"rx_ns":…,"tx_ns":…,"clock_synced":false}|null}
 ///   {"type":"event","agent":"dc1","event":"switchover","target":…,"proto":…,"session_id":…,
 ///    "direction":"forward","ts_ns":…,"seq":…,"detected_ns":…,"from":"express-connect",
@@ -33,6 +33,11 @@ namespace pathsentry::probe {
 /// last_ok_on_old_ns, probes_lost, probes_lost_undetermined, outage_kind, resolution_ns),
 /// outage_end (+ first_ok_on_new_ns, outage_ns),
 /// asymmetric_begin/asymmetric_end (fwd_path, rev_path; end adds duration_ns; no direction).
+/// Tap events carry no target, proto, session, direction or seq:
+///   {"type":"event","agent":"dc1","event":"tap_down","tap":"tap-inet","path":"ipsec",
+///    "reason":"pcap read: The interface disappeared","ts_ns":…,"detected_ns":…}
+///   tap_up: the same keys plus "duration_ns" (how long the tap was down).
+/// "taps_down" (probe records) is omitted when no tap was down during the probe's windows.
 
 /// Stable names used on the wire.
 [[nodiscard]] const char* to_string(Proto p);

@@ -141,7 +141,12 @@ struct TapStats {
   std::uint64_t frames = 0;                               ///< frames read from the source
   std::uint64_t decoded = 0;                              ///< frames that became an observation
   std::array<std::uint64_t, kDropReasonCount> dropped{};  ///< by DropReason
-  SourceStats source;                                     ///< kernel counters (live)
+  SourceStats source;  ///< kernel counters (live), summed over every capture opened
+  /// Availability (the pipeline's capture thread keeps these): times the capture failed and the
+  /// tap went down, attempts to reopen it, and the time spent down in spans that have ended.
+  std::uint64_t down = 0;
+  std::uint64_t reopen_attempts = 0;
+  std::int64_t down_ns = 0;
 };
 
 /// A tap at run time: its source, decoding and counters. Not thread-safe.
@@ -161,7 +166,18 @@ class Tap {
   [[nodiscard]] const TapStats& stats();
   [[nodiscard]] const TapSpec& spec() const { return spec_; }
   [[nodiscard]] std::size_t index() const { return index_; }
+  /// The current capture (check has_source(): none after close_source()).
   [[nodiscard]] PacketSource& source() { return *source_; }
+  [[nodiscard]] bool has_source() const { return source_ != nullptr; }
+
+  /// Closes a failed capture (its kernel counters are kept); pump() fails until a new source.
+  void close_source();
+  /// Takes a reopened capture of the same interface in place of the current one.
+  void replace_source(std::unique_ptr<PacketSource> source);
+  /// Availability bookkeeping (see TapStats).
+  void count_down() { ++stats_.down; }
+  void count_reopen_attempt() { ++stats_.reopen_attempts; }
+  void count_up(std::int64_t down_ns) { stats_.down_ns += down_ns; }
 
  private:
   TapSpec spec_;
@@ -169,6 +185,7 @@ class Tap {
   std::unique_ptr<PacketSource> source_;
   std::size_t index_;
   TapStats stats_;
+  SourceStats closed_source_stats_;
 };
 
 }  // namespace pathsentry::probe
