@@ -17,6 +17,7 @@
 #include <limits>
 #include <unordered_map>
 
+#include "esp_learner.h"
 #include "pathsentry/common/config_error.h"
 
 namespace pathsentry::probe {
@@ -136,9 +137,25 @@ struct EspLane {
     std::uint32_t len = 0;
     std::uint32_t count = 0;
     bool learned = false;
-    bool mismatch_counted = false;
   };
   std::vector<Learned> learned;
+  // The transform learned from the lengths seen (docs/attribution.md §2).
+  EspLearner learner;
+  std::int64_t first_esp_ns = 0;  // capture time of the first ESP packet (0: none yet)
+  bool mismatch_counted = false;  // the learned transform disagreed with the configured one
+  std::uint64_t windows_learned = 0;
+};
+
+/// Per ESP tap, what happened since the last silent-tap check (the warning's evidence).
+struct SilentPeriod {
+  std::int64_t start_ns = 0;
+  std::uint64_t esp = 0;        // ESP packets seen
+  std::uint64_t matched = 0;    // attributed
+  std::uint64_t ambiguous = 0;  // probe-directions with no clear sighting: several candidates
+  std::uint64_t no_cand = 0;    // ESP in the window, none of the expected length
+  std::uint64_t unlearned = 0;  // ESP in the window, no expected length known
+  std::uint64_t collapsed = 0;  // ambiguous under a learned TFC padding
+  bool warned = false;          // the last period warned (the next says "still")
 };
 
 struct Claim {
@@ -237,6 +254,10 @@ struct Attributor::Impl {
   std::int64_t rev_decide_delay = 0;
   std::int64_t retention = 0;
   std::int64_t fwd_none_delay = 0;  // a probe seen nowhere is "none" this long after it left
+  std::uint64_t sent_learned = 0;   // learn cursors: windows given to the learners
+  std::uint64_t recv_learned = 0;
+  std::vector<SilentPeriod> silent;  // per ESP lane
+  std::vector<std::string> notes;
 
   std::deque<Session> sessions;  // a deque: samples point at target_text
   std::unordered_map<std::uint32_t, std::uint32_t> by_id;
@@ -319,6 +340,10 @@ struct Attributor::Impl {
         std::max(cfg.fwd_unseen_wait_ns,
                  lanes.empty() ? 0 : fwd_decide_delay + span / 2 + cfg.esp_late_horizon_ns);
     retention = std::max(span + cfg.settle_ns, fwd_none_delay) + kRetentionMarginNs;
+    bool learning = false;
+    for (std::size_t t : lane_tap) learning = learning || !cfg.taps[t].transform;
+    if (learning) retention += std::max<std::int64_t>(cfg.learn_hold_ns, 0);
+    silent.resize(lanes.size());
     stats.path_counts.assign(labels.size(), {0, 0});
     stats.taps.assign(cfg.taps.size(), {});
   }
@@ -406,7 +431,9 @@ struct Attributor::Impl {
     if (wire == 0) return std::nullopt;
     const auto& tap = cfg.taps[lane_tap[lane]];
     if (tap.transform) return tap.transform->esp_length(wire);
-    for (const auto& l : lanes[lane][static_cast<std::size_t>(d)].learned) {
+    const EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
+    if (ln.learner.model()) return ln.learner.model()->transform.esp_length(wire);
+    for (const auto& l : ln.learned) {
       if (l.wire == wire) return l.learned ? std::optional<std::uint32_t>(l.len) : std::nullopt;
     }
     return std::nullopt;
@@ -418,18 +445,138 @@ struct Attributor::Impl {
     auto it = std::find_if(ln.learned.begin(), ln.learned.end(),
                            [&](const EspLane::Learned& l) { return l.wire == wire; });
     if (it == ln.learned.end()) {
-      ln.learned.push_back({wire, len, 1, cfg.learn_samples <= 1, false});
-      it = ln.learned.end() - 1;
+      if (ln.learned.size() >= 256) return;  // a fallback for lone probes: bounded
+      ln.learned.push_back({wire, len, 1, cfg.learn_samples <= 1});
     } else if (it->len == len) {
       if (++it->count >= cfg.learn_samples) it->learned = true;
     } else {
-      *it = {wire, len, 1, cfg.learn_samples <= 1, false};
+      *it = {wire, len, 1, cfg.learn_samples <= 1};
     }
-    const auto& tap = cfg.taps[lane_tap[lane]];
-    if (it->learned && tap.transform && !it->mismatch_counted &&
-        tap.transform->esp_length(wire) != it->len) {
-      it->mismatch_counted = true;
-      ++stats.taps[lane_tap[lane]].length_mismatch;
+  }
+
+  /// Gives the learner of one direction a probe window: the distinct ESP lengths it holds.
+  void learn_window(const LogEntry& e, Direction d) {
+    const auto di = static_cast<std::size_t>(d);
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      const auto& tap = cfg.taps[lane_tap[lane]];
+      EspLane& ln = lanes[lane][di];
+      const std::int64_t from =
+          d == Direction::Forward ? e.anchor_ns + tap.lo_ns(d) : e.anchor_ns - tap.hi_ns(d);
+      const std::int64_t to =
+          d == Direction::Forward ? e.anchor_ns + tap.hi_ns(d) : e.anchor_ns - tap.lo_ns(d);
+      if (from <= ln.evicted_through_ns) continue;
+      std::array<std::uint32_t, 64> lens{};
+      std::size_t n = 0;
+      for (std::uint64_t i = lower_bound(ln.obs, from); i < ln.obs.end_abs(); ++i) {
+        const EspObs& o = ln.obs.at(i);
+        if (o.ts_ns > to) break;
+        if (n < lens.size() &&
+            std::find(lens.begin(), lens.begin() + n, o.len) == lens.begin() + n) {
+          lens[n++] = o.len;
+        }
+      }
+      ln.learner.on_window(e.wire, lens.data(), n);
+      ++ln.windows_learned;
+    }
+  }
+
+  /// Runs the learners that have new evidence; notes what they locked in.
+  void evaluate_learners() {
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      const std::size_t tap = lane_tap[lane];
+      const auto& spec = cfg.taps[tap];
+      for (std::size_t di = 0; di < 2; ++di) {
+        EspLane& ln = lanes[lane][di];
+        const std::uint64_t every = ln.learner.model() ? 1024 : 8;
+        if (ln.learner.windows_since_eval() < every) continue;
+        const auto change = ln.learner.evaluate();
+        const char* dir = di == 0 ? "forward" : "reverse";
+        if (change != EspLearner::Change::None) {
+          const std::string name = ln.learner.model()->name;
+          if (!spec.transform) stats.taps[tap].transform[di] = name;
+          if (change == EspLearner::Change::Relearned) ++stats.taps[tap].transform_changes;
+          if (!spec.transform) {
+            notes.push_back("tap " + spec.interface + " (" + spec.path + "): " + dir + " ESP " +
+                            (change == EspLearner::Change::Learned ? "transform learned: "
+                                                                   : "transform re-learned, the "
+                                                                     "lengths seen changed: ") +
+                            name);
+          }
+        }
+        if (spec.transform && ln.learner.model() && !ln.mismatch_counted &&
+            !ln.learner.agrees_with(*spec.transform)) {
+          ln.mismatch_counted = true;
+          ++stats.taps[tap].length_mismatch;
+          notes.push_back("tap " + spec.interface + " (" + spec.path + "): the " + dir +
+                          " ESP lengths seen fit " + ln.learner.model()->name +
+                          ", not the configured transform: probes will not be attributed");
+        }
+      }
+    }
+  }
+
+  /// How much later windows are claimed now: learn_hold_ns while a tap without a transform has
+  /// seen ESP but not learned it yet (for at most learn_hold_ns after its first ESP packet).
+  std::int64_t learn_hold(std::int64_t now) const {
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      if (cfg.taps[lane_tap[lane]].transform) continue;
+      for (const EspLane& ln : lanes[lane]) {
+        if (ln.first_esp_ns != 0 && !ln.learner.model() &&
+            now - ln.first_esp_ns < cfg.learn_hold_ns) {
+          return cfg.learn_hold_ns;
+        }
+      }
+    }
+    return 0;
+  }
+
+  /// Warns about an ESP tap that saw ESP but attributed nothing while probes went unexplained,
+  /// with the likely cause, every silent_warn_ns it lasts.
+  void check_silent(std::int64_t now) {
+    if (cfg.silent_warn_ns <= 0) return;
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      SilentPeriod& p = silent[lane];
+      if (p.start_ns == 0) p.start_ns = now;
+      if (now - p.start_ns < cfg.silent_warn_ns) continue;
+      const std::size_t tap = lane_tap[lane];
+      const auto& spec = cfg.taps[tap];
+      const std::uint64_t unexplained = p.ambiguous + p.no_cand + p.unlearned;
+      const bool silent_tap = p.esp >= 10 && p.matched == 0 && unexplained >= 10;
+      if (silent_tap) {
+        ++stats.taps[tap].silent_warnings;
+        std::string cause;
+        const EspLearner& fl = lanes[lane][0].learner;
+        const EspLearner& rl = lanes[lane][1].learner;
+        if (p.unlearned >= p.ambiguous && p.unlearned >= p.no_cand) {
+          cause = "no ESP length known for the probes: forward " + fl.diagnosis() + "; reverse " +
+                  rl.diagnosis();
+        } else if (p.ambiguous >= p.no_cand) {
+          cause = p.collapsed * 2 >= p.ambiguous
+                      ? "TFC padding gives the probes one ESP length (" +
+                            (fl.model() ? fl.model()->name : rl.model()->name) +
+                            "): several share every window; send probes larger than the padding "
+                            "(--size) or narrow the window"
+                      : "window too wide for the rate: probes of one ESP length share a window "
+                        "(more sizes with --size-cycle, or a narrower window)";
+        } else {
+          cause =
+              "no ESP packet of the expected length in the windows: the window is too "
+              "narrow for the tunnel's delay, or the transform is wrong (" +
+              (spec.transform ? std::string("configured") : "forward " + fl.diagnosis()) + ")";
+        }
+        notes.push_back(
+            "WARNING tap " + spec.interface + " (" + spec.path +
+            "): " + (p.warned ? "still " : "") + "attributed nothing in " +
+            std::to_string((now - p.start_ns) / 1'000'000'000) + " s although it saw " +
+            std::to_string(p.esp) + " ESP packets between " + spec.local_endpoint.to_string() +
+            " and " + spec.remote_endpoint.to_string() + " (" + std::to_string(unexplained) +
+            " probe directions unexplained: " + std::to_string(p.unlearned) +
+            " without a known length, " + std::to_string(p.no_cand) + " without a candidate, " +
+            std::to_string(p.ambiguous) + " ambiguous); likely cause: " + cause);
+      }
+      p = SilentPeriod{};
+      p.start_ns = now;
+      p.warned = silent_tap;
     }
   }
 
@@ -448,6 +595,9 @@ struct Attributor::Impl {
       sa->last_seq = o.esp_seq;
     }
     if (o.ts_ns + cfg.settle_ns < last_now) ++ts.late;
+    if (ln.first_esp_ns == 0) ln.first_esp_ns = o.ts_ns;
+    ln.learner.on_packet(o.esp_len);
+    ++silent[lane].esp;
     if (ln.obs.size() >= cfg.max_esp_observations) evict_front(tap, ln, true);
     ln.obs.push_back(EspObs{o.ts_ns, o.esp_len, 0, 0, false});
     // Keep time order (capture timestamps can step back slightly across CPUs).
@@ -509,6 +659,35 @@ struct Attributor::Impl {
     }
   }
 
+  /// Counts why a probe-direction no clear tap saw got no ESP attribution (TapAttribution and
+  /// the silent-tap warning).
+  void note_outcome(std::size_t lane, const LogEntry& e, Direction d, const Claim& c,
+                    std::int8_t v) {
+    const std::size_t tap = lane_tap[lane];
+    SilentPeriod& p = silent[lane];
+    if (v >= 0) {
+      ++p.matched;
+      return;
+    }
+    if (c.any == 0) return;  // no ESP in the window: it took another path, or was lost
+    const Slot* sl = lookup(sessions[e.session], e.seq);
+    if (sl != nullptr && (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0) return;
+    const auto want = expected_len(lane, d, e.wire);
+    if (v == kAmbiguous) {
+      ++p.ambiguous;
+      const EspLearner& l = lanes[lane][static_cast<std::size_t>(d)].learner;
+      if (!cfg.taps[tap].transform && l.model() && l.model()->transform.tfc_pad_to >= e.wire) {
+        ++p.collapsed;
+      }
+    } else if (!want) {
+      ++p.unlearned;
+      ++stats.taps[tap].unlearned;
+    } else {
+      ++p.no_cand;
+      ++stats.taps[tap].no_candidate;
+    }
+  }
+
   /// The ESP verdict over all ESP taps for one direction of one probe.
   std::int8_t decide(LogEntry& e, Direction d) {
     const auto di = static_cast<std::size_t>(d);
@@ -539,6 +718,7 @@ struct Attributor::Impl {
         v = kAmbiguous;
       }
       if (v == kAmbiguous) ++stats.taps[tap].ambiguous;
+      note_outcome(lane, e, d, c, v);
       if (!c.incomplete && c.any == 1 && valid(c.any_idx) && ln.obs.at(c.any_idx).any_claims == 1) {
         learn(lane, d, e.wire, ln.obs.at(c.any_idx).len);
       }
@@ -857,12 +1037,19 @@ struct Attributor::Impl {
     try_finish(s, sl, now, out);
   }
 
-  void process_log(Ring<LogEntry>& log, std::uint64_t& claimed, Direction d, std::int64_t now,
-                   Out& out) {
+  void process_log(Ring<LogEntry>& log, std::uint64_t& claimed, std::uint64_t& learned, Direction d,
+                   std::int64_t now, std::int64_t hold, Out& out, bool learn_only = false) {
     const std::int64_t claim_delay = d == Direction::Forward ? fwd_claim_delay : rev_claim_delay;
     const std::int64_t decide_delay = d == Direction::Forward ? fwd_decide_delay : rev_decide_delay;
+    learned = std::max(learned, log.begin_abs());
+    while (!lanes.empty() && learned < log.end_abs() &&
+           log.at(learned).anchor_ns + claim_delay <= now) {
+      learn_window(log.at(learned), d);
+      ++learned;
+    }
+    if (learn_only) return;
     claimed = std::max(claimed, log.begin_abs());
-    while (claimed < log.end_abs() && log.at(claimed).anchor_ns + claim_delay <= now) {
+    while (claimed < log.end_abs() && log.at(claimed).anchor_ns + claim_delay + hold <= now) {
       if (!lanes.empty()) claim(log.at(claimed), d);
       ++claimed;
     }
@@ -896,8 +1083,16 @@ struct Attributor::Impl {
 
   void poll(std::int64_t now, Out& out) {
     last_now = std::max(last_now, now);
-    process_log(sent_log, sent_claimed, Direction::Forward, now, out);
-    process_log(recv_log, recv_claimed, Direction::Reverse, now, out);
+    // Learning first: the learners see every window as soon as it is complete, and the claims
+    // wait (learn_hold) while a transform is still being learned.
+    process_log(sent_log, sent_claimed, sent_learned, Direction::Forward, now, 0, out,
+                /*learn_only=*/true);
+    process_log(recv_log, recv_claimed, recv_learned, Direction::Reverse, now, 0, out, true);
+    evaluate_learners();
+    const std::int64_t hold = learn_hold(now);
+    process_log(sent_log, sent_claimed, sent_learned, Direction::Forward, now, hold, out);
+    process_log(recv_log, recv_claimed, recv_learned, Direction::Reverse, now, hold, out);
+    if (now < std::numeric_limits<std::int64_t>::max() / 4) check_silent(now);  // not in flush
     for (const auto& [si, seq] : ready) {
       Session& s = sessions[si];
       if (Slot* sl = lookup(s, seq)) {
@@ -1012,6 +1207,11 @@ void Attributor::on_observation(std::size_t tap, const Observation& obs) {
   if (m.tap_lane[tap] < 0) m.on_clear(tap, obs);
 }
 
+void Attributor::take_notes(std::vector<std::string>& out) {
+  out.insert(out.end(), impl_->notes.begin(), impl_->notes.end());
+  impl_->notes.clear();
+}
+
 void Attributor::poll(std::int64_t now_ns, std::vector<ProbeRecord>& records,
                       std::vector<PathSample>* samples) {
   Impl::Out out{records, samples};
@@ -1036,6 +1236,7 @@ std::optional<std::uint32_t> Attributor::learned_length(std::size_t tap, Directi
   if (tap >= impl_->tap_lane.size() || impl_->tap_lane[tap] < 0) return std::nullopt;
   const auto& ln =
       impl_->lanes[static_cast<std::size_t>(impl_->tap_lane[tap])][static_cast<std::size_t>(dir)];
+  if (ln.learner.model()) return ln.learner.model()->transform.esp_length(wire_bytes);
   for (const auto& l : ln.learned) {
     if (l.wire == wire_bytes && l.learned) return l.len;
   }
