@@ -138,6 +138,7 @@ class Pipeline final : public RecordSink {
   std::vector<std::pair<std::size_t, Observation>> obs_scratch_;
   std::vector<ProbeRecord> records_;
   std::vector<PathSample> samples_;
+  std::vector<std::string> notes_;  // the attributor's log lines
   std::vector<PathEvent> events_;
   std::vector<ProbeRecord> ttl_records_;
   std::vector<CrossCheckVerdict> verdicts_;
