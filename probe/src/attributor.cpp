@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <deque>
 #include <limits>
 #include <unordered_map>
@@ -258,6 +259,10 @@ struct Attributor::Impl {
   std::uint64_t recv_learned = 0;
   std::vector<SilentPeriod> silent;  // per ESP lane
   std::vector<std::string> notes;
+  // PATHSENTRY_EXPLAIN_UNKNOWN=1: a note per probe-direction an ESP tap leaves unexplained,
+  // saying why (issue 8 item 3: where each unknown comes from).
+  bool explain = false;
+  Ring<LogEntry>* cur_log = nullptr;
 
   std::deque<Session> sessions;  // a deque: samples point at target_text
   std::unordered_map<std::uint32_t, std::uint32_t> by_id;
@@ -344,6 +349,7 @@ struct Attributor::Impl {
     for (std::size_t t : lane_tap) learning = learning || !cfg.taps[t].transform;
     if (learning) retention += std::max<std::int64_t>(cfg.learn_hold_ns, 0);
     silent.resize(lanes.size());
+    if (const char* x = std::getenv("PATHSENTRY_EXPLAIN_UNKNOWN")) explain = x[0] == '1';
     stats.path_counts.assign(labels.size(), {0, 0});
     stats.taps.assign(cfg.taps.size(), {});
   }
@@ -686,6 +692,53 @@ struct Attributor::Impl {
       ++p.no_cand;
       ++stats.taps[tap].no_candidate;
     }
+    if (explain) explain_unknown(lane, e, d, c, want);
+  }
+
+  /// The note PATHSENTRY_EXPLAIN_UNKNOWN asks for: the probe, its candidates (offset from the
+  /// anchor, their claimants), the other probes claiming them, the nearest packet of its length.
+  void explain_unknown(std::size_t lane, const LogEntry& e, Direction d, const Claim& c,
+                       std::optional<std::uint32_t> want) {
+    const auto& tap = cfg.taps[lane_tap[lane]];
+    EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
+    const bool fwd = d == Direction::Forward;
+    auto off_us = [&](std::int64_t ts) {
+      return (fwd ? ts - e.anchor_ns : e.anchor_ns - ts) / 1000;
+    };
+    const std::int64_t from = fwd ? e.anchor_ns + tap.lo_ns(d) : e.anchor_ns - tap.hi_ns(d);
+    const std::int64_t to = fwd ? e.anchor_ns + tap.hi_ns(d) : e.anchor_ns - tap.lo_ns(d);
+    std::string t = std::string("explain ") + (fwd ? "fwd" : "rev") + " session " +
+                    std::to_string(sessions[e.session].spec.session_id) + " seq " +
+                    std::to_string(e.seq) + " wire " + std::to_string(e.wire) + " len " +
+                    (want ? std::to_string(*want) : "?") + ": " +
+                    (c.incomplete  ? "incomplete"
+                     : !want       ? "no length"
+                     : c.cand > 1  ? "multi " + std::to_string(c.cand)
+                     : c.cand == 1 ? "shared"
+                                   : "no candidate") +
+                    ", window ESP " + std::to_string(c.any) + "; cands:";
+    if (want) {
+      for (std::uint64_t i = lower_bound(ln.obs, from - 20'000'000); i < ln.obs.end_abs(); ++i) {
+        const EspObs& o = ln.obs.at(i);
+        if (o.ts_ns > to + 20'000'000) break;
+        if (o.len != *want) continue;
+        const bool in = o.ts_ns >= from && o.ts_ns <= to;
+        t += " " + std::to_string(off_us(o.ts_ns)) + "us" + (in ? "" : "(out)") + "/c" +
+             std::to_string(o.claims) + (o.attributed ? "/a" : "");
+        if (!in || cur_log == nullptr) continue;
+        for (std::uint64_t j = cur_log->begin_abs(); j < cur_log->end_abs(); ++j) {
+          const LogEntry& x = cur_log->at(j);
+          if (&x == &e || x.wire != e.wire) continue;
+          const std::int64_t xf = fwd ? x.anchor_ns + tap.lo_ns(d) : x.anchor_ns - tap.hi_ns(d);
+          const std::int64_t xt = fwd ? x.anchor_ns + tap.hi_ns(d) : x.anchor_ns - tap.lo_ns(d);
+          if (o.ts_ns < xf || o.ts_ns > xt) continue;
+          t += "[also s" + std::to_string(sessions[x.session].spec.session_id) + "#" +
+               std::to_string(x.seq) + " d" + std::to_string((x.anchor_ns - e.anchor_ns) / 1000) +
+               "us]";
+        }
+      }
+    }
+    notes.push_back(std::move(t));
   }
 
   /// The ESP verdict over all ESP taps for one direction of one probe.
@@ -1048,6 +1101,7 @@ struct Attributor::Impl {
       ++learned;
     }
     if (learn_only) return;
+    cur_log = &log;
     claimed = std::max(claimed, log.begin_abs());
     while (claimed < log.end_abs() && log.at(claimed).anchor_ns + claim_delay + hold <= now) {
       if (!lanes.empty()) claim(log.at(claimed), d);
