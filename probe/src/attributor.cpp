@@ -120,6 +120,8 @@ struct EspObs {
   std::uint16_t claims = 0;      // probes with this length whose window holds it
   std::uint16_t any_claims = 0;  // probes of any length whose window holds it (learning)
   bool attributed = false;
+  std::uint32_t spi = 0;
+  std::uint32_t seq = 0;  // the ESP sequence number: the order the gateway sent it in
 };
 
 /// One ESP tap in one direction: its observations and what was learned about lengths.
@@ -145,6 +147,13 @@ struct EspLane {
   std::int64_t first_esp_ns = 0;  // capture time of the first ESP packet (0: none yet)
   bool mismatch_counted = false;  // the learned transform disagreed with the configured one
   std::uint64_t windows_learned = 0;
+  // Order (see order_rescue): the packet of the last probe attributed here, and the expected
+  // lengths of the probes decided since without one.
+  bool has_last = false;
+  EspObs last{};
+  std::array<std::uint32_t, 64> pending{};
+  std::size_t npending = 0;
+  bool pending_overflow = false;
 };
 
 /// Per ESP tap, what happened since the last silent-tap check (the warning's evidence).
@@ -263,6 +272,7 @@ struct Attributor::Impl {
   // saying why (issue 8 item 3: where each unknown comes from).
   bool explain = false;
   Ring<LogEntry>* cur_log = nullptr;
+  const std::uint64_t* cur_claimed = nullptr;
 
   std::deque<Session> sessions;  // a deque: samples point at target_text
   std::unordered_map<std::uint32_t, std::uint32_t> by_id;
@@ -605,7 +615,7 @@ struct Attributor::Impl {
     ln.learner.on_packet(o.esp_len);
     ++silent[lane].esp;
     if (ln.obs.size() >= cfg.max_esp_observations) evict_front(tap, ln, true);
-    ln.obs.push_back(EspObs{o.ts_ns, o.esp_len, 0, 0, false});
+    ln.obs.push_back(EspObs{o.ts_ns, o.esp_len, 0, 0, false, o.spi, o.esp_seq});
     // Keep time order (capture timestamps can step back slightly across CPUs).
     for (std::uint64_t i = ln.obs.end_abs() - 1; i > ln.obs.begin_abs(); --i) {
       EspObs& cur = ln.obs.at(i);
@@ -741,6 +751,59 @@ struct Attributor::Impl {
     notes.push_back(std::move(t));
   }
 
+  /// A gateway sends one SA's packets in the order they reach it (their ESP sequence numbers),
+  /// and our probes reach it in the order they were sent (forward) or leave it in the order they
+  /// are received (reverse, the agent's gateway decrypting in order). So a probe the window rule
+  /// leaves unexplained (its packet delayed past the window, or a burst putting another probe of
+  /// its length in the window) is between the last probe attributed before it and the next one
+  /// uniquely claiming a packet after it: if that span of the SA holds exactly one unattributed
+  /// packet of its length, and no other probe in the span (decided unexplained since the last
+  /// match, or still to be decided before the next) expects that length, the packet is its own.
+  std::optional<std::uint64_t> order_rescue(std::size_t lane, Direction d, const LogEntry& e) {
+    constexpr std::int64_t kMaxSpanNs = 500'000'000;
+    constexpr std::uint64_t kMaxAhead = 1024;
+    EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
+    const auto want = expected_len(lane, d, e.wire);
+    if (!want || !ln.has_last || ln.pending_overflow || cur_log == nullptr) return std::nullopt;
+    std::size_t before = 0;  // probes of its length in the span before it (decided unexplained)
+    for (std::size_t i = 0; i < ln.npending; ++i) before += ln.pending[i] == *want ? 1 : 0;
+    // The next probe (in anchor order) with a unique claim; those of its length before it.
+    const EspObs* next = nullptr;
+    std::size_t after = 0;
+    const std::uint64_t end = std::min(cur_log->end_abs(), *cur_claimed);
+    const std::uint64_t first = cur_log->begin_abs() + 1;  // e is the log's front
+    for (std::uint64_t j = first; j < end && j < first + kMaxAhead; ++j) {
+      const LogEntry& x = cur_log->at(j);
+      const Claim& xc = x.claims[lane];
+      if (!xc.incomplete && xc.cand == 1 && xc.cand_idx >= ln.obs.begin_abs() &&
+          xc.cand_idx < ln.obs.end_abs() && ln.obs.at(xc.cand_idx).claims == 1) {
+        next = &ln.obs.at(xc.cand_idx);
+        break;
+      }
+      if (expected_len(lane, d, x.wire) == want) ++after;
+    }
+    if (next == nullptr || next->spi != ln.last.spi || next->seq <= ln.last.seq ||
+        next->ts_ns - ln.last.ts_ns > kMaxSpanNs || ln.last.ts_ns <= ln.evicted_through_ns) {
+      return std::nullopt;
+    }
+    // The span's packets of its length, in the SA's order, must be exactly as many as its probes
+    // of that length: then the (before + 1)-th is its own.
+    std::optional<std::uint64_t> found;
+    std::size_t k = 0;
+    for (std::uint64_t i = lower_bound(ln.obs, ln.last.ts_ns); i < ln.obs.end_abs(); ++i) {
+      const EspObs& o = ln.obs.at(i);
+      if (o.ts_ns > next->ts_ns) break;
+      if (o.len != *want || o.spi != ln.last.spi || o.seq <= ln.last.seq || o.seq >= next->seq) {
+        continue;
+      }
+      if (o.attributed) return std::nullopt;
+      if (k == before) found = i;
+      ++k;
+    }
+    if (k != before + 1 + after) return std::nullopt;
+    return found;
+  }
+
   /// The ESP verdict over all ESP taps for one direction of one probe.
   std::int8_t decide(LogEntry& e, Direction d) {
     const auto di = static_cast<std::size_t>(d);
@@ -753,9 +816,24 @@ struct Attributor::Impl {
       std::int8_t v = kNoEvidence;
       if (c.incomplete) {
         v = kAmbiguous;
-      } else if (c.cand == 1 && valid(c.cand_idx) && ln.obs.at(c.cand_idx).claims == 1) {
+      } else if (c.cand == 1 && valid(c.cand_idx) && ln.obs.at(c.cand_idx).claims == 1 &&
+                 !ln.obs.at(c.cand_idx).attributed) {  // (attributed by order to a neighbour)
         v = tap_path[tap];
-        EspObs& o = ln.obs.at(c.cand_idx);
+      } else if (c.cand > 0) {
+        v = kAmbiguous;
+      }
+      std::optional<std::uint64_t> match;
+      if (v == tap_path[tap]) {
+        match = c.cand_idx;
+      } else if (!c.incomplete) {
+        match = order_rescue(lane, d, e);
+        if (match) {
+          v = tap_path[tap];
+          ++stats.taps[tap].order_rescued;
+        }
+      }
+      if (match) {
+        EspObs& o = ln.obs.at(*match);
         o.attributed = true;
         ++stats.taps[tap].matched;
         const auto& spec = cfg.taps[tap];
@@ -767,8 +845,16 @@ struct Attributor::Impl {
         ds.sum_ns += delay;
         ++ds.count;
         if (5 * (delay - spec.lo_ns(d)) >= 4 * (spec.hi_ns(d) - spec.lo_ns(d))) ++ds.near_hi;
-      } else if (c.cand > 0) {
-        v = kAmbiguous;
+        ln.has_last = true;
+        ln.last = o;
+        ln.npending = 0;
+        ln.pending_overflow = false;
+      } else if (const auto want = expected_len(lane, d, e.wire)) {
+        if (ln.npending < ln.pending.size()) {
+          ln.pending[ln.npending++] = *want;
+        } else {
+          ln.pending_overflow = true;
+        }
       }
       if (v == kAmbiguous) ++stats.taps[tap].ambiguous;
       note_outcome(lane, e, d, c, v);
@@ -1102,6 +1188,7 @@ struct Attributor::Impl {
     }
     if (learn_only) return;
     cur_log = &log;
+    cur_claimed = &claimed;
     claimed = std::max(claimed, log.begin_abs());
     while (claimed < log.end_abs() && log.at(claimed).anchor_ns + claim_delay + hold <= now) {
       if (!lanes.empty()) claim(log.at(claimed), d);

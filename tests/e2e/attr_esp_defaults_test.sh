@@ -11,7 +11,7 @@
 # Usage: bash tests/e2e/attr_esp_defaults_test.sh [build-dir]
 source "$(dirname "$0")/../../deploy/lab/lib/e2e.sh"
 export PS_LAB_ESP_PROPOSAL=${PS_LAB_ESP_PROPOSAL:-aes256-sha512}
-export PS_E2E_TAP_DEFAULTS=1
+export PS_E2E_TAP_DEFAULTS=${PS_E2E_TAP_DEFAULTS:-1}
 attr_init pstwd- "${1:-$E2E_REPO/build}"
 e2e_log "ESP proposal $PS_LAB_ESP_PROPOSAL, tap line $PS_LAB_TAP_INET:ipsec:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE"
 # PS_E2E_DRILL runs another drill instead (its events are not checked then: the unknown shares

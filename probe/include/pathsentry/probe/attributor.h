@@ -105,6 +105,9 @@ struct TapAttribution {
   /// esp: probe-directions whose window held ESP while no length was known for them (learning).
   std::uint64_t unlearned = 0;
   std::uint64_t transform_changes = 0;  ///< esp: a learned transform replaced by another
+  /// esp: probe-directions the window rule left unexplained, attributed by the SA's order (the
+  /// only packet of their length between their neighbours' packets; included in matched).
+  std::uint64_t order_rescued = 0;
   /// esp: warnings that the tap saw ESP but attributed nothing for silent_warn_ns.
   std::uint64_t silent_warnings = 0;
   /// esp: the transform learned per direction ("" while learning, or when configured).
