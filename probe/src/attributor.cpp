@@ -764,7 +764,10 @@ struct Attributor::Impl {
     constexpr std::uint64_t kMaxAhead = 1024;
     EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
     const auto want = expected_len(lane, d, e.wire);
-    if (!want || !ln.has_last || ln.pending_overflow || cur_log == nullptr) return std::nullopt;
+    if (!want || !ln.has_last || ln.pending_overflow || cur_log == nullptr ||
+        std::abs(e.anchor_ns - ln.last.ts_ns) > kMaxSpanNs) {
+      return std::nullopt;  // (nothing attributed here lately: the probes take another path)
+    }
     std::size_t before = 0;  // probes of its length in the span before it (decided unexplained)
     for (std::size_t i = 0; i < ln.npending; ++i) before += ln.pending[i] == *want ? 1 : 0;
     // The next probe (in anchor order) with a unique claim; those of its length before it.
