@@ -11,6 +11,7 @@ PKGS=(
   libtomlplusplus-dev nlohmann-json3-dev libexpected-dev
   iproute2 iputils-ping nftables procps psmisc tcpdump fping python3
   bird2 strongswan-charon strongswan-swanctl libcharon-extra-plugins
+  libstrongswan-standard-plugins
 )
 
 missing=()

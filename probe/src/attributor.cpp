@@ -13,10 +13,12 @@
 
 #include <algorithm>
 #include <bit>
+#include <cstdlib>
 #include <deque>
 #include <limits>
 #include <unordered_map>
 
+#include "esp_learner.h"
 #include "pathsentry/common/config_error.h"
 
 namespace pathsentry::probe {
@@ -121,6 +123,8 @@ struct EspObs {
   std::uint16_t claims = 0;      // probes with this length whose window holds it
   std::uint16_t any_claims = 0;  // probes of any length whose window holds it (learning)
   bool attributed = false;
+  std::uint32_t spi = 0;
+  std::uint32_t seq = 0;  // the ESP sequence number: the order the gateway sent it in
 };
 
 /// One ESP tap in one direction: its observations and what was learned about lengths.
@@ -139,9 +143,32 @@ struct EspLane {
     std::uint32_t len = 0;
     std::uint32_t count = 0;
     bool learned = false;
-    bool mismatch_counted = false;
   };
   std::vector<Learned> learned;
+  // The transform learned from the lengths seen (docs/attribution.md §2).
+  EspLearner learner;
+  std::int64_t first_esp_ns = 0;  // capture time of the first ESP packet (0: none yet)
+  bool mismatch_counted = false;  // the learned transform disagreed with the configured one
+  std::uint64_t windows_learned = 0;
+  // Order (see order_rescue): the packet of the last probe attributed here, and the expected
+  // lengths of the probes decided since without one.
+  bool has_last = false;
+  EspObs last{};
+  std::array<std::uint32_t, 64> pending{};
+  std::size_t npending = 0;
+  bool pending_overflow = false;
+};
+
+/// Per ESP tap, what happened since the last silent-tap check (the warning's evidence).
+struct SilentPeriod {
+  std::int64_t start_ns = 0;
+  std::uint64_t esp = 0;        // ESP packets seen
+  std::uint64_t matched = 0;    // attributed
+  std::uint64_t ambiguous = 0;  // probe-directions with no clear sighting: several candidates
+  std::uint64_t no_cand = 0;    // ESP in the window, none of the expected length
+  std::uint64_t unlearned = 0;  // ESP in the window, no expected length known
+  std::uint64_t collapsed = 0;  // ambiguous under a learned TFC padding
+  bool warned = false;          // the last period warned (the next says "still")
 };
 
 struct Claim {
@@ -241,6 +268,15 @@ struct Attributor::Impl {
   std::int64_t rev_decide_delay = 0;
   std::int64_t retention = 0;
   std::int64_t fwd_none_delay = 0;  // a probe seen nowhere is "none" this long after it left
+  std::uint64_t sent_learned = 0;   // learn cursors: windows given to the learners
+  std::uint64_t recv_learned = 0;
+  std::vector<SilentPeriod> silent;  // per ESP lane
+  std::vector<std::string> notes;
+  // PATHSENTRY_EXPLAIN_UNKNOWN=1: a note per probe-direction an ESP tap leaves unexplained,
+  // saying why (issue 8 item 3: where each unknown comes from).
+  bool explain = false;
+  Ring<LogEntry>* cur_log = nullptr;
+  const std::uint64_t* cur_claimed = nullptr;
 
   std::deque<Session> sessions;  // a deque: samples point at target_text
   std::unordered_map<std::uint32_t, std::uint32_t> by_id;
@@ -331,6 +367,11 @@ struct Attributor::Impl {
         std::max(cfg.fwd_unseen_wait_ns,
                  lanes.empty() ? 0 : fwd_decide_delay + span / 2 + cfg.esp_late_horizon_ns);
     retention = std::max(span + cfg.settle_ns, fwd_none_delay) + kRetentionMarginNs;
+    bool learning = false;
+    for (std::size_t t : lane_tap) learning = learning || !cfg.taps[t].transform;
+    if (learning) retention += std::max<std::int64_t>(cfg.learn_hold_ns, 0);
+    silent.resize(lanes.size());
+    if (const char* x = std::getenv("PATHSENTRY_EXPLAIN_UNKNOWN")) explain = x[0] == '1';
     stats.path_counts.assign(labels.size(), {0, 0});
     stats.taps.assign(cfg.taps.size(), {});
     down_spans.resize(cfg.taps.size());
@@ -479,7 +520,9 @@ struct Attributor::Impl {
     if (wire == 0) return std::nullopt;
     const auto& tap = cfg.taps[lane_tap[lane]];
     if (tap.transform) return tap.transform->esp_length(wire);
-    for (const auto& l : lanes[lane][static_cast<std::size_t>(d)].learned) {
+    const EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
+    if (ln.learner.model()) return ln.learner.model()->transform.esp_length(wire);
+    for (const auto& l : ln.learned) {
       if (l.wire == wire) return l.learned ? std::optional<std::uint32_t>(l.len) : std::nullopt;
     }
     return std::nullopt;
@@ -491,18 +534,138 @@ struct Attributor::Impl {
     auto it = std::find_if(ln.learned.begin(), ln.learned.end(),
                            [&](const EspLane::Learned& l) { return l.wire == wire; });
     if (it == ln.learned.end()) {
-      ln.learned.push_back({wire, len, 1, cfg.learn_samples <= 1, false});
-      it = ln.learned.end() - 1;
+      if (ln.learned.size() >= 256) return;  // a fallback for lone probes: bounded
+      ln.learned.push_back({wire, len, 1, cfg.learn_samples <= 1});
     } else if (it->len == len) {
       if (++it->count >= cfg.learn_samples) it->learned = true;
     } else {
-      *it = {wire, len, 1, cfg.learn_samples <= 1, false};
+      *it = {wire, len, 1, cfg.learn_samples <= 1};
     }
-    const auto& tap = cfg.taps[lane_tap[lane]];
-    if (it->learned && tap.transform && !it->mismatch_counted &&
-        tap.transform->esp_length(wire) != it->len) {
-      it->mismatch_counted = true;
-      ++stats.taps[lane_tap[lane]].length_mismatch;
+  }
+
+  /// Gives the learner of one direction a probe window: the distinct ESP lengths it holds.
+  void learn_window(const LogEntry& e, Direction d) {
+    const auto di = static_cast<std::size_t>(d);
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      const auto& tap = cfg.taps[lane_tap[lane]];
+      EspLane& ln = lanes[lane][di];
+      const std::int64_t from =
+          d == Direction::Forward ? e.anchor_ns + tap.lo_ns(d) : e.anchor_ns - tap.hi_ns(d);
+      const std::int64_t to =
+          d == Direction::Forward ? e.anchor_ns + tap.hi_ns(d) : e.anchor_ns - tap.lo_ns(d);
+      if (from <= ln.evicted_through_ns) continue;
+      std::array<std::uint32_t, 64> lens{};
+      std::size_t n = 0;
+      for (std::uint64_t i = lower_bound(ln.obs, from); i < ln.obs.end_abs(); ++i) {
+        const EspObs& o = ln.obs.at(i);
+        if (o.ts_ns > to) break;
+        if (n < lens.size() &&
+            std::find(lens.begin(), lens.begin() + n, o.len) == lens.begin() + n) {
+          lens[n++] = o.len;
+        }
+      }
+      ln.learner.on_window(e.wire, lens.data(), n);
+      ++ln.windows_learned;
+    }
+  }
+
+  /// Runs the learners that have new evidence; notes what they locked in.
+  void evaluate_learners() {
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      const std::size_t tap = lane_tap[lane];
+      const auto& spec = cfg.taps[tap];
+      for (std::size_t di = 0; di < 2; ++di) {
+        EspLane& ln = lanes[lane][di];
+        const std::uint64_t every = ln.learner.model() ? 1024 : 8;
+        if (ln.learner.windows_since_eval() < every) continue;
+        const auto change = ln.learner.evaluate();
+        const char* dir = di == 0 ? "forward" : "reverse";
+        if (change != EspLearner::Change::None) {
+          const std::string name = ln.learner.model()->name;
+          if (!spec.transform) stats.taps[tap].transform[di] = name;
+          if (change == EspLearner::Change::Relearned) ++stats.taps[tap].transform_changes;
+          if (!spec.transform) {
+            notes.push_back("tap " + spec.interface + " (" + spec.path + "): " + dir + " ESP " +
+                            (change == EspLearner::Change::Learned ? "transform learned: "
+                                                                   : "transform re-learned, the "
+                                                                     "lengths seen changed: ") +
+                            name);
+          }
+        }
+        if (spec.transform && ln.learner.model() && !ln.mismatch_counted &&
+            !ln.learner.agrees_with(*spec.transform)) {
+          ln.mismatch_counted = true;
+          ++stats.taps[tap].length_mismatch;
+          notes.push_back("tap " + spec.interface + " (" + spec.path + "): the " + dir +
+                          " ESP lengths seen fit " + ln.learner.model()->name +
+                          ", not the configured transform: probes will not be attributed");
+        }
+      }
+    }
+  }
+
+  /// How much later windows are claimed now: learn_hold_ns while a tap without a transform has
+  /// seen ESP but not learned it yet (for at most learn_hold_ns after its first ESP packet).
+  std::int64_t learn_hold(std::int64_t now) const {
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      if (cfg.taps[lane_tap[lane]].transform) continue;
+      for (const EspLane& ln : lanes[lane]) {
+        if (ln.first_esp_ns != 0 && !ln.learner.model() &&
+            now - ln.first_esp_ns < cfg.learn_hold_ns) {
+          return cfg.learn_hold_ns;
+        }
+      }
+    }
+    return 0;
+  }
+
+  /// Warns about an ESP tap that saw ESP but attributed nothing while probes went unexplained,
+  /// with the likely cause, every silent_warn_ns it lasts.
+  void check_silent(std::int64_t now) {
+    if (cfg.silent_warn_ns <= 0) return;
+    for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
+      SilentPeriod& p = silent[lane];
+      if (p.start_ns == 0) p.start_ns = now;
+      if (now - p.start_ns < cfg.silent_warn_ns) continue;
+      const std::size_t tap = lane_tap[lane];
+      const auto& spec = cfg.taps[tap];
+      const std::uint64_t unexplained = p.ambiguous + p.no_cand + p.unlearned;
+      const bool silent_tap = p.esp >= 10 && p.matched == 0 && unexplained >= 10;
+      if (silent_tap) {
+        ++stats.taps[tap].silent_warnings;
+        std::string cause;
+        const EspLearner& fl = lanes[lane][0].learner;
+        const EspLearner& rl = lanes[lane][1].learner;
+        if (p.unlearned >= p.ambiguous && p.unlearned >= p.no_cand) {
+          cause = "no ESP length known for the probes: forward " + fl.diagnosis() + "; reverse " +
+                  rl.diagnosis();
+        } else if (p.ambiguous >= p.no_cand) {
+          cause = p.collapsed * 2 >= p.ambiguous
+                      ? "TFC padding gives the probes one ESP length (" +
+                            (fl.model() ? fl.model()->name : rl.model()->name) +
+                            "): several share every window; send probes larger than the padding "
+                            "(--size) or narrow the window"
+                      : "window too wide for the rate: probes of one ESP length share a window "
+                        "(more sizes with --size-cycle, or a narrower window)";
+        } else {
+          cause =
+              "no ESP packet of the expected length in the windows: the window is too "
+              "narrow for the tunnel's delay, or the transform is wrong (" +
+              (spec.transform ? std::string("configured") : "forward " + fl.diagnosis()) + ")";
+        }
+        notes.push_back(
+            "WARNING tap " + spec.interface + " (" + spec.path +
+            "): " + (p.warned ? "still " : "") + "attributed nothing in " +
+            std::to_string((now - p.start_ns) / 1'000'000'000) + " s although it saw " +
+            std::to_string(p.esp) + " ESP packets between " + spec.local_endpoint.to_string() +
+            " and " + spec.remote_endpoint.to_string() + " (" + std::to_string(unexplained) +
+            " probe directions unexplained: " + std::to_string(p.unlearned) +
+            " without a known length, " + std::to_string(p.no_cand) + " without a candidate, " +
+            std::to_string(p.ambiguous) + " ambiguous); likely cause: " + cause);
+      }
+      p = SilentPeriod{};
+      p.start_ns = now;
+      p.warned = silent_tap;
     }
   }
 
@@ -521,8 +684,11 @@ struct Attributor::Impl {
       sa->last_seq = o.esp_seq;
     }
     if (o.ts_ns + cfg.settle_ns < last_now) ++ts.late;
+    if (ln.first_esp_ns == 0) ln.first_esp_ns = o.ts_ns;
+    ln.learner.on_packet(o.esp_len);
+    ++silent[lane].esp;
     if (ln.obs.size() >= cfg.max_esp_observations) evict_front(tap, ln, true);
-    ln.obs.push_back(EspObs{o.ts_ns, o.esp_len, 0, 0, false});
+    ln.obs.push_back(EspObs{o.ts_ns, o.esp_len, 0, 0, false, o.spi, o.esp_seq});
     // Keep time order (capture timestamps can step back slightly across CPUs).
     for (std::uint64_t i = ln.obs.end_abs() - 1; i > ln.obs.begin_abs(); --i) {
       EspObs& cur = ln.obs.at(i);
@@ -582,6 +748,138 @@ struct Attributor::Impl {
     }
   }
 
+  /// Counts why a probe-direction no clear tap saw got no ESP attribution (TapAttribution and
+  /// the silent-tap warning).
+  void note_outcome(std::size_t lane, const LogEntry& e, Direction d, const Claim& c,
+                    std::int8_t v) {
+    const std::size_t tap = lane_tap[lane];
+    SilentPeriod& p = silent[lane];
+    if (v >= 0) {
+      ++p.matched;
+      return;
+    }
+    if (c.any == 0) return;  // no ESP in the window: it took another path, or was lost
+    const Slot* sl = lookup(sessions[e.session], e.seq);
+    if (sl != nullptr && (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0) return;
+    const auto want = expected_len(lane, d, e.wire);
+    if (v == kAmbiguous) {
+      ++p.ambiguous;
+      const EspLearner& l = lanes[lane][static_cast<std::size_t>(d)].learner;
+      if (!cfg.taps[tap].transform && l.model() && l.model()->transform.tfc_pad_to >= e.wire) {
+        ++p.collapsed;
+      }
+    } else if (!want) {
+      ++p.unlearned;
+      ++stats.taps[tap].unlearned;
+    } else {
+      ++p.no_cand;
+      ++stats.taps[tap].no_candidate;
+    }
+    if (explain) explain_unknown(lane, e, d, c, want);
+  }
+
+  /// The note PATHSENTRY_EXPLAIN_UNKNOWN asks for: the probe, its candidates (offset from the
+  /// anchor, their claimants), the other probes claiming them, the nearest packet of its length.
+  void explain_unknown(std::size_t lane, const LogEntry& e, Direction d, const Claim& c,
+                       std::optional<std::uint32_t> want) {
+    const auto& tap = cfg.taps[lane_tap[lane]];
+    EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
+    const bool fwd = d == Direction::Forward;
+    auto off_us = [&](std::int64_t ts) {
+      return (fwd ? ts - e.anchor_ns : e.anchor_ns - ts) / 1000;
+    };
+    const std::int64_t from = fwd ? e.anchor_ns + tap.lo_ns(d) : e.anchor_ns - tap.hi_ns(d);
+    const std::int64_t to = fwd ? e.anchor_ns + tap.hi_ns(d) : e.anchor_ns - tap.lo_ns(d);
+    std::string t = std::string("explain ") + (fwd ? "fwd" : "rev") + " session " +
+                    std::to_string(sessions[e.session].spec.session_id) + " seq " +
+                    std::to_string(e.seq) + " wire " + std::to_string(e.wire) + " len " +
+                    (want ? std::to_string(*want) : "?") + ": " +
+                    (c.incomplete  ? "incomplete"
+                     : !want       ? "no length"
+                     : c.cand > 1  ? "multi " + std::to_string(c.cand)
+                     : c.cand == 1 ? "shared"
+                                   : "no candidate") +
+                    ", window ESP " + std::to_string(c.any) + "; cands:";
+    if (want) {
+      for (std::uint64_t i = lower_bound(ln.obs, from - 20'000'000); i < ln.obs.end_abs(); ++i) {
+        const EspObs& o = ln.obs.at(i);
+        if (o.ts_ns > to + 20'000'000) break;
+        if (o.len != *want) continue;
+        const bool in = o.ts_ns >= from && o.ts_ns <= to;
+        t += " " + std::to_string(off_us(o.ts_ns)) + "us" + (in ? "" : "(out)") + "/c" +
+             std::to_string(o.claims) + (o.attributed ? "/a" : "");
+        if (!in || cur_log == nullptr) continue;
+        for (std::uint64_t j = cur_log->begin_abs(); j < cur_log->end_abs(); ++j) {
+          const LogEntry& x = cur_log->at(j);
+          if (&x == &e || x.wire != e.wire) continue;
+          const std::int64_t xf = fwd ? x.anchor_ns + tap.lo_ns(d) : x.anchor_ns - tap.hi_ns(d);
+          const std::int64_t xt = fwd ? x.anchor_ns + tap.hi_ns(d) : x.anchor_ns - tap.lo_ns(d);
+          if (o.ts_ns < xf || o.ts_ns > xt) continue;
+          t += "[also s" + std::to_string(sessions[x.session].spec.session_id) + "#" +
+               std::to_string(x.seq) + " d" + std::to_string((x.anchor_ns - e.anchor_ns) / 1000) +
+               "us]";
+        }
+      }
+    }
+    notes.push_back(std::move(t));
+  }
+
+  /// A gateway sends one SA's packets in the order they reach it (their ESP sequence numbers),
+  /// and our probes reach it in the order they were sent (forward) or leave it in the order they
+  /// are received (reverse, the agent's gateway decrypting in order). So a probe the window rule
+  /// leaves unexplained (its packet delayed past the window, or a burst putting another probe of
+  /// its length in the window) is between the last probe attributed before it and the next one
+  /// uniquely claiming a packet after it: if that span of the SA holds exactly one unattributed
+  /// packet of its length, and no other probe in the span (decided unexplained since the last
+  /// match, or still to be decided before the next) expects that length, the packet is its own.
+  std::optional<std::uint64_t> order_rescue(std::size_t lane, Direction d, const LogEntry& e) {
+    constexpr std::int64_t kMaxSpanNs = 500'000'000;
+    constexpr std::uint64_t kMaxAhead = 1024;
+    EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
+    const auto want = expected_len(lane, d, e.wire);
+    if (!want || !ln.has_last || ln.pending_overflow || cur_log == nullptr ||
+        std::abs(e.anchor_ns - ln.last.ts_ns) > kMaxSpanNs) {
+      return std::nullopt;  // (nothing attributed here lately: the probes take another path)
+    }
+    std::size_t before = 0;  // probes of its length in the span before it (decided unexplained)
+    for (std::size_t i = 0; i < ln.npending; ++i) before += ln.pending[i] == *want ? 1 : 0;
+    // The next probe (in anchor order) with a unique claim; those of its length before it.
+    const EspObs* next = nullptr;
+    std::size_t after = 0;
+    const std::uint64_t end = std::min(cur_log->end_abs(), *cur_claimed);
+    const std::uint64_t first = cur_log->begin_abs() + 1;  // e is the log's front
+    for (std::uint64_t j = first; j < end && j < first + kMaxAhead; ++j) {
+      const LogEntry& x = cur_log->at(j);
+      const Claim& xc = x.claims[lane];
+      if (!xc.incomplete && xc.cand == 1 && xc.cand_idx >= ln.obs.begin_abs() &&
+          xc.cand_idx < ln.obs.end_abs() && ln.obs.at(xc.cand_idx).claims == 1) {
+        next = &ln.obs.at(xc.cand_idx);
+        break;
+      }
+      if (expected_len(lane, d, x.wire) == want) ++after;
+    }
+    if (next == nullptr || next->spi != ln.last.spi || next->seq <= ln.last.seq ||
+        next->ts_ns - ln.last.ts_ns > kMaxSpanNs || ln.last.ts_ns <= ln.evicted_through_ns) {
+      return std::nullopt;
+    }
+    // The span's packets of its length, in the SA's order, must be exactly as many as its probes
+    // of that length: then the (before + 1)-th is its own.
+    std::optional<std::uint64_t> found;
+    std::size_t k = 0;
+    for (std::uint64_t i = lower_bound(ln.obs, ln.last.ts_ns); i < ln.obs.end_abs(); ++i) {
+      const EspObs& o = ln.obs.at(i);
+      if (o.ts_ns > next->ts_ns) break;
+      if (o.len != *want || o.spi != ln.last.spi || o.seq <= ln.last.seq || o.seq >= next->seq) {
+        continue;
+      }
+      if (o.attributed) return std::nullopt;
+      if (k == before) found = i;
+      ++k;
+    }
+    if (k != before + 1 + after) return std::nullopt;
+    return found;
+  }
+
   /// The ESP verdict over all ESP taps for one direction of one probe.
   std::int8_t decide(LogEntry& e, Direction d) {
     const auto di = static_cast<std::size_t>(d);
@@ -594,9 +892,24 @@ struct Attributor::Impl {
       std::int8_t v = kNoEvidence;
       if (c.incomplete) {
         v = kAmbiguous;
-      } else if (c.cand == 1 && valid(c.cand_idx) && ln.obs.at(c.cand_idx).claims == 1) {
+      } else if (c.cand == 1 && valid(c.cand_idx) && ln.obs.at(c.cand_idx).claims == 1 &&
+                 !ln.obs.at(c.cand_idx).attributed) {  // (attributed by order to a neighbour)
         v = tap_path[tap];
-        EspObs& o = ln.obs.at(c.cand_idx);
+      } else if (c.cand > 0) {
+        v = kAmbiguous;
+      }
+      std::optional<std::uint64_t> match;
+      if (v == tap_path[tap]) {
+        match = c.cand_idx;
+      } else if (!c.incomplete) {
+        match = order_rescue(lane, d, e);
+        if (match) {
+          v = tap_path[tap];
+          ++stats.taps[tap].order_rescued;
+        }
+      }
+      if (match) {
+        EspObs& o = ln.obs.at(*match);
         o.attributed = true;
         ++stats.taps[tap].matched;
         const auto& spec = cfg.taps[tap];
@@ -608,10 +921,19 @@ struct Attributor::Impl {
         ds.sum_ns += delay;
         ++ds.count;
         if (5 * (delay - spec.lo_ns(d)) >= 4 * (spec.hi_ns(d) - spec.lo_ns(d))) ++ds.near_hi;
-      } else if (c.cand > 0) {
-        v = kAmbiguous;
+        ln.has_last = true;
+        ln.last = o;
+        ln.npending = 0;
+        ln.pending_overflow = false;
+      } else if (const auto want = expected_len(lane, d, e.wire)) {
+        if (ln.npending < ln.pending.size()) {
+          ln.pending[ln.npending++] = *want;
+        } else {
+          ln.pending_overflow = true;
+        }
       }
       if (v == kAmbiguous) ++stats.taps[tap].ambiguous;
+      note_outcome(lane, e, d, c, v);
       if (!c.incomplete && c.any == 1 && valid(c.any_idx) && ln.obs.at(c.any_idx).any_claims == 1) {
         learn(lane, d, e.wire, ln.obs.at(c.any_idx).len);
       }
@@ -1058,12 +1380,21 @@ struct Attributor::Impl {
     try_finish(s, sl, now, out);
   }
 
-  void process_log(Ring<LogEntry>& log, std::uint64_t& claimed, Direction d, std::int64_t now,
-                   Out& out) {
+  void process_log(Ring<LogEntry>& log, std::uint64_t& claimed, std::uint64_t& learned, Direction d,
+                   std::int64_t now, std::int64_t hold, Out& out, bool learn_only = false) {
     const std::int64_t claim_delay = d == Direction::Forward ? fwd_claim_delay : rev_claim_delay;
     const std::int64_t decide_delay = d == Direction::Forward ? fwd_decide_delay : rev_decide_delay;
+    learned = std::max(learned, log.begin_abs());
+    while (!lanes.empty() && learned < log.end_abs() &&
+           log.at(learned).anchor_ns + claim_delay <= now) {
+      learn_window(log.at(learned), d);
+      ++learned;
+    }
+    if (learn_only) return;
+    cur_log = &log;
+    cur_claimed = &claimed;
     claimed = std::max(claimed, log.begin_abs());
-    while (claimed < log.end_abs() && log.at(claimed).anchor_ns + claim_delay <= now) {
+    while (claimed < log.end_abs() && log.at(claimed).anchor_ns + claim_delay + hold <= now) {
       if (!lanes.empty()) claim(log.at(claimed), d);
       ++claimed;
     }
@@ -1097,8 +1428,16 @@ struct Attributor::Impl {
 
   void poll(std::int64_t now, Out& out) {
     last_now = std::max(last_now, now);
-    process_log(sent_log, sent_claimed, Direction::Forward, now, out);
-    process_log(recv_log, recv_claimed, Direction::Reverse, now, out);
+    // Learning first: the learners see every window as soon as it is complete, and the claims
+    // wait (learn_hold) while a transform is still being learned.
+    process_log(sent_log, sent_claimed, sent_learned, Direction::Forward, now, 0, out,
+                /*learn_only=*/true);
+    process_log(recv_log, recv_claimed, recv_learned, Direction::Reverse, now, 0, out, true);
+    evaluate_learners();
+    const std::int64_t hold = learn_hold(now);
+    process_log(sent_log, sent_claimed, sent_learned, Direction::Forward, now, hold, out);
+    process_log(recv_log, recv_claimed, recv_learned, Direction::Reverse, now, hold, out);
+    if (now < std::numeric_limits<std::int64_t>::max() / 4) check_silent(now);  // not in flush
     for (const auto& [si, seq] : ready) {
       Session& s = sessions[si];
       if (Slot* sl = lookup(s, seq)) {
@@ -1216,6 +1555,11 @@ void Attributor::on_observation(std::size_t tap, const Observation& obs) {
   if (m.tap_lane[tap] < 0) m.on_clear(tap, obs);
 }
 
+void Attributor::take_notes(std::vector<std::string>& out) {
+  out.insert(out.end(), impl_->notes.begin(), impl_->notes.end());
+  impl_->notes.clear();
+}
+
 void Attributor::poll(std::int64_t now_ns, std::vector<ProbeRecord>& records,
                       std::vector<PathSample>* samples) {
   Impl::Out out{records, samples};
@@ -1270,6 +1614,7 @@ std::optional<std::uint32_t> Attributor::learned_length(std::size_t tap, Directi
   if (tap >= impl_->tap_lane.size() || impl_->tap_lane[tap] < 0) return std::nullopt;
   const auto& ln =
       impl_->lanes[static_cast<std::size_t>(impl_->tap_lane[tap])][static_cast<std::size_t>(dir)];
+  if (ln.learner.model()) return ln.learner.model()->transform.esp_length(wire_bytes);
   for (const auto& l : ln.learned) {
     if (l.wire == wire_bytes && l.learned) return l.len;
   }

@@ -408,6 +408,13 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
       }
     }
   }
+  if (attribute_) {
+    attributor_.take_notes(notes_);
+    for (const std::string& n : notes_) {
+      if (options_.log) options_.log(n);
+    }
+    notes_.clear();
+  }
   // The taps' forward samples first (for the cross-check), then the TTL probes' own.
   const bool crosscheck = attribute_ && !ttl_targets_.empty();
   if (crosscheck) {
@@ -564,6 +571,15 @@ std::vector<std::string> Pipeline::stats_lines() {
               ", esp seq gaps " + std::to_string(ta.esp_seq_gaps) + ", late " +
               std::to_string(ta.late) + ", length mismatches " + std::to_string(ta.length_mismatch);
       if (t->tap->spec().encap == Encap::Esp) {
+        line += ", by order " + std::to_string(ta.order_rescued) + ", no candidate " +
+                std::to_string(ta.no_candidate) + ", no length known " +
+                std::to_string(ta.unlearned) + ", no-attribution warnings " +
+                std::to_string(ta.silent_warnings) + "; transform " +
+                (t->tap->spec().transform
+                     ? std::string("configured")
+                     : "learned fwd " + (ta.transform[0].empty() ? "-" : ta.transform[0]) +
+                           " rev " + (ta.transform[1].empty() ? "-" : ta.transform[1]) +
+                           " (changes " + std::to_string(ta.transform_changes) + ")");
         for (std::size_t d = 0; d < 2; ++d) {
           const DelayStats& ds = ta.delay[d];
           if (ds.count == 0) continue;

@@ -257,7 +257,7 @@ std::string tap_usage() {
                          a tap seeing PATH as ESP (protocol 50 or UDP 4500) between the tunnel
                          endpoints LOCAL (DC side) and REMOTE ([v6] in brackets); TRANSFORM one
                          of aes-gcm-8|12|16, aes-cbc-sha1|256|384|512, null-sha256 or learn
-                         (default); LO_US:HI_US the correlation window (default -200:5000),
+                         (default); LO_US:HI_US the correlation window (default -200:10000),
                          REV_LO_US:REV_HI_US the reverse one (default: the same)
   --confirm-probes N     probes on a new path that confirm a switchover (default 3)
   --outage-losses K      consecutive losses that make an outage (default 3)

@@ -161,8 +161,9 @@ swanctl {
   load = random nonce
 }
 charon {
-  # kernel-libipsec (userspace ESP over TUN) must come before kernel-netlink.
-  load = random nonce aes sha1 sha2 hmac gmp kdf socket-default kernel-libipsec kernel-netlink vici
+  # kernel-libipsec (userspace ESP over TUN) must come before kernel-netlink; gcm only for an
+  # AES-GCM ESP proposal (PS_LAB_ESP_PROPOSAL; libstrongswan-standard-plugins).
+  load = random nonce aes sha1 sha2 hmac $(case "$ESP_PROPOSAL" in *gcm*) echo "gcm " ;; esac)gmp kdf socket-default kernel-libipsec kernel-netlink vici
   port = 500
   port_nat_t = $ESP_UDP_PORT
   # kernel-libipsec ignores install_routes = no and puts the remote subnets in table 220; its

@@ -148,20 +148,28 @@ attr_init() {
 # every 16 ms), so no two probes of one length share a window.
 # PS_E2E_ESP_WINDOW=LO_US:HI_US tries another window; PS_E2E_AGENT_ARGS: more agent options
 # (word-split).
+# PS_E2E_TAP_DEFAULTS=1: the README's tap line exactly, IFACE:ipsec:esp:LOCAL:REMOTE (no
+# transform: learned; the default window and size cycle).
 attr_start_agent() {
-  local transform window=${PS_E2E_ESP_WINDOW:--200:8000} extra=()
+  local transform window=${PS_E2E_ESP_WINDOW:--200:8000} extra=() inet
   read -r -a extra <<<"${PS_E2E_AGENT_ARGS:-}"
   case "$PS_LAB_ESP_PROPOSAL" in
-    aes128-sha256 | aes256-sha256) transform=aes-cbc-sha256 ;;
+    aes*-sha1 | aes*-sha256 | aes*-sha384 | aes*-sha512) transform=aes-cbc-${PS_LAB_ESP_PROPOSAL##*-} ;;
+    aes*gcm*) transform=aes-gcm-${PS_LAB_ESP_PROPOSAL##*gcm} ;;
     *) transform=learn ;;
   esac
+  inet="$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE"
+  if [ "${PS_E2E_TAP_DEFAULTS:-0}" = 1 ]; then
+    transform="learned (the README's tap line)" window=default
+  else
+    inet="$inet:$transform:$window"
+  fi
   ATTR_OUT=$E2E_RESULTS/agent.jsonl
   ATTR_LOG=$E2E_RESULTS/agent.log
   e2e_log "agent: 1000 probes/s ICMP + STAMP, ESP window $window us, transform $transform${extra[*]:+, ${extra[*]}}"
   bash "$LAB" start agent dc "$ATTR_PROBE" --target "$PS_LAB_ECS" --proto both --rate 1000 \
     --source "$PS_LAB_DC_HOST" --timeout-ms 500 --records "$ATTR_OUT" \
-    --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" \
-    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE:$transform:$window" \
+    --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" --tap "$inet" \
     "${extra[@]}" >/dev/null
   sleep 1.5 # sessions up, the first path established silently
 }

@@ -71,10 +71,35 @@ VPN_TS_ADDR=192.168.255.254
 # CEN health check: probes from an automatic address in 100.96.0.0/16 to the gateway's EC address
 HC_SRC=100.96.0.10
 
-# IPsec proposals available with this strongSwan build (no openssl/gcm plugins):
-# IKE aes128-sha256-modp2048, ESP aes128-sha256 (AES-CBC, HMAC-SHA256-128).
+# IPsec proposals: IKE aes128-sha256-modp2048; ESP by default aes128-sha256 (AES-CBC,
+# HMAC-SHA256-128). PS_LAB_ESP_PROPOSAL picks another ESP proposal for the lab it brings up:
+# aes{128,192,256}-sha1|sha256|sha384|sha512 (the aes, sha1, sha2, hmac plugins) or
+# aes{128,256}gcm8|gcm12|gcm16 (the gcm plugin, libstrongswan-standard-plugins: scripts/deps.sh).
+# ESP is always inside UDP 4500 here: kernel-libipsec in 5.9.8 sends nothing else.
 IKE_PROPOSAL=aes128-sha256-modp2048
-ESP_PROPOSAL=aes128-sha256
-# ESP length for an inner IP packet of L bytes with AES-CBC + HMAC-SHA256-128:
-# header 8 + IV 16 + ceil16(L + 2 trailer bytes) + ICV 16.
-esp_len_for_inner() { echo $((8 + 16 + ($1 + 2 + 15) / 16 * 16 + 16)); }
+ESP_PROPOSAL=${PS_LAB_ESP_PROPOSAL:-aes128-sha256}
+case "$ESP_PROPOSAL" in
+  aes128-sha1 | aes192-sha1 | aes256-sha1 | aes128-sha256 | aes192-sha256 | aes256-sha256 | \
+    aes128-sha384 | aes192-sha384 | aes256-sha384 | aes128-sha512 | aes192-sha512 | \
+    aes256-sha512 | aes128gcm8 | aes128gcm12 | aes128gcm16 | aes256gcm8 | aes256gcm12 | \
+    aes256gcm16) ;;
+  *)
+    echo "PS_LAB_ESP_PROPOSAL=$ESP_PROPOSAL: not one of aes{128,192,256}-sha1|sha256|sha384|sha512," \
+      "aes{128,256}gcm8|gcm12|gcm16" >&2
+    exit 1
+    ;;
+esac
+# ESP length for an inner IP packet of L bytes (RFC 4303): header 8 + IV + the payload and its
+# 2 trailer bytes padded to the block + ICV. AES-CBC: IV 16, block 16, ICV 12 (sha1),
+# 16 (sha256), 24 (sha384), 32 (sha512); AES-GCM: IV 8, block 4, ICV 8/12/16.
+esp_len_for_inner() {
+  local iv=16 block=16 icv
+  case "$ESP_PROPOSAL" in
+    *-sha1) icv=12 ;;
+    *-sha256) icv=16 ;;
+    *-sha384) icv=24 ;;
+    *-sha512) icv=32 ;;
+    *gcm*) iv=8 block=4 icv=${ESP_PROPOSAL##*gcm} ;;
+  esac
+  echo $((8 + iv + ($1 + 2 + block - 1) / block * block + icv))
+}

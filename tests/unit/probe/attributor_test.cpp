@@ -758,7 +758,7 @@ TEST_CASE("esp lengths are learned from lone probes", "[unit][attributor]") {
   REQUIRE(m.size() == 12);
   CHECK(a->learned_length(1, Direction::Forward, 84) == gcm.esp_length(84));
   CHECK(a->learned_length(1, Direction::Reverse, 84) == gcm.esp_length(84));
-  CHECK(m[0].fwd_path == "unknown");  // nothing learned yet
+  CHECK(m[0].fwd_path == "ipsec");  // held while learning, then attributed with what was learned
   CHECK(m[11].fwd_path == "ipsec");
   CHECK(m[11].rev_path == "ipsec");
 }

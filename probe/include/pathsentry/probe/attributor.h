@@ -70,8 +70,16 @@ struct AttributorConfig {
   /// "undetermined"). Its samples and record wait too, so this bounds how late a STAMP outage
   /// that never ends is reported (docs/attribution.md §3).
   std::int64_t stamp_evidence_wait_ns = 2'000'000'000;
-  /// Learning an ESP length: consistent single-candidate sightings needed before it is used.
+  /// Learning an ESP length: consistent single-candidate sightings needed before it is used
+  /// (the fallback for a transform none of the candidates describes).
   std::uint32_t learn_samples = 8;
+  /// ESP taps without a transform: while the transform is being learned (from the tap's first
+  /// ESP packet until it is locked in, at most this long) windows are claimed this much later,
+  /// so the probes sent while learning are attributed with what was learned.
+  std::int64_t learn_hold_ns = 2'000'000'000;
+  /// An ESP tap that sees ESP yet attributes nothing, while probes stay unexplained, for this
+  /// long logs a warning with the likely cause (take_notes()), again every period it lasts.
+  std::int64_t silent_warn_ns = 5'000'000'000;
   /// Upper bound on buffered ESP observations per tap and direction.
   std::size_t max_esp_observations = 1u << 20;
 };
@@ -97,6 +105,19 @@ struct TapAttribution {
   std::uint64_t late = 0;             ///< observations arriving after their window was decided
   std::uint64_t overflow = 0;         ///< esp: observations evicted early from a full buffer
   std::uint64_t length_mismatch = 0;  ///< esp: a learned length disagreed with the transform
+  /// esp: probe-directions (seen on no clear tap) whose window held ESP, none of the expected
+  /// length (delay outside the window, or a wrong transform).
+  std::uint64_t no_candidate = 0;
+  /// esp: probe-directions whose window held ESP while no length was known for them (learning).
+  std::uint64_t unlearned = 0;
+  std::uint64_t transform_changes = 0;  ///< esp: a learned transform replaced by another
+  /// esp: probe-directions the window rule left unexplained, attributed by the SA's order (the
+  /// only packet of their length between their neighbours' packets; included in matched).
+  std::uint64_t order_rescued = 0;
+  /// esp: warnings that the tap saw ESP but attributed nothing for silent_warn_ns.
+  std::uint64_t silent_warnings = 0;
+  /// esp: the transform learned per direction ("" while learning, or when configured).
+  std::array<std::string, 2> transform{};
   std::array<DelayStats, 2> delay{};  ///< esp: [0 = forward, 1 = reverse]
 };
 
@@ -196,6 +217,8 @@ class Attributor final : public ObservationSink {
   /// (a record re-emitted as answered no longer counts); nullopt for an unknown session.
   [[nodiscard]] std::optional<std::array<std::uint64_t, 3>> session_losses(
       std::uint32_t session_id) const;
+  /// Log lines since the last call (learned transforms, silent-tap warnings), appended.
+  void take_notes(std::vector<std::string>& out);
   /// The ESP length learned for (tap, direction, IP size), if any.
   [[nodiscard]] std::optional<std::uint32_t> learned_length(std::size_t tap, Direction dir,
                                                             std::uint32_t wire_bytes) const;

@@ -179,6 +179,7 @@ class Pipeline final : public RecordSink {
   std::vector<TapChange> changes_scratch_;
   std::vector<ProbeRecord> records_;
   std::vector<PathSample> samples_;
+  std::vector<std::string> notes_;  // the attributor's log lines
   std::vector<PathEvent> events_;
   std::vector<ProbeRecord> ttl_records_;
   std::vector<CrossCheckVerdict> verdicts_;

@@ -54,9 +54,11 @@ struct TapSpec {
   std::optional<EspTransform> transform{};
   /// Esp: forward, an ESP packet may explain a probe when seen in [tx + lo, tx + hi]; reverse,
   /// a reply's ESP is expected in [rx - hi, rx - lo]. lo may be negative (TX timestamps taken
-  /// after the frame left). The narrower, the fewer ambiguous probes.
+  /// after the frame left). The narrower, the fewer ambiguous probes; the default's 10 ms hold
+  /// the stalls of a userspace IPsec (strongSwan kernel-libipsec: 5-9 ms in the lab), and the
+  /// default size cycle (2 x rate x window) keeps probes of one size two windows apart.
   std::int64_t window_lo_ns = -200'000;
-  std::int64_t window_hi_ns = 5'000'000;
+  std::int64_t window_hi_ns = 10'000'000;
   /// Esp, reverse only: lo/hi of [rx - hi, rx - lo] when the return delay (tap → decryption →
   /// agent) differs from the forward one; nullopt = the forward values. Tune both from
   /// TapAttribution::delay.

@@ -1,0 +1,261 @@
+#include "esp_learner.h"
+
+#include <algorithm>
+#include <limits>
+
+namespace pathsentry::probe {
+namespace {
+
+constexpr std::size_t kMaxSizes = 128;
+constexpr std::uint32_t kMinWindows = 8;  // windows of a size before it is judged
+constexpr std::uint64_t kAgeWindows = 4096;
+constexpr std::size_t kMaxLen = 65536;
+// A size's windows that must hold the predicted length, and the share of the predicted packet
+// count that must have been seen. Windows of other transforms' lengths are far below.
+constexpr double kFit = 0.85;
+
+const std::vector<EspModel>& presets() {
+  static const std::vector<EspModel> all = [] {
+    std::vector<EspModel> v;
+    for (const char* n : {"aes-cbc-sha256", "aes-cbc-sha1", "aes-cbc-sha384", "aes-cbc-sha512",
+                          "aes-gcm-16", "aes-gcm-12", "aes-gcm-8", "null-sha256"}) {
+      v.push_back({*EspTransform::preset(n), n});
+    }
+    return v;
+  }();
+  return all;
+}
+
+}  // namespace
+
+void CountTable::add(std::uint32_t key) {
+  for (std::size_t i = 0; i < n_; ++i) {
+    if (keys_[i] == key) {
+      ++vals_[i];
+      return;
+    }
+  }
+  if (n_ == kCap) return;  // full: new lengths are not tracked until aging frees a place
+  keys_[n_] = key;
+  vals_[n_] = 1;
+  ++n_;
+}
+
+std::uint32_t CountTable::get(std::uint32_t key) const {
+  for (std::size_t i = 0; i < n_; ++i) {
+    if (keys_[i] == key) return vals_[i];
+  }
+  return 0;
+}
+
+void CountTable::halve() {
+  std::size_t out = 0;
+  for (std::size_t i = 0; i < n_; ++i) {
+    const std::uint32_t v = vals_[i] / 2;
+    if (v == 0) continue;
+    keys_[out] = keys_[i];
+    vals_[out] = v;
+    ++out;
+  }
+  n_ = out;
+}
+
+EspLearner::EspLearner() : seen_(kMaxLen, 0) {
+  sizes_.reserve(kMaxSizes);
+}
+
+void EspLearner::on_packet(std::uint32_t len) {
+  if (len < kMaxLen) ++seen_[len];
+}
+
+void EspLearner::on_window(std::uint32_t wire, const std::uint32_t* lens, std::size_t n) {
+  if (wire == 0 || n == 0) return;
+  auto it =
+      std::find_if(sizes_.begin(), sizes_.end(), [&](const Size& s) { return s.wire == wire; });
+  if (it == sizes_.end()) {
+    if (sizes_.size() == kMaxSizes) return;
+    sizes_.push_back(Size{wire, 0, {}});
+    it = sizes_.end() - 1;
+  }
+  ++it->windows;
+  for (std::size_t i = 0; i < n; ++i) it->hits.add(lens[i]);
+  ++since_eval_;
+  if (++windows_ >= kAgeWindows) age();
+}
+
+void EspLearner::age() {
+  windows_ /= 2;
+  for (auto& s : sizes_) {
+    s.windows /= 2;
+    s.hits.halve();
+  }
+  std::erase_if(sizes_, [](const Size& s) { return s.windows == 0; });
+  for (auto& c : seen_) c /= 2;
+}
+
+bool EspLearner::fits(const EspTransform& t, const std::vector<const Size*>& use) const {
+  // Windows: nearly every window of each size holds the predicted length.
+  for (const Size* s : use) {
+    if (s->hits.get(t.esp_length(s->wire)) < kFit * s->windows) return false;
+  }
+  // Counts: as many packets of each predicted length as windows predict it.
+  for (std::size_t i = 0; i < use.size(); ++i) {
+    const std::uint32_t len = t.esp_length(use[i]->wire);
+    bool first = true;
+    double want = 0;
+    for (std::size_t j = 0; j < use.size(); ++j) {
+      if (t.esp_length(use[j]->wire) != len) continue;
+      if (j < i) first = false;
+      want += use[j]->windows;
+    }
+    if (!first) continue;
+    if (len >= kMaxLen || seen_[len] < kFit * want) return false;
+  }
+  return true;
+}
+
+std::optional<EspModel> EspLearner::candidate(const EspModel& base,
+                                              const std::vector<const Size*>& use) const {
+  const EspTransform& t = base.transform;
+  auto ratio = [](const Size* s, std::uint32_t len) {
+    return static_cast<double>(s->hits.get(len)) / static_cast<double>(s->windows);
+  };
+  std::size_t collapsed = 0;  // the smallest sizes that do not fit without TFC padding
+  for (std::size_t k = 0; k < use.size(); ++k) {
+    if (ratio(use[k], t.esp_length(use[k]->wire)) < kFit) collapsed = k + 1;
+  }
+  if (collapsed == 0) return base;
+  // TFC padding: every size below the pad has the pad's length, one length of this transform
+  // between the largest padded size's and the smallest unpadded size's.
+  const std::uint32_t lo = t.esp_length(use[collapsed - 1]->wire);
+  const std::uint32_t hi = collapsed < use.size() ? t.esp_length(use[collapsed]->wire)
+                                                  : std::numeric_limits<std::uint32_t>::max();
+  const std::uint32_t align = std::max<std::uint32_t>(t.block_bytes, 4);
+  const std::uint32_t first = t.esp_length(use[0]->wire);
+  std::uint32_t best = 0;
+  double best_min = 0;
+  const CountTable& h = use[0]->hits;
+  for (std::size_t i = 0; i < h.size(); ++i) {
+    const std::uint32_t len = h.key_at(i);
+    if (len < lo || len > hi || (len - first) % align != 0) continue;
+    double mn = 1;
+    for (std::size_t k = 0; k < collapsed; ++k) mn = std::min(mn, ratio(use[k], len));
+    if (mn >= kFit && mn > best_min) {
+      best = len;
+      best_min = mn;
+    }
+  }
+  if (best == 0) return std::nullopt;
+  const std::uint32_t x = best - 8 - t.iv_bytes - t.icv_bytes;  // the padded inner length
+  EspModel m = base;
+  m.transform.tfc_pad_to = x > align + 1 ? x - align - 1 : 0;
+  m.name = base.name + " + TFC padding to " + std::to_string(m.transform.tfc_pad_to);
+  return m;
+}
+
+EspLearner::Change EspLearner::evaluate() {
+  since_eval_ = 0;
+  std::vector<const Size*> use;
+  std::uint64_t total = 0, judged = 0;
+  for (const Size& s : sizes_) {
+    total += s.windows;
+    if (s.windows >= kMinWindows) {
+      use.push_back(&s);
+      judged += s.windows;
+    }
+  }
+  std::sort(use.begin(), use.end(), [](const Size* a, const Size* b) { return a->wire < b->wire; });
+  last_sizes_ = use.size();
+  if (use.empty()) return Change::None;
+  min_wire_ = use.front()->wire;
+  max_wire_ = use.back()->wire;
+  min_len_ = std::numeric_limits<std::uint32_t>::max();
+  max_len_ = 0;
+  for (const Size* s : use) {
+    for (std::size_t i = 0; i < s->hits.size(); ++i) {
+      if (s->hits.get(s->hits.key_at(i)) < kFit * s->windows) continue;
+      min_len_ = std::min(min_len_, s->hits.key_at(i));
+      max_len_ = std::max(max_len_, s->hits.key_at(i));
+    }
+  }
+  // Lengths held by nearly every window whatever its size (one = TFC padding over them all).
+  last_distinct_lengths_ = 0;
+  for (std::size_t i = 0; i < use[0]->hits.size(); ++i) {
+    const std::uint32_t len = use[0]->hits.key_at(i);
+    bool all = true;
+    for (const Size* s : use) all = all && s->hits.get(len) >= kFit * s->windows;
+    if (all) ++last_distinct_lengths_;
+  }
+  locked_fits_ = model_ && fits(model_->transform, use);
+  // Before the first lock, wait until nearly every window belongs to a judged size (the whole
+  // cycle has been seen): the sizes at its ends are what tell neighbouring transforms apart.
+  if (!model_ && judged < 0.95 * static_cast<double>(total)) return Change::None;
+  std::vector<EspModel> fitting;
+  std::vector<std::vector<std::uint32_t>> groups;
+  last_group_names_.clear();
+  for (const EspModel& base : presets()) {
+    auto m = candidate(base, use);
+    if (!m || !fits(m->transform, use)) continue;
+    std::vector<std::uint32_t> pred;
+    for (const Size* s : use) pred.push_back(m->transform.esp_length(s->wire));
+    const auto g = std::find(groups.begin(), groups.end(), pred);
+    if (g == groups.end()) {
+      groups.push_back(std::move(pred));
+      fitting.push_back(*m);
+      last_group_names_ += (last_group_names_.empty() ? "" : ", ") + m->name;
+    } else if (auto& rep = fitting[static_cast<std::size_t>(g - groups.begin())];
+               rep.transform.tfc_pad_to != 0 && m->transform.tfc_pad_to == 0) {
+      rep = *m;  // the same lengths without TFC padding: the simpler explanation
+    }
+  }
+  last_groups_ = groups.size();
+  if (groups.size() != 1) return Change::None;
+  if (!model_) {
+    model_ = fitting.front();
+    locked_fits_ = true;
+    return Change::Learned;
+  }
+  if (locked_fits_) return Change::None;
+  model_ = fitting.front();
+  locked_fits_ = true;
+  return Change::Relearned;
+}
+
+bool EspLearner::agrees_with(const EspTransform& t) const {
+  if (!model_) return true;
+  for (const Size& s : sizes_) {
+    if (s.windows >= kMinWindows && model_->transform.esp_length(s.wire) != t.esp_length(s.wire)) {
+      return false;
+    }
+  }
+  return true;
+}
+
+std::string EspLearner::diagnosis() const {
+  const std::string sizes =
+      "probe sizes " + std::to_string(min_wire_) + ".." + std::to_string(max_wire_) + " bytes";
+  if (model_) {
+    if (!locked_fits_) {
+      return "the learned transform " + model_->name + " no longer fits the ESP lengths seen (" +
+             sizes + ", ESP lengths in their windows " + std::to_string(min_len_) + ".." +
+             std::to_string(max_len_) + ")";
+    }
+    return "transform " + model_->name;
+  }
+  if (last_sizes_ == 0) return "no probe window has held enough ESP packets to learn from yet";
+  if (last_groups_ > 1) {
+    return "several candidate transforms fit the ESP lengths seen (" + last_group_names_ +
+           "): none locked";
+  }
+  if (last_distinct_lengths_ == 1 && last_sizes_ > 1) {
+    return "every window holds ESP of one length whatever the probe size (" + sizes +
+           "): TFC padding hides the sizes";
+  }
+  return "no candidate transform fits the ESP lengths seen (" + sizes +
+         (max_len_ != 0 ? ", ESP lengths in nearly all their windows " + std::to_string(min_len_) +
+                              ".." + std::to_string(max_len_)
+                        : std::string(", no ESP length in nearly all their windows")) +
+         ")";
+}
+
+}  // namespace pathsentry::probe
