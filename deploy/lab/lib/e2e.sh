@@ -37,7 +37,12 @@ e2e_exit() {
       "drill data kept in $E2E_RESULTS"
     [ "$rc" -ne 0 ] || rc=1
   else
-    rm -rf -- "$E2E_RESULTS"
+    # PS_E2E_KEEP=1 keeps the drill data of a passed run too
+    if [ "${PS_E2E_KEEP:-0}" = 1 ]; then
+      echo "[$E2E_NAME] drill data kept in $E2E_RESULTS"
+    else
+      rm -rf -- "$E2E_RESULTS"
+    fi
     echo "[$E2E_NAME] PASSED: $E2E_CHECKS checks"
   fi
   exit "$rc"
