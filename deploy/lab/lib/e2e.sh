@@ -23,7 +23,8 @@ e2e_init() {
   export PS_LAB_STATE=/run/pathsentry-lab/e2e-${prefix%-}
   E2E_RESULTS=$(mktemp -d "/tmp/pathsentry-e2e-${prefix%-}.XXXXXX")
   export PS_LAB_RESULTS=$E2E_RESULTS
-  export PS_LAB_PROFILE=fast
+  # E2E_PROFILE (set by the test before e2e_init): the lab's timing profile, default fast
+  export PS_LAB_PROFILE=${E2E_PROFILE:-fast}
   trap e2e_exit EXIT
   # a lab left by an earlier, killed run of this very test
   bash "$LAB" down >/dev/null
@@ -123,9 +124,11 @@ root_links() { ip -o link show | awk -F': ' '{print $2}' | sed 's/@.*//' | sort;
 # ECS, through one drill; then deploy/lab/attrcheck compares the agent's JSON lines with the
 # drill's per-probe ground truth (deploy/lab/probetruth) and every assertion becomes a check.
 
-# attr_init PREFIX BUILD_DIR: e2e_init, the binaries, the lab up, the reflector running.
+# attr_init PREFIX BUILD_DIR [PROFILE]: e2e_init, the binaries, the lab up (profile fast or
+# realistic), the reflector running.
 attr_init() {
   local build=$2
+  E2E_PROFILE=${3:-fast}
   ATTR_PROBE=$(realpath "$build/probe/pathsentry-probe" 2>/dev/null || true)
   ATTR_REFLECTOR=$(realpath "$build/probe/pathsentry-reflector" 2>/dev/null || true)
   if [ ! -x "$ATTR_PROBE" ] || [ ! -x "$ATTR_REFLECTOR" ]; then
@@ -133,7 +136,7 @@ attr_init() {
     exit 1
   fi
   e2e_init "$1"
-  e2e_log "lab up"
+  e2e_log "lab up (profile $PS_LAB_PROFILE)"
   bash "$LAB" up >/dev/null
   eval "$(bash "$LAB" env | grep -E '^PS_LAB_[A-Z0-9_]+=[^ ]*$')"
   bash "$LAB" start reflector ecs "$ATTR_REFLECTOR" --allow "$PS_LAB_DC_NET" >/dev/null
