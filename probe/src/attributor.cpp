@@ -57,6 +57,7 @@ struct Slot {
   std::int64_t rtt_ns = 0;
   std::int64_t reflector_rx_ns = 0;
   std::int64_t reflector_tx_ns = 0;
+  std::int64_t lost_ns = 0;  // when it was declared lost (the reflector's evidence waits from it)
   std::uint32_t reflector_seq = 0;
   std::uint32_t wire = 0;
   std::uint32_t fwd_clear = 0;  // bit per path id seen exactly
@@ -248,6 +249,7 @@ struct Attributor::Impl {
   std::uint64_t recv_claimed = 0;
   std::vector<std::pair<std::uint32_t, std::uint64_t>> ready;
   Ring<Unseen> unseen;
+  Ring<Unseen> held;  // lost STAMP probes waiting for the reflector's counter (due: the cap)
   std::int64_t last_now = std::numeric_limits<std::int64_t>::min();
 
   AttributorStats stats;
@@ -288,7 +290,7 @@ struct Attributor::Impl {
       }
     }
     if (cfg.settle_ns < 0 || cfg.reorder_grace_ns < 0 || cfg.record_grace_ns < 0 ||
-        cfg.esp_late_horizon_ns < 0) {
+        cfg.esp_late_horizon_ns < 0 || cfg.stamp_evidence_wait_ns < 0) {
       throw ConfigError("", "attribution", "", "settle/grace times must not be negative");
     }
     unknown_id = static_cast<std::int8_t>(labels.size());
@@ -550,18 +552,54 @@ struct Attributor::Impl {
 
   // ---- records ----
 
-  void apply_reflector(Session& s, std::uint64_t seq, std::uint32_t rseq) {
+  /// What is known of a lost probe in a reflector gap before the counter is applied.
+  enum class GapClass : std::uint8_t { Arrived, NotLeft, Open };
+  GapClass gap_class(Slot& sl) {
+    if (sl.rev_clear != 0) return GapClass::Arrived;  // its reply was seen on a tap
+    // Seen leaving on no tap, with the late horizon past and no late ESP packet: it did not
+    // leave (the taps cover every path), so it cannot be one of those that arrived.
+    if (sl.has(kFwdDecided) && evidence(sl.fwd_clear, sl.fwd_esp) == kNoEvidence &&
+        sl.anchor_ns + fwd_none_delay <= last_now && !late_esp(sl)) {
+      return GapClass::NotLeft;
+    }
+    return GapClass::Open;
+  }
+
+  /// The stateful reflector numbers the requests it receives: between two answered probes, the
+  /// jump in its numbers says how many of the lost requests in between reached it. Those whose
+  /// fate is known already (reply seen: arrived; did not leave: not arrived) are set aside; of
+  /// the others, none arrived → all lost forward, all arrived → all replies lost, otherwise it
+  /// is unknown which (Mixed: undetermined).
+  void apply_reflector(std::uint32_t si, Session& s, std::uint64_t seq, std::uint32_t rseq) {
     if (s.spec.proto != Proto::Stamp || !s.spec.stateful_reflector) return;
     if (s.has_last_rx && seq > s.last_rx_seq && seq - s.last_rx_seq <= s.slots.size()) {
       const std::uint64_t gap = seq - s.last_rx_seq - 1;
       const std::uint64_t arrived = static_cast<std::uint32_t>(rseq - s.last_reflector_seq - 1);
       if (gap > 0 && arrived <= gap) {
-        const LossHint h = arrived == 0     ? LossHint::FwdLost
-                           : arrived == gap ? LossHint::RevLost
-                                            : LossHint::Mixed;
+        std::uint64_t known_arrived = 0;
+        std::uint64_t open = 0;
         for (std::uint64_t q = s.last_rx_seq + 1; q < seq; ++q) {
           Slot* sl = lookup(s, q);
-          if (sl != nullptr && !sl->has(kReceived) && !sl->has(kEmitted)) sl->hint = h;
+          if (sl == nullptr || sl->has(kReceived) || sl->has(kEmitted)) {
+            ++open;  // nothing known of it: it may be any of them
+            continue;
+          }
+          const GapClass c = gap_class(*sl);
+          if (c == GapClass::Arrived) ++known_arrived;
+          if (c == GapClass::Open) ++open;
+        }
+        LossHint h = LossHint::Mixed;
+        if (arrived >= known_arrived && arrived - known_arrived == 0) h = LossHint::FwdLost;
+        if (arrived >= known_arrived && arrived - known_arrived == open) h = LossHint::RevLost;
+        for (std::uint64_t q = s.last_rx_seq + 1; q < seq; ++q) {
+          Slot* sl = lookup(s, q);
+          if (sl != nullptr && !sl->has(kReceived) && !sl->has(kEmitted)) {
+            const GapClass c = gap_class(*sl);
+            sl->hint = c == GapClass::Arrived   ? LossHint::RevLost
+                       : c == GapClass::NotLeft ? LossHint::FwdLost
+                                                : h;
+            if (sl->has(kLoss)) ready.emplace_back(si, q);  // it was waiting for this
+          }
         }
       }
     }
@@ -594,7 +632,7 @@ struct Attributor::Impl {
     if (!r.rx_ns) {
       sl->flags |= kHaveRecord;
       if (!sl->has(kReceived) && !sl->has(kLoss)) {
-        sl->flags |= kLoss;
+        mark_lost(si, s, *sl, std::max(last_now, r.tx_ns));
         ready.emplace_back(si, r.seq);
       }
       advance_lowest(s);
@@ -619,7 +657,9 @@ struct Attributor::Impl {
     e.seq = r.seq;
     e.wire = s.spec.reply_wire_bytes != 0 ? s.spec.reply_wire_bytes : sl->wire;
     recv_log.push_back(e);
-    if (r.reflector_seq) apply_reflector(s, r.seq, *r.reflector_seq);
+    if (r.reflector_seq) apply_reflector(si, s, r.seq, *r.reflector_seq);
+    // A forward sample seen leaving waited for this answer.
+    if (sl->has(kFwdDecided) && !sl->has(kFwdSampled)) ready.emplace_back(si, r.seq);
     advance_lowest(s);
     if (*r.rx_ns - s.rtt_window_start > kRttWindowNs) {
       s.rtt_max_prev = *r.rx_ns - s.rtt_window_start > 2 * kRttWindowNs ? 0 : s.rtt_max_cur;
@@ -704,33 +744,56 @@ struct Attributor::Impl {
     return esp;
   }
 
-  /// The forward path once the probe's fate is known.
-  std::int8_t fwd_outcome(Slot& sl, std::int8_t ev) {
-    if (sl.has(kReceived)) return ev >= 0 ? ev : unknown_id;
-    switch (sl.hint) {
-      case LossHint::FwdLost:
-        return none_id;  // the reflector never got it, whatever a tap saw on the way
-      case LossHint::RevLost:
-        return ev >= 0 ? ev : unknown_id;  // it reached the reflector: a path, seen or not
-      case LossHint::Mixed:                // some of the gap arrived, which ones is not known
-      case LossHint::None:
-        break;
-    }
-    // The taps cover every path: seen on one means it took it; seen nowhere, lost — unless an
-    // ESP tap saw a packet that could be this probe's, late.
-    if (ev >= 0) return ev;
-    if (ev == kAmbiguous || late_esp(sl)) return unknown_id;
-    return none_id;
+  /// A stateful STAMP reflector's counter can tell this session's losses apart.
+  static bool counts(const Session& s) {
+    return s.spec.proto == Proto::Stamp && s.spec.stateful_reflector;
   }
 
-  /// Whether the forward outcome of a probe with no evidence can be decided now: always when
-  /// its fate says so, else once the ESP late horizon has been observed.
-  bool fwd_final(const Slot& sl, std::int8_t ev, std::int64_t now) const {
-    if (ev >= 0 || ev == kAmbiguous || sl.has(kReceived)) return true;
-    if (sl.has(kLoss) && (sl.hint == LossHint::FwdLost || sl.hint == LossHint::RevLost)) {
-      return true;
+  /// Whether a lost probe's direction can be decided now (an answered probe's fate is known).
+  /// A reply seen on a tap or the reflector's counter decide at once. Otherwise a probe seen
+  /// nowhere waits for the ESP late horizon (it may have left late on the tunnel), and a STAMP
+  /// probe waits for the next answered probe of its session, whose reflector sequence tells
+  /// whether the gap's requests arrived, or stamp_evidence_wait_ns after it was declared lost.
+  bool fate_known(const Session& s, const Slot& sl, std::int8_t ev, std::int64_t now) const {
+    if (sl.has(kReceived)) return true;
+    if (!sl.has(kLoss)) return false;
+    if (sl.rev_clear != 0) return true;
+    if (counts(s) && (sl.hint == LossHint::FwdLost || sl.hint == LossHint::RevLost)) return true;
+    if (ev == kNoEvidence && sl.anchor_ns + fwd_none_delay > now) return false;
+    if (counts(s) && sl.hint == LossHint::None && sl.lost_ns + cfg.stamp_evidence_wait_ns > now) {
+      return false;
     }
-    return sl.anchor_ns + fwd_none_delay <= now;
+    return true;
+  }
+
+  /// Where a lost probe was lost (fate_known() must hold): only evidence decides.
+  LossDirection loss_of(const Session& s, Slot& sl, std::int8_t ev) {
+    if (sl.rev_clear != 0) return LossDirection::Reverse;  // its reply was seen coming back
+    if (counts(s)) {
+      if (sl.hint == LossHint::FwdLost) return LossDirection::Forward;
+      if (sl.hint == LossHint::RevLost) return LossDirection::Reverse;
+    }
+    // A mirror shows where a probe left, not where it died: seen leaving and never answered,
+    // it was lost beyond the tap in either direction.
+    if (ev >= 0 || ev == kAmbiguous) return LossDirection::Undetermined;
+    // Seen nowhere: it did not leave (the taps cover every path), unless an ESP packet that
+    // could be its own came late.
+    return late_esp(sl) ? LossDirection::Undetermined : LossDirection::Forward;
+  }
+
+  /// The forward path: where the request was seen leaving ("unknown" when it went somewhere
+  /// unseen or ambiguously, "none" when it did not leave).
+  std::int8_t fwd_path_of(Slot& sl, std::int8_t ev, LossDirection loss) {
+    if (ev >= 0) return ev;
+    if (ev == kAmbiguous || sl.has(kReceived) || loss == LossDirection::Reverse) return unknown_id;
+    return loss == LossDirection::Undetermined ? unknown_id : none_id;
+  }
+
+  /// The reverse path: where the reply was seen ("none": no reply seen).
+  std::int8_t rev_path_of(const Slot& sl) const {
+    const std::int8_t ev = evidence(sl.rev_clear, sl.has(kReceived) ? sl.rev_esp : kNoEvidence);
+    if (ev >= 0) return ev;
+    return sl.has(kReceived) || ev == kAmbiguous ? unknown_id : none_id;
   }
 
   /// An ESP packet attributed to no probe (every window that could hold it has been decided),
@@ -758,7 +821,8 @@ struct Attributor::Impl {
     return false;
   }
 
-  void sample(const Session& s, Slot& sl, Direction d, std::int8_t path, Out& out) {
+  void sample(const Session& s, Slot& sl, Direction d, std::int8_t path, PathSample::Fate fate,
+              Out& out) {
     if (d == Direction::Forward) {
       sl.flags |= kFwdSampled;
       sl.fwd_sampled = path;
@@ -774,22 +838,44 @@ struct Attributor::Impl {
     p.seq = sl.seq;
     p.tx_ns = sl.anchor_ns;  // one clock for every sample: event figures stay consistent
     p.path = labels[static_cast<std::size_t>(path)];
-    // "unknown" only because a late ESP packet may be this lost probe's: not known to be through.
-    p.maybe_lost =
-        d == Direction::Forward && path == unknown_id && sl.has(kLateEsp) && !sl.has(kReceived);
+    p.fate = fate;
   }
 
-  /// The forward sample leaves as soon as it is final: when a tap saw the probe (or saw it
-  /// ambiguously), when its fate is known, or — seen nowhere — fwd_unseen_wait_ns after it left
-  /// (by then no tap's copy can still come: it was lost before the taps).
+  /// A direction's sample of a probe whose fate is known.
+  void sample_fate(const Session& s, Slot& sl, Direction d, std::int8_t ev, Out& out) {
+    using Fate = PathSample::Fate;
+    const bool fwd = d == Direction::Forward;
+    if (sl.has(kReceived)) {
+      sample(s, sl, d, fwd ? fwd_path_of(sl, ev, LossDirection::None) : rev_path_of(sl),
+             Fate::Through, out);
+      return;
+    }
+    const LossDirection loss = loss_of(s, sl, ev);
+    const std::int8_t path = fwd ? fwd_path_of(sl, ev, loss) : rev_path_of(sl);
+    Fate fate = Fate::Undetermined;
+    if (loss == LossDirection::Forward) fate = fwd ? Fate::Lost : Fate::NotApplicable;
+    if (loss == LossDirection::Reverse) fate = fwd ? Fate::Through : Fate::Lost;
+    sample(s, sl, d, path, fate, out);
+  }
+
+  /// The forward sample leaves as soon as it is final. A probe seen leaving on a tap is through
+  /// only once its fate is known (answered, or its reply's loss proven): a mirror shows where it
+  /// left, not that it arrived. A probe seen nowhere is final once the ESP late horizon has
+  /// passed (or fwd_unseen_wait_ns, if larger): it did not leave (a forward loss), or, with an
+  /// unexplained ESP packet of its length late, it may have (MaybeLost while its fate is open).
   void try_sample_fwd(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
     if (sl.has(kFwdSampled) || !sl.has(kFwdDecided)) return;
     const std::int8_t ev = evidence(sl.fwd_clear, sl.fwd_esp);
-    if (ev >= 0 || ev == kAmbiguous) {
-      sample(s, sl, Direction::Forward, ev >= 0 ? ev : unknown_id, out);
-    } else if (fwd_final(sl, ev, now)) {
-      sample(s, sl, Direction::Forward, fwd_outcome(sl, ev), out);
-    } else if (unseen.empty() || unseen.back().seq != sl.seq || unseen.back().session != si) {
+    if (fate_known(s, sl, ev, now)) {
+      sample_fate(s, sl, Direction::Forward, ev, out);
+    } else if (ev == kNoEvidence && sl.anchor_ns + fwd_none_delay <= now) {
+      if (late_esp(sl)) {
+        sample(s, sl, Direction::Forward, unknown_id, PathSample::Fate::MaybeLost, out);
+      } else {
+        sample(s, sl, Direction::Forward, none_id, PathSample::Fate::Lost, out);
+      }
+    } else if (ev == kNoEvidence &&
+               (unseen.empty() || unseen.back().seq != sl.seq || unseen.back().session != si)) {
       unseen.push_back({sl.anchor_ns + fwd_none_delay, si, sl.seq});
     }
   }
@@ -804,15 +890,16 @@ struct Attributor::Impl {
         }
       }
     }
-    const std::int8_t fwd = fwd_outcome(sl, evidence(sl.fwd_clear, sl.fwd_esp));
-    const std::int8_t rev_ev = evidence(sl.rev_clear, sl.rev_esp);
-    const std::int8_t rev = sl.has(kReceived) ? (rev_ev >= 0 ? rev_ev : unknown_id) : none_id;
+    const std::int8_t ev = evidence(sl.fwd_clear, sl.fwd_esp);
+    const LossDirection loss = sl.has(kReceived) ? LossDirection::None : loss_of(s, sl, ev);
+    const std::int8_t fwd = fwd_path_of(sl, ev, loss);
+    const std::int8_t rev = rev_path_of(sl);
     if (!sl.has(kFwdSampled)) {
-      sample(s, sl, Direction::Forward, fwd, out);
+      sample_fate(s, sl, Direction::Forward, ev, out);
     } else if (sl.fwd_sampled != fwd && !sl.has(kLate)) {
       ++stats.fwd_samples_revised;
     }
-    if (!sl.has(kRevSampled)) sample(s, sl, Direction::Reverse, rev, out);
+    if (!sl.has(kRevSampled)) sample_fate(s, sl, Direction::Reverse, ev, out);
     ProbeRecord& r = out.records.emplace_back();
     r.target = s.target_text;
     r.proto = s.spec.proto;
@@ -832,6 +919,7 @@ struct Attributor::Impl {
     }
     r.fwd_path = labels[static_cast<std::size_t>(fwd)];
     r.rev_path = labels[static_cast<std::size_t>(rev)];
+    r.loss = loss;
     r.late = sl.has(kLate);
     sl.flags |= kEmitted;
     ++stats.records;
@@ -840,19 +928,30 @@ struct Attributor::Impl {
     } else {
       ++stats.path_counts[static_cast<std::size_t>(fwd)][0];
       ++stats.path_counts[static_cast<std::size_t>(rev)][1];
+      if (loss != LossDirection::None) ++stats.losses[static_cast<std::size_t>(loss) - 1];
     }
   }
 
   void try_finish(Session& s, Slot& sl, std::int64_t now, Out& out) {
     if (sl.has(kEmitted) || !sl.has(kFwdDecided)) return;
     if (sl.has(kReceived) ? !sl.has(kRevDecided) : !sl.has(kLoss)) return;
-    // A lost probe seen nowhere waits for the ESP late horizon (fwd_final), like its sample.
-    if (!sl.has(kFwdSampled) && !fwd_final(sl, evidence(sl.fwd_clear, sl.fwd_esp), now)) return;
+    // A lost probe waits until its direction can be decided (the ESP late horizon, the
+    // reflector's counter), like its samples.
+    if (!fate_known(s, sl, evidence(sl.fwd_clear, sl.fwd_esp), now)) return;
     emit(s, sl, out);
   }
 
-  void declare_loss(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
+  /// A probe is lost (declared by the sender, early, or for want of a record).
+  void mark_lost(std::uint32_t si, Session& s, Slot& sl, std::int64_t now) {
     sl.flags |= kLoss;
+    sl.lost_ns = now;
+    if (counts(s) && sl.hint == LossHint::None && sl.rev_clear == 0) {
+      held.push_back({now + cfg.stamp_evidence_wait_ns, si, sl.seq});
+    }
+  }
+
+  void declare_loss(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
+    mark_lost(si, s, sl, now);
     try_sample_fwd(si, s, sl, now, out);
     try_finish(s, sl, now, out);
   }
@@ -906,12 +1005,14 @@ struct Attributor::Impl {
       }
     }
     ready.clear();
-    while (!unseen.empty() && unseen.front().due_ns <= now) {
-      const Unseen u = unseen.front();
-      unseen.pop_front();
-      if (Slot* sl = lookup(sessions[u.session], u.seq)) {
-        try_sample_fwd(u.session, sessions[u.session], *sl, now, out);
-        try_finish(sessions[u.session], *sl, now, out);
+    for (Ring<Unseen>* q : {&unseen, &held}) {
+      while (!q->empty() && q->front().due_ns <= now) {
+        const Unseen u = q->front();
+        q->pop_front();
+        if (Slot* sl = lookup(sessions[u.session], u.seq)) {
+          try_sample_fwd(u.session, sessions[u.session], *sl, now, out);
+          try_finish(sessions[u.session], *sl, now, out);
+        }
       }
     }
     for (std::uint32_t si = 0; si < sessions.size(); ++si) {

@@ -14,6 +14,8 @@ constexpr std::int16_t kNone = -2;     // lost in this direction
 constexpr std::int16_t kUnknown = -3;  // through, path not attributable
 constexpr std::int16_t kNoPath = -1;   // no confirmed path (yet)
 constexpr std::int16_t kMaybe = -4;    // unknown whether it got through: no evidence at all
+constexpr std::int16_t kUndet = -5;    // lost, direction undetermined (counts in both)
+constexpr std::int16_t kNotApp = -6;   // reverse of a forward loss: no reply was ever sent
 
 struct Entry {
   std::uint64_t seq = 0;
@@ -77,13 +79,23 @@ struct DirState {
   bool has_through = false;
   std::int64_t last_through_tx = 0;
   std::int64_t max_gap_since_ok = 0;  // longest gap between probes through since last_ok_tx
+  std::int64_t max_gap_res = 0;       // its resolution (probe spacing at its ends)
   std::int64_t gap_before_cand = 0;   // max_gap_since_ok up to the candidate's first probe
+  std::int64_t res_before_cand = 0;
+  // Resolution: the first sample after the last probe through, and the last sample processed.
+  bool has_after = false;
+  std::int64_t after_through_tx = 0;
+  bool has_sample = false;
+  std::int64_t last_sample_tx = 0;
   std::int16_t cand = kNoPath;
   std::uint32_t cand_run = 0;
   std::int64_t cand_first_tx = 0;
-  std::uint64_t lost_before_cand = 0;
+  std::uint64_t lost_before_cand = 0;  // proven losses
+  std::uint64_t und_before_cand = 0;   // losses of undetermined direction
   std::uint64_t lost_since_ok = 0;
-  std::uint32_t loss_run = 0;
+  std::uint64_t und_since_ok = 0;
+  std::uint32_t loss_run = 0;  // consecutive losses, undetermined ones included
+  std::uint32_t run_proven = 0;
   bool outage = false;
 };
 
@@ -117,7 +129,7 @@ struct Detector::Impl {
 
   [[nodiscard]] std::string label(std::int16_t id) const {
     if (id >= 0) return labels[static_cast<std::size_t>(id)];
-    if (id == kUnknown || id == kMaybe) return kPathUnknown;
+    if (id == kUnknown || id == kMaybe || id == kUndet || id == kNotApp) return kPathUnknown;
     return kPathNone;
   }
 
@@ -136,13 +148,65 @@ struct Detector::Impl {
     return e;
   }
 
+  static OutageKind kind(std::uint64_t proven, std::uint64_t undetermined) {
+    if (proven > 0) return OutageKind::Measured;
+    return undetermined > 0 ? OutageKind::Undetermined : OutageKind::Bound;
+  }
+
+  /// A probe through (or a not-applicable checkpoint) at `tx`: the gap since the last one and
+  /// its resolution, the larger probe spacing at its two ends.
+  static std::pair<std::int64_t, std::int64_t> gap_to(const DirState& s, std::int64_t tx) {
+    if (!s.has_through) return {0, 0};
+    const std::int64_t after = s.has_after ? s.after_through_tx : tx;
+    const std::int64_t before = s.has_sample ? s.last_sample_tx : s.last_through_tx;
+    return {tx - s.last_through_tx, std::max(after - s.last_through_tx, tx - before)};
+  }
+
+  /// Marks `tx` as the latest probe through for the gap measure.
+  static void through_at(DirState& s, std::int64_t tx, std::int64_t gap, std::int64_t res) {
+    s.has_through = true;
+    s.last_through_tx = tx;
+    s.has_after = false;
+    if (gap > s.max_gap_since_ok) {
+      s.max_gap_since_ok = gap;
+      s.max_gap_res = res;
+    }
+  }
+
   void step(Stream& st, Direction d, std::int16_t v, std::uint64_t seq, std::int64_t tx,
             std::int64_t now, std::vector<PathEvent>& out) {
     DirState& s = st.dir[static_cast<std::size_t>(d)];
     if (v == kMaybe) return;  // neither lost nor through
-    if (v == kNone) {
-      ++s.lost_since_ok;
+    if (s.has_through && !s.has_after) {
+      s.has_after = true;
+      s.after_through_tx = tx;
+    }
+    step_sample(st, s, d, v, seq, tx, now, out);
+    s.has_sample = true;
+    s.last_sample_tx = tx;
+  }
+
+  void step_sample(Stream& st, DirState& s, Direction d, std::int16_t v, std::uint64_t seq,
+                   std::int64_t tx, std::int64_t now, std::vector<PathEvent>& out) {
+    if (v == kNotApp) {
+      // No reply was sent (the request was lost forward): not a loss, and not a probe through
+      // either, so it neither ends an outage nor confirms a path. Outside a loss run it is a
+      // checkpoint of the gap: the return path was not seen to fail, so a forward black hole
+      // does not show as a reverse outage. Within a loss run it is ignored.
+      if (s.loss_run == 0) {
+        const auto [gap, res] = gap_to(s, tx);
+        through_at(s, tx, gap, res);
+      }
+      return;
+    }
+    if (v == kNone || v == kUndet) {
       ++s.loss_run;
+      if (v == kNone) {
+        ++s.lost_since_ok;
+        ++s.run_proven;
+      } else {
+        ++s.und_since_ok;
+      }
       if (!s.outage && s.loss_run >= cfg.outage_losses) {
         s.outage = true;
         // A candidate path seen before the outage is not evidence of where traffic goes after
@@ -153,13 +217,17 @@ struct Detector::Impl {
         e.from = label(s.current);
         e.to = kPathNone;
         e.last_ok_on_old_ns = s.has_ok ? s.last_ok_tx : 0;
-        e.probes_lost = s.loss_run;
+        e.probes_lost = s.run_proven;
+        e.probes_lost_undetermined = s.loss_run - s.run_proven;
+        e.outage_kind = kind(e.probes_lost, e.probes_lost_undetermined);
+        e.resolution_ns = s.has_through ? s.after_through_tx - s.last_through_tx : 0;
       }
       return;
     }
     // The probe got through this way (on a known path or not).
     s.loss_run = 0;
-    const std::int64_t gap = s.has_through ? tx - s.last_through_tx : 0;
+    s.run_proven = 0;
+    const auto [gap, res] = gap_to(s, tx);
     if (s.outage) {
       s.outage = false;
       PathEvent& e = event(st, EventType::OutageEnd, d, seq, tx, now, out);
@@ -168,19 +236,17 @@ struct Detector::Impl {
       e.last_ok_on_old_ns = s.has_ok ? s.last_ok_tx : 0;
       e.first_ok_on_new_ns = tx;
       e.outage_ns = gap;  // since the last probe through, whatever its label
+      e.resolution_ns = res;
       e.probes_lost = s.lost_since_ok;
+      e.probes_lost_undetermined = s.und_since_ok;
+      e.outage_kind = kind(e.probes_lost, e.probes_lost_undetermined);
     }
-    s.has_through = true;
-    s.last_through_tx = tx;
-    s.max_gap_since_ok = std::max(s.max_gap_since_ok, gap);
+    through_at(s, tx, gap, res);
     if (v == kUnknown) return;  // neither confirms nor breaks a path
     if (v == s.current) {
       s.has_ok = true;
       s.last_ok_tx = tx;
-      s.lost_since_ok = 0;
-      s.max_gap_since_ok = 0;
-      s.cand = kNoPath;
-      s.cand_run = 0;
+      reset_since_ok(s);
       return;
     }
     if (v == s.cand) {
@@ -190,7 +256,9 @@ struct Detector::Impl {
       s.cand_run = 1;
       s.cand_first_tx = tx;
       s.lost_before_cand = s.lost_since_ok;
+      s.und_before_cand = s.und_since_ok;
       s.gap_before_cand = s.max_gap_since_ok;
+      s.res_before_cand = s.max_gap_res;
     }
     if (s.cand_run < cfg.confirm_probes) return;
     if (s.current != kNoPath) {
@@ -200,17 +268,42 @@ struct Detector::Impl {
       e.last_ok_on_old_ns = s.has_ok ? s.last_ok_tx : 0;
       e.first_ok_on_new_ns = s.cand_first_tx;
       e.outage_ns = s.has_ok ? s.gap_before_cand : 0;
+      e.resolution_ns = s.has_ok ? s.res_before_cand : 0;
       e.probes_lost = s.lost_before_cand;
+      e.probes_lost_undetermined = s.und_before_cand;
+      e.outage_kind = kind(e.probes_lost, e.probes_lost_undetermined);
       e.failback = v == s.last_from;
       s.last_from = s.current;
     }
     s.current = v;
     s.has_ok = true;
     s.last_ok_tx = tx;
+    reset_since_ok(s);
+  }
+
+  static void reset_since_ok(DirState& s) {
     s.lost_since_ok = 0;
+    s.und_since_ok = 0;
     s.max_gap_since_ok = 0;
+    s.max_gap_res = 0;
     s.cand = kNoPath;
     s.cand_run = 0;
+  }
+
+  std::int16_t code_of(const PathSample& smp) {
+    switch (smp.fate) {
+      case PathSample::Fate::Through:
+        return intern(smp.path);  // "none" here: a caller without fates, a loss
+      case PathSample::Fate::Lost:
+        return kNone;
+      case PathSample::Fate::Undetermined:
+        return kUndet;
+      case PathSample::Fate::MaybeLost:
+        return kMaybe;
+      case PathSample::Fate::NotApplicable:
+        return kNotApp;
+    }
+    return kUnknown;
   }
 
   void process(Stream& st, Direction d, const Entry& e, std::int64_t now,
@@ -338,8 +431,7 @@ struct Detector::Impl {
       ++stats.duplicates;
       return;
     }
-    const std::int16_t code = intern(smp.path);
-    slot = Entry{smp.seq, smp.tx_ns, now, smp.maybe_lost && code == kUnknown ? kMaybe : code, true};
+    slot = Entry{smp.seq, smp.tx_ns, now, code_of(smp), true};
     ++ds.held;
     release(st, smp.dir, now, out);
   }
@@ -362,6 +454,23 @@ struct Detector::Impl {
     return it == streams.end() ? nullptr : &it->second.dir[static_cast<std::size_t>(d)];
   }
 };
+
+PathSample::Fate fate_of(const ProbeRecord& r, Direction d) {
+  using Fate = PathSample::Fate;
+  const bool fwd = d == Direction::Forward;
+  if (r.rx_ns) return Fate::Through;
+  switch (r.loss) {
+    case LossDirection::Forward:
+      return fwd ? Fate::Lost : Fate::NotApplicable;
+    case LossDirection::Reverse:
+      return fwd ? Fate::Through : Fate::Lost;
+    case LossDirection::Undetermined:
+      return Fate::Undetermined;
+    case LossDirection::None:
+      break;
+  }
+  return (fwd ? r.fwd_path : r.rev_path) == kPathNone ? Fate::Lost : Fate::Through;
+}
 
 Detector::Detector(DetectorConfig config) : impl_(std::make_unique<Impl>()) {
   if (config.confirm_probes == 0) {
@@ -393,9 +502,11 @@ void Detector::on_record(const ProbeRecord& record, std::int64_t now_ns,
   s.tx_ns = record.tx_ns;
   s.dir = Direction::Forward;
   s.path = record.fwd_path;
+  s.fate = fate_of(record, Direction::Forward);
   impl_->on_sample(s, now_ns, out);
   s.dir = Direction::Reverse;
   s.path = record.rev_path;
+  s.fate = fate_of(record, Direction::Reverse);
   impl_->on_sample(s, now_ns, out);
 }
 

@@ -260,6 +260,9 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
       if (t->outcome != TtlOutcome::None) {
         r.rx_ns = t->rx_ns.value_or(t->tx_ns);
         r.rtt_ns = *r.rx_ns - t->tx_ns;
+      } else {
+        // Nothing came back: the probe, or the hop's ICMP error on its way back, was lost.
+        r.loss = LossDirection::Undetermined;
       }
       r.fwd_path = t->path;
       r.rev_path = "";  // not observable with TTL probes: the reply's way back is not seen
@@ -268,6 +271,8 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
       attributor_.on_record(std::get<ProbeRecord>(in));
     } else {
       records_.push_back(std::get<ProbeRecord>(in));  // no taps: paths stay ""
+      // Without taps or a reflector's help nothing tells where a lost probe was lost.
+      if (!records_.back().rx_ns) records_.back().loss = LossDirection::Undetermined;
     }
   }
   in_scratch_.clear();
@@ -302,6 +307,7 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     s.seq = r.seq;
     s.tx_ns = r.tx_ns;
     s.path = r.fwd_path;
+    s.fate = fate_of(r, Direction::Forward);
     samples_.push_back(s);
     if (crosscheck) crosscheck_.on_ttl(r.target, r.seq, r.tx_ns, r.fwd_path);
   }
@@ -383,6 +389,8 @@ std::vector<std::string> Pipeline::stats_lines() {
     paths += " " + labels[i] + " fwd " + std::to_string(st.path_counts[i][0]) + " rev " +
              std::to_string(st.path_counts[i][1]) + ";";
   }
+  paths += " lost forward " + std::to_string(st.losses[0]) + " reverse " +
+           std::to_string(st.losses[1]) + " undetermined " + std::to_string(st.losses[2]) + ";";
   paths += " early losses " + std::to_string(st.early_losses) + ", late records " +
            std::to_string(st.late_records) + ", no record " + std::to_string(st.no_record) +
            ", conflicts clear " + std::to_string(st.clear_conflicts) + " esp " +

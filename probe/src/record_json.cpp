@@ -186,6 +186,18 @@ tl::expected<JsonLine, std::string> parse_probe(const json& j) {
   r.fwd_path = rd.str("fwd_path");
   r.rev_path = rd.str("rev_path");
   r.late = rd.boolean("late");
+  // "loss" is absent from lines written before it existed: a lost probe then says nothing
+  // about its direction.
+  if (const auto it = j.find("loss"); it != j.end() && !it->is_null()) {
+    const auto loss = it->is_string() ? parse_enum(it->get_ref<const std::string&>(),
+                                                   {LossDirection::Forward, LossDirection::Reverse,
+                                                    LossDirection::Undetermined})
+                                      : std::nullopt;
+    if (!loss) return tl::unexpected(std::string("field 'loss' is not null or a loss direction"));
+    r.loss = *loss;
+  } else if (it == j.end() && !r.rx_ns) {
+    r.loss = LossDirection::Undetermined;
+  }
   if (const json* refl = rd.field("reflector"); refl != nullptr && !refl->is_null()) {
     if (!refl->is_object())
       return tl::unexpected(std::string("field 'reflector' is not an object"));
@@ -234,6 +246,12 @@ tl::expected<JsonLine, std::string> parse_event(const json& j) {
     e.to = rd.str("to");
     e.last_ok_on_old_ns = rd.i64("last_ok_on_old_ns");
     e.probes_lost = rd.u64("probes_lost");
+    e.probes_lost_undetermined = rd.u64("probes_lost_undetermined");
+    const auto kind = parse_enum(
+        rd.str("outage_kind"), {OutageKind::Bound, OutageKind::Measured, OutageKind::Undetermined});
+    if (rd.error.empty() && !kind) return tl::unexpected(std::string("unknown outage_kind"));
+    e.outage_kind = kind.value_or(OutageKind::Bound);
+    e.resolution_ns = rd.i64("resolution_ns");
     if (e.type != EventType::OutageBegin) {
       e.first_ok_on_new_ns = rd.i64("first_ok_on_new_ns");
       e.outage_ns = rd.i64("outage_ns");
@@ -264,6 +282,32 @@ const char* to_string(Proto p) {
 
 const char* to_string(Direction d) {
   return d == Direction::Forward ? "forward" : "reverse";
+}
+
+const char* to_string(LossDirection l) {
+  switch (l) {
+    case LossDirection::None:
+      return "none";
+    case LossDirection::Forward:
+      return "forward";
+    case LossDirection::Reverse:
+      return "reverse";
+    case LossDirection::Undetermined:
+      return "undetermined";
+  }
+  return "?";
+}
+
+const char* to_string(OutageKind k) {
+  switch (k) {
+    case OutageKind::Bound:
+      return "bound";
+    case OutageKind::Measured:
+      return "measured";
+    case OutageKind::Undetermined:
+      return "undetermined";
+  }
+  return "?";
 }
 
 const char* to_string(EventType t) {
@@ -304,6 +348,12 @@ void append_json(const ProbeRecord& r, std::string& out, std::string_view agent)
   kv_bool(out, "tx_kernel_ts", r.tx_kernel_ts);
   kv(out, "fwd_path", r.fwd_path);
   kv(out, "rev_path", r.rev_path);
+  key(out, "loss");
+  if (r.loss == LossDirection::None) {
+    put_raw(out, "null");
+  } else {
+    put_str(out, to_string(r.loss));
+  }
   kv_bool(out, "late", r.late);
   key(out, "reflector");
   if (r.reflector_seq) {
@@ -343,6 +393,9 @@ void append_json(const PathEvent& e, std::string& out, std::string_view agent) {
       kv_int(out, "outage_ns", e.outage_ns);
     }
     kv_uint(out, "probes_lost", e.probes_lost);
+    kv_uint(out, "probes_lost_undetermined", e.probes_lost_undetermined);
+    kv(out, "outage_kind", to_string(e.outage_kind));
+    kv_int(out, "resolution_ns", e.resolution_ns);
     if (e.type == EventType::Switchover) kv_bool(out, "failback", e.failback);
   }
   out.append("}\n");
@@ -361,6 +414,32 @@ tl::expected<JsonLine, std::string> parse_json_line(std::string_view line) {
   return tl::unexpected("unknown type '" + type + "'");
 }
 
+namespace {
+
+/// "N probes lost" in words that say what is known of their direction.
+std::string losses_text(const PathEvent& e) {
+  const std::string und = std::to_string(e.probes_lost_undetermined) +
+                          " probes lost beyond the tap, direction undetermined";
+  if (e.probes_lost == 0) return e.probes_lost_undetermined > 0 ? und : "no loss seen";
+  std::string s = std::to_string(e.probes_lost) + " probes lost";
+  if (e.probes_lost_undetermined > 0) {
+    s += " (and " + std::to_string(e.probes_lost_undetermined) +
+         " more beyond the tap, direction undetermined)";
+  }
+  return s;
+}
+
+/// The outage figure with what it is: measured (with its resolution) or an upper bound.
+std::string outage_text(const PathEvent& e) {
+  if (e.outage_kind == OutageKind::Measured) {
+    return "outage " + ms(e.outage_ns) + " (resolution " + ms(e.resolution_ns) + "), " +
+           losses_text(e);
+  }
+  return losses_text(e) + ", outage at most " + ms(e.outage_ns);
+}
+
+}  // namespace
+
 std::string describe(const PathEvent& e) {
   std::string s = std::string(to_string(e.type)) + " ";
   const bool asym = e.type == EventType::AsymmetricBegin || e.type == EventType::AsymmetricEnd;
@@ -368,17 +447,20 @@ std::string describe(const PathEvent& e) {
   s += e.target + " " + to_string(e.proto) + ": ";
   switch (e.type) {
     case EventType::Switchover:
-      s += e.from + " -> " + e.to + (e.failback ? " (failback)" : "") + ", outage " +
-           ms(e.outage_ns) + ", " + std::to_string(e.probes_lost) + " probes lost (last ok " +
-           iso_time(e.last_ok_on_old_ns) + ", first ok " + iso_time(e.first_ok_on_new_ns) + ")";
+      s += e.from + " -> " + e.to + (e.failback ? " (failback)" : "") + ", " + outage_text(e) +
+           " (last ok " + iso_time(e.last_ok_on_old_ns) + ", first ok " +
+           iso_time(e.first_ok_on_new_ns) + ")";
       break;
     case EventType::OutageBegin:
-      s += "no path after " + std::to_string(e.probes_lost) + " lost probes (was " + e.from +
-           ", last ok " + iso_time(e.last_ok_on_old_ns) + ")";
+      s += "no path after " +
+           (e.outage_kind == OutageKind::Undetermined
+                ? std::to_string(e.probes_lost_undetermined) +
+                      " probes lost beyond the tap, direction undetermined"
+                : losses_text(e)) +
+           " (was " + e.from + ", last ok " + iso_time(e.last_ok_on_old_ns) + ")";
       break;
     case EventType::OutageEnd:
-      s += "through again on " + e.to + " after " + ms(e.outage_ns) + ", " +
-           std::to_string(e.probes_lost) + " probes lost";
+      s += "through again on " + e.to + ", " + outage_text(e);
       break;
     case EventType::AsymmetricBegin:
       s += "forward on " + e.fwd_path + ", reverse on " + e.rev_path;

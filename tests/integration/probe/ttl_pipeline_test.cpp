@@ -97,6 +97,8 @@ TEST_CASE("pipeline without taps: TTL results become records and switchover even
       ++ttl_records;
       CHECK(r.rev_path.empty());
       CHECK(r.rx_ns.has_value() == (r.fwd_path != "none"));
+      // No answer: the probe or the hop's ICMP error was lost, which one is not known.
+      CHECK((r.loss == LossDirection::Undetermined) == !r.rx_ns.has_value());
     } else {
       CHECK(r.fwd_path.empty());
       CHECK(r.rev_path.empty());
@@ -111,9 +113,50 @@ TEST_CASE("pipeline without taps: TTL results become records and switchover even
   CHECK(e.direction == Direction::Forward);
   CHECK(e.from == "express-connect");
   CHECK(e.to == "ipsec");
-  CHECK(e.probes_lost == 2);
+  // Two TTL probes unanswered: lost in an undetermined direction (before the loss model they
+  // were counted as probes_lost, i.e. as proven losses).
+  CHECK(e.probes_lost == 0);
+  CHECK(e.probes_lost_undetermined == 2);
+  CHECK(e.outage_kind == OutageKind::Undetermined);
   CHECK(e.outage_ns == 3 * kInterval);
+  CHECK(e.resolution_ns == kInterval);
   CHECK(p.current_paths(kTtlSession) == "fwd=ipsec");
+}
+
+TEST_CASE("pipeline: a TTL switchover without loss is a bound at the probe interval",
+          "[integration]") {
+  // The TTL method at its default 1/s: nothing lost across the switch, so the outage is only
+  // "no loss seen, at most 1 s", with a 1 s resolution (issue 8 item 5).
+  TempDir dir;
+  ManualClock clock(1'000'000'000, kBase - kNsPerSec);
+  JsonLinesWriter out(dir.file("out.jsonl"), "dc1");
+  PipelineOptions po;
+  po.drain_ns = 0;
+  po.output = &out;
+  std::vector<std::string> log;
+  po.event_log = [&](const std::string& line) { log.push_back(line); };
+  Pipeline p(clock, po);
+  p.add_ttl_session(kTtlSession, *IpAddress::parse("192.168.20.161"));
+  constexpr std::int64_t kSecond = 1'000'000'000;
+  for (std::uint64_t seq = 0; seq < 10; ++seq) {
+    TtlResult r = ttl_result(seq, seq < 5 ? "express-connect" : "ipsec");
+    r.tx_ns = kBase + static_cast<std::int64_t>(seq) * kSecond;
+    r.rx_ns = r.tx_ns + 100'000;
+    p.on_ttl_result(r);
+  }
+  p.start();
+  p.stop();
+  REQUIRE(out.flush());
+  const Lines l = read_lines(dir.file("out.jsonl"));
+  REQUIRE(l.events.size() == 1);
+  const PathEvent& e = l.events[0];
+  CHECK(e.type == EventType::Switchover);
+  CHECK(e.outage_kind == OutageKind::Bound);
+  CHECK(e.outage_ns == kSecond);
+  CHECK(e.resolution_ns == kSecond);
+  CHECK(e.probes_lost == 0);
+  REQUIRE(log.size() == 1);
+  CHECK(log[0].find("no loss seen, outage at most 1000.000 ms") != std::string::npos);
 }
 
 TEST_CASE("pipeline: TTL probes are cross-checked against the taps", "[integration]") {

@@ -105,6 +105,8 @@ TEST_CASE("detector clean switchover", "[unit][detector]") {
     CHECK(sw[0].first_ok_on_new_ns == tx(15));
     CHECK(sw[0].outage_ns == 6 * kMs);
     CHECK(sw[0].probes_lost == 5);
+    CHECK(sw[0].outage_kind == OutageKind::Measured);
+    CHECK(sw[0].resolution_ns == kMs);
     CHECK_FALSE(sw[0].failback);
     CHECK(sw[0].target == "192.168.20.161");
     CHECK(sw[0].proto == Proto::Stamp);
@@ -127,6 +129,7 @@ TEST_CASE("detector failback", "[unit][detector]") {
   CHECK_FALSE(sw[0].failback);
   CHECK(sw[0].probes_lost == 0);
   CHECK(sw[0].outage_ns == 1 * kMs);  // one probe interval
+  CHECK(sw[0].outage_kind == OutageKind::Bound);
   CHECK(sw[1].from == "ipsec");
   CHECK(sw[1].to == "express-connect");
   CHECK(sw[1].failback);
@@ -466,7 +469,7 @@ TEST_CASE("detector: maybe-lost probes are neither loss nor through", "[unit][de
     s.seq = seq;
     s.tx_ns = tx(seq);
     s.path = path;
-    s.maybe_lost = maybe_lost;
+    s.fate = maybe_lost ? PathSample::Fate::MaybeLost : PathSample::Fate::Through;
     d.on_sample(s, tx(seq) + 30 * kMs, events);
   };
   std::uint64_t seq = 0;
@@ -483,4 +486,157 @@ TEST_CASE("detector: maybe-lost probes are neither loss nor through", "[unit][de
   CHECK(ends[0].outage_ns == 21 * kMs);  // from probe 9, the last through, to 30
   CHECK(ends[0].probes_lost == 10);
   CHECK(ends[0].to == "ipsec");
+}
+
+namespace {
+
+/// Feeds one direction's samples with fates, `interval` apart.
+struct FateRun {
+  explicit FateRun(std::int64_t interval = kMs) : interval_ns(interval) {}
+  void add(std::uint64_t from, std::uint64_t to, Direction dir, const char* path,
+           PathSample::Fate fate) {
+    for (std::uint64_t seq = from; seq < to; ++seq) {
+      PathSample s;
+      s.session_id = kSession;
+      s.target = "192.168.20.161";
+      s.proto = Proto::Stamp;
+      s.dir = dir;
+      s.seq = seq;
+      s.tx_ns = kT0 + static_cast<std::int64_t>(seq) * interval_ns;
+      s.path = path;
+      s.fate = fate;
+      d.on_sample(s, s.tx_ns + 30 * kMs, events);
+    }
+  }
+  std::vector<PathEvent> of(EventType t, Direction dir) const {
+    std::vector<PathEvent> v;
+    for (const auto& e : events) {
+      if (e.type == t && e.direction == dir) v.push_back(e);
+    }
+    return v;
+  }
+  std::int64_t interval_ns;
+  Detector d{DetectorConfig{}};
+  std::vector<PathEvent> events;
+};
+
+using Fate = PathSample::Fate;
+
+}  // namespace
+
+// Losses of undetermined direction make an outage, but an "undetermined" one, counted apart
+// from proven losses: never a confident outage in a direction nothing proved.
+TEST_CASE("detector: undetermined losses make an undetermined outage", "[unit][detector]") {
+  FateRun run;
+  run.add(0, 10, Direction::Forward, "express-connect", Fate::Through);
+  run.add(10, 282, Direction::Forward, "express-connect", Fate::Undetermined);
+  run.add(282, 300, Direction::Forward, "ipsec", Fate::Through);
+  const auto ob = run.of(EventType::OutageBegin, Direction::Forward);
+  REQUIRE(ob.size() == 1);
+  CHECK(ob[0].outage_kind == OutageKind::Undetermined);
+  CHECK(ob[0].probes_lost == 0);
+  CHECK(ob[0].probes_lost_undetermined == 3);
+  CHECK(ob[0].resolution_ns == kMs);
+  const auto oe = run.of(EventType::OutageEnd, Direction::Forward);
+  REQUIRE(oe.size() == 1);
+  CHECK(oe[0].outage_kind == OutageKind::Undetermined);
+  CHECK(oe[0].outage_ns == 273 * kMs);
+  CHECK(oe[0].probes_lost == 0);
+  CHECK(oe[0].probes_lost_undetermined == 272);
+  const auto sw = run.of(EventType::Switchover, Direction::Forward);
+  REQUIRE(sw.size() == 1);
+  CHECK(sw[0].outage_kind == OutageKind::Undetermined);
+  CHECK(sw[0].outage_ns == 273 * kMs);
+  CHECK(sw[0].resolution_ns == kMs);
+  CHECK(sw[0].probes_lost_undetermined == 272);
+  SECTION("one proven loss among them makes it measured") {
+    FateRun mixed;
+    mixed.add(0, 10, Direction::Reverse, "express-connect", Fate::Through);
+    mixed.add(10, 11, Direction::Reverse, "none", Fate::Lost);
+    mixed.add(11, 20, Direction::Reverse, "none", Fate::Undetermined);
+    mixed.add(20, 30, Direction::Reverse, "ipsec", Fate::Through);
+    const auto e = mixed.of(EventType::OutageEnd, Direction::Reverse);
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].outage_kind == OutageKind::Measured);
+    CHECK(e[0].probes_lost == 1);
+    CHECK(e[0].probes_lost_undetermined == 9);
+    CHECK(mixed.of(EventType::OutageBegin, Direction::Reverse)[0].outage_kind ==
+          OutageKind::Measured);
+  }
+}
+
+// The reverse samples of requests lost forward (no reply was sent) are no reverse losses: no
+// reverse outage, and the reverse switchover says "no loss seen" with a one-interval bound.
+TEST_CASE("detector: not-applicable reverse samples are no loss", "[unit][detector]") {
+  FateRun run;
+  run.add(0, 10, Direction::Reverse, "express-connect", Fate::Through);
+  run.add(10, 282, Direction::Reverse, "none", Fate::NotApplicable);
+  run.add(282, 300, Direction::Reverse, "ipsec", Fate::Through);
+  CHECK(run.of(EventType::OutageBegin, Direction::Reverse).empty());
+  CHECK(run.of(EventType::OutageEnd, Direction::Reverse).empty());
+  const auto sw = run.of(EventType::Switchover, Direction::Reverse);
+  REQUIRE(sw.size() == 1);
+  CHECK(sw[0].outage_kind == OutageKind::Bound);
+  CHECK(sw[0].outage_ns == kMs);
+  CHECK(sw[0].resolution_ns == kMs);
+  CHECK(sw[0].probes_lost == 0);
+  CHECK(sw[0].first_ok_on_new_ns == tx(282));
+  CHECK(sw[0].last_ok_on_old_ns == tx(9));
+  SECTION("within a run of losses it neither ends nor shortens the outage") {
+    FateRun r2;
+    r2.add(0, 10, Direction::Reverse, "express-connect", Fate::Through);
+    r2.add(10, 20, Direction::Reverse, "none", Fate::Lost);
+    r2.add(20, 30, Direction::Reverse, "none", Fate::NotApplicable);
+    r2.add(30, 40, Direction::Reverse, "express-connect", Fate::Through);
+    const auto e = r2.of(EventType::OutageEnd, Direction::Reverse);
+    REQUIRE(e.size() == 1);
+    CHECK(e[0].seq == 30);
+    CHECK(e[0].outage_ns == 21 * kMs);
+    CHECK(e[0].probes_lost == 10);
+  }
+}
+
+// Without a loss the outage is only bounded by the probe spacing: the TTL method's 1/s says
+// "no loss seen, at most 1000 ms" with a 1 s resolution; a probe after a gap in the sending
+// widens the resolution to that gap.
+TEST_CASE("detector: a switchover without loss is a bound", "[unit][detector]") {
+  FateRun run(1'000 * kMs);
+  run.add(0, 10, Direction::Forward, "express-connect", Fate::Through);
+  run.add(10, 20, Direction::Forward, "ipsec", Fate::Through);
+  const auto sw = run.of(EventType::Switchover, Direction::Forward);
+  REQUIRE(sw.size() == 1);
+  CHECK(sw[0].outage_kind == OutageKind::Bound);
+  CHECK(sw[0].outage_ns == 1'000 * kMs);
+  CHECK(sw[0].resolution_ns == 1'000 * kMs);
+  CHECK(sw[0].probes_lost == 0);
+  CHECK(sw[0].probes_lost_undetermined == 0);
+  SECTION("maybe-lost probes do not narrow the resolution") {
+    FateRun m;
+    m.add(0, 10, Direction::Forward, "express-connect", Fate::Through);
+    m.add(10, 12, Direction::Forward, "unknown", Fate::MaybeLost);
+    m.add(12, 20, Direction::Forward, "ipsec", Fate::Through);
+    const auto s2 = m.of(EventType::Switchover, Direction::Forward);
+    REQUIRE(s2.size() == 1);
+    CHECK(s2[0].outage_kind == OutageKind::Bound);
+    CHECK(s2[0].outage_ns == 3 * kMs);
+    CHECK(s2[0].resolution_ns == 3 * kMs);
+  }
+}
+
+// Records carry their loss direction; the detector takes each direction's fate from it.
+TEST_CASE("detector: fates from records", "[unit][detector]") {
+  ProbeRecord r = rec(1, "express-connect", kPathNone);
+  CHECK(fate_of(r, Direction::Forward) == Fate::Through);  // an old record: the paths say
+  CHECK(fate_of(r, Direction::Reverse) == Fate::Lost);
+  r.loss = LossDirection::Forward;
+  CHECK(fate_of(r, Direction::Forward) == Fate::Lost);
+  CHECK(fate_of(r, Direction::Reverse) == Fate::NotApplicable);
+  r.loss = LossDirection::Reverse;
+  CHECK(fate_of(r, Direction::Forward) == Fate::Through);
+  CHECK(fate_of(r, Direction::Reverse) == Fate::Lost);
+  r.loss = LossDirection::Undetermined;
+  CHECK(fate_of(r, Direction::Forward) == Fate::Undetermined);
+  CHECK(fate_of(r, Direction::Reverse) == Fate::Undetermined);
+  r = rec(1, "ipsec", "ipsec");
+  CHECK(fate_of(r, Direction::Reverse) == Fate::Through);
 }

@@ -43,8 +43,9 @@ ProbeRecord lost_icmp() {
   r.session_id = 1;
   r.seq = 0xFFFF'FFFF'FFFF'FFFEull;
   r.tx_ns = 5;
-  r.fwd_path = "none";
+  r.fwd_path = "express-connect";
   r.rev_path = "none";
+  r.loss = LossDirection::Undetermined;
   r.late = false;
   return r;
 }
@@ -65,6 +66,9 @@ PathEvent switchover() {
   e.first_ok_on_new_ns = 1'700'000'016'015'000'000;
   e.outage_ns = e.first_ok_on_new_ns - e.last_ok_on_old_ns;
   e.probes_lost = 16005;
+  e.probes_lost_undetermined = 7;
+  e.outage_kind = OutageKind::Measured;
+  e.resolution_ns = 1'000'000;
   e.failback = true;
   return e;
 }
@@ -84,6 +88,7 @@ void same(const ProbeRecord& a, const ProbeRecord& b) {
   CHECK(a.reflector_clock_synced == b.reflector_clock_synced);
   CHECK(a.fwd_path == b.fwd_path);
   CHECK(a.rev_path == b.rev_path);
+  CHECK(a.loss == b.loss);
   CHECK(a.late == b.late);
 }
 
@@ -102,6 +107,9 @@ void same(const PathEvent& a, const PathEvent& b) {
   CHECK(a.first_ok_on_new_ns == b.first_ok_on_new_ns);
   CHECK(a.outage_ns == b.outage_ns);
   CHECK(a.probes_lost == b.probes_lost);
+  CHECK(a.probes_lost_undetermined == b.probes_lost_undetermined);
+  CHECK(a.outage_kind == b.outage_kind);
+  CHECK(a.resolution_ns == b.resolution_ns);
   CHECK(a.failback == b.failback);
   CHECK(a.fwd_path == b.fwd_path);
   CHECK(a.rev_path == b.rev_path);
@@ -124,7 +132,7 @@ TEST_CASE("record json layout", "[unit][record_json]") {
   CHECK(out == R"({"type":"probe","agent":"dc1","target":"192.168.20.161","proto":"stamp",)"
                R"("session_id":131074,"seq":17,"tx_ns":1700000000000000123,)"
                R"("rx_ns":1700000000008000456,"rtt_ns":8000333,"tx_kernel_ts":true,)"
-               R"("fwd_path":"ipsec","rev_path":"express-connect","late":false,)"
+               R"("fwd_path":"ipsec","rev_path":"express-connect","loss":null,"late":false,)"
                R"("reflector":{"seq":3,"rx_ns":1700000000004000000,"tx_ns":1700000000004010000,)"
                R"("clock_synced":true}})"
                "\n");
@@ -134,12 +142,17 @@ TEST_CASE("record json layout", "[unit][record_json]") {
   CHECK(j["rx_ns"].is_null());
   CHECK(j["rtt_ns"].is_null());
   CHECK(j["reflector"].is_null());
+  CHECK(j["loss"] == "undetermined");
   CHECK(j.find("agent") == j.end());
 }
 
-// Records survive encode → parse unchanged, answered or lost.
+// Records survive encode → parse unchanged, answered or lost in any direction.
 TEST_CASE("record json round trip", "[unit][record_json]") {
-  for (const auto& r : {stamp_record(), lost_icmp()}) {
+  ProbeRecord fwd = lost_icmp();
+  fwd.loss = LossDirection::Forward;
+  ProbeRecord rev = lost_icmp();
+  rev.loss = LossDirection::Reverse;
+  for (const auto& r : {stamp_record(), lost_icmp(), fwd, rev}) {
     std::string out;
     append_json(r, out);
     const auto back = parse_json_line(out);
@@ -147,6 +160,25 @@ TEST_CASE("record json round trip", "[unit][record_json]") {
     REQUIRE(std::holds_alternative<ProbeRecord>(*back));
     same(std::get<ProbeRecord>(*back), r);
   }
+}
+
+// A line written before "loss" existed still parses: a lost probe's direction is then unknown.
+TEST_CASE("record json without loss", "[unit][record_json]") {
+  for (const auto& r : {stamp_record(), lost_icmp()}) {
+    std::string out;
+    append_json(r, out);
+    auto j = nlohmann::json::parse(out);
+    j.erase("loss");
+    const auto back = parse_json_line(j.dump());
+    REQUIRE(back);
+    CHECK(std::get<ProbeRecord>(*back).loss ==
+          (r.rx_ns ? LossDirection::None : LossDirection::Undetermined));
+  }
+  std::string out;
+  append_json(lost_icmp(), out);
+  auto j = nlohmann::json::parse(out);
+  j["loss"] = "sideways";
+  CHECK(parse_json_line(j.dump()).error().find("'loss'") != std::string::npos);
 }
 
 // Every event type survives encode → parse, carrying the fields of its type only.
@@ -157,10 +189,12 @@ TEST_CASE("event json round trip", "[unit][record_json]") {
   ob.to = "none";
   ob.first_ok_on_new_ns = 0;
   ob.outage_ns = 0;
+  ob.outage_kind = OutageKind::Undetermined;
   PathEvent oe = switchover();
   oe.type = EventType::OutageEnd;
   oe.failback = false;
   oe.from = "none";
+  oe.outage_kind = OutageKind::Bound;
   PathEvent ab;
   ab.type = EventType::AsymmetricBegin;
   ab.target = "192.168.20.161";
@@ -185,6 +219,11 @@ TEST_CASE("event json round trip", "[unit][record_json]") {
     CHECK(j.contains("failback") == (e.type == EventType::Switchover));
     CHECK(j.contains("outage_ns") ==
           (e.type == EventType::Switchover || e.type == EventType::OutageEnd));
+    for (const char* k : {"probes_lost_undetermined", "outage_kind", "resolution_ns"}) {
+      INFO(k);
+      CHECK(j.contains(k) == !asym);
+    }
+    if (!asym) CHECK(j["outage_kind"] == to_string(e.outage_kind));
     const auto back = parse_json_line(out);
     REQUIRE(back);
     REQUIRE(std::holds_alternative<PathEvent>(*back));
@@ -226,16 +265,63 @@ TEST_CASE("record json parse errors", "[unit][record_json]") {
   j = nlohmann::json::parse(out);
   j["direction"] = "sideways";
   CHECK(parse_json_line(j.dump()).error() == "unknown direction");
+  j = nlohmann::json::parse(out);
+  j["outage_kind"] = "guessed";
+  CHECK(parse_json_line(j.dump()).error() == "unknown outage_kind");
+  j = nlohmann::json::parse(out);
+  j.erase("resolution_ns");
+  CHECK(parse_json_line(j.dump()).error().find("'resolution_ns'") != std::string::npos);
 }
 
-// The log line of a switchover says what changed, how long it took and what was lost.
+// The log line of a switchover says what changed, how long it took and what was lost, and
+// what the outage figure is: measured (with its resolution), a bound, or undetermined.
 TEST_CASE("event log line", "[unit][record_json]") {
-  const auto s = describe(switchover());
+  PathEvent e = switchover();
+  e.probes_lost_undetermined = 0;
+  auto s = describe(e);
   CHECK(s.find("switchover reverse 192.168.20.161 stamp") == 0);
-  CHECK(s.find("express-connect -> ipsec (failback)") != std::string::npos);
-  CHECK(s.find("outage 16006.000 ms") != std::string::npos);
-  CHECK(s.find("16005 probes lost") != std::string::npos);
+  CHECK(s.find("express-connect -> ipsec (failback), outage 16006.000 ms (resolution 1.000 ms), "
+               "16005 probes lost (last ok") != std::string::npos);
   CHECK(s.find("2023-11-14T22:13:20.009000000Z") != std::string::npos);
+  SECTION("measured with undetermined losses too") {
+    e.probes_lost_undetermined = 7;
+    CHECK(describe(e).find("16005 probes lost (and 7 more beyond the tap, direction "
+                           "undetermined)") != std::string::npos);
+  }
+  SECTION("no loss: a bound") {
+    e.outage_kind = OutageKind::Bound;
+    e.probes_lost = 0;
+    e.outage_ns = 1'000'000;
+    e.direction = Direction::Forward;
+    e.proto = Proto::Icmp;
+    e.failback = false;
+    CHECK(describe(e).find("switchover forward 192.168.20.161 icmp: express-connect -> ipsec, "
+                           "no loss seen, outage at most 1.000 ms (last ok") == 0);
+  }
+  SECTION("undetermined") {
+    e.type = EventType::OutageEnd;
+    e.outage_kind = OutageKind::Undetermined;
+    e.probes_lost = 0;
+    e.probes_lost_undetermined = 272;
+    e.outage_ns = 273'000'000;
+    e.to = "ipsec";
+    CHECK(describe(e).find("outage_end reverse 192.168.20.161 stamp: through again on ipsec, 272 "
+                           "probes lost beyond the tap, direction undetermined, outage at most "
+                           "273.000 ms at") == 0);
+  }
+  SECTION("outage begin") {
+    e.type = EventType::OutageBegin;
+    e.outage_kind = OutageKind::Undetermined;
+    e.probes_lost = 0;
+    e.probes_lost_undetermined = 3;
+    CHECK(describe(e).find("no path after 3 probes lost beyond the tap, direction undetermined "
+                           "(was express-connect") != std::string::npos);
+    e.outage_kind = OutageKind::Measured;
+    e.probes_lost = 3;
+    e.probes_lost_undetermined = 0;
+    CHECK(describe(e).find("no path after 3 probes lost (was express-connect") !=
+          std::string::npos);
+  }
 }
 
 // Records wait in the buffer for flush(); an event goes out at once and takes them along.

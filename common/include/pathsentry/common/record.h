@@ -16,6 +16,14 @@ inline constexpr const char* kPathNone = "none";        ///< lost in that direct
 inline constexpr const char* kPathUnknown = "unknown";  ///< seen/answered, not attributable
 inline constexpr const char* kPathPending = "";         ///< not yet attributed
 
+/// Where a lost probe was lost, decided only from evidence (docs/attribution.md §2 "Loss"):
+/// None = answered; Forward = the request provably never reached the target (the stateful
+/// STAMP reflector's counter, or it left on no tap while every tap was up); Reverse = it
+/// provably reached the target (the reflector's counter, or the reply was seen on a tap) and
+/// the reply never reached the agent; Undetermined = it left on a tap and nothing more is known
+/// (a mirror shows where a probe left, not where it died).
+enum class LossDirection : std::uint8_t { None, Forward, Reverse, Undetermined };
+
 /// One probe's outcome: the per-probe record of architecture.md §3. Filled by the sender
 /// (timing, loss) and completed by the attributor (paths). Times are CLOCK_REALTIME ns.
 struct ProbeRecord {
@@ -35,6 +43,8 @@ struct ProbeRecord {
   /// Forward (DC→cloud) / reverse (cloud→DC) path; kPathPending until attributed.
   std::string fwd_path = kPathPending;
   std::string rev_path = kPathPending;
+  /// Where it was lost (None when answered). JSON "loss": null|"forward"|"reverse"|"undetermined".
+  LossDirection loss = LossDirection::None;
   /// Set when a reply arrived after the loss timeout had already declared the probe lost.
   bool late = false;
 };
@@ -50,6 +60,12 @@ enum class EventType : std::uint8_t {
   AsymmetricBegin,  ///< forward and reverse settled on different paths
   AsymmetricEnd,    ///< they agree again (or one direction went down)
 };
+
+/// What an event's outage figure is (JSON "outage_kind"). Measured: probes were proven lost in
+/// this direction, the outage lies between outage_ns - resolution_ns and outage_ns. Bound: no
+/// probe was lost, "no loss seen, at most outage_ns". Undetermined: only losses of undetermined
+/// direction (beyond the tap), at most outage_ns, possibly the other direction's.
+enum class OutageKind : std::uint8_t { Bound, Measured, Undetermined };
 
 /// A path event of one probe stream (target + protocol), emitted by the detector. Which fields
 /// are meaningful depends on `type`; the others keep their defaults. Times are CLOCK_REALTIME ns
@@ -70,8 +86,16 @@ struct PathEvent {
   std::int64_t last_ok_on_old_ns = 0;   ///< tx of the last probe seen on the old path (0: none)
   std::int64_t first_ok_on_new_ns = 0;  ///< tx of the first probe seen on the new path
   std::int64_t outage_ns = 0;           ///< first_ok_on_new_ns - last_ok_on_old_ns
-  std::uint64_t probes_lost = 0;        ///< probes lost in this direction in between
-  bool failback = false;                ///< Switchover back to the path it last left
+  std::uint64_t probes_lost = 0;        ///< probes proven lost in this direction in between
+  /// Probes lost in between whose direction is undetermined (this one or the other).
+  std::uint64_t probes_lost_undetermined = 0;
+  /// Switchover/Outage*: what outage_ns is (OutageBegin: whether its K losses were proven).
+  OutageKind outage_kind = OutageKind::Bound;
+  /// Switchover/Outage*: the probe spacing around the outage's ends (from the last probe through
+  /// to the next probe, or from the probe before the first through to it, the larger): the
+  /// uncertainty of outage_ns. OutageBegin: the spacing after the last probe through.
+  std::int64_t resolution_ns = 0;
+  bool failback = false;  ///< Switchover back to the path it last left
   /// Asymmetric*: the confirmed paths at that moment; duration_ns set on AsymmetricEnd.
   std::string fwd_path;
   std::string rev_path;

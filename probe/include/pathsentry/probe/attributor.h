@@ -64,6 +64,12 @@ struct AttributorConfig {
   /// forward "none" waits this long when ESP taps exist (absence is evidence only once the
   /// gateway's slowest ESP could have shown up).
   std::int64_t esp_late_horizon_ns = 50'000'000;
+  /// STAMP with a stateful reflector: a lost probe's direction comes from the reflector's
+  /// counter in the next answered probe of its session. A lost probe waits for it this long
+  /// after being declared lost, then its direction is decided without it (usually
+  /// "undetermined"). Its samples and record wait too, so this bounds how late a STAMP outage
+  /// that never ends is reported (docs/attribution.md §3).
+  std::int64_t stamp_evidence_wait_ns = 2'000'000'000;
   /// Learning an ESP length: consistent single-candidate sightings needed before it is used.
   std::uint32_t learn_samples = 8;
   /// Upper bound on buffered ESP observations per tap and direction.
@@ -111,6 +117,8 @@ struct AttributorStats {
   /// length came after their window, within esp_late_horizon_ns (a slow tunnel gateway).
   std::uint64_t fwd_late_esp = 0;
   std::vector<std::array<std::uint64_t, 2>> path_counts{};  ///< [path][0 = fwd, 1 = rev]
+  /// Lost probes by ProbeRecord::loss: [0 = forward, 1 = reverse, 2 = undetermined].
+  std::array<std::uint64_t, 3> losses{};
   std::vector<TapAttribution> taps{};
 };
 
@@ -122,8 +130,9 @@ struct AttributorStats {
 /// - esp taps: an ESP packet of the expected length inside the probe's window is attributed
 ///   only when it is the probe's only candidate and the probe is the only probe that could
 ///   explain it; otherwise the direction is "unknown". Nothing is guessed.
-/// - loss: a lost direction is "none". Without a reply, the forward path is the tap that saw the
-///   probe; a stateful STAMP reflector's sequence tells forward from reverse loss.
+/// - loss: a record's `loss` says where a lost probe was lost, from evidence only: a stateful
+///   STAMP reflector's sequence, a reply seen on a tap, or no tap seeing it leave; a probe seen
+///   leaving and never answered is "undetermined" (fwd_path says where it left).
 ///
 /// Inputs: add_session() at start, on_sent() per probe, on_record() per sender record (the
 /// sender's RecordSink), on_observation() per decoded tap frame; poll() emits finished

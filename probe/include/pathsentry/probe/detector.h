@@ -31,18 +31,36 @@ struct DetectorConfig {
 /// so a forward switchover is seen while the return path is still dead. Views are only read
 /// during the call.
 struct PathSample {
+  /// What became of the probe in this direction (docs/attribution.md §2 "Samples").
+  enum class Fate : std::uint8_t {
+    Through,       ///< got through this way; `path` is a label or "unknown"
+    Lost,          ///< proven lost in this direction
+    Undetermined,  ///< lost, direction unknown: counts toward an outage in both directions
+    /// "unknown" and nothing says it got through either (a probe seen nowhere that an ESP
+    /// packet seen late may or may not be, its fate not known yet): neither a loss nor a probe
+    /// through, it neither ends nor extends an outage, nor counts in one.
+    MaybeLost,
+    /// The reverse sample of a request lost forward: no reply was ever sent, so it is no
+    /// reverse loss; the reverse machine skips it (it only bounds the gap, see Detector).
+    NotApplicable,
+  };
   std::uint32_t session_id = 0;
   std::string_view target{};  ///< the session's target as text
   Proto proto = Proto::Icmp;
   Direction dir = Direction::Forward;
   std::uint64_t seq = 0;
-  std::int64_t tx_ns = 0;   ///< the probe's TX time (from the attributor: as announced)
-  std::string_view path{};  ///< a path label, "unknown" or "none"
-  /// With path "unknown": nothing says the probe got through this way either (a lost probe
-  /// that an ESP packet seen late may or may not be). Neither a loss nor a probe through: it
-  /// neither ends nor extends an outage, nor counts in one.
-  bool maybe_lost = false;
+  std::int64_t tx_ns = 0;  ///< the probe's TX time (from the attributor: as announced)
+  /// A path label, "unknown" or "none". Through: the path it took; otherwise where it was seen
+  /// leaving (a label), or not ("none"/"unknown") — informative only, the fate decides.
+  std::string_view path{};
+  Fate fate = Fate::Through;
 };
+
+/// The fate a record implies for a direction, for callers that only have records: answered →
+/// Through; otherwise by `loss` (Forward: forward Lost, reverse NotApplicable; Reverse: forward
+/// Through, reverse Lost; Undetermined: both Undetermined; None on a lost record, as older
+/// records have: a path "none" is Lost, anything else Through).
+[[nodiscard]] PathSample::Fate fate_of(const ProbeRecord& r, Direction d);
 
 /// Counters of the detector.
 struct DetectorStats {
@@ -59,13 +77,16 @@ struct DetectorStats {
 /// confirmed it. Event times come from the probes' TX timestamps. Each direction is processed
 /// in sequence order on its own, so the forward direction never waits for replies.
 ///
-/// Per direction, each probe's path is one of: a path label (the probe took it), "unknown"
-/// (it got through, path not attributable), or "none" (lost that way).
+/// Per direction, each probe is through (on a path label or "unknown"), proven lost, lost in an
+/// undetermined direction (counts toward outages in both directions), maybe lost (ignored), or
+/// not applicable (a reverse sample of a forward loss: ignored, but it bounds the gap).
 /// - Switchover: N consecutive probes on a path other than the current one (failback when it
 ///   is the path last left); last_ok_on_old_ns / first_ok_on_new_ns are the TX times of the last
-///   probe on the old path and the first on the new, probes_lost the losses in between, and
-///   outage_ns the longest time in between that no probe got through (probes through on an
-///   "unknown" path are through: they shorten the outage, not the attribution bounds).
+///   probe on the old path and the first on the new, probes_lost the proven losses in between
+///   (probes_lost_undetermined the others), and outage_ns the longest time in between that no
+///   probe got through (probes through on an "unknown" path are through: they shorten the
+///   outage, not the attribution bounds), with its resolution_ns and outage_kind (measured with
+///   proven losses, undetermined with only undetermined ones, bound without any).
 /// - OutageBegin after K consecutive losses (a candidate new path seen before it is dropped:
 ///   the path after the outage is confirmed afresh); OutageEnd with the first probe through
 ///   again, outage_ns since the last probe through before it.

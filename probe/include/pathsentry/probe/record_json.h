@@ -20,21 +20,28 @@ namespace pathsentry::probe {
 ///
 ///   {"type":"probe","agent":"dc1","target":"192.168.20.161","proto":"stamp","session_id":2,
 ///    "seq":17,"tx_ns":…,"rx_ns":…|null,"rtt_ns":…|null,"tx_kernel_ts":true,
-///    "fwd_path":"ipsec","rev_path":"none","late":false,
+///    "fwd_path":"ipsec","rev_path":"none","loss":null|"forward"|"reverse"|"undetermined",
+///    "late":false,
 ///    "reflector":{"seq":3,"rx_ns":…,"tx_ns":…,"clock_synced":false}|null}
 ///   {"type":"event","agent":"dc1","event":"switchover","target":…,"proto":…,"session_id":…,
 ///    "direction":"forward","ts_ns":…,"seq":…,"detected_ns":…,"from":"express-connect",
 ///    "to":"ipsec","last_ok_on_old_ns":…,"first_ok_on_new_ns":…,"outage_ns":…,
-///    "probes_lost":…,"failback":false}
+///    "probes_lost":…,"probes_lost_undetermined":…,"outage_kind":"bound"|"measured"|
+///    "undetermined","resolution_ns":…,"failback":false}
 ///
 /// Events carry the fields of their type: switchover (above), outage_begin (from, to,
-/// last_ok_on_old_ns, probes_lost), outage_end (+ first_ok_on_new_ns, outage_ns),
+/// last_ok_on_old_ns, probes_lost, probes_lost_undetermined, outage_kind, resolution_ns),
+/// outage_end (+ first_ok_on_new_ns, outage_ns),
 /// asymmetric_begin/asymmetric_end (fwd_path, rev_path; end adds duration_ns; no direction).
 
 /// Stable names used on the wire.
 [[nodiscard]] const char* to_string(Proto p);
 [[nodiscard]] const char* to_string(Direction d);
 [[nodiscard]] const char* to_string(EventType t);
+/// "forward", "reverse", "undetermined" ("none" for None, which the JSON writes as null).
+[[nodiscard]] const char* to_string(LossDirection l);
+/// "bound", "measured", "undetermined".
+[[nodiscard]] const char* to_string(OutageKind k);
 
 /// Appends one JSON line (ending in '\n') to `out`. `agent`, when not empty, is added as
 /// "agent". Allocation-free beyond `out`'s growth, so a reused buffer costs nothing per record.
@@ -47,9 +54,11 @@ using JsonLine = std::variant<ProbeRecord, PathEvent>;
 /// what is wrong (not JSON, unknown type, a missing or mistyped field).
 [[nodiscard]] tl::expected<JsonLine, std::string> parse_json_line(std::string_view line);
 
-/// A one-line human summary of an event for the agent's log, e.g.
-/// "switchover forward 192.168.20.161 stamp: express-connect -> ipsec, outage 60.123 ms,
-///  5 probes lost (last ok 2026-01-01T00:00:00.000000000Z, first ok …)".
+/// A one-line human summary of an event for the agent's log, saying what its outage figure is:
+/// "switchover forward 192.168.20.161 stamp: express-connect -> ipsec, outage 60.123 ms
+///  (resolution 1.000 ms), 59 probes lost (last ok 2026-01-01T00:00:00.000000000Z, first ok …)",
+/// "…: express-connect -> ipsec, no loss seen, outage at most 1.000 ms (last ok …)",
+/// "…: 272 probes lost beyond the tap, direction undetermined, outage at most 273.000 ms …".
 [[nodiscard]] std::string describe(const PathEvent& e);
 
 /// Writes JSON lines to stdout or a file. Records are buffered and leave on flush() or when
