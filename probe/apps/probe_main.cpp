@@ -2,6 +2,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -19,6 +20,7 @@
 #include "pathsentry/common/clock.h"
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/probe/agent_config.h"
+#include "pathsentry/probe/attributor.h"
 #include "pathsentry/probe/engine.h"
 #include "pathsentry/probe/io/privileges.h"
 #include "pathsentry/probe/io/probe_sockets.h"
@@ -184,6 +186,15 @@ int run(const AgentConfig& cfg) {
     po.total_pps = 0;
     po.taps = cfg.tap.taps;
     po.detector = cfg.tap.detector;
+    // A lost probe's samples can leave the attributor as late as its timeout (+ the grace for a
+    // missing record) + the wait for the STAMP reflector's counter after the samples of later
+    // probes: the detector must hold those that long, not skip the late ones' sequence.
+    const AttributorConfig acfg;
+    std::int64_t max_timeout = 0;
+    for (const auto& s : cfg.sessions) max_timeout = std::max(max_timeout, s.timeout_ns);
+    po.detector.reorder_hold_ns =
+        std::max(po.detector.reorder_hold_ns,
+                 max_timeout + acfg.record_grace_ns + acfg.stamp_evidence_wait_ns + kNsPerSec);
     po.decode = DecodeContext{cfg.agent_id, cfg.sessions.front().stamp_port};
     for (const auto& s : cfg.sessions) {
       po.total_pps += s.rate_pps;
@@ -317,6 +328,13 @@ int run(const AgentConfig& cfg) {
   for (const auto& s : engine.sessions()) {
     summaries.push_back(s->summary());
     configs.push_back(&s->config());
+    // With taps, the split by direction is the records' own (docs/attribution.md §2), so the
+    // summary never says what the records do not.
+    if (const auto l = pipeline ? pipeline->session_losses(s->config().session_id) : std::nullopt) {
+      summaries.back().lost_forward = (*l)[0];
+      summaries.back().lost_reverse = (*l)[1];
+      summaries.back().lost_undetermined = (*l)[2];
+    }
   }
   for (std::size_t i = 0; i < summaries.size(); ++i) {
     std::fprintf(human, "%s\n", format_total_line(*configs[i], summaries[i]).c_str());

@@ -65,7 +65,8 @@ struct Slot {
   std::uint16_t flags = 0;
   std::int8_t fwd_esp = kNoEvidence;  // path id, kAmbiguous or kNoEvidence
   std::int8_t rev_esp = kNoEvidence;
-  std::int8_t fwd_sampled = kNoEvidence;  // the path its forward sample said
+  std::int8_t fwd_sampled = kNoEvidence;             // the path its forward sample said
+  LossDirection emitted_loss = LossDirection::None;  // what its last record said
   LossHint hint = LossHint::None;
   bool has_reflector = false;
   bool reflector_synced = false;
@@ -187,6 +188,7 @@ struct Session {
   std::int64_t rtt_window_start = 0;
   std::int64_t rtt_max_cur = 0;
   std::int64_t rtt_max_prev = 0;
+  std::array<std::uint64_t, 3> losses{};  // records by loss direction, net of late answers
 };
 
 struct StampKey {
@@ -601,6 +603,16 @@ struct Attributor::Impl {
             if (sl->has(kLoss)) ready.emplace_back(si, q);  // it was waiting for this
           }
         }
+      } else if (gap > 0) {
+        // More arrivals than requests (the reflector restarted or numbers another way): its
+        // counter says nothing here, and waiting longer will not change that.
+        for (std::uint64_t q = s.last_rx_seq + 1; q < seq; ++q) {
+          Slot* sl = lookup(s, q);
+          if (sl != nullptr && !sl->has(kReceived) && !sl->has(kEmitted)) {
+            sl->hint = LossHint::Mixed;
+            if (sl->has(kLoss)) ready.emplace_back(si, q);
+          }
+        }
       }
     }
     if (!s.has_last_rx || seq > s.last_rx_seq) {
@@ -928,8 +940,19 @@ struct Attributor::Impl {
     } else {
       ++stats.path_counts[static_cast<std::size_t>(fwd)][0];
       ++stats.path_counts[static_cast<std::size_t>(rev)][1];
-      if (loss != LossDirection::None) ++stats.losses[static_cast<std::size_t>(loss) - 1];
     }
+    // The loss counts follow the latest record of each probe (a late answer replaces its loss).
+    if (sl.emitted_loss != LossDirection::None) {
+      const auto i = static_cast<std::size_t>(sl.emitted_loss) - 1;
+      --stats.losses[i];
+      --s.losses[i];
+    }
+    if (loss != LossDirection::None) {
+      const auto i = static_cast<std::size_t>(loss) - 1;
+      ++stats.losses[i];
+      ++s.losses[i];
+    }
+    sl.emitted_loss = loss;
   }
 
   void try_finish(Session& s, Slot& sl, std::int64_t now, Out& out) {
@@ -1130,6 +1153,13 @@ const std::vector<std::string>& Attributor::path_labels() const {
 
 const AttributorStats& Attributor::stats() const {
   return impl_->stats;
+}
+
+std::optional<std::array<std::uint64_t, 3>> Attributor::session_losses(
+    std::uint32_t session_id) const {
+  const auto it = impl_->by_id.find(session_id);
+  if (it == impl_->by_id.end()) return std::nullopt;
+  return impl_->sessions[it->second].losses;
 }
 
 std::optional<std::uint32_t> Attributor::learned_length(std::size_t tap, Direction dir,

@@ -372,6 +372,12 @@ void Pipeline::handle_event(const PathEvent& e) {
   if (options_.event_log) options_.event_log(describe(e));
 }
 
+std::optional<std::array<std::uint64_t, 3>> Pipeline::session_losses(
+    std::uint32_t session_id) const {
+  if (!attribute_) return std::nullopt;
+  return attributor_.session_losses(session_id);
+}
+
 std::vector<std::string> Pipeline::stats_lines() {
   std::vector<std::string> out;
   if (attribute_ && !ttl_targets_.empty()) {

@@ -59,8 +59,9 @@ std::string format_interval_line(std::int64_t second_end_ns, const SessionConfig
 std::string format_total_line(const SessionConfig& s, const SessionSummary& r) {
   std::string line = "total    " + session_label(s) + " " + counters_text(r.counters, r.rtt);
   if (r.lost_forward) {
-    line += " (fwd " + std::to_string(*r.lost_forward) + " rev " + std::to_string(*r.lost_reverse) +
-            ")";
+    line += " (fwd " + std::to_string(*r.lost_forward) + " rev " + std::to_string(*r.lost_reverse);
+    if (r.lost_undetermined) line += " undetermined " + std::to_string(*r.lost_undetermined);
+    line += ")";
   }
   return line;
 }
@@ -84,6 +85,7 @@ std::string summary_json(double duration_s, std::span<const SessionConfig* const
     j["lost"] = s.counters.lost;
     j["lost_forward"] = s.lost_forward ? json(*s.lost_forward) : json(nullptr);
     j["lost_reverse"] = s.lost_reverse ? json(*s.lost_reverse) : json(nullptr);
+    j["lost_undetermined"] = s.lost_undetermined ? json(*s.lost_undetermined) : json(nullptr);
     j["duplicates"] = s.counters.duplicates;
     j["reordered"] = s.counters.reordered;
     j["late"] = s.counters.late;

@@ -442,6 +442,9 @@ SessionSummary ProbeSession::summary() const {
   if (cfg_.proto == Proto::Stamp && cfg_.stamp_stateful) {
     s.lost_reverse = std::min(reverse_gaps_, total_.lost);
     s.lost_forward = total_.lost - *s.lost_reverse;
+    s.lost_undetermined = 0;
+  } else {
+    s.lost_undetermined = total_.lost;
   }
   return s;
 }

@@ -1,6 +1,7 @@
 #include "pathsentry/probe/pipeline.h"
 
 #include <algorithm>
+#include <array>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <condition_variable>
@@ -164,6 +165,58 @@ TEST_CASE("pipeline: taps, attributor and detector write paths and events", "[in
         std::vector<std::string>{"forward express-connect>ipsec", "reverse express-connect>ipsec"});
   CHECK(event_lines.size() == events.size());
   CHECK(p.current_paths(kSession) == "fwd=ipsec rev=ipsec");
+}
+
+TEST_CASE("pipeline: the loss split by direction is the records'", "[integration]") {
+  // Probe 3's reply is on the clear tap but never reached the agent (reverse); 12..14 left on
+  // the tunnel and were never answered (undetermined). The split the summary takes from
+  // session_losses() is exactly what the records say.
+  Lab lab;
+  TempDir dir;
+  const TapSpec inet = esp_tap(lab);
+  const SessionSpec spec = icmp_session(lab);
+  write_captures(lab, spec, inet, dir.file("ec.pcap"), dir.file("inet.pcap"));
+  ManualClock clock(1'000'000'000, kBase - kNsPerSec);
+  JsonLinesWriter out(dir.file("out.jsonl"), "dc1");
+  PipelineOptions po;
+  po.taps = {clear_tap("ec", "express-connect"), inet};
+  po.decode = DecodeContext{kAgentId, 862};
+  po.drain_ns = 0;
+  po.output = &out;
+  Pipeline p(clock, po);
+  p.add_session(spec);
+  for (std::size_t i = 0; i < 2; ++i) {
+    auto src = open_file(dir.file(i == 0 ? "ec.pcap" : "inet.pcap"));
+    REQUIRE(src);
+    p.set_source(i, std::move(*src));
+  }
+  for (std::uint64_t seq = 0; seq < 20; ++seq) {
+    ProbeRecord r = answered(lab, seq);
+    if (seq == 3 || (seq >= 12 && seq < 15)) {
+      r.rx_ns.reset();
+      r.rtt_ns = 0;
+    }
+    p.on_sent(SentNotice{kSession, seq, r.tx_ns, spec.wire_bytes});
+    p.on_record(r);
+  }
+  p.start();
+  p.stop();
+  REQUIRE(out.flush());
+  std::array<std::uint64_t, 3> from_records{};
+  std::ifstream in(dir.file("out.jsonl"));
+  for (std::string line; std::getline(in, line);) {
+    auto parsed = parse_json_line(line);
+    REQUIRE(parsed);
+    const auto* r = std::get_if<ProbeRecord>(&*parsed);
+    if (r == nullptr) continue;
+    INFO("seq " << r->seq);
+    if (r->seq == 3) CHECK(r->loss == LossDirection::Reverse);
+    if (r->seq >= 12 && r->seq < 15) CHECK(r->loss == LossDirection::Undetermined);
+    if (r->loss != LossDirection::None) ++from_records[static_cast<std::size_t>(r->loss) - 1];
+  }
+  CHECK(from_records == std::array<std::uint64_t, 3>{0, 1, 3});
+  CHECK(p.session_losses(kSession) == from_records);
+  CHECK_FALSE(p.session_losses(kSession + 1));
 }
 
 TEST_CASE("pipeline: a session before any sample has no path yet", "[integration]") {

@@ -7,6 +7,21 @@
 using namespace pathsentry;
 using namespace pathsentry::probe;
 
+// The run's total line shows the loss split by direction when there is one.
+TEST_CASE("total line shows the loss split", "[unit][output]") {
+  SessionConfig c;
+  c.target = *IpAddress::parse("198.18.0.2");
+  c.proto = Proto::Icmp;
+  SessionSummary s;
+  s.counters.sent = 10;
+  s.counters.lost = 4;
+  CHECK(format_total_line(c, s).find("fwd") == std::string::npos);
+  s.lost_forward = 1;
+  s.lost_reverse = 1;
+  s.lost_undetermined = 2;
+  CHECK(format_total_line(c, s).find("(fwd 1 rev 1 undetermined 2)") != std::string::npos);
+}
+
 // The summary document has the contract's fields, with null direction split for ICMP.
 TEST_CASE("summary json document", "[unit][output]") {
   SessionConfig a;
@@ -29,12 +44,13 @@ TEST_CASE("summary json document", "[unit][output]") {
   REQUIRE(j["duration_s"] == 2.5);
   REQUIRE(j["sessions"].size() == 2);
   const auto& s0 = j["sessions"][0];
-  for (const char* k :
-       {"target", "proto", "rate", "sent", "received", "lost", "lost_forward", "lost_reverse",
-        "duplicates", "reordered", "late", "missed_slots", "send_errors", "rtt_ns", "jitter_ns"}) {
+  for (const char* k : {"target", "proto", "rate", "sent", "received", "lost", "lost_forward",
+                        "lost_reverse", "lost_undetermined", "duplicates", "reordered", "late",
+                        "missed_slots", "send_errors", "rtt_ns", "jitter_ns"}) {
     REQUIRE(s0.contains(k));
   }
   REQUIRE(s0["lost_forward"].is_null());
+  REQUIRE(s0["lost_undetermined"].is_null());
   REQUIRE(s0["rtt_ns"]["p99"] == 300);
   REQUIRE(j["sessions"][1]["lost_forward"] == 1);
   REQUIRE(j["sessions"][1]["proto"] == "stamp");

@@ -282,6 +282,7 @@ TEST_CASE("session splits stamp loss into forward and reverse", "[unit][session]
   REQUIRE(sum.counters.lost == 3);
   REQUIRE(sum.lost_reverse == 2u);
   REQUIRE(sum.lost_forward == 1u);
+  REQUIRE(sum.lost_undetermined == 0u);  // the reflector's counter splits every loss
   const auto r = rig.sink.for_seq(4);
   REQUIRE(r.size() == 1);
   REQUIRE(r[0].reflector_seq == 3u);
@@ -346,6 +347,7 @@ TEST_CASE("session icmp has no direction split", "[unit][session]") {
   rig.expire_after_timeout();
   REQUIRE(rig.s->summary().counters.lost == 1);
   REQUIRE_FALSE(rig.s->summary().lost_forward.has_value());
+  REQUIRE(rig.s->summary().lost_undetermined == 1u);  // as its record says (no taps)
 }
 
 // A session is drained once its sender has stopped and every probe it sent is resolved.

@@ -117,7 +117,8 @@ struct AttributorStats {
   /// length came after their window, within esp_late_horizon_ns (a slow tunnel gateway).
   std::uint64_t fwd_late_esp = 0;
   std::vector<std::array<std::uint64_t, 2>> path_counts{};  ///< [path][0 = fwd, 1 = rev]
-  /// Lost probes by ProbeRecord::loss: [0 = forward, 1 = reverse, 2 = undetermined].
+  /// Lost probes by ProbeRecord::loss: [0 = forward, 1 = reverse, 2 = undetermined], net of
+  /// late answers.
   std::array<std::uint64_t, 3> losses{};
   std::vector<TapAttribution> taps{};
 };
@@ -173,6 +174,10 @@ class Attributor final : public ObservationSink {
   /// The path labels in id order, then "unknown" and "none".
   [[nodiscard]] const std::vector<std::string>& path_labels() const;
   [[nodiscard]] const AttributorStats& stats() const;
+  /// A session's lost records by `loss` [forward, reverse, undetermined], net of late answers
+  /// (a record re-emitted as answered no longer counts); nullopt for an unknown session.
+  [[nodiscard]] std::optional<std::array<std::uint64_t, 3>> session_losses(
+      std::uint32_t session_id) const;
   /// The ESP length learned for (tap, direction, IP size), if any.
   [[nodiscard]] std::optional<std::uint32_t> learned_length(std::size_t tap, Direction dir,
                                                             std::uint32_t wire_bytes) const;

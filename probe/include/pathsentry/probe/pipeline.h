@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -7,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <utility>
@@ -98,6 +100,10 @@ class Pipeline final : public RecordSink {
   /// End-of-run counters as log lines (per tap and per path, the TTL cross-check). Call after
   /// stop().
   [[nodiscard]] std::vector<std::string> stats_lines();
+  /// A tapped session's lost records by `loss` [forward, reverse, undetermined] (after stop(),
+  /// or from the worker's thread); nullopt without taps or for an unknown session.
+  [[nodiscard]] std::optional<std::array<std::uint64_t, 3>> session_losses(
+      std::uint32_t session_id) const;
   /// The TTL cross-check's counters (after stop(), or from the worker's thread).
   [[nodiscard]] const CrossCheckStats& crosscheck_stats() const { return crosscheck_.stats(); }
 

@@ -38,7 +38,8 @@ class RecordJsonSink final : public RecordSink {
 /// {"duration_s":..,"sessions":[{"target","proto","session","rate","sent","received","lost",
 ///  "lost_forward","lost_reverse","duplicates","reordered","late","missed_slots","send_errors",
 ///  "unmatched","no_tx_timestamp","rtt_ns":{"min","p50","p99","max","mean"},"jitter_ns"}]}.
-/// lost_forward/lost_reverse are null where they cannot be known (ICMP, stateless reflector).
+/// lost_forward/lost_reverse are null where they cannot be known (ICMP, stateless reflector,
+/// without taps); lost_undetermined counts the lost probes of no known direction.
 [[nodiscard]] std::string summary_json(double duration_s,
                                        std::span<const SessionConfig* const> configs,
                                        std::span<const SessionSummary> summaries);

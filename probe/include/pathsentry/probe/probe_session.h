@@ -77,9 +77,13 @@ struct SessionSummary {
   SessionCounters counters;
   RttStats rtt;
   double jitter_ns = 0;  ///< mean |rtt(n) - rtt(n-1)| over consecutive replies (IPDV)
-  /// Lost probes split by direction (STAMP with a stateful reflector only).
+  /// Lost probes split by direction: STAMP with a stateful reflector from its counter, or, with
+  /// taps, the attributor's records' `loss` (the agent fills these in then, so the summary
+  /// says what the records say). Null where nothing tells the direction (ICMP without taps).
   std::optional<std::uint64_t> lost_forward;
   std::optional<std::uint64_t> lost_reverse;
+  /// Lost probes whose direction is undetermined (ICMP without taps: all of them).
+  std::optional<std::uint64_t> lost_undetermined;
 };
 
 /// The padding cycle shared by every session of an agent: each probe takes the next extra
