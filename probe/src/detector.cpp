@@ -153,7 +153,7 @@ struct Detector::Impl {
     return undetermined > 0 ? OutageKind::Undetermined : OutageKind::Bound;
   }
 
-  /// A probe through (or a not-applicable checkpoint) at `tx`: the gap since the last one and
+  /// A probe through at `tx`: the gap since the last one and
   /// its resolution, the larger probe spacing at its two ends.
   static std::pair<std::int64_t, std::int64_t> gap_to(const DirState& s, std::int64_t tx) {
     if (!s.has_through) return {0, 0};
@@ -176,7 +176,11 @@ struct Detector::Impl {
   void step(Stream& st, Direction d, std::int16_t v, std::uint64_t seq, std::int64_t tx,
             std::int64_t now, std::vector<PathEvent>& out) {
     DirState& s = st.dir[static_cast<std::size_t>(d)];
-    if (v == kMaybe) return;  // neither lost nor through
+    // MaybeLost: neither lost nor through. NotApplicable: no reply was sent (the request was
+    // lost forward), so the return path was not exercised: not a loss, not a probe through,
+    // and not a checkpoint either — a reverse figure over a forward black hole says "no loss
+    // seen, at most" the whole gap between the replies around it, never less.
+    if (v == kMaybe || v == kNotApp) return;
     if (s.has_through && !s.has_after) {
       s.has_after = true;
       s.after_through_tx = tx;
@@ -188,17 +192,6 @@ struct Detector::Impl {
 
   void step_sample(Stream& st, DirState& s, Direction d, std::int16_t v, std::uint64_t seq,
                    std::int64_t tx, std::int64_t now, std::vector<PathEvent>& out) {
-    if (v == kNotApp) {
-      // No reply was sent (the request was lost forward): not a loss, and not a probe through
-      // either, so it neither ends an outage nor confirms a path. Outside a loss run it is a
-      // checkpoint of the gap: the return path was not seen to fail, so a forward black hole
-      // does not show as a reverse outage. Within a loss run it is ignored.
-      if (s.loss_run == 0) {
-        const auto [gap, res] = gap_to(s, tx);
-        through_at(s, tx, gap, res);
-      }
-      return;
-    }
     if (v == kNone || v == kUndet) {
       ++s.loss_run;
       if (v == kNone) {

@@ -998,12 +998,14 @@ TEST_CASE("seed drill through attributor and detector", "[unit][attributor][dete
   const PathEvent* rsw = d.find(EventType::Switchover, Direction::Reverse);
   REQUIRE(rsw != nullptr);
   CHECK(rsw->seq == 1102);
-  // The 10 requests lost forward sent no reply (NotApplicable): the reverse outage is measured
-  // from the last of them to the first reply through, and its losses are the 790 replies lost.
-  CHECK(rsw->outage_ns == 791 * kMs);
+  // The 10 requests lost forward sent no reply (NotApplicable): the return path was not
+  // exercised for them, so the reverse outage runs from the last reply through before them to
+  // the first after (801 ms), its losses are the 790 replies lost, and its resolution covers the
+  // unexercised stretch at its start (11 ms: the outage was 790..801 ms).
+  CHECK(rsw->outage_ns == 801 * kMs);
   CHECK(rsw->probes_lost == 790);
   CHECK(rsw->outage_kind == OutageKind::Measured);
-  CHECK(rsw->resolution_ns == kMs);
+  CHECK(rsw->resolution_ns == 11 * kMs);
   CHECK(rsw->detected_ns - (rsw->ts_ns + 8 * kMs) < 100 * kMs);  // after its reply arrived
   // Reverse losses are known when a later probe is answered or at the sender's timeout.
   const PathEvent* rob = d.find(EventType::OutageBegin, Direction::Reverse);
@@ -1079,9 +1081,11 @@ TEST_CASE("blackhole beyond the tap: direction only from evidence",
     CHECK(d.count(EventType::OutageEnd, Direction::Reverse, Proto::Stamp) == 0);
     const PathEvent* rsw = d.find(EventType::Switchover, Direction::Reverse);
     REQUIRE(rsw != nullptr);
+    // No reply was sent for the 272 lost requests: the return path was not exercised, so no
+    // reverse loss was seen and the reverse outage is at most the gap between the replies.
     CHECK(rsw->outage_kind == OutageKind::Bound);
-    CHECK(rsw->outage_ns == kMs);
-    CHECK(rsw->resolution_ns == kMs);
+    CHECK(rsw->outage_ns == 273 * kMs);
+    CHECK(rsw->resolution_ns == 273 * kMs);
     CHECK(rsw->probes_lost == 0);
     CHECK(rsw->probes_lost_undetermined == 0);
   }
