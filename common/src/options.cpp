@@ -148,9 +148,24 @@ std::size_t find_key(std::span<const Row> rows, std::string_view key_path) {
   for (std::size_t r = 0; r < rows.size(); ++r) {
     for (auto k : rows[r].keys) {
       if (k == pattern) return r;
+      if (k.ends_with(".*") && pattern.size() > k.size() - 1 &&
+          pattern.starts_with(k.substr(0, k.size() - 1))) {
+        return r;
+      }
     }
   }
   return rows.size();
+}
+
+std::string unknown_key_why(std::span<const Row> rows, std::string_view key_path) {
+  const std::string pattern = key_pattern(key_path);
+  for (const Row& r : rows) {
+    for (auto k : r.keys) {
+      if (k.starts_with(pattern + "[].")) return "must be an array of tables ([[" + pattern + "]])";
+      if (k.starts_with(pattern + ".")) return "must be a table ([" + pattern + "])";
+    }
+  }
+  return "is not a known key";
 }
 
 }  // namespace detail

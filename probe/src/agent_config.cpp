@@ -1,22 +1,22 @@
 #include "pathsentry/probe/agent_config.h"
 
 #include <net/if.h>
-#include <toml++/toml.h>
 
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <functional>
 #include <limits>
-#include <map>
 #include <optional>
-#include <sstream>
 
+#include "config_values.h"
 #include "pathsentry/common/config_error.h"
-#include "pathsentry/common/parse.h"
+#include "pathsentry/common/options.h"
+#include "pathsentry/common/toml_file.h"
 
 namespace pathsentry::probe {
 namespace {
+
+using options::Arg;
+using options::Value;
 
 // A value with where it came from, so a later cross-check can still name file and key.
 template <class T>
@@ -28,6 +28,11 @@ struct Setting {
   explicit operator bool() const { return value.has_value(); }
   const T& operator*() const { return *value; }
 };
+
+template <class T>
+Setting<T> setting(const Value& v, T x) {
+  return Setting<T>{std::move(x), v.file, v.where, v.text};
+}
 
 // The settings that layer (built-in < [defaults] < [[targets]] < [targets.icmp|stamp] < flags).
 struct Layer {
@@ -62,165 +67,12 @@ void over(Layer& base, const Layer& top) {
 
 constexpr double kMaxRate = 1'000'000;
 constexpr double kMaxProbesPerTimeout = 1'000'000;  // rate x timeout: ring of <= 2M slots (~180 MB)
-
-std::string node_text(const toml::node& n) {
-  if (auto s = n.as_string()) return s->get();
-  std::ostringstream os;
-  n.visit([&os](auto&& v) { os << v; });
-  return os.str();
-}
-
-// --- checks shared by the file and the command line: each throws ConfigError ------------------
-
-std::int64_t check_int(const std::string& file, const std::string& key, const std::string& text,
-                       std::int64_t v, std::int64_t lo, std::int64_t hi) {
-  if (v < lo || v > hi) {
-    throw ConfigError(file, key, text,
-                      "must be between " + std::to_string(lo) + " and " + std::to_string(hi));
-  }
-  return v;
-}
-
-double check_rate(const std::string& file, const std::string& key, const std::string& text,
-                  double v) {
-  if (!(v > 0) || !std::isfinite(v) || v > kMaxRate || v < 1e-6) {
-    throw ConfigError(file, key, text, "must be a rate in probes per second, > 0 and <= 1000000");
-  }
-  return v;
-}
-
-IpAddress check_address(const std::string& file, const std::string& key, const std::string& text) {
-  auto a = IpAddress::parse(text);
-  if (!a) throw ConfigError(file, key, text, "is not an IPv4 or IPv6 address");
-  return *a;
-}
-
-std::string check_proto(const std::string& file, const std::string& key, const std::string& text) {
-  if (text != "icmp" && text != "stamp" && text != "both") {
-    throw ConfigError(file, key, text, "must be one of icmp, stamp, both");
-  }
-  return text;
-}
-
-std::string check_interface(const std::string& file, const std::string& key,
-                            const std::string& text) {
-  if (text.size() >= IFNAMSIZ) {
-    throw ConfigError(file, key, text, "is longer than an interface name can be");
-  }
-  return text;
-}
-
-io::IcmpSocketMode check_icmp_socket(const std::string& file, const std::string& key,
-                                     const std::string& text) {
-  if (text == "auto") return io::IcmpSocketMode::Auto;
-  if (text == "raw") return io::IcmpSocketMode::Raw;
-  if (text == "dgram") return io::IcmpSocketMode::Dgram;
-  throw ConfigError(file, key, text, "must be one of auto, raw, dgram");
-}
-
-std::string check_output(const std::string& file, const std::string& key, const std::string& text) {
-  if (text.empty()) throw ConfigError(file, key, text, "must be a file path or - for stdout");
-  return text;
-}
-
-// --- the TOML file ------------------------------------------------------------------------------
-
-class TableReader {
- public:
-  TableReader(const toml::table& t, std::string file, std::string prefix)
-      : t_(t), file_(std::move(file)), prefix_(std::move(prefix)) {}
-
-  [[nodiscard]] std::string key(std::string_view k) const {
-    return prefix_.empty() ? std::string(k) : prefix_ + "." + std::string(k);
-  }
-  const std::string& file() const { return file_; }
-
-  void only(std::initializer_list<std::string_view> known) const {
-    for (const auto& [k, v] : t_) {
-      bool ok = false;
-      for (auto n : known) ok = ok || k.str() == n;
-      if (!ok) throw ConfigError(file_, key(k.str()), node_text(v), "is not a known key");
-    }
-  }
-
-  template <class T>
-  Setting<T> make(std::string_view k, T v, const toml::node& n) const {
-    return Setting<T>{v, file_, key(k), node_text(n)};
-  }
-
-  std::optional<std::int64_t> integer(std::string_view k, std::int64_t lo, std::int64_t hi) const {
-    const toml::node* n = t_.get(k);
-    if (!n) return std::nullopt;
-    auto v = n->value_exact<std::int64_t>();
-    if (!v) throw ConfigError(file_, key(k), node_text(*n), "must be an integer");
-    return check_int(file_, key(k), node_text(*n), *v, lo, hi);
-  }
-  Setting<std::int64_t> int_setting(std::string_view k, std::int64_t lo, std::int64_t hi) const {
-    auto v = integer(k, lo, hi);
-    if (!v) return {};
-    return make(k, *v, *t_.get(k));
-  }
-  std::optional<std::string> string(std::string_view k) const {
-    const toml::node* n = t_.get(k);
-    if (!n) return std::nullopt;
-    auto v = n->value_exact<std::string>();
-    if (!v) throw ConfigError(file_, key(k), node_text(*n), "must be a string");
-    return *v;
-  }
-  std::optional<bool> boolean(std::string_view k) const {
-    const toml::node* n = t_.get(k);
-    if (!n) return std::nullopt;
-    auto v = n->value_exact<bool>();
-    if (!v) throw ConfigError(file_, key(k), node_text(*n), "must be true or false");
-    return *v;
-  }
-  Setting<double> rate(std::string_view k) const {
-    const toml::node* n = t_.get(k);
-    if (!n) return {};
-    auto v = n->value<double>();  // integers are fine too
-    if (!v || !(n->is_integer() || n->is_floating_point())) {
-      throw ConfigError(file_, key(k), node_text(*n), "must be a number");
-    }
-    return make(k, check_rate(file_, key(k), node_text(*n), *v), *n);
-  }
-  const toml::table* table(std::string_view k) const {
-    const toml::node* n = t_.get(k);
-    if (!n) return nullptr;
-    if (!n->is_table()) throw ConfigError(file_, key(k), node_text(*n), "must be a table");
-    return n->as_table();
-  }
-
-  // The layered per-target keys that may appear at this level.
-  void read_layer(Layer& l, bool with_proto, bool with_addressing) const {
-    if (with_proto) {
-      if (auto v = string("proto"))
-        l.proto = make("proto", check_proto(file_, key("proto"), *v), *t_.get("proto"));
-    }
-    over(l.rate, rate("rate"));
-    over(l.timeout_ms, int_setting("timeout_ms", 1, 3'600'000));
-    over(l.dscp, int_setting("dscp", 0, 63));
-    over(l.size, int_setting("size", 0, 65'000));
-    over(l.max_lag_us, int_setting("max_lag_us", 1, 1'000'000));
-    if (with_addressing) {
-      if (auto v = string("source")) {
-        if (!v->empty())
-          l.source = make("source", check_address(file_, key("source"), *v), *t_.get("source"));
-      }
-      if (auto v = string("interface")) {
-        l.interface =
-            make("interface", check_interface(file_, key("interface"), *v), *t_.get("interface"));
-      }
-    }
-  }
-
- private:
-  const toml::table& t_;
-  std::string file_;
-  std::string prefix_;
-};
+constexpr std::int64_t kMaxDurationS = 10LL * 365 * 86400;
+constexpr std::int64_t kMaxDetectorCount = 1'000'000;
 
 struct TargetSpec {
   IpAddress address;
+  bool has_address = false;
   std::string key;  // "targets[0]" or "--target"
   std::string file;
   Layer layer;
@@ -228,13 +80,96 @@ struct TargetSpec {
   Layer stamp;
 };
 
-struct FileConfig {
+// One [[tap]] table while its keys arrive; the checks across keys run once the file is read.
+struct TapBuild {
+  TapSpec spec;
+  bool has_interface = false;
+  bool has_path = false;
+  bool has_local = false;
+  bool has_remote = false;
+  std::optional<Value> esp_only;  // the first key that only an ESP tap takes
+};
+
+// The configuration being built: the file's entries, then the flags in order, are applied to
+// it through the option table; finish() layers the per-target settings into sessions.
+struct Building {
+  AgentConfig cfg;  // the settings that do not layer are written here directly
   Layer defaults;
-  std::vector<TargetSpec> targets;
-  // Size cycling ([agent] size_cycle, size_step).
+  Layer flags;
+  std::vector<TargetSpec> file_targets;
+  std::vector<TargetSpec> flag_targets;  // --target: replaces the file's targets
+  std::vector<TapBuild> file_taps;
+  std::vector<TapSpec> flag_taps;  // --tap: replaces the file's [[tap]] tables
   Setting<std::int64_t> size_cycle;
   Setting<std::int64_t> size_step;
 };
+
+// The index of an array-of-tables key path: `targets[3].rate` → 3.
+std::size_t index_of(const Value& v) {
+  const auto open = v.where.find('[');
+  std::size_t i = 0;
+  for (std::size_t p = open + 1; p < v.where.size() && v.where[p] != ']'; ++p) {
+    i = i * 10 + static_cast<std::size_t>(v.where[p] - '0');
+  }
+  return i;
+}
+
+TargetSpec& target_of(Building& b, const Value& v) {
+  const std::size_t i = index_of(v);
+  if (b.file_targets.size() <= i) b.file_targets.resize(i + 1);
+  TargetSpec& t = b.file_targets[i];
+  t.key = "targets[" + std::to_string(i) + "]";
+  t.file = v.file;
+  return t;
+}
+
+// The layer a per-target setting belongs to, from where it was given.
+Layer& layer_of(Building& b, const Value& v) {
+  if (v.file.empty()) return b.flags;
+  if (v.where.starts_with("defaults.")) return b.defaults;
+  TargetSpec& t = target_of(b, v);
+  const std::string_view rest = std::string_view(v.where).substr(v.where.find(']') + 1);
+  if (rest.starts_with(".icmp.")) return t.icmp;
+  if (rest.starts_with(".stamp.")) return t.stamp;
+  return t.layer;
+}
+
+TapBuild& tap_of(Building& b, const Value& v) {
+  const std::size_t i = index_of(v);
+  if (b.file_taps.size() <= i) b.file_taps.resize(i + 1);
+  return b.file_taps[i];
+}
+
+// A tap key only an ESP tap takes: remembered so a clear tap can refuse it.
+TapBuild& esp_tap_of(Building& b, const Value& v) {
+  TapBuild& t = tap_of(b, v);
+  if (!t.esp_only) t.esp_only = v;
+  return t;
+}
+
+TtlSettings& ttl_of(Building& b, const Value& v) {
+  if (!v.file.empty()) b.cfg.tap.ttl.file = v.file;
+  return b.cfg.tap.ttl;
+}
+
+double rate_of(const Value& v) {
+  const double r =
+      v.number(std::numeric_limits<double>::lowest(), std::numeric_limits<double>::max());
+  if (!(r >= 1e-6) || r > kMaxRate)
+    v.fail("must be a rate in probes per second, > 0 and <= 1000000");
+  return r;
+}
+
+std::uint32_t count_of(const Value& v) {
+  return static_cast<std::uint32_t>(v.integer(1, kMaxDetectorCount));
+}
+
+// --records and --summary-json: a path or "-"; in the file "" means none.
+std::string output_of(const Value& v) {
+  const std::string& s = v.string();
+  if (s.empty() && v.file.empty()) v.fail("must be a file path or - for stdout");
+  return s;
+}
 
 // --- size cycling (docs/attribution.md §2) -------------------------------------------------------
 
@@ -306,255 +241,410 @@ void apply_size_cycle(AgentConfig& cfg, const Setting<std::int64_t>& cycle,
   }
 }
 
-void read_file(const std::string& path, AgentConfig& cfg, FileConfig& fc) {
-  toml::table root;
-  try {
-    root = toml::parse_file(path);
-  } catch (const toml::parse_error& e) {
-    const auto& where = e.source().begin;
-    std::string loc =
-        "line " + std::to_string(where.line) + ", column " + std::to_string(where.column);
-    throw ConfigError(path, loc, "", std::string(e.description()));
-  } catch (const std::exception& e) {
-    throw ConfigError(path, "(file)", "", e.what());
-  }
-  TableReader top(root, path, "");
-  top.only({"agent", "defaults", "targets", "tap", "detector", "ttl"});
-  read_tap_tables(root, path, cfg.tap);
-  if (const toml::table* a = top.table("agent")) {
-    TableReader r(*a, path, "agent");
-    r.only({"id", "records", "summary_json", "quiet", "duration_s", "icmp_socket", "rt_priority",
-            "size_cycle", "size_step"});
-    fc.size_cycle = r.int_setting("size_cycle", 0, kMaxSizeCycle);
-    fc.size_step = r.int_setting("size_step", 1, kMaxSizeStep);
-    if (auto v = r.integer("rt_priority", 0, 99)) cfg.rt_priority = static_cast<int>(*v);
-    if (auto v = r.integer("id", 0, std::numeric_limits<std::uint32_t>::max())) {
-      cfg.agent_id = static_cast<std::uint32_t>(*v);
-    }
-    if (auto v = r.string("records")) cfg.records = *v;
-    if (auto v = r.string("summary_json")) cfg.summary_json = *v;
-    if (auto v = r.boolean("quiet")) cfg.quiet = *v;
-    if (auto v = r.integer("duration_s", 0, 10LL * 365 * 86400)) cfg.duration_ns = *v * kNsPerSec;
-    if (auto v = r.string("icmp_socket")) {
-      cfg.icmp_socket = check_icmp_socket(path, r.key("icmp_socket"), *v);
-    }
-  }
-  if (const toml::table* d = top.table("defaults")) {
-    TableReader r(*d, path, "defaults");
-    r.only({"proto", "rate", "timeout_ms", "dscp", "size", "stamp_port", "source", "interface",
-            "stamp_stateful", "max_lag_us"});
-    r.read_layer(fc.defaults, true, true);
-    fc.defaults.stamp_port = r.int_setting("stamp_port", 1, 65535);
-    if (auto v = r.boolean("stamp_stateful"))
-      fc.defaults.stamp_stateful = r.make("stamp_stateful", *v, *d->get("stamp_stateful"));
-  }
-  if (const toml::node* tn = root.get("targets")) {
-    const toml::array* arr = tn->as_array();
-    if (arr == nullptr || !arr->is_array_of_tables()) {
-      throw ConfigError(path, "targets", node_text(*tn),
-                        "must be an array of tables ([[targets]])");
-    }
-    for (std::size_t i = 0; i < arr->size(); ++i) {
-      const toml::table& t = *arr->get(i)->as_table();
-      const std::string prefix = "targets[" + std::to_string(i) + "]";
-      TableReader r(t, path, prefix);
-      r.only({"address", "proto", "rate", "timeout_ms", "dscp", "size", "source", "interface",
-              "max_lag_us", "icmp", "stamp"});
-      TargetSpec spec;
-      spec.key = prefix;
-      spec.file = path;
-      auto addr = r.string("address");
-      if (!addr) throw ConfigError(path, r.key("address"), "", "is required");
-      spec.address = check_address(path, r.key("address"), *addr);
-      r.read_layer(spec.layer, true, true);
-      if (const toml::table* ic = r.table("icmp")) {
-        TableReader s(*ic, path, r.key("icmp"));
-        s.only({"rate", "timeout_ms", "dscp", "size", "max_lag_us"});
-        s.read_layer(spec.icmp, false, false);
-      }
-      if (const toml::table* st = r.table("stamp")) {
-        TableReader s(*st, path, r.key("stamp"));
-        s.only({"rate", "timeout_ms", "dscp", "size", "max_lag_us", "port", "stateful"});
-        s.read_layer(spec.stamp, false, false);
-        spec.stamp.stamp_port = s.int_setting("port", 1, 65535);
-        if (auto v = s.boolean("stateful"))
-          spec.stamp.stamp_stateful = s.make("stateful", *v, *st->get("stateful"));
-      }
-      fc.targets.push_back(std::move(spec));
-    }
-  }
+// Every setting of pathsentry-probe: its flag, its keys in the TOML file, its help, its setter.
+// Per-target settings list their keys at each level they may appear at ([defaults], [[targets]],
+// [targets.icmp], [targets.stamp]); layer_of() sorts a value into its layer.
+const options::OptionTable<Building>& table() {
+  static const options::OptionTable<Building> kTable({
+      {"--config",
+       {},
+       "FILE",
+       "TOML configuration (see deploy/config/probe.example.toml)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         if (v.text.empty()) v.fail("must name a file");
+         b.cfg.config_file = v.text;
+       }},
+      {"--check-config",
+       {},
+       "",
+       "validate the configuration and exit",
+       Arg::None,
+       [](Building& b, const Value&) { b.cfg.check_only = true; }},
+      {"--target",
+       {"targets[].address"},
+       "ADDR",
+       "target address, IPv4 or IPv6 (repeatable; replaces the file's targets)",
+       Arg::Repeated,
+       [](Building& b, const Value& v) {
+         if (v.file.empty()) {
+           TargetSpec t;
+           t.address = address_of(v);
+           t.key = "--target";
+           b.flag_targets.push_back(std::move(t));
+           return;
+         }
+         TargetSpec& t = target_of(b, v);
+         t.address = address_of(v);
+         t.has_address = true;
+       }},
+      {"--proto",
+       {"defaults.proto", "targets[].proto"},
+       "icmp|stamp|both",
+       "protocols per target (default both)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         layer_of(b, v).proto = setting(v, v.one_of({"icmp", "stamp", "both"}));
+       }},
+      {"--rate",
+       {"defaults.rate", "targets[].rate", "targets[].icmp.rate", "targets[].stamp.rate"},
+       "PPS",
+       "probes per second per session (default 1000)",
+       Arg::One,
+       [](Building& b, const Value& v) { layer_of(b, v).rate = setting(v, rate_of(v)); }},
+      {"--duration",
+       {"agent.duration_s"},
+       "SECONDS",
+       "stop after this long; 0 = until SIGINT/SIGTERM (default 0)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.cfg.duration_ns = v.integer(0, kMaxDurationS) * kNsPerSec;
+       }},
+      {"--source",
+       {"defaults.source", "targets[].source"},
+       "ADDR",
+       "source address to send from (bind)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         if (!v.file.empty() && v.string().empty()) return;  // source = "": routing decides
+         layer_of(b, v).source = setting(v, address_of(v));
+       }},
+      {"--interface",
+       {"defaults.interface", "targets[].interface"},
+       "IF",
+       "send through this interface (SO_BINDTODEVICE)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         if (v.string().size() >= IFNAMSIZ) v.fail("is longer than an interface name can be");
+         layer_of(b, v).interface = setting(v, v.string());
+       }},
+      {"--dscp",
+       {"defaults.dscp", "targets[].dscp", "targets[].icmp.dscp", "targets[].stamp.dscp"},
+       "N",
+       "DSCP 0..63 (IP_TOS / IPV6_TCLASS)",
+       Arg::One,
+       [](Building& b, const Value& v) { layer_of(b, v).dscp = setting(v, v.integer(0, 63)); }},
+      {"--size",
+       {"defaults.size", "targets[].size", "targets[].icmp.size", "targets[].stamp.size"},
+       "BYTES",
+       "IP payload bytes per probe, padded (0 = smallest: 40 ICMP, 52 STAMP)",
+       Arg::One,
+       [](Building& b, const Value& v) { layer_of(b, v).size = setting(v, v.integer(0, 65'000)); }},
+      {"--size-cycle",
+       {"agent.size_cycle"},
+       "N",
+       "give consecutive probes (all sessions) N sizes, --size-step apart, for\n"
+       "ESP attribution; 0/1 = fixed (default: with an ESP tap 16..64 from\n"
+       "the rate and windows, else fixed)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.size_cycle = setting(v, v.integer(0, kMaxSizeCycle)); }},
+      {"--size-step",
+       {"agent.size_step"},
+       "BYTES",
+       "bytes between cycled sizes (default 16, AES-CBC's block; GCM: 4)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.size_step = setting(v, v.integer(1, kMaxSizeStep)); }},
+      {"--timeout-ms",
+       {"defaults.timeout_ms", "targets[].timeout_ms", "targets[].icmp.timeout_ms",
+        "targets[].stamp.timeout_ms"},
+       "N",
+       "a probe unanswered this long is lost (default 1000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         layer_of(b, v).timeout_ms = setting(v, v.integer(1, 3'600'000));
+       }},
+      {"--stamp-port",
+       {"defaults.stamp_port", "targets[].stamp.port"},
+       "N",
+       "reflector UDP port (default 862)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         layer_of(b, v).stamp_port = setting(v, v.integer(1, 65535));
+       }},
+      {"",
+       {"defaults.stamp_stateful", "targets[].stamp.stateful"},
+       "",
+       "the reflector is stateful: split loss by direction (default true)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         layer_of(b, v).stamp_stateful = setting(v, v.boolean());
+       }},
+      {"--agent-id",
+       {"agent.id"},
+       "N",
+       "agent id carried in every probe (default 1)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.cfg.agent_id =
+             static_cast<std::uint32_t>(v.integer(0, std::numeric_limits<std::uint32_t>::max()));
+       }},
+      {"--icmp-socket",
+       {"agent.icmp_socket"},
+       "auto|raw|dgram",
+       "ICMP socket kind (default auto: raw, else ping socket)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         const std::string& m = v.one_of({"auto", "raw", "dgram"});
+         b.cfg.icmp_socket = m == "raw"     ? io::IcmpSocketMode::Raw
+                             : m == "dgram" ? io::IcmpSocketMode::Dgram
+                                            : io::IcmpSocketMode::Auto;
+       }},
+      {"--max-lag-us",
+       {"defaults.max_lag_us", "targets[].max_lag_us", "targets[].icmp.max_lag_us",
+        "targets[].stamp.max_lag_us"},
+       "N",
+       "pacing: a slot later than this is missed, not sent (default 200)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         layer_of(b, v).max_lag_us = setting(v, v.integer(1, 1'000'000));
+       }},
+      {"--rt-priority",
+       {"agent.rt_priority"},
+       "N",
+       "SCHED_FIFO priority of the sender/receiver threads, 0 = off (default 10)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.rt_priority = static_cast<int>(v.integer(0, 99)); }},
+      {"--records",
+       {"agent.records"},
+       "FILE|-",
+       "one JSON object per finished probe",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.records = output_of(v); }},
+      {"--summary-json",
+       {"agent.summary_json"},
+       "FILE|-",
+       "one JSON object with the run's totals, at exit",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.summary_json = output_of(v); }},
+      {"--quiet",
+       {"agent.quiet"},
+       "",
+       "no live summary on stdout",
+       Arg::None,
+       [](Building& b, const Value& v) { b.cfg.quiet = v.boolean(); }},
+      {"--help",
+       {},
+       "",
+       "this text (also -h)",
+       Arg::None,
+       [](Building& b, const Value&) { b.cfg.help = true; }},
+      // Taps: the file's [[tap]] tables key by key, --tap in one compact value.
+      {"--tap",
+       {},
+       "SPEC",
+       "a tap (repeatable; replaces the file's [[tap]] tables). SPEC is\n"
+       "IFACE:PATH:clear for a tap seeing PATH's probes in clear, e.g.\n"
+       "  tap-ec:express-connect:clear, or\n"
+       "IFACE:PATH:esp:LOCAL:REMOTE[:TRANSFORM[:LO_US:HI_US[:REV_LO_US:REV_HI_US]]]\n"
+       "  for a tap seeing PATH as ESP (protocol 50 or UDP 4500) between the\n"
+       "  tunnel endpoints LOCAL (DC side) and REMOTE ([v6] in brackets);\n"
+       "  TRANSFORM one of aes-gcm-8|12|16, aes-cbc-sha1|256|384|512,\n"
+       "  null-sha256 or learn (default); LO_US:HI_US the correlation window\n"
+       "  (default -200:10000), REV_LO_US:REV_HI_US the reverse one (default:\n"
+       "  the same)",
+       Arg::Repeated,
+       [](Building& b, const Value& v) { b.flag_taps.push_back(parse_tap_flag(v.where, v.text)); }},
+      {"",
+       {"tap[].interface"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         TapBuild& t = tap_of(b, v);
+         t.spec.interface = tap_interface_of(v);
+         t.has_interface = true;
+       }},
+      {"",
+       {"tap[].path"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         TapBuild& t = tap_of(b, v);
+         t.spec.path = path_label_of(v);
+         t.has_path = true;
+       }},
+      {"",
+       {"tap[].encap"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) { tap_of(b, v).spec.encap = encap_of(v); }},
+      {"",
+       {"tap[].local"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         TapBuild& t = esp_tap_of(b, v);
+         t.spec.local_endpoint = address_of(v);
+         t.has_local = true;
+       }},
+      {"",
+       {"tap[].remote"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         TapBuild& t = esp_tap_of(b, v);
+         t.spec.remote_endpoint = address_of(v);
+         t.has_remote = true;
+       }},
+      {"",
+       {"tap[].udp_port"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         (void)esp_tap_of(b, v);
+         if (v.integer(0, 65535) != 4500) {
+           v.fail(
+               "only 4500 (ESP-in-UDP, RFC 3948) is supported; raw ESP (protocol 50) is "
+               "always captured");
+         }
+       }},
+      {"",
+       {"tap[].transform"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) { esp_tap_of(b, v).spec.transform = transform_of(v); }},
+      {"",
+       {"tap[].window_lo_us"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) { esp_tap_of(b, v).spec.window_lo_ns = window_ns_of(v); }},
+      {"",
+       {"tap[].window_hi_us"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) { esp_tap_of(b, v).spec.window_hi_ns = window_ns_of(v); }},
+      {"",
+       {"tap[].rev_window_lo_us"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         esp_tap_of(b, v).spec.rev_window_lo_ns = window_ns_of(v);
+       }},
+      {"",
+       {"tap[].rev_window_hi_us"},
+       "",
+       "",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         esp_tap_of(b, v).spec.rev_window_hi_ns = window_ns_of(v);
+       }},
+      {"--confirm-probes",
+       {"detector.confirm_probes"},
+       "N",
+       "probes on a new path that confirm a switchover (default 3)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.tap.detector.confirm_probes = count_of(v); }},
+      {"--outage-losses",
+       {"detector.outage_losses"},
+       "K",
+       "consecutive losses that make an outage (default 3)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.tap.detector.outage_losses = count_of(v); }},
+      // The mirror-free TTL method (docs/ttl.md).
+      {"--ttl-probe",
+       {"ttl.ttl"},
+       "TTL",
+       "TTL-limited path probes (docs/ttl.md; no mirror port needed, forward\n"
+       "direction only): also probe each target with UDP datagrams of this IP\n"
+       "TTL (1..255), set so they expire at the first router past the DC gateway",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         TtlSettings& t = ttl_of(b, v);
+         t.ttl = static_cast<std::uint8_t>(v.integer(1, 255));
+         t.ttl_key = v.where;
+       }},
+      {"--ttl-hop",
+       {"ttl.hops", "ttl.hops.*"},
+       "ADDR=PATH",
+       "a router whose time-exceeded source is ADDR lies on PATH (repeatable;\n"
+       "replaces the file's ttl.hops)",
+       Arg::Repeated,
+       [](Building& b, const Value& v) {
+         TtlSettings& t = ttl_of(b, v);
+         if (v.file.empty()) {
+           if (!t.hops_from_flags) t.hops.clear();
+           t.hops_from_flags = true;
+           t.hops.push_back(ttl_hop_of_flag(v));
+         } else if (v.where == "ttl.hops") {
+           v.fail(
+               "must be a table of ADDRESS = PATH, e.g. hops = { \"10.1.0.1\" = "
+               "\"express-connect\" }");
+         } else {
+           t.hops.push_back(ttl_hop_of_entry(v));
+         }
+       }},
+      {"--ttl-rate",
+       {"ttl.rate"},
+       "PPS",
+       "TTL probes per second per target (default 1: routers rate-limit\n"
+       "time-exceeded messages, Linux to 1/s per destination)",
+       Arg::One,
+       [](Building& b, const Value& v) { ttl_of(b, v).rate_pps = v.number(0.001, 10'000); }},
+      {"--ttl-port",
+       {"ttl.port"},
+       "N",
+       "UDP destination port of the TTL probes (default 33434)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         ttl_of(b, v).port = static_cast<std::uint16_t>(v.integer(1, 65535));
+       }},
+      {"--ttl-timeout-ms",
+       {"ttl.timeout_ms"},
+       "N",
+       "a TTL probe unanswered this long counts as lost (default 1000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         ttl_of(b, v).timeout_ns = v.integer(1, 60'000) * 1'000'000;
+       }},
+  });
+  return kTable;
 }
 
-// --- the command line ---------------------------------------------------------------------------
-
-std::int64_t parse_int(const std::string& flag, const std::string& text, std::int64_t lo,
-                       std::int64_t hi) {
-  const auto v = parse_number<std::int64_t>(text);
-  if (!v) throw ConfigError("", flag, text, "must be an integer");
-  return check_int("", flag, text, *v, lo, hi);
-}
-
-double parse_double(const std::string& flag, const std::string& text) {
-  const auto v = parse_number<double>(text);
-  if (!v) throw ConfigError("", flag, text, "must be a number");
-  return *v;
-}
-
-template <class T>
-Setting<T> flag_setting(const std::string& flag, T v, const std::string& text) {
-  return Setting<T>{v, "", flag, text};
-}
-
-}  // namespace
-
-std::string agent_usage() {
-  return R"(usage: pathsentry-probe [--config FILE] [options]
-Probes each target with ICMP echo and/or STAMP (RFC 8762) and prints a live per-second summary.
-There is no built-in target: name one with --target or in the config file.
-
-  --config FILE          TOML configuration (see deploy/config/probe.example.toml)
-  --check-config         validate the configuration and exit
-  --target ADDR          target address, IPv4 or IPv6 (repeatable; replaces the file's targets)
-  --proto icmp|stamp|both  protocols per target (default both)
-  --rate PPS             probes per second per session (default 1000)
-  --duration SECONDS     stop after this long; 0 = until SIGINT/SIGTERM (default 0)
-  --source ADDR          source address to send from (bind)
-  --interface IF         send through this interface (SO_BINDTODEVICE)
-  --dscp N               DSCP 0..63 (IP_TOS / IPV6_TCLASS)
-  --size BYTES           IP payload bytes per probe, padded (0 = smallest: 40 ICMP, 52 STAMP)
-  --size-cycle N         give consecutive probes (all sessions) N sizes, --size-step apart, for
-                         ESP attribution; 0/1 = fixed (default: with an ESP tap 16..64 from
-                         the rate and windows, else fixed)
-  --size-step BYTES      bytes between cycled sizes (default 16, AES-CBC's block; GCM: 4)
-  --timeout-ms N         a probe unanswered this long is lost (default 1000)
-  --stamp-port N         reflector UDP port (default 862)
-  --agent-id N           agent id carried in every probe (default 1)
-  --icmp-socket auto|raw|dgram  ICMP socket kind (default auto: raw, else ping socket)
-  --max-lag-us N         pacing: a slot later than this is missed, not sent (default 200)
-  --rt-priority N        SCHED_FIFO priority of the sender/receiver threads, 0 = off (default 10)
-  --records FILE|-       one JSON object per finished probe
-  --summary-json FILE|-  one JSON object with the run's totals, at exit
-  --quiet                no live summary on stdout
-  --help                 this text
-)" + tap_usage();
-}
-
-AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint16_t run_nonce) {
-  AgentConfig cfg;
-  Layer flags;
-  std::vector<std::pair<IpAddress, std::string>> flag_targets;
-  std::vector<TapSpec> flag_taps;         // --tap: replaces the file's [[tap]] tables
-  Setting<std::int64_t> flag_size_cycle;  // --size-cycle, --size-step
-  Setting<std::int64_t> flag_size_step;
-  // Output/agent flags are applied after the file, whatever their position.
-  std::vector<std::function<void()>> late;
-
-  for (std::size_t i = 0; i < args.size(); ++i) {
-    std::string flag(args[i]);
-    std::optional<std::string> inline_value;
-    if (auto eq = flag.find('='); flag.rfind("--", 0) == 0 && eq != std::string::npos) {
-      inline_value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-    }
-    auto value = [&]() -> std::string {
-      if (inline_value) return *inline_value;
-      if (i + 1 >= args.size()) throw ConfigError("", flag, "", "needs a value");
-      return std::string(args[++i]);
-    };
-    auto no_value = [&] {
-      if (inline_value) throw ConfigError("", flag, *inline_value, "takes no value");
-    };
-    if (flag == "--help" || flag == "-h") {
-      cfg.help = true;
-    } else if (flag == "--config") {
-      cfg.config_file = value();
-      if (cfg.config_file.empty()) throw ConfigError("", flag, "", "must name a file");
-    } else if (flag == "--check-config") {
-      no_value();
-      cfg.check_only = true;
-    } else if (flag == "--quiet") {
-      no_value();
-      late.push_back([&cfg] { cfg.quiet = true; });
-    } else if (flag == "--target") {
-      const std::string v = value();
-      flag_targets.emplace_back(check_address("", flag, v), v);
-    } else if (flag == "--proto") {
-      const std::string v = value();
-      flags.proto = flag_setting(flag, check_proto("", flag, v), v);
-    } else if (flag == "--rate") {
-      const std::string v = value();
-      flags.rate = flag_setting(flag, check_rate("", flag, v, parse_double(flag, v)), v);
-    } else if (flag == "--duration") {
-      const std::string v = value();
-      const auto s = parse_int(flag, v, 0, 10LL * 365 * 86400);
-      late.push_back([&cfg, s] { cfg.duration_ns = s * kNsPerSec; });
-    } else if (flag == "--source") {
-      const std::string v = value();
-      flags.source = flag_setting(flag, check_address("", flag, v), v);
-    } else if (flag == "--interface") {
-      const std::string v = value();
-      flags.interface = flag_setting(flag, check_interface("", flag, v), v);
-    } else if (flag == "--dscp") {
-      const std::string v = value();
-      flags.dscp = flag_setting(flag, parse_int(flag, v, 0, 63), v);
-    } else if (flag == "--size") {
-      const std::string v = value();
-      flags.size = flag_setting(flag, parse_int(flag, v, 0, 65'000), v);
-    } else if (flag == "--size-cycle") {
-      const std::string v = value();
-      flag_size_cycle = flag_setting(flag, parse_int(flag, v, 0, kMaxSizeCycle), v);
-    } else if (flag == "--size-step") {
-      const std::string v = value();
-      flag_size_step = flag_setting(flag, parse_int(flag, v, 1, kMaxSizeStep), v);
-    } else if (flag == "--timeout-ms") {
-      const std::string v = value();
-      flags.timeout_ms = flag_setting(flag, parse_int(flag, v, 1, 3'600'000), v);
-    } else if (flag == "--stamp-port") {
-      const std::string v = value();
-      flags.stamp_port = flag_setting(flag, parse_int(flag, v, 1, 65535), v);
-    } else if (flag == "--max-lag-us") {
-      const std::string v = value();
-      flags.max_lag_us = flag_setting(flag, parse_int(flag, v, 1, 1'000'000), v);
-    } else if (flag == "--agent-id") {
-      const std::string v = value();
-      const auto id = parse_int(flag, v, 0, std::numeric_limits<std::uint32_t>::max());
-      late.push_back([&cfg, id] { cfg.agent_id = static_cast<std::uint32_t>(id); });
-    } else if (flag == "--rt-priority") {
-      const std::string v = value();
-      const auto prio = static_cast<int>(parse_int(flag, v, 0, 99));
-      late.push_back([&cfg, prio] { cfg.rt_priority = prio; });
-    } else if (flag == "--icmp-socket") {
-      const std::string v = value();
-      const auto mode = check_icmp_socket("", flag, v);
-      late.push_back([&cfg, mode] { cfg.icmp_socket = mode; });
-    } else if (flag == "--records") {
-      const std::string v = check_output("", flag, value());
-      late.push_back([&cfg, v] { cfg.records = v; });
-    } else if (flag == "--summary-json") {
-      const std::string v = check_output("", flag, value());
-      late.push_back([&cfg, v] { cfg.summary_json = v; });
-    } else if (is_ttl_flag(flag)) {  // --ttl-* (ttl_config.h), applied over the file's [ttl]
-      const TtlFlag f = parse_ttl_flag(flag, value());
-      late.push_back([&cfg, f] { apply_ttl_flag(cfg.tap.ttl, f); });
-    } else if (flag == "--tap") {
-      flag_taps.push_back(parse_tap_flag(flag, value()));
-    } else if (flag == "--confirm-probes" || flag == "--outage-losses") {
-      const auto n = static_cast<std::uint32_t>(parse_int(flag, value(), 1, 1'000'000));
-      late.push_back([&cfg, n, flag] {
-        (flag == "--confirm-probes" ? cfg.tap.detector.confirm_probes
-                                    : cfg.tap.detector.outage_losses) = n;
-      });
-    } else {
-      throw ConfigError("", std::string(args[i]), "", "is not a known option (see --help)");
+// The checks across one file's keys: a target needs an address; a tap needs an interface and a
+// path, an ESP tap both endpoints, a clear tap none of the ESP keys; tap interfaces are distinct.
+void finish_file(Building& b, const std::string& file) {
+  for (std::size_t i = 0; i < b.file_targets.size(); ++i) {
+    if (!b.file_targets[i].has_address) {  // also an empty [[targets]] before a full one
+      throw ConfigError(file, "targets[" + std::to_string(i) + "].address", "", "is required");
     }
   }
-  if (cfg.help) return cfg;
+  for (std::size_t i = 0; i < b.file_taps.size(); ++i) {
+    const TapBuild& t = b.file_taps[i];
+    const std::string key = "tap[" + std::to_string(i) + "]";
+    if (!t.has_interface) throw ConfigError(file, key + ".interface", "", "is required");
+    if (!t.has_path) throw ConfigError(file, key + ".path", "", "is required");
+    if (t.spec.encap == Encap::Esp) {
+      if (!t.has_local) throw ConfigError(file, key + ".local", "", "is required");
+      if (!t.has_remote) throw ConfigError(file, key + ".remote", "", "is required");
+      check_esp(file, key + ".window_hi_us", t.spec);
+    } else if (t.esp_only) {
+      t.esp_only->fail("only applies to encap = \"esp\"");
+    }
+    b.cfg.tap.taps.push_back(t.spec);
+    b.cfg.tap.tap_keys.push_back(key);
+  }
+  check_taps(file, b.cfg.tap);
+}
 
-  FileConfig fc;
-  if (!cfg.config_file.empty()) read_file(cfg.config_file, cfg, fc);
-  for (auto& f : late) f();
-  if (!flag_taps.empty()) {
-    cfg.tap.taps = std::move(flag_taps);
+void apply_file(Building& b, const std::string& path) {
+  table().apply_file(b, options::read_toml_file(path));
+  finish_file(b, path);
+}
+
+// Taps, the TTL method, sessions per target and size cycling, once file and flags are applied.
+AgentConfig finish(Building& b, std::uint16_t run_nonce) {
+  AgentConfig& cfg = b.cfg;
+  if (!b.flag_taps.empty()) {
+    cfg.tap.taps = std::move(b.flag_taps);
     cfg.tap.tap_keys.assign(cfg.tap.taps.size(), "--tap");
     check_taps("", cfg.tap);
   }
@@ -564,17 +654,7 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
     check_ttl(cfg.tap.ttl, tap_paths);
   }
 
-  std::vector<TargetSpec> targets;
-  if (!flag_targets.empty()) {
-    for (auto& [addr, text] : flag_targets) {
-      TargetSpec t;
-      t.address = addr;
-      t.key = "--target";
-      targets.push_back(t);
-    }
-  } else {
-    targets = fc.targets;
-  }
+  const std::vector<TargetSpec>& targets = b.flag_targets.empty() ? b.file_targets : b.flag_targets;
   if (targets.empty()) {
     throw ConfigError(cfg.config_file, "targets", "",
                       "no target configured: give --target ADDR or a [[targets]] table (there is "
@@ -582,16 +662,16 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
   }
 
   for (const TargetSpec& t : targets) {
-    Layer base = fc.defaults;
+    Layer base = b.defaults;
     over(base, t.layer);
     const std::string proto = base.proto ? *base.proto : "both";
-    const std::string proto_final = flags.proto ? *flags.proto : proto;
+    const std::string proto_final = b.flags.proto ? *b.flags.proto : proto;
     for (Proto p : {Proto::Icmp, Proto::Stamp}) {
       if (p == Proto::Icmp && proto_final == "stamp") continue;
       if (p == Proto::Stamp && proto_final == "icmp") continue;
       Layer l = base;
       over(l, p == Proto::Icmp ? t.icmp : t.stamp);
-      over(l, flags);
+      over(l, b.flags);
       SessionConfig s;
       s.target = t.address;
       s.proto = p;
@@ -635,9 +715,39 @@ AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint
       cfg.session_keys.push_back(t.key);
     }
   }
-  apply_size_cycle(cfg, flag_size_cycle ? flag_size_cycle : fc.size_cycle,
-                   flag_size_step ? flag_size_step : fc.size_step);
-  return cfg;
+  apply_size_cycle(cfg, b.size_cycle, b.size_step);
+  return std::move(cfg);
+}
+
+}  // namespace
+
+std::string agent_usage() {
+  return table().usage(
+             "usage: pathsentry-probe [--config FILE] [options]\n"
+             "Probes each target with ICMP echo and/or STAMP (RFC 8762) and prints a live "
+             "per-second summary.\n"
+             "There is no built-in target: name one with --target or in the config file.") +
+         "\nEvery option but --config, --check-config and --help has a key in the config file\n"
+         "(--tap: the [[tap]] tables); docs/probe.md has the table.\n";
+}
+
+AgentConfig parse_agent_config(std::span<const std::string_view> args, std::uint16_t run_nonce) {
+  std::vector<std::string_view> argv(args.begin(), args.end());
+  for (auto& a : argv) {
+    if (a == "-h") a = "--help";
+  }
+  const auto given = table().parse_args(argv);
+  // The flags alone first: every flag's value is checked before the file is read, so a bad flag
+  // is reported as such (even beside --help), and --config names the file.
+  Building flags_only;
+  for (const auto& g : given) g.option->apply(flags_only, g.value);
+  if (flags_only.cfg.help) return flags_only.cfg;
+
+  // Then in precedence order: the file, then the flags in the order given.
+  Building b;
+  if (!flags_only.cfg.config_file.empty()) apply_file(b, flags_only.cfg.config_file);
+  for (const auto& g : given) g.option->apply(b, g.value);
+  return finish(b, run_nonce);
 }
 
 }  // namespace pathsentry::probe

@@ -211,11 +211,7 @@ bool is_command(std::string_view flag) {
 }
 
 void apply_file(Building& b, const std::vector<Value>& entries) {
-  for (const Value& v : entries) {
-    const auto* o = table().find_key(v.where);
-    if (o == nullptr) v.fail("is not a known key");
-    o->apply(b, v);
-  }
+  table().apply_file(b, entries);
 }
 
 }  // namespace

@@ -67,11 +67,7 @@ std::string error_of(const std::function<void()>& f) {
 }
 
 void apply_all(const OptionTable<Demo>& t, Demo& d, const std::vector<Value>& file) {
-  for (const Value& v : file) {
-    const auto* o = t.find_key(v.where);
-    if (o == nullptr) v.fail("is not a known key");
-    o->apply(d, v);
-  }
+  t.apply_file(d, file);
 }
 
 }  // namespace
@@ -181,4 +177,37 @@ TEST_CASE("key patterns drop array indices", "[unit][common]") {
   CHECK(detail::key_pattern("agent.rate") == "agent.rate");
   CHECK(demo_table().find_key("targets[3].rate") != nullptr);
   CHECK(demo_table().find_key("targets.rate") == nullptr);
+}
+
+// A `.*` pattern takes every key below it (a table whose keys are data); a value where the table
+// expects a table, or an array of tables, says so instead of "is not a known key".
+TEST_CASE("option table: data-keyed tables and values where tables belong", "[unit][common]") {
+  struct Hops {
+    std::vector<std::string> hops;
+    std::string name;
+  };
+  const OptionTable<Hops> t({
+      {"",
+       {"ttl.hops.*"},
+       "",
+       "",
+       Arg::One,
+       [](Hops& h, const Value& v) { h.hops.push_back(v.where + "=" + v.string()); }},
+      {"--name",
+       {"targets[].name"},
+       "NAME",
+       "",
+       Arg::One,
+       [](Hops& h, const Value& v) { h.name = v.string(); }},
+  });
+  Hops h;
+  t.apply_file(
+      h, parse_toml("[ttl]\nhops = { \"10.1.0.1\" = \"ec\", \"fd00::1\" = \"vpn\" }\n", "f.toml"));
+  CHECK(h.hops == std::vector<std::string>{"ttl.hops.10.1.0.1=ec", "ttl.hops.fd00::1=vpn"});
+  CHECK(error_of([&] { t.apply_file(h, parse_toml("ttl = 3\n", "f.toml")); }) ==
+        "f.toml: ttl = '3': must be a table ([ttl])");
+  CHECK(error_of([&] { t.apply_file(h, parse_toml("targets = 3\n", "f.toml")); }) ==
+        "f.toml: targets = '3': must be an array of tables ([[targets]])");
+  CHECK(error_of([&] { t.apply_file(h, parse_toml("[ttl]\nhop = 3\n", "f.toml")); }) ==
+        "f.toml: ttl.hop = '3': is not a known key");
 }

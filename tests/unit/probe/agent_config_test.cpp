@@ -140,6 +140,17 @@ TEST_CASE("config file errors name file and key and value", "[unit][config]") {
     REQUIRE_THAT(error_of({"--config", f.path}),
                  Contains(f.path) && Contains("defaults.source = '198.18.0.1'"));
   }
+  SECTION("a target without an address") {
+    TempFile f("[[targets]]\n[[targets]]\naddress = \"198.18.0.2\"\n");
+    REQUIRE_THAT(error_of({"--config", f.path}),
+                 Contains(f.path) && Contains("targets[0].address") && Contains("is required"));
+  }
+  SECTION("a value where a table belongs") {
+    TempFile f("targets = \"198.18.0.2\"\n");
+    REQUIRE_THAT(error_of({"--config", f.path}),
+                 Contains(f.path) && Contains("targets = '198.18.0.2'") &&
+                     Contains("must be an array of tables ([[targets]])"));
+  }
   SECTION("no targets in the file") {
     TempFile f("[agent]\nid = 1\n");
     REQUIRE_THAT(error_of({"--config", f.path}), Contains(f.path) && Contains("no target"));

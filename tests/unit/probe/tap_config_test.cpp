@@ -6,6 +6,7 @@
 
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/probe/agent_config.h"
+#include "probe/agent_config_helpers.h"
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
@@ -13,10 +14,11 @@ using Catch::Matchers::Contains;
 
 namespace {
 
+// The taps and detector settings of an agent config file (probe.toml) that has `text` and one
+// target.
 TapSettings from_toml(std::string_view text) {
-  TapSettings out;
-  read_tap_tables(toml::parse(text), "probe.toml", out);
-  return out;
+  test::agent_cfg::TempFile f(std::string(text) + "\n[[targets]]\naddress = \"192.0.2.1\"\n");
+  return test::agent_cfg::parse({"--config", f.path}).tap;
 }
 
 std::string toml_error(std::string_view text) {

@@ -50,7 +50,8 @@ template <class Config>
 struct Option {
   std::string_view flag;  ///< "--rate"; "" = file only
   /// TOML key paths this setting may appear at, array indices written as `[]`, e.g.
-  /// {"defaults.rate", "targets[].rate"}; empty = command line only.
+  /// {"defaults.rate", "targets[].rate"}; a pattern ending in `.*` takes every key below it
+  /// (`ttl.hops.*`: a table whose keys are data); empty = command line only.
   std::vector<std::string_view> keys;
   std::string_view metavar;  ///< "PPS" in the usage text ("" for switches)
   std::string_view help;     ///< one or more usage lines (wrapped at '\n')
@@ -77,6 +78,10 @@ std::vector<std::pair<std::size_t, Value>> parse_args(std::span<const Row> rows,
 /// The row whose keys match `key_path` (indices removed: `targets[3].rate` → `targets[].rate`),
 /// or rows.size().
 std::size_t find_key(std::span<const Row> rows, std::string_view key_path);
+/// Why `key_path` matches no row: "must be a table ([name])" or "must be an array of tables
+/// ([[name]])" when rows have keys below it (the file gave a value where a table belongs),
+/// else "is not a known key".
+std::string unknown_key_why(std::span<const Row> rows, std::string_view key_path);
 /// `targets[3].icmp.rate` → `targets[].icmp.rate`.
 std::string key_pattern(std::string_view key_path);
 }  // namespace detail
@@ -115,6 +120,16 @@ class OptionTable {
   [[nodiscard]] const Option<Config>* find_key(std::string_view key_path) const {
     const std::size_t i = detail::find_key(rows_, key_path);
     return i < options_.size() ? &options_[i] : nullptr;
+  }
+
+  /// Applies a flattened file (toml_file.h) entry by entry; throws ConfigError for a key no
+  /// option takes (see detail::unknown_key_why) and for any value its option refuses.
+  void apply_file(Config& config, const std::vector<Value>& entries) const {
+    for (const Value& v : entries) {
+      const auto* o = find_key(v.where);
+      if (o == nullptr) v.fail(detail::unknown_key_why(rows_, v.where));
+      o->apply(config, v);
+    }
   }
 
   /// The option with this flag, or nullptr.

@@ -1,7 +1,5 @@
 #pragma once
 
-#include <toml++/toml.h>
-
 #include <string>
 #include <vector>
 
@@ -12,7 +10,8 @@
 namespace pathsentry::probe {
 
 /// The agent's taps and detector settings ([[tap]] and [detector] in the TOML file, --tap,
-/// --confirm-probes, --outage-losses on the command line; docs/probe.md has the reference).
+/// --confirm-probes, --outage-losses on the command line; docs/probe.md has the reference). The
+/// agent's option table (agent_config.cpp) reads them.
 struct TapSettings {
   std::vector<TapSpec> taps;  ///< empty = no attribution (paths stay "")
   /// For each tap, where it came from ("tap[0]" in the file or "--tap"), for startup errors.
@@ -23,14 +22,6 @@ struct TapSettings {
   TtlSettings ttl;
 };
 
-/// Reads the `[[tap]]` array, the `[detector]` table and the `[ttl]` table (read_ttl_table) of a
-/// parsed config file into `out` (other keys of `root` are left to the caller). Keys of a tap:
-/// interface, path, encap ("clear" | "esp"); for esp: local, remote (tunnel endpoints), udp_port
-/// (4500, the only one the decoder knows), transform (an EspTransform preset name; absent =
-/// learn lengths), window_lo_us, window_hi_us, rev_window_lo_us, rev_window_hi_us. [detector]:
-/// confirm_probes, outage_losses. Throws ConfigError naming file, key and value.
-void read_tap_tables(const toml::table& root, const std::string& file, TapSettings& out);
-
 /// Parses one --tap value: `IFACE:PATH:clear` or
 /// `IFACE:PATH:esp:LOCAL:REMOTE[:TRANSFORM[:LO_US:HI_US[:REV_LO_US:REV_HI_US]]]` (IPv6
 /// endpoints in brackets).
@@ -39,8 +30,5 @@ void read_tap_tables(const toml::table& root, const std::string& file, TapSettin
 
 /// Checks the taps together (distinct interfaces, a path label per tap, windows ordered).
 void check_taps(const std::string& file, const TapSettings& settings);
-
-/// The --help lines for the tap, detector and TTL flags.
-[[nodiscard]] std::string tap_usage();
 
 }  // namespace pathsentry::probe

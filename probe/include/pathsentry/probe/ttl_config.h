@@ -1,10 +1,7 @@
 #pragma once
 
-#include <toml++/toml.h>
-
 #include <cstdint>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "pathsentry/common/ip.h"
@@ -22,7 +19,8 @@ struct TtlHop {
 /// that expires at the first router past the DC gateway; that router's time-exceeded source
 /// address, looked up in `hops`, names the forward path. [ttl] in the TOML file; --ttl-probe,
 /// --ttl-hop, --ttl-rate, --ttl-port, --ttl-timeout-ms on the command line (flags override the
-/// file; --ttl-hop flags replace the file's hops).
+/// file; --ttl-hop flags replace the file's hops). The agent's option table
+/// (agent_config.cpp) reads them.
 struct TtlSettings {
   std::uint8_t ttl = 0;  ///< 0 = off
   std::vector<TtlHop> hops;
@@ -36,31 +34,9 @@ struct TtlSettings {
   bool hops_from_flags = false;             ///< a --ttl-hop replaced the file's hops
 };
 
-/// Reads the `[ttl]` table of a parsed config file into `out` (keys: ttl, hops = {ADDR =
-/// PATH, …}, rate, port, timeout_ms). Throws ConfigError naming file, key and value.
-void read_ttl_table(const toml::table& root, const std::string& file, TtlSettings& out);
-
-/// True for the flags apply_ttl_flag() takes.
-[[nodiscard]] bool is_ttl_flag(std::string_view flag);
-
-/// A parsed TTL flag, applied after the config file has been read.
-struct TtlFlag {
-  std::string flag;
-  std::string text;
-};
-
-/// Parses and checks one TTL flag's value (throws ConfigError naming the flag and the value).
-[[nodiscard]] TtlFlag parse_ttl_flag(const std::string& flag, const std::string& text);
-
-/// Applies a parsed flag over the file's settings (the first --ttl-hop drops the file's hops).
-void apply_ttl_flag(TtlSettings& out, const TtlFlag& flag);
-
 /// Checks the settings as a whole: hops without a TTL or a TTL without hops, duplicate hop
 /// addresses, and (when taps are configured) hop paths that no tap carries, since the
 /// cross-check compares labels. `tap_paths` may be empty (no taps).
 void check_ttl(const TtlSettings& s, const std::vector<std::string>& tap_paths);
-
-/// The --help lines for the TTL flags.
-[[nodiscard]] std::string ttl_usage();
 
 }  // namespace pathsentry::probe
