@@ -9,65 +9,14 @@
 #include <sstream>
 #include <string>
 
-#include "capture/pcap_builder.h"
+#include "common/sample_records.h"
 #include "pathsentry/common/config_error.h"
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
+using namespace pathsentry::test::sample_records;
 
 namespace {
-
-ProbeRecord stamp_record() {
-  ProbeRecord r;
-  r.target = "192.168.20.161";
-  r.proto = Proto::Stamp;
-  r.session_id = 131074;
-  r.seq = 17;
-  r.tx_ns = 1'700'000'000'000'000'123;
-  r.rx_ns = 1'700'000'000'008'000'456;
-  r.rtt_ns = 8'000'333;
-  r.tx_kernel_ts = true;
-  r.reflector_seq = 3;
-  r.reflector_rx_ns = 1'700'000'000'004'000'000;
-  r.reflector_tx_ns = 1'700'000'000'004'010'000;
-  r.reflector_clock_synced = true;
-  r.fwd_path = "ipsec";
-  r.rev_path = "express-connect";
-  return r;
-}
-
-ProbeRecord lost_icmp() {
-  ProbeRecord r;
-  r.target = "fd01::161";
-  r.proto = Proto::Icmp;
-  r.session_id = 1;
-  r.seq = 0xFFFF'FFFF'FFFF'FFFEull;
-  r.tx_ns = 5;
-  r.fwd_path = "none";
-  r.rev_path = "none";
-  r.late = false;
-  return r;
-}
-
-PathEvent switchover() {
-  PathEvent e;
-  e.type = EventType::Switchover;
-  e.target = "192.168.20.161";
-  e.proto = Proto::Stamp;
-  e.session_id = 131074;
-  e.direction = Direction::Reverse;
-  e.ts_ns = 1'700'000'016'000'000'000;
-  e.seq = 16017;
-  e.detected_ns = 1'700'000'016'030'000'000;
-  e.from = "express-connect";
-  e.to = "ipsec";
-  e.last_ok_on_old_ns = 1'700'000'000'009'000'000;
-  e.first_ok_on_new_ns = 1'700'000'016'015'000'000;
-  e.outage_ns = e.first_ok_on_new_ns - e.last_ok_on_old_ns;
-  e.probes_lost = 16005;
-  e.failback = true;
-  return e;
-}
 
 void same(const ProbeRecord& a, const ProbeRecord& b) {
   CHECK(a.target == b.target);
@@ -106,13 +55,6 @@ void same(const PathEvent& a, const PathEvent& b) {
   CHECK(a.fwd_path == b.fwd_path);
   CHECK(a.rev_path == b.rev_path);
   CHECK(a.duration_ns == b.duration_ns);
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
 }
 
 }  // namespace
@@ -236,75 +178,4 @@ TEST_CASE("event log line", "[unit][record_json]") {
   CHECK(s.find("outage 16006.000 ms") != std::string::npos);
   CHECK(s.find("16005 probes lost") != std::string::npos);
   CHECK(s.find("2023-11-14T22:13:20.009000000Z") != std::string::npos);
-}
-
-// Records wait in the buffer for flush(); an event goes out at once and takes them along.
-TEST_CASE("json lines writer to a file", "[integration][record_json]") {
-  test::TempDir dir;
-  const auto path = dir.file("out.jsonl");
-  {
-    JsonLinesWriter w(path, "dc1");
-    w.write(stamp_record());
-    CHECK(slurp(path).empty());
-    w.write(switchover());
-    const auto text = slurp(path);
-    CHECK(std::count(text.begin(), text.end(), '\n') == 2);
-    w.write(lost_icmp());
-    REQUIRE(w.flush());
-    CHECK(w.lines() == 3);
-  }
-  {
-    JsonLinesWriter again(path);  // appends
-    again.write(lost_icmp());
-  }
-  std::ifstream f(path);
-  std::string line;
-  int n = 0;
-  while (std::getline(f, line)) {
-    INFO(line);
-    REQUIRE(parse_json_line(line));
-    ++n;
-  }
-  CHECK(n == 4);
-  CHECK_THROWS_WITH(JsonLinesWriter(dir.file("no/such/dir/out.jsonl")),
-                    Catch::Contains("no/such/dir"));
-}
-
-// A stuck output keeps lines pending (nothing lost, nothing doubled) and drops only beyond the
-// buffer bound, counting what it dropped.
-TEST_CASE("json lines writer with a stuck output", "[integration][record_json]") {
-  int fds[2];
-  REQUIRE(pipe2(fds, O_NONBLOCK | O_CLOEXEC) == 0);
-  REQUIRE(fcntl(fds[1], F_SETPIPE_SZ, 4096) >= 0);
-  std::string got;
-  auto drain = [&] {
-    char b[65536];
-    ssize_t n;
-    while ((n = read(fds[0], b, sizeof b)) > 0) got.append(b, static_cast<std::size_t>(n));
-  };
-  {
-    JsonLinesWriter w(fds[1], "");
-    w.set_max_buffer_bytes(64 * 1024);
-    int written = 0;
-    for (int i = 0; i < 200; ++i, ++written) w.write(stamp_record());
-    const auto r = w.flush();
-    REQUIRE_FALSE(r);
-    CHECK(r.error() == std::errc::resource_unavailable_try_again);
-    CHECK(w.pending_bytes() > 0);
-    for (int i = 0; i < 2000; ++i) w.write(stamp_record());
-    CHECK(w.dropped_lines() > 0);
-    while (w.pending_bytes() > 0) {
-      drain();
-      (void)w.flush();
-    }
-    drain();
-    const auto lines = static_cast<std::uint64_t>(std::count(got.begin(), got.end(), '\n'));
-    CHECK(lines == w.lines());
-    CHECK(lines + w.dropped_lines() == 2200);
-  }
-  close(fds[0]);
-  close(fds[1]);
-  std::istringstream in(got);
-  std::string line;
-  while (std::getline(in, line)) REQUIRE(parse_json_line(line));
 }
