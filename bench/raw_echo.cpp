@@ -201,7 +201,7 @@ void install_signals() {
 }
 
 // Kernel software RX timestamps, as pathsentry-probe uses them. Kept local (rather than using
-// probe_core's helpers) so the raw baseline builds and runs with nothing of pathsentry in it.
+// probe_io's helpers) so the raw baseline builds and runs with nothing of pathsentry in it.
 bool enable_rx_timestamps(int fd) {
   const unsigned flags = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE;
   return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;

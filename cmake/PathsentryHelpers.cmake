@@ -1,10 +1,10 @@
 # ps_add_module(NAME name [DEPS ...] [PRIVATE_DEPS ...])
-# One static library per module: sources are <dir>/src/*.cpp and <dir>/src/io/*.cpp, public
-# headers in <dir>/include. Exposed as pathsentry::<name>.
+# One static library per folder: sources are <dir>/src/*.cpp (private headers beside them),
+# public headers in <dir>/include/pathsentry/<module path>/. Exposed as pathsentry::<name>.
+# DEPS are PUBLIC (a public header includes them), PRIVATE_DEPS everything else.
 function(ps_add_module)
   cmake_parse_arguments(M "" "NAME" "DEPS;PRIVATE_DEPS" ${ARGN})
-  file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cpp
-       ${CMAKE_CURRENT_SOURCE_DIR}/src/io/*.cpp)
+  file(GLOB srcs CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/src/*.cpp)
   add_library(pathsentry_${M_NAME} STATIC ${srcs})
   add_library(pathsentry::${M_NAME} ALIAS pathsentry_${M_NAME})
   target_include_directories(pathsentry_${M_NAME} PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
@@ -13,11 +13,17 @@ function(ps_add_module)
                         PRIVATE pathsentry::warnings ${M_PRIVATE_DEPS})
 endfunction()
 
-# ps_add_app(NAME exe SOURCE file DEPS ...): an executable that holds only main().
+# ps_add_app(NAME exe SOURCE file [OUTPUT_DIRECTORY dir] DEPS ...): an executable that holds
+# only main(). OUTPUT_DIRECTORY (relative to the build tree) places the binary where scripts and
+# tests look for it, whatever folder its source lives in.
 function(ps_add_app)
-  cmake_parse_arguments(A "" "NAME;SOURCE" "DEPS" ${ARGN})
+  cmake_parse_arguments(A "" "NAME;SOURCE;OUTPUT_DIRECTORY" "DEPS" ${ARGN})
   add_executable(${A_NAME} ${A_SOURCE})
   target_link_libraries(${A_NAME} PRIVATE pathsentry::warnings ${A_DEPS})
+  if(A_OUTPUT_DIRECTORY)
+    set_target_properties(${A_NAME} PROPERTIES RUNTIME_OUTPUT_DIRECTORY
+                          ${PROJECT_BINARY_DIR}/${A_OUTPUT_DIRECTORY})
+  endif()
 endfunction()
 
 # ps_add_catch_tests(TARGET exe [PREFIX p]): registers each TEST_CASE as a CTest test labelled

@@ -29,11 +29,11 @@
 #include <vector>
 
 #include "../bench_util.h"
-#include "pathsentry/probe/attributor.h"
-#include "pathsentry/probe/detector.h"
-#include "pathsentry/probe/record_json.h"
-#include "pathsentry/probe/tap.h"
-#include "probe/pcap_builder.h"
+#include "capture/pcap_builder.h"
+#include "pathsentry/common/record_json.h"
+#include "pathsentry/probe/attribution/attributor.h"
+#include "pathsentry/probe/attribution/detector.h"
+#include "pathsentry/probe/capture/tap.h"
 
 using namespace pathsentry;
 using namespace pathsentry::probe;

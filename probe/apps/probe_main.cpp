@@ -19,14 +19,14 @@
 
 #include "pathsentry/common/clock.h"
 #include "pathsentry/common/config_error.h"
-#include "pathsentry/probe/agent_config.h"
-#include "pathsentry/probe/attributor.h"
-#include "pathsentry/probe/engine.h"
-#include "pathsentry/probe/io/privileges.h"
+#include "pathsentry/common/privileges.h"
+#include "pathsentry/probe/agent/agent_config.h"
+#include "pathsentry/probe/agent/probe_output.h"
+#include "pathsentry/probe/attribution/attributor.h"
+#include "pathsentry/probe/attribution/pipeline.h"
+#include "pathsentry/probe/engine/engine.h"
 #include "pathsentry/probe/io/probe_sockets.h"
-#include "pathsentry/probe/pipeline.h"
-#include "pathsentry/probe/probe_output.h"
-#include "pathsentry/probe/ttl_probe.h"
+#include "pathsentry/probe/ttl/ttl_probe.h"
 
 namespace {
 

@@ -1,0 +1,594 @@
+#include "pathsentry/common/record_json.h"
+
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "pathsentry/common/config_error.h"
+
+namespace pathsentry::probe {
+namespace {
+
+constexpr std::size_t kFlushAt = 64 * 1024;
+
+void put_raw(std::string& out, std::string_view s) {
+  out.append(s.data(), s.size());
+}
+
+void put_int(std::string& out, std::int64_t v) {
+  char b[24];
+  const auto r = std::to_chars(b, b + sizeof b, v);
+  out.append(b, static_cast<std::size_t>(r.ptr - b));
+}
+void put_uint(std::string& out, std::uint64_t v) {
+  char b[24];
+  const auto r = std::to_chars(b, b + sizeof b, v);
+  out.append(b, static_cast<std::size_t>(r.ptr - b));
+}
+
+void put_str(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(ch);
+    } else if (c < 0x20) {
+      out.append("\\u00");
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xF]);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  out.push_back('"');
+}
+
+/// Writes `,"key":` (or `{"key":` for the first key).
+void key(std::string& out, std::string_view k) {
+  if (out.back() != '{') out.push_back(',');
+  out.push_back('"');
+  put_raw(out, k);
+  out.append("\":");
+}
+
+void kv(std::string& out, std::string_view k, std::string_view v) {
+  key(out, k);
+  put_str(out, v);
+}
+void kv_int(std::string& out, std::string_view k, std::int64_t v) {
+  key(out, k);
+  put_int(out, v);
+}
+void kv_uint(std::string& out, std::string_view k, std::uint64_t v) {
+  key(out, k);
+  put_uint(out, v);
+}
+void kv_bool(std::string& out, std::string_view k, bool v) {
+  key(out, k);
+  put_raw(out, v ? "true" : "false");
+}
+
+void head(std::string& out, std::string_view type, std::string_view agent) {
+  out.push_back('{');
+  kv(out, "type", type);
+  if (!agent.empty()) kv(out, "agent", agent);
+}
+
+std::string iso_time(std::int64_t ns) {
+  const std::time_t secs = static_cast<std::time_t>(ns / 1'000'000'000);
+  const long frac = static_cast<long>(ns % 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char b[64];
+  const std::size_t n = std::strftime(b, sizeof b, "%Y-%m-%dT%H:%M:%S", &tm);
+  char f[16];
+  std::snprintf(f, sizeof f, ".%09ldZ", frac);
+  return std::string(b, n) + f;
+}
+
+std::string ms(std::int64_t ns) {
+  char b[48];
+  std::snprintf(b, sizeof b, "%.3f ms", static_cast<double>(ns) / 1e6);
+  return b;
+}
+
+template <class E>
+std::optional<E> parse_enum(std::string_view s, std::initializer_list<E> all) {
+  for (E e : all) {
+    if (s == to_string(e)) return e;
+  }
+  return std::nullopt;
+}
+
+using nlohmann::json;
+
+/// Field readers that report the key in their error.
+struct Reader {
+  const json& j;
+  std::string error;
+
+  const json* field(const char* k) {
+    const auto it = j.find(k);
+    if (it == j.end()) {
+      if (error.empty()) error = std::string("missing field '") + k + "'";
+      return nullptr;
+    }
+    return &*it;
+  }
+  void bad(const char* k, const char* want) {
+    if (error.empty()) error = std::string("field '") + k + "' is not " + want;
+  }
+  std::string str(const char* k) {
+    const json* f = field(k);
+    if (f == nullptr) return {};
+    if (!f->is_string()) {
+      bad(k, "a string");
+      return {};
+    }
+    return f->get<std::string>();
+  }
+  std::int64_t i64(const char* k) {
+    const json* f = field(k);
+    if (f == nullptr) return 0;
+    if (!f->is_number_integer()) {
+      bad(k, "an integer");
+      return 0;
+    }
+    return f->get<std::int64_t>();
+  }
+  std::uint64_t u64(const char* k) {
+    const json* f = field(k);
+    if (f == nullptr) return 0;
+    if (!f->is_number_unsigned() && !(f->is_number_integer() && f->get<std::int64_t>() >= 0)) {
+      bad(k, "an unsigned integer");
+      return 0;
+    }
+    return f->get<std::uint64_t>();
+  }
+  std::optional<std::int64_t> opt_i64(const char* k) {
+    const json* f = field(k);
+    if (f == nullptr || f->is_null()) return std::nullopt;
+    if (!f->is_number_integer()) {
+      bad(k, "an integer or null");
+      return std::nullopt;
+    }
+    return f->get<std::int64_t>();
+  }
+  bool boolean(const char* k) {
+    const json* f = field(k);
+    if (f == nullptr) return false;
+    if (!f->is_boolean()) {
+      bad(k, "a boolean");
+      return false;
+    }
+    return f->get<bool>();
+  }
+};
+
+tl::expected<JsonLine, std::string> parse_probe(const json& j) {
+  Reader rd{j, {}};
+  ProbeRecord r;
+  r.target = rd.str("target");
+  const auto proto = parse_enum(rd.str("proto"), {Proto::Icmp, Proto::Stamp, Proto::Ttl});
+  const auto sid = rd.u64("session_id");
+  r.seq = rd.u64("seq");
+  r.tx_ns = rd.i64("tx_ns");
+  r.rx_ns = rd.opt_i64("rx_ns");
+  r.rtt_ns = rd.opt_i64("rtt_ns").value_or(0);
+  r.tx_kernel_ts = rd.boolean("tx_kernel_ts");
+  r.fwd_path = rd.str("fwd_path");
+  r.rev_path = rd.str("rev_path");
+  r.late = rd.boolean("late");
+  // "loss" is absent from lines written before it existed: a lost probe then says nothing
+  // about its direction.
+  if (const auto it = j.find("loss"); it != j.end() && !it->is_null()) {
+    const auto loss = it->is_string() ? parse_enum(it->get_ref<const std::string&>(),
+                                                   {LossDirection::Forward, LossDirection::Reverse,
+                                                    LossDirection::Undetermined})
+                                      : std::nullopt;
+    if (!loss) return tl::unexpected(std::string("field 'loss' is not null or a loss direction"));
+    r.loss = *loss;
+  } else if (it == j.end() && !r.rx_ns) {
+    r.loss = LossDirection::Undetermined;
+  }
+  if (const auto it = j.find("taps_down"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) return tl::unexpected(std::string("field 'taps_down' is not an array"));
+    for (const json& t : *it) {
+      if (!t.is_string()) {
+        return tl::unexpected(std::string("field 'taps_down' holds a non-string"));
+      }
+      r.taps_down.push_back(t.get<std::string>());
+    }
+  }
+  if (const json* refl = rd.field("reflector"); refl != nullptr && !refl->is_null()) {
+    if (!refl->is_object())
+      return tl::unexpected(std::string("field 'reflector' is not an object"));
+    Reader rr{*refl, {}};
+    const auto seq = rr.u64("seq");
+    r.reflector_rx_ns = rr.i64("rx_ns");
+    r.reflector_tx_ns = rr.i64("tx_ns");
+    r.reflector_clock_synced = rr.boolean("clock_synced");
+    if (!rr.error.empty()) return tl::unexpected("reflector: " + rr.error);
+    if (seq > 0xFFFFFFFFu) return tl::unexpected(std::string("reflector seq out of range"));
+    r.reflector_seq = static_cast<std::uint32_t>(seq);
+  }
+  if (!rd.error.empty()) return tl::unexpected(rd.error);
+  if (!proto) return tl::unexpected(std::string("unknown proto"));
+  if (sid > 0xFFFFFFFFu) return tl::unexpected(std::string("session_id out of range"));
+  r.proto = *proto;
+  r.session_id = static_cast<std::uint32_t>(sid);
+  return r;
+}
+
+tl::expected<JsonLine, std::string> parse_event(const json& j) {
+  Reader rd{j, {}};
+  PathEvent e;
+  const auto type =
+      parse_enum(rd.str("event"), {EventType::Switchover, EventType::OutageBegin,
+                                   EventType::OutageEnd, EventType::AsymmetricBegin,
+                                   EventType::AsymmetricEnd, EventType::TapDown, EventType::TapUp});
+  if (!rd.error.empty()) return tl::unexpected(rd.error);
+  if (!type) return tl::unexpected(std::string("unknown event"));
+  e.type = *type;
+  if (is_tap_event(e.type)) {
+    e.tap = rd.str("tap");
+    e.path = rd.str("path");
+    e.reason = rd.str("reason");
+    e.ts_ns = rd.i64("ts_ns");
+    e.detected_ns = rd.i64("detected_ns");
+    if (e.type == EventType::TapUp) e.duration_ns = rd.i64("duration_ns");
+    if (!rd.error.empty()) return tl::unexpected(rd.error);
+    return e;
+  }
+  e.target = rd.str("target");
+  const auto proto = parse_enum(rd.str("proto"), {Proto::Icmp, Proto::Stamp, Proto::Ttl});
+  const auto sid = rd.u64("session_id");
+  e.ts_ns = rd.i64("ts_ns");
+  e.seq = rd.u64("seq");
+  e.detected_ns = rd.i64("detected_ns");
+  const bool asym = e.type == EventType::AsymmetricBegin || e.type == EventType::AsymmetricEnd;
+  if (asym) {
+    e.fwd_path = rd.str("fwd_path");
+    e.rev_path = rd.str("rev_path");
+    if (e.type == EventType::AsymmetricEnd) e.duration_ns = rd.i64("duration_ns");
+  } else {
+    const auto dir = parse_enum(rd.str("direction"), {Direction::Forward, Direction::Reverse});
+    if (rd.error.empty() && !dir) return tl::unexpected(std::string("unknown direction"));
+    e.direction = dir.value_or(Direction::Forward);
+    e.from = rd.str("from");
+    e.to = rd.str("to");
+    e.last_ok_on_old_ns = rd.i64("last_ok_on_old_ns");
+    e.probes_lost = rd.u64("probes_lost");
+    e.probes_lost_undetermined = rd.u64("probes_lost_undetermined");
+    const auto kind = parse_enum(
+        rd.str("outage_kind"), {OutageKind::Bound, OutageKind::Measured, OutageKind::Undetermined});
+    if (rd.error.empty() && !kind) return tl::unexpected(std::string("unknown outage_kind"));
+    e.outage_kind = kind.value_or(OutageKind::Bound);
+    e.resolution_ns = rd.i64("resolution_ns");
+    if (e.type != EventType::OutageBegin) {
+      e.first_ok_on_new_ns = rd.i64("first_ok_on_new_ns");
+      e.outage_ns = rd.i64("outage_ns");
+    }
+    if (e.type == EventType::Switchover) e.failback = rd.boolean("failback");
+  }
+  if (!rd.error.empty()) return tl::unexpected(rd.error);
+  if (!proto) return tl::unexpected(std::string("unknown proto"));
+  if (sid > 0xFFFFFFFFu) return tl::unexpected(std::string("session_id out of range"));
+  e.proto = *proto;
+  e.session_id = static_cast<std::uint32_t>(sid);
+  return e;
+}
+
+}  // namespace
+
+const char* to_string(Proto p) {
+  switch (p) {
+    case Proto::Icmp:
+      return "icmp";
+    case Proto::Stamp:
+      return "stamp";
+    case Proto::Ttl:
+      return "ttl";
+  }
+  return "?";
+}
+
+const char* to_string(Direction d) {
+  return d == Direction::Forward ? "forward" : "reverse";
+}
+
+const char* to_string(LossDirection l) {
+  switch (l) {
+    case LossDirection::None:
+      return "none";
+    case LossDirection::Forward:
+      return "forward";
+    case LossDirection::Reverse:
+      return "reverse";
+    case LossDirection::Undetermined:
+      return "undetermined";
+  }
+  return "?";
+}
+
+const char* to_string(OutageKind k) {
+  switch (k) {
+    case OutageKind::Bound:
+      return "bound";
+    case OutageKind::Measured:
+      return "measured";
+    case OutageKind::Undetermined:
+      return "undetermined";
+  }
+  return "?";
+}
+
+const char* to_string(EventType t) {
+  switch (t) {
+    case EventType::Switchover:
+      return "switchover";
+    case EventType::OutageBegin:
+      return "outage_begin";
+    case EventType::OutageEnd:
+      return "outage_end";
+    case EventType::AsymmetricBegin:
+      return "asymmetric_begin";
+    case EventType::AsymmetricEnd:
+      return "asymmetric_end";
+    case EventType::TapDown:
+      return "tap_down";
+    case EventType::TapUp:
+      return "tap_up";
+  }
+  return "unknown";
+}
+
+void append_json(const ProbeRecord& r, std::string& out, std::string_view agent) {
+  head(out, "probe", agent);
+  kv(out, "target", r.target);
+  kv(out, "proto", to_string(r.proto));
+  kv_uint(out, "session_id", r.session_id);
+  kv_uint(out, "seq", r.seq);
+  kv_int(out, "tx_ns", r.tx_ns);
+  key(out, "rx_ns");
+  if (r.rx_ns) {
+    put_int(out, *r.rx_ns);
+  } else {
+    put_raw(out, "null");
+  }
+  key(out, "rtt_ns");
+  if (r.rx_ns) {
+    put_int(out, r.rtt_ns);
+  } else {
+    put_raw(out, "null");
+  }
+  kv_bool(out, "tx_kernel_ts", r.tx_kernel_ts);
+  kv(out, "fwd_path", r.fwd_path);
+  kv(out, "rev_path", r.rev_path);
+  key(out, "loss");
+  if (r.loss == LossDirection::None) {
+    put_raw(out, "null");
+  } else {
+    put_str(out, to_string(r.loss));
+  }
+  kv_bool(out, "late", r.late);
+  if (!r.taps_down.empty()) {
+    key(out, "taps_down");
+    out.push_back('[');
+    for (std::size_t i = 0; i < r.taps_down.size(); ++i) {
+      if (i != 0) out.push_back(',');
+      put_str(out, r.taps_down[i]);
+    }
+    out.push_back(']');
+  }
+  key(out, "reflector");
+  if (r.reflector_seq) {
+    out.push_back('{');
+    kv_uint(out, "seq", *r.reflector_seq);
+    kv_int(out, "rx_ns", r.reflector_rx_ns.value_or(0));
+    kv_int(out, "tx_ns", r.reflector_tx_ns.value_or(0));
+    kv_bool(out, "clock_synced", r.reflector_clock_synced);
+    out.push_back('}');
+  } else {
+    put_raw(out, "null");
+  }
+  out.append("}\n");
+}
+
+void append_json(const PathEvent& e, std::string& out, std::string_view agent) {
+  head(out, "event", agent);
+  kv(out, "event", to_string(e.type));
+  if (is_tap_event(e.type)) {
+    kv(out, "tap", e.tap);
+    kv(out, "path", e.path);
+    kv(out, "reason", e.reason);
+    kv_int(out, "ts_ns", e.ts_ns);
+    kv_int(out, "detected_ns", e.detected_ns);
+    if (e.type == EventType::TapUp) kv_int(out, "duration_ns", e.duration_ns);
+    out.append("}\n");
+    return;
+  }
+  kv(out, "target", e.target);
+  kv(out, "proto", to_string(e.proto));
+  kv_uint(out, "session_id", e.session_id);
+  const bool asym = e.type == EventType::AsymmetricBegin || e.type == EventType::AsymmetricEnd;
+  if (!asym) kv(out, "direction", to_string(e.direction));
+  kv_int(out, "ts_ns", e.ts_ns);
+  kv_uint(out, "seq", e.seq);
+  kv_int(out, "detected_ns", e.detected_ns);
+  if (asym) {
+    kv(out, "fwd_path", e.fwd_path);
+    kv(out, "rev_path", e.rev_path);
+    if (e.type == EventType::AsymmetricEnd) kv_int(out, "duration_ns", e.duration_ns);
+  } else {
+    kv(out, "from", e.from);
+    kv(out, "to", e.to);
+    kv_int(out, "last_ok_on_old_ns", e.last_ok_on_old_ns);
+    if (e.type != EventType::OutageBegin) {
+      kv_int(out, "first_ok_on_new_ns", e.first_ok_on_new_ns);
+      kv_int(out, "outage_ns", e.outage_ns);
+    }
+    kv_uint(out, "probes_lost", e.probes_lost);
+    kv_uint(out, "probes_lost_undetermined", e.probes_lost_undetermined);
+    kv(out, "outage_kind", to_string(e.outage_kind));
+    kv_int(out, "resolution_ns", e.resolution_ns);
+    if (e.type == EventType::Switchover) kv_bool(out, "failback", e.failback);
+  }
+  out.append("}\n");
+}
+
+tl::expected<JsonLine, std::string> parse_json_line(std::string_view line) {
+  while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
+  const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return tl::unexpected(std::string("not valid JSON"));
+  if (!j.is_object()) return tl::unexpected(std::string("not a JSON object"));
+  const auto it = j.find("type");
+  if (it == j.end() || !it->is_string()) return tl::unexpected(std::string("missing field 'type'"));
+  const auto& type = it->get_ref<const std::string&>();
+  if (type == "probe") return parse_probe(j);
+  if (type == "event") return parse_event(j);
+  return tl::unexpected("unknown type '" + type + "'");
+}
+
+namespace {
+
+/// "N probes lost" in words that say what is known of their direction.
+std::string losses_text(const PathEvent& e) {
+  const std::string und = std::to_string(e.probes_lost_undetermined) +
+                          " probes lost beyond the tap, direction undetermined";
+  if (e.probes_lost == 0) return e.probes_lost_undetermined > 0 ? und : "no loss seen";
+  std::string s = std::to_string(e.probes_lost) + " probes lost";
+  if (e.probes_lost_undetermined > 0) {
+    s += " (and " + std::to_string(e.probes_lost_undetermined) +
+         " more beyond the tap, direction undetermined)";
+  }
+  return s;
+}
+
+/// The outage figure with what it is: measured (with its resolution) or an upper bound.
+std::string outage_text(const PathEvent& e) {
+  if (e.outage_kind == OutageKind::Measured) {
+    return "outage " + ms(e.outage_ns) + " (resolution " + ms(e.resolution_ns) + "), " +
+           losses_text(e);
+  }
+  return losses_text(e) + ", outage at most " + ms(e.outage_ns);
+}
+
+}  // namespace
+
+std::string describe(const PathEvent& e) {
+  if (e.type == EventType::TapDown) {
+    return "tap_down " + e.tap + " (" + e.path + "): " + e.reason +
+           "; attribution goes on without it, its silence taken as no evidence (capture "
+           "complete up to " +
+           iso_time(e.ts_ns) + ")";
+  }
+  if (e.type == EventType::TapUp) {
+    return "tap_up " + e.tap + " (" + e.path + "): capturing again after " + ms(e.duration_ns) +
+           " down (" + e.reason + ") at " + iso_time(e.ts_ns);
+  }
+  std::string s = std::string(to_string(e.type)) + " ";
+  const bool asym = e.type == EventType::AsymmetricBegin || e.type == EventType::AsymmetricEnd;
+  if (!asym) s += std::string(to_string(e.direction)) + " ";
+  s += e.target + " " + to_string(e.proto) + ": ";
+  switch (e.type) {
+    case EventType::Switchover:
+      s += e.from + " -> " + e.to + (e.failback ? " (failback)" : "") + ", " + outage_text(e) +
+           " (last ok " + iso_time(e.last_ok_on_old_ns) + ", first ok " +
+           iso_time(e.first_ok_on_new_ns) + ")";
+      break;
+    case EventType::OutageBegin:
+      s += "no path after " +
+           (e.outage_kind == OutageKind::Undetermined
+                ? std::to_string(e.probes_lost_undetermined) +
+                      " probes lost beyond the tap, direction undetermined"
+                : losses_text(e)) +
+           " (was " + e.from + ", last ok " + iso_time(e.last_ok_on_old_ns) + ")";
+      break;
+    case EventType::OutageEnd:
+      s += "through again on " + e.to + ", " + outage_text(e);
+      break;
+    case EventType::AsymmetricBegin:
+      s += "forward on " + e.fwd_path + ", reverse on " + e.rev_path;
+      break;
+    case EventType::AsymmetricEnd:
+      s += "symmetric again (forward " + e.fwd_path + ", reverse " + e.rev_path + ") after " +
+           ms(e.duration_ns);
+      break;
+    case EventType::TapDown:
+    case EventType::TapUp:
+      break;  // described above
+  }
+  return s + " at " + iso_time(e.ts_ns);
+}
+
+JsonLinesWriter::JsonLinesWriter(const std::string& target, std::string agent)
+    : agent_(std::move(agent)) {
+  if (target == "-") {
+    fd_ = STDOUT_FILENO;
+    return;
+  }
+  fd_ = ::open(target.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd_ < 0) {
+    throw ConfigError("", "output", target, std::string("cannot open: ") + std::strerror(errno));
+  }
+  owns_ = true;
+}
+
+JsonLinesWriter::JsonLinesWriter(int fd, std::string agent) : fd_(fd), agent_(std::move(agent)) {}
+
+JsonLinesWriter::~JsonLinesWriter() {
+  (void)flush();
+  if (owns_) ::close(fd_);
+}
+
+void JsonLinesWriter::commit(std::size_t line_start, bool urgent) {
+  if (pending_bytes() > max_buffer_) {
+    buf_.resize(line_start);  // the sink is stuck: drop this line rather than grow forever
+    ++dropped_;
+    return;
+  }
+  ++lines_;
+  if (urgent || pending_bytes() >= kFlushAt) (void)flush();
+}
+
+void JsonLinesWriter::write(const ProbeRecord& r) {
+  const std::size_t start = buf_.size();
+  append_json(r, buf_, agent_);
+  commit(start, false);
+}
+
+void JsonLinesWriter::write(const PathEvent& e) {
+  const std::size_t start = buf_.size();
+  append_json(e, buf_, agent_);
+  commit(start, true);
+}
+
+tl::expected<void, std::error_code> JsonLinesWriter::flush() {
+  while (sent_ < buf_.size()) {
+    const ssize_t n = ::write(fd_, buf_.data() + sent_, buf_.size() - sent_);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      const int err = errno;
+      ++write_errors_;
+      if (sent_ >= buf_.size() / 2) {  // drop what was written so a slow sink cannot grow us
+        buf_.erase(0, sent_);
+        sent_ = 0;
+      }
+      return tl::unexpected(std::error_code(err, std::generic_category()));
+    }
+    sent_ += static_cast<std::size_t>(n);
+  }
+  buf_.clear();  // keeps capacity: no allocation in steady state
+  sent_ = 0;
+  return {};
+}
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,52 @@
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pathsentry/probe/agent/tap_config.h"
+#include "pathsentry/probe/engine/probe_session.h"
+#include "pathsentry/probe/io/probe_sockets.h"
+
+namespace pathsentry::probe {
+
+/// The agent's whole configuration after the TOML file (--config) and the command-line flags
+/// that override it (docs/probe.md has the reference). There is no built-in target.
+struct AgentConfig {
+  std::string config_file;  ///< "" when none was given
+  std::uint32_t agent_id = 1;
+  std::string records;           ///< --records: "" = none, "-" = stdout, else a file path
+  std::string summary_json;      ///< --summary-json: "" = none, "-" = stdout, else a file path
+  bool quiet = false;            ///< no live per-second summary
+  bool check_only = false;       ///< --check-config: validate and exit
+  bool help = false;             ///< --help
+  std::int64_t duration_ns = 0;  ///< 0 = until SIGINT/SIGTERM
+  io::IcmpSocketMode icmp_socket = io::IcmpSocketMode::Auto;
+  int rt_priority = 10;  ///< SCHED_FIFO priority of the engine's threads; 0 = default policy
+  /// One entry per session (per target: ICMP then STAMP), with session ids assigned.
+  std::vector<SessionConfig> sessions;
+  /// For each session, the config key its socket options came from ("targets[0]" or
+  /// "--target"), so startup errors can name it.
+  std::vector<std::string> session_keys;
+  /// Taps and detector settings ([[tap]], [detector], --tap…; tap_config.h).
+  TapSettings tap;
+  /// Size cycling in effect (--size-cycle/--size-step, agent.size_cycle/size_step; also in
+  /// every SessionConfig): number of sizes (1 = fixed) and bytes between them. When cycling,
+  /// every session's `size` is raised so all requests share one base IP total length.
+  std::uint32_t size_cycle = 1;
+  std::uint32_t size_step = 16;
+};
+
+/// Parses the command line (without argv[0]) and the config file it names. Session ids are
+/// (`run_nonce` << 16) | (index + 1), so a restarted agent does not take replies meant for its
+/// previous run. Throws ConfigError naming the file (or "command line"), the key and the bad
+/// value for every mistake, including a configuration without any target.
+[[nodiscard]] AgentConfig parse_agent_config(std::span<const std::string_view> args,
+                                             std::uint16_t run_nonce);
+
+/// The --help text.
+[[nodiscard]] std::string agent_usage();
+
+}  // namespace pathsentry::probe

@@ -1,5 +1,0 @@
-#include "pathsentry/probe/reflector.h"
-
-int main(int argc, char** argv) {
-  return pathsentry::probe::reflector_main(argc, argv);
-}

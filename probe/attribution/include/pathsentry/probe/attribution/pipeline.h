@@ -1,0 +1,191 @@
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "pathsentry/common/clock.h"
+#include "pathsentry/common/record_json.h"
+#include "pathsentry/probe/attribution/attributor.h"
+#include "pathsentry/probe/attribution/detector.h"
+#include "pathsentry/probe/attribution/ttl_crosscheck.h"
+#include "pathsentry/probe/capture/tap.h"
+#include "pathsentry/probe/engine/probe_session.h"
+#include "pathsentry/probe/engine/record_sink.h"
+#include "pathsentry/probe/ttl/ttl_probe.h"
+
+namespace pathsentry::probe {
+
+/// How the live attribution pipeline runs (docs/attribution.md "Running it live").
+struct PipelineOptions {
+  std::vector<TapSpec> taps;  ///< in AttributorConfig order
+  DetectorConfig detector;
+  DecodeContext decode;
+  /// The agent's own addresses, for the clear taps' BPF filter (empty = any address).
+  std::vector<IpAddress> agent_addresses;
+  /// Probes per second of all sessions together (sizes the capture rings).
+  double total_pps = 1000;
+  /// The worker decides records and runs the detector this often.
+  std::int64_t poll_interval_ns = 2'000'000;
+  /// After stop() is asked, the worker keeps polling this long so the last probes' tap copies
+  /// and windows are complete before everything left is flushed.
+  std::int64_t drain_ns = 100'000'000;
+  /// Finished records and events as JSON lines (may be null: events are still logged).
+  JsonLinesWriter* output = nullptr;
+  /// One human line per event (describe()), called at once on the worker thread.
+  std::function<void(const std::string&)> event_log;
+  /// Warnings (capture errors, TTL cross-check disagreements).
+  std::function<void(const std::string&)> log;
+  /// TTL cross-check: tap samples within ± this of a TTL probe's send time are compared.
+  std::int64_t crosscheck_window_ns = 20'000'000;
+  /// A tap whose capture fails is reopened after this, then after twice as long each time up to
+  /// reopen_max_ns, until it captures again (docs/attribution.md "Tap failures"). Timed by the
+  /// Clock's monotonic reading.
+  std::int64_t reopen_initial_ns = 100'000'000;
+  std::int64_t reopen_max_ns = 5'000'000'000;
+};
+
+/// Reopens a tap's capture (the same interface, BPF filter and ring size).
+using SourceOpener = std::function<tl::expected<std::unique_ptr<PacketSource>, std::string>()>;
+
+/// The wait before reopen attempt number `attempt` (0 = the first) of a failed tap:
+/// `initial_ns` doubling each attempt, at most `max_ns`.
+[[nodiscard]] std::int64_t reopen_backoff_ns(std::uint32_t attempt, std::int64_t initial_ns,
+                                             std::int64_t max_ns);
+
+/// What the attributor needs to know of a configured session (its request's IP total length
+/// is computed as the engine builds it).
+[[nodiscard]] SessionSpec session_spec_for(const SessionConfig& s);
+
+/// The agent's path side wired live. Without taps, engine records pass through unattributed
+/// (paths "") and only TTL sessions (docs/ttl.md) feed the detector.
+/// With taps: the engine's RecordSink feeds an Attributor, one capture
+/// thread per tap pumps observations into it, and a worker thread polls the attributor every
+/// few ms, writes finished records (with fwd_path/rev_path) and feeds per-direction samples to
+/// the Detector, whose events are written and logged at once.
+///
+/// Threads: on_sent()/on_record() (the engine's receiver thread) and the capture threads only
+/// append to mutex-protected hand-off queues; the attributor, detector and output belong to the
+/// worker thread alone. current_paths() may be called from any thread.
+class Pipeline final : public RecordSink {
+ public:
+  /// Throws ConfigError for an invalid tap or detector configuration.
+  Pipeline(const Clock& clock, PipelineOptions options);
+  ~Pipeline() override;
+  Pipeline(const Pipeline&) = delete;
+  Pipeline& operator=(const Pipeline&) = delete;
+
+  /// Registers a session (before start()).
+  void add_session(const SessionSpec& spec);
+  /// Registers a TTL session (before start()): its results become records (proto ttl,
+  /// rev_path "") and forward samples for the detector, cross-checked against the taps.
+  void add_ttl_session(std::uint32_t session_id, const IpAddress& target);
+  /// One TTL probe's result (any thread: the TtlProber's).
+  void on_ttl_result(const TtlResult& result);
+  /// Opens every tap's live capture (needs CAP_NET_RAW: call before dropping privileges).
+  /// Throws ConfigError naming `keys[i]` (e.g. "tap[0]" or "--tap") when a capture fails.
+  void open_live_taps(const std::vector<std::string>& keys);
+  /// Uses `source` for tap `index` instead of a live capture (tests: pcap files). When its
+  /// capture fails, `reopen` (if any) is tried with backoff until it yields a new source; without
+  /// it the tap stays down. A source that ends (a file) is not a failure: the tap is done.
+  void set_source(std::size_t index, std::unique_ptr<PacketSource> source,
+                  SourceOpener reopen = {});
+  /// Starts the capture threads and the worker.
+  void start();
+  /// Drains (drain_ns), flushes every pending probe, stops and joins the threads. Call after
+  /// the engine has returned (every record delivered). Idempotent.
+  void stop();
+
+  void on_sent(const SentNotice& sent) override;
+  void on_record(const ProbeRecord& record) override;
+
+  /// "fwd=PATH rev=PATH" for a session: the detector's confirmed paths ("none" during an
+  /// outage, "-" before one is established).
+  [[nodiscard]] std::string current_paths(std::uint32_t session_id) const;
+  /// "" while every tap captures, else e.g. "degraded: tap-inet (ipsec) down 2.310 s" (any
+  /// thread: the per-second summary).
+  [[nodiscard]] std::string degraded() const;
+  /// End-of-run counters as log lines (per tap and per path, the TTL cross-check). Call after
+  /// stop().
+  [[nodiscard]] std::vector<std::string> stats_lines();
+  /// A tapped session's lost records by `loss` [forward, reverse, undetermined] (after stop(),
+  /// or from the worker's thread); nullopt without taps or for an unknown session.
+  [[nodiscard]] std::optional<std::array<std::uint64_t, 3>> session_losses(
+      std::uint32_t session_id) const;
+  /// The TTL cross-check's counters (after stop(), or from the worker's thread).
+  [[nodiscard]] const CrossCheckStats& crosscheck_stats() const { return crosscheck_.stats(); }
+
+ private:
+  struct TapThread;
+  using Input = std::variant<SentNotice, ProbeRecord, TtlResult>;
+  /// A tap's capture failed (down) or was reopened (up): from its capture thread to the worker.
+  struct TapChange {
+    std::size_t tap = 0;
+    bool down = true;
+    std::int64_t ts_ns = 0;        ///< down: capture complete up to here; up: capturing again
+    std::int64_t detected_ns = 0;  ///< clock when it was seen
+    std::int64_t duration_ns = 0;  ///< up: time down
+    std::string reason;
+  };
+
+  void capture_loop(TapThread& t);
+  /// The tap's capture failed: reports it, then reopens it with backoff. Returns false when
+  /// stop() was asked first.
+  bool recover(TapThread& t, const std::string& reason);
+  void publish_watermark(TapThread& t, std::int64_t ts_ns);
+  void handle_tap_changes();
+  void worker_loop();
+  void process(std::int64_t now_ns, bool final);
+  void handle_event(const PathEvent& e);
+  void handle_verdicts();
+
+  const Clock& clock_;
+  PipelineOptions options_;
+  Attributor attributor_;
+  Detector detector_;
+  std::vector<std::uint32_t> session_ids_;
+  bool attribute_ = false;  // taps configured: records go through the attributor
+  std::map<std::uint32_t, std::string> ttl_targets_;  // TTL session id -> target text
+  std::vector<std::unique_ptr<TapThread>> taps_;
+
+  std::mutex in_mu_;
+  std::vector<Input> inputs_;
+  std::vector<std::pair<std::size_t, Observation>> observations_;
+  std::vector<TapChange> tap_changes_;
+
+  mutable std::mutex paths_mu_;
+  std::map<std::uint32_t, std::string> paths_;
+
+  std::atomic<bool> capture_stop_{false};
+  std::atomic<bool> worker_stop_{false};
+  std::thread worker_;
+  bool started_ = false;
+  bool stopped_ = false;
+
+  // worker-only scratch
+  std::vector<Input> in_scratch_;
+  std::vector<std::pair<std::size_t, Observation>> obs_scratch_;
+  std::vector<TapChange> changes_scratch_;
+  std::vector<ProbeRecord> records_;
+  std::vector<PathSample> samples_;
+  std::vector<std::string> notes_;  // the attributor's log lines
+  std::vector<PathEvent> events_;
+  std::vector<ProbeRecord> ttl_records_;
+  std::vector<CrossCheckVerdict> verdicts_;
+  TtlCrossCheck crosscheck_;
+  std::int64_t last_flush_ns_ = 0;
+  std::uint64_t capture_lag_polls_ = 0;  // polls whose decisions waited for a tap's capture
+};
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,609 @@
+#include "pathsentry/probe/attribution/pipeline.h"
+
+#include <poll.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <limits>
+
+#include "pathsentry/common/config_error.h"
+#include "pathsentry/common/privileges.h"
+#include "pathsentry/probe/capture/packet_source.h"
+#include "pathsentry/probe/wire/probe_wire.h"
+
+namespace pathsentry::probe {
+
+struct Pipeline::TapThread {
+  std::size_t index = 0;
+  std::unique_ptr<Tap> tap;
+  SourceOpener reopen;  // empty: a failed capture stays down
+  std::thread thread;
+  std::string error;  // the last failure (capture thread; read after stop())
+  /// Capture time up to which this tap has handed over everything it captured: the newest
+  /// frame's timestamp, or (ring drained, or the tap down and known to the attributor as such)
+  /// the clock minus a little slack; INT64_MAX at the end of a file. Written by the capture
+  /// thread, read by the worker.
+  std::atomic<std::int64_t> watermark_ns{std::numeric_limits<std::int64_t>::min()};
+  /// Down since (capture time), for degraded(); kUp while capturing.
+  static constexpr std::int64_t kUp = std::numeric_limits<std::int64_t>::min();
+  std::atomic<std::int64_t> down_since_ns{kUp};
+};
+
+namespace {
+
+// Buffers what one pump decodes, so the hand-off lock is taken once per batch.
+class BufferSink final : public ObservationSink {
+ public:
+  void on_observation(std::size_t tap, const Observation& obs) override {
+    buf.emplace_back(tap, obs);
+  }
+  std::vector<std::pair<std::size_t, Observation>> buf;
+};
+
+constexpr std::size_t kPumpBatch = 4096;
+// A drained capture ring holds nothing stamped more than this before the clock read.
+constexpr std::int64_t kDrainSlackNs = 1'000'000;
+// The attributor's settle_ns: windows ending at the watermark are complete this much later.
+constexpr std::int64_t kWatermarkGraceNs = 20'000'000;
+
+}  // namespace
+
+std::int64_t reopen_backoff_ns(std::uint32_t attempt, std::int64_t initial_ns,
+                               std::int64_t max_ns) {
+  std::int64_t d = std::max<std::int64_t>(initial_ns, 1);
+  for (std::uint32_t i = 0; i < attempt && d < max_ns; ++i) d *= 2;
+  return std::min(d, std::max(max_ns, initial_ns));
+}
+
+SessionSpec session_spec_for(const SessionConfig& s) {
+  SessionSpec spec;
+  spec.session_id = s.session_id;
+  spec.proto = s.proto;
+  spec.target = s.target;
+  const std::size_t ip_header = s.target.family == AF_INET ? 20 : 40;
+  spec.wire_bytes = static_cast<std::uint32_t>(ip_header + datagram_size_for(s.proto, s.size) +
+                                               (s.proto == Proto::Stamp ? kUdpHeaderSize : 0));
+  spec.stateful_reflector = s.stamp_stateful;
+  spec.rate_pps = s.rate_pps;
+  spec.timeout_ns = s.timeout_ns;
+  return spec;
+}
+
+Pipeline::Pipeline(const Clock& clock, PipelineOptions options)
+    : clock_(clock),
+      options_(std::move(options)),
+      attributor_(AttributorConfig{.taps = options_.taps}),
+      detector_(options_.detector),
+      attribute_(!options_.taps.empty()),
+      crosscheck_(options_.crosscheck_window_ns) {
+  taps_.reserve(options_.taps.size());
+  for (std::size_t i = 0; i < options_.taps.size(); ++i) {
+    auto t = std::make_unique<TapThread>();
+    t->index = i;
+    taps_.push_back(std::move(t));
+  }
+}
+
+Pipeline::~Pipeline() {
+  stop();
+}
+
+void Pipeline::add_session(const SessionSpec& spec) {
+  if (attribute_) attributor_.add_session(spec);
+  session_ids_.push_back(spec.session_id);
+  std::lock_guard lock(paths_mu_);
+  paths_[spec.session_id] = "fwd=- rev=-";
+}
+
+void Pipeline::add_ttl_session(std::uint32_t session_id, const IpAddress& target) {
+  if (ttl_targets_.count(session_id) != 0) {
+    throw ConfigError("", "session " + std::to_string(session_id), target.to_string(),
+                      "duplicate session id");
+  }
+  ttl_targets_[session_id] = target.to_string();
+  session_ids_.push_back(session_id);
+  std::lock_guard lock(paths_mu_);
+  paths_[session_id] = "fwd=-";
+}
+
+void Pipeline::on_ttl_result(const TtlResult& result) {
+  std::lock_guard lock(in_mu_);
+  inputs_.emplace_back(result);
+}
+
+void Pipeline::open_live_taps(const std::vector<std::string>& keys) {
+  for (std::size_t i = 0; i < taps_.size(); ++i) {
+    if (taps_[i]->tap) continue;
+    const TapSpec& spec = options_.taps[i];
+    LiveOptions lo;
+    lo.interface = spec.interface;
+    lo.filter = bpf_filter(spec, options_.agent_addresses, options_.decode.stamp_port);
+    lo.snaplen = 256;
+    lo.buffer_bytes = ring_buffer_bytes(2 * options_.total_pps, lo.snaplen);
+    lo.immediate = true;
+    lo.nonblocking = true;
+    auto src = open_live(lo);
+    if (!src) {
+      const std::string key = i < keys.size() ? keys[i] : "tap";
+      throw ConfigError("", key == "--tap" ? key : key + ".interface", spec.interface,
+                        "cannot capture: " + src.error());
+    }
+    // The same capture again once it fails: needs CAP_NET_RAW then too (kept in the permitted
+    // set by the agent, raised for the call: io/privileges.h).
+    set_source(i, std::move(*src),
+               [lo]() -> tl::expected<std::unique_ptr<PacketSource>, std::string> {
+                 const io::NetRawScope cap;
+                 auto reopened = open_live(lo);
+                 if (!reopened && !cap.error().empty()) {
+                   return tl::unexpected(reopened.error() + " (" + cap.error() + ")");
+                 }
+                 return reopened;
+               });
+  }
+}
+
+void Pipeline::set_source(std::size_t index, std::unique_ptr<PacketSource> source,
+                          SourceOpener reopen) {
+  taps_.at(index)->tap =
+      std::make_unique<Tap>(options_.taps[index], options_.decode, std::move(source), index);
+  taps_.at(index)->reopen = std::move(reopen);
+}
+
+void Pipeline::start() {
+  if (started_) return;
+  started_ = true;
+  for (auto& t : taps_) {
+    if (!t->tap) throw ConfigError("", "tap", options_.taps[t->index].interface, "has no source");
+  }
+  for (auto& t : taps_) {
+    TapThread* tt = t.get();
+    t->thread = std::thread([this, tt] { capture_loop(*tt); });
+  }
+  worker_ = std::thread([this] { worker_loop(); });
+}
+
+void Pipeline::stop() {
+  if (!started_ || stopped_) return;
+  stopped_ = true;
+  // Keep capturing and polling a little: the last replies' tap copies and ESP windows.
+  std::this_thread::sleep_for(std::chrono::nanoseconds(options_.drain_ns));
+  capture_stop_.store(true);
+  for (auto& t : taps_) {
+    if (t->thread.joinable()) t->thread.join();
+  }
+  worker_stop_.store(true);
+  if (worker_.joinable()) worker_.join();
+}
+
+void Pipeline::on_sent(const SentNotice& sent) {
+  if (!attribute_) return;
+  std::lock_guard lock(in_mu_);
+  inputs_.emplace_back(sent);
+}
+
+void Pipeline::on_record(const ProbeRecord& record) {
+  std::lock_guard lock(in_mu_);
+  inputs_.emplace_back(record);
+}
+
+std::string Pipeline::degraded() const {
+  std::string out;
+  const std::int64_t now = clock_.system_ns();
+  for (const auto& t : taps_) {
+    const std::int64_t since = t->down_since_ns.load();
+    if (since == TapThread::kUp) continue;
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f",
+                  static_cast<double>(std::max<std::int64_t>(0, now - since)) / 1e9);
+    out += (out.empty() ? "degraded: " : ", ") + options_.taps[t->index].interface + " (" +
+           options_.taps[t->index].path + ") down " + b + " s";
+  }
+  return out;
+}
+
+std::string Pipeline::current_paths(std::uint32_t session_id) const {
+  std::lock_guard lock(paths_mu_);
+  auto it = paths_.find(session_id);
+  if (it != paths_.end()) return it->second;
+  return ttl_targets_.count(session_id) != 0 ? std::string("fwd=-") : std::string("fwd=- rev=-");
+}
+
+void Pipeline::publish_watermark(TapThread& t, std::int64_t ts_ns) {
+  if (ts_ns > t.watermark_ns.load(std::memory_order_relaxed)) {
+    t.watermark_ns.store(ts_ns, std::memory_order_release);
+  }
+}
+
+void Pipeline::capture_loop(TapThread& t) {
+  BufferSink sink;
+  bool end = false;
+  while (!end) {
+    const bool stopping = capture_stop_.load();
+    auto n = t.tap->pump(sink, kPumpBatch, &end);
+    std::string failure;
+    std::int64_t drained = std::numeric_limits<std::int64_t>::min();
+    if (!n) {
+      failure = n.error();
+    } else if (!end && *n < kPumpBatch) {
+      // The ring is empty: nothing captured before now (minus the slack) is pending — if the
+      // interface could deliver frames, which libpcap does not say for one that is down or
+      // without carrier (it just reads nothing). Checked after the clock read, so a watermark
+      // is only published for a time the link is known to have been up.
+      drained = clock_.system_ns() - kDrainSlackNs;
+      failure = t.tap->source().link_problem().value_or("");
+    }
+    std::int64_t newest = std::numeric_limits<std::int64_t>::min();
+    if (!sink.buf.empty()) {
+      for (const auto& o : sink.buf) newest = std::max(newest, o.second.ts_ns);
+      std::lock_guard lock(in_mu_);
+      observations_.insert(observations_.end(), sink.buf.begin(), sink.buf.end());
+      sink.buf.clear();
+    }
+    if (!failure.empty()) {
+      // What was read before the failure is complete; from there on the tap is down (never
+      // complete up to +inf: its silence must not count as evidence, docs/attribution.md).
+      publish_watermark(t, newest);
+      if (!recover(t, failure)) break;
+      continue;
+    }
+    // Published after the observations are queued, so the worker never sees a watermark
+    // ahead of what it can read.
+    publish_watermark(t,
+                      end ? std::numeric_limits<std::int64_t>::max() : std::max(newest, drained));
+    if (stopping) break;  // one last pump after the stop was asked
+    if (*n == kPumpBatch) continue;
+    const int fd = t.tap->source().selectable_fd();
+    if (fd >= 0) {
+      pollfd p{fd, POLLIN, 0};
+      (void)::poll(&p, 1, 5);
+    } else if (!end) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  }
+}
+
+bool Pipeline::recover(TapThread& t, const std::string& reason) {
+  const std::string& name = t.tap->spec().interface;
+  std::int64_t due = clock_.monotonic_ns() +
+                     reopen_backoff_ns(0, options_.reopen_initial_ns, options_.reopen_max_ns);
+  const std::int64_t detected = clock_.system_ns();
+  const std::int64_t wm = t.watermark_ns.load(std::memory_order_relaxed);
+  // Down from where its capture was last complete (or now, if it never reported).
+  const std::int64_t from = wm == std::numeric_limits<std::int64_t>::min() ? detected : wm;
+  t.error = reason;
+  t.tap->close_source();
+  t.tap->count_down();
+  t.down_since_ns.store(from);
+  {
+    // Queued before the watermark moves past `from`: the worker tells the attributor about the
+    // down span before it decides any window after it.
+    std::lock_guard lock(in_mu_);
+    tap_changes_.push_back(TapChange{t.index, true, from, detected, 0, reason});
+  }
+  std::uint32_t attempt = 0;
+  std::string last_error = reason;
+  while (!capture_stop_.load()) {
+    // While down, the tap holds nothing back: the attributor knows its silence means nothing.
+    publish_watermark(t, clock_.system_ns() - kDrainSlackNs);
+    const std::int64_t now = clock_.monotonic_ns();
+    if (t.reopen && now >= due) {
+      t.tap->count_reopen_attempt();
+      auto src = t.reopen();
+      std::string problem;
+      if (!src) {
+        problem = src.error();
+      } else if (auto p = (*src)->link_problem()) {
+        problem = *p;
+      }
+      if (problem.empty()) {
+        const std::int64_t up = clock_.system_ns();
+        const std::int64_t down_ns = std::max<std::int64_t>(0, up - from);
+        t.tap->replace_source(std::move(*src));
+        t.tap->count_up(down_ns);
+        {
+          std::lock_guard lock(in_mu_);
+          tap_changes_.push_back(TapChange{t.index, false, up, up, down_ns, reason});
+        }
+        t.down_since_ns.store(TapThread::kUp);
+        return true;
+      }
+      ++attempt;
+      if (options_.log && (attempt == 1 || attempt % 10 == 0 || problem != last_error)) {
+        // open_live() names the tap already.
+        const std::string prefix = "tap " + name + ": ";
+        options_.log(prefix + "still down after " + std::to_string(attempt) +
+                     " reopen attempt(s): " +
+                     (problem.rfind(prefix, 0) == 0 ? problem.substr(prefix.size()) : problem));
+      }
+      last_error = problem;
+      t.error = problem;
+      due = now + reopen_backoff_ns(attempt, options_.reopen_initial_ns, options_.reopen_max_ns);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+void Pipeline::worker_loop() {
+  auto next = std::chrono::steady_clock::now();
+  const auto period = std::chrono::nanoseconds(options_.poll_interval_ns);
+  while (!worker_stop_.load()) {
+    process(clock_.system_ns(), false);
+    next += period;
+    const auto now = std::chrono::steady_clock::now();
+    if (next < now) next = now;
+    std::this_thread::sleep_until(next);
+  }
+  process(clock_.system_ns(), true);
+}
+
+void Pipeline::process(std::int64_t now_ns, bool final) {
+  // How far every tap's capture is complete, read BEFORE taking the queued observations: a
+  // capture thread queues its frames first and then publishes its watermark, so everything the
+  // watermarks read here cover is in the queue swapped below (read after, a watermark could
+  // cover frames queued after the swap, which this poll would then decide without).
+  // A tap that has not reported yet holds everything back (its first pump comes at once).
+  std::int64_t complete = now_ns;
+  for (const auto& t : taps_) {
+    const std::int64_t wm = t->watermark_ns.load(std::memory_order_acquire);
+    complete = std::min(
+        complete,
+        wm == std::numeric_limits<std::int64_t>::min()
+            ? wm
+            : wm + std::min(kWatermarkGraceNs, std::numeric_limits<std::int64_t>::max() - wm));
+  }
+  {
+    std::lock_guard lock(in_mu_);
+    in_scratch_.swap(inputs_);
+    obs_scratch_.swap(observations_);
+    changes_scratch_.swap(tap_changes_);
+  }
+  handle_tap_changes();
+  for (const auto& [tap, obs] : obs_scratch_) attributor_.on_observation(tap, obs);
+  for (const Input& in : in_scratch_) {
+    if (const auto* s = std::get_if<SentNotice>(&in)) {
+      attributor_.on_sent(ProbeSent{s->session_id, s->seq, s->tx_ns, s->wire_bytes});
+    } else if (const auto* t = std::get_if<TtlResult>(&in)) {
+      auto it = ttl_targets_.find(t->session_id);
+      if (it == ttl_targets_.end()) continue;
+      ProbeRecord r;
+      r.target = it->second;
+      r.proto = Proto::Ttl;
+      r.session_id = t->session_id;
+      r.seq = t->seq;
+      r.tx_ns = t->tx_ns;
+      if (t->outcome != TtlOutcome::None) {
+        r.rx_ns = t->rx_ns.value_or(t->tx_ns);
+        r.rtt_ns = *r.rx_ns - t->tx_ns;
+      } else {
+        // Nothing came back: the probe, or the hop's ICMP error on its way back, was lost.
+        r.loss = LossDirection::Undetermined;
+      }
+      r.fwd_path = t->path;
+      r.rev_path = "";  // not observable with TTL probes: the reply's way back is not seen
+      ttl_records_.push_back(std::move(r));
+    } else if (attribute_) {
+      attributor_.on_record(std::get<ProbeRecord>(in));
+    } else {
+      records_.push_back(std::get<ProbeRecord>(in));  // no taps: paths stay ""
+      // Without taps or a reflector's help nothing tells where a lost probe was lost.
+      if (!records_.back().rx_ns) records_.back().loss = LossDirection::Undetermined;
+    }
+  }
+  in_scratch_.clear();
+  obs_scratch_.clear();
+
+  if (attribute_) {
+    if (final) {
+      attributor_.flush(records_, &samples_);
+    } else {
+      // The attributor decides a window once its capture is complete: a tap whose capture
+      // thread lags holds the decisions back (instead of them being made without its copies).
+      if (complete < now_ns) ++capture_lag_polls_;
+      // Before every tap has reported there is nothing the attributor may decide.
+      if (complete != std::numeric_limits<std::int64_t>::min()) {
+        attributor_.poll(complete, records_, &samples_);
+      }
+    }
+  }
+  if (attribute_) {
+    attributor_.take_notes(notes_);
+    for (const std::string& n : notes_) {
+      if (options_.log) options_.log(n);
+    }
+    notes_.clear();
+  }
+  // The taps' forward samples first (for the cross-check), then the TTL probes' own.
+  const bool crosscheck = attribute_ && !ttl_targets_.empty();
+  if (crosscheck) {
+    for (const PathSample& s : samples_) {
+      if (s.dir == Direction::Forward) crosscheck_.on_tap_sample(s.target, s.tx_ns, s.path);
+    }
+  }
+  for (const ProbeRecord& r : ttl_records_) {
+    PathSample s;
+    s.session_id = r.session_id;
+    s.target = r.target;
+    s.proto = Proto::Ttl;
+    s.dir = Direction::Forward;
+    s.seq = r.seq;
+    s.tx_ns = r.tx_ns;
+    s.path = r.fwd_path;
+    s.fate = fate_of(r, Direction::Forward);
+    samples_.push_back(s);
+    if (crosscheck) crosscheck_.on_ttl(r.target, r.seq, r.tx_ns, r.fwd_path);
+  }
+  if (crosscheck) {
+    if (final) {
+      crosscheck_.flush(verdicts_);
+    } else {
+      crosscheck_.poll(now_ns, verdicts_);
+    }
+    handle_verdicts();
+  }
+  for (const PathSample& s : samples_) detector_.on_sample(s, now_ns, events_);
+  detector_.poll(now_ns, events_);
+  if (options_.output != nullptr) {
+    for (const ProbeRecord& r : records_) options_.output->write(r);
+    for (const ProbeRecord& r : ttl_records_) options_.output->write(r);
+  }
+  for (const PathEvent& e : events_) handle_event(e);
+  const bool changed = !samples_.empty();
+  records_.clear();
+  ttl_records_.clear();
+  samples_.clear();
+  events_.clear();
+  if (options_.output != nullptr && (final || now_ns - last_flush_ns_ >= 200'000'000)) {
+    (void)options_.output->flush();
+    last_flush_ns_ = now_ns;
+  }
+  if (!changed) return;
+  std::map<std::uint32_t, std::string> snapshot;
+  for (std::uint32_t id : session_ids_) {
+    std::string text;
+    const bool ttl = ttl_targets_.count(id) != 0;
+    for (Direction d : {Direction::Forward, Direction::Reverse}) {
+      if (ttl && d == Direction::Reverse) break;  // TTL probes see the forward path only
+      text += d == Direction::Forward ? "fwd=" : " rev=";
+      if (detector_.in_outage(id, d)) {
+        text += kPathNone;
+      } else if (auto p = detector_.current_path(id, d)) {
+        text += *p;
+      } else {
+        text += "-";
+      }
+    }
+    snapshot[id] = std::move(text);
+  }
+  std::lock_guard lock(paths_mu_);
+  paths_.swap(snapshot);
+}
+
+void Pipeline::handle_verdicts() {
+  for (const CrossCheckVerdict& v : verdicts_) {
+    if (v.kind != CrossCheckVerdict::Kind::Disagree || !options_.log) continue;
+    options_.log("ttl cross-check: " + v.target + " ttl probe " + std::to_string(v.seq) + " (tx " +
+                 std::to_string(v.tx_ns) + ") says forward path " + v.ttl_path + ", the taps say " +
+                 v.tap_path);
+  }
+  verdicts_.clear();
+}
+
+void Pipeline::handle_tap_changes() {
+  for (const TapChange& c : changes_scratch_) {
+    if (c.down) {
+      attributor_.tap_down(c.tap, c.ts_ns);
+    } else {
+      attributor_.tap_up(c.tap, c.ts_ns);
+    }
+    PathEvent e;
+    e.type = c.down ? EventType::TapDown : EventType::TapUp;
+    e.ts_ns = c.ts_ns;
+    e.detected_ns = c.detected_ns;
+    e.duration_ns = c.duration_ns;
+    e.tap = options_.taps[c.tap].interface;
+    e.path = options_.taps[c.tap].path;
+    e.reason = c.reason;
+    handle_event(e);
+  }
+  changes_scratch_.clear();
+}
+
+void Pipeline::handle_event(const PathEvent& e) {
+  if (options_.output != nullptr) options_.output->write(e);
+  if (options_.event_log) options_.event_log(describe(e));
+}
+
+std::optional<std::array<std::uint64_t, 3>> Pipeline::session_losses(
+    std::uint32_t session_id) const {
+  if (!attribute_) return std::nullopt;
+  return attributor_.session_losses(session_id);
+}
+
+std::vector<std::string> Pipeline::stats_lines() {
+  std::vector<std::string> out;
+  if (attribute_ && !ttl_targets_.empty()) {
+    const CrossCheckStats& c = crosscheck_.stats();
+    out.push_back(
+        "ttl cross-check with the taps: agree " + std::to_string(c.agree) + ", disagree " +
+        std::to_string(c.disagree) + ", undecided " + std::to_string(c.undecided) +
+        " (TTL probes without a path, not judged: " + std::to_string(c.no_ttl_path) + ")");
+  }
+  if (!attribute_) return out;
+  const AttributorStats& st = attributor_.stats();
+  const auto& labels = attributor_.path_labels();
+  std::string paths = "attribution: " + std::to_string(st.records) + " records;";
+  for (std::size_t i = 0; i < labels.size() && i < st.path_counts.size(); ++i) {
+    paths += " " + labels[i] + " fwd " + std::to_string(st.path_counts[i][0]) + " rev " +
+             std::to_string(st.path_counts[i][1]) + ";";
+  }
+  paths += " lost forward " + std::to_string(st.losses[0]) + " reverse " +
+           std::to_string(st.losses[1]) + " undetermined " + std::to_string(st.losses[2]) + ";";
+  paths += " early losses " + std::to_string(st.early_losses) + ", late records " +
+           std::to_string(st.late_records) + ", no record " + std::to_string(st.no_record) +
+           ", conflicts clear " + std::to_string(st.clear_conflicts) + " esp " +
+           std::to_string(st.esp_conflicts) + ", forward samples revised " +
+           std::to_string(st.fwd_samples_revised) + ", unseen made unknown by late ESP " +
+           std::to_string(st.fwd_late_esp) + ", polls held back by a lagging capture " +
+           std::to_string(capture_lag_polls_) + ", records with a tap down " +
+           std::to_string(st.tap_down_records) + " (unseen made unknown " +
+           std::to_string(st.fwd_unseen_tap_down) + ")";
+  out.push_back(paths);
+  for (auto& t : taps_) {
+    if (!t->tap) continue;
+    const TapStats& ts = t->tap->stats();
+    std::string line =
+        "tap " + t->tap->spec().interface + " (" + t->tap->spec().path + "): frames " +
+        std::to_string(ts.frames) + ", decoded " + std::to_string(ts.decoded) + ", pcap drops " +
+        std::to_string(ts.source.dropped) + "/" + std::to_string(ts.source.if_dropped);
+    for (std::size_t r = 0; r < kDropReasonCount; ++r) {
+      if (ts.dropped[r] != 0) {
+        line += ", " + std::string(to_string(static_cast<DropReason>(r))) + " " +
+                std::to_string(ts.dropped[r]);
+      }
+    }
+    if (t->index < st.taps.size()) {
+      const TapAttribution& ta = st.taps[t->index];
+      line += "; matched " + std::to_string(ta.matched) + ", unmatched " +
+              std::to_string(ta.unmatched) + ", ambiguous " + std::to_string(ta.ambiguous) +
+              ", esp seq gaps " + std::to_string(ta.esp_seq_gaps) + ", late " +
+              std::to_string(ta.late) + ", length mismatches " + std::to_string(ta.length_mismatch);
+      if (t->tap->spec().encap == Encap::Esp) {
+        line += ", by order " + std::to_string(ta.order_rescued) + ", no candidate " +
+                std::to_string(ta.no_candidate) + ", no length known " +
+                std::to_string(ta.unlearned) + ", no-attribution warnings " +
+                std::to_string(ta.silent_warnings) + "; transform " +
+                (t->tap->spec().transform
+                     ? std::string("configured")
+                     : "learned fwd " + (ta.transform[0].empty() ? "-" : ta.transform[0]) +
+                           " rev " + (ta.transform[1].empty() ? "-" : ta.transform[1]) +
+                           " (changes " + std::to_string(ta.transform_changes) + ")");
+        for (std::size_t d = 0; d < 2; ++d) {
+          const DelayStats& ds = ta.delay[d];
+          if (ds.count == 0) continue;
+          line += std::string("; ") + (d == 0 ? "fwd" : "rev") + " delay us min/mean/max " +
+                  std::to_string(ds.min_ns / 1000) + "/" +
+                  std::to_string(ds.sum_ns / static_cast<std::int64_t>(ds.count) / 1000) + "/" +
+                  std::to_string(ds.max_ns / 1000) + " (" + std::to_string(ds.near_hi) + " of " +
+                  std::to_string(ds.count) + " near the window's end)";
+        }
+      }
+    }
+    if (ts.down > 0) {
+      std::int64_t down_ns = ts.down_ns;
+      const std::int64_t since = t->down_since_ns.load();
+      if (since != TapThread::kUp) down_ns += std::max<std::int64_t>(0, clock_.system_ns() - since);
+      char b[32];
+      std::snprintf(b, sizeof b, "%.3f", static_cast<double>(down_ns) / 1e9);
+      line += "; degraded: down " + std::to_string(ts.down) + " time(s), " +
+              std::to_string(ts.reopen_attempts) + " reopen attempt(s), " + b + " s down";
+      if (since != TapThread::kUp) line += ", DOWN at the end (" + t->error + ")";
+    }
+    out.push_back(line);
+  }
+  return out;
+}
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,88 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pathsentry/common/clock.h"
+#include "pathsentry/probe/engine/probe_session.h"
+
+namespace pathsentry::probe {
+
+/// How the engine runs.
+struct EngineOptions {
+  std::int64_t duration_ns = 0;  ///< stop sending after this long; 0 = until request_stop()
+  /// The sender sleeps (clock_nanosleep, TIMER_ABSTIME) when the next slot is further away than
+  /// this, and spins on the clock when it is closer.
+  std::int64_t spin_ns = 10'000;
+  /// After each wake-up the receiver sleeps this long before waiting again, so at high rates
+  /// it drains many replies and TX timestamps per wake-up instead of waking for each. Kernel
+  /// timestamps make this free for accuracy; it only delays records. 0 = wake per packet.
+  std::int64_t rx_coalesce_ns = 1'000'000;
+  /// Delay from run() to the first slot, so every session starts on the same instant.
+  std::int64_t start_delay_ns = 1'000'000;
+  /// SCHED_FIFO priority for the sender and receiver threads (1..99), so pacing holds when the
+  /// machine is busy; 0 = leave the default scheduling. When the kernel refuses (no
+  /// CAP_SYS_NICE) the threads run with the default policy and `log` says so.
+  int rt_priority = 0;
+  /// Where the engine reports what it could not do as asked (may be empty).
+  std::function<void(const std::string&)> log;
+};
+
+/// Runs probe sessions on two threads (docs/probe.md):
+///  - the sender paces every session with absolute deadlines and sends what is due in batches;
+///  - the receiver waits on all sockets (epoll), reads replies and TX timestamps, expires
+///    probes past their timeout and, at each wall-clock second, reports the interval.
+/// Records leave through each session's RecordSink on the receiver thread.
+class Engine {
+ public:
+  /// Interval reports, one per session in add order, at the end of each wall-clock second
+  /// (`second_end_ns`, CLOCK_REALTIME), on the receiver thread.
+  using IntervalCallback =
+      std::function<void(std::int64_t second_end_ns, std::span<const IntervalReport> reports)>;
+
+  Engine(const Clock& clock, EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  /// Adds a session before run(). Sessions that cycle sizes (SessionConfig::size_cycle > 1)
+  /// share one SizeCycle, so consecutive probes of the agent have distinct sizes whatever their
+  /// session; they must all have the same size_cycle and size_step (std::invalid_argument).
+  void add_session(std::unique_ptr<ProbeSession> session);
+  [[nodiscard]] const std::vector<std::unique_ptr<ProbeSession>>& sessions() const {
+    return sessions_;
+  }
+  void on_interval(IntervalCallback cb) { on_interval_ = std::move(cb); }
+
+  /// Sends until the duration has passed or request_stop() is called, then waits for the
+  /// outstanding replies up to each session's timeout, reports the last (partial) interval and
+  /// returns. Blocks; call once. Errors that stop a thread are reported by throwing
+  /// std::system_error from run() after both threads have ended.
+  void run();
+
+  /// Asks run() to stop sending now. Thread-safe (not async-signal-safe: call it from a thread
+  /// that waits for signals, not from a handler).
+  void request_stop() { stop_.store(true); }
+
+ private:
+  void sender_loop(std::int64_t start_ns);
+  void receiver_loop();
+  void report_interval(std::int64_t second_end_ns);
+  void set_realtime(const char* thread_name, int boost);
+
+  const Clock& clock_;
+  EngineOptions options_;
+  std::vector<std::unique_ptr<ProbeSession>> sessions_;
+  std::unique_ptr<SizeCycle> size_cycle_;  // shared by the cycling sessions (sender thread)
+  std::vector<IntervalReport> reports_;
+  IntervalCallback on_interval_;
+  std::atomic<bool> stop_{false};
+  std::atomic<bool> sender_exited_{false};
+};
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,274 @@
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pathsentry/common/clock.h"
+#include "pathsentry/common/ip.h"
+#include "pathsentry/common/record.h"
+#include "pathsentry/probe/engine/histogram.h"
+#include "pathsentry/probe/engine/pacer.h"
+#include "pathsentry/probe/engine/record_sink.h"
+#include "pathsentry/probe/io/datagram_socket.h"
+#include "pathsentry/probe/wire/probe_wire.h"
+
+namespace pathsentry::probe {
+
+/// Everything that defines one probe session (one target, one protocol).
+struct SessionConfig {
+  IpAddress target;
+  Proto proto = Proto::Icmp;
+  double rate_pps = 1000;                   ///< probes per second
+  std::int64_t timeout_ns = 1'000'000'000;  ///< a probe unanswered this long is lost
+  std::int64_t max_lag_ns = 200'000;        ///< pacing: a slot later than this is missed
+  std::uint8_t dscp = 0;                    ///< 0..63
+  std::size_t size = 0;                     ///< IP payload bytes per probe; 0 = the minimum
+  /// Size cycling: probe k of the agent (counted across all sessions sharing one SizeCycle)
+  /// is padded by (k mod size_cycle) * size_step bytes over `size`, so probes close in time
+  /// have distinct sizes and distinct ESP lengths (docs/attribution.md §2). 0 or 1 = fixed.
+  std::uint32_t size_cycle = 1;
+  std::uint32_t size_step = 16;    ///< bytes between two sizes of the cycle (AES-CBC block)
+  std::uint16_t stamp_port = 862;  ///< STAMP: the reflector's UDP port
+  /// STAMP: the reflector keeps its own per-session sequence (RFC 8762 stateful mode), so
+  /// gaps in it split loss into forward and reverse.
+  bool stamp_stateful = true;
+  std::optional<IpAddress> source;  ///< bind to this source address
+  std::string interface;            ///< SO_BINDTODEVICE; empty = none
+  std::uint32_t agent_id = 0;
+  std::uint32_t session_id = 0;  ///< agent-unique; STAMP SSID = low 16 bits
+};
+
+/// Counters of a session, over the whole run or over one interval.
+struct SessionCounters {
+  std::uint64_t sent = 0;             ///< probes handed to the kernel
+  std::uint64_t received = 0;         ///< first replies within the timeout
+  std::uint64_t lost = 0;             ///< no reply within the timeout (a late reply takes it back
+                                      ///< from the run's total, not from the interval's)
+  std::uint64_t late = 0;             ///< replies after the probe was declared lost
+  std::uint64_t duplicates = 0;       ///< replies to a probe already answered
+  std::uint64_t reordered = 0;        ///< replies older than one already received
+  std::uint64_t missed_slots = 0;     ///< pacing slots skipped because the sender fell behind
+  std::uint64_t send_errors = 0;      ///< probes the kernel refused to send
+  std::uint64_t unmatched = 0;        ///< datagrams on the socket that were not our replies
+  std::uint64_t no_tx_timestamp = 0;  ///< answered probes timed with the userspace send time
+};
+
+/// RTT statistics in ns (all 0 when nothing was received).
+struct RttStats {
+  std::uint64_t count = 0;
+  std::int64_t min = 0, p50 = 0, p99 = 0, max = 0;
+  double mean = 0;
+  static RttStats of(const LogHistogram& h);
+};
+
+/// One interval (a second) of one session, for the live summary.
+struct IntervalReport {
+  SessionCounters counters;
+  RttStats rtt;
+};
+
+/// The whole run of one session, for --summary-json.
+struct SessionSummary {
+  SessionCounters counters;
+  RttStats rtt;
+  double jitter_ns = 0;  ///< mean |rtt(n) - rtt(n-1)| over consecutive replies (IPDV)
+  /// Lost probes split by direction: STAMP with a stateful reflector from its counter, or, with
+  /// taps, the attributor's records' `loss` (the agent fills these in then, so the summary
+  /// says what the records say). Null where nothing tells the direction (ICMP without taps).
+  std::optional<std::uint64_t> lost_forward;
+  std::optional<std::uint64_t> lost_reverse;
+  /// Lost probes whose direction is undetermined (ICMP without taps: all of them).
+  std::optional<std::uint64_t> lost_undetermined;
+};
+
+/// The padding cycle shared by every session of an agent: each probe takes the next extra
+/// size 0, step, 2·step, … (count sizes), whatever its session. Used by the sender thread only
+/// (not thread-safe); no allocation, no division per probe.
+class SizeCycle {
+ public:
+  /// `count` sizes `step` bytes apart; count 0 or 1 = always 0 extra bytes.
+  SizeCycle(std::uint32_t count, std::uint32_t step)
+      : count_(count < 1 ? 1 : count), step_(step), span_(count_ * step) {}
+  /// Extra bytes for the next probe.
+  std::uint32_t next() {
+    const std::uint32_t e = extra_;
+    extra_ += step_;
+    if (extra_ >= span_) extra_ = 0;
+    return e;
+  }
+  [[nodiscard]] std::uint32_t count() const { return count_; }
+  [[nodiscard]] std::uint32_t step() const { return step_; }
+  /// The largest extra size next() returns.
+  [[nodiscard]] std::uint32_t max_extra() const { return (count_ - 1) * step_; }
+
+ private:
+  std::uint32_t count_;
+  std::uint32_t step_;
+  std::uint32_t span_;
+  std::uint32_t extra_ = 0;
+};
+
+/// One probe session: paces and sends probes on its socket (sender thread), matches replies
+/// and TX timestamps to probes, declares losses and emits records (receiver thread).
+///
+/// Per-probe state lives in two preallocated rings indexed by seq mod capacity (capacity >=
+/// 2 x rate x timeout): one written by the sender before each send and read by the receiver
+/// while the probe is outstanding, one private to the receiver. The sender only reuses a slot
+/// whose probe the receiver has resolved (answered or lost); when none is free it counts the
+/// pacing slot as missed. No allocation after construction.
+///
+/// Thread-safety: the "sender" methods must be called from one thread, the "receiver" methods
+/// from one other thread; the const observers may be called from either.
+class ProbeSession {
+ public:
+  /// Probes sent per send() call at most.
+  static constexpr std::size_t kBatch = 64;
+
+  ProbeSession(SessionConfig cfg, WireFormat wire, std::unique_ptr<DatagramSocket> socket,
+               RecordSink& sink);
+  ProbeSession(const ProbeSession&) = delete;
+  ProbeSession& operator=(const ProbeSession&) = delete;
+
+  [[nodiscard]] const SessionConfig& config() const { return cfg_; }
+  [[nodiscard]] const WireFormat& wire() const { return wire_; }
+  [[nodiscard]] DatagramSocket& socket() { return *socket_; }
+  [[nodiscard]] std::size_t capacity() const { return slots_.size(); }
+  /// Takes probe sizes from `cycle` (shared with other sessions, owned by the caller, same
+  /// count and step as this session's config) instead of the session's own cycle. Call before
+  /// start(). Throws std::invalid_argument when count or step differ.
+  void share_size_cycle(SizeCycle& cycle);
+  /// Bytes handed to the socket for the largest probe of the cycle.
+  [[nodiscard]] std::size_t max_datagram_size() const { return max_datagram_; }
+
+  // --- sender thread ---
+  /// Starts pacing: the first slot is due at `start_mono_ns`.
+  void start(std::int64_t start_mono_ns);
+  /// No slot due at or after `end_mono_ns` is sent.
+  void stop_at(std::int64_t end_mono_ns);
+  /// Sends every slot due now (clock.monotonic_ns()), in batches. Returns probes sent.
+  std::size_t send_due(const Clock& clock);
+  /// When the next slot is due (CLOCK_MONOTONIC ns), Pacer::kNever when finished.
+  [[nodiscard]] std::int64_t next_deadline_ns() const { return pacer_.next_deadline_ns(); }
+
+  // --- receiver thread ---
+  /// Reads every pending reply and TX timestamp from the socket and matches them. `clock`
+  /// stands in for a missing kernel RX timestamp. Returns datagrams read.
+  std::size_t service_io(const Clock& clock);
+  /// Handles one received datagram (exposed for tests and other I/O loops).
+  void on_datagram(std::span<const std::uint8_t> bytes, std::int64_t rx_ns);
+  /// Handles one TX timestamp.
+  void on_tx_timestamp(const io::TxTimestamp& ts);
+  /// Declares probes sent at least `timeout` before `now_mono_ns` lost (or, if answered but
+  /// their TX timestamp never came, emits them timed with the userspace send time).
+  void expire(std::int64_t now_mono_ns);
+  /// Declares every outstanding probe resolved now, as at the end of the run after the
+  /// timeout has passed.
+  void expire_all();
+  /// Counters and RTTs since the previous call, then starts a new interval.
+  IntervalReport roll_interval();
+  /// The run so far.
+  [[nodiscard]] SessionSummary summary() const;
+
+  // --- either thread ---
+  /// True once the sender has stopped for good (stop_at passed) and every probe is resolved.
+  [[nodiscard]] bool drained() const;
+  /// True when every probe published so far is resolved (answered, lost or refused).
+  [[nodiscard]] bool all_resolved() const {
+    return resolved_.load(std::memory_order_acquire) == sent_count_.load(std::memory_order_acquire);
+  }
+  /// True once the sender will send no more.
+  [[nodiscard]] bool sending_finished() const { return sender_done_.load(); }
+  /// Probes sent so far (sequence numbers 0..n-1 were used).
+  [[nodiscard]] std::uint64_t sequences_used() const { return sent_count_.load(); }
+
+ private:
+  // Written by the sender before the probe is published; read by the receiver while the probe
+  // is outstanding (seq >= resolved_).
+  struct TxSlot {
+    std::uint64_t seq = 0;
+    std::int64_t tx_user_ns = 0;   // CLOCK_REALTIME read before send (also in the payload)
+    std::int64_t tx_mono_ns = 0;   // for the timeout
+    std::uint32_t wire_bytes = 0;  // IP total length (size cycling)
+    std::atomic<bool> failed{false};
+  };
+  enum class State : std::uint8_t { Pending, Replied, Received, Lost, LateReceived };
+  // Receiver-private.
+  struct RxSlot {
+    std::uint64_t seq = ~std::uint64_t{0};
+    State state = State::Pending;
+    bool reflector_synced = false;
+    std::uint32_t reflector_seq = 0;
+    bool has_reflector = false;
+    std::int64_t tx_kernel_ns = 0;
+    std::int64_t tx_user_ns = 0;  // copied from the TX slot when declared lost
+    std::int64_t rx_ns = 0;
+    std::int64_t reflector_rx_ns = 0;
+    std::int64_t reflector_tx_ns = 0;
+  };
+
+  RxSlot& rx_slot(std::uint64_t seq);
+  void announce();
+  void emit(std::uint64_t seq, const RxSlot& rx, std::int64_t tx_user_ns, bool late);
+  void emit_lost(std::uint64_t seq, std::int64_t tx_user_ns);
+  void count_reply(std::uint64_t seq, std::int64_t rtt_ns);
+  void track_reflector(std::uint64_t seq, std::uint32_t reflector_seq);
+  bool reflector_seen(std::uint64_t r) const;
+  void set_reflector_seen(std::uint64_t r, bool v);
+
+  SessionConfig cfg_;
+  WireFormat wire_;
+  std::unique_ptr<DatagramSocket> socket_;
+  RecordSink& sink_;
+  std::uint64_t mask_;
+
+  // Sender-owned.
+  std::size_t max_datagram_;  // wire_.datagram_size + the cycle's largest extra
+  SizeCycle own_cycle_;
+  SizeCycle* cycle_ = &own_cycle_;
+  Pacer pacer_;
+  std::uint64_t next_seq_ = 0;
+  std::vector<std::uint8_t> tx_buffers_;
+  std::vector<TxDatagram> tx_batch_;
+
+  // Shared.
+  std::vector<TxSlot> slots_;
+  std::atomic<std::uint64_t> sent_count_{0};  // sequences published (sent or failed)
+  std::atomic<std::uint64_t> resolved_{0};    // every seq below this is resolved
+  std::atomic<bool> sender_done_{false};
+  std::atomic<std::uint64_t> sent_{0};
+  std::atomic<std::uint64_t> missed_{0};
+  std::atomic<std::uint64_t> send_errors_{0};
+
+  // Receiver-owned.
+  std::uint64_t announced_ = 0;   // sequences below this were passed to sink_.on_sent()
+  std::uint32_t wire_bytes_ = 0;  // IP total length of a probe without cycling extra
+  std::vector<RxSlot> rx_slots_;
+  std::vector<std::uint8_t> rx_buffers_;
+  std::vector<RxDatagram> rx_batch_;
+  std::vector<io::TxTimestamp> ts_batch_;
+  ProbeRecord record_;
+  SessionCounters total_;
+  SessionCounters interval_;
+  SessionCounters sender_seen_;  // sender counters at the last roll
+  LogHistogram total_rtt_;
+  LogHistogram interval_rtt_;
+  std::uint64_t max_rx_seq_ = 0;
+  bool any_rx_ = false;
+  std::int64_t last_rtt_ = 0;
+  std::uint64_t last_rtt_seq_ = 0;
+  bool have_last_rtt_ = false;
+  long double jitter_sum_ = 0;
+  std::uint64_t jitter_n_ = 0;
+  // Reflector sequence tracking (forward/reverse loss split).
+  bool refl_any_ = false;
+  std::uint64_t refl_last_ = 0;
+  std::uint64_t reverse_gaps_ = 0;
+  std::vector<std::uint64_t> refl_seen_;  // bitmap over reflector seq mod capacity
+};
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,195 @@
+#include "pathsentry/probe/engine/engine.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <exception>
+#include <system_error>
+#include <thread>
+
+namespace pathsentry::probe {
+namespace {
+
+// The receiver wakes at least this often to expire probes and roll intervals.
+constexpr std::int64_t kReceiverTickNs = 5'000'000;
+// The sender re-checks for a stop request at least this often while sleeping.
+constexpr std::int64_t kSenderMaxSleepNs = 50'000'000;
+
+void sleep_until_mono(std::int64_t t) {
+  timespec ts{};
+  ts.tv_sec = t / kNsPerSec;
+  ts.tv_nsec = t % kNsPerSec;
+  while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nullptr) == EINTR) {
+  }
+}
+
+}  // namespace
+
+Engine::Engine(const Clock& clock, EngineOptions options) : clock_(clock), options_(options) {}
+
+Engine::~Engine() = default;
+
+void Engine::add_session(std::unique_ptr<ProbeSession> session) {
+  const SessionConfig& c = session->config();
+  if (c.size_cycle > 1) {
+    if (!size_cycle_) size_cycle_ = std::make_unique<SizeCycle>(c.size_cycle, c.size_step);
+    session->share_size_cycle(*size_cycle_);
+  }
+  sessions_.push_back(std::move(session));
+}
+
+void Engine::run() {
+  reports_.resize(sessions_.size());
+  const std::int64_t start = clock_.monotonic_ns() + options_.start_delay_ns;
+  for (auto& s : sessions_) {
+    s->start(start);
+    if (options_.duration_ns > 0) s->stop_at(start + options_.duration_ns);
+  }
+  std::exception_ptr sender_error;
+  std::exception_ptr receiver_error;
+  std::thread sender([&] {
+    try {
+      set_realtime("sender", 1);
+      sender_loop(start);
+    } catch (...) {
+      sender_error = std::current_exception();
+      stop_.store(true);
+    }
+    sender_exited_.store(true);
+  });
+  // The receiver gets its own thread too, so the caller's scheduling is left alone.
+  std::thread receiver([&] {
+    try {
+      set_realtime("receiver", 0);
+      receiver_loop();
+    } catch (...) {
+      receiver_error = std::current_exception();
+      stop_.store(true);
+    }
+  });
+  receiver.join();
+  sender.join();
+  if (sender_error) std::rethrow_exception(sender_error);
+  if (receiver_error) std::rethrow_exception(receiver_error);
+}
+
+void Engine::set_realtime(const char* thread_name, int boost) {
+  if (options_.rt_priority <= 0) return;
+  sched_param sp{};
+  // The sender outranks the receiver: under SCHED_FIFO equal priorities never preempt each
+  // other, and a late send is a missed slot while a late receive only delays a record.
+  sp.sched_priority = std::min(options_.rt_priority + boost, 99);
+  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  if (rc != 0 && options_.log) {
+    options_.log(std::string("cannot run the ") + thread_name +
+                 " thread with SCHED_FIFO priority " + std::to_string(options_.rt_priority) + " (" +
+                 std::strerror(rc) + "): pacing may miss slots on a busy machine");
+  }
+}
+
+void Engine::sender_loop(std::int64_t start_ns) {
+  // Wake-ups as close to the deadline as the timer allows (the default slack is 50 us).
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  sleep_until_mono(start_ns);
+  bool stopping = false;
+  for (;;) {
+    std::int64_t now = clock_.monotonic_ns();
+    if (!stopping && stop_.load()) {
+      stopping = true;
+      for (auto& s : sessions_) s->stop_at(now);
+    }
+    std::int64_t next = Pacer::kNever;
+    bool active = false;
+    for (auto& s : sessions_) {
+      if (s->sending_finished()) continue;
+      s->send_due(clock_);
+      next = std::min(next, s->next_deadline_ns());
+      active = active || !s->sending_finished();
+    }
+    if (!active) return;
+    now = clock_.monotonic_ns();
+    const std::int64_t wake = std::min(next, now + kSenderMaxSleepNs);
+    if (wake - now > options_.spin_ns) {
+      sleep_until_mono(wake - options_.spin_ns / 2);
+    }
+    while (clock_.monotonic_ns() < wake && !stop_.load(std::memory_order_relaxed)) {
+      // spin for the last few microseconds
+    }
+  }
+}
+
+void Engine::receiver_loop() {
+  const int ep = epoll_create1(EPOLL_CLOEXEC);
+  if (ep < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{ep};
+  bool all_pollable = true;
+  for (std::size_t i = 0; i < sessions_.size(); ++i) {
+    const int fd = sessions_[i]->socket().native_handle();
+    if (fd < 0) {
+      all_pollable = false;
+      continue;
+    }
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLERR;
+    ev.data.u64 = i;
+    if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      throw std::system_error(errno, std::system_category(), "epoll_ctl");
+    }
+  }
+  std::vector<epoll_event> events(std::max<std::size_t>(sessions_.size(), 1));
+  std::int64_t next_second = (clock_.system_ns() / kNsPerSec + 1) * kNsPerSec;
+  for (;;) {
+    const std::int64_t to_second = next_second - clock_.system_ns();
+    const std::int64_t wait_ns =
+        std::clamp<std::int64_t>(std::min(to_second, kReceiverTickNs), 0, kReceiverTickNs);
+    const int timeout_ms = all_pollable ? static_cast<int>((wait_ns + 999'999) / 1'000'000) : 1;
+    const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), timeout_ms);
+    if (n < 0 && errno != EINTR)
+      throw std::system_error(errno, std::system_category(), "epoll_wait");
+    if (all_pollable) {
+      for (int i = 0; i < n; ++i)
+        sessions_[events[static_cast<std::size_t>(i)].data.u64]->service_io(clock_);
+    } else {
+      for (auto& s : sessions_) s->service_io(clock_);
+    }
+    const std::int64_t now = clock_.monotonic_ns();
+    // Once the sender thread is gone (finished, stopped or failed) nothing new is published:
+    // the run ends when every probe is resolved.
+    bool drained = sender_exited_.load();
+    for (auto& s : sessions_) {
+      s->expire(now);
+      drained = drained && s->all_resolved();
+    }
+    const std::int64_t real = clock_.system_ns();
+    if (real >= next_second) {
+      report_interval(next_second);
+      next_second = (real / kNsPerSec + 1) * kNsPerSec;
+    }
+    if (drained) {
+      report_interval(real);
+      return;
+    }
+    if (options_.rx_coalesce_ns > 0 && n > 0) {
+      const timespec nap{
+          0, static_cast<long>(std::min<std::int64_t>(options_.rx_coalesce_ns, kReceiverTickNs))};
+      nanosleep(&nap, nullptr);
+    }
+  }
+}
+
+void Engine::report_interval(std::int64_t second_end_ns) {
+  for (std::size_t i = 0; i < sessions_.size(); ++i) reports_[i] = sessions_[i]->roll_interval();
+  if (on_interval_) on_interval_(second_end_ns, reports_);
+}
+
+}  // namespace pathsentry::probe

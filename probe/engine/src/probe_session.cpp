@@ -1,0 +1,452 @@
+#include "pathsentry/probe/engine/probe_session.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "pathsentry/probe/wire/seq.h"
+
+namespace pathsentry::probe {
+namespace {
+
+constexpr std::size_t kRxBatch = 64;
+constexpr std::size_t kTsBatch = 128;
+// Room for an IPv4 header (raw sockets) and reflectors that answer with more than we sent.
+constexpr std::size_t kRxSlack = 128;
+
+std::size_t ring_capacity(const SessionConfig& cfg) {
+  const double per_timeout = cfg.rate_pps * static_cast<double>(cfg.timeout_ns) / 1e9;
+  const auto want =
+      static_cast<std::uint64_t>(std::ceil(2 * per_timeout)) + 2 * ProbeSession::kBatch;
+  return std::bit_ceil(std::max<std::uint64_t>(1024, want));
+}
+
+}  // namespace
+
+RttStats RttStats::of(const LogHistogram& h) {
+  RttStats s;
+  s.count = h.count();
+  if (s.count == 0) return s;
+  s.min = h.min();
+  s.max = h.max();
+  s.p50 = h.quantile(0.50);
+  s.p99 = h.quantile(0.99);
+  s.mean = h.mean();
+  return s;
+}
+
+ProbeSession::ProbeSession(SessionConfig cfg, WireFormat wire,
+                           std::unique_ptr<DatagramSocket> socket, RecordSink& sink)
+    : cfg_(std::move(cfg)),
+      wire_(wire),
+      socket_(std::move(socket)),
+      sink_(sink),
+      mask_(ring_capacity(cfg_) - 1),
+      max_datagram_(wire_.datagram_size + SizeCycle(cfg_.size_cycle, cfg_.size_step).max_extra()),
+      own_cycle_(cfg_.size_cycle, cfg_.size_step),
+      pacer_(cfg_.rate_pps, 0, cfg_.max_lag_ns),
+      tx_buffers_(kBatch * max_datagram_),
+      tx_batch_(kBatch),
+      slots_(mask_ + 1),
+      rx_slots_(mask_ + 1),
+      rx_buffers_(kRxBatch * (max_datagram_ + kRxSlack)),
+      rx_batch_(kRxBatch),
+      ts_batch_(kTsBatch),
+      refl_seen_((mask_ + 1) / 64 + 1) {
+  const std::size_t rx_size = max_datagram_ + kRxSlack;
+  for (std::size_t i = 0; i < kRxBatch; ++i) {
+    rx_batch_[i].buffer = std::span(rx_buffers_).subspan(i * rx_size, rx_size);
+  }
+  const std::uint32_t ip_header = cfg_.target.family == AF_INET ? 20 : 40;
+  wire_bytes_ = static_cast<std::uint32_t>(ip_header + wire_.datagram_size +
+                                           (cfg_.proto == Proto::Stamp ? kUdpHeaderSize : 0));
+  record_.target = cfg_.target.to_string();
+  record_.proto = cfg_.proto;
+  record_.session_id = cfg_.session_id;
+}
+
+void ProbeSession::share_size_cycle(SizeCycle& cycle) {
+  if (cycle.count() != own_cycle_.count() || cycle.step() != own_cycle_.step()) {
+    throw std::invalid_argument("share_size_cycle: session " + std::to_string(cfg_.session_id) +
+                                " cycles " + std::to_string(own_cycle_.count()) + " sizes of " +
+                                std::to_string(own_cycle_.step()) + " bytes, the shared cycle " +
+                                std::to_string(cycle.count()) + " of " +
+                                std::to_string(cycle.step()));
+  }
+  cycle_ = &cycle;
+}
+
+// ---------------------------------------------------------------- sender thread
+
+void ProbeSession::start(std::int64_t start_mono_ns) {
+  pacer_ = Pacer(cfg_.rate_pps, start_mono_ns, cfg_.max_lag_ns);
+}
+
+void ProbeSession::stop_at(std::int64_t end_mono_ns) {
+  pacer_.stop_at(end_mono_ns);
+  if (pacer_.finished()) sender_done_.store(true);
+}
+
+std::size_t ProbeSession::send_due(const Clock& clock) {
+  const std::int64_t now = clock.monotonic_ns();
+  std::size_t total_sent = 0;
+  for (;;) {
+    const Pacer::Due due = pacer_.poll(now, kBatch);
+    if (due.missed) missed_.fetch_add(due.missed, std::memory_order_relaxed);
+    std::uint64_t n = due.send;
+    if (n == 0) break;
+    // Only reuse slots whose probes the receiver has resolved.
+    const std::uint64_t room =
+        resolved_.load(std::memory_order_acquire) + slots_.size() - next_seq_;
+    if (n > room) {
+      pacer_.give_back_as_missed(n - room);
+      missed_.fetch_add(n - room, std::memory_order_relaxed);
+      n = room;
+    }
+    if (n == 0) break;
+    const std::int64_t tx_user = clock.system_ns();
+    for (std::uint64_t i = 0; i < n; ++i) {
+      const std::uint64_t seq = next_seq_ + i;
+      const std::uint32_t extra = cycle_->next();
+      const std::size_t size = wire_.datagram_size + extra;
+      TxSlot& s = slots_[seq & mask_];
+      s.seq = seq;
+      s.tx_user_ns = tx_user;
+      s.tx_mono_ns = now;
+      s.wire_bytes = wire_bytes_ + extra;
+      s.failed.store(false, std::memory_order_relaxed);
+      auto buf = std::span(tx_buffers_).subspan(i * max_datagram_, size);
+      build_request(wire_, seq, tx_user, buf, size);
+      tx_batch_[i] = TxDatagram{buf, static_cast<std::uint32_t>(seq)};
+    }
+    // Publish before sending: on a short path the reply can arrive before send() returns.
+    const std::uint64_t first = next_seq_;
+    next_seq_ += n;
+    sent_count_.store(next_seq_, std::memory_order_release);
+
+    std::uint64_t done = 0;
+    while (done < n) {
+      auto r = socket_->send(std::span(tx_batch_).subspan(done, n - done));
+      if (!r || *r == 0) {
+        // The first unsent probe failed: count it and try the rest once more.
+        slots_[(first + done) & mask_].failed.store(true, std::memory_order_release);
+        send_errors_.fetch_add(1, std::memory_order_relaxed);
+        ++done;
+        continue;
+      }
+      sent_.fetch_add(*r, std::memory_order_relaxed);
+      total_sent += *r;
+      done += *r;
+    }
+    if (due.send < kBatch) break;
+  }
+  if (pacer_.finished()) sender_done_.store(true);
+  return total_sent;
+}
+
+// ---------------------------------------------------------------- receiver thread
+
+ProbeSession::RxSlot& ProbeSession::rx_slot(std::uint64_t seq) {
+  RxSlot& r = rx_slots_[seq & mask_];
+  if (r.seq != seq) r = RxSlot{seq};
+  return r;
+}
+
+void ProbeSession::announce() {
+  const std::uint64_t published = sent_count_.load(std::memory_order_acquire);
+  for (; announced_ < published; ++announced_) {
+    const TxSlot& tx = slots_[announced_ & mask_];  // unresolved: the sender leaves it alone
+    if (tx.failed.load(std::memory_order_acquire)) continue;
+    sink_.on_sent({cfg_.session_id, announced_, tx.tx_user_ns, tx.wire_bytes});
+  }
+}
+
+std::size_t ProbeSession::service_io(const Clock& clock) {
+  std::size_t total = 0;
+  for (;;) {
+    auto n = socket_->receive(rx_batch_);
+    if (!n || *n == 0) break;
+    for (std::size_t i = 0; i < *n; ++i) {
+      const RxDatagram& d = rx_batch_[i];
+      on_datagram(d.buffer.subspan(0, d.size), d.rx_ns != 0 ? d.rx_ns : clock.system_ns());
+    }
+    total += *n;
+    if (*n < rx_batch_.size()) break;
+  }
+  for (;;) {
+    auto n = socket_->read_tx_timestamps(ts_batch_);
+    if (!n || *n == 0) break;
+    for (std::size_t i = 0; i < *n; ++i) on_tx_timestamp(ts_batch_[i]);
+    if (*n < ts_batch_.size()) break;
+  }
+  return total;
+}
+
+void ProbeSession::on_tx_timestamp(const io::TxTimestamp& ts) {
+  const std::uint64_t published = sent_count_.load(std::memory_order_acquire);
+  if (published == 0) return;
+  const auto seq = unwrap_seq(ts.id, 32, published - 1);
+  if (!seq || *seq < resolved_.load(std::memory_order_relaxed)) return;  // too late to matter
+  RxSlot& rx = rx_slot(*seq);
+  rx.tx_kernel_ns = ts.ns;
+  if (rx.state == State::Replied) {
+    rx.state = State::Received;
+    emit(*seq, rx, slots_[*seq & mask_].tx_user_ns, false);
+  }
+}
+
+void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t rx_ns) {
+  announce();
+  const std::uint64_t published = sent_count_.load(std::memory_order_acquire);
+  const auto reply = published == 0 ? std::nullopt : parse_reply(wire_, bytes, published - 1);
+  if (!reply) {
+    ++total_.unmatched;
+    ++interval_.unmatched;
+    return;
+  }
+  const std::uint64_t seq = reply->seq;
+  const std::uint64_t resolved = resolved_.load(std::memory_order_relaxed);
+
+  RxSlot* rx = nullptr;
+  bool late = false;
+  if (seq >= resolved) {
+    rx = &rx_slot(seq);
+    if (slots_[seq & mask_].failed.load(std::memory_order_acquire)) {
+      ++total_.unmatched;
+      ++interval_.unmatched;
+      return;
+    }
+    if (rx->state != State::Pending) {
+      ++total_.duplicates;
+      ++interval_.duplicates;
+      return;
+    }
+  } else {
+    // Already resolved. Its receiver slot still knows how, unless a newer probe took it.
+    RxSlot& old = rx_slots_[seq & mask_];
+    if (old.seq == seq && (old.state == State::Received || old.state == State::LateReceived)) {
+      ++total_.duplicates;
+      ++interval_.duplicates;
+      return;
+    }
+    late = true;
+    if (old.seq == seq && old.state == State::Lost) {
+      rx = &old;
+      if (total_.lost > 0) --total_.lost;  // the run's loss count keeps never-answered only
+    }
+    ++total_.late;
+    ++interval_.late;
+  }
+
+  if (any_rx_ && seq < max_rx_seq_) {
+    ++total_.reordered;
+    ++interval_.reordered;
+  }
+  if (!any_rx_ || seq > max_rx_seq_) max_rx_seq_ = seq;
+  any_rx_ = true;
+  if (reply->reflector_seq && cfg_.stamp_stateful) track_reflector(seq, *reply->reflector_seq);
+
+  RxSlot scratch{seq};
+  if (rx == nullptr) {
+    // Too old for any slot: a record from the packet alone, if it still says when it left.
+    if (reply->sender_tx_ns == 0) return;
+    rx = &scratch;
+  }
+  rx->rx_ns = rx_ns;
+  rx->has_reflector = reply->reflector_seq.has_value();
+  rx->reflector_seq = reply->reflector_seq.value_or(0);
+  rx->reflector_rx_ns = reply->reflector_rx_ns;
+  rx->reflector_tx_ns = reply->reflector_tx_ns;
+  rx->reflector_synced = reply->reflector_synced;
+
+  if (late) {
+    rx->state = State::LateReceived;
+    // The TX slot may already hold a newer probe: use the receiver slot's copy of the send
+    // time, or the one the packet carried.
+    emit(seq, *rx, rx == &scratch ? reply->sender_tx_ns : rx->tx_user_ns, true);
+    return;
+  }
+  if (rx->tx_kernel_ns != 0) {
+    rx->state = State::Received;
+    emit(seq, *rx, slots_[seq & mask_].tx_user_ns, false);
+  } else {
+    rx->state = State::Replied;  // wait for the TX timestamp (or the timeout)
+  }
+}
+
+void ProbeSession::count_reply(std::uint64_t /*seq*/, std::int64_t rtt_ns) {
+  ++total_.received;
+  ++interval_.received;
+  total_rtt_.add(rtt_ns);
+  interval_rtt_.add(rtt_ns);
+  if (have_last_rtt_) {
+    jitter_sum_ += static_cast<long double>(std::llabs(rtt_ns - last_rtt_));
+    ++jitter_n_;
+  }
+  last_rtt_ = rtt_ns;
+  have_last_rtt_ = true;
+}
+
+void ProbeSession::emit(std::uint64_t seq, const RxSlot& rx, std::int64_t tx_user_ns, bool late) {
+  ProbeRecord& r = record_;
+  r.seq = seq;
+  r.tx_kernel_ts = rx.tx_kernel_ns != 0;
+  r.tx_ns = r.tx_kernel_ts ? rx.tx_kernel_ns : tx_user_ns;
+  r.rx_ns = rx.rx_ns;
+  r.rtt_ns = rx.rx_ns - r.tx_ns;
+  r.late = late;
+  if (rx.has_reflector) {
+    r.reflector_seq = rx.reflector_seq;
+    r.reflector_rx_ns = rx.reflector_rx_ns;
+    r.reflector_tx_ns = rx.reflector_tx_ns;
+    r.reflector_clock_synced = rx.reflector_synced;
+  } else {
+    r.reflector_seq.reset();
+    r.reflector_rx_ns.reset();
+    r.reflector_tx_ns.reset();
+    r.reflector_clock_synced = false;
+  }
+  if (!late) {
+    if (!r.tx_kernel_ts) {
+      ++total_.no_tx_timestamp;
+      ++interval_.no_tx_timestamp;
+    }
+    count_reply(seq, r.rtt_ns);
+  }
+  sink_.on_record(r);
+}
+
+void ProbeSession::emit_lost(std::uint64_t seq, std::int64_t tx_user_ns) {
+  ++total_.lost;
+  ++interval_.lost;
+  ProbeRecord& r = record_;
+  const RxSlot& rx = rx_slots_[seq & mask_];
+  r.seq = seq;
+  r.tx_kernel_ts = rx.seq == seq && rx.tx_kernel_ns != 0;
+  r.tx_ns = r.tx_kernel_ts ? rx.tx_kernel_ns : tx_user_ns;
+  r.rx_ns.reset();
+  r.rtt_ns = 0;
+  r.late = false;
+  r.reflector_seq.reset();
+  r.reflector_rx_ns.reset();
+  r.reflector_tx_ns.reset();
+  r.reflector_clock_synced = false;
+  sink_.on_record(r);
+}
+
+void ProbeSession::expire(std::int64_t now_mono_ns) {
+  announce();
+  const std::uint64_t published = announced_;  // never resolve a probe before announcing it
+  std::uint64_t seq = resolved_.load(std::memory_order_relaxed);
+  for (; seq < published; ++seq) {
+    const TxSlot& tx = slots_[seq & mask_];
+    if (tx.failed.load(std::memory_order_acquire)) continue;
+    RxSlot& rx = rx_slot(seq);
+    if (rx.state == State::Received) continue;
+    if (now_mono_ns - tx.tx_mono_ns < cfg_.timeout_ns) break;  // later probes are younger
+    if (rx.state == State::Replied) {
+      // Answered, but its TX timestamp never came: time it with the userspace send time.
+      rx.state = State::Received;
+      emit(seq, rx, tx.tx_user_ns, false);
+    } else {
+      rx.state = State::Lost;
+      rx.tx_user_ns = tx.tx_user_ns;
+      emit_lost(seq, tx.tx_user_ns);
+    }
+  }
+  resolved_.store(seq, std::memory_order_release);
+}
+
+void ProbeSession::expire_all() {
+  expire(Pacer::kNever);
+}
+
+bool ProbeSession::drained() const {
+  return sender_done_.load() &&
+         resolved_.load(std::memory_order_acquire) == sent_count_.load(std::memory_order_acquire);
+}
+
+bool ProbeSession::reflector_seen(std::uint64_t r) const {
+  const std::uint64_t i = r & mask_;
+  return (refl_seen_[i / 64] >> (i % 64)) & 1U;
+}
+
+void ProbeSession::set_reflector_seen(std::uint64_t r, bool v) {
+  const std::uint64_t i = r & mask_;
+  if (v) {
+    refl_seen_[i / 64] |= std::uint64_t{1} << (i % 64);
+  } else {
+    refl_seen_[i / 64] &= ~(std::uint64_t{1} << (i % 64));
+  }
+}
+
+// A stateful reflector numbers the requests it received. A jump of more than one between the
+// reflector sequences of two replies means requests reached it whose replies never came back:
+// reverse loss. A reply that arrives out of order fills its gap again.
+void ProbeSession::track_reflector(std::uint64_t seq, std::uint32_t reflector_seq) {
+  const std::uint64_t cap = mask_ + 1;
+  if (!refl_any_) {
+    refl_any_ = true;
+    // RFC 8762 stateful reflectors count each session from 0; if that is consistent with what
+    // we sent before this reply, the first `reflector_seq` replies were lost on the way back.
+    if (reflector_seq <= seq) reverse_gaps_ += reflector_seq;
+    refl_last_ = reflector_seq;
+    set_reflector_seen(refl_last_, true);
+    return;
+  }
+  const std::uint64_t r = unwrap_nearest(reflector_seq, 32, refl_last_);
+  if (r > refl_last_) {
+    const std::uint64_t jump = r - refl_last_;
+    if (jump > cap) {  // the reflector restarted or wrapped far away: start over
+      std::fill(refl_seen_.begin(), refl_seen_.end(), 0);
+    } else {
+      reverse_gaps_ += jump - 1;
+      for (std::uint64_t g = refl_last_ + 1; g < r; ++g) set_reflector_seen(g, false);
+    }
+    refl_last_ = r;
+    set_reflector_seen(r, true);
+  } else if (r < refl_last_ && refl_last_ - r < cap && !reflector_seen(r)) {
+    set_reflector_seen(r, true);
+    if (reverse_gaps_ > 0) --reverse_gaps_;
+  }
+}
+
+IntervalReport ProbeSession::roll_interval() {
+  SessionCounters sender;
+  sender.sent = sent_.load(std::memory_order_relaxed);
+  sender.missed_slots = missed_.load(std::memory_order_relaxed);
+  sender.send_errors = send_errors_.load(std::memory_order_relaxed);
+  IntervalReport out;
+  out.counters = interval_;
+  out.counters.sent = sender.sent - sender_seen_.sent;
+  out.counters.missed_slots = sender.missed_slots - sender_seen_.missed_slots;
+  out.counters.send_errors = sender.send_errors - sender_seen_.send_errors;
+  out.rtt = RttStats::of(interval_rtt_);
+  sender_seen_ = sender;
+  interval_ = SessionCounters{};
+  interval_rtt_.clear();
+  return out;
+}
+
+SessionSummary ProbeSession::summary() const {
+  SessionSummary s;
+  s.counters = total_;
+  s.counters.sent = sent_.load(std::memory_order_relaxed);
+  s.counters.missed_slots = missed_.load(std::memory_order_relaxed);
+  s.counters.send_errors = send_errors_.load(std::memory_order_relaxed);
+  s.rtt = RttStats::of(total_rtt_);
+  s.jitter_ns =
+      jitter_n_ ? static_cast<double>(jitter_sum_ / static_cast<long double>(jitter_n_)) : 0;
+  if (cfg_.proto == Proto::Stamp && cfg_.stamp_stateful) {
+    s.lost_reverse = std::min(reverse_gaps_, total_.lost);
+    s.lost_forward = total_.lost - *s.lost_reverse;
+    s.lost_undetermined = 0;
+  } else {
+    s.lost_undetermined = total_.lost;
+  }
+  return s;
+}
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,75 @@
+#pragma once
+
+#include <netinet/in.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+
+#include "pathsentry/common/record.h"
+#include "pathsentry/probe/wire/stamp.h"
+
+namespace pathsentry::probe {
+
+/// How one session's probes look on its socket. Sizes count what is handed to the socket: the
+/// whole ICMP message (header + payload) or the UDP payload (the STAMP packet + padding).
+struct WireFormat {
+  Proto proto = Proto::Icmp;
+  int family = AF_INET;
+  /// ICMP over a raw socket: we write the ICMPv4 checksum and the identifier, and IPv4 replies
+  /// arrive with their IP header. False for ping (SOCK_DGRAM) sockets, where the kernel owns
+  /// the identifier and the checksum.
+  bool icmp_raw = true;
+  std::uint16_t echo_id = 0;  ///< ICMP identifier (raw sockets)
+  std::uint32_t agent_id = 0;
+  std::uint32_t session_id = 0;
+  std::size_t datagram_size = 0;     ///< bytes per probe handed to the socket
+  stamp::ErrorEstimate stamp_error;  ///< STAMP: our clock's error estimate, sent in requests
+};
+
+/// Our clock's STAMP error estimate from the kernel (adjtimex): S set when NTP says the clock is
+/// synchronized, scale/multiplier from its estimated error.
+[[nodiscard]] stamp::ErrorEstimate local_error_estimate();
+
+inline constexpr std::size_t kIcmpHeaderSize = 8;
+inline constexpr std::size_t kUdpHeaderSize = 8;
+
+/// Smallest IP payload (ICMP message, or UDP header + STAMP packet) a probe can have.
+[[nodiscard]] std::size_t min_ip_payload(Proto proto);
+/// Bytes handed to the socket for a probe whose IP payload is `ip_payload` bytes
+/// (0 = the minimum).
+[[nodiscard]] std::size_t datagram_size_for(Proto proto, std::size_t ip_payload);
+
+/// Writes the request with sequence `seq`, sent at `tx_ns` (CLOCK_REALTIME), into `out`
+/// (at least wf.datagram_size bytes); returns wf.datagram_size, or 0 if `out` is too small.
+std::size_t build_request(const WireFormat& wf, std::uint64_t seq, std::int64_t tx_ns,
+                          std::span<std::uint8_t> out);
+/// The same request padded (with zeros) to `datagram_size` bytes instead of wf.datagram_size
+/// (size cycling); returns `datagram_size`, or 0 if `out` is too small or `datagram_size` is
+/// below the protocol's minimum.
+std::size_t build_request(const WireFormat& wf, std::uint64_t seq, std::int64_t tx_ns,
+                          std::span<std::uint8_t> out, std::size_t datagram_size);
+
+/// What a reply to one of our probes says.
+struct ParsedReply {
+  std::uint64_t seq = 0;          ///< the probe's 64-bit sequence
+  std::int64_t sender_tx_ns = 0;  ///< send time the probe carried (0 if the reply lost it)
+  std::optional<std::uint32_t> reflector_seq;  ///< STAMP: the reflector's own sequence
+  std::int64_t reflector_rx_ns = 0;            ///< STAMP t2
+  std::int64_t reflector_tx_ns = 0;            ///< STAMP t3
+  bool reflector_synced = false;               ///< STAMP: the reflector's S bit
+};
+
+/// Parses a received datagram. nullopt when it is not a reply to this session (wrong type,
+/// identity or size), or when it names a sequence after `newest_seq`, the newest one sent.
+/// Truncated ICMP echo replies without our payload fall back to the 16-bit header sequence,
+/// unwrapped against `newest_seq`. Untrusted input: never throws, never reads past `in`.
+[[nodiscard]] std::optional<ParsedReply> parse_reply(const WireFormat& wf,
+                                                     std::span<const std::uint8_t> in,
+                                                     std::uint64_t newest_seq);
+
+/// The RFC 1071 Internet checksum of `data`.
+[[nodiscard]] std::uint16_t internet_checksum(std::span<const std::uint8_t> data);
+
+}  // namespace pathsentry::probe

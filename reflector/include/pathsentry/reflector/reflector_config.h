@@ -1,0 +1,83 @@
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pathsentry/common/ip.h"
+#include "pathsentry/reflector/rate_limiter.h"
+
+namespace pathsentry::probe {
+
+/// Everything pathsentry-reflector is configured with (TOML file, then command-line flags).
+/// See docs/reflector.md for the keys; defaults are the values below.
+struct ReflectorConfig {
+  /// Source prefixes that get answers. Never empty once validated: an empty allowlist would
+  /// answer nobody, so it is refused at startup.
+  std::vector<IpPrefix> allow;
+  /// Local addresses to listen on; empty means all (0.0.0.0 and ::, one socket each).
+  std::vector<IpAddress> bind;
+  /// UDP port (0 picks a free one; every socket then shares the port the first one got).
+  std::uint16_t port = 862;
+  /// Per-source rate limit (token bucket).
+  RateLimit rate_limit;
+  /// Bound of the per-source rate-limit table (distinct sources remembered).
+  std::size_t max_sources = 65'536;
+  /// Bound of the session table ((sender address, port, SSID) -> reflector sequence).
+  std::size_t max_sessions = 65'536;
+  /// A session idle for this long is forgotten: its next request starts at sequence 0.
+  std::int64_t session_timeout_ns = 300'000'000'000;
+  /// IPv4 TOS / IPv6 Traffic Class of replies; nullopt = copy the request's DSCP (ECN bits 0).
+  std::optional<std::uint8_t> reply_tos;
+  /// Sets the S (synchronized) bit of the reply's error estimate.
+  bool clock_synchronized = false;
+  /// The error estimate advertised in replies, in ns (encoded as the nearest not-smaller
+  /// Scale/Multiplier pair).
+  std::int64_t clock_error_ns = 1'000'000;
+  /// How often the counters are logged.
+  std::int64_t stats_interval_ns = 10'000'000'000;
+  /// spdlog level name (trace, debug, info, warn, error, critical, off).
+  std::string log_level = "info";
+};
+
+/// Parses the TOML text of a reflector config file (`file` names it in errors). Keys not
+/// given keep their defaults. Throws ConfigError naming file, key and value on a syntax
+/// error, an unknown key, a wrong type or an out-of-range value. Does not check that the
+/// allowlist is non-empty (flags may still add to it): see validate_reflector_config().
+[[nodiscard]] ReflectorConfig parse_reflector_config(std::string_view toml_text,
+                                                     const std::string& file);
+/// Reads and parses `path`. Throws ConfigError when it cannot be read or parsed.
+[[nodiscard]] ReflectorConfig load_reflector_config(const std::string& path);
+
+/// Checks what only makes sense for the final configuration (non-empty allowlist, bind and
+/// allow families that can meet). Throws ConfigError; `file` is the config file or "".
+void validate_reflector_config(const ReflectorConfig& config, const std::string& file);
+
+/// The command line of pathsentry-reflector, parsed.
+struct ReflectorCommandLine {
+  std::optional<std::string> config_path;  ///< --config FILE
+  bool check_config = false;               ///< --check-config
+  bool help = false;                       ///< --help
+  bool version = false;                    ///< --version
+  /// The flags that override the file, as (flag, value) pairs in command-line order.
+  std::vector<std::pair<std::string, std::string>> overrides;
+};
+
+/// Parses argv[1..] (`--flag VALUE` or `--flag=VALUE`). Throws ConfigError naming the flag
+/// on an unknown flag or a missing value. Values are checked by resolve_reflector_config().
+[[nodiscard]] ReflectorCommandLine parse_reflector_args(std::span<const std::string_view> args);
+
+/// Loads the config file if any, applies the flag overrides (a repeated --allow or --bind
+/// replaces the file's list with the flags' values), then validates. Throws ConfigError.
+[[nodiscard]] ReflectorConfig resolve_reflector_config(const ReflectorCommandLine& cli);
+
+/// The usage text printed by --help.
+[[nodiscard]] std::string reflector_usage();
+
+/// A one-line human summary of the configuration (for logs and --check-config).
+[[nodiscard]] std::string describe(const ReflectorConfig& config);
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,125 @@
+// pathsentry-reflector's program: flags and config, logging, signals, privileges, the
+// readiness line and the final counters around ReflectorServer.
+#include <linux/capability.h>
+#include <signal.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdio>
+#include <exception>
+#include <string_view>
+#include <vector>
+
+#include "pathsentry/common/config_error.h"
+#include "pathsentry/reflector/reflector.h"
+
+namespace pathsentry::probe {
+namespace {
+
+constexpr const char* kVersion = "0.1.0";
+
+std::atomic<ReflectorServer*> g_server{nullptr};
+
+extern "C" void on_stop_signal(int /*sig*/) {
+  if (ReflectorServer* s = g_server.load()) s->stop();
+}
+
+void install_signal_handlers() {
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sa.sa_flags = 0;  // no SA_RESTART: poll() returns EINTR and the loop sees the wake fd
+  sigaction(SIGINT, &sa, nullptr);
+  sigaction(SIGTERM, &sa, nullptr);
+}
+
+// Once the sockets are bound nothing else needs a privilege (port 862 needs
+// CAP_NET_BIND_SERVICE only to bind): drop every capability and forbid regaining any.
+void drop_privileges() {
+  (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
+    spdlog::warn("PR_SET_NO_NEW_PRIVS failed");
+  }
+  __user_cap_header_struct hdr{};
+  hdr.version = _LINUX_CAPABILITY_VERSION_3;
+  hdr.pid = 0;
+  __user_cap_data_struct data[2] = {};
+  if (syscall(SYS_capset, &hdr, data) != 0) {
+    spdlog::warn("could not drop capabilities; continuing with the current ones");
+  }
+}
+
+void setup_logging(const std::string& level) {
+  auto logger = spdlog::stderr_color_mt("reflector");
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+  spdlog::flush_on(spdlog::level::warn);
+}
+
+}  // namespace
+
+int reflector_main(int argc, char** argv) {
+  ReflectorConfig config;
+  ReflectorCommandLine cli;
+  try {
+    std::vector<std::string_view> args(argv + 1, argv + argc);
+    cli = parse_reflector_args(args);
+    if (cli.help) {
+      std::fputs(reflector_usage().c_str(), stdout);
+      return 0;
+    }
+    if (cli.version) {
+      std::printf("pathsentry-reflector %s\n", kVersion);
+      return 0;
+    }
+    config = resolve_reflector_config(cli);
+  } catch (const ConfigError& e) {
+    std::fprintf(stderr, "pathsentry-reflector: error: %s\n", e.what());
+    return 2;
+  }
+  if (cli.check_config) {
+    std::printf("config OK: %s\n", describe(config).c_str());
+    return 0;
+  }
+
+  setup_logging(config.log_level);
+  try {
+    SystemClock clock;
+    ReflectorServer server(config, clock);
+    g_server.store(&server);
+    install_signal_handlers();
+    drop_privileges();
+    for (const auto& p : config.allow) {
+      if (p.length == 0)
+        spdlog::warn("allow {} answers every source of that family", p.to_string());
+    }
+    spdlog::info("config: {}", describe(config));
+
+    std::string line = "reflector listening on";
+    for (const auto& e : server.endpoints()) line += " " + e;
+    std::printf("%s\n", line.c_str());
+    std::fflush(stdout);
+
+    server.run();
+    g_server.store(nullptr);
+    const auto c = server.counters();
+    spdlog::info("stopping: {}", c.to_string());
+    std::printf("reflector counters: %s\n", c.to_string().c_str());
+    std::fflush(stdout);
+    return 0;
+  } catch (const ConfigError& e) {
+    g_server.store(nullptr);
+    std::fprintf(stderr, "pathsentry-reflector: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    g_server.store(nullptr);
+    spdlog::critical("{}", e.what());
+    return 1;
+  }
+}
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,198 @@
+// The pathsentry-probe binary end to end: flags, outputs, signals and config checking.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/probe_harness.h"
+#include "netns/netns.h"
+
+using Catch::Matchers::Contains;
+using pathsentry::test::NetnsPair;
+namespace fs = std::filesystem;
+
+namespace {
+
+// The binary next to this test executable's build tree (<build>/probe/pathsentry-probe).
+std::string probe_binary() {
+  const fs::path self = fs::read_symlink("/proc/self/exe");
+  return (self.parent_path().parent_path() / "probe" / "pathsentry-probe").string();
+}
+
+std::string slurp(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char t[] = "/tmp/pathsentry-probe-cli-XXXXXX";
+    REQUIRE(mkdtemp(t) != nullptr);
+    path = t;
+  }
+  ~TempDir() { fs::remove_all(path); }
+  [[nodiscard]] std::string file(const std::string& name) const { return path + "/" + name; }
+};
+
+int wait_exit(pid_t pid) {
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// Runs the binary without a namespace (no traffic: only for config checks); returns the exit
+// code and fills `out` with stdout+stderr.
+int run_local(const std::vector<std::string>& args, std::string& out, const TempDir& dir) {
+  std::string cmd = probe_binary();
+  for (const auto& a : args) cmd += " '" + a + "'";
+  cmd += " >" + dir.file("out.txt") + " 2>&1";
+  const int rc = std::system(cmd.c_str());
+  out = slurp(dir.file("out.txt"));
+  return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+void warm_up(const NetnsPair& pair) {
+  REQUIRE(NetnsPair::exec(pair.a(), "ping -c1 -W2 198.18.0.2 >/dev/null") == 0);
+  REQUIRE(NetnsPair::exec(pair.a(), "ping -6 -c1 -W2 fd53::2 >/dev/null") == 0);
+}
+
+}  // namespace
+
+// ICMP and STAMP to v4 and v6 targets for one second: exit 0, a live summary on stdout, one
+// record per probe and a summary document with the contract's fields.
+TEST_CASE("probe cli runs both protocols on both families", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  REQUIRE(fs::exists(probe_binary()));
+  NetnsPair pair;
+  warm_up(pair);
+  pathsentry::test::ReflectorInNs reflector(pair.b());
+  TempDir dir;
+  const pid_t pid = NetnsPair::spawn(pair.a(),
+                                     {probe_binary(),
+                                      "--target",
+                                      NetnsPair::kAddrB4,
+                                      "--target",
+                                      NetnsPair::kAddrB6,
+                                      "--proto",
+                                      "both",
+                                      "--rate",
+                                      "500",
+                                      "--duration",
+                                      "1",
+                                      "--timeout-ms",
+                                      "2000",
+                                      "--stamp-port",
+                                      std::to_string(reflector.port()),
+                                      "--agent-id",
+                                      "17",
+                                      "--records",
+                                      dir.file("rec.jsonl"),
+                                      "--summary-json",
+                                      dir.file("sum.json")},
+                                     dir.file("log.txt"));
+  REQUIRE(wait_exit(pid) == 0);
+  const std::string log = slurp(dir.file("log.txt"));
+  INFO(log);
+  REQUIRE_THAT(log, Contains("198.18.0.2 stamp") && Contains("fd53::2 icmp") &&
+                        Contains("rtt ms min/p50/p99/max"));
+
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  REQUIRE(sum["duration_s"].get<double>() > 0.9);
+  REQUIRE(sum["sessions"].size() == 4);
+  std::uint64_t sent = 0;
+  for (const auto& s : sum["sessions"]) {
+    REQUIRE(s["sent"].get<std::uint64_t>() + s["missed_slots"].get<std::uint64_t>() == 500);
+    REQUIRE(s["received"] == s["sent"]);
+    REQUIRE(s["lost"] == 0);
+    REQUIRE(s["rtt_ns"]["p50"].get<std::int64_t>() > 0);
+    REQUIRE(s["rtt_ns"]["max"].get<std::int64_t>() >= s["rtt_ns"]["p99"].get<std::int64_t>());
+    REQUIRE(s.contains("jitter_ns"));
+    REQUIRE(s["lost_forward"].is_null() == (s["proto"] == "icmp"));
+    sent += s["sent"].get<std::uint64_t>();
+  }
+  std::ifstream rec(dir.file("rec.jsonl"));
+  std::string line;
+  std::uint64_t lines = 0;
+  while (std::getline(rec, line)) {
+    const auto j = nlohmann::json::parse(line);
+    INFO(line);
+    // record_json.h's encoding.
+    for (const char* k : {"type", "agent", "target", "proto", "session_id", "seq", "tx_ns", "rx_ns",
+                          "rtt_ns", "late", "tx_kernel_ts", "reflector", "fwd_path", "rev_path"}) {
+      REQUIRE(j.contains(k));
+    }
+    REQUIRE(j["agent"] == "17");
+    REQUIRE(j["rx_ns"].is_number_integer());
+    REQUIRE(j["reflector"].is_null() == (j["proto"] == "icmp"));
+    if (j["proto"] == "stamp") REQUIRE(j["reflector"]["seq"] == j["seq"]);
+    ++lines;
+  }
+  REQUIRE(lines == sent);
+}
+
+// SIGTERM stops sending, waits for the outstanding replies, writes the summary and exits 0;
+// while running, the agent has dropped its capabilities.
+TEST_CASE("probe cli stops cleanly on SIGTERM", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  const pid_t pid = NetnsPair::spawn(pair.a(),
+                                     {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto",
+                                      "icmp", "--rate", "1000", "--duration", "0", "--timeout-ms",
+                                      "2000", "--quiet", "--summary-json", dir.file("sum.json")},
+                                     dir.file("log.txt"));
+  // Wait (up to 10 s) until it is probing: its start line is in the log.
+  for (int i = 0; i < 1000 && slurp(dir.file("log.txt")).find("probing") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let some probes fly
+  // Once its sockets are open the agent holds no capability, except CAP_SYS_NICE (bit 23) for
+  // SCHED_FIFO when RLIMIT_RTPRIO cannot be raised here.
+  const std::string status = slurp("/proc/" + std::to_string(pid) + "/status");
+  INFO(status);
+  const bool none = status.find("CapEff:\t0000000000000000") != std::string::npos;
+  const bool nice_only = status.find("CapEff:\t0000000000800000") != std::string::npos &&
+                         status.find("CapPrm:\t0000000000800000") != std::string::npos;
+  REQUIRE((none || nice_only));
+  REQUIRE_THAT(status, Contains("NoNewPrivs:\t1"));
+  REQUIRE(NetnsPair::stop(pid) == 0);
+  INFO(slurp(dir.file("log.txt")));
+  REQUIRE_THAT(slurp(dir.file("log.txt")), Contains("SIGTERM"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const auto& s = sum["sessions"][0];
+  REQUIRE(s["sent"].get<std::uint64_t>() > 100);
+  REQUIRE(s["received"] == s["sent"]);  // nothing in flight was abandoned
+  REQUIRE(s["lost"] == 0);
+}
+
+// --check-config validates a file without sending anything; errors name file, key and value
+// and exit non-zero; there is no built-in target.
+TEST_CASE("probe cli check-config", "[integration][probe_cli]") {
+  REQUIRE(fs::exists(probe_binary()));
+  TempDir dir;
+  std::ofstream(dir.file("ok.toml")) << "[[targets]]\naddress = \"198.18.0.2\"\nproto = \"icmp\"\n";
+  std::ofstream(dir.file("bad.toml")) << "[[targets]]\naddress = \"198.18.0.2\"\nrate = -5\n";
+  std::string out;
+  REQUIRE(run_local({"--config", dir.file("ok.toml"), "--check-config"}, out, dir) == 0);
+  REQUIRE_THAT(out, Contains("configuration OK: 1 session"));
+  REQUIRE(run_local({"--config", dir.file("bad.toml"), "--check-config"}, out, dir) == 2);
+  REQUIRE_THAT(out, Contains(dir.file("bad.toml")) && Contains("targets[0].rate = '-5'"));
+  REQUIRE(run_local({"--check-config"}, out, dir) == 2);
+  REQUIRE_THAT(out, Contains("no target configured"));
+  REQUIRE(run_local({"--help"}, out, dir) == 0);
+  REQUIRE_THAT(out, Contains("--records"));
+}

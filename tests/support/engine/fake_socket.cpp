@@ -1,0 +1,107 @@
+#include "engine/fake_socket.h"
+
+#include <algorithm>
+
+#include "pathsentry/probe/wire/stamp.h"
+
+namespace pathsentry::test {
+
+void FakeSocket::deliver(std::vector<std::uint8_t> bytes, std::int64_t rx_ns) {
+  inbox_.emplace_back(std::move(bytes), rx_ns);
+}
+
+tl::expected<std::size_t, std::error_code> FakeSocket::send(
+    std::span<const probe::TxDatagram> batch) {
+  std::size_t n = 0;
+  for (const auto& d : batch) {
+    if (fail_sends > 0) {
+      --fail_sends;
+      if (n == 0) return tl::unexpected(std::make_error_code(fail_code));
+      return n;
+    }
+    Sent s;
+    s.bytes.assign(d.bytes.begin(), d.bytes.end());
+    s.ts_id = d.ts_id;
+    s.tx_ns = clock_.system_ns() + tx_delay_ns;
+    if (tx_timestamps) tx_queue_.push_back({d.ts_id, s.tx_ns});
+    sent.push_back(std::move(s));
+    ++n;
+  }
+  return n;
+}
+
+tl::expected<std::size_t, std::error_code> FakeSocket::receive(std::span<probe::RxDatagram> b) {
+  std::size_t n = 0;
+  while (n < b.size() && !inbox_.empty()) {
+    auto& [bytes, rx_ns] = inbox_.front();
+    const std::size_t len = std::min(bytes.size(), b[n].buffer.size());
+    std::copy_n(bytes.begin(), len, b[n].buffer.begin());
+    b[n].size = len;
+    b[n].truncated = len < bytes.size();
+    b[n].rx_ns = rx_ns;
+    inbox_.pop_front();
+    ++n;
+  }
+  return n;
+}
+
+tl::expected<std::size_t, std::error_code> FakeSocket::read_tx_timestamps(
+    std::span<probe::io::TxTimestamp> out) {
+  std::size_t n = 0;
+  while (n < out.size() && !tx_queue_.empty()) {
+    out[n++] = tx_queue_.front();
+    tx_queue_.pop_front();
+  }
+  return n;
+}
+
+std::vector<std::uint8_t> icmp_echo_reply(const probe::WireFormat& wf,
+                                          std::span<const std::uint8_t> request) {
+  std::vector<std::uint8_t> icmp(request.begin(), request.end());
+  icmp[0] = wf.family == AF_INET ? 0 : 129;
+  icmp[2] = icmp[3] = 0;
+  if (wf.family == AF_INET) {
+    const std::uint16_t c = probe::internet_checksum(icmp);
+    icmp[2] = static_cast<std::uint8_t>(c >> 8);
+    icmp[3] = static_cast<std::uint8_t>(c);
+  }
+  if (!(wf.family == AF_INET && wf.icmp_raw)) return icmp;
+  std::vector<std::uint8_t> ip(20, 0);
+  ip[0] = 0x45;
+  const auto total = static_cast<std::uint16_t>(20 + icmp.size());
+  ip[2] = static_cast<std::uint8_t>(total >> 8);
+  ip[3] = static_cast<std::uint8_t>(total);
+  ip[8] = 64;
+  ip[9] = 1;  // ICMP
+  ip.insert(ip.end(), icmp.begin(), icmp.end());
+  return ip;
+}
+
+std::vector<std::uint8_t> stamp_reply(std::span<const std::uint8_t> request,
+                                      std::uint32_t reflector_seq, std::int64_t t2_ns,
+                                      std::int64_t t3_ns) {
+  namespace st = probe::stamp;
+  const auto req = st::decode_sender(request).value();
+  st::ReflectorPacket p;
+  p.sequence = reflector_seq;
+  p.timestamp = st::ns_to_ntp(t3_ns);
+  p.ssid = req.ssid;
+  p.receive_timestamp = st::ns_to_ntp(t2_ns);
+  p.sender_sequence = req.sequence;
+  p.sender_timestamp = req.timestamp;
+  p.sender_error = req.error;
+  p.sender_ttl = 64;
+  std::vector<std::uint8_t> out(request.size(), 0);
+  st::encode(p, out);
+  return out;
+}
+
+std::vector<ProbeRecord> CollectingSink::for_seq(std::uint64_t seq) const {
+  std::vector<ProbeRecord> out;
+  for (const auto& r : records) {
+    if (r.seq == seq) out.push_back(r);
+  }
+  return out;
+}
+
+}  // namespace pathsentry::test

@@ -1,0 +1,80 @@
+#include "pathsentry/probe/agent/probe_output.h"
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+#include <string>
+
+using namespace pathsentry;
+using namespace pathsentry::probe;
+
+// The run's total line shows the loss split by direction when there is one.
+TEST_CASE("total line shows the loss split", "[unit][output]") {
+  SessionConfig c;
+  c.target = *IpAddress::parse("198.18.0.2");
+  c.proto = Proto::Icmp;
+  SessionSummary s;
+  s.counters.sent = 10;
+  s.counters.lost = 4;
+  CHECK(format_total_line(c, s).find("fwd") == std::string::npos);
+  s.lost_forward = 1;
+  s.lost_reverse = 1;
+  s.lost_undetermined = 2;
+  CHECK(format_total_line(c, s).find("(fwd 1 rev 1 undetermined 2)") != std::string::npos);
+}
+
+// The summary document has the contract's fields, with null direction split for ICMP.
+TEST_CASE("summary json document", "[unit][output]") {
+  SessionConfig a;
+  a.target = *IpAddress::parse("198.18.0.2");
+  a.proto = Proto::Icmp;
+  a.rate_pps = 1000;
+  SessionConfig b = a;
+  b.proto = Proto::Stamp;
+  SessionSummary sa;
+  sa.counters.sent = 10;
+  sa.counters.received = 9;
+  sa.counters.lost = 1;
+  sa.rtt = {9, 100, 200, 300, 400, 210.5};
+  SessionSummary sb = sa;
+  sb.lost_forward = 1;
+  sb.lost_reverse = 0;
+  const SessionConfig* configs[] = {&a, &b};
+  const SessionSummary sums[] = {sa, sb};
+  const auto j = nlohmann::json::parse(summary_json(2.5, configs, sums));
+  REQUIRE(j["duration_s"] == 2.5);
+  REQUIRE(j["sessions"].size() == 2);
+  const auto& s0 = j["sessions"][0];
+  for (const char* k : {"target", "proto", "rate", "sent", "received", "lost", "lost_forward",
+                        "lost_reverse", "lost_undetermined", "duplicates", "reordered", "late",
+                        "missed_slots", "send_errors", "rtt_ns", "jitter_ns"}) {
+    REQUIRE(s0.contains(k));
+  }
+  REQUIRE(s0["lost_forward"].is_null());
+  REQUIRE(s0["lost_undetermined"].is_null());
+  REQUIRE(s0["rtt_ns"]["p99"] == 300);
+  REQUIRE(j["sessions"][1]["lost_forward"] == 1);
+  REQUIRE(j["sessions"][1]["proto"] == "stamp");
+}
+
+// The live summary line shows sent/received/lost and RTT in ms.
+TEST_CASE("interval line format", "[unit][output]") {
+  SessionConfig s;
+  s.target = *IpAddress::parse("198.18.0.2");
+  IntervalReport r;
+  r.counters.sent = 1000;
+  r.counters.received = 998;
+  r.counters.lost = 2;
+  r.counters.missed_slots = 3;
+  r.rtt = {998, 31'000, 52'000, 110'000, 201'000, 55'000};
+  const auto line = format_interval_line(1'700'000'000'000'000'000, s, r);
+  REQUIRE_THAT(line, Catch::Matchers::Contains("sent 1000 recv 998 lost 2") &&
+                         Catch::Matchers::Contains("0.031/0.052/0.110/0.201") &&
+                         Catch::Matchers::Contains("missed 3"));
+}
+
+// Every protocol has its own name in the log and the summary (the JSON lines' spelling).
+TEST_CASE("protocol names", "[unit][output]") {
+  CHECK(std::string(proto_name(Proto::Icmp)) == "icmp");
+  CHECK(std::string(proto_name(Proto::Stamp)) == "stamp");
+  CHECK(std::string(proto_name(Proto::Ttl)) == "ttl");
+}
