@@ -63,7 +63,7 @@ std::string drop_privileges(int rt_priority, bool keep_net_raw) {
   // CAP_SYS_RESOURCE. When that is impossible, keep CAP_SYS_NICE alone.
   bool keep_nice = false;
   if (rt_priority > 0) {
-    const auto want = static_cast<rlim_t>(rt_priority + 1);
+    const auto want = static_cast<rlim_t>(rt_priority) + 1;
     rlimit rl{};
     if (getrlimit(RLIMIT_RTPRIO, &rl) == 0 && rl.rlim_cur < want) {
       rlimit raised{want, rl.rlim_max < want ? want : rl.rlim_max};

@@ -134,9 +134,7 @@ const options::OptionTable<Building>& table() {
        "reply TOS/Traffic Class: copy the request's DSCP (default) or N",
        Arg::One,
        [](Building& b, const Value& v) {
-         if (v.type == Value::Type::String && v.text == "copy") {
-           b.c.reply_tos.reset();
-         } else if (v.type == Value::Type::Text && v.text == "copy") {
+         if ((v.type == Value::Type::String || v.type == Value::Type::Text) && v.text == "copy") {
            b.c.reply_tos.reset();
          } else if (v.type == Value::Type::Text || v.type == Value::Type::Integer) {
            const auto n = parse_number<int>(v.text);

@@ -197,6 +197,7 @@ EspLearner::Change EspLearner::evaluate() {
     auto m = candidate(base, use);
     if (!m || !fits(m->transform, use)) continue;
     std::vector<std::uint32_t> pred;
+    pred.reserve(use.size());
     for (const Size* s : use) pred.push_back(m->transform.esp_length(s->wire));
     const auto g = std::find(groups.begin(), groups.end(), pred);
     if (g == groups.end()) {

@@ -6,7 +6,7 @@
 namespace pathsentry::probe {
 namespace {
 // Slot times are k * 1e15 / rate_upps ns: 1e9 ns/s times 1e6 for the micro-pps unit.
-__extension__ typedef unsigned __int128 U128;  // exact k * 1e15 products
+__extension__ using U128 = unsigned __int128;  // exact k * 1e15 products
 constexpr U128 kScale = 1'000'000'000'000'000ULL;
 }  // namespace
 

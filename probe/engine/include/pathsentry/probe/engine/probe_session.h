@@ -260,7 +260,6 @@ class ProbeSession {
   std::uint64_t max_rx_seq_ = 0;
   bool any_rx_ = false;
   std::int64_t last_rtt_ = 0;
-  std::uint64_t last_rtt_seq_ = 0;
   bool have_last_rtt_ = false;
   long double jitter_sum_ = 0;
   std::uint64_t jitter_n_ = 0;
