@@ -15,16 +15,23 @@ std::int64_t to_ns(const timespec& ts) {
   return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
 }
 
-// The software timestamp is ts[0] of scm_timestamping (ts[2] is the raw hardware one).
+// The software timestamp of an SCM_TIMESTAMPING control message: ts[0] (ts[2] is the raw
+// hardware one); nullopt for another kind of message.
+std::optional<timespec> scm_software(const cmsghdr* c) {
+  if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPING ||
+      c->cmsg_len < CMSG_LEN(sizeof(scm_timestamping))) {
+    return std::nullopt;
+  }
+  scm_timestamping ts{};
+  std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
+  return ts.ts[0];
+}
+
 std::optional<std::int64_t> software_ts(const msghdr& msg) {
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
        c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING &&
-        c->cmsg_len >= CMSG_LEN(sizeof(scm_timestamping))) {
-      scm_timestamping ts{};
-      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-      if (ts.ts[0].tv_sec != 0 || ts.ts[0].tv_nsec != 0) return to_ns(ts.ts[0]);
-    }
+    const auto ts = scm_software(c);
+    if (ts && (ts->tv_sec != 0 || ts->tv_nsec != 0)) return to_ns(*ts);
   }
   return std::nullopt;
 }
@@ -53,11 +60,8 @@ std::optional<TxTimestamp> parse_tx_timestamp(const msghdr& msg) {
   std::optional<std::uint32_t> id;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
        c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPING &&
-        c->cmsg_len >= CMSG_LEN(sizeof(scm_timestamping))) {
-      scm_timestamping ts{};
-      std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-      ns = to_ns(ts.ts[0]);
+    if (const auto ts = scm_software(c)) {
+      ns = to_ns(*ts);
     } else if (((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
                 (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) &&
                c->cmsg_len >= CMSG_LEN(sizeof(sock_extended_err))) {
