@@ -151,9 +151,9 @@ fi
 cat <<EOF
 
 Everything is still running (profile $profile):
-  look:      sudo $LAB status          (routes, BGP, tunnel, health check, processes)
-             sudo $LAB exec dc tcpdump -ni $PS_LAB_TAP_INET     (the internet port's mirror)
-             sudo $LAB drill bgp-kill|both-down|ipsec-down|flap|blackhole
+  look:      $LAB status          (routes, BGP, tunnel, health check, processes)
+             $LAB exec dc tcpdump -ni $PS_LAB_TAP_INET     (the internet port's mirror)
+             $LAB drill bgp-kill|both-down|ipsec-down|flap|blackhole
              this drill's captures and timeline: ${result:-?}
-  tear down: sudo $LAB down
+  tear down: $LAB down
 EOF
