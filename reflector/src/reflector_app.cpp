@@ -1,11 +1,8 @@
 // pathsentry-reflector's program: flags and config, logging, signals, privileges, the
 // readiness line and the final counters around ReflectorServer.
-#include <linux/capability.h>
 #include <signal.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
-#include <sys/prctl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -15,6 +12,7 @@
 #include <vector>
 
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/common/privileges.h"
 #include "pathsentry/reflector/reflector.h"
 
 namespace pathsentry::probe {
@@ -35,22 +33,6 @@ void install_signal_handlers() {
   sa.sa_flags = 0;  // no SA_RESTART: poll() returns EINTR and the loop sees the wake fd
   sigaction(SIGINT, &sa, nullptr);
   sigaction(SIGTERM, &sa, nullptr);
-}
-
-// Once the sockets are bound nothing else needs a privilege (port 862 needs
-// CAP_NET_BIND_SERVICE only to bind): drop every capability and forbid regaining any.
-void drop_privileges() {
-  (void)prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) {
-    spdlog::warn("PR_SET_NO_NEW_PRIVS failed");
-  }
-  __user_cap_header_struct hdr{};
-  hdr.version = _LINUX_CAPABILITY_VERSION_3;
-  hdr.pid = 0;
-  __user_cap_data_struct data[2] = {};
-  if (syscall(SYS_capset, &hdr, data) != 0) {
-    spdlog::warn("could not drop capabilities; continuing with the current ones");
-  }
 }
 
 void setup_logging(const std::string& level) {
@@ -92,7 +74,11 @@ int reflector_main(int argc, char** argv) {
     ReflectorServer server(config, clock);
     g_server.store(&server);
     install_signal_handlers();
-    drop_privileges();
+    // Once the sockets are bound nothing else needs a privilege (port 862 needs
+    // CAP_NET_BIND_SERVICE only to bind): drop every capability and forbid regaining any.
+    if (const std::string notes = probe::io::drop_privileges(0); !notes.empty()) {
+      spdlog::warn("dropping privileges: {}", notes);
+    }
     for (const auto& p : config.allow) {
       if (p.length == 0)
         spdlog::warn("allow {} answers every source of that family", p.to_string());
