@@ -72,8 +72,12 @@ std::string usage(std::string_view header, std::span<const Row> rows) {
   out += '\n';
   for (const Row& r : rows) {
     if (r.flag.empty()) continue;  // file-only setting
-    std::string left = "  " + std::string(r.flag);
-    if (r.arg != Arg::None) left += " " + std::string(r.metavar);
+    std::string left = "  ";       // appended piece by piece: GCC 12 -O3 -Wrestrict false positive
+    left += r.flag;
+    if (r.arg != Arg::None) {
+      left += ' ';
+      left += r.metavar;
+    }
     std::string_view help = r.help;
     bool first = true;
     while (!help.empty() || first) {
