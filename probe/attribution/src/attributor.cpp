@@ -20,6 +20,7 @@
 
 #include "esp_learner.h"
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/common/ring.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -75,46 +76,6 @@ struct Slot {
   bool reflector_synced = false;
   bool tx_kernel = false;
   [[nodiscard]] bool has(std::uint16_t f) const { return (flags & f) != 0; }
-};
-
-/// A deque addressed by absolute, ever-increasing indices; grows by doubling, never shrinks.
-template <class T>
-class Ring {
- public:
-  [[nodiscard]] std::size_t size() const { return size_; }
-  [[nodiscard]] bool empty() const { return size_ == 0; }
-  [[nodiscard]] std::uint64_t begin_abs() const { return base_; }
-  [[nodiscard]] std::uint64_t end_abs() const { return base_ + size_; }
-  T& at(std::uint64_t abs) { return buf_[(head_ + static_cast<std::size_t>(abs - base_)) & mask_]; }
-  const T& at(std::uint64_t abs) const {
-    return buf_[(head_ + static_cast<std::size_t>(abs - base_)) & mask_];
-  }
-  T& front() { return buf_[head_]; }
-  T& back() { return at(end_abs() - 1); }
-  void push_back(const T& v) {
-    if (size_ == buf_.size()) grow();
-    buf_[(head_ + size_) & mask_] = v;
-    ++size_;
-  }
-  void pop_front() {
-    head_ = (head_ + 1) & mask_;
-    --size_;
-    ++base_;
-  }
-
- private:
-  void grow() {
-    std::vector<T> nb(buf_.empty() ? 256 : buf_.size() * 2);
-    for (std::size_t i = 0; i < size_; ++i) nb[i] = buf_[(head_ + i) & mask_];
-    buf_ = std::move(nb);
-    head_ = 0;
-    mask_ = buf_.size() - 1;
-  }
-  std::vector<T> buf_;
-  std::size_t head_ = 0;
-  std::size_t size_ = 0;
-  std::size_t mask_ = 0;
-  std::uint64_t base_ = 0;
 };
 
 struct EspObs {

@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/common/ring.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -34,32 +35,8 @@ struct Snap {
   bool outage = false;
 };
 
-/// A FIFO that grows by doubling and never shrinks (no allocation in steady state).
-class SnapQueue {
- public:
-  [[nodiscard]] bool empty() const { return size_ == 0; }
-  [[nodiscard]] std::size_t size() const { return size_; }
-  Snap& front() { return buf_[head_]; }
-  void push(const Snap& s) {
-    if (size_ == buf_.size()) {
-      std::vector<Snap> nb(buf_.empty() ? 64 : buf_.size() * 2);
-      for (std::size_t i = 0; i < size_; ++i) nb[i] = buf_[(head_ + i) % buf_.size()];
-      buf_ = std::move(nb);
-      head_ = 0;
-    }
-    buf_[(head_ + size_) % buf_.size()] = s;
-    ++size_;
-  }
-  void pop() {
-    head_ = (head_ + 1) % buf_.size();
-    --size_;
-  }
-
- private:
-  std::vector<Snap> buf_;
-  std::size_t head_ = 0;
-  std::size_t size_ = 0;
-};
+/// Processed snaps not yet paired with the other direction (no allocation in steady state).
+using SnapQueue = Ring<Snap, 64>;
 
 struct DirState {
   SnapQueue snaps;  // processed, not yet paired with the other direction
@@ -304,11 +281,11 @@ struct Detector::Impl {
     ++stats.samples;
     step(st, d, e.path, e.seq, e.tx_ns, now, out);
     DirState& ds = st.dir[static_cast<std::size_t>(d)];
-    if (ds.snaps.size() >= max_ring()) ds.snaps.pop();  // the other side stalled: bound it
+    if (ds.snaps.size() >= max_ring()) ds.snaps.pop_front();  // the other side stalled: bound it
     // Settled: this very probe was seen on the direction's confirmed path, with no new path in
     // sight. A loss or an "unknown" says nothing about where the direction is now.
     const bool settled = ds.cand == kNoPath && e.path >= 0 && e.path == ds.current;
-    ds.snaps.push(Snap{e.seq, e.tx_ns, ds.current, settled, ds.outage});
+    ds.snaps.push_back(Snap{e.seq, e.tx_ns, ds.current, settled, ds.outage});
     judge_asymmetry(st, now, out);
   }
 
@@ -321,11 +298,11 @@ struct Detector::Impl {
       const Snap f = fq.front();
       const Snap r = rq.front();
       if (f.seq != r.seq) {  // a sequence one direction skipped
-        (f.seq < r.seq ? fq : rq).pop();
+        (f.seq < r.seq ? fq : rq).pop_front();
         continue;
       }
-      fq.pop();
-      rq.pop();
+      fq.pop_front();
+      rq.pop_front();
       // An outage ends asymmetry; while a direction has an unconfirmed new path in sight its
       // confirmed one may be stale, so the state holds until both directions settle.
       bool asym = st.asym;
