@@ -21,6 +21,7 @@
 #include "esp_learner.h"
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/common/ring.h"
+#include "pathsentry/probe/wire/seq.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -193,17 +194,6 @@ struct StampKeyHash {
     return static_cast<std::size_t>(h);
   }
 };
-
-std::uint64_t unwrap32(std::uint32_t low, std::uint64_t ref) {
-  constexpr std::uint64_t kSpan = std::uint64_t{1} << 32;
-  std::uint64_t c = (ref & ~(kSpan - 1)) | low;
-  if (c > ref && c - ref > kSpan / 2 && c >= kSpan) {
-    c -= kSpan;
-  } else if (c < ref && ref - c > kSpan / 2) {
-    c += kSpan;
-  }
-  return c;
-}
 
 std::size_t ring_size_for(const SessionSpec& s, std::int64_t extra_ns) {
   const double horizon_s =
@@ -928,7 +918,7 @@ struct Attributor::Impl {
     if (s.spec.proto != Proto::Stamp || !s.spec.stateful_reflector) return;
     if (s.has_last_rx && seq > s.last_rx_seq && seq - s.last_rx_seq <= s.slots.size()) {
       const std::uint64_t gap = seq - s.last_rx_seq - 1;
-      const std::uint64_t arrived = static_cast<std::uint32_t>(rseq - s.last_reflector_seq - 1);
+      const std::uint64_t arrived = reflector_arrivals_between(s.last_reflector_seq, rseq);
       if (gap > 0 && arrived <= gap) {
         std::uint64_t known_arrived = 0;
         std::uint64_t open = 0;
@@ -1053,7 +1043,7 @@ struct Attributor::Impl {
     } else {
       const auto it = by_stamp.find(StampKey{o.target, o.ssid});
       if (it != by_stamp.end()) s = &sessions[it->second];
-      if (s != nullptr) seq = unwrap32(static_cast<std::uint32_t>(o.seq), s->max_seq);
+      if (s != nullptr) seq = unwrap_nearest(static_cast<std::uint32_t>(o.seq), 32, s->max_seq);
     }
     if (s == nullptr) {
       ++stats.unknown_session;
