@@ -1194,6 +1194,7 @@ struct Attributor::Impl {
     p.seq = sl.seq;
     p.tx_ns = sl.anchor_ns;  // one clock for every sample: event figures stay consistent
     p.path = labels[static_cast<std::size_t>(path)];
+    p.path_id = path;
     p.fate = fate;
   }
 

@@ -90,6 +90,10 @@ struct Stream {
 struct Detector::Impl {
   DetectorConfig cfg;
   std::vector<std::string> labels;  // interned path labels
+  // The attributor's path ids → codes (kNoCode: not seen yet). Ids and labels are fixed for an
+  // attributor's life; one detector serves one attributor.
+  static constexpr std::int16_t kNoCode = std::numeric_limits<std::int16_t>::min();
+  std::vector<std::int16_t> by_path_id;
   std::unordered_map<std::uint32_t, Stream> streams;
   DetectorStats stats;
 
@@ -260,10 +264,20 @@ struct Detector::Impl {
     s.cand_run = 0;
   }
 
+  /// A sample's path code: by the attributor's id when it has one (its text is interned once
+  /// per id, not per sample), else by its text.
+  std::int16_t code_of_path(const PathSample& smp) {
+    if (smp.path_id < 0) return intern(smp.path);
+    const auto id = static_cast<std::size_t>(smp.path_id);
+    if (id >= by_path_id.size()) by_path_id.resize(id + 1, kNoCode);
+    if (by_path_id[id] == kNoCode) by_path_id[id] = intern(smp.path);
+    return by_path_id[id];
+  }
+
   std::int16_t code_of(const PathSample& smp) {
     switch (smp.fate) {
       case PathSample::Fate::Through:
-        return intern(smp.path);  // "none" here: a caller without fates, a loss
+        return code_of_path(smp);  // "none" here: a caller without fates, a loss
       case PathSample::Fate::Lost:
         return kNone;
       case PathSample::Fate::Undetermined:
