@@ -16,10 +16,7 @@ void Attributor::Impl::claim(LogEntry& e, Direction d) {
   for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
     const auto& tap = cfg.taps[lane_tap[lane]];
     EspLane& ln = lanes[lane][di];
-    const std::int64_t from =
-        d == Direction::Forward ? e.anchor_ns + tap.lo_ns(d) : e.anchor_ns - tap.hi_ns(d);
-    const std::int64_t to =
-        d == Direction::Forward ? e.anchor_ns + tap.hi_ns(d) : e.anchor_ns - tap.lo_ns(d);
+    const auto [from, to] = window_of(tap, d, e.anchor_ns);
     const auto want = expected_len(lane, d, e.wire);
     Claim& c = e.claims[lane];
     c = Claim{};
@@ -77,8 +74,7 @@ void Attributor::Impl::explain_unknown(std::size_t lane, const LogEntry& e, Dire
   EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
   const bool fwd = d == Direction::Forward;
   auto off_us = [&](std::int64_t ts) { return (fwd ? ts - e.anchor_ns : e.anchor_ns - ts) / 1000; };
-  const std::int64_t from = fwd ? e.anchor_ns + tap.lo_ns(d) : e.anchor_ns - tap.hi_ns(d);
-  const std::int64_t to = fwd ? e.anchor_ns + tap.hi_ns(d) : e.anchor_ns - tap.lo_ns(d);
+  const auto [from, to] = window_of(tap, d, e.anchor_ns);
   std::string t = std::string("explain ") + (fwd ? "fwd" : "rev") + " session " +
                   std::to_string(sessions[e.session].spec.session_id) + " seq " +
                   std::to_string(e.seq) + " wire " + std::to_string(e.wire) + " len " +
@@ -101,9 +97,8 @@ void Attributor::Impl::explain_unknown(std::size_t lane, const LogEntry& e, Dire
       for (std::uint64_t j = cur_log->begin_abs(); j < cur_log->end_abs(); ++j) {
         const LogEntry& x = cur_log->at(j);
         if (&x == &e || x.wire != e.wire) continue;
-        const std::int64_t xf = fwd ? x.anchor_ns + tap.lo_ns(d) : x.anchor_ns - tap.hi_ns(d);
-        const std::int64_t xt = fwd ? x.anchor_ns + tap.hi_ns(d) : x.anchor_ns - tap.lo_ns(d);
-        if (o.ts_ns < xf || o.ts_ns > xt) continue;
+        const Window xw = window_of(tap, d, x.anchor_ns);
+        if (o.ts_ns < xw.from_ns || o.ts_ns > xw.to_ns) continue;
         t += "[also s" + std::to_string(sessions[x.session].spec.session_id) + "#" +
              std::to_string(x.seq) + " d" + std::to_string((x.anchor_ns - e.anchor_ns) / 1000) +
              "us]";

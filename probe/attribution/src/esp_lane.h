@@ -11,10 +11,22 @@
 
 #include "esp_learner.h"
 #include "pathsentry/common/ring.h"
+#include "pathsentry/probe/capture/tap.h"
 
 namespace pathsentry::probe::attr {
 
 inline constexpr std::size_t kMaxEspTaps = 4;
+
+/// A probe's window on an ESP tap, in capture time: forward [tx + lo, tx + hi] after the probe
+/// left, reverse [rx - hi, rx - lo] before its reply arrived (`anchor_ns`: tx or rx).
+struct Window {
+  std::int64_t from_ns = 0;
+  std::int64_t to_ns = 0;
+};
+[[nodiscard]] inline Window window_of(const TapSpec& tap, Direction d, std::int64_t anchor_ns) {
+  if (d == Direction::Forward) return {anchor_ns + tap.lo_ns(d), anchor_ns + tap.hi_ns(d)};
+  return {anchor_ns - tap.hi_ns(d), anchor_ns - tap.lo_ns(d)};
+}
 
 struct EspObs {
   std::int64_t ts_ns = 0;

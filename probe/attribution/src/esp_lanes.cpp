@@ -44,10 +44,7 @@ void Attributor::Impl::learn_window(const LogEntry& e, Direction d) {
   for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
     const auto& tap = cfg.taps[lane_tap[lane]];
     EspLane& ln = lanes[lane][di];
-    const std::int64_t from =
-        d == Direction::Forward ? e.anchor_ns + tap.lo_ns(d) : e.anchor_ns - tap.hi_ns(d);
-    const std::int64_t to =
-        d == Direction::Forward ? e.anchor_ns + tap.hi_ns(d) : e.anchor_ns - tap.lo_ns(d);
+    const auto [from, to] = window_of(tap, d, e.anchor_ns);
     if (from <= ln.evicted_through_ns) continue;
     std::array<std::uint32_t, 64> lens{};
     std::size_t n = 0;
