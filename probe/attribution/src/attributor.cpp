@@ -99,6 +99,29 @@ Attributor::Impl::Impl(AttributorConfig c) : cfg(std::move(c)) {
   down_spans.resize(cfg.taps.size());
 }
 
+void Attributor::Impl::announce(std::uint32_t si, Session& s, Slot& sl, std::int64_t tx,
+                                std::uint32_t wire) {
+  sl.flags |= kAnnounced;
+  sl.anchor_ns = tx;
+  sl.tx_ns = tx;
+  sl.wire = wire != 0 ? wire : s.spec.wire_bytes;
+  if (!s.any) {
+    s.any = true;
+    s.max_seq = sl.seq;
+    s.lowest_unresolved = sl.seq;
+  } else if (sl.seq > s.max_seq) {
+    s.max_seq = sl.seq;
+  } else if (sl.seq < s.lowest_unresolved) {
+    s.lowest_unresolved = sl.seq;
+  }
+  LogEntry e;
+  e.anchor_ns = tx;
+  e.session = si;
+  e.seq = sl.seq;
+  e.wire = sl.wire;
+  sent_log.push_back(e);
+}
+
 void Attributor::Impl::on_record(const ProbeRecord& r) {
   const auto it = by_id.find(r.session_id);
   if (it == by_id.end()) {
@@ -107,7 +130,7 @@ void Attributor::Impl::on_record(const ProbeRecord& r) {
   }
   const std::uint32_t si = it->second;
   Session& s = sessions[si];
-  Slot* sl = acquire(s, r.seq);
+  Slot* sl = acquire(s, r.seq, stats.state_overruns);
   if (sl == nullptr) {
     ++stats.state_overruns;
     return;
@@ -321,7 +344,7 @@ void Attributor::on_sent(const ProbeSent& p) {
     return;
   }
   Session& s = m.sessions[it->second];
-  Slot* sl = m.acquire(s, p.seq);
+  Slot* sl = m.acquire(s, p.seq, m.stats.state_overruns);
   if (sl == nullptr) {
     ++m.stats.state_overruns;
     return;

@@ -3,7 +3,7 @@
 // Attributor::Impl: the attributor's state and its parts. One struct holds the state the parts
 // share (the slot table, the ESP lanes, the probe logs, the stats); each part's functions live
 // in their own source, its types in its own header:
-//   slot_table.{h,cpp}      sessions and their per-probe slots
+//   slot_table.{h,cpp}      SlotTable: sessions and their per-probe slots
 //   esp_lane.h, esp_lanes.cpp  ESP packets per tap and direction, length learning (esp_learner)
 //   claim_decide.{h,cpp}    the probe logs: windows claim ESP packets, then decide
 //   loss_inference.{h,cpp}  tap-down spans, reflector gaps, the direction of a loss
@@ -40,7 +40,9 @@ inline constexpr std::int64_t kRetentionMarginNs = 10'000'000;
 inline constexpr std::int64_t kRttWindowNs = 1'000'000'000;  // recent-RTT window for early losses
 }  // namespace attr
 
-struct Attributor::Impl {
+/// The slot table (SlotTable, slot_table.h) is a base: its sessions and slot functions are the
+/// state every other part reads.
+struct Attributor::Impl : SlotTable {
   AttributorConfig cfg;
   std::vector<std::string> labels;            // path ids → label, then unknown, none
   std::vector<std::int8_t> tap_path;          // tap → path id
@@ -64,10 +66,6 @@ struct Attributor::Impl {
   bool explain = false;
   Ring<LogEntry>* cur_log = nullptr;
   const std::uint64_t* cur_claimed = nullptr;
-
-  std::deque<Session> sessions;  // a deque: samples point at target_text
-  std::unordered_map<std::uint32_t, std::uint32_t> by_id;
-  std::unordered_map<StampKey, std::uint32_t, StampKeyHash> by_stamp;
 
   Ring<LogEntry> sent_log;
   std::uint64_t sent_claimed = 0;  // absolute index of the first unclaimed entry
@@ -94,22 +92,7 @@ struct Attributor::Impl {
   void on_clear(std::size_t tap, const Observation& o);
   void poll(std::int64_t now, Out& out);
 
-  // ---- Slot table (slot_table.cpp): sessions, their slots, the sent log. ----
-
-  Session* find_session(std::uint32_t id) {
-    const auto it = by_id.find(id);
-    return it == by_id.end() ? nullptr : &sessions[it->second];
-  }
-  static void grow(Session& s);
-  /// The slot for `seq`, taking over a finished or empty one; nullptr when `seq` is older than
-  /// what the ring holds there (stale) or the state cannot grow.
-  Slot* acquire(Session& s, std::uint64_t seq);
-  Slot* lookup(Session& s, std::uint64_t seq) {
-    Slot& sl = s.slots[seq & s.mask];
-    return sl.seq == seq ? &sl : nullptr;
-  }
-  static bool resolved(const Slot& sl) { return sl.has(kHaveRecord) || sl.has(kLoss); }
-  void advance_lowest(Session& s);
+  /// A probe enters the sent log (its slot's forward window anchor is `tx`).
   void announce(std::uint32_t si, Session& s, Slot& sl, std::int64_t tx, std::uint32_t wire);
 
   // ---- ESP lanes (esp_lanes.cpp): packets seen, lengths learned, the silent-tap warning. ----

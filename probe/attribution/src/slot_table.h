@@ -7,7 +7,9 @@
 #include <bit>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "pathsentry/common/ring.h"
@@ -112,5 +114,31 @@ inline std::size_t ring_size_for(const SessionSpec& s, std::int64_t extra_ns) {
   const double want = std::max(1.0, s.rate_pps) * horizon_s * 1.25;
   return std::bit_ceil(std::clamp<std::size_t>(static_cast<std::size_t>(want), kMinRing, kMaxRing));
 }
+
+/// The slot table: the sessions, found by id (and STAMP ones by target and SSID), and per
+/// session its probes' slots in a ring indexed by sequence. Not thread-safe.
+struct SlotTable {
+  std::deque<Session> sessions;  // a deque: samples point at target_text
+  std::unordered_map<std::uint32_t, std::uint32_t> by_id;
+  std::unordered_map<StampKey, std::uint32_t, StampKeyHash> by_stamp;
+
+  Session* find_session(std::uint32_t id) {
+    const auto it = by_id.find(id);
+    return it == by_id.end() ? nullptr : &sessions[it->second];
+  }
+  /// The slot for `seq`, taking over a finished or empty one; nullptr when `seq` is older than
+  /// what the ring holds there (stale) or the state cannot grow. Dropping an unfinished probe's
+  /// state (the ring at its largest) counts in `overruns`.
+  static Slot* acquire(Session& s, std::uint64_t seq, std::uint64_t& overruns);
+  static Slot* lookup(Session& s, std::uint64_t seq) {
+    Slot& sl = s.slots[seq & s.mask];
+    return sl.seq == seq ? &sl : nullptr;
+  }
+  static bool resolved(const Slot& sl) { return sl.has(kHaveRecord) || sl.has(kLoss); }
+  /// Moves the session's lowest unresolved sequence past resolved and unannounced slots.
+  static void advance_lowest(Session& s);
+  /// Doubles the session's ring, keeping the newest probe per slot.
+  static void grow(Session& s);
+};
 
 }  // namespace pathsentry::probe::attr
