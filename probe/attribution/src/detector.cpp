@@ -6,6 +6,7 @@
 #include <unordered_map>
 
 #include "pathsentry/common/config_error.h"
+#include "pathsentry/common/ring.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -34,32 +35,8 @@ struct Snap {
   bool outage = false;
 };
 
-/// A FIFO that grows by doubling and never shrinks (no allocation in steady state).
-class SnapQueue {
- public:
-  [[nodiscard]] bool empty() const { return size_ == 0; }
-  [[nodiscard]] std::size_t size() const { return size_; }
-  Snap& front() { return buf_[head_]; }
-  void push(const Snap& s) {
-    if (size_ == buf_.size()) {
-      std::vector<Snap> nb(buf_.empty() ? 64 : buf_.size() * 2);
-      for (std::size_t i = 0; i < size_; ++i) nb[i] = buf_[(head_ + i) % buf_.size()];
-      buf_ = std::move(nb);
-      head_ = 0;
-    }
-    buf_[(head_ + size_) % buf_.size()] = s;
-    ++size_;
-  }
-  void pop() {
-    head_ = (head_ + 1) % buf_.size();
-    --size_;
-  }
-
- private:
-  std::vector<Snap> buf_;
-  std::size_t head_ = 0;
-  std::size_t size_ = 0;
-};
+/// Processed snaps not yet paired with the other direction (no allocation in steady state).
+using SnapQueue = Ring<Snap, 64>;
 
 struct DirState {
   SnapQueue snaps;  // processed, not yet paired with the other direction
@@ -113,6 +90,10 @@ struct Stream {
 struct Detector::Impl {
   DetectorConfig cfg;
   std::vector<std::string> labels;  // interned path labels
+  // The attributor's path ids → codes (kNoCode: not seen yet). Ids and labels are fixed for an
+  // attributor's life; one detector serves one attributor.
+  static constexpr std::int16_t kNoCode = std::numeric_limits<std::int16_t>::min();
+  std::vector<std::int16_t> by_path_id;
   std::unordered_map<std::uint32_t, Stream> streams;
   DetectorStats stats;
 
@@ -283,10 +264,20 @@ struct Detector::Impl {
     s.cand_run = 0;
   }
 
+  /// A sample's path code: by the attributor's id when it has one (its text is interned once
+  /// per id, not per sample), else by its text.
+  std::int16_t code_of_path(const PathSample& smp) {
+    if (smp.path_id < 0) return intern(smp.path);
+    const auto id = static_cast<std::size_t>(smp.path_id);
+    if (id >= by_path_id.size()) by_path_id.resize(id + 1, kNoCode);
+    if (by_path_id[id] == kNoCode) by_path_id[id] = intern(smp.path);
+    return by_path_id[id];
+  }
+
   std::int16_t code_of(const PathSample& smp) {
     switch (smp.fate) {
       case PathSample::Fate::Through:
-        return intern(smp.path);  // "none" here: a caller without fates, a loss
+        return code_of_path(smp);  // "none" here: a caller without fates, a loss
       case PathSample::Fate::Lost:
         return kNone;
       case PathSample::Fate::Undetermined:
@@ -304,11 +295,11 @@ struct Detector::Impl {
     ++stats.samples;
     step(st, d, e.path, e.seq, e.tx_ns, now, out);
     DirState& ds = st.dir[static_cast<std::size_t>(d)];
-    if (ds.snaps.size() >= max_ring()) ds.snaps.pop();  // the other side stalled: bound it
+    if (ds.snaps.size() >= max_ring()) ds.snaps.pop_front();  // the other side stalled: bound it
     // Settled: this very probe was seen on the direction's confirmed path, with no new path in
     // sight. A loss or an "unknown" says nothing about where the direction is now.
     const bool settled = ds.cand == kNoPath && e.path >= 0 && e.path == ds.current;
-    ds.snaps.push(Snap{e.seq, e.tx_ns, ds.current, settled, ds.outage});
+    ds.snaps.push_back(Snap{e.seq, e.tx_ns, ds.current, settled, ds.outage});
     judge_asymmetry(st, now, out);
   }
 
@@ -321,11 +312,11 @@ struct Detector::Impl {
       const Snap f = fq.front();
       const Snap r = rq.front();
       if (f.seq != r.seq) {  // a sequence one direction skipped
-        (f.seq < r.seq ? fq : rq).pop();
+        (f.seq < r.seq ? fq : rq).pop_front();
         continue;
       }
-      fq.pop();
-      rq.pop();
+      fq.pop_front();
+      rq.pop_front();
       // An outage ends asymmetry; while a direction has an unconfirmed new path in sight its
       // confirmed one may be stale, so the state holds until both directions settle.
       bool asym = st.asym;

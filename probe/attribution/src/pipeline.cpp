@@ -62,9 +62,7 @@ SessionSpec session_spec_for(const SessionConfig& s) {
   spec.session_id = s.session_id;
   spec.proto = s.proto;
   spec.target = s.target;
-  const std::size_t ip_header = s.target.family == AF_INET ? 20 : 40;
-  spec.wire_bytes = static_cast<std::uint32_t>(ip_header + datagram_size_for(s.proto, s.size) +
-                                               (s.proto == Proto::Stamp ? kUdpHeaderSize : 0));
+  spec.wire_bytes = probe_ip_bytes(s.target.family, s.proto, datagram_size_for(s.proto, s.size));
   spec.stateful_reflector = s.stamp_stateful;
   spec.rate_pps = s.rate_pps;
   spec.timeout_ns = s.timeout_ns;

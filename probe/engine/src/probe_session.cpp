@@ -59,9 +59,7 @@ ProbeSession::ProbeSession(SessionConfig cfg, WireFormat wire,
   for (std::size_t i = 0; i < kRxBatch; ++i) {
     rx_batch_[i].buffer = std::span(rx_buffers_).subspan(i * rx_size, rx_size);
   }
-  const std::uint32_t ip_header = cfg_.target.family == AF_INET ? 20 : 40;
-  wire_bytes_ = static_cast<std::uint32_t>(ip_header + wire_.datagram_size +
-                                           (cfg_.proto == Proto::Stamp ? kUdpHeaderSize : 0));
+  wire_bytes_ = probe_ip_bytes(cfg_.target.family, cfg_.proto, wire_.datagram_size);
   record_.target = cfg_.target.to_string();
   record_.proto = cfg_.proto;
   record_.session_id = cfg_.session_id;
@@ -402,7 +400,8 @@ void ProbeSession::track_reflector(std::uint64_t seq, std::uint32_t reflector_se
     if (jump > cap) {  // the reflector restarted or wrapped far away: start over
       std::fill(refl_seen_.begin(), refl_seen_.end(), 0);
     } else {
-      reverse_gaps_ += jump - 1;
+      reverse_gaps_ += reflector_arrivals_between(static_cast<std::uint32_t>(refl_last_),
+                                                  static_cast<std::uint32_t>(r));
       for (std::uint64_t g = refl_last_ + 1; g < r; ++g) set_reflector_seen(g, false);
     }
     refl_last_ = r;

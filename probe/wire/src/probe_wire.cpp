@@ -83,6 +83,12 @@ std::size_t datagram_size_for(Proto proto, std::size_t ip_payload) {
   return proto == Proto::Icmp ? ip : ip - kUdpHeaderSize;
 }
 
+std::uint32_t probe_ip_bytes(int family, Proto proto, std::size_t datagram_size) {
+  const std::size_t ip_header = family == AF_INET ? 20 : 40;
+  return static_cast<std::uint32_t>(ip_header + datagram_size +
+                                    (proto == Proto::Stamp ? kUdpHeaderSize : 0));
+}
+
 std::uint16_t internet_checksum(std::span<const std::uint8_t> data) {
   std::uint32_t sum = 0;
   std::size_t i = 0;

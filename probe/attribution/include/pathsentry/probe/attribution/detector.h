@@ -53,6 +53,10 @@ struct PathSample {
   /// A path label, "unknown" or "none". Through: the path it took; otherwise where it was seen
   /// leaving (a label), or not ("none"/"unknown") — informative only, the fate decides.
   std::string_view path{};
+  /// The attributor's small-integer id of `path` (its index in Attributor::path_labels()), so
+  /// that the detector maps it without comparing strings; -1 when the caller has none (then
+  /// `path` is looked up by its text).
+  std::int16_t path_id = -1;
   Fate fate = Fate::Through;
 };
 

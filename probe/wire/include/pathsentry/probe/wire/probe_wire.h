@@ -40,6 +40,10 @@ inline constexpr std::size_t kUdpHeaderSize = 8;
 /// Bytes handed to the socket for a probe whose IP payload is `ip_payload` bytes
 /// (0 = the minimum).
 [[nodiscard]] std::size_t datagram_size_for(Proto proto, std::size_t ip_payload);
+/// A probe's size at the IP layer, what a tap sees and what ESP lengths are computed from: the
+/// IP header of `family` (AF_INET: 20, AF_INET6: 40), the UDP header for STAMP, and the
+/// `datagram_size` bytes handed to the socket. The one place this size is computed.
+[[nodiscard]] std::uint32_t probe_ip_bytes(int family, Proto proto, std::size_t datagram_size);
 
 /// Writes the request with sequence `seq`, sent at `tx_ns` (CLOCK_REALTIME), into `out`
 /// (at least wf.datagram_size bytes); returns wf.datagram_size, or 0 if `out` is too small.

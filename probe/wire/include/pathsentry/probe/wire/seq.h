@@ -30,4 +30,14 @@ namespace pathsentry::probe {
   return reference - (span - ahead);
 }
 
+/// A stateful STAMP reflector (RFC 8762) numbers the requests it receives. Between two of its
+/// replies numbered `prev` and `cur` (`cur` the later), the requests that reached it in between
+/// and whose replies are not these two: the jump minus one, modulo 2^32 (the counter's width).
+/// The one home of this rule: the sender counts reverse gaps with it, the attributor splits a
+/// loss gap's probes into those that arrived and those that did not. Pure; never throws.
+[[nodiscard]] constexpr std::uint64_t reflector_arrivals_between(std::uint32_t prev,
+                                                                 std::uint32_t cur) {
+  return static_cast<std::uint32_t>(cur - prev - 1);
+}
+
 }  // namespace pathsentry::probe

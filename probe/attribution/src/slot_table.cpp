@@ -1,0 +1,46 @@
+#include "slot_table.h"
+
+// The slot table: sessions and their per-probe slots.
+
+namespace pathsentry::probe::attr {
+
+void SlotTable::grow(Session& s) {
+  std::vector<Slot> ns(s.slots.size() * 2);
+  const std::uint64_t nmask = ns.size() - 1;
+  for (const Slot& sl : s.slots) {
+    if (sl.seq == kNoSeq) continue;
+    Slot& d = ns[sl.seq & nmask];
+    if (d.seq == kNoSeq || d.seq < sl.seq) d = sl;
+  }
+  s.slots = std::move(ns);
+  s.mask = nmask;
+}
+
+Slot* SlotTable::acquire(Session& s, std::uint64_t seq, std::uint64_t& overruns) {
+  for (;;) {
+    Slot& sl = s.slots[seq & s.mask];
+    if (sl.seq == seq) return &sl;
+    if (sl.seq != kNoSeq && sl.seq > seq) return nullptr;
+    const bool live = sl.seq != kNoSeq && !sl.has(kEmitted) && sl.has(kAnnounced | kHaveRecord);
+    if (live) {
+      if (s.slots.size() < kMaxRing) {
+        grow(s);
+        continue;
+      }
+      ++overruns;  // the older probe's state is dropped: it is never emitted
+    }
+    sl = Slot{};
+    sl.seq = seq;
+    return &sl;
+  }
+}
+
+void SlotTable::advance_lowest(Session& s) {
+  while (s.lowest_unresolved <= s.max_seq) {
+    const Slot& sl = s.slots[s.lowest_unresolved & s.mask];
+    if (sl.seq == s.lowest_unresolved && sl.has(kAnnounced) && !resolved(sl)) break;
+    ++s.lowest_unresolved;
+  }
+}
+
+}  // namespace pathsentry::probe::attr

@@ -1,0 +1,144 @@
+#pragma once
+
+// The slot table: per session, a ring of per-probe slots indexed by sequence.
+// Part of Attributor::Impl (attributor_impl.h); docs/attribution.md §2–3 has the rules.
+
+#include <algorithm>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "pathsentry/common/ring.h"
+#include "pathsentry/probe/attribution/attributor.h"
+
+namespace pathsentry::probe::attr {
+
+inline constexpr std::uint64_t kNoSeq = ~std::uint64_t{0};
+/// A slot table's size bounds (per session, a power of two).
+inline constexpr std::size_t kMinRing = 1024;
+inline constexpr std::size_t kMaxRing = std::size_t{1} << 23;
+/// Path-evidence codes beside the path ids (>= 0).
+inline constexpr std::int8_t kNoEvidence = -1;
+inline constexpr std::int8_t kAmbiguous = -2;
+
+enum Flag : std::uint16_t {
+  kAnnounced = 1 << 0,   // in the sent log (on_sent, or its record stood in)
+  kHaveRecord = 1 << 1,  // the sender reported it (answered or lost)
+  kReceived = 1 << 2,    // answered
+  kFwdDecided = 1 << 3,
+  kRevDecided = 1 << 4,
+  kLoss = 1 << 5,        // declared lost (by the sender, early, or for want of a record)
+  kEmitted = 1 << 6,     // its record went out
+  kLate = 1 << 7,        // answered after its loss was emitted: re-emit as late
+  kFwdSampled = 1 << 8,  // its forward PathSample went out
+  kRevSampled = 1 << 9,
+  kLateEsp = 1 << 10,        // seen nowhere, but a late ESP packet may be its own (counted once)
+  kTapDownUnseen = 1 << 11,  // seen nowhere while a tap was down: "unknown" (counted once)
+};
+
+enum class LossHint : std::uint8_t { None, FwdLost, RevLost, Mixed };
+
+/// Per-probe state, in a per-session ring indexed by seq.
+struct Slot {
+  std::uint64_t seq = kNoSeq;
+  std::int64_t anchor_ns = 0;  // forward window anchor (announced tx)
+  std::int64_t tx_ns = 0;      // the record's tx (kernel when available)
+  std::int64_t rx_ns = 0;
+  std::int64_t rtt_ns = 0;
+  std::int64_t reflector_rx_ns = 0;
+  std::int64_t reflector_tx_ns = 0;
+  std::int64_t lost_ns = 0;  // when it was declared lost (the reflector's evidence waits from it)
+  std::uint32_t reflector_seq = 0;
+  std::uint32_t wire = 0;
+  std::uint32_t fwd_clear = 0;  // bit per path id seen exactly
+  std::uint32_t rev_clear = 0;
+  std::uint16_t flags = 0;
+  std::int8_t fwd_esp = kNoEvidence;  // path id, kAmbiguous or kNoEvidence
+  std::int8_t rev_esp = kNoEvidence;
+  std::int8_t fwd_sampled = kNoEvidence;             // the path its forward sample said
+  LossDirection emitted_loss = LossDirection::None;  // what its last record said
+  LossHint hint = LossHint::None;
+  bool has_reflector = false;
+  bool reflector_synced = false;
+  bool tx_kernel = false;
+  [[nodiscard]] bool has(std::uint16_t f) const { return (flags & f) != 0; }
+};
+
+struct Overtake {
+  std::uint64_t seq = 0;  // a later probe that was answered
+  std::int64_t due_ns = 0;
+};
+
+struct Session {
+  SessionSpec spec;
+  std::string target_text;
+  std::vector<Slot> slots;
+  std::uint64_t mask = 0;
+  bool any = false;
+  std::uint64_t max_seq = 0;
+  std::uint64_t lowest_unresolved = 0;
+  Ring<Overtake> overtakes;
+  bool has_last_rx = false;
+  std::uint64_t last_rx_seq = 0;
+  std::uint32_t last_reflector_seq = 0;
+  // The largest RTT of the current and the previous second of answers (early-loss grace).
+  std::int64_t rtt_window_start = 0;
+  std::int64_t rtt_max_cur = 0;
+  std::int64_t rtt_max_prev = 0;
+  std::array<std::uint64_t, 3> losses{};  // records by loss direction, net of late answers
+};
+
+struct StampKey {
+  IpAddress target;
+  std::uint16_t ssid = 0;
+  friend bool operator==(const StampKey&, const StampKey&) = default;
+};
+
+struct StampKeyHash {
+  std::size_t operator()(const StampKey& k) const {
+    std::uint64_t h = 1469598103934665603ull ^ k.ssid;
+    for (std::size_t i = 0; i < k.target.length(); ++i)
+      h = (h ^ k.target.bytes[i]) * 1099511628211ull;
+    return static_cast<std::size_t>(h);
+  }
+};
+
+/// A session's slot table size: its rate over the horizon a probe's state lives.
+inline std::size_t ring_size_for(const SessionSpec& s, std::int64_t extra_ns) {
+  const double horizon_s =
+      static_cast<double>(s.timeout_ns + extra_ns) / 1e9 + 0.25;  // + decide delays
+  const double want = std::max(1.0, s.rate_pps) * horizon_s * 1.25;
+  return std::bit_ceil(std::clamp<std::size_t>(static_cast<std::size_t>(want), kMinRing, kMaxRing));
+}
+
+/// The slot table: the sessions, found by id (and STAMP ones by target and SSID), and per
+/// session its probes' slots in a ring indexed by sequence. Not thread-safe.
+struct SlotTable {
+  std::deque<Session> sessions;  // a deque: samples point at target_text
+  std::unordered_map<std::uint32_t, std::uint32_t> by_id;
+  std::unordered_map<StampKey, std::uint32_t, StampKeyHash> by_stamp;
+
+  Session* find_session(std::uint32_t id) {
+    const auto it = by_id.find(id);
+    return it == by_id.end() ? nullptr : &sessions[it->second];
+  }
+  /// The slot for `seq`, taking over a finished or empty one; nullptr when `seq` is older than
+  /// what the ring holds there (stale) or the state cannot grow. Dropping an unfinished probe's
+  /// state (the ring at its largest) counts in `overruns`.
+  static Slot* acquire(Session& s, std::uint64_t seq, std::uint64_t& overruns);
+  static Slot* lookup(Session& s, std::uint64_t seq) {
+    Slot& sl = s.slots[seq & s.mask];
+    return sl.seq == seq ? &sl : nullptr;
+  }
+  static bool resolved(const Slot& sl) { return sl.has(kHaveRecord) || sl.has(kLoss); }
+  /// Moves the session's lowest unresolved sequence past resolved and unannounced slots.
+  static void advance_lowest(Session& s);
+  /// Doubles the session's ring, keeping the newest probe per slot.
+  static void grow(Session& s);
+};
+
+}  // namespace pathsentry::probe::attr
