@@ -175,12 +175,10 @@ std::int8_t Attributor::Impl::decide(LogEntry& e, Direction d) {
     const Claim& c = e.claims[lane];
     auto valid = [&](std::uint64_t i) { return i >= ln.obs.begin_abs() && i < ln.obs.end_abs(); };
     std::int8_t v = kNoEvidence;
-    if (c.incomplete) {
-      v = kAmbiguous;
-    } else if (c.cand == 1 && valid(c.cand_idx) && ln.obs.at(c.cand_idx).claims == 1 &&
-               !ln.obs.at(c.cand_idx).attributed) {  // (attributed by order to a neighbour)
+    if (!c.incomplete && c.cand == 1 && valid(c.cand_idx) && ln.obs.at(c.cand_idx).claims == 1 &&
+        !ln.obs.at(c.cand_idx).attributed) {  // (attributed by order to a neighbour)
       v = tap_path[tap];
-    } else if (c.cand > 0) {
+    } else if (c.incomplete || c.cand > 0) {
       v = kAmbiguous;
     }
     std::optional<std::uint64_t> match;

@@ -27,8 +27,9 @@ void Attributor::Impl::sample(const Session& s, Slot& sl, Direction d, std::int8
   p.dir = d;
   p.seq = sl.seq;
   p.tx_ns = sl.anchor_ns;  // one clock for every sample: event figures stay consistent
-  p.path = labels[static_cast<std::size_t>(path)];
-  p.path_id = path;
+  const auto idx = static_cast<std::size_t>(static_cast<std::uint8_t>(path));  // a label: >= 0
+  p.path = labels[idx];
+  p.path_id = static_cast<std::int16_t>(idx);
   p.fate = fate;
 }
 
