@@ -5,7 +5,7 @@
 set -euo pipefail
 
 PKGS=(
-  build-essential cmake ninja-build pkg-config clang-format git
+  build-essential cmake ninja-build pkg-config clang-format clang-tidy git
   libpcap-dev libtins-dev libboost-dev libboost-system-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev catch2
   libtomlplusplus-dev nlohmann-json3-dev libexpected-dev

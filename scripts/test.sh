@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The README's test command: installs what is missing, builds, and runs every test:
+# The README's test command: installs what is missing, builds (dev and release presets), checks
+# formatting and clang-tidy, and runs every test:
 # unit, integration, privileged (raw sockets, namespaces: needs root) and the e2e lab drills;
 # then the unit and integration tests again built with AddressSanitizer + UBSan (preset
 # "asan", build-asan/; PS_SKIP_ASAN=1 skips that stage for a quick local run).
@@ -13,6 +14,8 @@ cmake --preset release >/dev/null
 cmake --build --preset release -j"$(nproc)"
 echo "== format check"
 bash scripts/format.sh --check
+echo "== clang-tidy"
+bash scripts/tidy.sh "$build"
 echo "== tests"
 (cd "$build" && ctest --output-on-failure -j1 "$@")
 if [ "${PS_SKIP_ASAN:-0}" != 1 ]; then
