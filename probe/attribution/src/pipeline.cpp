@@ -75,7 +75,10 @@ Pipeline::Pipeline(const Clock& clock, PipelineOptions options)
       attributor_(AttributorConfig{.taps = options_.taps}),
       detector_(options_.detector),
       attribute_(!options_.taps.empty()),
-      crosscheck_(options_.crosscheck_window_ns) {
+      // Forward samples leave when their probe's fate is known (a probe lost beyond a tap
+      // after later ones): judge a TTL probe only once every sample of its window can be in.
+      crosscheck_(options_.crosscheck_window_ns,
+                  std::max<std::int64_t>(3'000'000'000, options_.detector.reorder_hold_ns), false) {
   taps_.reserve(options_.taps.size());
   for (std::size_t i = 0; i < options_.taps.size(); ++i) {
     auto t = std::make_unique<TapThread>();

@@ -12,8 +12,8 @@ bool is_label(std::string_view p) {
 }
 }  // namespace
 
-TtlCrossCheck::TtlCrossCheck(std::int64_t window_ns, std::int64_t hold_ns)
-    : window_ns_(window_ns), hold_ns_(hold_ns) {}
+TtlCrossCheck::TtlCrossCheck(std::int64_t window_ns, std::int64_t hold_ns, bool samples_in_order)
+    : samples_in_order_(samples_in_order), window_ns_(window_ns), hold_ns_(hold_ns) {}
 
 void TtlCrossCheck::on_tap_sample(std::string_view target, std::int64_t tx_ns,
                                   std::string_view path) {
@@ -83,7 +83,7 @@ void TtlCrossCheck::poll(std::int64_t now_ns, std::vector<CrossCheckVerdict>& ou
   for (auto& [target, t] : targets_) {
     while (!t.pending.empty()) {
       const Pending& p = t.pending.front();
-      const bool complete = t.newest_tap_ns > p.tx_ns + window_ns_;
+      const bool complete = samples_in_order_ && t.newest_tap_ns > p.tx_ns + window_ns_;
       if (!complete && now_ns - p.tx_ns < hold_ns_) break;
       judge(target, t, p, out);
       t.pending.pop_front();

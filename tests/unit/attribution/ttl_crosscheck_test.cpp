@@ -88,3 +88,20 @@ TEST_CASE("ttl cross-check: waits for the taps", "[unit]") {
   REQUIRE(v.size() == 2);
   CHECK(v[1].kind == CrossCheckVerdict::Kind::Undecided);  // no tap sample near +500 ms
 }
+
+// Out of order (the agent's samples: a probe lost beyond a tap is sampled when its fate is known,
+// after later probes): a newer sample does not complete a window; the probe waits for the hold,
+// and then sees the late samples (here the other path: a switchover in progress, undecided).
+TEST_CASE("ttl cross-check: out-of-order samples wait for the hold", "[unit]") {
+  TtlCrossCheck c(20 * kMs, 3000 * kMs, false);
+  taps(c, 0, 10, "express-connect");
+  c.on_ttl(kTarget, 1, kT0 + 15 * kMs, "ipsec");
+  taps(c, 40, 60, "ipsec");  // later probes, sampled first
+  std::vector<CrossCheckVerdict> v;
+  c.poll(kT0 + 100 * kMs, v);
+  CHECK(v.empty());          // in order, this would have judged against express-connect alone
+  taps(c, 11, 39, "ipsec");  // the window's own probes, sampled late
+  c.poll(kT0 + 3015 * kMs, v);
+  REQUIRE(v.size() == 1);
+  CHECK(v[0].kind == CrossCheckVerdict::Kind::Undecided);
+}

@@ -35,10 +35,15 @@ struct CrossCheckStats {
 /// "unknown" or "none" are ignored); that path agrees or disagrees with the TTL probe's, and
 /// anything else (no labelled sample, or two paths: a switchover in progress) is undecided.
 /// A TTL probe is judged once the taps' samples have passed tx + window_ns, or after hold_ns.
+/// With `samples_in_order` false (the agent's pipeline: a forward sample leaves when its
+/// probe's fate is known, so a probe lost beyond a tap is sampled long after later ones), a
+/// newer sample says nothing about older ones still to come: a TTL probe is judged only after
+/// hold_ns, which must cover the latest a sample can come.
 /// Pure: no clock, no I/O. Not thread-safe.
 class TtlCrossCheck {
  public:
-  explicit TtlCrossCheck(std::int64_t window_ns = 20'000'000, std::int64_t hold_ns = 3'000'000'000);
+  explicit TtlCrossCheck(std::int64_t window_ns = 20'000'000, std::int64_t hold_ns = 3'000'000'000,
+                         bool samples_in_order = true);
   /// A forward sample of a tapped session (any path value).
   void on_tap_sample(std::string_view target, std::int64_t tx_ns, std::string_view path);
   /// A TTL probe's forward path (a label, "unknown" or "none").
@@ -65,6 +70,7 @@ class TtlCrossCheck {
              std::vector<CrossCheckVerdict>& out);
   void trim(Target& t);
 
+  bool samples_in_order_ = true;
   std::int64_t window_ns_;
   std::int64_t hold_ns_;
   std::map<std::string, Target, std::less<>> targets_;
