@@ -390,8 +390,7 @@ int main(int argc, char** argv) {
       std::printf("  probe sizes cycle over %u sizes, %u bytes apart, across all sessions\n",
                   cfg.size_cycle, cfg.size_step);
     }
-    for (std::size_t i = 0; i < cfg.tap.taps.size(); ++i) {
-      const TapSpec& t = cfg.tap.taps[i];
+    for (const TapSpec& t : cfg.tap.taps) {
       std::printf("  tap %s path %s %s", t.interface.c_str(), t.path.c_str(),
                   t.encap == Encap::Clear ? "clear" : "esp");
       if (t.encap == Encap::Esp) {

@@ -13,6 +13,7 @@
 #include <exception>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 namespace pathsentry::probe {
 namespace {
@@ -32,7 +33,8 @@ void sleep_until_mono(std::int64_t t) {
 
 }  // namespace
 
-Engine::Engine(const Clock& clock, EngineOptions options) : clock_(clock), options_(options) {}
+Engine::Engine(const Clock& clock, EngineOptions options)
+    : clock_(clock), options_(std::move(options)) {}
 
 Engine::~Engine() = default;
 
