@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <limits>
 
 #include "pathsentry/common/byte_order.h"
