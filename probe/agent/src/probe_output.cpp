@@ -1,7 +1,9 @@
 #include "pathsentry/probe/agent/probe_output.h"
 
 #include <ctime>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "pathsentry/common/record_json.h"
 
@@ -54,6 +56,51 @@ std::string format_interval_line(std::int64_t second_end_ns, const SessionConfig
   char ts[16];
   std::strftime(ts, sizeof ts, "%H:%M:%S", &tm);
   return std::string(ts) + " " + session_label(s) + " " + counters_text(r.counters, r.rtt);
+}
+
+std::string format_paths(const PathState& state) {
+  auto one = [](bool outage, const std::optional<std::string>& p) {
+    return outage ? std::string(kPathNone) : p.value_or("-");
+  };
+  std::string out = "fwd=" + one(state.fwd_outage, state.fwd);
+  if (state.has_reverse) out += " rev=" + one(state.rev_outage, state.rev);
+  return out;
+}
+
+std::string format_degraded(std::span<const TapDown> down) {
+  std::string out;
+  for (const TapDown& t : down) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3f", static_cast<double>(t.down_ns) / 1e9);
+    out += (out.empty() ? "degraded: " : ", ") + t.interface + " (" + t.path + ") down " + b + " s";
+  }
+  return out;
+}
+
+std::string format_ttl_interval_line(std::int64_t second_end_ns, const TtlSessionConfig& c,
+                                     const TtlStats& now, const TtlStats& before,
+                                     const PathState& paths) {
+  const auto t = static_cast<std::time_t>((second_end_ns - 1) / 1'000'000'000);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char ts[16];
+  std::strftime(ts, sizeof ts, "%H:%M:%S", &tm);
+  auto sum = [](const std::map<std::string, std::uint64_t>& m) {
+    std::uint64_t n = 0;
+    for (const auto& [k, v] : m) n += v;
+    return n;
+  };
+  std::string l = std::string(ts) + " " + c.target.to_string() + " ttl=" + std::to_string(c.ttl) +
+                  " sent " + std::to_string(now.sent - before.sent) + " hop";
+  for (const auto& [p, n] : now.per_path) {
+    const auto it = before.per_path.find(p);
+    l += " " + p + ":" + std::to_string(n - (it == before.per_path.end() ? 0 : it->second));
+  }
+  l += " unmapped " + std::to_string(sum(now.unmapped) - sum(before.unmapped)) + " target " +
+       std::to_string(now.target_answers - before.target_answers) + " other " +
+       std::to_string(sum(now.other) - sum(before.other)) + " none " +
+       std::to_string(now.no_answer - before.no_answer) + " " + format_paths(paths);
+  return l;
 }
 
 std::string format_total_line(const SessionConfig& s, const SessionSummary& r) {

@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cstdio>
 #include <limits>
+#include <stdexcept>
 
-#include "pathsentry/common/config_error.h"
 #include "pathsentry/common/privileges.h"
+#include "pathsentry/common/thread_runner.h"
 #include "pathsentry/probe/capture/packet_source.h"
 #include "pathsentry/probe/wire/probe_wire.h"
 
@@ -69,9 +69,10 @@ SessionSpec session_spec_for(const SessionConfig& s) {
   return spec;
 }
 
-Pipeline::Pipeline(const Clock& clock, PipelineOptions options)
+Pipeline::Pipeline(const Clock& clock, PipelineOptions options, Waiter& waiter)
     : clock_(clock),
       options_(std::move(options)),
+      waiter_(waiter),
       attributor_(AttributorConfig{.taps = options_.taps}),
       detector_(options_.detector),
       attribute_(!options_.taps.empty()),
@@ -95,18 +96,18 @@ void Pipeline::add_session(const SessionSpec& spec) {
   if (attribute_) attributor_.add_session(spec);
   session_ids_.push_back(spec.session_id);
   std::lock_guard lock(paths_mu_);
-  paths_[spec.session_id] = "fwd=- rev=-";
+  paths_[spec.session_id] = PathState{};
 }
 
 void Pipeline::add_ttl_session(std::uint32_t session_id, const IpAddress& target) {
   if (ttl_targets_.count(session_id) != 0) {
-    throw ConfigError("", "session " + std::to_string(session_id), target.to_string(),
-                      "duplicate session id");
+    throw std::invalid_argument("TTL session " + std::to_string(session_id) + " (" +
+                                target.to_string() + "): duplicate session id");
   }
   ttl_targets_[session_id] = target.to_string();
   session_ids_.push_back(session_id);
   std::lock_guard lock(paths_mu_);
-  paths_[session_id] = "fwd=-";
+  paths_[session_id].has_reverse = false;
 }
 
 void Pipeline::on_ttl_result(const TtlResult& result) {
@@ -114,7 +115,7 @@ void Pipeline::on_ttl_result(const TtlResult& result) {
   inputs_.emplace_back(result);
 }
 
-void Pipeline::open_live_taps(const std::vector<std::string>& keys) {
+tl::expected<void, TapOpenError> Pipeline::open_live_taps() {
   for (std::size_t i = 0; i < taps_.size(); ++i) {
     if (taps_[i]->tap) continue;
     const TapSpec& spec = options_.taps[i];
@@ -126,11 +127,7 @@ void Pipeline::open_live_taps(const std::vector<std::string>& keys) {
     lo.immediate = true;
     lo.nonblocking = true;
     auto src = open_live(lo);
-    if (!src) {
-      const std::string key = i < keys.size() ? keys[i] : "tap";
-      throw ConfigError("", key == "--tap" ? key : key + ".interface", spec.interface,
-                        "cannot capture: " + src.error());
-    }
+    if (!src) return tl::unexpected(TapOpenError{i, "cannot capture: " + src.error()});
     // The same capture again once it fails: needs CAP_NET_RAW then too (kept in the permitted
     // set by the agent, raised for the call: io/privileges.h).
     set_source(i, std::move(*src),
@@ -143,6 +140,7 @@ void Pipeline::open_live_taps(const std::vector<std::string>& keys) {
                  return reopened;
                });
   }
+  return {};
 }
 
 void Pipeline::set_source(std::size_t index, std::unique_ptr<PacketSource> source,
@@ -156,20 +154,23 @@ void Pipeline::start() {
   if (started_) return;
   started_ = true;
   for (auto& t : taps_) {
-    if (!t->tap) throw ConfigError("", "tap", options_.taps[t->index].interface, "has no source");
+    if (!t->tap) {
+      throw std::logic_error("tap " + options_.taps[t->index].interface + " has no source");
+    }
   }
   for (auto& t : taps_) {
     TapThread* tt = t.get();
-    t->thread = std::thread([this, tt] { capture_loop(*tt); });
+    t->thread = start_thread("capture " + options_.taps[t->index].interface,
+                             [this, tt] { capture_loop(*tt); });
   }
-  worker_ = std::thread([this] { worker_loop(); });
+  worker_ = start_thread("pipeline", [this] { worker_loop(); });
 }
 
 void Pipeline::stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
   // Keep capturing and polling a little: the last replies' tap copies and ESP windows.
-  std::this_thread::sleep_for(std::chrono::nanoseconds(options_.drain_ns));
+  waiter_.sleep_for(options_.drain_ns);
   capture_stop_.store(true);
   for (auto& t : taps_) {
     if (t->thread.joinable()) t->thread.join();
@@ -189,26 +190,27 @@ void Pipeline::on_record(const ProbeRecord& record) {
   inputs_.emplace_back(record);
 }
 
-std::string Pipeline::degraded() const {
-  std::string out;
+std::vector<TapDown> Pipeline::taps_down() const {
+  std::vector<TapDown> out;
   const std::int64_t now = clock_.system_ns();
   for (const auto& t : taps_) {
     const std::int64_t since = t->down_since_ns.load();
     if (since == TapThread::kUp) continue;
-    char b[32];
-    std::snprintf(b, sizeof b, "%.3f",
-                  static_cast<double>(std::max<std::int64_t>(0, now - since)) / 1e9);
-    out += (out.empty() ? "degraded: " : ", ") + options_.taps[t->index].interface + " (" +
-           options_.taps[t->index].path + ") down " + b + " s";
+    out.push_back(TapDown{options_.taps[t->index].interface, options_.taps[t->index].path,
+                          std::max<std::int64_t>(0, now - since)});
   }
   return out;
 }
 
-std::string Pipeline::current_paths(std::uint32_t session_id) const {
-  std::lock_guard lock(paths_mu_);
-  auto it = paths_.find(session_id);
-  if (it != paths_.end()) return it->second;
-  return ttl_targets_.count(session_id) != 0 ? std::string("fwd=-") : std::string("fwd=- rev=-");
+PathState Pipeline::path_state(std::uint32_t session_id) const {
+  {
+    std::lock_guard lock(paths_mu_);
+    auto it = paths_.find(session_id);
+    if (it != paths_.end()) return it->second;
+  }
+  PathState none;
+  none.has_reverse = ttl_targets_.count(session_id) == 0;
+  return none;
 }
 
 void Pipeline::publish_watermark(TapThread& t, std::int64_t ts_ns) {
@@ -254,14 +256,10 @@ void Pipeline::capture_loop(TapThread& t) {
     publish_watermark(t,
                       end ? std::numeric_limits<std::int64_t>::max() : std::max(newest, drained));
     if (stopping) break;  // one last pump after the stop was asked
-    if (*n == kPumpBatch) continue;
-    const int fd = t.tap->source().selectable_fd();
-    if (fd >= 0) {
-      pollfd p{fd, POLLIN, 0};
-      (void)::poll(&p, 1, 5);
-    } else if (!end) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    }
+    if (*n == kPumpBatch || end) continue;
+    // The ring ran dry: wait for the next frames. (A file never runs dry before its end; a
+    // source without a descriptor makes this a plain 5 ms wait.)
+    waiter_.wait_fd(t.tap->source().selectable_fd(), POLLIN, 5'000'000);
   }
 }
 
@@ -322,20 +320,20 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
       t.error = problem;
       due = now + reopen_backoff_ns(attempt, options_.reopen_initial_ns, options_.reopen_max_ns);
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    waiter_.sleep_for(5'000'000);
   }
   return false;
 }
 
 void Pipeline::worker_loop() {
-  auto next = std::chrono::steady_clock::now();
-  const auto period = std::chrono::nanoseconds(options_.poll_interval_ns);
+  std::int64_t next = clock_.monotonic_ns();
   while (!worker_stop_.load()) {
     process(clock_.system_ns(), false);
-    next += period;
-    const auto now = std::chrono::steady_clock::now();
+    next += options_.poll_interval_ns;
+    const std::int64_t now = clock_.monotonic_ns();
     if (next < now) next = now;
-    std::this_thread::sleep_until(next);
+    // At most one period: a clock that stands still (a test's) must not stretch the waits.
+    waiter_.sleep_for(std::min(next - now, options_.poll_interval_ns));
   }
   process(clock_.system_ns(), true);
 }
@@ -461,22 +459,16 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     last_flush_ns_ = now_ns;
   }
   if (!changed) return;
-  std::map<std::uint32_t, std::string> snapshot;
+  std::map<std::uint32_t, PathState> snapshot;
   for (std::uint32_t id : session_ids_) {
-    std::string text;
-    const bool ttl = ttl_targets_.count(id) != 0;
-    for (Direction d : {Direction::Forward, Direction::Reverse}) {
-      if (ttl && d == Direction::Reverse) break;  // TTL probes see the forward path only
-      text += d == Direction::Forward ? "fwd=" : " rev=";
-      if (detector_.in_outage(id, d)) {
-        text += kPathNone;
-      } else if (auto p = detector_.current_path(id, d)) {
-        text += *p;
-      } else {
-        text += "-";
-      }
+    PathState& st = snapshot[id];
+    st.has_reverse = ttl_targets_.count(id) == 0;  // TTL probes see the forward path only
+    st.fwd_outage = detector_.in_outage(id, Direction::Forward);
+    if (auto p = detector_.current_path(id, Direction::Forward)) st.fwd = *p;
+    if (st.has_reverse) {
+      st.rev_outage = detector_.in_outage(id, Direction::Reverse);
+      if (auto p = detector_.current_path(id, Direction::Reverse)) st.rev = *p;
     }
-    snapshot[id] = std::move(text);
   }
   std::lock_guard lock(paths_mu_);
   paths_.swap(snapshot);

@@ -10,10 +10,11 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <exception>
 #include <system_error>
 #include <thread>
 #include <utility>
+
+#include "pathsentry/common/thread_runner.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -54,32 +55,20 @@ void Engine::run() {
     s->start(start);
     if (options_.duration_ns > 0) s->stop_at(start + options_.duration_ns);
   }
-  std::exception_ptr sender_error;
-  std::exception_ptr receiver_error;
-  std::thread sender([&] {
-    try {
-      set_realtime("sender", 1);
-      sender_loop(start);
-    } catch (...) {
-      sender_error = std::current_exception();
-      stop_.store(true);
-    }
+  // A thread that throws ends the process (thread_runner.h): a half-running engine would
+  // report loss that is not there.
+  std::thread sender = start_thread("sender", [&] {
+    set_realtime("sender", 1);
+    sender_loop(start);
     sender_exited_.store(true);
   });
   // The receiver gets its own thread too, so the caller's scheduling is left alone.
-  std::thread receiver([&] {
-    try {
-      set_realtime("receiver", 0);
-      receiver_loop();
-    } catch (...) {
-      receiver_error = std::current_exception();
-      stop_.store(true);
-    }
+  std::thread receiver = start_thread("receiver", [&] {
+    set_realtime("receiver", 0);
+    receiver_loop();
   });
   receiver.join();
   sender.join();
-  if (sender_error) std::rethrow_exception(sender_error);
-  if (receiver_error) std::rethrow_exception(receiver_error);
 }
 
 void Engine::set_realtime(const char* thread_name, int boost) {
@@ -134,13 +123,8 @@ void Engine::receiver_loop() {
     int fd;
     ~Closer() { close(fd); }
   } closer{ep};
-  bool all_pollable = true;
   for (std::size_t i = 0; i < sessions_.size(); ++i) {
     const int fd = sessions_[i]->socket().native_handle();
-    if (fd < 0) {
-      all_pollable = false;
-      continue;
-    }
     epoll_event ev{};
     ev.events = EPOLLIN | EPOLLERR;
     ev.data.u64 = i;
@@ -154,16 +138,12 @@ void Engine::receiver_loop() {
     const std::int64_t to_second = next_second - clock_.system_ns();
     const std::int64_t wait_ns =
         std::clamp<std::int64_t>(std::min(to_second, kReceiverTickNs), 0, kReceiverTickNs);
-    const int timeout_ms = all_pollable ? static_cast<int>((wait_ns + 999'999) / 1'000'000) : 1;
+    const int timeout_ms = static_cast<int>((wait_ns + 999'999) / 1'000'000);
     const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), timeout_ms);
     if (n < 0 && errno != EINTR)
       throw std::system_error(errno, std::system_category(), "epoll_wait");
-    if (all_pollable) {
-      for (int i = 0; i < n; ++i)
-        sessions_[events[static_cast<std::size_t>(i)].data.u64]->service_io(clock_);
-    } else {
-      for (auto& s : sessions_) s->service_io(clock_);
-    }
+    for (int i = 0; i < n; ++i)
+      sessions_[events[static_cast<std::size_t>(i)].data.u64]->service_io(clock_);
     const std::int64_t now = clock_.monotonic_ns();
     // Once the sender thread is gone (finished, stopped or failed) nothing new is published:
     // the run ends when every probe is resolved.

@@ -1,14 +1,12 @@
 #include "pathsentry/probe/ttl/ttl_probe.h"
 
-#include <poll.h>
-
 #include <algorithm>
 #include <cerrno>
-#include <chrono>
 #include <limits>
 
 #include "pathsentry/common/byte_order.h"
 #include "pathsentry/common/record.h"
+#include "pathsentry/common/thread_runner.h"
 #include "pathsentry/probe/engine/pacer.h"
 
 namespace pathsentry::probe {
@@ -178,12 +176,13 @@ void TtlTracker::flush(std::vector<TtlResult>& out) {
 // --- prober -------------------------------------------------------------------------------------
 
 TtlProber::TtlProber(const Clock& clock, TtlSessionConfig config, std::unique_ptr<TtlSocket> socket,
-                     Sink sink, std::function<void(const std::string&)> log)
+                     Sink sink, std::function<void(const std::string&)> log, Waiter& waiter)
     : clock_(clock),
       cfg_(std::move(config)),
       socket_(std::move(socket)),
       sink_(std::move(sink)),
       log_(std::move(log)),
+      waiter_(waiter),
       tracker_(cfg_) {}
 
 TtlProber::~TtlProber() {
@@ -193,7 +192,7 @@ TtlProber::~TtlProber() {
 void TtlProber::start() {
   if (started_) return;
   started_ = true;
-  thread_ = std::thread([this] { run(); });
+  thread_ = start_thread("ttl " + cfg_.target.to_string(), [this] { run(); });
 }
 
 void TtlProber::stop() {
@@ -232,6 +231,7 @@ void TtlProber::run() {
   std::vector<TtlResult> results;
   std::array<std::uint8_t, kTtlPayloadSize> buf{};
   const int fd = socket_->native_handle();
+  const short events = socket_->poll_events();
   // Clear log lines for what makes the method blind: the target answering (TTL too high), an
   // unmapped router (first time per address), a run of unanswered probes (once per run).
   const std::string who = "ttl " + cfg_.target.to_string() + " ttl=" + std::to_string(cfg_.ttl);
@@ -269,13 +269,8 @@ void TtlProber::run() {
   };
   auto wait = [&](std::int64_t until_mono) {
     const std::int64_t left = std::max<std::int64_t>(0, until_mono - clock_.monotonic_ns());
-    const int ms = static_cast<int>(std::min<std::int64_t>(left / 1'000'000 + 1, 10));
-    if (fd >= 0) {
-      pollfd p{fd, 0, 0};  // POLLERR is always reported: an ICMP error is queued
-      (void)::poll(&p, 1, ms);
-    } else {
-      std::this_thread::sleep_for(std::chrono::milliseconds(std::min(ms, 1)));
-    }
+    // POLLERR (always reported): an ICMP error is queued.
+    waiter_.wait_fd(fd, events, std::min<std::int64_t>(left / 1'000'000 + 1, 10) * 1'000'000);
   };
   while (!stop_.load()) {
     const Pacer::Due due = pacer.poll(clock_.monotonic_ns(), 16);

@@ -164,7 +164,11 @@ TEST_CASE("pipeline: taps, attributor and detector write paths and events", "[in
   CHECK(switches ==
         std::vector<std::string>{"forward express-connect>ipsec", "reverse express-connect>ipsec"});
   CHECK(event_lines.size() == events.size());
-  CHECK(p.current_paths(kSession) == "fwd=ipsec rev=ipsec");
+  const PathState st = p.path_state(kSession);
+  CHECK(st.fwd == "ipsec");
+  CHECK(st.rev == "ipsec");
+  CHECK_FALSE(st.fwd_outage);
+  CHECK_FALSE(st.rev_outage);
 }
 
 TEST_CASE("pipeline: the loss split by direction is the records'", "[integration]") {
@@ -220,7 +224,7 @@ TEST_CASE("pipeline: the loss split by direction is the records'", "[integration
 }
 
 TEST_CASE("pipeline: a session before any sample has no path yet", "[integration]") {
-  // current_paths() says "-" for both directions until the detector has established a path.
+  // path_state() has no path in either direction until the detector has established one.
   ManualClock clock;
   PipelineOptions po;
   po.taps = {clear_tap("ec", "express-connect")};
@@ -229,7 +233,7 @@ TEST_CASE("pipeline: a session before any sample has no path yet", "[integration
   sc.target = addr("192.0.2.1");
   sc.session_id = 5;
   p.add_session(session_spec_for(sc));
-  CHECK(p.current_paths(5) == "fwd=- rev=-");
+  CHECK(p.path_state(5) == PathState{});
 }
 
 namespace {
@@ -477,13 +481,16 @@ TEST_CASE("pipeline: a tap whose capture fails is reopened, its gap is no eviden
     p.on_record(r);
   }
   p.start();
-  REQUIRE(wait_for([&] { return !p.degraded().empty(); }));
-  CHECK(p.degraded().find("degraded: ec (express-connect) down") == 0);
+  REQUIRE(wait_for([&] { return !p.taps_down().empty(); }));
+  const std::vector<TapDown> down = p.taps_down();
+  REQUIRE(down.size() == 1);
+  CHECK(down[0].interface == "ec");
+  CHECK(down[0].path == "express-connect");
   clock.advance(std::chrono::milliseconds(100));  // the first reopen is due: it fails
   REQUIRE(wait_for([&] { return attempts.load() == 1; }));
   back.store(true);
   clock.advance(std::chrono::milliseconds(242));  // the second (200 ms later) works
-  REQUIRE(wait_for([&] { return attempts.load() == 2 && p.degraded().empty(); }));
+  REQUIRE(wait_for([&] { return attempts.load() == 2 && p.taps_down().empty(); }));
   p.stop();
   REQUIRE(out.flush());
 
@@ -560,7 +567,7 @@ TEST_CASE("pipeline: a failed tap without a way to reopen it stays down, never c
   p.on_sent(SentNotice{kSession, 20, r.tx_ns, spec.wire_bytes});
   p.on_record(r);
   p.start();
-  REQUIRE(wait_for([&] { return !p.degraded().empty(); }));
+  REQUIRE(wait_for([&] { return !p.taps_down().empty(); }));
   p.stop();
   REQUIRE(out.flush());
   std::vector<ProbeRecord> records;

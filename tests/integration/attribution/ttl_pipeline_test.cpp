@@ -120,7 +120,10 @@ TEST_CASE("pipeline without taps: TTL results become records and switchover even
   CHECK(e.outage_kind == OutageKind::Undetermined);
   CHECK(e.outage_ns == 3 * kInterval);
   CHECK(e.resolution_ns == kInterval);
-  CHECK(p.current_paths(kTtlSession) == "fwd=ipsec");
+  const PathState st = p.path_state(kTtlSession);
+  CHECK(st.fwd == "ipsec");
+  CHECK_FALSE(st.fwd_outage);
+  CHECK_FALSE(st.has_reverse);
 }
 
 TEST_CASE("pipeline: a TTL switchover without loss is a bound at the probe interval",

@@ -1,21 +1,54 @@
 #include "engine/fake_socket.h"
 
+#include <sys/eventfd.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <system_error>
 
 #include "pathsentry/probe/wire/stamp.h"
 
 namespace pathsentry::test {
 
+FakeSocket::FakeSocket(const Clock& clock)
+    : clock_(clock), event_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (event_fd_ < 0) throw std::system_error(errno, std::system_category(), "eventfd");
+}
+
+FakeSocket::~FakeSocket() {
+  ::close(event_fd_);
+}
+
+void FakeSocket::update_readiness() {
+  std::uint64_t v = 0;
+  if (inbox_.empty() && tx_queue_.empty()) {
+    (void)::read(event_fd_, &v, sizeof v);  // counter back to 0: not readable
+  } else {
+    v = 1;
+    (void)::write(event_fd_, &v, sizeof v);  // counter > 0: readable
+  }
+}
+
+std::size_t FakeSocket::pending() const {
+  std::lock_guard lock(mu_);
+  return inbox_.size();
+}
+
 void FakeSocket::deliver(std::vector<std::uint8_t> bytes, std::int64_t rx_ns) {
+  std::lock_guard lock(mu_);
   inbox_.emplace_back(std::move(bytes), rx_ns);
+  update_readiness();
 }
 
 tl::expected<std::size_t, std::error_code> FakeSocket::send(
     std::span<const probe::TxDatagram> batch) {
+  std::lock_guard lock(mu_);
   std::size_t n = 0;
   for (const auto& d : batch) {
     if (fail_sends > 0) {
       --fail_sends;
+      update_readiness();
       if (n == 0) return tl::unexpected(std::make_error_code(fail_code));
       return n;
     }
@@ -27,10 +60,12 @@ tl::expected<std::size_t, std::error_code> FakeSocket::send(
     sent.push_back(std::move(s));
     ++n;
   }
+  update_readiness();
   return n;
 }
 
 tl::expected<std::size_t, std::error_code> FakeSocket::receive(std::span<probe::RxDatagram> b) {
+  std::lock_guard lock(mu_);
   std::size_t n = 0;
   while (n < b.size() && !inbox_.empty()) {
     auto& [bytes, rx_ns] = inbox_.front();
@@ -42,16 +77,19 @@ tl::expected<std::size_t, std::error_code> FakeSocket::receive(std::span<probe::
     inbox_.pop_front();
     ++n;
   }
+  update_readiness();
   return n;
 }
 
 tl::expected<std::size_t, std::error_code> FakeSocket::read_tx_timestamps(
     std::span<probe::io::TxTimestamp> out) {
+  std::lock_guard lock(mu_);
   std::size_t n = 0;
   while (n < out.size() && !tx_queue_.empty()) {
     out[n++] = tx_queue_.front();
     tx_queue_.pop_front();
   }
+  update_readiness();
   return n;
 }
 

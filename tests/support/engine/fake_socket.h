@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <deque>
+#include <mutex>
 #include <span>
 #include <system_error>
 #include <vector>
@@ -18,7 +19,10 @@ namespace pathsentry::test {
 /// the test decides what comes back and when: deliver() queues a datagram for the next
 /// receive() (so tests can drop, duplicate, reorder and delay replies at will). TX timestamps
 /// are queued at send time, stamped with the clock's system time plus `tx_delay_ns`, unless
-/// `tx_timestamps` is false.
+/// `tx_timestamps` is false. Pollable like a real socket: native_handle() is an eventfd that is
+/// readable while a datagram or a TX timestamp is waiting, so the engine's receiver waits on it
+/// as on any other. Thread-safe (the engine sends and receives on two threads); `sent` and the
+/// knobs are for the test to read and set while no engine thread runs.
 class FakeSocket final : public probe::DatagramSocket {
  public:
   struct Sent {
@@ -27,7 +31,10 @@ class FakeSocket final : public probe::DatagramSocket {
     std::int64_t tx_ns = 0;  ///< the TX timestamp the fake reported
   };
 
-  explicit FakeSocket(const Clock& clock) : clock_(clock) {}
+  explicit FakeSocket(const Clock& clock);
+  ~FakeSocket() override;
+  FakeSocket(const FakeSocket&) = delete;
+  FakeSocket& operator=(const FakeSocket&) = delete;
 
   std::deque<Sent> sent;
   bool tx_timestamps = true;
@@ -39,16 +46,21 @@ class FakeSocket final : public probe::DatagramSocket {
   /// Queues `bytes` to be received with kernel RX timestamp `rx_ns`.
   void deliver(std::vector<std::uint8_t> bytes, std::int64_t rx_ns);
   /// Datagrams waiting to be received.
-  [[nodiscard]] std::size_t pending() const { return inbox_.size(); }
+  [[nodiscard]] std::size_t pending() const;
 
   tl::expected<std::size_t, std::error_code> send(std::span<const probe::TxDatagram> b) override;
   tl::expected<std::size_t, std::error_code> receive(std::span<probe::RxDatagram> b) override;
   tl::expected<std::size_t, std::error_code> read_tx_timestamps(
       std::span<probe::io::TxTimestamp> out) override;
-  int native_handle() const override { return -1; }
+  int native_handle() const override { return event_fd_; }
 
  private:
+  /// Makes the eventfd readable iff something is waiting (mu_ held).
+  void update_readiness();
+
   const Clock& clock_;
+  int event_fd_ = -1;
+  mutable std::mutex mu_;
   std::deque<std::pair<std::vector<std::uint8_t>, std::int64_t>> inbox_;
   std::deque<probe::io::TxTimestamp> tx_queue_;
 };

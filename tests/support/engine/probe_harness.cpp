@@ -10,6 +10,7 @@
 #include "engine/fake_socket.h"
 #include "netns/netns.h"
 #include "pathsentry/probe/engine/engine.h"
+#include "pathsentry/probe/engine/open_session.h"
 
 namespace pathsentry::test {
 
@@ -44,26 +45,9 @@ EngineRun run_engine_in(const std::string& ns, std::vector<probe::SessionConfig>
   probe::Engine engine(clock, eo);
   NetnsPair::in_ns(ns, [&] {
     for (const auto& c : sessions) {
-      probe::io::ProbeSocketOptions o;
-      o.target = c.target;
-      o.port = c.stamp_port;
-      o.source = c.source;
-      o.interface = c.interface;
-      o.dscp = c.dscp;
-      const auto echo_id = static_cast<std::uint16_t>(c.session_id ^ (c.session_id >> 16));
-      auto s = c.proto == Proto::Icmp ? probe::io::open_icmp_socket(o, mode, echo_id)
-                                      : probe::io::open_udp_socket(o);
+      auto s = probe::open_probe_session(c, mode, sink);
       if (!s) throw std::runtime_error("open socket: " + s.error().message());
-      probe::WireFormat wf;
-      wf.proto = c.proto;
-      wf.family = c.target.family;
-      wf.icmp_raw = s->icmp_raw;
-      wf.echo_id = s->echo_id;
-      wf.agent_id = c.agent_id;
-      wf.session_id = c.session_id;
-      wf.datagram_size = probe::datagram_size_for(c.proto, c.size);
-      wf.stamp_error = probe::local_error_estimate();
-      engine.add_session(std::make_unique<probe::ProbeSession>(c, wf, std::move(s->socket), sink));
+      engine.add_session(std::move(s->session));
     }
   });
   engine.run();  // sockets keep the namespace they were opened in

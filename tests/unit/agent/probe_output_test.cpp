@@ -78,3 +78,49 @@ TEST_CASE("protocol names", "[unit][output]") {
   CHECK(std::string(proto_name(Proto::Stamp)) == "stamp");
   CHECK(std::string(proto_name(Proto::Ttl)) == "ttl");
 }
+
+// The per-second line's paths: the confirmed path, "none" in an outage, "-" before one is
+// established; TTL sessions show the forward path only.
+TEST_CASE("paths text from the path state", "[unit][output]") {
+  PathState s;
+  CHECK(format_paths(s) == "fwd=- rev=-");
+  s.fwd = "ipsec";
+  s.rev = "express-connect";
+  CHECK(format_paths(s) == "fwd=ipsec rev=express-connect");
+  s.rev_outage = true;
+  CHECK(format_paths(s) == "fwd=ipsec rev=none");
+  s.fwd = std::nullopt;
+  s.fwd_outage = true;
+  s.has_reverse = false;
+  CHECK(format_paths(s) == "fwd=none");
+}
+
+// The tap suffix names every tap that is down, with how long, and is empty when none is.
+TEST_CASE("degraded suffix from the taps down", "[unit][output]") {
+  CHECK(format_degraded({}).empty());
+  const std::vector<TapDown> down{{"tap-inet", "ipsec", 2'310'000'000},
+                                  {"tap-ec", "express-connect", 120'000'000}};
+  CHECK(format_degraded(down) ==
+        "degraded: tap-inet (ipsec) down 2.310 s, tap-ec (express-connect) down 0.120 s");
+}
+
+// The TTL session's per-second line counts what the second added and ends with its path.
+TEST_CASE("ttl interval line", "[unit][output]") {
+  TtlSessionConfig c;
+  c.target = *IpAddress::parse("192.168.20.161");
+  c.ttl = 2;
+  TtlStats before;
+  before.sent = 5;
+  before.per_path["ipsec"] = 4;
+  TtlStats now = before;
+  now.sent = 15;
+  now.per_path["ipsec"] = 13;
+  now.no_answer = 1;
+  PathState p;
+  p.fwd = "ipsec";
+  p.has_reverse = false;
+  // 1700000000 s = 2023-11-14 22:13:20 UTC; the line names the second that ended.
+  CHECK(format_ttl_interval_line(1'700'000'001'000'000'000, c, now, before, p) ==
+        "22:13:20 192.168.20.161 ttl=2 sent 10 hop ipsec:9 unmapped 0 target 0 other 0 none 1 "
+        "fwd=ipsec");
+}

@@ -6,8 +6,10 @@
 
 #include "pathsentry/common/record.h"
 #include "pathsentry/common/record_json.h"
+#include "pathsentry/probe/attribution/pipeline.h"
 #include "pathsentry/probe/engine/probe_session.h"
 #include "pathsentry/probe/engine/record_sink.h"
+#include "pathsentry/probe/ttl/ttl_probe.h"
 
 namespace pathsentry::probe {
 
@@ -30,6 +32,21 @@ class RecordJsonSink final : public RecordSink {
 ///  0.031/0.052/0.110/0.201" (plus late/dup/reord/missed/err when non-zero).
 [[nodiscard]] std::string format_interval_line(std::int64_t second_end_ns, const SessionConfig& s,
                                                const IntervalReport& r);
+
+/// The paths part of a per-second line: "fwd=PATH rev=PATH" (TTL sessions: "fwd=PATH"), PATH
+/// being the confirmed path, "none" during an outage, "-" before one is established.
+[[nodiscard]] std::string format_paths(const PathState& state);
+
+/// The per-second line's tap suffix: "" while every tap captures, else e.g.
+/// "degraded: tap-inet (ipsec) down 2.310 s, tap-ec (express-connect) down 0.120 s".
+[[nodiscard]] std::string format_degraded(std::span<const TapDown> down);
+
+/// The per-second line of a TTL session, e.g. "16:42:07 192.168.20.161 ttl=2 sent 10 hop
+/// ipsec:10 unmapped 0 target 0 other 0 none 0 fwd=ipsec", from its counters now and a second
+/// earlier and its paths.
+[[nodiscard]] std::string format_ttl_interval_line(std::int64_t second_end_ns,
+                                                   const TtlSessionConfig& c, const TtlStats& now,
+                                                   const TtlStats& before, const PathState& paths);
 
 /// The final report line for a session (same shape, totals).
 [[nodiscard]] std::string format_total_line(const SessionConfig& s, const SessionSummary& r);

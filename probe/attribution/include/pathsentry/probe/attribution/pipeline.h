@@ -17,6 +17,7 @@
 
 #include "pathsentry/common/clock.h"
 #include "pathsentry/common/record_json.h"
+#include "pathsentry/common/waiter.h"
 #include "pathsentry/probe/attribution/attributor.h"
 #include "pathsentry/probe/attribution/detector.h"
 #include "pathsentry/probe/attribution/ttl_crosscheck.h"
@@ -56,6 +57,32 @@ struct PipelineOptions {
   std::int64_t reopen_max_ns = 5'000'000'000;
 };
 
+/// What the detector says of one session's paths now (Pipeline::path_state()).
+struct PathState {
+  /// The confirmed forward / reverse path; nullopt before one is established.
+  std::optional<std::string> fwd;
+  std::optional<std::string> rev;
+  /// In an outage in that direction (the confirmed path, if any, is the one before it).
+  bool fwd_outage = false;
+  bool rev_outage = false;
+  /// False for a TTL session: only its forward path is observable.
+  bool has_reverse = true;
+  friend bool operator==(const PathState&, const PathState&) = default;
+};
+
+/// A tap whose capture is down now (Pipeline::taps_down()).
+struct TapDown {
+  std::string interface;
+  std::string path;
+  std::int64_t down_ns = 0;  ///< down for this long so far
+};
+
+/// A tap's live capture could not be opened (Pipeline::open_live_taps()).
+struct TapOpenError {
+  std::size_t tap = 0;  ///< index in PipelineOptions::taps
+  std::string message;  ///< "cannot capture: …"
+};
+
 /// Reopens a tap's capture (the same interface, BPF filter and ring size).
 using SourceOpener = std::function<tl::expected<std::unique_ptr<PacketSource>, std::string>()>;
 
@@ -77,11 +104,14 @@ using SourceOpener = std::function<tl::expected<std::unique_ptr<PacketSource>, s
 ///
 /// Threads: on_sent()/on_record() (the engine's receiver thread) and the capture threads only
 /// append to mutex-protected hand-off queues; the attributor, detector and output belong to the
-/// worker thread alone. current_paths() may be called from any thread.
+/// worker thread alone. path_state() and taps_down() may be called from any thread. The
+/// threads ("capture <interface>", "pipeline") are started by start_thread(): an exception in
+/// one ends the process. Time comes from `clock`; every wait and sleep goes through `waiter`.
 class Pipeline final : public RecordSink {
  public:
-  /// Throws ConfigError for an invalid tap or detector configuration.
-  Pipeline(const Clock& clock, PipelineOptions options);
+  /// Throws ConfigError for an invalid tap or detector configuration (from the Attributor and
+  /// the Detector).
+  Pipeline(const Clock& clock, PipelineOptions options, Waiter& waiter = system_waiter());
   ~Pipeline() override;
   Pipeline(const Pipeline&) = delete;
   Pipeline& operator=(const Pipeline&) = delete;
@@ -90,18 +120,19 @@ class Pipeline final : public RecordSink {
   void add_session(const SessionSpec& spec);
   /// Registers a TTL session (before start()): its results become records (proto ttl,
   /// rev_path "") and forward samples for the detector, cross-checked against the taps.
+  /// std::invalid_argument for a session id registered twice.
   void add_ttl_session(std::uint32_t session_id, const IpAddress& target);
   /// One TTL probe's result (any thread: the TtlProber's).
   void on_ttl_result(const TtlResult& result);
   /// Opens every tap's live capture (needs CAP_NET_RAW: call before dropping privileges).
-  /// Throws ConfigError naming `keys[i]` (e.g. "tap[0]" or "--tap") when a capture fails.
-  void open_live_taps(const std::vector<std::string>& keys);
+  /// Stops at the first tap whose capture cannot be opened and says which.
+  [[nodiscard]] tl::expected<void, TapOpenError> open_live_taps();
   /// Uses `source` for tap `index` instead of a live capture (tests: pcap files). When its
   /// capture fails, `reopen` (if any) is tried with backoff until it yields a new source; without
   /// it the tap stays down. A source that ends (a file) is not a failure: the tap is done.
   void set_source(std::size_t index, std::unique_ptr<PacketSource> source,
                   SourceOpener reopen = {});
-  /// Starts the capture threads and the worker.
+  /// Starts the capture threads and the worker. std::logic_error when a tap has no source.
   void start();
   /// Drains (drain_ns), flushes every pending probe, stops and joins the threads. Call after
   /// the engine has returned (every record delivered). Idempotent.
@@ -110,12 +141,12 @@ class Pipeline final : public RecordSink {
   void on_sent(const SentNotice& sent) override;
   void on_record(const ProbeRecord& record) override;
 
-  /// "fwd=PATH rev=PATH" for a session: the detector's confirmed paths ("none" during an
-  /// outage, "-" before one is established).
-  [[nodiscard]] std::string current_paths(std::uint32_t session_id) const;
-  /// "" while every tap captures, else e.g. "degraded: tap-inet (ipsec) down 2.310 s" (any
-  /// thread: the per-second summary).
-  [[nodiscard]] std::string degraded() const;
+  /// A session's paths as the detector has them (updated every poll that brought samples); an
+  /// unknown id reads as "nothing established". Any thread.
+  [[nodiscard]] PathState path_state(std::uint32_t session_id) const;
+  /// The taps whose capture is down now, in configuration order; empty while every tap
+  /// captures. Any thread (the per-second summary).
+  [[nodiscard]] std::vector<TapDown> taps_down() const;
   /// End-of-run counters as log lines (per tap and per path, the TTL cross-check). Call after
   /// stop().
   [[nodiscard]] std::vector<std::string> stats_lines();
@@ -152,6 +183,7 @@ class Pipeline final : public RecordSink {
 
   const Clock& clock_;
   PipelineOptions options_;
+  Waiter& waiter_;
   Attributor attributor_;
   Detector detector_;
   std::vector<std::uint32_t> session_ids_;
@@ -165,7 +197,7 @@ class Pipeline final : public RecordSink {
   std::vector<TapChange> tap_changes_;
 
   mutable std::mutex paths_mu_;
-  std::map<std::uint32_t, std::string> paths_;
+  std::map<std::uint32_t, PathState> paths_;
 
   std::atomic<bool> capture_stop_{false};
   std::atomic<bool> worker_stop_{false};

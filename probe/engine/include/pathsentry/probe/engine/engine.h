@@ -61,8 +61,9 @@ class Engine {
 
   /// Sends until the duration has passed or request_stop() is called, then waits for the
   /// outstanding replies up to each session's timeout, reports the last (partial) interval and
-  /// returns. Blocks; call once. Errors that stop a thread are reported by throwing
-  /// std::system_error from run() after both threads have ended.
+  /// returns. Blocks; call once. The threads ("sender", "receiver") are started by
+  /// start_thread(): an error that stops one (std::system_error from epoll) is logged with the
+  /// thread's name and ends the process with status 1.
   void run();
 
   /// Asks run() to stop sending now. Thread-safe (not async-signal-safe: call it from a thread

@@ -47,7 +47,8 @@ class DatagramSocket {
   [[nodiscard]] virtual tl::expected<std::size_t, std::error_code> read_tx_timestamps(
       std::span<io::TxTimestamp> out) = 0;
 
-  /// File descriptor to wait on (readable: datagrams; error: TX timestamps); -1 for fakes.
+  /// File descriptor to wait on (readable: datagrams; error: TX timestamps). A fake gives one
+  /// too (an eventfd), so every socket is waited on the same way.
   [[nodiscard]] virtual int native_handle() const = 0;
 };
 

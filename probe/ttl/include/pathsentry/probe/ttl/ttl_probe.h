@@ -18,6 +18,7 @@
 
 #include "pathsentry/common/clock.h"
 #include "pathsentry/common/ip.h"
+#include "pathsentry/common/waiter.h"
 #include "pathsentry/probe/ttl/ttl_config.h"
 
 namespace pathsentry::probe {
@@ -65,8 +66,12 @@ class TtlSocket {
   /// Reads up to out.size() queued ICMP errors; 0 when none are pending.
   [[nodiscard]] virtual tl::expected<std::size_t, std::error_code> receive_errors(
       std::span<TtlIcmpError> out) = 0;
-  /// Descriptor to poll (errors show as POLLERR); -1 for fakes.
+  /// Descriptor to poll for queued ICMP errors.
   [[nodiscard]] virtual int native_handle() const = 0;
+  /// The poll(2) events that say errors are queued on native_handle(), besides POLLERR (always
+  /// reported): the real socket shows its error queue as POLLERR only, so none (0); a
+  /// descriptor that signals by becoming readable (an eventfd) says POLLIN.
+  [[nodiscard]] virtual short poll_events() const { return 0; }
 };
 
 struct TtlSocketOptions {
@@ -184,13 +189,16 @@ class TtlTracker {
   TtlStats stats_;
 };
 
-/// Runs one TTL session on its own thread: paced sends (Pacer), ICMP errors read as they come,
-/// results handed to `sink` on that thread (the Pipeline's on_ttl_result).
+/// Runs one TTL session on its own thread ("ttl", started by start_thread(): an exception ends
+/// the process): paced sends (Pacer), ICMP errors read as they come, results handed to `sink` on
+/// that thread (the Pipeline's on_ttl_result).
 class TtlProber {
  public:
   using Sink = std::function<void(const TtlResult&)>;
+  /// `waiter` blocks the thread between sends (on the socket, see TtlSocket::poll_events()).
   TtlProber(const Clock& clock, TtlSessionConfig config, std::unique_ptr<TtlSocket> socket,
-            Sink sink, std::function<void(const std::string&)> log = {});
+            Sink sink, std::function<void(const std::string&)> log = {},
+            Waiter& waiter = system_waiter());
   ~TtlProber();
   TtlProber(const TtlProber&) = delete;
   TtlProber& operator=(const TtlProber&) = delete;
@@ -214,6 +222,7 @@ class TtlProber {
   std::unique_ptr<TtlSocket> socket_;
   Sink sink_;
   std::function<void(const std::string&)> log_;
+  Waiter& waiter_;
   mutable std::mutex mu_;  // guards tracker_ stats copies
   TtlTracker tracker_;
   std::atomic<bool> stop_{false};

@@ -1,0 +1,44 @@
+#pragma once
+
+#include <memory>
+
+#include "pathsentry/common/clock.h"
+#include "pathsentry/probe/agent/agent_config.h"
+
+namespace pathsentry::probe {
+
+/// The agent (pathsentry-probe, docs/probe.md): owns the outputs (JSON lines, summary, the
+/// human lines), the probe sessions and their engine, the attribution pipeline (with taps or
+/// TTL probes) and the TTL probers, and runs them for the configured duration.
+///
+/// Construction opens everything that needs a privilege (output files, probe and TTL sockets,
+/// live taps) and then drops the privileges; it starts no thread. It throws ConfigError naming
+/// the file, key and value at fault (an output that cannot be opened, a socket or capture that
+/// cannot be opened for a session or tap).
+class Agent {
+ public:
+  Agent(const AgentConfig& config, const Clock& clock);
+  ~Agent();
+  Agent(const Agent&) = delete;
+  Agent& operator=(const Agent&) = delete;
+
+  /// Probes until the duration has passed or request_stop() was called, waits for the last
+  /// replies, then logs the end-of-run counters, prints each session's totals and writes the
+  /// summary. Returns the process status: 0, or 1 when the summary could not be written.
+  /// Blocks; call once. A thread that fails ends the process (thread_runner.h).
+  int run();
+
+  /// Asks run() to stop sending now (any thread; not async-signal-safe).
+  void request_stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// pathsentry-probe's main: parses the flags and the config file, answers --help and
+/// --check-config, else runs an Agent until its duration ends or SIGINT/SIGTERM. Exit status:
+/// 0 done, 1 failure while running, 2 bad configuration.
+int agent_main(int argc, char** argv);
+
+}  // namespace pathsentry::probe

@@ -1,0 +1,444 @@
+#include "pathsentry/probe/agent/agent.h"
+
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+#include "pathsentry/common/config_error.h"
+#include "pathsentry/common/privileges.h"
+#include "pathsentry/common/thread_runner.h"
+#include "pathsentry/common/waiter.h"
+#include "pathsentry/probe/agent/probe_output.h"
+#include "pathsentry/probe/attribution/attributor.h"
+#include "pathsentry/probe/attribution/pipeline.h"
+#include "pathsentry/probe/engine/engine.h"
+#include "pathsentry/probe/engine/open_session.h"
+#include "pathsentry/probe/ttl/ttl_probe.h"
+
+namespace pathsentry::probe {
+namespace {
+
+void log(const std::string& m) {
+  std::fprintf(stderr, "pathsentry-probe: %s\n", m.c_str());
+}
+
+class NullSink final : public RecordSink {
+ public:
+  void on_record(const ProbeRecord&) override {}
+};
+
+struct FileCloser {
+  void operator()(std::FILE* f) const {
+    if (f != nullptr && f != stdout) std::fclose(f);
+  }
+};
+using File = std::unique_ptr<std::FILE, FileCloser>;
+
+File open_output(const std::string& path, const std::string& flag, const std::string& file) {
+  if (path == "-") return File(stdout);
+  std::FILE* f = std::fopen(path.c_str(), "w");
+  if (f == nullptr) throw ConfigError(file, flag, path, std::strerror(errno));
+  return File(f);
+}
+
+// Session `i`'s probe socket and session; a socket that cannot be opened is a ConfigError naming
+// the session's key (e.g. "--target", "session[1].source") and the value at fault.
+std::unique_ptr<ProbeSession> make_session(const AgentConfig& cfg, std::size_t i,
+                                           RecordSink& sink) {
+  const SessionConfig& s = cfg.sessions[i];
+  auto opened = open_probe_session(s, cfg.icmp_socket, sink);
+  if (!opened) {
+    const auto& e = opened.error();
+    std::string key = cfg.session_keys[i];
+    std::string value = s.target.to_string();
+    if (e.option == "source" && s.source) value = s.source->to_string();
+    if (e.option == "interface") value = s.interface;
+    if (e.option == "dscp") value = std::to_string(s.dscp);
+    if (!e.option.empty() && key != "--target") key += "." + e.option;
+    if (key == "--target" && !e.option.empty() && e.option != "target") key = "--" + e.option;
+    throw ConfigError(
+        cfg.config_file, key, value,
+        std::string("cannot open the ") + proto_name(s.proto) + " socket: " + e.message());
+  }
+  if (!opened->note.empty()) log(s.target.to_string() + " icmp: " + opened->note);
+  return std::move(opened->session);
+}
+
+// One TTL session per distinct target (docs/ttl.md), with the addressing of its first session.
+// Session ids continue after the engine's: (run nonce << 16) | (index + 1).
+std::vector<TtlSessionConfig> ttl_sessions(const AgentConfig& cfg) {
+  std::vector<TtlSessionConfig> out;
+  if (cfg.tap.ttl.ttl == 0 || cfg.sessions.empty()) return out;
+  const std::uint32_t nonce_bits = cfg.sessions.front().session_id & 0xFFFF0000u;
+  std::uint32_t next = static_cast<std::uint32_t>(cfg.sessions.size()) + 1;
+  for (const SessionConfig& s : cfg.sessions) {
+    bool seen = false;
+    for (const auto& t : out) seen = seen || t.target == s.target;
+    if (seen) continue;
+    if (next > 0xFFFF) throw ConfigError(cfg.config_file, "ttl", "", "too many sessions");
+    TtlSessionConfig t;
+    t.agent_id = cfg.agent_id;
+    t.session_id = nonce_bits | next++;
+    t.target = s.target;
+    t.ttl = cfg.tap.ttl.ttl;
+    t.port = cfg.tap.ttl.port;
+    t.rate_pps = cfg.tap.ttl.rate_pps;
+    t.timeout_ns = cfg.tap.ttl.timeout_ns;
+    t.source = s.source;
+    t.interface = s.interface;
+    t.hops = cfg.tap.ttl.hops;
+    out.push_back(std::move(t));
+  }
+  return out;
+}
+
+PipelineOptions pipeline_options(const AgentConfig& cfg, JsonLinesWriter* writer,
+                                 std::FILE* human) {
+  PipelineOptions po;
+  po.total_pps = 0;
+  po.taps = cfg.tap.taps;
+  po.detector = cfg.tap.detector;
+  // A lost probe's samples can leave the attributor as late as its timeout (+ the grace for a
+  // missing record) + the wait for the STAMP reflector's counter after the samples of later
+  // probes: the detector must hold those that long, not skip the late ones' sequence.
+  const AttributorConfig acfg;
+  std::int64_t max_timeout = 0;
+  for (const auto& s : cfg.sessions) max_timeout = std::max(max_timeout, s.timeout_ns);
+  po.detector.reorder_hold_ns =
+      std::max(po.detector.reorder_hold_ns,
+               max_timeout + acfg.record_grace_ns + acfg.stamp_evidence_wait_ns + kNsPerSec);
+  po.decode = DecodeContext{cfg.agent_id, cfg.sessions.front().stamp_port};
+  for (const auto& s : cfg.sessions) {
+    po.total_pps += s.rate_pps;
+    if (s.source) po.agent_addresses.push_back(*s.source);
+  }
+  po.output = writer;
+  po.event_log = [human](const std::string& line) {
+    std::fprintf(human, "event %s\n", line.c_str());
+    std::fflush(human);
+  };
+  po.log = [](const std::string& m) { log(m); };
+  return po;
+}
+
+void print_check(const AgentConfig& cfg) {
+  std::printf("configuration OK: %zu session(s)\n", cfg.sessions.size());
+  for (const auto& s : cfg.sessions) {
+    std::printf("  %s %s rate %g/s timeout %lld ms dscp %u size %zu%s%s\n",
+                s.target.to_string().c_str(), proto_name(s.proto), s.rate_pps,
+                static_cast<long long>(s.timeout_ns / 1'000'000), s.dscp,
+                datagram_size_for(s.proto, s.size) + (s.proto == Proto::Stamp ? 8 : 0),
+                s.source ? (" source " + s.source->to_string()).c_str() : "",
+                s.interface.empty() ? "" : (" interface " + s.interface).c_str());
+  }
+  if (cfg.size_cycle > 1) {
+    std::printf("  probe sizes cycle over %u sizes, %u bytes apart, across all sessions\n",
+                cfg.size_cycle, cfg.size_step);
+  }
+  for (std::size_t i = 0; i < cfg.tap.taps.size(); ++i) {
+    const TapSpec& t = cfg.tap.taps[i];
+    std::printf("  tap %s path %s %s", t.interface.c_str(), t.path.c_str(),
+                t.encap == Encap::Clear ? "clear" : "esp");
+    if (t.encap == Encap::Esp) {
+      std::printf(" %s -> %s window %lld..%lld us%s", t.local_endpoint.to_string().c_str(),
+                  t.remote_endpoint.to_string().c_str(),
+                  static_cast<long long>(t.window_lo_ns / 1000),
+                  static_cast<long long>(t.window_hi_ns / 1000),
+                  t.transform ? "" : " (ESP lengths learned)");
+    }
+    std::printf("\n");
+  }
+  if (cfg.tap.ttl.ttl != 0) {
+    std::printf("  ttl probes: ttl %u, %g/s per target, UDP port %u, timeout %lld ms\n",
+                cfg.tap.ttl.ttl, cfg.tap.ttl.rate_pps, cfg.tap.ttl.port,
+                static_cast<long long>(cfg.tap.ttl.timeout_ns / 1'000'000));
+    for (const TtlHop& h : cfg.tap.ttl.hops) {
+      std::printf("    hop %s -> %s\n", h.address.to_string().c_str(), h.path.c_str());
+    }
+  }
+  if (!cfg.tap.taps.empty() || cfg.tap.ttl.ttl != 0) {
+    std::printf("  detector: confirm %u probes, outage after %u losses\n",
+                cfg.tap.detector.confirm_probes, cfg.tap.detector.outage_losses);
+  }
+}
+
+}  // namespace
+
+// Members in construction order; destroyed in reverse: the engine (and the sessions' sockets)
+// first, then the TTL probers and the pipeline (each stops its threads), the sinks, the outputs.
+struct Agent::Impl {
+  Impl(const AgentConfig& config, const Clock& c);
+  void print_interval(std::int64_t end_ns, std::span<const IntervalReport> reports);
+
+  const AgentConfig cfg;
+  const Clock& clock;
+  std::unique_ptr<JsonLinesWriter> writer;
+  File summary;
+  std::FILE* human = stdout;
+  NullSink null_sink;
+  std::unique_ptr<RecordJsonSink> record_sink;
+  RecordSink* sink = &null_sink;
+  std::vector<TtlSessionConfig> ttl_cfgs;
+  std::unique_ptr<Pipeline> pipeline;
+  std::vector<std::unique_ptr<TtlProber>> ttl_probers;
+  std::vector<TtlStats> ttl_before;
+  std::unique_ptr<Engine> engine;
+  std::atomic<bool> stop_requested{false};
+};
+
+Agent::Impl::Impl(const AgentConfig& config, const Clock& c) : cfg(config), clock(c) {
+  if (!cfg.records.empty()) {
+    try {
+      writer = std::make_unique<JsonLinesWriter>(cfg.records, std::to_string(cfg.agent_id));
+    } catch (const ConfigError& e) {
+      throw ConfigError(cfg.config_file, "records (--records / agent.records)", cfg.records,
+                        e.what());
+    }
+  }
+  if (!cfg.summary_json.empty()) summary = open_output(cfg.summary_json, "--summary-json", "");
+  // Keep stdout clean for JSON when it carries records or the summary document.
+  human = (cfg.records == "-" || cfg.summary_json == "-") ? stderr : stdout;
+
+  if (writer) {
+    record_sink = std::make_unique<RecordJsonSink>(*writer);
+    sink = record_sink.get();
+  }
+  // With taps, records go through the attributor and the detector (docs/attribution.md); TTL
+  // probes go through the detector (docs/ttl.md), with or without taps.
+  ttl_cfgs = ttl_sessions(cfg);
+  if (!cfg.tap.taps.empty() || !ttl_cfgs.empty()) {
+    pipeline = std::make_unique<Pipeline>(clock, pipeline_options(cfg, writer.get(), human));
+    for (const auto& s : cfg.sessions) pipeline->add_session(session_spec_for(s));
+    for (const auto& t : ttl_cfgs) pipeline->add_ttl_session(t.session_id, t.target);
+    if (auto opened = pipeline->open_live_taps(); !opened) {
+      const TapOpenError& e = opened.error();
+      const std::string key = e.tap < cfg.tap.tap_keys.size() ? cfg.tap.tap_keys[e.tap] : "tap";
+      throw ConfigError("", key == "--tap" ? key : key + ".interface",
+                        cfg.tap.taps[e.tap].interface, e.message);
+    }
+    sink = pipeline.get();
+  }
+  for (const auto& t : ttl_cfgs) {
+    TtlSocketOptions o;
+    o.target = t.target;
+    o.port = t.port;
+    o.ttl = t.ttl;
+    o.source = t.source;
+    o.interface = t.interface;
+    auto sock = open_ttl_socket(o);
+    if (!sock) {
+      throw ConfigError(cfg.tap.ttl.file, cfg.tap.ttl.ttl_key, t.target.to_string(),
+                        "cannot open the TTL probe socket: " + sock.error());
+    }
+    Pipeline* p = pipeline.get();
+    ttl_probers.push_back(std::make_unique<TtlProber>(
+        clock, t, std::move(*sock), [p](const TtlResult& r) { p->on_ttl_result(r); },
+        [](const std::string& m) { log(m); }));
+  }
+  ttl_before.resize(ttl_probers.size());
+
+  EngineOptions eo;
+  eo.duration_ns = cfg.duration_ns;
+  eo.rt_priority = cfg.rt_priority;
+  eo.log = [](const std::string& m) { log(m); };
+  engine = std::make_unique<Engine>(clock, eo);
+  for (std::size_t i = 0; i < cfg.sessions.size(); ++i) {
+    engine->add_session(make_session(cfg, i, *sink));
+  }
+  // Every socket is open: nothing below needs a capability.
+  if (const std::string why = io::drop_privileges(cfg.rt_priority, !cfg.tap.taps.empty());
+      !why.empty()) {
+    log("privileges: " + why);
+  }
+}
+
+void Agent::Impl::print_interval(std::int64_t end_ns, std::span<const IntervalReport> reports) {
+  for (std::size_t i = 0; i < ttl_probers.size(); ++i) {
+    const TtlStats now = ttl_probers[i]->stats();
+    const TtlSessionConfig& c = ttl_probers[i]->config();
+    std::fprintf(
+        human, "%s\n",
+        format_ttl_interval_line(end_ns, c, now, ttl_before[i], pipeline->path_state(c.session_id))
+            .c_str());
+    ttl_before[i] = now;
+  }
+  for (std::size_t i = 0; i < reports.size(); ++i) {
+    const auto& sc = engine->sessions()[i]->config();
+    std::string line = format_interval_line(end_ns, sc, reports[i]);
+    if (pipeline) {
+      line += ' ';
+      line += format_paths(pipeline->path_state(sc.session_id));
+      if (const std::string d = format_degraded(pipeline->taps_down()); !d.empty()) {
+        line += ' ';
+        line += d;
+      }
+    }
+    std::fprintf(human, "%s\n", line.c_str());
+  }
+  std::fflush(human);
+}
+
+Agent::Agent(const AgentConfig& config, const Clock& clock)
+    : impl_(std::make_unique<Impl>(config, clock)) {}
+
+Agent::~Agent() = default;
+
+void Agent::request_stop() {
+  impl_->stop_requested.store(true);
+  impl_->engine->request_stop();
+}
+
+int Agent::run() {
+  Impl& a = *impl_;
+  const AgentConfig& cfg = a.cfg;
+  if (!cfg.quiet) {
+    a.engine->on_interval([&a](std::int64_t end_ns, std::span<const IntervalReport> reports) {
+      a.print_interval(end_ns, reports);
+    });
+  }
+  log("probing " + std::to_string(cfg.sessions.size()) + " session(s)" +
+      (a.ttl_probers.empty() ? std::string()
+                             : " and " + std::to_string(a.ttl_probers.size()) +
+                                   " TTL session(s) (ttl " + std::to_string(cfg.tap.ttl.ttl) +
+                                   ", " + std::to_string(cfg.tap.ttl.rate_pps) + "/s)") +
+      (cfg.duration_ns ? " for " + std::to_string(cfg.duration_ns / kNsPerSec) + " s"
+                       : std::string(" until SIGINT/SIGTERM")));
+
+  const std::int64_t t0 = a.clock.monotonic_ns();
+  if (a.pipeline) a.pipeline->start();
+  for (auto& p : a.ttl_probers) p->start();
+  a.engine->run();
+  // The engine returns after its last slot (up to one period before the end at low rates): the
+  // TTL sessions keep probing for the whole duration unless a stop was asked.
+  while (!a.ttl_probers.empty() && cfg.duration_ns > 0 && !a.stop_requested.load() &&
+         a.clock.monotonic_ns() < t0 + cfg.duration_ns) {
+    system_waiter().sleep_for(10'000'000);
+  }
+  for (auto& p : a.ttl_probers) {
+    p->stop();  // waits for the last answers (up to the TTL timeout)
+    log(p->stats_line());
+  }
+  if (a.pipeline) {
+    a.pipeline->stop();
+    for (const auto& line : a.pipeline->stats_lines()) log(line);
+  }
+  const double duration_s = static_cast<double>(a.clock.monotonic_ns() - t0) / 1e9;
+
+  if (a.writer) {
+    auto flushed = a.writer->flush();
+    if (!flushed || a.writer->dropped_lines() > 0) {
+      log("writing records to " + cfg.records + " failed (" +
+          (flushed ? std::string("buffer full") : flushed.error().message()) +
+          "): " + std::to_string(a.writer->dropped_lines()) + " record(s) dropped, " +
+          std::to_string(a.writer->pending_bytes()) + " bytes unwritten");
+    }
+  }
+  std::vector<SessionSummary> summaries;
+  std::vector<const SessionConfig*> configs;
+  for (const auto& s : a.engine->sessions()) {
+    summaries.push_back(s->summary());
+    configs.push_back(&s->config());
+    // With taps, the split by direction is the records' own (docs/attribution.md §2), so the
+    // summary never says what the records do not.
+    if (const auto l =
+            a.pipeline ? a.pipeline->session_losses(s->config().session_id) : std::nullopt) {
+      summaries.back().lost_forward = (*l)[0];
+      summaries.back().lost_reverse = (*l)[1];
+      summaries.back().lost_undetermined = (*l)[2];
+    }
+  }
+  for (std::size_t i = 0; i < summaries.size(); ++i) {
+    std::fprintf(a.human, "%s\n", format_total_line(*configs[i], summaries[i]).c_str());
+  }
+  std::fflush(a.human);
+  if (a.summary) {
+    const std::string doc = summary_json(duration_s, configs, summaries) + "\n";
+    if (std::fwrite(doc.data(), 1, doc.size(), a.summary.get()) != doc.size() ||
+        std::fflush(a.summary.get()) != 0) {
+      log("writing the summary to " + cfg.summary_json + " failed");
+      return 1;
+    }
+  }
+  return 0;
+}
+
+namespace {
+
+// Runs the agent with SIGINT/SIGTERM taken by a waiting thread, not a handler: blocked before
+// any thread starts, so every thread inherits the mask.
+int run_agent(const AgentConfig& cfg) {
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGINT);
+  sigaddset(&sigs, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+
+  SystemClock clock;
+  Agent agent(cfg, clock);
+  std::atomic<bool> done{false};
+  std::thread signals = start_thread("signals", [&] {
+    const timespec tick{0, 100'000'000};
+    while (!done.load()) {
+      const int sig = sigtimedwait(&sigs, nullptr, &tick);
+      if (sig == SIGINT || sig == SIGTERM) {
+        log(std::string("got ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+            ": stopping, waiting for outstanding replies");
+        agent.request_stop();
+      }
+    }
+  });
+  struct Joiner {
+    std::atomic<bool>& done;
+    std::thread& t;
+    ~Joiner() {
+      done.store(true);
+      t.join();
+    }
+  } joiner{done, signals};
+  return agent.run();
+}
+
+}  // namespace
+
+int agent_main(int argc, char** argv) {
+  std::vector<std::string_view> args(argv + 1, argv + argc);
+  std::random_device rd;
+  const auto nonce = static_cast<std::uint16_t>(rd());
+  AgentConfig cfg;
+  try {
+    cfg = parse_agent_config(args, nonce);
+  } catch (const ConfigError& e) {
+    log(e.what());
+    return 2;
+  }
+  if (cfg.help) {
+    std::fputs(agent_usage().c_str(), stdout);
+    return 0;
+  }
+  if (cfg.check_only) {
+    print_check(cfg);
+    return 0;
+  }
+  try {
+    return run_agent(cfg);
+  } catch (const ConfigError& e) {
+    log(e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    log(std::string("fatal: ") + e.what());
+    return 1;
+  }
+}
+
+}  // namespace pathsentry::probe
