@@ -146,8 +146,7 @@ void print_check(const AgentConfig& cfg) {
     std::printf("  probe sizes cycle over %u sizes, %u bytes apart, across all sessions\n",
                 cfg.size_cycle, cfg.size_step);
   }
-  for (std::size_t i = 0; i < cfg.tap.taps.size(); ++i) {
-    const TapSpec& t = cfg.tap.taps[i];
+  for (const TapSpec& t : cfg.tap.taps) {
     std::printf("  tap %s path %s %s", t.interface.c_str(), t.path.c_str(),
                 t.encap == Encap::Clear ? "clear" : "esp");
     if (t.encap == Encap::Esp) {
