@@ -46,7 +46,13 @@ void flatten(const toml::table& t, const std::string& file, const std::string& p
     } else if (const auto* arr = node.as_array()) {
       if (!arr->empty() && arr->is_array_of_tables()) {
         for (std::size_t i = 0; i < arr->size(); ++i) {
-          flatten(*arr->get(i)->as_table(), file, key + "[" + std::to_string(i) + "]", out);
+          const toml::table& element = *arr->get(i)->as_table();
+          const std::string where = key + "[" + std::to_string(i) + "]";
+          // An element with no keys would otherwise vanish from the flattened view: a [[tap]]
+          // or [[targets]] left empty by mistake must be refused, not ignored.
+          if (element.empty())
+            throw ConfigError(file, where, "", "is an empty table ([[" + key + "]])");
+          flatten(element, file, where, out);
         }
         continue;
       }

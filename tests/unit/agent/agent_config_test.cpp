@@ -141,9 +141,18 @@ TEST_CASE("config file errors name file and key and value", "[unit][config]") {
                  Contains(f.path) && Contains("defaults.source = '198.18.0.1'"));
   }
   SECTION("a target without an address") {
-    TempFile f("[[targets]]\n[[targets]]\naddress = \"198.18.0.2\"\n");
+    TempFile f("[[targets]]\nrate = 5\n[[targets]]\naddress = \"198.18.0.2\"\n");
     REQUIRE_THAT(error_of({"--config", f.path}),
                  Contains(f.path) && Contains("targets[0].address") && Contains("is required"));
+  }
+  SECTION("an empty [[targets]] or [[tap]], last or not") {
+    for (const char* text : {"[[targets]]\n[[targets]]\naddress = \"198.18.0.2\"\n",
+                             "[[targets]]\naddress = \"198.18.0.2\"\n[[targets]]\n",
+                             "[[targets]]\naddress = \"198.18.0.2\"\n[[tap]]\n"}) {
+      TempFile f(text);
+      REQUIRE_THAT(error_of({"--config", f.path}),
+                   Contains(f.path) && Contains("is an empty table"));
+    }
   }
   SECTION("a value where a table belongs") {
     TempFile f("targets = \"198.18.0.2\"\n");

@@ -161,6 +161,11 @@ address = "192.0.2.2"
     CHECK(error_of([&] { apply_all(t, d, parse_toml("port = 70000\n", "f.toml")); }) ==
           "f.toml: port = '70000': must be between 1 and 65535");
   }
+  SECTION("an empty element of an array of tables is refused") {
+    CHECK(error_of([&] {
+            (void)parse_toml("[[targets]]\naddress = \"192.0.2.1\"\n[[targets]]\n", "f.toml");
+          }) == "f.toml: targets[1]: is an empty table ([[targets]])");
+  }
   SECTION("syntax error names line and column") {
     CHECK(error_of([&] { (void)parse_toml("port = \n", "f.toml"); }).rfind("f.toml: line 1", 0) ==
           0);
