@@ -20,6 +20,7 @@
 #include "pathsentry/common/ip.h"
 #include "pathsentry/common/waiter.h"
 #include "pathsentry/probe/ttl/ttl_config.h"
+#include "pathsentry/probe/wire/icmp_payload.h"
 
 namespace pathsentry::probe {
 
@@ -31,12 +32,8 @@ namespace pathsentry::probe {
 inline constexpr std::size_t kTtlPayloadSize = 28;
 inline constexpr std::uint32_t kTtlMagic = 0x5053544C;  // "PSTL"
 
-struct TtlPayload {
-  std::uint32_t agent_id = 0;
-  std::uint32_t session_id = 0;
-  std::uint64_t seq = 0;
-  std::int64_t tx_ns = 0;
-};
+/// The identity and send time a TTL probe carries: the same as an ICMP probe's.
+using TtlPayload = icmp::Payload;
 void encode_ttl_payload(const TtlPayload& p, std::span<std::uint8_t, kTtlPayloadSize> out);
 /// nullopt when `in` is shorter than the payload or its magic is not ours.
 [[nodiscard]] std::optional<TtlPayload> decode_ttl_payload(std::span<const std::uint8_t> in);
