@@ -91,8 +91,13 @@ void Attributor::Impl::explain_unknown(std::size_t lane, const LogEntry& e, Dire
       if (o.ts_ns > to + 20'000'000) break;
       if (o.len != *want) continue;
       const bool in = o.ts_ns >= from && o.ts_ns <= to;
-      t += " " + std::to_string(off_us(o.ts_ns)) + "us" + (in ? "" : "(out)") + "/c" +
-           std::to_string(o.claims) + (o.attributed ? "/a" : "");
+      // Appended piece by piece: GCC 12 -O3 -Wrestrict false positive on `" " + std::string`.
+      t += ' ';
+      t += std::to_string(off_us(o.ts_ns));
+      t += in ? "us" : "us(out)";
+      t += "/c";
+      t += std::to_string(o.claims);
+      if (o.attributed) t += "/a";
       if (!in || cur_log == nullptr) continue;
       for (std::uint64_t j = cur_log->begin_abs(); j < cur_log->end_abs(); ++j) {
         const LogEntry& x = cur_log->at(j);
