@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/agent_process.h"
 #include "engine/probe_harness.h"
 #include "netns/netns.h"
 
@@ -22,28 +23,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The binary next to this test executable's build tree (<build>/probe/pathsentry-probe).
-std::string probe_binary() {
-  const fs::path self = fs::read_symlink("/proc/self/exe");
-  return (self.parent_path().parent_path() / "probe" / "pathsentry-probe").string();
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/pathsentry-probe-cli-XXXXXX";
-    REQUIRE(mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  [[nodiscard]] std::string file(const std::string& name) const { return path + "/" + name; }
+using pathsentry::test::probe_binary;
+using pathsentry::test::slurp;
+struct TempDir : pathsentry::test::ScratchDir {
+  TempDir() : ScratchDir("pathsentry-probe-cli-") {}
 };
 
 int wait_exit(pid_t pid) {

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "agent/agent_process.h"
 #include "netns/netns.h"
 #include "pathsentry/common/record_json.h"
 
@@ -24,27 +25,10 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string probe_binary() {
-  const fs::path self = fs::read_symlink("/proc/self/exe");
-  return (self.parent_path().parent_path() / "probe" / "pathsentry-probe").string();
-}
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
-struct TempDir {
-  std::string path;
-  TempDir() {
-    char t[] = "/tmp/pathsentry-tapdown-XXXXXX";
-    REQUIRE(mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() { fs::remove_all(path); }
-  [[nodiscard]] std::string file(const std::string& name) const { return path + "/" + name; }
+using pathsentry::test::probe_binary;
+using pathsentry::test::slurp;
+struct TempDir : pathsentry::test::ScratchDir {
+  TempDir() : ScratchDir("pathsentry-tapdown-") {}
 };
 
 // In namespace `ns`: the veth pair mir0/mir1 and a mirror of va's traffic (both directions)
