@@ -227,9 +227,20 @@ tl::expected<JsonLine, std::string> parse_probe(const json& j) {
   return r;
 }
 
+// "event_id" is optional (0 = not numbered): lines of the agent's own output carry none.
+std::optional<std::string> parse_event_id(const json& j, PathEvent& e) {
+  const auto it = j.find("event_id");
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_number_unsigned() && !(it->is_number_integer() && it->get<std::int64_t>() >= 0))
+    return std::string("field 'event_id' is not an unsigned integer");
+  e.event_id = it->get<std::uint64_t>();
+  return std::nullopt;
+}
+
 tl::expected<JsonLine, std::string> parse_event(const json& j) {
   Reader rd{j, {}};
   PathEvent e;
+  if (auto bad = parse_event_id(j, e)) return tl::unexpected(*bad);
   const auto type =
       parse_enum(rd.str("event"), {EventType::Switchover, EventType::OutageBegin,
                                    EventType::OutageEnd, EventType::AsymmetricBegin,
@@ -284,6 +295,54 @@ tl::expected<JsonLine, std::string> parse_event(const json& j) {
   e.proto = *proto;
   e.session_id = static_cast<std::uint32_t>(sid);
   return e;
+}
+
+tl::expected<JsonLine, std::string> parse_rollup(const json& j) {
+  Reader rd{j, {}};
+  Rollup r;
+  r.target = rd.str("target");
+  const auto proto = parse_enum(rd.str("proto"), {Proto::Icmp, Proto::Stamp, Proto::Ttl});
+  const auto sid = rd.u64("session_id");
+  r.second_ns = rd.i64("second_ns");
+  const auto dir = parse_enum(rd.str("direction"), {Direction::Forward, Direction::Reverse});
+  r.path = rd.str("path");
+  r.sent = rd.u64("sent");
+  r.received = rd.u64("received");
+  r.lost_forward = rd.u64("lost_forward");
+  r.lost_reverse = rd.u64("lost_reverse");
+  r.lost_undetermined = rd.u64("lost_undetermined");
+  r.rtt_min_ns = rd.i64("rtt_min_ns");
+  r.rtt_mean_ns = rd.i64("rtt_mean_ns");
+  r.rtt_p50_ns = rd.i64("rtt_p50_ns");
+  r.rtt_p99_ns = rd.i64("rtt_p99_ns");
+  r.rtt_max_ns = rd.i64("rtt_max_ns");
+  r.jitter_ns = rd.i64("jitter_ns");
+  if (!rd.error.empty()) return tl::unexpected(rd.error);
+  if (!proto) return tl::unexpected(std::string("unknown proto"));
+  if (!dir) return tl::unexpected(std::string("unknown direction"));
+  if (sid > 0xFFFFFFFFu) return tl::unexpected(std::string("session_id out of range"));
+  if (r.second_ns % 1'000'000'000 != 0)
+    return tl::unexpected(std::string("field 'second_ns' is not a whole second"));
+  if (r.received + r.lost_forward + r.lost_reverse + r.lost_undetermined > r.sent)
+    return tl::unexpected(std::string("received and lost add up to more than sent"));
+  r.proto = *proto;
+  r.direction = *dir;
+  r.session_id = static_cast<std::uint32_t>(sid);
+  return r;
+}
+
+tl::expected<JsonLine, std::string> parse_batch(const json& j) {
+  Reader rd{j, {}};
+  BatchHeader h;
+  h.agent = rd.str("agent");
+  h.run = rd.str("run");
+  h.batch = rd.u64("batch");
+  h.created_ns = rd.i64("created_ns");
+  h.version = rd.str("version");
+  if (!rd.error.empty()) return tl::unexpected(rd.error);
+  if (h.agent.empty()) return tl::unexpected(std::string("field 'agent' is empty"));
+  if (h.run.empty()) return tl::unexpected(std::string("field 'run' is empty"));
+  return h;
 }
 
 }  // namespace
@@ -405,6 +464,7 @@ void append_json(const ProbeRecord& r, std::string& out, std::string_view agent)
 void append_json(const PathEvent& e, std::string& out, std::string_view agent) {
   head(out, "event", agent);
   kv(out, "event", to_string(e.type));
+  if (e.event_id != 0) kv_uint(out, "event_id", e.event_id);
   if (is_tap_event(e.type)) {
     kv(out, "tap", e.tap);
     kv(out, "path", e.path);
@@ -444,6 +504,37 @@ void append_json(const PathEvent& e, std::string& out, std::string_view agent) {
   out.append("}\n");
 }
 
+void append_json(const Rollup& r, std::string& out) {
+  head(out, "rollup", {});
+  kv(out, "target", r.target);
+  kv(out, "proto", to_string(r.proto));
+  kv_uint(out, "session_id", r.session_id);
+  kv_int(out, "second_ns", r.second_ns);
+  kv(out, "direction", to_string(r.direction));
+  kv(out, "path", r.path);
+  kv_uint(out, "sent", r.sent);
+  kv_uint(out, "received", r.received);
+  kv_uint(out, "lost_forward", r.lost_forward);
+  kv_uint(out, "lost_reverse", r.lost_reverse);
+  kv_uint(out, "lost_undetermined", r.lost_undetermined);
+  kv_int(out, "rtt_min_ns", r.rtt_min_ns);
+  kv_int(out, "rtt_mean_ns", r.rtt_mean_ns);
+  kv_int(out, "rtt_p50_ns", r.rtt_p50_ns);
+  kv_int(out, "rtt_p99_ns", r.rtt_p99_ns);
+  kv_int(out, "rtt_max_ns", r.rtt_max_ns);
+  kv_int(out, "jitter_ns", r.jitter_ns);
+  out.append("}\n");
+}
+
+void append_json(const BatchHeader& h, std::string& out) {
+  head(out, "batch", h.agent);
+  kv(out, "run", h.run);
+  kv_uint(out, "batch", h.batch);
+  kv_int(out, "created_ns", h.created_ns);
+  kv(out, "version", h.version);
+  out.append("}\n");
+}
+
 tl::expected<JsonLine, std::string> parse_json_line(std::string_view line) {
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.remove_suffix(1);
   const json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
@@ -454,6 +545,8 @@ tl::expected<JsonLine, std::string> parse_json_line(std::string_view line) {
   const auto& type = it->get_ref<const std::string&>();
   if (type == "probe") return parse_probe(j);
   if (type == "event") return parse_event(j);
+  if (type == "rollup") return parse_rollup(j);
+  if (type == "batch") return parse_batch(j);
   return tl::unexpected("unknown type '" + type + "'");
 }
 

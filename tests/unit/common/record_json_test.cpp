@@ -338,3 +338,88 @@ TEST_CASE("tap event json round trip and log line", "[unit][record_json]") {
   j.erase("reason");
   CHECK(parse_json_line(j.dump()).error().find("'reason'") != std::string::npos);
 }
+
+namespace {
+
+Rollup sample_rollup() {
+  Rollup r;
+  r.target = "192.168.20.161";
+  r.proto = Proto::Stamp;
+  r.session_id = 2;
+  r.second_ns = 1'767'225'600'000'000'000;
+  r.direction = Direction::Reverse;
+  r.path = "ipsec";
+  r.sent = 1000;
+  r.received = 990;
+  r.lost_forward = 4;
+  r.lost_reverse = 5;
+  r.lost_undetermined = 1;
+  r.rtt_min_ns = 31'000;
+  r.rtt_mean_ns = 52'000;
+  r.rtt_p50_ns = 50'000;
+  r.rtt_p99_ns = 110'000;
+  r.rtt_max_ns = 201'000;
+  r.jitter_ns = 7'000;
+  return r;
+}
+
+TEST_CASE("rollup and batch json round trip", "[unit][record_json]") {
+  const Rollup r = sample_rollup();
+  std::string out;
+  append_json(r, out);
+  const auto j = nlohmann::json::parse(out);
+  CHECK(j["type"] == "rollup");
+  CHECK(j["direction"] == "reverse");
+  CHECK(j["lost_reverse"] == 5);
+  const auto back = parse_json_line(out);
+  REQUIRE(back);
+  REQUIRE(std::holds_alternative<Rollup>(*back));
+  CHECK(std::get<Rollup>(*back) == r);
+
+  const BatchHeader h{"dc1", "9f1c0a2b3d4e5f60", 17, 1'767'225'601'000'000'000, "0.1.0"};
+  out.clear();
+  append_json(h, out);
+  CHECK(out.rfind(R"({"type":"batch","agent":"dc1","run":"9f1c0a2b3d4e5f60","batch":17,)", 0) == 0);
+  const auto hb = parse_json_line(out);
+  REQUIRE(hb);
+  REQUIRE(std::holds_alternative<BatchHeader>(*hb));
+  CHECK(std::get<BatchHeader>(*hb) == h);
+}
+
+TEST_CASE("event_id is carried when set", "[unit][record_json]") {
+  PathEvent e = switchover();
+  std::string out;
+  append_json(e, out);
+  CHECK(out.find("event_id") == std::string::npos);
+  e.event_id = 42;
+  out.clear();
+  append_json(e, out);
+  CHECK(nlohmann::json::parse(out)["event_id"] == 42);
+  const auto back = parse_json_line(out);
+  REQUIRE(back);
+  CHECK(std::get<PathEvent>(*back).event_id == 42);
+  CHECK_FALSE(parse_json_line(R"({"type":"event","event":"tap_up","event_id":-1})"));
+}
+
+TEST_CASE("rollup and batch parse errors", "[unit][record_json]") {
+  std::string good;
+  append_json(sample_rollup(), good);
+  auto mutate = [&](const char* key, const nlohmann::json& v) {
+    auto j = nlohmann::json::parse(good);
+    j[key] = v;
+    return parse_json_line(j.dump());
+  };
+  CHECK(mutate("direction", "sideways").error() == "unknown direction");
+  CHECK(mutate("proto", "tcp").error() == "unknown proto");
+  CHECK(mutate("second_ns", 1'500'000'000).error() == "field 'second_ns' is not a whole second");
+  CHECK(mutate("received", 1000).error() == "received and lost add up to more than sent");
+  CHECK(mutate("sent", -1).error() == "field 'sent' is not an unsigned integer");
+  CHECK(mutate("path", 3).error() == "field 'path' is not a string");
+  CHECK(parse_json_line(R"({"type":"batch","agent":"dc1","batch":1,"created_ns":0,"version":""})")
+            .error() == "missing field 'run'");
+  CHECK(parse_json_line(
+            R"({"type":"batch","agent":"","run":"ab","batch":1,"created_ns":0,"version":""})")
+            .error() == "field 'agent' is empty");
+}
+
+}  // namespace

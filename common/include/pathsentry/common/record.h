@@ -113,6 +113,9 @@ struct PathEvent {
   std::string tap;
   std::string path;
   std::string reason;
+  /// The event's identity within its agent's run (1, 2, …; JSON "event_id", omitted when 0):
+  /// assigned by the agent where events leave it, so a resent event is recognised.
+  std::uint64_t event_id = 0;
 };
 
 /// Tap events carry a tap, not a probe stream.

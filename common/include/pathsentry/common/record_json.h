@@ -11,6 +11,7 @@
 #include <variant>
 
 #include "pathsentry/common/record.h"
+#include "pathsentry/common/rollup.h"
 
 namespace pathsentry::probe {
 
@@ -38,6 +39,15 @@ namespace pathsentry::probe {
 ///    "reason":"pcap read: The interface disappeared","ts_ns":…,"detected_ns":…}
 ///   tap_up: the same keys plus "duration_ns" (how long the tap was down).
 /// "taps_down" (probe records) is omitted when no tap was down during the probe's windows.
+/// Events carry "event_id" when it is set (non-zero: the agent's shipper numbers them).
+///
+/// The collector's ingest body (and the agent's spool files) add two line types:
+///   {"type":"batch","agent":"dc1","run":"9f1c0a2b3d4e5f60","batch":17,"created_ns":…,
+///    "version":"0.1.0"}                              (first line of every body)
+///   {"type":"rollup","target":…,"proto":"stamp","session_id":2,"second_ns":…,
+///    "direction":"forward","path":"express-connect","sent":1000,"received":998,
+///    "lost_forward":1,"lost_reverse":0,"lost_undetermined":1,"rtt_min_ns":…,
+///    "rtt_mean_ns":…,"rtt_p50_ns":…,"rtt_p99_ns":…,"rtt_max_ns":…,"jitter_ns":…}
 
 /// Stable names used on the wire.
 [[nodiscard]] const char* to_string(Proto p);
@@ -52,9 +62,11 @@ namespace pathsentry::probe {
 /// "agent". Allocation-free beyond `out`'s growth, so a reused buffer costs nothing per record.
 void append_json(const ProbeRecord& r, std::string& out, std::string_view agent = {});
 void append_json(const PathEvent& e, std::string& out, std::string_view agent = {});
+void append_json(const Rollup& r, std::string& out);
+void append_json(const BatchHeader& h, std::string& out);
 
 /// One parsed line.
-using JsonLine = std::variant<ProbeRecord, PathEvent>;
+using JsonLine = std::variant<ProbeRecord, PathEvent, Rollup, BatchHeader>;
 /// Parses one line (with or without its '\n'). Untrusted input: never throws; the error says
 /// what is wrong (not JSON, unknown type, a missing or mistyped field).
 [[nodiscard]] tl::expected<JsonLine, std::string> parse_json_line(std::string_view line);
