@@ -54,13 +54,18 @@ pid_is_ours() {
   [ "$2" != Z ] && [ "$2" != X ] && [ "${21}" = "$1" ]
 }
 
-# start_daemon NAME NODE CMD...: runs CMD in NODE's namespace in the background, its output in
-# logs/NAME.out; `ip netns exec` execs CMD, so $! is the daemon's own PID.
+# start_daemon NAME NODE CMD...: runs CMD in NODE's namespace (NODE `host`: the machine's own) in
+# the background, its output in logs/NAME.out; `ip netns exec` execs CMD, so $! is the daemon's
+# own PID.
 start_daemon() {
   local name=$1 node=$2
   shift 2
   # (fd 9, the lab's lock, is not inherited: a daemon must not hold it)
-  ip netns exec "${PREFIX}${node}" "$@" >"$STATE/logs/$name.out" 2>&1 </dev/null 9>&- &
+  if [ "$node" = host ]; then
+    "$@" >"$STATE/logs/$name.out" 2>&1 </dev/null 9>&- &
+  else
+    ip netns exec "${PREFIX}${node}" "$@" >"$STATE/logs/$name.out" 2>&1 </dev/null 9>&- &
+  fi
   record_pid "$name" $! "$node"
   # shellcheck disable=SC2034 # read by callers
   LAST_PID=$!
