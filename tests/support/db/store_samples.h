@@ -185,6 +185,7 @@ inline void enter_private_mount_namespace() {
 /// Unmounts `dir` when it goes out of scope.
 struct MountGuard {
   std::string dir;
+  explicit MountGuard(std::string d) : dir(std::move(d)) {}
   MountGuard(const MountGuard&) = delete;
   MountGuard& operator=(const MountGuard&) = delete;
   ~MountGuard() { umount2(dir.c_str(), MNT_DETACH); }
