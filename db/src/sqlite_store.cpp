@@ -609,6 +609,7 @@ class SqliteStore final : public Store {
       error = StoreError{ErrorKind::Io, cfg_.path + ": ingest: " + e.what()};
     }
     rollback_after_failure();
+    if (error.kind == ErrorKind::Corrupt) error.message += recovery_hint(cfg_.path);
     failed_ += group.size();
     for (auto& job : group) job.done.set_value(tl::unexpected(error));
   }
