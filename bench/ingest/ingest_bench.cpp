@@ -3,7 +3,7 @@
 // "Store ingest"). A benchmark: it asserts nothing about timings.
 //
 //   bench-ingest [--dir DIR] [--probes N] [--rate PPS] [--targets T] [--window W]
-//                [--rounds R] [--rollup-days D]
+//                [--rounds R] [--rollup-days D] [--keep]
 //
 // Batches are what one agent ships each second at the default rates: for each target, `rate`
 // ICMP and `rate` STAMP probe records (record_json's fields, 10 % lost, STAMP with reflector
@@ -50,6 +50,7 @@ struct Options {
   int window = 4;
   int rounds = 2;
   double rollup_days = 1.0;
+  bool keep = false;  // leave the last round's databases in --dir for inspection
 };
 
 ProbeRecord make_probe(const std::string& target, Proto proto, std::uint32_t session,
@@ -366,9 +367,11 @@ int main(int argc, char** argv) {
       o.rounds = std::stoi(next());
     } else if (a == "--rollup-days") {
       o.rollup_days = std::stod(next());
+    } else if (a == "--keep") {
+      o.keep = true;
     } else if (a == "--help" || a == "-h") {
       std::cout << "usage: bench-ingest [--dir DIR] [--probes N] [--rate PPS] [--targets T] "
-                   "[--window W] [--rounds R] [--rollup-days D]\n";
+                   "[--window W] [--rounds R] [--rollup-days D] [--keep]\n";
       return 0;
     } else {
       std::cerr << "bench-ingest: unknown argument " << a << " (--help)\n";
@@ -402,8 +405,10 @@ int main(int argc, char** argv) {
       if (best_bare.seconds == 0 || bare.seconds < best_bare.seconds) best_bare = bare;
       if (best_store.seconds == 0 || store.seconds < best_store.seconds) best_store = store;
     }
-    remove_db(bare_path);
-    remove_db(store_path);
+    if (!o.keep) {
+      remove_db(bare_path);
+      remove_db(store_path);
+    }
     const auto rollup_day =
         rollup_bytes_per_day(o.dir + "/bench-ingest-rollups.db", o.rollup_days, o.rate);
     const double bare_rate = static_cast<double>(best_bare.rows) / best_bare.seconds;
