@@ -493,7 +493,9 @@ class SqliteStore final : public Store {
       return out;
     } catch (const SqlFailure& f) {
       pool_.release(std::move(conn));
-      return tl::unexpected(f.error);
+      StoreError e = f.error;
+      if (e.kind == ErrorKind::Corrupt) e.message += recovery_hint(cfg_.path);
+      return tl::unexpected(std::move(e));
     } catch (const std::exception& e) {
       pool_.release(std::move(conn));
       return tl::unexpected(StoreError{ErrorKind::Io, cfg_.path + ": read: " + e.what()});
@@ -963,7 +965,7 @@ std::unique_ptr<Store> open_sqlite_store(const StoreConfig& config) {
                                "system is read-only); the collector needs to write it");
     }
     const int version = query_int(db.get(), "PRAGMA user_version", path);
-    {
+    if (config.check_at_open) {
       Stmt check(db.get(), "PRAGMA quick_check", path);
       ResetGuard g{check};
       std::string problems;

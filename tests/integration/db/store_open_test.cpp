@@ -199,3 +199,37 @@ TEST_CASE("a database in a missing directory is refused with its path", "[integr
   CHECK(e.kind() == ErrorKind::Io);
   CHECK_THAT(std::string(e.what()), Catch::Contains(path + ": cannot open"));
 }
+
+TEST_CASE("check_at_open off skips quick_check (a damaged page goes unnoticed at open)",
+          "[integration][db]") {
+  test::TempDir dir;
+  const auto path = dir.file("damaged.db");
+  {
+    auto s = db::open_sqlite_store(config_for(path));
+    auto b = batch("dc1", "00000000000000b1", 1);
+    for (std::uint64_t i = 0; i < 20000; ++i) {
+      b.probes.push_back(
+          sample_probe("192.0.2.1", Proto::Icmp, 1, i, kT0 + static_cast<std::int64_t>(i)));
+    }
+    ingest_ok(*s, std::move(b));
+  }
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(10 * 4096);
+    const std::string junk(10 * 4096, '\xA5');
+    f.write(junk.data(), static_cast<std::streamsize>(junk.size()));
+  }
+  auto cfg = config_for(path);
+  cfg.check_at_open = false;
+  auto s = db::open_sqlite_store(cfg);
+  // The damage shows when read: Corrupt, with the recovery command.
+  db::ProbeQuery q;
+  q.target = "192.0.2.1";
+  q.from_ns = kT0;
+  q.to_ns = kT0 + kSec;
+  const auto r = s->probes(q);
+  REQUIRE_FALSE(r);
+  CHECK(r.error().kind == ErrorKind::Corrupt);
+  CHECK_THAT(r.error().message, Catch::StartsWith(path + ": "));
+  CHECK_THAT(r.error().message, Catch::Contains("\".recover\""));
+}
