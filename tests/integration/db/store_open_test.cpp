@@ -116,7 +116,7 @@ TEST_CASE("every earlier schema version migrates to the current one", "[integrat
 
 // Writes the fixture of the current version (run by hand when adding a migration:
 // `db_test "[.write-fixture]"`, then keep tests/integration/db/fixtures/vN.sql).
-TEST_CASE("write the current version's fixture", "[.write-fixture][integration][db]") {
+TEST_CASE("write the current version's fixture", "[.write-fixture]") {
   test::TempDir dir;
   const auto path = dir.file("fixture.db");
   {
