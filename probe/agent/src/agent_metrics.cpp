@@ -275,6 +275,11 @@ void AgentMetrics::add_session(std::uint32_t session_id, const std::string& targ
     l["direction"] = kDirections[d];
     s.unattributed[d] = &m.unattributed.Add(l);
   }
+  if (proto == Proto::Ttl) {
+    m.ttl_sent.Add({{"target", target}});
+    m.ttl_no_answer.Add({{"target", target}});
+    for (const std::string& p : paths) m.ttl_hop_answers.Add({{"target", target}, {"path", p}});
+  }
   if (paths.empty()) return;
   std::vector<std::string> all = paths;
   all.emplace_back(kPathUnknown);

@@ -20,8 +20,8 @@ inline constexpr const char* kAgentListen = "127.0.0.1:9781";
 inline constexpr const char* kReflectorListen = "127.0.0.1:9782";
 
 /// Upper bounds (seconds) of every RTT histogram's buckets: 1, 1.5, 2, 3, 5, 7 per decade from
-/// 20 µs to 2 s (31 buckets; +Inf is implicit), so a histogram_quantile is within half a step
-/// of the truth anywhere from a LAN's 20 µs to a dying tunnel's 2 s.
+/// 20 µs to 2 s (31 buckets, neighbours at most 5/3 apart; +Inf is implicit), so a
+/// histogram_quantile resolves anything from a LAN's 20 µs to a dying tunnel's 2 s.
 [[nodiscard]] const std::vector<double>& rtt_buckets_seconds();
 
 /// The Prometheus text exposition (format 0.0.4) of everything `collectable` holds now — what
