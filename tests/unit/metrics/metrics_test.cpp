@@ -9,8 +9,12 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "pathsentry/common/config_error.h"
 #include "pathsentry/metrics/collector_metrics.h"
+#include "pathsentry/probe/agent/agent_config.h"
 #include "pathsentry/probe/agent/agent_metrics.h"
 
 namespace pathsentry {
@@ -332,6 +336,30 @@ TEST_CASE("agent metrics: taps, TTL probes and the spool", "[unit]") {
   CHECK(value(r, "pathsentry_spool_files") == 1);
   CHECK(value(r, "pathsentry_spool_bytes") == 1024);
   CHECK(value(r, "pathsentry_spool_dropped_batches_total") == 2);
+}
+
+// --metrics-listen: the default is loopback 9781 and not "configured"; a flag sets it and says
+// where it came from; a malformed value is refused naming the flag.
+TEST_CASE("agent config: --metrics-listen", "[unit]") {
+  const auto parse = [](std::vector<std::string_view> extra) {
+    std::vector<std::string_view> args{"--target", "127.0.0.1"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return parse_agent_config(args, 1);
+  };
+  const AgentConfig d = parse({});
+  CHECK(d.metrics_listen == "127.0.0.1:9781");
+  CHECK(d.metrics_listen_key.empty());
+  const AgentConfig set = parse({"--metrics-listen", "[::1]:0"});
+  CHECK(set.metrics_listen == "[::1]:0");
+  CHECK(set.metrics_listen_key == "--metrics-listen");
+  CHECK(parse({"--metrics-listen=off"}).metrics_listen == "off");
+  try {
+    (void)parse({"--metrics-listen", "somewhere:80"});
+    FAIL("no error");
+  } catch (const ConfigError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("--metrics-listen") && Catch::Contains("somewhere:80") &&
+                             Catch::Contains("not an IP address"));
+  }
 }
 
 }  // namespace probe
