@@ -15,10 +15,6 @@
 
 namespace pathsentry::metrics {
 
-/// Default /metrics listen addresses (docs/metrics.md): the agent's, the reflector's.
-inline constexpr const char* kAgentListen = "127.0.0.1:9781";
-inline constexpr const char* kReflectorListen = "127.0.0.1:9782";
-
 /// Upper bounds (seconds) of every RTT histogram's buckets: 1, 1.5, 2, 3, 5, 7 per decade from
 /// 20 µs to 2 s (31 buckets, neighbours at most 5/3 apart; +Inf is implicit), so a
 /// histogram_quantile resolves anything from a LAN's 20 µs to a dying tunnel's 2 s.
