@@ -31,6 +31,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+echo "== the reflector links no capture stack (it runs on the cloud host)"
+if ldd "$reflector" | grep -Ei 'libpcap|libtins'; then fail "pathsentry-reflector links libpcap/libtins"; fi
+
 echo "== promtool check rules"
 promtool check rules "$prom/pathsentry.rules.yml"
 echo "== promtool test rules"
