@@ -9,6 +9,7 @@ PKGS=(
   libpcap-dev libtins-dev libboost-dev libboost-system-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev catch2
   libtomlplusplus-dev nlohmann-json3-dev libexpected-dev
+  prometheus  # promtool: check rules, test rules, check metrics (deploy/prometheus, tests/metrics)
   iproute2 iputils-ping nftables procps psmisc tcpdump fping python3
   bird2 strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-standard-plugins

@@ -13,7 +13,9 @@
 
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/common/privileges.h"
+#include "pathsentry/metrics/metrics.h"
 #include "pathsentry/reflector/reflector.h"
+#include "reflector_metrics.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -84,6 +86,20 @@ int reflector_main(int argc, char** argv) {
         spdlog::warn("allow {} answers every source of that family", p.to_string());
     }
     spdlog::info("config: {}", describe(config));
+
+    // /metrics, opened with no privilege left; the counters are copied when scraped. Declared
+    // after `server`, so it stops serving before the server goes.
+    auto registry = std::make_shared<prometheus::Registry>();
+    ReflectorMetrics counters_metrics(*registry);
+    auto served = metrics::open_endpoint(
+        config.metrics_listen, config.metrics_listen_configured,
+        metrics::refreshing(
+            registry,
+            [&] { counters_metrics.update(server.counters(), server.active_sessions()); }),
+        [](const std::string& m) { spdlog::warn("{}", m); });
+    if (!served) throw ConfigError("", "metrics_listen", config.metrics_listen, served.error());
+    const std::unique_ptr<metrics::MetricsServer> metrics_server = std::move(*served);
+    if (metrics_server) spdlog::info("metrics on {}", metrics_server->url());
 
     std::string line = "reflector listening on";
     for (const auto& e : server.endpoints()) line += " " + e;

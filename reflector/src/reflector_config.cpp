@@ -9,6 +9,7 @@
 #include "pathsentry/common/options.h"
 #include "pathsentry/common/parse.h"
 #include "pathsentry/common/toml_file.h"
+#include "pathsentry/metrics/metrics.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -165,6 +166,17 @@ const options::OptionTable<Building>& table() {
        "log the counters every S seconds (default 10)",
        Arg::One,
        [](Building& b, const Value& v) { b.c.stats_interval_ns = seconds_ns(v, 0.1); }},
+      {"--metrics-listen",
+       {"metrics_listen"},
+       "ADDR:PORT|off",
+       "Prometheus /metrics endpoint (default 127.0.0.1:9782); off = none",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         const std::string& text = v.string();
+         if (auto ok = metrics::parse_listen(text); !ok) v.fail(ok.error());
+         b.c.metrics_listen = text;
+         b.c.metrics_listen_configured = true;
+       }},
       {"--log-level",
        {"log_level"},
        "LEVEL",
@@ -297,7 +309,8 @@ std::string describe(const ReflectorConfig& c) {
     if (i) s += ',';
     s += c.bind[i].to_string();
   }
-  s += "] port=" + std::to_string(c.port) + " rate_limit_pps=" + std::to_string(c.rate_limit.pps) +
+  s += "] port=" + std::to_string(c.port) + " metrics_listen=" + c.metrics_listen +
+       " rate_limit_pps=" + std::to_string(c.rate_limit.pps) +
        " burst=" + std::to_string(c.rate_limit.burst) +
        " max_sources=" + std::to_string(c.max_sources) +
        " max_sessions=" + std::to_string(c.max_sessions) +

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <random>
@@ -235,6 +236,7 @@ struct ReflectorServer::Impl {
   std::vector<Socket> sockets;
   std::uint16_t port = 0;
   int wake_fd = -1;
+  std::atomic<std::size_t> active_sessions{0};  // counted by run() about once a second
 
   // Batch buffers, allocated once.
   std::vector<std::uint8_t> rx_data = std::vector<std::uint8_t>(kBatch * kMaxDatagram);
@@ -430,6 +432,10 @@ ReflectorCounters ReflectorServer::counters() const {
   return impl_->reflector.counters();
 }
 
+std::size_t ReflectorServer::active_sessions() const {
+  return impl_->active_sessions.load(std::memory_order_relaxed);
+}
+
 void ReflectorServer::stop() noexcept {
   const std::uint64_t one = 1;
   [[maybe_unused]] const auto r = write(impl_->wake_fd, &one, sizeof one);
@@ -441,8 +447,14 @@ void ReflectorServer::run() {
   for (const auto& s : m.sockets) fds.push_back({s.fd, POLLIN, 0});
   fds.push_back({m.wake_fd, POLLIN, 0});
   std::int64_t next_stats = m.clock.monotonic_ns() + m.config.stats_interval_ns;
+  std::int64_t next_sessions = 0;
   for (;;) {
     const std::int64_t now = m.clock.monotonic_ns();
+    if (now >= next_sessions) {
+      // O(max_sessions), so once a second, on this thread (the table is single-threaded).
+      m.active_sessions.store(m.reflector.active_sessions(now), std::memory_order_relaxed);
+      next_sessions = now + kNsPerSec;
+    }
     if (now >= next_stats) {
       m.log_stats(now);
       next_stats = std::max(next_stats + m.config.stats_interval_ns, now + 1);

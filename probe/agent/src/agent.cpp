@@ -1,5 +1,6 @@
 #include "pathsentry/probe/agent/agent.h"
 
+#include <prometheus/registry.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -19,6 +20,8 @@
 #include "pathsentry/common/privileges.h"
 #include "pathsentry/common/thread_runner.h"
 #include "pathsentry/common/waiter.h"
+#include "pathsentry/metrics/metrics.h"
+#include "pathsentry/probe/agent/agent_metrics.h"
 #include "pathsentry/probe/agent/probe_output.h"
 #include "pathsentry/probe/attribution/attributor.h"
 #include "pathsentry/probe/attribution/pipeline.h"
@@ -179,6 +182,8 @@ void print_check(const AgentConfig& cfg) {
 struct Agent::Impl {
   Impl(const AgentConfig& config, const Clock& c);
   void print_interval(std::int64_t end_ns, std::span<const IntervalReport> reports);
+  void publish_metrics();
+  void open_metrics_endpoint();
 
   const AgentConfig cfg;
   const Clock& clock;
@@ -187,6 +192,9 @@ struct Agent::Impl {
   std::FILE* human = stdout;
   NullSink null_sink;
   std::unique_ptr<RecordJsonSink> record_sink;
+  // Metrics (docs/metrics.md): before the pipeline and engine that feed them; null when off.
+  std::shared_ptr<prometheus::Registry> registry;
+  std::unique_ptr<AgentMetrics> metrics;
   RecordSink* sink = &null_sink;
   std::vector<TtlSessionConfig> ttl_cfgs;
   std::unique_ptr<Pipeline> pipeline;
@@ -194,6 +202,7 @@ struct Agent::Impl {
   std::vector<TtlStats> ttl_before;
   std::unique_ptr<Engine> engine;
   std::atomic<bool> stop_requested{false};
+  std::unique_ptr<pathsentry::metrics::MetricsServer> metrics_server;  // stops serving first
 };
 
 Agent::Impl::Impl(const AgentConfig& config, const Clock& c) : cfg(config), clock(c) {
@@ -216,8 +225,35 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c) : cfg(config), cloc
   // With taps, records go through the attributor and the detector (docs/attribution.md); TTL
   // probes go through the detector (docs/ttl.md), with or without taps.
   ttl_cfgs = ttl_sessions(cfg);
-  if (!cfg.tap.taps.empty() || !ttl_cfgs.empty()) {
-    pipeline = std::make_unique<Pipeline>(clock, pipeline_options(cfg, writer.get(), human));
+  const bool attributes = !cfg.tap.taps.empty() || !ttl_cfgs.empty();
+  if (cfg.metrics_listen != "off") {
+    registry = std::make_shared<prometheus::Registry>();
+    metrics = std::make_unique<AgentMetrics>(*registry, attributes);
+    // The labels a session's paths can take: the taps' (engine sessions), the hops' (TTL).
+    std::vector<std::string> tap_paths;
+    for (const TapSpec& t : cfg.tap.taps) {
+      metrics->add_tap(t.interface, t.path);
+      if (std::find(tap_paths.begin(), tap_paths.end(), t.path) == tap_paths.end()) {
+        tap_paths.push_back(t.path);
+      }
+    }
+    std::vector<std::string> hop_paths;
+    for (const TtlHop& h : cfg.tap.ttl.hops) {
+      if (std::find(hop_paths.begin(), hop_paths.end(), h.path) == hop_paths.end()) {
+        hop_paths.push_back(h.path);
+      }
+    }
+    for (const auto& s : cfg.sessions) {
+      metrics->add_session(s.session_id, s.target.to_string(), s.proto, tap_paths, true);
+    }
+    for (const auto& t : ttl_cfgs) {
+      metrics->add_session(t.session_id, t.target.to_string(), Proto::Ttl, hop_paths, false);
+    }
+  }
+  if (attributes) {
+    PipelineOptions po = pipeline_options(cfg, writer.get(), human);
+    po.observer = metrics.get();
+    pipeline = std::make_unique<Pipeline>(clock, std::move(po));
     for (const auto& s : cfg.sessions) pipeline->add_session(session_spec_for(s));
     for (const auto& t : ttl_cfgs) pipeline->add_ttl_session(t.session_id, t.target);
     if (auto opened = pipeline->open_live_taps(); !opened) {
@@ -252,6 +288,8 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c) : cfg(config), cloc
   eo.rt_priority = cfg.rt_priority;
   eo.log = [](const std::string& m) { log(m); };
   engine = std::make_unique<Engine>(clock, eo);
+  // Without a pipeline the records' RTTs reach the metrics on the receiver thread.
+  if (metrics && !pipeline) sink = &metrics->wrap(*sink);
   for (std::size_t i = 0; i < cfg.sessions.size(); ++i) {
     engine->add_session(make_session(cfg, i, *sink));
   }
@@ -260,6 +298,36 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c) : cfg(config), cloc
       !why.empty()) {
     log("privileges: " + why);
   }
+  // After the privileges are gone: the server's threads must not keep any.
+  open_metrics_endpoint();
+}
+
+void Agent::Impl::open_metrics_endpoint() {
+  if (!metrics) return;
+  const bool configured = !cfg.metrics_listen_key.empty();
+  auto server = pathsentry::metrics::open_endpoint(cfg.metrics_listen, configured, registry,
+                                                   [](const std::string& m) { log(m); });
+  if (!server) {
+    throw ConfigError(cfg.metrics_listen_file, cfg.metrics_listen_key, cfg.metrics_listen,
+                      server.error());
+  }
+  metrics_server = std::move(*server);
+  if (metrics_server) log("metrics on " + metrics_server->url());
+}
+
+// The engine's interval callback (receiver thread): the sessions' totals, their paths as the
+// detector has them, the TTL sessions' counters; without a pipeline, the records gathered here.
+void Agent::Impl::publish_metrics() {
+  for (const auto& s : engine->sessions()) {
+    const std::uint32_t id = s->config().session_id;
+    metrics->on_session_totals(id, s->summary());
+    if (pipeline) metrics->on_path_state(id, pipeline->path_state(id));
+  }
+  for (const auto& p : ttl_probers) {
+    metrics->on_ttl_stats(p->config().target.to_string(), p->stats());
+    metrics->on_path_state(p->config().session_id, pipeline->path_state(p->config().session_id));
+  }
+  if (!pipeline) metrics->flush();
 }
 
 void Agent::Impl::print_interval(std::int64_t end_ns, std::span<const IntervalReport> reports) {
@@ -301,9 +369,10 @@ void Agent::request_stop() {
 int Agent::run() {
   Impl& a = *impl_;
   const AgentConfig& cfg = a.cfg;
-  if (!cfg.quiet) {
+  if (!cfg.quiet || a.metrics) {
     a.engine->on_interval([&a](std::int64_t end_ns, std::span<const IntervalReport> reports) {
-      a.print_interval(end_ns, reports);
+      if (a.metrics) a.publish_metrics();
+      if (!a.cfg.quiet) a.print_interval(end_ns, reports);
     });
   }
   log("probing " + std::to_string(cfg.sessions.size()) + " session(s)" +

@@ -11,6 +11,7 @@
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/common/options.h"
 #include "pathsentry/common/toml_file.h"
+#include "pathsentry/metrics/metrics.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -422,6 +423,19 @@ const options::OptionTable<Building>& table() {
        "no live summary on stdout",
        Arg::None,
        [](Building& b, const Value& v) { b.cfg.quiet = v.boolean(); }},
+      {"--metrics-listen",
+       {"metrics.listen"},
+       "ADDR:PORT|off",
+       "Prometheus /metrics endpoint (default 127.0.0.1:9781; a default port in\n"
+       "use only warns, a configured one is an error); off = none",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         const std::string& text = v.string();
+         if (auto ok = metrics::parse_listen(text); !ok) v.fail(ok.error());
+         b.cfg.metrics_listen = text;
+         b.cfg.metrics_listen_key = v.where;
+         b.cfg.metrics_listen_file = v.file;
+       }},
       {"--help",
        {},
        "",

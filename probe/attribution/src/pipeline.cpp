@@ -29,6 +29,7 @@ struct Pipeline::TapThread {
   /// Down since (capture time), for degraded(); kUp while capturing.
   static constexpr std::int64_t kUp = std::numeric_limits<std::int64_t>::min();
   std::atomic<std::int64_t> down_since_ns{kUp};
+  std::int64_t stats_due_ns = 0;  // next on_tap_stats() (capture thread, monotonic)
 };
 
 namespace {
@@ -251,6 +252,14 @@ void Pipeline::capture_loop(TapThread& t) {
       if (!recover(t, failure)) break;
       continue;
     }
+    if (options_.observer != nullptr) {
+      // The taps' counters for the metrics, about once a second (one clock read per pump).
+      const std::int64_t mono = clock_.monotonic_ns();
+      if (mono >= t.stats_due_ns) {
+        t.stats_due_ns = mono + kNsPerSec;
+        options_.observer->on_tap_stats(t.index, t.tap->stats());
+      }
+    }
     // Published after the observations are queued, so the worker never sees a watermark
     // ahead of what it can read.
     publish_watermark(t,
@@ -449,6 +458,13 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     for (const ProbeRecord& r : ttl_records_) options_.output->write(r);
   }
   for (const PathEvent& e : events_) handle_event(e);
+  if (options_.observer != nullptr) {
+    for (const ProbeRecord& r : records_) options_.observer->on_record(r);
+    for (const ProbeRecord& r : ttl_records_) options_.observer->on_record(r);
+    if (!records_.empty() || !ttl_records_.empty() || !events_.empty()) {
+      options_.observer->on_poll_done();
+    }
+  }
   const bool changed = !samples_.empty();
   records_.clear();
   ttl_records_.clear();
@@ -506,6 +522,7 @@ void Pipeline::handle_tap_changes() {
 
 void Pipeline::handle_event(const PathEvent& e) {
   if (options_.output != nullptr) options_.output->write(e);
+  if (options_.observer != nullptr) options_.observer->on_event(e);
   if (options_.event_log) options_.event_log(describe(e));
 }
 

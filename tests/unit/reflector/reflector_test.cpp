@@ -44,7 +44,11 @@ const int g_hooks_installed =
 }  // namespace
 #else
 // Replacing the global operator new is program-wide, but this one only counts and forwards to
-// malloc.
+// malloc. GCC 12 sees free() of what its inlined std::allocator got from operator new and calls
+// it mismatched (-Wmismatched-new-delete), though both are these malloc/free replacements: a
+// false positive that depends on what gets inlined (ReflectorConfig's size changed it).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
 void* operator new(std::size_t n) {
   ++g_allocations;
   if (void* p = std::malloc(n == 0 ? 1 : n)) return p;
@@ -56,6 +60,7 @@ void operator delete(void* p) noexcept {
 void operator delete(void* p, std::size_t) noexcept {
   std::free(p);
 }
+#pragma GCC diagnostic pop
 #endif
 
 namespace {

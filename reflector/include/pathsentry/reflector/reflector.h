@@ -147,6 +147,9 @@ class ReflectorServer {
 
   /// The reflector's counters. Any thread.
   [[nodiscard]] ReflectorCounters counters() const;
+  /// Sessions active within the session timeout, as last counted by run() (about once a
+  /// second). Any thread.
+  [[nodiscard]] std::size_t active_sessions() const;
 
  private:
   struct Impl;

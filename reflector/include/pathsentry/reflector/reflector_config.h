@@ -41,6 +41,11 @@ struct ReflectorConfig {
   std::int64_t stats_interval_ns = 10'000'000'000;
   /// spdlog level name (trace, debug, info, warn, error, critical, off).
   std::string log_level = "info";
+  /// Prometheus /metrics endpoint ("ADDR:PORT" or "off", docs/metrics.md).
+  std::string metrics_listen = "127.0.0.1:9782";
+  /// Set by the file or a flag: then an address that cannot be bound is an error (exit 2);
+  /// the default one in use only warns.
+  bool metrics_listen_configured = false;
 };
 
 /// Parses the TOML text of a reflector config file (`file` names it in errors). Keys not

@@ -12,9 +12,10 @@ namespace pathsentry::probe {
 /// TTL probes) and the TTL probers, and runs them for the configured duration.
 ///
 /// Construction opens everything that needs a privilege (output files, probe and TTL sockets,
-/// live taps) and then drops the privileges; it starts no thread. It throws ConfigError naming
-/// the file, key and value at fault (an output that cannot be opened, a socket or capture that
-/// cannot be opened for a session or tap).
+/// live taps), drops the privileges and then opens the /metrics endpoint (docs/metrics.md; its
+/// server's threads are the only ones it starts). It throws ConfigError naming the file, key and
+/// value at fault (an output that cannot be opened, a socket or capture that cannot be opened
+/// for a session or tap, a configured metrics address that cannot be bound).
 class Agent {
  public:
   Agent(const AgentConfig& config, const Clock& clock);

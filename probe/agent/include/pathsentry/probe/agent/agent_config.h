@@ -37,6 +37,13 @@ struct AgentConfig {
   /// every session's `size` is raised so all requests share one base IP total length.
   std::uint32_t size_cycle = 1;
   std::uint32_t size_step = 16;
+  /// Prometheus /metrics endpoint (--metrics-listen / metrics.listen, docs/metrics.md):
+  /// "ADDR:PORT" or "off". Taken by default: a default port in use only warns.
+  std::string metrics_listen = "127.0.0.1:9781";
+  /// Where metrics_listen was set: the flag or key ("" = the default) and the file ("" = the
+  /// command line), for the error when it cannot be bound.
+  std::string metrics_listen_key;
+  std::string metrics_listen_file;
 };
 
 /// Parses the command line (without argv[0]) and the config file it names. Session ids are

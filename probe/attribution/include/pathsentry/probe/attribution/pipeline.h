@@ -20,6 +20,7 @@
 #include "pathsentry/common/waiter.h"
 #include "pathsentry/probe/attribution/attributor.h"
 #include "pathsentry/probe/attribution/detector.h"
+#include "pathsentry/probe/attribution/pipeline_observer.h"
 #include "pathsentry/probe/attribution/ttl_crosscheck.h"
 #include "pathsentry/probe/capture/tap.h"
 #include "pathsentry/probe/engine/probe_session.h"
@@ -48,6 +49,9 @@ struct PipelineOptions {
   std::function<void(const std::string&)> event_log;
   /// Warnings (capture errors, TTL cross-check disagreements).
   std::function<void(const std::string&)> log;
+  /// Sees every finished record, event and the taps' counters (the agent's metrics); may be
+  /// null. Must outlive the pipeline.
+  PipelineObserver* observer = nullptr;
   /// TTL cross-check: tap samples within ± this of a TTL probe's send time are compared.
   std::int64_t crosscheck_window_ns = 20'000'000;
   /// A tap whose capture fails is reopened after this, then after twice as long each time up to

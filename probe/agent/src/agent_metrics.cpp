@@ -1,0 +1,495 @@
+#include "pathsentry/probe/agent/agent_metrics.h"
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <mutex>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "pathsentry/metrics/metrics.h"
+#include "pathsentry/probe/agent/probe_output.h"
+
+namespace pathsentry::probe {
+
+namespace {
+
+using prometheus::Counter;
+using prometheus::Family;
+using prometheus::Gauge;
+using prometheus::Histogram;
+
+// Label values of paths that are not a tap's label (docs/metrics.md).
+constexpr const char* kNotObserved = "n/a";  // the agent does not attribute (no taps)
+constexpr const char* kDown = "down";
+constexpr const char* kUndetermined = "undetermined";
+
+constexpr std::array<const char*, 3> kLossDirections = {"forward", "reverse", "undetermined"};
+constexpr std::array<const char*, 2> kDirections = {"forward", "reverse"};
+
+std::string path_label(const std::string& p) {
+  return p.empty() ? std::string(kNotObserved) : p;
+}
+
+const char* event_type_name(EventType t) {
+  switch (t) {
+    case EventType::Switchover:
+      return "switchover";
+    case EventType::OutageBegin:
+      return "outage_begin";
+    case EventType::OutageEnd:
+      return "outage_end";
+    case EventType::AsymmetricBegin:
+      return "asymmetric_begin";
+    case EventType::AsymmetricEnd:
+      return "asymmetric_end";
+    case EventType::TapDown:
+      return "tap_down";
+    case EventType::TapUp:
+      return "tap_up";
+  }
+  return "other";
+}
+
+// RTT observations of one (fwd_path, rev_path) pair not yet published.
+struct RttBatch {
+  Histogram* histogram = nullptr;
+  std::vector<double> buckets;  // increments, one per bound + the +Inf bucket
+  double sum_s = 0;
+  std::uint64_t n = 0;
+};
+
+}  // namespace
+
+struct AgentMetrics::Impl {
+  Impl(prometheus::Registry& r, bool losses_from_records);
+
+  struct Session {
+    std::string target;
+    std::string proto;
+    Counter* sent = nullptr;
+    Counter* received = nullptr;
+    std::array<Counter*, 3> lost{};
+    std::array<Counter*, 2> unattributed{};
+    // receiver thread: the totals already published
+    std::uint64_t last_sent = 0, last_received = 0;
+    std::array<std::uint64_t, 3> last_lost{};
+    std::array<std::string, 2> active;  // the path whose gauge is 1 ("" before the first)
+    // the record thread: what is gathered until flush()
+    std::map<std::pair<std::string, std::string>, RttBatch> rtt;
+    RttBatch* last_rtt = nullptr;
+    std::pair<std::string, std::string> last_key;
+    std::array<std::uint64_t, 3> lost_pending{};
+    std::array<std::uint64_t, 2> unattributed_pending{};
+  };
+  struct TapMirror {
+    Counter* frames = nullptr;
+    Counter* pcap_drops = nullptr;
+    Counter* if_drops = nullptr;
+    std::uint64_t last_frames = 0, last_pcap = 0, last_if = 0;
+  };
+  struct TtlMirror {
+    std::uint64_t sent = 0, no_answer = 0;
+    std::map<std::string, std::uint64_t> per_path;
+  };
+
+  RttBatch& rtt_batch(Session& s, const ProbeRecord& r);
+
+  const bool losses_from_records;
+  Family<Counter>& sent;
+  Family<Counter>& received;
+  Family<Counter>& lost;
+  Family<Histogram>& rtt;
+  Family<Gauge>& active_path;
+  Family<Counter>& switchovers;
+  Family<Counter>& outages;
+  Family<Gauge>& last_outage;
+  Family<Gauge>& asymmetric;
+  Family<Counter>& unattributed;
+  Family<Counter>& events;
+  Family<Counter>& tap_frames;
+  Family<Counter>& tap_pcap_drops;
+  Family<Counter>& tap_if_drops;
+  Family<Gauge>& tap_up;
+  Family<Counter>& ttl_sent;
+  Family<Counter>& ttl_hop_answers;
+  Family<Counter>& ttl_no_answer;
+  Gauge& spool_files;
+  Gauge& spool_bytes;
+  Counter& spool_dropped;
+
+  std::unordered_map<std::uint32_t, Session> sessions;
+  std::vector<TapMirror> taps;
+  std::vector<std::pair<std::string, std::string>> tap_names;  // interface, path
+  std::map<std::string, TtlMirror> ttl;
+
+  std::mutex spool_mu;
+  std::uint64_t spool_dropped_last = 0;
+
+  class Tee final : public RecordSink {
+   public:
+    Tee(AgentMetrics& m, RecordSink& next) : m_(m), next_(next) {}
+    void on_sent(const SentNotice& s) override { next_.on_sent(s); }
+    void on_record(const ProbeRecord& r) override {
+      m_.on_record(r);
+      next_.on_record(r);
+    }
+
+   private:
+    AgentMetrics& m_;
+    RecordSink& next_;
+  };
+  std::unique_ptr<Tee> tee;
+};
+
+AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
+    : losses_from_records(from_records),
+      sent(prometheus::BuildCounter()
+               .Name("pathsentry_probes_sent_total")
+               .Help("Probes handed to the kernel, by target and protocol")
+               .Register(r)),
+      received(prometheus::BuildCounter()
+                   .Name("pathsentry_probes_received_total")
+                   .Help("Probes answered within their timeout, by target and protocol")
+                   .Register(r)),
+      lost(prometheus::BuildCounter()
+               .Name("pathsentry_probes_lost_total")
+               .Help("Probes lost, by target, protocol and the direction they were lost in "
+                     "(forward, reverse, undetermined)")
+               .Register(r)),
+      rtt(prometheus::BuildHistogram()
+              .Name("pathsentry_rtt_seconds")
+              .Help("Round-trip time of answered probes, by target, protocol and the paths "
+                    "the probe (fwd_path) and its reply (rev_path) took")
+              .Register(r)),
+      active_path(prometheus::BuildGauge()
+                      .Name("pathsentry_active_path")
+                      .Help("1 for the path a target's probes take now in a direction (a tap's "
+                            "label, unknown, down or undetermined), 0 for paths taken before")
+                      .Register(r)),
+      switchovers(prometheus::BuildCounter()
+                      .Name("pathsentry_switchovers_total")
+                      .Help("Confirmed path changes, by target, protocol, direction, from, to")
+                      .Register(r)),
+      outages(prometheus::BuildCounter()
+                  .Name("pathsentry_outages_total")
+                  .Help("Outages begun (K consecutive probes lost in a direction)")
+                  .Register(r)),
+      last_outage(prometheus::BuildGauge()
+                      .Name("pathsentry_last_outage_seconds")
+                      .Help("The last outage's duration (switchover gap or outage end), seconds")
+                      .Register(r)),
+      asymmetric(prometheus::BuildGauge()
+                     .Name("pathsentry_path_asymmetric")
+                     .Help("1 while a target's forward and reverse paths differ")
+                     .Register(r)),
+      unattributed(prometheus::BuildCounter()
+                       .Name("pathsentry_unattributed_probes_total")
+                       .Help("Probes seen or answered whose path in a direction could not be "
+                             "attributed (path unknown)")
+                       .Register(r)),
+      events(prometheus::BuildCounter()
+                 .Name("pathsentry_path_events_total")
+                 .Help("Path events raised, by type")
+                 .Register(r)),
+      tap_frames(prometheus::BuildCounter()
+                     .Name("pathsentry_tap_frames_total")
+                     .Help("Frames a tap's capture read")
+                     .Register(r)),
+      tap_pcap_drops(prometheus::BuildCounter()
+                         .Name("pathsentry_tap_pcap_drops_total")
+                         .Help("Frames the kernel dropped because a tap's capture ring was full")
+                         .Register(r)),
+      tap_if_drops(prometheus::BuildCounter()
+                       .Name("pathsentry_tap_interface_drops_total")
+                       .Help("Frames a tap's interface or driver dropped (pcap ps_ifdrop)")
+                       .Register(r)),
+      tap_up(prometheus::BuildGauge()
+                 .Name("pathsentry_tap_up")
+                 .Help("1 while a tap captures, 0 while its capture is down")
+                 .Register(r)),
+      ttl_sent(prometheus::BuildCounter()
+                   .Name("pathsentry_ttl_probes_sent_total")
+                   .Help("TTL-limited path probes sent, by target")
+                   .Register(r)),
+      ttl_hop_answers(prometheus::BuildCounter()
+                          .Name("pathsentry_ttl_hop_answers_total")
+                          .Help("TTL probes answered by a configured hop, by target and path")
+                          .Register(r)),
+      ttl_no_answer(prometheus::BuildCounter()
+                        .Name("pathsentry_ttl_no_answer_total")
+                        .Help("TTL probes that timed out, by target")
+                        .Register(r)),
+      spool_files(prometheus::BuildGauge()
+                      .Name("pathsentry_spool_files")
+                      .Help("Batches waiting in the agent's spool for the collector")
+                      .Register(r)
+                      .Add({})),
+      spool_bytes(prometheus::BuildGauge()
+                      .Name("pathsentry_spool_bytes")
+                      .Help("Bytes waiting in the agent's spool for the collector")
+                      .Register(r)
+                      .Add({})),
+      spool_dropped(prometheus::BuildCounter()
+                        .Name("pathsentry_spool_dropped_batches_total")
+                        .Help("Batches dropped because the spool was full")
+                        .Register(r)
+                        .Add({})) {
+  for (EventType t : {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
+                      EventType::AsymmetricBegin, EventType::AsymmetricEnd, EventType::TapDown,
+                      EventType::TapUp}) {
+    events.Add({{"type", event_type_name(t)}});
+  }
+}
+
+AgentMetrics::AgentMetrics(prometheus::Registry& registry, bool losses_from_records)
+    : impl_(std::make_unique<Impl>(registry, losses_from_records)) {}
+
+AgentMetrics::~AgentMetrics() = default;
+
+void AgentMetrics::add_session(std::uint32_t session_id, const std::string& target, Proto proto,
+                               const std::vector<std::string>& paths, bool has_reverse) {
+  Impl& m = *impl_;
+  Impl::Session& s = m.sessions[session_id];
+  s.target = target;
+  s.proto = proto_name(proto);
+  const prometheus::Labels base{{"target", s.target}, {"proto", s.proto}};
+  if (proto != Proto::Ttl) {
+    s.sent = &m.sent.Add(base);
+    s.received = &m.received.Add(base);
+    for (std::size_t d = 0; d < kLossDirections.size(); ++d) {
+      auto l = base;
+      l["direction"] = kLossDirections[d];
+      s.lost[d] = &m.lost.Add(l);
+    }
+  }
+  for (std::size_t d = 0; d < kDirections.size(); ++d) {
+    auto l = base;
+    l["direction"] = kDirections[d];
+    s.unattributed[d] = &m.unattributed.Add(l);
+  }
+  if (proto == Proto::Ttl) {
+    m.ttl_sent.Add({{"target", target}});
+    m.ttl_no_answer.Add({{"target", target}});
+    for (const std::string& p : paths) m.ttl_hop_answers.Add({{"target", target}, {"path", p}});
+  }
+  if (paths.empty()) return;
+  std::vector<std::string> all = paths;
+  all.emplace_back(kPathUnknown);
+  for (std::size_t d = 0; d < (has_reverse ? 2 : 1); ++d) {
+    auto l = base;
+    l["direction"] = kDirections[d];
+    m.outages.Add(l);
+    m.last_outage.Add(l);
+    for (const std::string& from : all) {
+      for (const std::string& to : all) {
+        if (from == to) continue;
+        auto sw = l;
+        sw["from"] = from;
+        sw["to"] = to;
+        m.switchovers.Add(sw);
+      }
+    }
+  }
+  if (has_reverse) m.asymmetric.Add(base);
+}
+
+void AgentMetrics::add_tap(const std::string& interface, const std::string& path) {
+  Impl& m = *impl_;
+  const prometheus::Labels l{{"tap", interface}, {"path", path}};
+  Impl::TapMirror t;
+  t.frames = &m.tap_frames.Add(l);
+  t.pcap_drops = &m.tap_pcap_drops.Add(l);
+  t.if_drops = &m.tap_if_drops.Add(l);
+  m.tap_up.Add(l).Set(1);
+  m.taps.push_back(t);
+  m.tap_names.emplace_back(interface, path);
+}
+
+RecordSink& AgentMetrics::wrap(RecordSink& next) {
+  impl_->tee = std::make_unique<Impl::Tee>(*this, next);
+  return *impl_->tee;
+}
+
+RttBatch& AgentMetrics::Impl::rtt_batch(Session& s, const ProbeRecord& r) {
+  // Consecutive records mostly share their paths: one comparison instead of a map lookup.
+  if (s.last_rtt != nullptr && s.last_key.first == r.fwd_path && s.last_key.second == r.rev_path) {
+    return *s.last_rtt;
+  }
+  s.last_key = {r.fwd_path, r.rev_path};
+  auto [it, fresh] = s.rtt.try_emplace(s.last_key);
+  if (fresh) {
+    it->second.histogram = &rtt.Add({{"target", s.target},
+                                     {"proto", s.proto},
+                                     {"fwd_path", path_label(r.fwd_path)},
+                                     {"rev_path", path_label(r.rev_path)}},
+                                    metrics::rtt_buckets_seconds());
+    it->second.buckets.assign(metrics::rtt_buckets_seconds().size() + 1, 0.0);
+  }
+  s.last_rtt = &it->second;
+  return it->second;
+}
+
+void AgentMetrics::on_record(const ProbeRecord& r) {
+  Impl& m = *impl_;
+  auto it = m.sessions.find(r.session_id);
+  if (it == m.sessions.end()) return;
+  Impl::Session& s = it->second;
+  if (r.fwd_path == kPathUnknown) ++s.unattributed_pending[0];
+  if (r.rev_path == kPathUnknown) ++s.unattributed_pending[1];
+  if (r.proto == Proto::Ttl) return;  // a hop's answer: no round trip, counted by on_ttl_stats
+  if (r.rx_ns) {
+    RttBatch& b = m.rtt_batch(s, r);
+    const double v = static_cast<double>(r.rtt_ns) / 1e9;
+    const auto& bounds = metrics::rtt_buckets_seconds();
+    // Prometheus buckets are "le": the first bound >= v.
+    const auto i = static_cast<std::size_t>(std::lower_bound(bounds.begin(), bounds.end(), v) -
+                                            bounds.begin());
+    b.buckets[i] += 1;
+    b.sum_s += v;
+    ++b.n;
+  } else if (m.losses_from_records) {
+    switch (r.loss) {
+      case LossDirection::Forward:
+        ++s.lost_pending[0];
+        break;
+      case LossDirection::Reverse:
+        ++s.lost_pending[1];
+        break;
+      default:
+        ++s.lost_pending[2];
+        break;
+    }
+  }
+}
+
+void AgentMetrics::flush() {
+  for (auto& [id, s] : impl_->sessions) {
+    for (auto& [key, b] : s.rtt) {
+      if (b.n == 0) continue;
+      b.histogram->ObserveMultiple(b.buckets, b.sum_s);
+      std::fill(b.buckets.begin(), b.buckets.end(), 0.0);
+      b.sum_s = 0;
+      b.n = 0;
+    }
+    for (std::size_t d = 0; d < 3; ++d) {
+      if (s.lost_pending[d] != 0 && s.lost[d] != nullptr) {
+        s.lost[d]->Increment(static_cast<double>(s.lost_pending[d]));
+      }
+      s.lost_pending[d] = 0;
+    }
+    for (std::size_t d = 0; d < 2; ++d) {
+      if (s.unattributed_pending[d] != 0) {
+        s.unattributed[d]->Increment(static_cast<double>(s.unattributed_pending[d]));
+      }
+      s.unattributed_pending[d] = 0;
+    }
+  }
+}
+
+void AgentMetrics::on_session_totals(std::uint32_t session_id, const SessionSummary& totals) {
+  Impl& m = *impl_;
+  auto it = m.sessions.find(session_id);
+  if (it == m.sessions.end() || it->second.sent == nullptr) return;
+  Impl::Session& s = it->second;
+  metrics::advance(*s.sent, s.last_sent, totals.counters.sent);
+  metrics::advance(*s.received, s.last_received, totals.counters.received);
+  if (m.losses_from_records) return;
+  const std::array<std::uint64_t, 3> split = {totals.lost_forward.value_or(0),
+                                              totals.lost_reverse.value_or(0),
+                                              totals.lost_undetermined.value_or(0)};
+  for (std::size_t d = 0; d < 3; ++d) metrics::advance(*s.lost[d], s.last_lost[d], split[d]);
+}
+
+void AgentMetrics::on_path_state(std::uint32_t session_id, const PathState& state) {
+  Impl& m = *impl_;
+  auto it = m.sessions.find(session_id);
+  if (it == m.sessions.end()) return;
+  Impl::Session& s = it->second;
+  for (std::size_t d = 0; d < 2; ++d) {
+    if (d == 1 && !state.has_reverse) break;
+    const bool outage = d == 0 ? state.fwd_outage : state.rev_outage;
+    const auto& path = d == 0 ? state.fwd : state.rev;
+    const std::string now = outage ? kDown : path ? path_label(*path) : kUndetermined;
+    if (now == s.active[d]) continue;
+    prometheus::Labels l{{"target", s.target}, {"proto", s.proto}, {"direction", kDirections[d]}};
+    if (!s.active[d].empty()) {
+      l["path"] = s.active[d];
+      m.active_path.Add(l).Set(0);
+    }
+    l["path"] = now;
+    m.active_path.Add(l).Set(1);
+    s.active[d] = now;
+  }
+}
+
+void AgentMetrics::on_ttl_stats(const std::string& target, const TtlStats& st) {
+  Impl& m = *impl_;
+  Impl::TtlMirror& t = m.ttl[target];
+  metrics::advance(m.ttl_sent.Add({{"target", target}}), t.sent, st.sent);
+  metrics::advance(m.ttl_no_answer.Add({{"target", target}}), t.no_answer, st.no_answer);
+  for (const auto& [path, n] : st.per_path) {
+    metrics::advance(m.ttl_hop_answers.Add({{"target", target}, {"path", path}}), t.per_path[path],
+                     n);
+  }
+}
+
+void AgentMetrics::on_event(const PathEvent& e) {
+  Impl& m = *impl_;
+  m.events.Add({{"type", event_type_name(e.type)}}).Increment();
+  const std::string proto = proto_name(e.proto);
+  const char* dir = kDirections[e.direction == Direction::Forward ? 0 : 1];
+  const prometheus::Labels stream{{"target", e.target}, {"proto", proto}, {"direction", dir}};
+  switch (e.type) {
+    case EventType::Switchover: {
+      auto l = stream;
+      l["from"] = path_label(e.from);
+      l["to"] = path_label(e.to);
+      m.switchovers.Add(l).Increment();
+      if (e.outage_ns > 0) m.last_outage.Add(stream).Set(static_cast<double>(e.outage_ns) / 1e9);
+      break;
+    }
+    case EventType::OutageBegin:
+      m.outages.Add(stream).Increment();
+      break;
+    case EventType::OutageEnd:
+      m.last_outage.Add(stream).Set(static_cast<double>(e.outage_ns) / 1e9);
+      break;
+    case EventType::AsymmetricBegin:
+    case EventType::AsymmetricEnd:
+      m.asymmetric.Add({{"target", e.target}, {"proto", proto}})
+          .Set(e.type == EventType::AsymmetricBegin ? 1 : 0);
+      break;
+    case EventType::TapDown:
+    case EventType::TapUp:
+      m.tap_up.Add({{"tap", e.tap}, {"path", e.path}}).Set(e.type == EventType::TapUp ? 1 : 0);
+      break;
+  }
+}
+
+void AgentMetrics::on_tap_stats(std::size_t tap, const TapStats& st) {
+  Impl& m = *impl_;
+  if (tap >= m.taps.size()) return;
+  Impl::TapMirror& t = m.taps[tap];
+  metrics::advance(*t.frames, t.last_frames, st.frames);
+  metrics::advance(*t.pcap_drops, t.last_pcap, st.source.dropped);
+  metrics::advance(*t.if_drops, t.last_if, st.source.if_dropped);
+}
+
+void AgentMetrics::set_spool(std::uint64_t files, std::uint64_t bytes,
+                             std::uint64_t dropped_batches) {
+  Impl& m = *impl_;
+  m.spool_files.Set(static_cast<double>(files));
+  m.spool_bytes.Set(static_cast<double>(bytes));
+  std::lock_guard lock(m.spool_mu);
+  metrics::advance(m.spool_dropped, m.spool_dropped_last, dropped_batches);
+}
+
+}  // namespace pathsentry::probe
