@@ -113,6 +113,8 @@ class Shipper {
 
   /// The counters now (any thread).
   [[nodiscard]] ShipperStats stats() const;
+  /// The run id every batch header carries.
+  [[nodiscard]] const std::string& run() const { return opt_.run; }
   /// A one-line summary of the counters for the agent's log.
   [[nodiscard]] std::string summary_line() const;
 
