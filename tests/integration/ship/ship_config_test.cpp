@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 
 #include "agent/agent_config_helpers.h"
@@ -128,4 +130,38 @@ TEST_CASE("collector config errors name file, key and value", "[integration]") {
              Contains("command line: --collector-url = 'nope': must be http://"));
   CHECK_THAT(error_of({"--target", "127.0.0.1", "--agent-name", "a\"b"}),
              Contains("command line: --agent-name = 'a\"b': must not hold"));
+}
+
+// The example's [collector] block, uncommented (with a token file of the test's), is valid.
+TEST_CASE("collector config: the example's commented [collector] block parses", "[integration]") {
+  const std::string example =
+      (std::filesystem::path(__FILE__).parent_path() / "../../../deploy/config/probe.example.toml")
+          .string();
+  const std::string text = pathsentry::test::slurp(example);
+  REQUIRE_FALSE(text.empty());
+  ScratchDir dir("pathsentry-ship-cfg-");
+  std::ofstream(dir.file("agent.token")) << "example-token\n";
+  std::string block;
+  bool in = false;
+  std::istringstream lines(text);
+  for (std::string l; std::getline(lines, l);) {
+    if (l == "# [collector]") in = true;
+    if (in && (l.empty() || l.rfind("# ", 0) != 0)) break;
+    if (in) block += l.substr(2) + "\n";
+  }
+  REQUIRE_THAT(block, Contains("url = "));
+  const auto at = block.find("/etc/pathsentry/agent.token");
+  REQUIRE(at != std::string::npos);
+  block.replace(at, std::string("/etc/pathsentry/agent.token").size(), dir.file("agent.token"));
+  TempFile f("[[targets]]\naddress = \"127.0.0.1\"\n" + block);
+  const auto c = parse({"--config", f.path});
+  REQUIRE(c.collector.enabled);
+  CHECK(c.collector.url == "http://127.0.0.1:9780");
+  CHECK(c.collector.token == "example-token");
+  CHECK(c.collector.spool_dir == "/var/lib/pathsentry/spool");
+  CHECK(c.collector.spool_max_mb == 256);
+  CHECK(c.collector.batch_ms == 1000);
+  // And the example as it is still parses (nothing shipped).
+  const auto plain = parse({"--config", example, "--check-config"});
+  CHECK_FALSE(plain.collector.enabled);
 }
