@@ -388,6 +388,11 @@ void Agent::request_stop() {
   impl_->engine->request_stop();
 }
 
+std::optional<ShipperStats> Agent::shipping_stats() const {
+  if (!impl_->shipper) return std::nullopt;
+  return impl_->shipper->stats();
+}
+
 int Agent::run() {
   Impl& a = *impl_;
   const AgentConfig& cfg = a.cfg;

@@ -227,6 +227,11 @@ void Shipper::loop() {
     }
     send(deadline, deadline);
   }
+  if (!pending_raw_.empty() || !pending_rollups_.empty() || !pending_events_.empty()) {
+    log("LOST at stop, the spool cannot be written: " + std::to_string(pending_raw_.size()) +
+        " record(s), " + std::to_string(pending_rollups_.size()) + " rollup(s), " +
+        std::to_string(pending_events_.size()) + " event(s)");
+  }
   if (!spool_.empty()) {
     log(std::to_string(spool_.stats().files) + " batch file(s) (" +
         std::to_string(spool_.stats().bytes) + " bytes) not acknowledged: kept in " + spool_.dir() +
@@ -308,9 +313,15 @@ void Shipper::send(std::int64_t until, std::int64_t post_deadline) {
     const std::string why =
         r.status == 0 ? r.error : "HTTP " + std::to_string(r.status) + " " + r.body.substr(0, 200);
     if (failures_in_row_ == 1 || failures_in_row_ % kLogEvery == 0 || why != last_failure_) {
-      log("sending " + name + " failed (" + why + "); attempt " + std::to_string(failures_in_row_) +
-          ", next in " + ms_text(wait) + ", " + std::to_string(spool_.stats().files) +
-          " file(s) spooled");
+      std::string m = "sending ";
+      m += name;
+      m += " failed (";
+      m += why;
+      m += "); attempt ";
+      m += std::to_string(failures_in_row_);
+      m += ", next in " + ms_text(wait);
+      m += ", " + std::to_string(spool_.stats().files) + " file(s) spooled";
+      log(m);
     }
     last_failure_ = why;
     std::lock_guard lock(stats_mu_);

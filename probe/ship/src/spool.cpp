@@ -48,6 +48,37 @@ tl::expected<std::string, std::string> read_all(const std::string& path) {
   return out;
 }
 
+// What the start-up scan needs of a batch file without reading it all: its first line (at most
+// 64 KiB), its size, whether it ends in a newline.
+struct Head {
+  std::string first_line;
+  std::uint64_t size = 0;
+  bool ends_in_newline = false;
+};
+
+tl::expected<Head, std::string> read_head(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return tl::unexpected(path + ": " + errno_text());
+  Head h;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) {
+    const std::string e = path + ": " + errno_text();
+    ::close(fd);
+    return tl::unexpected(e);
+  }
+  h.size = static_cast<std::uint64_t>(st.st_size);
+  std::string buf(std::min<std::uint64_t>(h.size, 65536), '\0');
+  const ssize_t n = ::pread(fd, buf.data(), buf.size(), 0);
+  char last = 0;
+  const ssize_t m = h.size > 0 ? ::pread(fd, &last, 1, static_cast<off_t>(h.size - 1)) : 0;
+  ::close(fd);
+  if (n < 0 || m < 0) return tl::unexpected(path + ": " + errno_text());
+  buf.resize(static_cast<std::size_t>(n));
+  h.first_line = buf.substr(0, buf.find('\n'));
+  h.ends_in_newline = m == 1 && last == '\n';
+  return h;
+}
+
 void fsync_dir(const std::string& dir) {
   const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd >= 0) {
@@ -97,23 +128,22 @@ void Spool::load_existing() {
       continue;
     }
     if (!name.ends_with(kSuffix)) continue;
-    auto body = read_all(de.path().string());
-    if (!body) {
-      log("cannot read " + body.error() + "; left in place");
+    auto head = read_head(de.path().string());
+    if (!head) {
+      log("cannot read " + head.error() + "; left in place");
       continue;
     }
-    if (body->empty() || body->back() != '\n') {
+    if (head->size == 0 || !head->ends_in_newline) {
       reject_file(name, "incomplete (no final newline)");
       continue;
     }
-    const auto nl = body->find('\n');
-    auto first = parse_json_line(std::string_view(*body).substr(0, nl));
+    auto first = parse_json_line(head->first_line);
     if (!first || !std::holds_alternative<BatchHeader>(*first)) {
       reject_file(name, "not a batch: line 1 " +
                             (first ? std::string("is not a batch line") : first.error()));
       continue;
     }
-    found.push_back(Found{std::get<BatchHeader>(*first).created_ns, name, body->size()});
+    found.push_back(Found{std::get<BatchHeader>(*first).created_ns, name, head->size});
   }
   if (ec) throw std::runtime_error("cannot list " + opt_.dir + ": " + ec.message());
   std::sort(found.begin(), found.end(), [](const Found& a, const Found& b) {

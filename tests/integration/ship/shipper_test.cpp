@@ -451,3 +451,31 @@ TEST_CASE("shipper: a collector that does not answer times out and the batch is 
   CHECK(s.stats().send_failures >= 1);
   CHECK_THAT(logs.all(), Contains("timed out"));
 }
+
+TEST_CASE("shipper: an event leaves at once, not at the next batch period", "[integration]") {
+  FakeCollector collector;
+  ScratchDir dir("pathsentry-ship-");
+  Logs logs;
+  ShipperOptions o = options(collector.url(), dir.file("spool"), logs);
+  o.batch_ns = 10'000 * kMs;  // records alone would wait 10 s
+  SystemClock clock;
+  Shipper s(clock, o);
+  s.start();
+  s.offer(make_probe(1, 0));
+  std::this_thread::sleep_for(200ms);
+  CHECK(collector.requests().empty());
+  const auto t0 = std::chrono::steady_clock::now();
+  s.offer(event(1, 0));
+  while (collector.accepted().empty() && std::chrono::steady_clock::now() - t0 < 5s) {
+    std::this_thread::sleep_for(2ms);
+  }
+  const auto took = std::chrono::steady_clock::now() - t0;
+  s.stop();
+  REQUIRE_FALSE(collector.accepted().empty());
+  // 50 ms of event_delay_ns plus a tick; generous for a loaded machine, far below 10 s.
+  CHECK(took < 1s);
+  Received r;
+  r.add(collector.accepted().front());
+  CHECK(r.events.size() == 1);
+  CHECK(r.probes.size() == 1);  // the waiting record went with it
+}
