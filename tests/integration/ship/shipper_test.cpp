@@ -297,7 +297,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "shipper: a batch refused with 400 goes to rejected/, counted and logged; the others "
+    "shipper: a batch refused with 400 goes to rejected/, counted and logged, the others "
     "arrive",
     "[integration]") {
   FakeCollector collector([](std::size_t, const FakeCollector::Request& req) {
@@ -338,7 +338,7 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "shipper: with the collector absent everything stays spooled; the next run sends the "
+    "shipper: with the collector absent everything stays spooled, then the next run sends the "
     "earlier run's batches first",
     "[integration]") {
   ScratchDir dir("pathsentry-ship-");
@@ -405,7 +405,7 @@ TEST_CASE("shipper: over a Unix socket", "[integration]") {
 }
 
 TEST_CASE(
-    "shipper: a full hand-off queue drops raw records, counted; the rollups still count "
+    "shipper: a full hand-off queue drops raw records, counted, the rollups still count "
     "every probe",
     "[integration]") {
   FakeCollector collector;

@@ -150,7 +150,7 @@ TEST_CASE("agent ships a record and the rollups of every probe to the collector"
 }
 
 TEST_CASE(
-    "agent stopped by SIGTERM with the collector away keeps its batches; the next start "
+    "agent stopped by SIGTERM with the collector away keeps its batches, then the next start "
     "sends them first",
     "[privileged]") {
   REQUIRE(geteuid() == 0);
