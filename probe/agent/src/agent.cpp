@@ -27,6 +27,8 @@
 #include "pathsentry/probe/attribution/pipeline.h"
 #include "pathsentry/probe/engine/engine.h"
 #include "pathsentry/probe/engine/open_session.h"
+#include "pathsentry/probe/ship/batch.h"
+#include "pathsentry/probe/ship/shipper.h"
 #include "pathsentry/probe/ttl/ttl_probe.h"
 
 namespace pathsentry::probe {
@@ -39,6 +41,27 @@ void log(const std::string& m) {
 class NullSink final : public RecordSink {
  public:
   void on_record(const ProbeRecord&) override {}
+};
+
+// Records and events to the shipper's hand-off queue (never blocks: shipper.h).
+class ShipperOutput final : public RecordOutput {
+ public:
+  explicit ShipperOutput(Shipper& s) : shipper_(s) {}
+  void write(const ProbeRecord& r) override { shipper_.offer(r); }
+  void write(const PathEvent& e) override { shipper_.offer(e); }
+
+ private:
+  Shipper& shipper_;
+};
+
+// The engine's records to the shipper when no pipeline sits in between (no taps, no TTL).
+class ShipperSink final : public RecordSink {
+ public:
+  explicit ShipperSink(Shipper& s) : shipper_(s) {}
+  void on_record(const ProbeRecord& r) override { shipper_.offer(r); }
+
+ private:
+  Shipper& shipper_;
 };
 
 struct FileCloser {
@@ -106,8 +129,7 @@ std::vector<TtlSessionConfig> ttl_sessions(const AgentConfig& cfg) {
   return out;
 }
 
-PipelineOptions pipeline_options(const AgentConfig& cfg, JsonLinesWriter* writer,
-                                 std::FILE* human) {
+PipelineOptions pipeline_options(const AgentConfig& cfg, RecordOutput* output, std::FILE* human) {
   PipelineOptions po;
   po.total_pps = 0;
   po.taps = cfg.tap.taps;
@@ -126,13 +148,54 @@ PipelineOptions pipeline_options(const AgentConfig& cfg, JsonLinesWriter* writer
     po.total_pps += s.rate_pps;
     if (s.source) po.agent_addresses.push_back(*s.source);
   }
-  po.output = writer;
+  po.output = output;
   po.event_log = [human](const std::string& line) {
     std::fprintf(human, "event %s\n", line.c_str());
     std::fflush(human);
   };
   po.log = [](const std::string& m) { log(m); };
   return po;
+}
+
+// How late a second's last records may reach the shipper: the slowest loss timeout, plus, with
+// taps, the attributor's holds (docs/attribution.md), plus a second of slack.
+std::int64_t rollup_grace_ns(const AgentConfig& cfg) {
+  std::int64_t max_timeout = cfg.tap.ttl.ttl != 0 ? cfg.tap.ttl.timeout_ns : 0;
+  for (const auto& s : cfg.sessions) max_timeout = std::max(max_timeout, s.timeout_ns);
+  std::int64_t grace = max_timeout + kNsPerSec;
+  if (!cfg.tap.taps.empty()) {
+    const AttributorConfig acfg;
+    grace += acfg.record_grace_ns + acfg.stamp_evidence_wait_ns;
+  }
+  return grace;
+}
+
+std::unique_ptr<Shipper> make_shipper(const AgentConfig& cfg, const Clock& clock) {
+  const CollectorSettings& c = cfg.collector;
+  ShipperOptions so;
+  so.agent = cfg.agent_name;
+  so.run = new_run_id();
+  so.version = PATHSENTRY_VERSION;
+  so.url = c.parsed;
+  so.token = c.token;
+  so.spool.dir = c.spool_dir;
+  so.spool.max_bytes = c.spool_max_mb << 20;
+  so.batch_ns = c.batch_ms * 1'000'000;
+  so.rollup_grace_ns = rollup_grace_ns(cfg);
+  double total_pps = 0;
+  for (const auto& s : cfg.sessions) total_pps += s.rate_pps;
+  // Five seconds of raw records at the agent's rate may wait for the shipper's thread.
+  so.queue_raw_max = static_cast<std::size_t>(
+      std::clamp(5 * total_pps, 65'536.0, static_cast<double>(std::size_t{1} << 20)));
+  so.log = [](const std::string& m) { log(m); };
+  try {
+    auto shipper = std::make_unique<Shipper>(clock, std::move(so));
+    log("shipping to " + c.url + " as agent " + cfg.agent_name + ", run " +
+        std::string(shipper->run()) + ", spool " + c.spool_dir);
+    return shipper;
+  } catch (const std::runtime_error& e) {
+    throw ConfigError(c.spool_dir_file, c.spool_dir_key, c.spool_dir, e.what());
+  }
 }
 
 void print_check(const AgentConfig& cfg) {
@@ -169,6 +232,13 @@ void print_check(const AgentConfig& cfg) {
       std::printf("    hop %s -> %s\n", h.address.to_string().c_str(), h.path.c_str());
     }
   }
+  if (cfg.collector.enabled) {
+    std::printf(
+        "  shipping to %s as agent %s, spool %s (at most %llu MiB), batches every %lld ms\n",
+        cfg.collector.url.c_str(), cfg.agent_name.c_str(), cfg.collector.spool_dir.c_str(),
+        static_cast<unsigned long long>(cfg.collector.spool_max_mb),
+        static_cast<long long>(cfg.collector.batch_ms));
+  }
   if (!cfg.tap.taps.empty() || cfg.tap.ttl.ttl != 0) {
     std::printf("  detector: confirm %u probes, outage after %u losses\n",
                 cfg.tap.detector.confirm_probes, cfg.tap.detector.outage_losses);
@@ -178,7 +248,8 @@ void print_check(const AgentConfig& cfg) {
 }  // namespace
 
 // Members in construction order; destroyed in reverse: the engine (and the sessions' sockets)
-// first, then the TTL probers and the pipeline (each stops its threads), the sinks, the outputs.
+// first, then the TTL probers and the pipeline (each stops its threads), the sinks, the shipper,
+// the outputs.
 struct Agent::Impl {
   Impl(const AgentConfig& config, const Clock& c);
   void print_interval(std::int64_t end_ns, std::span<const IntervalReport> reports);
@@ -190,8 +261,14 @@ struct Agent::Impl {
   std::unique_ptr<JsonLinesWriter> writer;
   File summary;
   std::FILE* human = stdout;
+  std::unique_ptr<JsonLinesOutput> json_output;
+  std::unique_ptr<Shipper> shipper;
+  std::unique_ptr<ShipperOutput> ship_output;
+  std::unique_ptr<ShipperSink> ship_sink;
+  OutputFanout outputs;  // what the pipeline writes to: JSON lines and/or the shipper
   NullSink null_sink;
   std::unique_ptr<RecordJsonSink> record_sink;
+  RecordFanout engine_fanout;  // no pipeline: the engine's records to JSON lines and shipper
   // Metrics (docs/metrics.md): before the pipeline and engine that feed them; null when off.
   std::shared_ptr<prometheus::Registry> registry;
   std::unique_ptr<AgentMetrics> metrics;
@@ -205,7 +282,8 @@ struct Agent::Impl {
   std::unique_ptr<pathsentry::metrics::MetricsServer> metrics_server;  // stops serving first
 };
 
-Agent::Impl::Impl(const AgentConfig& config, const Clock& c) : cfg(config), clock(c) {
+Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
+    : cfg(config), clock(c), outputs(config.collector.enabled) {
   if (!cfg.records.empty()) {
     try {
       writer = std::make_unique<JsonLinesWriter>(cfg.records, std::to_string(cfg.agent_id));
@@ -219,8 +297,19 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c) : cfg(config), cloc
   human = (cfg.records == "-" || cfg.summary_json == "-") ? stderr : stdout;
 
   if (writer) {
+    json_output = std::make_unique<JsonLinesOutput>(*writer);
+    outputs.add(*json_output);
     record_sink = std::make_unique<RecordJsonSink>(*writer);
+    engine_fanout.add(*record_sink);
     sink = record_sink.get();
+  }
+  if (cfg.collector.enabled) {
+    shipper = make_shipper(cfg, clock);
+    ship_output = std::make_unique<ShipperOutput>(*shipper);
+    outputs.add(*ship_output);
+    ship_sink = std::make_unique<ShipperSink>(*shipper);
+    engine_fanout.add(*ship_sink);
+    sink = &engine_fanout;
   }
   // With taps, records go through the attributor and the detector (docs/attribution.md); TTL
   // probes go through the detector (docs/ttl.md), with or without taps.
@@ -251,7 +340,7 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c) : cfg(config), cloc
     }
   }
   if (attributes) {
-    PipelineOptions po = pipeline_options(cfg, writer.get(), human);
+    PipelineOptions po = pipeline_options(cfg, outputs.empty() ? nullptr : &outputs, human);
     po.observer = metrics.get();
     pipeline = std::make_unique<Pipeline>(clock, std::move(po));
     for (const auto& s : cfg.sessions) pipeline->add_session(session_spec_for(s));
@@ -328,6 +417,10 @@ void Agent::Impl::publish_metrics() {
     metrics->on_path_state(p->config().session_id, pipeline->path_state(p->config().session_id));
   }
   if (!pipeline) metrics->flush();
+  if (shipper) {
+    const ShipperStats st = shipper->stats();
+    metrics->set_spool(st.spool_files, st.spool_bytes, st.dropped_raw());
+  }
 }
 
 void Agent::Impl::print_interval(std::int64_t end_ns, std::span<const IntervalReport> reports) {
@@ -366,6 +459,11 @@ void Agent::request_stop() {
   impl_->engine->request_stop();
 }
 
+std::optional<ShipperStats> Agent::shipping_stats() const {
+  if (!impl_->shipper) return std::nullopt;
+  return impl_->shipper->stats();
+}
+
 int Agent::run() {
   Impl& a = *impl_;
   const AgentConfig& cfg = a.cfg;
@@ -384,6 +482,7 @@ int Agent::run() {
                        : std::string(" until SIGINT/SIGTERM")));
 
   const std::int64_t t0 = a.clock.monotonic_ns();
+  if (a.shipper) a.shipper->start();
   if (a.pipeline) a.pipeline->start();
   for (auto& p : a.ttl_probers) p->start();
   a.engine->run();
@@ -411,6 +510,11 @@ int Agent::run() {
           "): " + std::to_string(a.writer->dropped_lines()) + " record(s) dropped, " +
           std::to_string(a.writer->pending_bytes()) + " bytes unwritten");
     }
+  }
+  if (a.shipper) {
+    // Every record is in: close the open seconds, spool the last batch, send it (at most 2 s).
+    a.shipper->stop();
+    log(a.shipper->summary_line());
   }
   std::vector<SessionSummary> summaries;
   std::vector<const SessionConfig*> configs;

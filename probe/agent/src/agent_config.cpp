@@ -1,9 +1,13 @@
 #include "pathsentry/probe/agent/agent_config.h"
 
 #include <net/if.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
+#include <cstdio>
+#include <cstring>
 #include <limits>
 #include <optional>
 
@@ -12,6 +16,7 @@
 #include "pathsentry/common/options.h"
 #include "pathsentry/common/toml_file.h"
 #include "pathsentry/metrics/metrics.h"
+#include "pathsentry/probe/ship/http_client.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -103,6 +108,11 @@ struct Building {
   std::vector<TapSpec> flag_taps;  // --tap: replaces the file's [[tap]] tables
   Setting<std::int64_t> size_cycle;
   Setting<std::int64_t> size_step;
+  // [collector]: the token's two sources are resolved in finish().
+  Setting<std::string> url;            // collector.url / --collector-url
+  Setting<std::string> token;          // collector.token
+  Setting<std::string> token_file;     // collector.token_file / --collector-token-file
+  std::optional<Value> collector_key;  // the first [collector] key or flag given
 };
 
 // The index of an array-of-tables key path: `targets[3].rate` → 3.
@@ -170,6 +180,58 @@ std::string output_of(const Value& v) {
   const std::string& s = v.string();
   if (s.empty() && v.file.empty()) v.fail("must be a file path or - for stdout");
   return s;
+}
+
+// --- shipping (docs/probe.md "Shipping") ---------------------------------------------------------
+
+void collector_given(Building& b, const Value& v) {
+  if (!b.collector_key) b.collector_key = v;
+}
+
+// The token's text as a header may carry it; the error names the setting.
+std::string token_of(const Value& v, const std::string& token) {
+  if (auto ok = check_token(token); !ok) v.fail("the token " + ok.error());
+  return token;
+}
+
+// The first line of a token file, without its line end and surrounding blanks.
+std::string read_token_file(const Value& v) {
+  const std::string& path = v.string();
+  if (path.empty()) v.fail("must name a file");
+  std::FILE* f = std::fopen(path.c_str(), "r");
+  if (f == nullptr) v.fail(std::string("cannot read: ") + std::strerror(errno));
+  std::string text;
+  char buf[4096];
+  std::size_t n = 0;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0 && text.size() < 65536) text.append(buf, n);
+  std::fclose(f);
+  const auto first = text.find_first_not_of(" \t\r\n");
+  if (first == std::string::npos) v.fail("the file holds no token");
+  auto end = text.find_first_of("\r\n", first);
+  if (end == std::string::npos) end = text.size();
+  std::string token = text.substr(first, end - first);
+  while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.pop_back();
+  if (text.find_first_not_of(" \t\r\n", end) != std::string::npos) {
+    v.fail("the file must hold one token on one line");
+  }
+  return token_of(v, token);
+}
+
+std::string host_name() {
+  char b[256] = {};
+  if (::gethostname(b, sizeof b - 1) != 0 || b[0] == '\0') return "localhost";
+  return b;
+}
+
+std::string agent_name_of(const Value& v) {
+  const std::string& n = v.string();
+  if (n.empty() || n.size() > 128) v.fail("must be 1 to 128 characters");
+  for (char c : n) {
+    if (c < ' ' || c == 0x7F || c == '"' || c == '\\') {
+      v.fail("must not hold control characters, quotes or backslashes");
+    }
+  }
+  return n;
 }
 
 // --- size cycling (docs/attribution.md §2) -------------------------------------------------------
@@ -436,6 +498,77 @@ const options::OptionTable<Building>& table() {
          b.cfg.metrics_listen_key = v.where;
          b.cfg.metrics_listen_file = v.file;
        }},
+      {"--agent-name",
+       {"agent.name"},
+       "NAME",
+       "the agent's name at the collector (default: the host name)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.agent_name = agent_name_of(v); }},
+      {"--collector-url",
+       {"collector.url"},
+       "URL",
+       "ship records, per-second rollups and events to the collector at\n"
+       "http://HOST:PORT[/PATH] or unix:/path/to.sock (default path\n"
+       "/api/v1/ingest); without it nothing is shipped",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         collector_given(b, v);
+         auto u = parse_collector_url(v.string());
+         if (!u) v.fail(u.error());
+         b.cfg.collector.url = v.string();
+         b.cfg.collector.parsed = *u;
+         b.url = setting(v, v.string());
+       }},
+      {"",
+       {"collector.token"},
+       "",
+       "the collector's bearer token (or token_file)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         collector_given(b, v);
+         b.token = setting(v, token_of(v, v.string()));
+       }},
+      {"--collector-token-file",
+       {"collector.token_file"},
+       "FILE",
+       "a file holding the collector's bearer token on one line",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         collector_given(b, v);
+         b.token_file = setting(v, read_token_file(v));
+       }},
+      {"--spool-dir",
+       {"collector.spool_dir"},
+       "DIR",
+       "batches not yet acknowledged by the collector wait here, across restarts\n"
+       "(default /var/lib/pathsentry/spool)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         collector_given(b, v);
+         if (v.string().empty()) v.fail("must name a directory");
+         b.cfg.collector.spool_dir = v.string();
+         b.cfg.collector.spool_dir_file = v.file;
+         b.cfg.collector.spool_dir_key = v.where;
+       }},
+      {"",
+       {"collector.spool_max_mb"},
+       "",
+       "the spool's bound in MiB: beyond it the oldest raw records go first,\n"
+       "never rollups or events (default 256)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         collector_given(b, v);
+         b.cfg.collector.spool_max_mb = static_cast<std::uint64_t>(v.integer(1, 1'048'576));
+       }},
+      {"",
+       {"collector.batch_ms"},
+       "",
+       "a batch leaves this often, events within 100 ms (default 1000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         collector_given(b, v);
+         b.cfg.collector.batch_ms = v.integer(100, 60'000);
+       }},
       {"--help",
        {},
        "",
@@ -654,6 +787,34 @@ void apply_file(Building& b, const std::string& path) {
   finish_file(b, path);
 }
 
+// [collector] as a whole: a URL turns shipping on and needs exactly one token source (a flag
+// overrides the file's).
+void finish_collector(Building& b) {
+  AgentConfig& cfg = b.cfg;
+  if (cfg.agent_name.empty()) cfg.agent_name = host_name();
+  CollectorSettings& c = cfg.collector;
+  if (!b.collector_key) return;
+  if (c.url.empty()) {
+    b.collector_key->fail("needs collector.url (or --collector-url): where to ship");
+  }
+  const bool token_flag = b.token && b.token.file.empty();
+  const bool file_flag = b.token_file && b.token_file.file.empty();
+  if (b.token && b.token_file && token_flag == file_flag) {
+    throw ConfigError(b.token_file.file, b.token_file.key, b.token_file.text,
+                      "give collector.token or collector.token_file, not both");
+  }
+  if (b.token_file && (file_flag || !b.token)) {
+    c.token = *b.token_file;
+  } else if (b.token) {
+    c.token = *b.token;
+  } else {
+    throw ConfigError(b.url.file, b.url.key, b.url.text,
+                      "needs collector.token or collector.token_file (or --collector-token-file): "
+                      "the collector refuses batches without its bearer token");
+  }
+  c.enabled = true;
+}
+
 // Taps, the TTL method, sessions per target and size cycling, once file and flags are applied.
 AgentConfig finish(Building& b, std::uint16_t run_nonce) {
   AgentConfig& cfg = b.cfg;
@@ -730,6 +891,7 @@ AgentConfig finish(Building& b, std::uint16_t run_nonce) {
     }
   }
   apply_size_cycle(cfg, b.size_cycle, b.size_step);
+  finish_collector(b);
   return std::move(cfg);
 }
 

@@ -238,8 +238,10 @@ AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
                       .Register(r)
                       .Add({})),
       spool_dropped(prometheus::BuildCounter()
-                        .Name("pathsentry_spool_dropped_batches_total")
-                        .Help("Batches dropped because the spool was full")
+                        .Name("pathsentry_spool_dropped_records_total")
+                        .Help("Raw probe records dropped before the collector had them (hand-off queue full, "
+                              "spool unwritable, or the oldest at the spool's bound); never "
+                              "rollups or events")
                         .Register(r)
                         .Add({})) {
   for (EventType t : {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
@@ -484,12 +486,12 @@ void AgentMetrics::on_tap_stats(std::size_t tap, const TapStats& st) {
 }
 
 void AgentMetrics::set_spool(std::uint64_t files, std::uint64_t bytes,
-                             std::uint64_t dropped_batches) {
+                             std::uint64_t dropped_records) {
   Impl& m = *impl_;
   m.spool_files.Set(static_cast<double>(files));
   m.spool_bytes.Set(static_cast<double>(bytes));
   std::lock_guard lock(m.spool_mu);
-  metrics::advance(m.spool_dropped, m.spool_dropped_last, dropped_batches);
+  metrics::advance(m.spool_dropped, m.spool_dropped_last, dropped_records);
 }
 
 }  // namespace pathsentry::probe

@@ -471,7 +471,7 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   samples_.clear();
   events_.clear();
   if (options_.output != nullptr && (final || now_ns - last_flush_ns_ >= 200'000'000)) {
-    (void)options_.output->flush();
+    options_.output->flush();
     last_flush_ns_ = now_ns;
   }
   if (!changed) return;

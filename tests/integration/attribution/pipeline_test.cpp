@@ -121,7 +121,8 @@ TEST_CASE("pipeline: taps, attributor and detector write paths and events", "[in
   po.taps = {ec, inet};
   po.decode = DecodeContext{kAgentId, 862};
   po.drain_ns = 0;
-  po.output = &out;
+  JsonLinesOutput out_lines(out);
+  po.output = &out_lines;
   po.event_log = [&event_lines](const std::string& l) { event_lines.push_back(l); };
   Pipeline p(clock, po);
   p.add_session(spec);
@@ -186,7 +187,8 @@ TEST_CASE("pipeline: the loss split by direction is the records'", "[integration
   po.taps = {clear_tap("ec", "express-connect"), inet};
   po.decode = DecodeContext{kAgentId, 862};
   po.drain_ns = 0;
-  po.output = &out;
+  JsonLinesOutput out_lines(out);
+  po.output = &out_lines;
   Pipeline p(clock, po);
   p.add_session(spec);
   for (std::size_t i = 0; i < 2; ++i) {
@@ -312,7 +314,8 @@ TEST_CASE("pipeline: a lagging capture holds the attributor's decisions back", "
   po.taps = {ec, inet};
   po.decode = DecodeContext{kAgentId, 862};
   po.drain_ns = 0;
-  po.output = &out;
+  JsonLinesOutput out_lines(out);
+  po.output = &out_lines;
   Pipeline p(clock, po);
   p.add_session(spec);
   auto ec_src = open_file(dir.file("ec.pcap"));
@@ -452,7 +455,8 @@ TEST_CASE("pipeline: a tap whose capture fails is reopened, its gap is no eviden
   po.taps = {clear_tap("ec", "express-connect")};
   po.decode = DecodeContext{kAgentId, 862};
   po.drain_ns = 0;
-  po.output = &out;
+  JsonLinesOutput out_lines(out);
+  po.output = &out_lines;
   po.event_log = [&](const std::string& l) {
     std::lock_guard lock(mu);
     event_lines.push_back(l);
@@ -557,7 +561,8 @@ TEST_CASE("pipeline: a failed tap without a way to reopen it stays down, never c
   po.taps = {clear_tap("ec", "express-connect")};
   po.decode = DecodeContext{kAgentId, 862};
   po.drain_ns = 0;
-  po.output = &out;
+  JsonLinesOutput out_lines(out);
+  po.output = &out_lines;
   Pipeline p(clock, po);
   p.add_session(spec);
   p.set_source(0, std::make_unique<ScriptedSource>(std::vector<std::pair<std::int64_t, Bytes>>{}, 0,

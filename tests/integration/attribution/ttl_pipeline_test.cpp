@@ -69,7 +69,8 @@ TEST_CASE("pipeline without taps: TTL results become records and switchover even
   JsonLinesWriter out(dir.file("out.jsonl"), "dc1");
   PipelineOptions po;
   po.drain_ns = 0;
-  po.output = &out;
+  JsonLinesOutput out_lines(out);
+  po.output = &out_lines;
   Pipeline p(clock, po);
   SessionConfig sc;
   sc.target = *IpAddress::parse("192.168.20.161");
@@ -135,7 +136,8 @@ TEST_CASE("pipeline: a TTL switchover without loss is a bound at the probe inter
   JsonLinesWriter out(dir.file("out.jsonl"), "dc1");
   PipelineOptions po;
   po.drain_ns = 0;
-  po.output = &out;
+  JsonLinesOutput out_lines(out);
+  po.output = &out_lines;
   std::vector<std::string> log;
   po.event_log = [&](const std::string& line) { log.push_back(line); };
   Pipeline p(clock, po);

@@ -335,7 +335,7 @@ TEST_CASE("agent metrics: taps, TTL probes and the spool", "[unit]") {
   m.set_spool(1, 1024, 2);
   CHECK(value(r, "pathsentry_spool_files") == 1);
   CHECK(value(r, "pathsentry_spool_bytes") == 1024);
-  CHECK(value(r, "pathsentry_spool_dropped_batches_total") == 2);
+  CHECK(value(r, "pathsentry_spool_dropped_records_total") == 2);
 }
 
 // --metrics-listen: the default is loopback 9781 and not "configured"; a flag sets it and says

@@ -1,9 +1,11 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 
 #include "pathsentry/common/clock.h"
 #include "pathsentry/probe/agent/agent_config.h"
+#include "pathsentry/probe/ship/shipper.h"
 
 namespace pathsentry::probe {
 
@@ -31,6 +33,11 @@ class Agent {
 
   /// Asks run() to stop sending now (any thread; not async-signal-safe).
   void request_stop();
+
+  /// The shipper's counters (spool files and bytes, batches written/sent, failures, rejected,
+  /// raw records dropped; shipper.h), or nullopt when nothing is shipped. Any thread: for the
+  /// metrics.
+  [[nodiscard]] std::optional<ShipperStats> shipping_stats() const;
 
  private:
   struct Impl;

@@ -9,8 +9,22 @@
 #include "pathsentry/probe/agent/tap_config.h"
 #include "pathsentry/probe/engine/probe_session.h"
 #include "pathsentry/probe/io/probe_sockets.h"
+#include "pathsentry/probe/ship/http_client.h"
 
 namespace pathsentry::probe {
+
+/// Shipping to the collector ([collector], docs/probe.md "Shipping"). Off unless a URL is given.
+struct CollectorSettings {
+  bool enabled = false;
+  std::string url;  ///< as written
+  CollectorUrl parsed;
+  std::string token;  ///< from collector.token or the first line of collector.token_file
+  std::string spool_dir = "/var/lib/pathsentry/spool";
+  std::uint64_t spool_max_mb = 256;
+  std::int64_t batch_ms = 1000;
+  std::string spool_dir_file;  ///< where spool_dir was set ("" = command line or default)
+  std::string spool_dir_key = "collector.spool_dir";
+};
 
 /// The agent's whole configuration after the TOML file (--config) and the command-line flags
 /// that override it (docs/probe.md has the reference). There is no built-in target.
@@ -44,6 +58,9 @@ struct AgentConfig {
   /// command line), for the error when it cannot be bound.
   std::string metrics_listen_key;
   std::string metrics_listen_file;
+  /// agent.name / --agent-name: names the agent to the collector (default: the host name).
+  std::string agent_name;
+  CollectorSettings collector;
 };
 
 /// Parses the command line (without argv[0]) and the config file it names. Session ids are

@@ -63,7 +63,7 @@ class AgentMetrics final : public PipelineObserver {
 
   /// The agent's spool (the Shipper's counters): files and bytes waiting, batches dropped so far
   /// (cumulative). Any thread.
-  void set_spool(std::uint64_t files, std::uint64_t bytes, std::uint64_t dropped_batches);
+  void set_spool(std::uint64_t files, std::uint64_t bytes, std::uint64_t dropped_records);
 
   // --- PipelineObserver (the pipeline's worker and capture threads) ---
   void on_record(const ProbeRecord& record) override;

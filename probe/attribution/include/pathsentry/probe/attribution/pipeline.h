@@ -29,6 +29,62 @@
 
 namespace pathsentry::probe {
 
+/// Where finished records and events leave the agent: the JSON-lines writer, the shipper
+/// (docs/probe.md "Shipping"), or both through an OutputFanout. The pipeline calls it on its
+/// worker thread only; without a pipeline the agent calls it on the engine's receiver thread,
+/// so an implementation must not block (the shipper only queues).
+class RecordOutput {
+ public:
+  virtual ~RecordOutput() = default;
+  virtual void write(const ProbeRecord& r) = 0;
+  virtual void write(const PathEvent& e) = 0;
+  /// Pushes out what is buffered (every ~200 ms and at the end). Default: nothing.
+  virtual void flush() {}
+};
+
+/// A RecordOutput writing JSON lines through a JsonLinesWriter (not owned).
+class JsonLinesOutput final : public RecordOutput {
+ public:
+  explicit JsonLinesOutput(JsonLinesWriter& writer) : writer_(writer) {}
+  void write(const ProbeRecord& r) override { writer_.write(r); }
+  void write(const PathEvent& e) override { writer_.write(e); }
+  void flush() override { (void)writer_.flush(); }
+
+ private:
+  JsonLinesWriter& writer_;
+};
+
+/// Forwards every record and event to several outputs (not owned), in the order added. With
+/// number_events, an event without an id gets the next of 1, 2, … first, so every output
+/// carries the same event_id (the collector's identity of an event within the agent's run).
+/// Not thread-safe: one thread writes (the pipeline's worker).
+class OutputFanout final : public RecordOutput {
+ public:
+  explicit OutputFanout(bool number_events = false) : number_events_(number_events) {}
+  void add(RecordOutput& out) { outs_.push_back(&out); }
+  [[nodiscard]] bool empty() const { return outs_.empty(); }
+  void write(const ProbeRecord& r) override {
+    for (RecordOutput* o : outs_) o->write(r);
+  }
+  void write(const PathEvent& e) override {
+    if (!number_events_ || e.event_id != 0) {
+      for (RecordOutput* o : outs_) o->write(e);
+      return;
+    }
+    PathEvent numbered = e;
+    numbered.event_id = next_event_id_++;
+    for (RecordOutput* o : outs_) o->write(numbered);
+  }
+  void flush() override {
+    for (RecordOutput* o : outs_) o->flush();
+  }
+
+ private:
+  std::vector<RecordOutput*> outs_;
+  bool number_events_ = false;
+  std::uint64_t next_event_id_ = 1;
+};
+
 /// How the live attribution pipeline runs (docs/attribution.md "Running it live").
 struct PipelineOptions {
   std::vector<TapSpec> taps;  ///< in AttributorConfig order
@@ -43,8 +99,8 @@ struct PipelineOptions {
   /// After stop() is asked, the worker keeps polling this long so the last probes' tap copies
   /// and windows are complete before everything left is flushed.
   std::int64_t drain_ns = 100'000'000;
-  /// Finished records and events as JSON lines (may be null: events are still logged).
-  JsonLinesWriter* output = nullptr;
+  /// Where finished records and events go (may be null: events are still logged).
+  RecordOutput* output = nullptr;
   /// One human line per event (describe()), called at once on the worker thread.
   std::function<void(const std::string&)> event_log;
   /// Warnings (capture errors, TTL cross-check disagreements).

@@ -1,0 +1,252 @@
+#include "pathsentry/probe/ship/http_client.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http.hpp>
+#include <charconv>
+#include <chrono>
+
+namespace pathsentry::probe {
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Deadline = std::chrono::steady_clock::time_point;
+
+tl::expected<CollectorUrl, std::string> parse_collector_url(std::string_view url) {
+  CollectorUrl u;
+  if (url.starts_with("unix:")) {
+    u.unix_socket = true;
+    u.socket_path = std::string(url.substr(5));
+    u.host_header = "localhost";
+    if (u.socket_path.empty() || u.socket_path.front() != '/') {
+      return tl::unexpected(std::string("must be unix:/absolute/path/to.sock"));
+    }
+    if (u.socket_path.size() >= 108) {
+      return tl::unexpected(std::string("the socket path is longer than a Unix socket allows"));
+    }
+    return u;
+  }
+  if (url.starts_with("https://")) {
+    return tl::unexpected(std::string(
+        "https is not supported: use http:// to a collector on loopback or in the site, or "
+        "unix:/path/to.sock"));
+  }
+  if (!url.starts_with("http://")) {
+    return tl::unexpected(std::string("must be http://HOST[:PORT][/PATH] or unix:/path/to.sock"));
+  }
+  std::string_view rest = url.substr(7);
+  const auto slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) u.path = std::string(rest.substr(slash));
+  if (u.path.find_first_of(" \r\n\t?#") != std::string::npos) {
+    return tl::unexpected(std::string("the path must not hold spaces, '?' or '#'"));
+  }
+  std::string_view port;
+  if (authority.starts_with("[")) {
+    const auto close = authority.find(']');
+    if (close == std::string_view::npos) return tl::unexpected(std::string("unclosed '[' in host"));
+    u.host = std::string(authority.substr(1, close - 1));
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after.front() != ':') return tl::unexpected(std::string("junk after ']'"));
+      port = after.substr(1);
+    }
+  } else {
+    const auto colon = authority.rfind(':');
+    u.host = std::string(authority.substr(0, colon));
+    if (colon != std::string_view::npos) port = authority.substr(colon + 1);
+    if (u.host.find(':') != std::string::npos) {
+      return tl::unexpected(std::string("an IPv6 address must be in brackets: http://[::1]:9780"));
+    }
+  }
+  if (u.host.empty()) return tl::unexpected(std::string("has no host"));
+  if (u.host.find_first_of(" @/\r\n\t") != std::string::npos) {
+    return tl::unexpected(std::string("the host is not a name or an address"));
+  }
+  if (!port.empty() || authority.ends_with(":")) {
+    unsigned p = 0;
+    const auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    if (ec != std::errc() || ptr != port.data() + port.size() || p == 0 || p > 65535) {
+      return tl::unexpected("the port '" + std::string(port) + "' is not 1..65535");
+    }
+    u.port = std::to_string(p);
+  }
+  const bool v6 = authority.starts_with("[");
+  u.host_header = (v6 ? "[" + u.host + "]" : u.host) + (u.port == "80" ? "" : ":" + u.port);
+  return u;
+}
+
+tl::expected<void, std::string> check_token(std::string_view token) {
+  if (token.empty()) return tl::unexpected(std::string("is empty"));
+  for (char c : token) {
+    if (c <= ' ' || c > '~') {
+      return tl::unexpected(std::string("may hold only printable ASCII without spaces"));
+    }
+  }
+  return {};
+}
+
+struct HttpClient::Impl {
+  CollectorUrl url;
+  std::string token;
+  std::string user_agent;
+  asio::io_context ioc;
+  asio::ip::tcp::socket tcp{ioc};
+  asio::local::stream_protocol::socket local{ioc};
+  beast::flat_buffer buffer;
+  bool connected = false;
+
+  std::string where() const {
+    return url.unix_socket ? "unix:" + url.socket_path : url.host_header;
+  }
+
+  void close_sockets() {
+    beast::error_code ignored;
+    if (tcp.is_open()) tcp.close(ignored);
+    if (local.is_open()) local.close(ignored);
+    connected = false;
+    buffer.clear();
+  }
+
+  // Runs the I/O until `done` or the deadline; at the deadline closes the sockets (aborting the
+  // operation, whose handler then runs) and returns false.
+  bool run(const bool& done, Deadline d) {
+    ioc.restart();
+    while (!done) {
+      if (ioc.run_one_until(d) == 0) break;
+    }
+    if (done) return true;
+    close_sockets();
+    ioc.restart();
+    ioc.run();
+    return false;
+  }
+
+  std::string connect(Deadline d) {
+    bool done = false;
+    beast::error_code err;
+    asio::ip::tcp::resolver resolver(ioc);
+    if (url.unix_socket) {
+      local.async_connect(asio::local::stream_protocol::endpoint(url.socket_path),
+                          [&](beast::error_code ec) {
+                            err = ec;
+                            done = true;
+                          });
+    } else {
+      resolver.async_resolve(
+          url.host, url.port,
+          [&](beast::error_code ec, const asio::ip::tcp::resolver::results_type& results) {
+            if (ec) {
+              err = ec;
+              done = true;
+              return;
+            }
+            asio::async_connect(tcp, results,
+                                [&](beast::error_code ec2, const asio::ip::tcp::endpoint&) {
+                                  err = ec2;
+                                  done = true;
+                                });
+          });
+    }
+    if (!run(done, d)) {
+      resolver.cancel();
+      return "connect to " + where() + ": timed out";
+    }
+    if (err) {
+      close_sockets();
+      return "connect to " + where() + ": " + err.message();
+    }
+    if (!url.unix_socket) {
+      beast::error_code ignored;
+      tcp.set_option(asio::ip::tcp::no_delay(true), ignored);
+    }
+    connected = true;
+    return {};
+  }
+
+  template <class Socket>
+  PostResult exchange(Socket& s, http::request<http::string_body>& req, Deadline d) {
+    PostResult r;
+    bool done = false;
+    beast::error_code err;
+    http::async_write(s, req, [&](beast::error_code ec, std::size_t) {
+      err = ec;
+      done = true;
+    });
+    if (!run(done, d)) {
+      r.error = "sending to " + where() + ": timed out";
+      return r;
+    }
+    if (err) {
+      close_sockets();
+      r.error = "sending to " + where() + ": " + err.message();
+      return r;
+    }
+    http::response_parser<http::string_body> parser;
+    parser.body_limit(std::uint64_t{1} << 20);
+    done = false;
+    http::async_read(s, buffer, parser, [&](beast::error_code ec, std::size_t) {
+      err = ec;
+      done = true;
+    });
+    if (!run(done, d)) {
+      r.error = "waiting for the answer of " + where() + ": timed out";
+      return r;
+    }
+    if (err) {
+      close_sockets();
+      r.error = "reading the answer of " + where() + ": " + err.message();
+      return r;
+    }
+    const auto& res = parser.get();
+    r.status = static_cast<int>(res.result_int());
+    r.body = res.body().substr(0, 65536);
+    if (!res.keep_alive()) close_sockets();
+    return r;
+  }
+
+  PostResult attempt(const std::string& body, Deadline d) {
+    if (!connected) {
+      if (std::string e = connect(d); !e.empty()) return PostResult{0, {}, e};
+    }
+    http::request<http::string_body> req{http::verb::post, url.path, 11};
+    req.set(http::field::host, url.host_header);
+    req.set(http::field::user_agent, user_agent);
+    req.set(http::field::authorization, "Bearer " + token);
+    req.set(http::field::content_type, "application/x-ndjson");
+    req.keep_alive(true);
+    req.body() = body;
+    req.prepare_payload();
+    return url.unix_socket ? exchange(local, req, d) : exchange(tcp, req, d);
+  }
+};
+
+HttpClient::HttpClient(CollectorUrl url, std::string token, std::string user_agent)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->url = std::move(url);
+  impl_->token = std::move(token);
+  impl_->user_agent = std::move(user_agent);
+}
+
+HttpClient::~HttpClient() = default;
+
+PostResult HttpClient::post(const std::string& body, std::int64_t timeout_ns) {
+  const Deadline d = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
+  const bool reused = impl_->connected;
+  PostResult r = impl_->attempt(body, d);
+  // A kept-alive connection the server has closed meanwhile fails at once: once more, afresh.
+  if (r.status == 0 && reused && std::chrono::steady_clock::now() < d) {
+    impl_->close_sockets();
+    r = impl_->attempt(body, d);
+  }
+  return r;
+}
+
+void HttpClient::close() {
+  impl_->close_sockets();
+}
+
+}  // namespace pathsentry::probe
