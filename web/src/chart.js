@@ -45,10 +45,12 @@ export function seriesFor(cols, order, direction) {
       g.count++;
     } else if (loss === direction) {
       const g = group('lost', `lost ${direction} (at 0)`, LOST, 1);
+      g.lost = true;
       g.y[k] = 0;
       g.count++;
     } else if (loss === 'undetermined' || loss === null || loss === undefined) {
       const g = group('lost-u', 'lost, direction undetermined (at 0)', LOST_UNDET, 2);
+      g.lost = true;
       g.y[k] = 0;
       g.count++;
     }
@@ -131,7 +133,7 @@ export function drawChart(el, cols, order, direction, ev, width) {
       stroke: s.color,
       fill: s.color,
       paths: () => null,
-      points: { show: true, size: 4, width: 0, stroke: s.color, fill: s.color },
+      points: { show: true, size: s.lost ? 7 : 4, width: 0, stroke: s.color, fill: s.color },
     }))],
     cursor: {
       // Every series is sparse (null where another path took the probe): take the index under

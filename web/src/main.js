@@ -180,6 +180,7 @@ async function showEvent(id) {
   schedule('events');
   const sec = $('detail');
   sec.hidden = false;
+  sec.scrollIntoView({ block: 'start' });
   $('detail-title').textContent = `${fmtTime(e.ts_ns)} · ${e.agent} · ${e.target} ${e.proto} · ${eventTitle(e)}`;
   $('detail-summary').textContent = 'loading probes…';
   const t0 = Math.min(e.ts_ns, e.last_ok_on_old_ns || e.ts_ns) - WINDOW_NS;
@@ -205,6 +206,9 @@ async function showEvent(id) {
   const fwd = drawChart($('chart-fwd'), cols, order, 'forward', e, width);
   const rev = drawChart($('chart-rev'), cols, order, 'reverse', e, width);
   charts = [fwd.plot, rev.plot];
+  // uPlot draws in a microtask after construction: count the drawing too.
+  await new Promise((r) => { setTimeout(r, 0); });
+  if (selected !== id) return;
   const ms = performance.now() - started;
   const ba = rttBeforeAfter(cols, e);
   let baText = '';
