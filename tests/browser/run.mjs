@@ -11,15 +11,24 @@
 // without horizontal scrolling; no request leaves the base URL; no console error; little CPU
 // while idle. Prints one line per check and "N passed, N failed"; exits 1 on any failure.
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = resolve(here, '../..');
+const fatal = (msg) => { console.error(`browser test: ${msg}`); console.log('0 passed, 1 failed'); process.exit(1); };
+if (Number(process.versions.node.split('.')[0]) < 20) {
+  fatal(`node ${process.version} is too old for playwright-core 1.64 (it needs 20 or later)`);
+}
 const require = createRequire(join(root, 'web/package.json'));
-const { chromium } = require('playwright-core');
+let chromium;
+try {
+  ({ chromium } = require('playwright-core'));
+} catch (err) {
+  fatal(`playwright-core is not installed in web/node_modules (build the page: it runs npm ci): ${err.message}`);
+}
 
 const args = process.argv.slice(2);
 const opt = (name, dflt) => {
@@ -32,6 +41,7 @@ const artifacts = resolve(opt('--artifacts', join(here, 'artifacts')));
 const chromiumPath = opt('--chromium', process.env.CHROMIUM ?? '/usr/bin/chromium');
 const liveTimeoutMs = Number(opt('--live-timeout', '10')) * 1000;
 mkdirSync(artifacts, { recursive: true });
+if (!existsSync(chromiumPath)) fatal(`no browser at ${chromiumPath}: scripts/deps.sh installs Debian's chromium`);
 
 let passed = 0, failed = 0;
 const check = (ok, what, detail = '') => {
@@ -55,7 +65,7 @@ if (fixtureMode) {
       if (m) { clearTimeout(t); ok(m[1]); }
     });
     fixture.on('exit', (code) => { clearTimeout(t); fail(new Error(`fixture server exited (${code})`)); });
-  });
+  }).catch((err) => fatal(err.message));
 }
 if (!baseUrl.endsWith('/')) baseUrl += '/';
 const origin = new URL(baseUrl).origin;
