@@ -3,7 +3,10 @@
 // SPEC-collector.md says (/api/v1/targets, /events, /probes?format=columns, /series, /stream).
 // The SSE stream sends a state message every second and, 1 s after it opens, a new event (a
 // switchover) with the state that follows it. Loopback only.
-//   node fixture_server.mjs [--dist DIR] [--port N]   (prints "listening http://127.0.0.1:PORT/")
+//   node fixture_server.mjs [--dist DIR] [--port N] [--hold-live]
+// prints "listening http://127.0.0.1:PORT/". Test hooks: POST /__fixture/arm (with --hold-live,
+// the new event goes out 1 s after it), POST /__fixture/drop (ends the open streams and records
+// an event while none is open).
 import { createServer } from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, normalize, resolve } from 'node:path';
@@ -17,6 +20,7 @@ const opt = (name, dflt) => {
 };
 const dist = resolve(opt('--dist', join(here, '../../web/dist')));
 const port = Number(opt('--port', '0'));
+const holdLive = args.includes('--hold-live');
 if (!existsSync(join(dist, 'index.html'))) {
   console.error(`fixture_server: no ${join(dist, 'index.html')}: build the page first (npm run build in web/, or the CMake target pathsentry_web)`);
   process.exit(2);
@@ -147,6 +151,9 @@ const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; ch
   '.css': 'text/css; charset=utf-8' };
 const ns = (v) => (/^\d+$/.test(v) ? Number(v) : Date.parse(v) * MS);
 
+const streams = new Set();
+const waiting = new Set();  // streams whose new event waits for /__fixture/arm
+let armed = false;
 const server = createServer((req, res) => {
   const url = new URL(req.url, 'http://127.0.0.1');
   const p = url.pathname;
@@ -181,15 +188,47 @@ const server = createServer((req, res) => {
       const state = () => res.write(`event: state\ndata: ${JSON.stringify(stateNow())}\n\n`);
       state();
       const tick = setInterval(state, 1000);
-      const once = setTimeout(() => {
-        liveSwitched = true;
-        const e = liveEvent();
-        res.write(`id: ${e.id}\nevent: event\ndata: ${JSON.stringify(e)}\n\n`);
-        state();
-      }, 1000);
+      // The new event, 1 s after the stream opens (with --hold-live: 1 s after POST /__fixture/arm,
+      // so a test on a busy machine sees the page before it).
+      let once = null;
+      const push = () => {
+        once = setTimeout(() => {
+          liveSwitched = true;
+          const e = liveEvent();
+          if (!events.includes(e)) events.push(e);
+          res.write(`id: ${e.id}\nevent: event\ndata: ${JSON.stringify(e)}\n\n`);
+          state();
+        }, 1000);
+      };
+      if (!holdLive || armed) push(); else waiting.add(push);
       const keep = setInterval(() => res.write(': keepalive\n\n'), 15000);
-      req.on('close', () => { clearInterval(tick); clearTimeout(once); clearInterval(keep); });
+      streams.add(res);
+      req.on('close', () => {
+        streams.delete(res); waiting.delete(push); clearInterval(tick); clearTimeout(once); clearInterval(keep);
+      });
       return undefined;
+    }
+    case '/__fixture/arm': {
+      if (req.method !== 'POST') return send(res, 405, { error: 'POST only' });
+      armed = true;
+      const n = waiting.size;
+      for (const f of waiting) f();
+      waiting.clear();
+      return send(res, 200, { armed: n });
+    }
+    case '/__fixture/drop': {
+      // Test hook: end every open stream (the page must reconnect) and record an event while
+      // no stream is open (the page must fetch it after reconnecting).
+      if (req.method !== 'POST') return send(res, 405, { error: 'POST only' });
+      const t = Math.floor(Date.now() / 1000) * S;
+      if (!events.some((e) => e.id === 11)) {
+        events.push({ id: 11, event: 'tap_down', agent: AGENT, run: RUN, event_id: 11, tap: 'eth1',
+          path: 'express-connect', reason: 'recvfrom: Network is down', ts_ns: t, detected_ns: t + 5 * MS });
+      }
+      const n = streams.size;
+      for (const r of streams) r.end();
+      streams.clear();
+      return send(res, 200, { dropped: n });
     }
     case '/healthz':
       return send(res, 200, { status: 'ok', schema_version: 1 });

@@ -54,7 +54,7 @@ const check = (ok, what, detail = '') => {
 let fixture = null;
 const fixtureMode = !baseUrl;
 if (fixtureMode) {
-  fixture = spawn(process.execPath, [join(here, 'fixture_server.mjs'), '--dist', dist],
+  fixture = spawn(process.execPath, [join(here, 'fixture_server.mjs'), '--dist', dist, '--hold-live'],
     { stdio: ['ignore', 'pipe', 'inherit'] });
   baseUrl = await new Promise((ok, fail) => {
     let buf = '';
@@ -77,6 +77,7 @@ const browser = await chromium.launch({
   args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
+let target = null;
 const PATH_WORDS = /^(Express Connect|IPsec|down|undetermined|unknown|not attributed|no data|[\w.-]+)$/;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -149,6 +150,7 @@ try {
   // 3. A new event appears live, without reload.
   await page.evaluate(() => { window.__psNoReload = 'still the same document'; });
   const liveStart = Date.now();
+  if (fixtureMode) await fetch(`${origin}/__fixture/arm`, { method: 'POST' });
   const got = await page.waitForFunction((ids) => [...document.querySelectorAll('#events li[data-id]')]
     .some((li) => !ids.includes(Number(li.dataset.id))), [...initialIds], { timeout: liveTimeoutMs })
     .then(() => true, () => false);
@@ -172,6 +174,21 @@ try {
   }
   await page.screenshot({ path: join(artifacts, 'page-live.png'), fullPage: true });
 
+  // 3b. The stream breaks: the page says so, reconnects by itself and fetches what it missed.
+  if (fixtureMode) {
+    const r = await fetch(`${origin}/__fixture/drop`, { method: 'POST' }).then((x) => x.json());
+    const sawBreak = await page.waitForFunction(() => document.querySelector('#conn')?.textContent !== 'live',
+      null, { timeout: 5000, polling: 50 }).then(() => true, () => false);
+    const back = await page.waitForFunction(() => document.querySelector('#conn')?.textContent === 'live',
+      null, { timeout: 15000 }).then(() => true, () => false);
+    const missed = await page.waitForSelector('#events li[data-id="11"]', { timeout: 5000 })
+      .then(() => true, () => false);
+    const same = await page.evaluate(() => window.__psNoReload === 'still the same document');
+    check(r.dropped >= 1 && sawBreak && back && missed && same && navigations === 1,
+      'after the stream breaks the page reconnects by itself and shows the event it missed',
+      `dropped ${r.dropped}, saw the break ${sawBreak}, live again ${back}, missed event shown ${missed}`);
+  }
+
   // 4. Little CPU while idle: the stream's state messages redraw at most once a second.
   const cdp = await context.newCDPSession(page);
   await cdp.send('Performance.enable');
@@ -185,7 +202,7 @@ try {
     `${(busy * 1000).toFixed(0)} ms of tasks in 5 s`);
 
   // 5. The probes around the failover as points per direction.
-  const target = failovers.filter((e) => initialIds.has(e.id)).pop() ?? failovers[0];
+  target = failovers.filter((e) => initialIds.has(e.id)).pop() ?? failovers[0];
   if (check(Boolean(target), 'a failover to choose')) {
     await page.click(`#events button.ev[data-id="${target.id}"]`);
     const drawn = await page.waitForFunction(() => document.querySelector('#detail-summary')?.dataset.points,
@@ -226,6 +243,14 @@ try {
   const overflow = await pp.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, 'on a phone (390 px) the page needs no horizontal scrolling', `${overflow} px too wide`);
   await pp.screenshot({ path: join(artifacts, 'page-phone.png'), fullPage: true });
+  if (target) {
+    await pp.tap(`#events button.ev[data-id="${target.id}"]`);
+    const drawn = await pp.waitForFunction(() => document.querySelector('#detail-summary')?.dataset.points,
+      null, { timeout: 30000 }).then(() => true, () => false);
+    const over = await pp.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    check(drawn && over <= 1, 'on a phone an event\'s probes fit the width', `${over} px too wide`);
+    await pp.screenshot({ path: join(artifacts, 'event-probes-phone.png') });
+  }
   await phone.close();
 
   check(foreign.length === 0, 'no request leaves the collector', foreign.slice(0, 5).join(', '));

@@ -44,12 +44,12 @@ export function seriesFor(cols, order, direction) {
       g.y[k] = rtt / 1e6;
       g.count++;
     } else if (loss === direction) {
-      const g = group('lost', `lost ${direction} (at 0)`, LOST, 1);
+      const g = group('lost', `lost ${direction} (at 0)`, LOST, 2);
       g.lost = true;
       g.y[k] = 0;
       g.count++;
     } else if (loss === 'undetermined' || loss === null || loss === undefined) {
-      const g = group('lost-u', 'lost, direction undetermined (at 0)', LOST_UNDET, 2);
+      const g = group('lost-u', 'lost, direction undetermined (at 0)', LOST_UNDET, 1);
       g.lost = true;
       g.y[k] = 0;
       g.count++;
@@ -93,6 +93,50 @@ export function rttBeforeAfter(cols, ev, windowNs = 10e9) {
   return { before: median(before), after: median(after), nBefore: before.length, nAfter: after.length };
 }
 
+/**
+ * Draws a series as small squares straight onto the canvas: one rectangle per occupied device
+ * pixel (100 000 probes over a chart a thousand pixels wide mostly share pixels), one fill.
+ * Returns null so uPlot draws nothing else for the series.
+ */
+function squares(size, color) {
+  return (u, seriesIdx, idx0, idx1) => {
+    const xs = u.data[0];
+    const ys = u.data[seriesIdx];
+    const { left, top, width, height } = u.bbox;
+    const h = Math.max(1, Math.round((size * devicePixelRatio) / 2));
+    const seen = new Uint8Array((width + 1) * (height + 1));
+    const path = new Path2D();
+    for (let i = idx0; i <= idx1; i++) {
+      const y = ys[i];
+      if (y === null || y === undefined) continue;
+      const cx = Math.round(u.valToPos(xs[i], 'x', true));
+      const cy = Math.round(u.valToPos(y, 'y', true));
+      const px = cx - left, py = cy - top;
+      if (px < 0 || py < 0 || px > width || py > height) continue;
+      const k = py * (width + 1) + px;
+      if (seen[k]) continue;
+      seen[k] = 1;
+      path.rect(cx - h, cy - h, 2 * h, 2 * h);
+    }
+    const { ctx } = u;
+    ctx.save();
+    ctx.fillStyle = color;
+    ctx.fill(path);
+    ctx.restore();
+    return null;
+  };
+}
+
+const pad2 = (n) => String(n).padStart(2, '0');
+/** x-axis labels in 24-hour local time; milliseconds once zoomed in below a second per tick. */
+function timeLabels(u, splits, axisIdx, space, incr) {
+  return splits.map((t) => {
+    const d = new Date(t * 1000);
+    const hms = `${pad2(d.getHours())}:${pad2(d.getMinutes())}:${pad2(d.getSeconds())}`;
+    return incr < 1 ? `${hms}.${String(d.getMilliseconds()).padStart(3, '0')}` : hms;
+  });
+}
+
 function markerHook(ev) {
   return (u) => {
     const { ctx } = u;
@@ -119,6 +163,9 @@ function markerHook(ev) {
 export function drawChart(el, cols, order, direction, ev, width) {
   const { x, series } = seriesFor(cols, order, direction);
   el.replaceChildren();
+  // Axis text in the page's colour (light or dark scheme), grid lines faint.
+  const ink = getComputedStyle(el).color || '#1b1b1b';
+  const grid = 'rgba(128,128,128,0.25)';
   const opts = {
     title: `${dirLong(direction)}: RTT by path`,
     width,
@@ -127,13 +174,14 @@ export function drawChart(el, cols, order, direction, ev, width) {
       x: { time: true },
       y: { range: (u, min, max) => [0, Math.max(1, (max ?? 1) * 1.08)] },
     },
-    axes: [{}, { label: 'RTT (ms)', size: 56 }],
+    axes: [{ stroke: ink, grid: { stroke: grid }, ticks: { stroke: grid }, values: timeLabels },
+      { label: 'RTT (ms)', size: 56, stroke: ink, grid: { stroke: grid }, ticks: { stroke: grid } }],
     series: [{ label: 'time' }, ...series.map((s) => ({
       label: `${s.label} (${s.count})`,
       stroke: s.color,
       fill: s.color,
-      paths: () => null,
-      points: { show: true, size: s.lost ? 7 : 4, width: 0, stroke: s.color, fill: s.color },
+      paths: squares(s.lost ? 6 : 3, s.color),
+      points: { show: false },
     }))],
     cursor: {
       // Every series is sparse (null where another path took the probe): take the index under

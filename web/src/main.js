@@ -224,7 +224,8 @@ async function showEvent(id) {
   summary.textContent = `${n.toLocaleString('en-US')} probes from ${fmtTime(t0)} to ${fmtTime(t1)}` +
     `${data.truncated ? ' (truncated: more probes than shown)' : ''}. ${describe(fwd.series, 'forward')}; ` +
     `${describe(rev.series, 'reverse')}.${baText ? ` ${baText}.` : ''} Dashed line: the event; ` +
-    'shaded: from the last probe through on the old path to the first on the new.';
+    'shaded: from the last probe through on the old path to the first on the new. Drag across ' +
+    'a chart to zoom in, double-click to zoom out.';
 }
 
 function closeDetail() {
