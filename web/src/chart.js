@@ -195,6 +195,8 @@ export function drawChart(el, cols, order, direction, ev, width) {
     hooks: { draw: [markerHook(ev)] },
   };
   const plot = new uPlot(opts, [x, ...series.map((s) => s.y)], el);
+  el.setAttribute('role', 'img');
+  el.setAttribute('aria-label', `${opts.title}. ${describe(series, direction)}.`);
   return { plot, series };
 }
 
