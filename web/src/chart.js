@@ -149,7 +149,7 @@ function markerHook(ev) {
       ctx.fillRect(x0, top, Math.max(1, x1 - x0), height);
     }
     const x = u.valToPos(ev.ts_ns / 1e9, 'x', true);
-    ctx.strokeStyle = 'rgba(0,0,0,0.55)';
+    ctx.strokeStyle = '#888';
     ctx.setLineDash([4, 4]);
     ctx.beginPath();
     ctx.moveTo(x, top);
