@@ -189,6 +189,16 @@ try {
       `dropped ${r.dropped}, saw the break ${sawBreak}, live again ${back}, missed event shown ${missed}`);
   }
 
+  // 3c. The timeline filtered to one target: its events and its agent's tap events only.
+  if (fixtureMode) {
+    await page.selectOption('#filter', 'dc1|10.20.0.2|stamp');
+    const ids = await page.$$eval('#events li[data-id]', (els) => els.map((li) => Number(li.dataset.id)));
+    await page.selectOption('#filter', '');
+    const all = await page.$$eval('#events li[data-id]', (els) => els.length);
+    check(JSON.stringify(ids) === JSON.stringify([11, 2, 1]) && all === 11,
+      'the timeline can show one target (and its agent\'s taps)', `stamp: ${ids.join(',')}; all: ${all}`);
+  }
+
   // 4. Little CPU while idle: the stream's state messages redraw at most once a second.
   const cdp = await context.newCDPSession(page);
   await cdp.send('Performance.enable');

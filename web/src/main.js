@@ -51,7 +51,7 @@ function schedule(what) {
   renderTimer = setTimeout(() => {
     renderTimer = null;
     lastRender = Date.now();
-    if (dirty.targets) { dirty.targets = false; renderTargets(); }
+    if (dirty.targets) { dirty.targets = false; renderTargets(); renderFilter(); }
     if (dirty.events) { dirty.events = false; renderEvents(); }
   }, wait);
 }
@@ -138,10 +138,32 @@ function sortedEvents() {
   return [...events.values()].sort((a, b) => (b.ts_ns - a.ts_ns) || (b.id - a.id));
 }
 
+// The timeline's filter: "" = everything, else one target key (its agent's tap events too).
+function renderFilter() {
+  const sel = $('filter');
+  const keys = [...targets.keys()].sort();
+  const have = [...sel.options].slice(1).map((o) => o.value);
+  if (keys.join('\n') === have.join('\n')) return;
+  const cur = sel.value;
+  sel.replaceChildren(new Option('all targets', ''), ...keys.map((k) => {
+    const [agent, target, proto] = k.split('|');
+    return new Option(`${agent} · ${target} ${proto}`, k);
+  }));
+  sel.value = keys.includes(cur) ? cur : '';
+}
+
+function shown(e) {
+  const f = $('filter').value;
+  if (!f) return true;
+  if (!isStreamEvent(e)) return f.startsWith(`${e.agent}|`);
+  return tkey(e) === f;
+}
+
 function renderEvents() {
   const list = $('events');
-  const evs = sortedEvents();
+  let evs = sortedEvents();
   while (evs.length > MAX_EVENTS) events.delete(evs.pop().id);
+  evs = evs.filter(shown);
   if (evs.length === 0) {
     list.innerHTML = '<li class="muted">No events.</li>';
     eventEls.clear();
@@ -317,6 +339,7 @@ $('events').addEventListener('click', (ev) => {
   if (b) showEvent(Number(b.dataset.id));
 });
 $('detail-close').addEventListener('click', closeDetail);
+$('filter').addEventListener('change', () => renderEvents());
 // Durations ("for 3 min") age even when no message comes; one cheap refresh every 15 s.
 setInterval(() => schedule('targets'), 15000);
 
