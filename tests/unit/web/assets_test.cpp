@@ -34,7 +34,7 @@ TEST_CASE("every file of the bundle is embedded byte for byte", "[unit][web]") {
   CHECK(html->body.find("\xE2\x80\xA6") != std::string_view::npos);  // "…"
 }
 
-TEST_CASE("/ is the page; content types and ETags", "[unit][web]") {
+TEST_CASE("/ is the page, with content types and ETags", "[unit][web]") {
   const auto root = find_asset("/");
   const auto index = find_asset("/index.html");
   REQUIRE(root.has_value());
