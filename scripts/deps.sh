@@ -13,7 +13,13 @@ PKGS=(
   iproute2 iputils-ping nftables procps psmisc tcpdump fping python3
   bird2 strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-standard-plugins
+  chromium
 )
+# The status page (web/) is bundled with node and npm at build time, and its browser test drives
+# Debian's chromium. node and npm are asked for only when the commands are missing: a machine
+# whose nodejs comes from elsewhere (npm bundled in it) must not get Debian's npm on top.
+command -v node >/dev/null 2>&1 || PKGS+=(nodejs)
+command -v npm >/dev/null 2>&1 || PKGS+=(npm)
 
 missing=()
 for p in "${PKGS[@]}"; do
