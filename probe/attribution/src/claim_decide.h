@@ -1,12 +1,18 @@
 #pragma once
 
 // Claim and decide: the probe logs whose windows claim ESP packets, then decide.
-// Part of Attributor::Impl (attributor_impl.h); docs/attribution.md §2–3 has the rules.
+// docs/attribution.md §2–3 has the rules; attributor.cpp the timeline.
 
 #include <array>
 #include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
 
-#include "esp_lane.h"
+#include "esp_lanes.h"
+#include "pathsentry/common/ring.h"
+#include "setup.h"
+#include "slot_table.h"
 
 namespace pathsentry::probe::attr {
 
@@ -28,11 +34,69 @@ struct LogEntry {
   std::array<Claim, kMaxEspTaps> claims{};
 };
 
-/// A probe seen by no tap whose forward sample waits for fwd_unseen_wait_ns.
-struct Unseen {
-  std::int64_t due_ns = 0;
-  std::uint32_t session = 0;
-  std::uint64_t seq = 0;
+/// The probe logs, one per direction in anchor order, and the rules that attribute ESP packets
+/// to them: a window first claims the packets of its expected length (and they count it), then,
+/// once every window that can hold those packets has claimed, decides (uniqueness, order
+/// rescue). Reads the setup and the slot table (a probe's clear sightings; session ids for the
+/// explain notes); writes the ESP lanes (claims, `attributed`, the order state, the fallback
+/// learning, the silent-tap counts), the taps' attribution counters in `stats` and the explain
+/// notes. Not thread-safe.
+class ClaimDecide {
+ public:
+  ClaimDecide(const Setup& setup, EspLanes& lanes, const SlotTable& table, AttributorStats& stats,
+              std::vector<std::string>& notes);
+
+  /// A probe enters direction `d`'s log (forward when sent, reverse when answered).
+  void push(Direction d, const LogEntry& e) { logs_[index(d)].entries.push_back(e); }
+  /// Gives the learners the windows complete at `now` (the claim delay past their anchor).
+  void learn_due(Direction d, std::int64_t now);
+  /// Claims the windows complete at `now - hold` (hold: EspLanes::learn_hold).
+  void claim_due(Direction d, std::int64_t now, std::int64_t hold);
+  /// Whether the oldest claimed probe's decision is due at `now`.
+  [[nodiscard]] bool decide_due(Direction d, std::int64_t now) const;
+  /// Decides the oldest claimed probe (decide_due() must hold): its ESP verdict over all ESP
+  /// taps, a path id, kAmbiguous or kNoEvidence. Then front() / pop_front().
+  std::int8_t decide_front(Direction d);
+  [[nodiscard]] const LogEntry& front(Direction d) const { return logs_[index(d)].entries.front(); }
+  void pop_front(Direction d) { logs_[index(d)].entries.pop_front(); }
+
+ private:
+  struct Log {
+    Ring<LogEntry> entries;
+    std::uint64_t claimed = 0;  // absolute index of the first unclaimed entry
+    std::uint64_t learned = 0;  // learn cursor: windows given to the learners
+  };
+  static std::size_t index(Direction d) { return static_cast<std::size_t>(d); }
+
+  void claim(LogEntry& e, Direction d);
+  /// The ESP verdict of one lane's claim, the match attributed, the counters.
+  std::int8_t decide(const Log& log, const LogEntry& e, Direction d);
+  /// Counts why a probe-direction no clear tap saw got no ESP attribution (TapAttribution and
+  /// the silent-tap warning).
+  void note_outcome(const Log& log, std::size_t lane, const LogEntry& e, Direction d,
+                    const Claim& c, std::int8_t v);
+  /// The note PATHSENTRY_EXPLAIN_UNKNOWN asks for: the probe, its candidates (offset from the
+  /// anchor, their claimants), the other probes claiming them, the nearest packet of its length.
+  void explain_unknown(const Log& log, std::size_t lane, const LogEntry& e, Direction d,
+                       const Claim& c, std::optional<std::uint32_t> want);
+  /// A gateway sends one SA's packets in the order they reach it (their ESP sequence numbers),
+  /// and our probes reach it in the order they were sent (forward) or leave it in the order they
+  /// are received (reverse, the agent's gateway decrypting in order). So a probe the window rule
+  /// leaves unexplained (its packet delayed past the window, or a burst putting another probe of
+  /// its length in the window) is between the last probe attributed before it and the next one
+  /// uniquely claiming a packet after it: if that span of the SA holds exactly one unattributed
+  /// packet of its length, and no other probe in the span (decided unexplained since the last
+  /// match, or still to be decided before the next) expects that length, the packet is its own.
+  /// `e` is the front of `log`.
+  std::optional<std::uint64_t> order_rescue(const Log& log, std::size_t lane, Direction d,
+                                            const LogEntry& e);
+
+  const Setup& setup_;
+  EspLanes& lanes_;
+  const SlotTable& table_;
+  AttributorStats& stats_;
+  std::vector<std::string>& notes_;
+  std::array<Log, 2> logs_;  // [direction]
 };
 
 }  // namespace pathsentry::probe::attr

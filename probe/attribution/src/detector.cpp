@@ -456,6 +456,19 @@ PathSample::Fate fate_of(const ProbeRecord& r, Direction d) {
   return (fwd ? r.fwd_path : r.rev_path) == kPathNone ? Fate::Lost : Fate::Through;
 }
 
+PathSample sample_of(const ProbeRecord& r, Direction d) {
+  PathSample s;
+  s.session_id = r.session_id;
+  s.target = r.target;
+  s.proto = r.proto;
+  s.dir = d;
+  s.seq = r.seq;
+  s.tx_ns = r.tx_ns;
+  s.path = d == Direction::Forward ? r.fwd_path : r.rev_path;
+  s.fate = fate_of(r, d);
+  return s;
+}
+
 Detector::Detector(DetectorConfig config) : impl_(std::make_unique<Impl>()) {
   if (config.confirm_probes == 0) {
     throw ConfigError("", "detector.confirm_probes", "0", "must be at least 1");
@@ -478,20 +491,8 @@ void Detector::on_sample(const PathSample& sample, std::int64_t now_ns,
 
 void Detector::on_record(const ProbeRecord& record, std::int64_t now_ns,
                          std::vector<PathEvent>& out) {
-  PathSample s;
-  s.session_id = record.session_id;
-  s.target = record.target;
-  s.proto = record.proto;
-  s.seq = record.seq;
-  s.tx_ns = record.tx_ns;
-  s.dir = Direction::Forward;
-  s.path = record.fwd_path;
-  s.fate = fate_of(record, Direction::Forward);
-  impl_->on_sample(s, now_ns, out);
-  s.dir = Direction::Reverse;
-  s.path = record.rev_path;
-  s.fate = fate_of(record, Direction::Reverse);
-  impl_->on_sample(s, now_ns, out);
+  impl_->on_sample(sample_of(record, Direction::Forward), now_ns, out);
+  impl_->on_sample(sample_of(record, Direction::Reverse), now_ns, out);
 }
 
 void Detector::poll(std::int64_t now_ns, std::vector<PathEvent>& out) {

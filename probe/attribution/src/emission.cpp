@@ -1,18 +1,18 @@
 #include "emission.h"
 
 // Emission: records and samples.
-// Part of Attributor::Impl (attributor_impl.h).
 
 #include <algorithm>
 #include <bit>
 #include <string>
 
-#include "attributor_impl.h"
+namespace pathsentry::probe::attr {
 
-namespace pathsentry::probe {
+Emission::Emission(const Setup& setup, LossInference& loss, AttributorStats& stats)
+    : setup_(setup), loss_(loss), stats_(stats) {}
 
-void Attributor::Impl::sample(const Session& s, Slot& sl, Direction d, std::int8_t path,
-                              PathSample::Fate fate, Out& out) {
+void Emission::sample(const Session& s, Slot& sl, Direction d, std::int8_t path,
+                      PathSample::Fate fate, Out& out) {
   if (d == Direction::Forward) {
     sl.flags |= kFwdSampled;
     sl.fwd_sampled = path;
@@ -28,70 +28,62 @@ void Attributor::Impl::sample(const Session& s, Slot& sl, Direction d, std::int8
   p.seq = sl.seq;
   p.tx_ns = sl.anchor_ns;  // one clock for every sample: event figures stay consistent
   const auto idx = static_cast<std::size_t>(static_cast<std::uint8_t>(path));  // a label: >= 0
-  p.path = labels[idx];
+  p.path = setup_.labels[idx];
   p.path_id = static_cast<std::int16_t>(idx);
   p.fate = fate;
 }
 
-/// A direction's sample of a probe whose fate is known.
-void Attributor::Impl::sample_fate(const Session& s, Slot& sl, Direction d, std::int8_t ev,
-                                   Out& out) {
+void Emission::sample_fate(const Session& s, Slot& sl, Direction d, std::int8_t ev, Out& out) {
   using Fate = PathSample::Fate;
   const bool fwd = d == Direction::Forward;
   if (sl.has(kReceived)) {
-    sample(s, sl, d, fwd ? fwd_path_of(sl, ev, LossDirection::None) : rev_path_of(sl),
+    sample(s, sl, d, fwd ? loss_.fwd_path_of(sl, ev, LossDirection::None) : loss_.rev_path_of(sl),
            Fate::Through, out);
     return;
   }
-  const LossDirection loss = loss_of(s, sl, ev);
-  const std::int8_t path = fwd ? fwd_path_of(sl, ev, loss) : rev_path_of(sl);
+  const LossDirection loss = loss_.loss_of(s, sl, ev);
+  const std::int8_t path = fwd ? loss_.fwd_path_of(sl, ev, loss) : loss_.rev_path_of(sl);
   Fate fate = Fate::Undetermined;
   if (loss == LossDirection::Forward) fate = fwd ? Fate::Lost : Fate::NotApplicable;
   if (loss == LossDirection::Reverse) fate = fwd ? Fate::Through : Fate::Lost;
   sample(s, sl, d, path, fate, out);
 }
 
-/// The forward sample leaves as soon as it is final. A probe seen leaving on a tap is through
-/// only once its fate is known (answered, or its reply's loss proven): a mirror shows where it
-/// left, not that it arrived. A probe seen nowhere is final once the ESP late horizon has
-/// passed (or fwd_unseen_wait_ns, if larger): it did not leave (a forward loss), or, with an
-/// unexplained ESP packet of its length late, it may have (MaybeLost while its fate is open).
-void Attributor::Impl::try_sample_fwd(std::uint32_t si, Session& s, Slot& sl, std::int64_t now,
-                                      Out& out) {
+void Emission::try_sample_fwd(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
   if (sl.has(kFwdSampled) || !sl.has(kFwdDecided)) return;
   const std::int8_t ev = evidence(sl.fwd_clear, sl.fwd_esp);
-  if (fate_known(s, sl, ev, now)) {
+  if (loss_.fate_known(s, sl, ev, now)) {
     sample_fate(s, sl, Direction::Forward, ev, out);
-  } else if (ev == kNoEvidence && sl.anchor_ns + fwd_none_delay <= now) {
-    if (late_esp(sl) || unseen_tap_down(s, sl)) {
-      sample(s, sl, Direction::Forward, unknown_id, PathSample::Fate::MaybeLost, out);
+  } else if (ev == kNoEvidence && sl.anchor_ns + setup_.fwd_none_delay <= now) {
+    if (loss_.late_esp(sl) || loss_.unseen_tap_down(s, sl)) {
+      sample(s, sl, Direction::Forward, setup_.unknown_id, PathSample::Fate::MaybeLost, out);
     } else {
-      sample(s, sl, Direction::Forward, none_id, PathSample::Fate::Lost, out);
+      sample(s, sl, Direction::Forward, setup_.none_id, PathSample::Fate::Lost, out);
     }
   } else if (ev == kNoEvidence &&
-             (unseen.empty() || unseen.back().seq != sl.seq || unseen.back().session != si)) {
-    unseen.push_back({sl.anchor_ns + fwd_none_delay, si, sl.seq});
+             (unseen_.empty() || unseen_.back().seq != sl.seq || unseen_.back().session != si)) {
+    unseen_.push_back({sl.anchor_ns + setup_.fwd_none_delay, si, sl.seq});
   }
 }
 
-void Attributor::Impl::emit(Session& s, Slot& sl, Out& out) {
+void Emission::emit(Session& s, Slot& sl, Out& out) {
   if (!sl.has(kLate)) {
     for (const auto& [clear, esp] :
          {std::pair{sl.fwd_clear, sl.fwd_esp}, std::pair{sl.rev_clear, sl.rev_esp}}) {
-      if (std::popcount(clear) > 1) ++stats.clear_conflicts;
+      if (std::popcount(clear) > 1) ++stats_.clear_conflicts;
       if (std::popcount(clear) == 1 && esp >= 0 && esp != std::countr_zero(clear)) {
-        ++stats.esp_conflicts;  // exact sighting beats correlation
+        ++stats_.esp_conflicts;  // exact sighting beats correlation
       }
     }
   }
   const std::int8_t ev = evidence(sl.fwd_clear, sl.fwd_esp);
-  const LossDirection loss = sl.has(kReceived) ? LossDirection::None : loss_of(s, sl, ev);
-  const std::int8_t fwd = fwd_path_of(sl, ev, loss);
-  const std::int8_t rev = rev_path_of(sl);
+  const LossDirection loss = sl.has(kReceived) ? LossDirection::None : loss_.loss_of(s, sl, ev);
+  const std::int8_t fwd = loss_.fwd_path_of(sl, ev, loss);
+  const std::int8_t rev = loss_.rev_path_of(sl);
   if (!sl.has(kFwdSampled)) {
     sample_fate(s, sl, Direction::Forward, ev, out);
   } else if (sl.fwd_sampled != fwd && !sl.has(kLate)) {
-    ++stats.fwd_samples_revised;
+    ++stats_.fwd_samples_revised;
   }
   if (!sl.has(kRevSampled)) sample_fate(s, sl, Direction::Reverse, ev, out);
   ProbeRecord& r = out.records.emplace_back();
@@ -111,54 +103,53 @@ void Attributor::Impl::emit(Session& s, Slot& sl, Out& out) {
     r.reflector_tx_ns = sl.reflector_tx_ns;
     r.reflector_clock_synced = sl.reflector_synced;
   }
-  r.fwd_path = labels[static_cast<std::size_t>(fwd)];
-  r.rev_path = labels[static_cast<std::size_t>(rev)];
+  r.fwd_path = setup_.labels[static_cast<std::size_t>(fwd)];
+  r.rev_path = setup_.labels[static_cast<std::size_t>(rev)];
   r.loss = loss;
   r.late = sl.has(kLate);
-  for (std::size_t t = 0; t < down_spans.size(); ++t) {
-    if (down_spans[t].empty() || !probe_tap_down(s, sl, t, false)) continue;
-    const std::string& name = cfg.taps[t].interface;
+  for (std::size_t t = 0; t < setup_.cfg.taps.size(); ++t) {
+    if (!loss_.down_for_record(s, sl, t)) continue;
+    const std::string& name = setup_.cfg.taps[t].interface;
     if (std::find(r.taps_down.begin(), r.taps_down.end(), name) == r.taps_down.end()) {
       r.taps_down.push_back(name);
     }
   }
-  if (!r.taps_down.empty()) ++stats.tap_down_records;
+  if (!r.taps_down.empty()) ++stats_.tap_down_records;
   sl.flags |= kEmitted;
-  ++stats.records;
+  ++stats_.records;
   if (r.late) {
-    ++stats.late_records;
+    ++stats_.late_records;
   } else {
-    ++stats.path_counts[static_cast<std::size_t>(fwd)][0];
-    ++stats.path_counts[static_cast<std::size_t>(rev)][1];
+    ++stats_.path_counts[static_cast<std::size_t>(fwd)][0];
+    ++stats_.path_counts[static_cast<std::size_t>(rev)][1];
   }
   // The loss counts follow the latest record of each probe (a late answer replaces its loss).
   if (sl.emitted_loss != LossDirection::None) {
     const auto i = static_cast<std::size_t>(sl.emitted_loss) - 1;
-    --stats.losses[i];
+    --stats_.losses[i];
     --s.losses[i];
   }
   if (loss != LossDirection::None) {
     const auto i = static_cast<std::size_t>(loss) - 1;
-    ++stats.losses[i];
+    ++stats_.losses[i];
     ++s.losses[i];
   }
   sl.emitted_loss = loss;
 }
 
-void Attributor::Impl::try_finish(Session& s, Slot& sl, std::int64_t now, Out& out) {
+void Emission::try_finish(Session& s, Slot& sl, std::int64_t now, Out& out) {
   if (sl.has(kEmitted) || !sl.has(kFwdDecided)) return;
   if (sl.has(kReceived) ? !sl.has(kRevDecided) : !sl.has(kLoss)) return;
   // A lost probe waits until its direction can be decided (the ESP late horizon, the
   // reflector's counter), like its samples.
-  if (!fate_known(s, sl, evidence(sl.fwd_clear, sl.fwd_esp), now)) return;
+  if (!loss_.fate_known(s, sl, evidence(sl.fwd_clear, sl.fwd_esp), now)) return;
   emit(s, sl, out);
 }
 
-void Attributor::Impl::declare_loss(std::uint32_t si, Session& s, Slot& sl, std::int64_t now,
-                                    Out& out) {
-  mark_lost(si, s, sl, now);
+void Emission::declare_loss(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
+  loss_.mark_lost(si, s, sl, now);
   try_sample_fwd(si, s, sl, now, out);
   try_finish(s, sl, now, out);
 }
 
-}  // namespace pathsentry::probe
+}  // namespace pathsentry::probe::attr

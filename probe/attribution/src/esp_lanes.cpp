@@ -1,21 +1,25 @@
-#include "esp_lane.h"
+#include "esp_lanes.h"
 
 // ESP lanes: ESP packets seen, lengths learned, the silent-tap warning.
-// Part of Attributor::Impl (attributor_impl.h).
 
 #include <algorithm>
 #include <string>
 
-#include "attributor_impl.h"
+namespace pathsentry::probe::attr {
 
-namespace pathsentry::probe {
+EspLanes::EspLanes(const Setup& setup, AttributorStats& stats, std::vector<std::string>& notes)
+    : setup_(setup),
+      stats_(stats),
+      notes_(notes),
+      lanes_(setup.lane_tap.size()),
+      silent_(setup.lane_tap.size()) {}
 
-std::optional<std::uint32_t> Attributor::Impl::expected_len(std::size_t lane, Direction d,
-                                                            std::uint32_t wire) {
+std::optional<std::uint32_t> EspLanes::expected_len(std::size_t lane, Direction d,
+                                                    std::uint32_t wire) const {
   if (wire == 0) return std::nullopt;
-  const auto& tap = cfg.taps[lane_tap[lane]];
+  const auto& tap = setup_.cfg.taps[setup_.lane_tap[lane]];
   if (tap.transform) return tap.transform->esp_length(wire);
-  const EspLane& ln = lanes[lane][static_cast<std::size_t>(d)];
+  const EspLane& ln = lanes_[lane][static_cast<std::size_t>(d)];
   if (ln.learner.model()) return ln.learner.model()->transform.esp_length(wire);
   for (const auto& l : ln.learned) {
     if (l.wire == wire) return l.learned ? std::optional<std::uint32_t>(l.len) : std::nullopt;
@@ -23,28 +27,27 @@ std::optional<std::uint32_t> Attributor::Impl::expected_len(std::size_t lane, Di
   return std::nullopt;
 }
 
-void Attributor::Impl::learn(std::size_t lane, Direction d, std::uint32_t wire, std::uint32_t len) {
+void EspLanes::learn(std::size_t lane, Direction d, std::uint32_t wire, std::uint32_t len) {
   if (wire == 0) return;
-  auto& ln = lanes[lane][static_cast<std::size_t>(d)];
+  auto& ln = lanes_[lane][static_cast<std::size_t>(d)];
   auto it = std::find_if(ln.learned.begin(), ln.learned.end(),
                          [&](const EspLane::Learned& l) { return l.wire == wire; });
   if (it == ln.learned.end()) {
     if (ln.learned.size() >= 256) return;  // a fallback for lone probes: bounded
-    ln.learned.push_back({wire, len, 1, cfg.learn_samples <= 1});
+    ln.learned.push_back({wire, len, 1, setup_.cfg.learn_samples <= 1});
   } else if (it->len == len) {
-    if (++it->count >= cfg.learn_samples) it->learned = true;
+    if (++it->count >= setup_.cfg.learn_samples) it->learned = true;
   } else {
-    *it = {wire, len, 1, cfg.learn_samples <= 1};
+    *it = {wire, len, 1, setup_.cfg.learn_samples <= 1};
   }
 }
 
-/// Gives the learner of one direction a probe window: the distinct ESP lengths it holds.
-void Attributor::Impl::learn_window(const LogEntry& e, Direction d) {
+void EspLanes::learn_window(Direction d, std::int64_t anchor_ns, std::uint32_t wire) {
   const auto di = static_cast<std::size_t>(d);
-  for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
-    const auto& tap = cfg.taps[lane_tap[lane]];
-    EspLane& ln = lanes[lane][di];
-    const auto [from, to] = window_of(tap, d, e.anchor_ns);
+  for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
+    const auto& tap = setup_.cfg.taps[setup_.lane_tap[lane]];
+    EspLane& ln = lanes_[lane][di];
+    const auto [from, to] = window_of(tap, d, anchor_ns);
     if (from <= ln.evicted_through_ns) continue;
     std::array<std::uint32_t, 64> lens{};
     std::size_t n = 0;
@@ -55,78 +58,73 @@ void Attributor::Impl::learn_window(const LogEntry& e, Direction d) {
         lens[n++] = o.len;
       }
     }
-    ln.learner.on_window(e.wire, lens.data(), n);
+    ln.learner.on_window(wire, lens.data(), n);
     ++ln.windows_learned;
   }
 }
 
-/// Runs the learners that have new evidence; notes what they locked in.
-void Attributor::Impl::evaluate_learners() {
-  for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
-    const std::size_t tap = lane_tap[lane];
-    const auto& spec = cfg.taps[tap];
+void EspLanes::evaluate_learners() {
+  for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
+    const std::size_t tap = setup_.lane_tap[lane];
+    const auto& spec = setup_.cfg.taps[tap];
     for (std::size_t di = 0; di < 2; ++di) {
-      EspLane& ln = lanes[lane][di];
+      EspLane& ln = lanes_[lane][di];
       const std::uint64_t every = ln.learner.model() ? 1024 : 8;
       if (ln.learner.windows_since_eval() < every) continue;
       const auto change = ln.learner.evaluate();
       const char* dir = di == 0 ? "forward" : "reverse";
       if (change != EspLearner::Change::None) {
         const std::string name = ln.learner.model()->name;
-        if (!spec.transform) stats.taps[tap].transform[di] = name;
-        if (change == EspLearner::Change::Relearned) ++stats.taps[tap].transform_changes;
+        if (!spec.transform) stats_.taps[tap].transform[di] = name;
+        if (change == EspLearner::Change::Relearned) ++stats_.taps[tap].transform_changes;
         if (!spec.transform) {
-          notes.push_back("tap " + spec.interface + " (" + spec.path + "): " + dir + " ESP " +
-                          (change == EspLearner::Change::Learned ? "transform learned: "
-                                                                 : "transform re-learned, the "
-                                                                   "lengths seen changed: ") +
-                          name);
+          notes_.push_back("tap " + spec.interface + " (" + spec.path + "): " + dir + " ESP " +
+                           (change == EspLearner::Change::Learned ? "transform learned: "
+                                                                  : "transform re-learned, the "
+                                                                    "lengths seen changed: ") +
+                           name);
         }
       }
       if (spec.transform && ln.learner.model() && !ln.mismatch_counted &&
           !ln.learner.agrees_with(*spec.transform)) {
         ln.mismatch_counted = true;
-        ++stats.taps[tap].length_mismatch;
-        notes.push_back("tap " + spec.interface + " (" + spec.path + "): the " + dir +
-                        " ESP lengths seen fit " + ln.learner.model()->name +
-                        ", not the configured transform: probes will not be attributed");
+        ++stats_.taps[tap].length_mismatch;
+        notes_.push_back("tap " + spec.interface + " (" + spec.path + "): the " + dir +
+                         " ESP lengths seen fit " + ln.learner.model()->name +
+                         ", not the configured transform: probes will not be attributed");
       }
     }
   }
 }
 
-/// How much later windows are claimed now: learn_hold_ns while a tap without a transform has
-/// seen ESP but not learned it yet (for at most learn_hold_ns after its first ESP packet).
-std::int64_t Attributor::Impl::learn_hold(std::int64_t now) const {
-  for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
-    if (cfg.taps[lane_tap[lane]].transform) continue;
-    for (const EspLane& ln : lanes[lane]) {
+std::int64_t EspLanes::learn_hold(std::int64_t now) const {
+  for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
+    if (setup_.cfg.taps[setup_.lane_tap[lane]].transform) continue;
+    for (const EspLane& ln : lanes_[lane]) {
       if (ln.first_esp_ns != 0 && !ln.learner.model() &&
-          now - ln.first_esp_ns < cfg.learn_hold_ns) {
-        return cfg.learn_hold_ns;
+          now - ln.first_esp_ns < setup_.cfg.learn_hold_ns) {
+        return setup_.cfg.learn_hold_ns;
       }
     }
   }
   return 0;
 }
 
-/// Warns about an ESP tap that saw ESP but attributed nothing while probes went unexplained,
-/// with the likely cause, every silent_warn_ns it lasts.
-void Attributor::Impl::check_silent(std::int64_t now) {
-  if (cfg.silent_warn_ns <= 0) return;
-  for (std::size_t lane = 0; lane < lanes.size(); ++lane) {
-    SilentPeriod& p = silent[lane];
+void EspLanes::check_silent(std::int64_t now) {
+  if (setup_.cfg.silent_warn_ns <= 0) return;
+  for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
+    SilentPeriod& p = silent_[lane];
     if (p.start_ns == 0) p.start_ns = now;
-    if (now - p.start_ns < cfg.silent_warn_ns) continue;
-    const std::size_t tap = lane_tap[lane];
-    const auto& spec = cfg.taps[tap];
+    if (now - p.start_ns < setup_.cfg.silent_warn_ns) continue;
+    const std::size_t tap = setup_.lane_tap[lane];
+    const auto& spec = setup_.cfg.taps[tap];
     const std::uint64_t unexplained = p.ambiguous + p.no_cand + p.unlearned;
     const bool silent_tap = p.esp >= 10 && p.matched == 0 && unexplained >= 10;
     if (silent_tap) {
-      ++stats.taps[tap].silent_warnings;
+      ++stats_.taps[tap].silent_warnings;
       std::string cause;
-      const EspLearner& fl = lanes[lane][0].learner;
-      const EspLearner& rl = lanes[lane][1].learner;
+      const EspLearner& fl = lanes_[lane][0].learner;
+      const EspLearner& rl = lanes_[lane][1].learner;
       if (p.unlearned >= p.ambiguous && p.unlearned >= p.no_cand) {
         cause = "no ESP length known for the probes: forward " + fl.diagnosis() + "; reverse " +
                 rl.diagnosis();
@@ -144,7 +142,7 @@ void Attributor::Impl::check_silent(std::int64_t now) {
             "narrow for the tunnel's delay, or the transform is wrong (" +
             (spec.transform ? std::string("configured") : "forward " + fl.diagnosis()) + ")";
       }
-      notes.push_back(
+      notes_.push_back(
           "WARNING tap " + spec.interface + " (" + spec.path + "): " + (p.warned ? "still " : "") +
           "attributed nothing in " + std::to_string((now - p.start_ns) / 1'000'000'000) +
           " s although it saw " + std::to_string(p.esp) + " ESP packets between " +
@@ -160,10 +158,10 @@ void Attributor::Impl::check_silent(std::int64_t now) {
   }
 }
 
-void Attributor::Impl::add_esp(std::size_t tap, const Observation& o) {
-  const std::size_t lane = static_cast<std::size_t>(tap_lane[tap]);
-  EspLane& ln = lanes[lane][static_cast<std::size_t>(o.dir)];
-  auto& ts = stats.taps[tap];
+void EspLanes::add_esp(std::size_t tap, const Observation& o, std::int64_t last_now) {
+  const std::size_t lane = static_cast<std::size_t>(setup_.tap_lane[tap]);
+  EspLane& ln = lanes_[lane][static_cast<std::size_t>(o.dir)];
+  auto& ts = stats_.taps[tap];
   // Sequence gaps per SA: packets the gateway sent that the tap never delivered.
   auto sa = std::find_if(ln.sas.begin(), ln.sas.end(),
                          [&](const EspLane::Sa& x) { return x.used && x.spi == o.spi; });
@@ -174,11 +172,11 @@ void Attributor::Impl::add_esp(std::size_t tap, const Observation& o) {
     ts.esp_seq_gaps += o.esp_seq - sa->last_seq - 1;
     sa->last_seq = o.esp_seq;
   }
-  if (o.ts_ns + cfg.settle_ns < last_now) ++ts.late;
+  if (o.ts_ns + setup_.cfg.settle_ns < last_now) ++ts.late;
   if (ln.first_esp_ns == 0) ln.first_esp_ns = o.ts_ns;
   ln.learner.on_packet(o.esp_len);
-  ++silent[lane].esp;
-  if (ln.obs.size() >= cfg.max_esp_observations) evict_front(tap, ln, true);
+  ++silent_[lane].esp;
+  if (ln.obs.size() >= setup_.cfg.max_esp_observations) evict_front(tap, ln, true);
   ln.obs.push_back(EspObs{o.ts_ns, o.esp_len, 0, 0, false, o.spi, o.esp_seq});
   // Keep time order (capture timestamps can step back slightly across CPUs).
   for (std::uint64_t i = ln.obs.end_abs() - 1; i > ln.obs.begin_abs(); --i) {
@@ -189,15 +187,25 @@ void Attributor::Impl::add_esp(std::size_t tap, const Observation& o) {
   }
 }
 
-void Attributor::Impl::evict_front(std::size_t tap, EspLane& ln, bool overflow) {
+void EspLanes::evict_older(std::int64_t before_ns) {
+  for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
+    for (auto& ln : lanes_[lane]) {
+      while (!ln.obs.empty() && ln.obs.front().ts_ns < before_ns) {
+        evict_front(setup_.lane_tap[lane], ln, false);
+      }
+    }
+  }
+}
+
+void EspLanes::evict_front(std::size_t tap, EspLane& ln, bool overflow) {
   const EspObs& o = ln.obs.front();
-  if (!o.attributed) ++stats.taps[tap].unmatched;
-  if (overflow) ++stats.taps[tap].overflow;
+  if (!o.attributed) ++stats_.taps[tap].unmatched;
+  if (overflow) ++stats_.taps[tap].overflow;
   ln.evicted_through_ns = std::max(ln.evicted_through_ns, o.ts_ns);
   ln.obs.pop_front();
 }
 
-std::uint64_t Attributor::Impl::lower_bound(Ring<EspObs>& r, std::int64_t ts) {
+std::uint64_t EspLanes::lower_bound(const Ring<EspObs>& r, std::int64_t ts) {
   std::uint64_t lo = r.begin_abs();
   std::uint64_t hi = r.end_abs();
   while (lo < hi) {
@@ -211,4 +219,4 @@ std::uint64_t Attributor::Impl::lower_bound(Ring<EspObs>& r, std::int64_t ts) {
   return lo;
 }
 
-}  // namespace pathsentry::probe
+}  // namespace pathsentry::probe::attr

@@ -1,7 +1,7 @@
 #pragma once
 
-// The slot table: per session, a ring of per-probe slots indexed by sequence.
-// Part of Attributor::Impl (attributor_impl.h); docs/attribution.md §2–3 has the rules.
+// The slot table: per session, a ring of per-probe slots indexed by sequence. Every part of the
+// attributor reads it; docs/attribution.md §2–3 has the rules.
 
 #include <algorithm>
 #include <bit>
@@ -10,6 +10,7 @@
 #include <deque>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "pathsentry/common/ring.h"
@@ -67,6 +68,17 @@ struct Slot {
   bool tx_kernel = false;
   [[nodiscard]] bool has(std::uint16_t f) const { return (flags & f) != 0; }
 };
+
+/// A probe to look at again once `due_ns` has passed (a forward sample waiting for the late
+/// horizon, a lost STAMP probe waiting for the reflector's counter).
+struct Recheck {
+  std::int64_t due_ns = 0;
+  std::uint32_t session = 0;
+  std::uint64_t seq = 0;
+};
+
+/// Probes whose fate may have become known, to look at in the next poll (session index, seq).
+using ReadyList = std::vector<std::pair<std::uint32_t, std::uint64_t>>;
 
 struct Overtake {
   std::uint64_t seq = 0;  // a later probe that was answered
@@ -132,6 +144,10 @@ struct SlotTable {
   static Slot* acquire(Session& s, std::uint64_t seq, std::uint64_t& overruns);
   static Slot* lookup(Session& s, std::uint64_t seq) {
     Slot& sl = s.slots[seq & s.mask];
+    return sl.seq == seq ? &sl : nullptr;
+  }
+  static const Slot* lookup(const Session& s, std::uint64_t seq) {
+    const Slot& sl = s.slots[seq & s.mask];
     return sl.seq == seq ? &sl : nullptr;
   }
   static bool resolved(const Slot& sl) { return sl.has(kHaveRecord) || sl.has(kLoss); }

@@ -176,8 +176,8 @@ Result decode_esp(const TapSpec& tap, std::int64_t ts, const L4& l4,
 Result decode_icmp(const DecodeContext& ctx, std::int64_t ts, const L4& l4, bool v6) {
   if (l4.data.size() < 8) return tl::unexpected(DropReason::Truncated);
   const std::uint8_t type = l4.data[0];
-  const std::uint8_t request = v6 ? 128 : 8;
-  const std::uint8_t reply = v6 ? 129 : 0;
+  const std::uint8_t request = v6 ? icmp::kEchoRequest6 : icmp::kEchoRequest4;
+  const std::uint8_t reply = v6 ? icmp::kEchoReply6 : icmp::kEchoReply4;
   if ((type != request && type != reply) || l4.data[1] != 0) {
     return tl::unexpected(DropReason::NotProbe);
   }

@@ -1,5 +1,6 @@
 #include "pathsentry/probe/engine/engine.h"
 
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
@@ -34,8 +35,8 @@ void sleep_until_mono(std::int64_t t) {
 
 }  // namespace
 
-Engine::Engine(const Clock& clock, EngineOptions options)
-    : clock_(clock), options_(std::move(options)) {}
+Engine::Engine(const Clock& clock, EngineOptions options, Waiter& waiter)
+    : clock_(clock), options_(std::move(options)), waiter_(waiter) {}
 
 Engine::~Engine() = default;
 
@@ -138,8 +139,10 @@ void Engine::receiver_loop() {
     const std::int64_t to_second = next_second - clock_.system_ns();
     const std::int64_t wait_ns =
         std::clamp<std::int64_t>(std::min(to_second, kReceiverTickNs), 0, kReceiverTickNs);
-    const int timeout_ms = static_cast<int>((wait_ns + 999'999) / 1'000'000);
-    const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), timeout_ms);
+    // The epoll descriptor polls readable when any socket is: the wait goes through the
+    // Waiter, the events are then collected without blocking.
+    waiter_.wait_fd(ep, POLLIN, wait_ns);
+    const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 0);
     if (n < 0 && errno != EINTR)
       throw std::system_error(errno, std::system_category(), "epoll_wait");
     for (int i = 0; i < n; ++i)
@@ -162,9 +165,7 @@ void Engine::receiver_loop() {
       return;
     }
     if (options_.rx_coalesce_ns > 0 && n > 0) {
-      const timespec nap{
-          0, static_cast<long>(std::min<std::int64_t>(options_.rx_coalesce_ns, kReceiverTickNs))};
-      nanosleep(&nap, nullptr);
+      waiter_.sleep_for(std::min<std::int64_t>(options_.rx_coalesce_ns, kReceiverTickNs));
     }
   }
 }

@@ -15,11 +15,10 @@ namespace {
 
 using be::get16;
 using be::put16;
-
-constexpr std::uint8_t kEchoRequest4 = 8;
-constexpr std::uint8_t kEchoReply4 = 0;
-constexpr std::uint8_t kEchoRequest6 = 128;
-constexpr std::uint8_t kEchoReply6 = 129;
+using icmp::kEchoReply4;
+using icmp::kEchoReply6;
+using icmp::kEchoRequest4;
+using icmp::kEchoRequest6;
 
 std::optional<ParsedReply> parse_icmp(const WireFormat& wf, std::span<const std::uint8_t> in,
                                       std::uint64_t newest_seq) {

@@ -33,25 +33,39 @@ ErrorEstimate ErrorEstimate::decode(std::uint16_t raw) {
   return e;
 }
 
-std::size_t encode(const SenderPacket& p, std::span<std::uint8_t> out) {
-  if (out.size() < kBasePacketSize) return 0;
-  std::uint8_t* b = out.data();
-  std::memset(b, 0, kBasePacketSize);  // MBZ fields
+namespace {
+
+// Bytes 0-15 of both test packets: sequence, timestamp, error estimate, SSID (RFC 8762 §4.2.1
+// and §4.3.1, the SSID of RFC 8972). Everything after them up to kBasePacketSize is zeroed (MBZ).
+template <class Packet>
+void put_head(const Packet& p, std::uint8_t* b) {
+  std::memset(b, 0, kBasePacketSize);
   put32(b + 0, p.sequence);
   put64(b + 4, p.timestamp);
   put16(b + 12, p.error.encode());
   put16(b + 14, p.ssid);
+}
+
+template <class Packet>
+void get_head(const std::uint8_t* b, Packet& p) {
+  p.sequence = get32(b);
+  p.timestamp = get64(b + 4);
+  p.error = ErrorEstimate::decode(get16(b + 12));
+  p.ssid = get16(b + 14);
+}
+
+}  // namespace
+
+std::size_t encode(const SenderPacket& p, std::span<std::uint8_t> out) {
+  if (out.size() < kBasePacketSize) return 0;
+  put_head(p, out.data());
   return kBasePacketSize;
 }
 
 std::size_t encode(const ReflectorPacket& p, std::span<std::uint8_t> out) {
   if (out.size() < kBasePacketSize) return 0;
   std::uint8_t* b = out.data();
-  std::memset(b, 0, kBasePacketSize);
-  put32(b + 0, p.sequence);
-  put64(b + 4, p.timestamp);
-  put16(b + 12, p.error.encode());
-  put16(b + 14, p.ssid);
+  put_head(p, b);
   put64(b + 16, p.receive_timestamp);
   put32(b + 24, p.sender_sequence);
   put64(b + 28, p.sender_timestamp);
@@ -64,12 +78,8 @@ std::size_t encode(const ReflectorPacket& p, std::span<std::uint8_t> out) {
 
 tl::expected<SenderPacket, DecodeError> decode_sender(std::span<const std::uint8_t> in) {
   if (in.size() < kBasePacketSize) return tl::unexpected(DecodeError::Truncated);
-  const std::uint8_t* b = in.data();
   SenderPacket p;
-  p.sequence = get32(b);
-  p.timestamp = get64(b + 4);
-  p.error = ErrorEstimate::decode(get16(b + 12));
-  p.ssid = get16(b + 14);
+  get_head(in.data(), p);
   return p;
 }
 
@@ -77,10 +87,7 @@ tl::expected<ReflectorPacket, DecodeError> decode_reflector(std::span<const std:
   if (in.size() < kBasePacketSize) return tl::unexpected(DecodeError::Truncated);
   const std::uint8_t* b = in.data();
   ReflectorPacket p;
-  p.sequence = get32(b);
-  p.timestamp = get64(b + 4);
-  p.error = ErrorEstimate::decode(get16(b + 12));
-  p.ssid = get16(b + 14);
+  get_head(b, p);
   p.receive_timestamp = get64(b + 16);
   p.sender_sequence = get32(b + 24);
   p.sender_timestamp = get64(b + 28);

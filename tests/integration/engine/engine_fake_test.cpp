@@ -1,8 +1,13 @@
+#include <poll.h>
+
 #include <catch2/catch.hpp>
 #include <memory>
+#include <mutex>
+#include <vector>
 
 #include "engine/fake_socket.h"
 #include "pathsentry/common/clock.h"
+#include "pathsentry/common/waiter.h"
 #include "pathsentry/probe/engine/engine.h"
 #include "pathsentry/probe/wire/probe_wire.h"
 
@@ -10,6 +15,59 @@ using namespace pathsentry;
 using namespace pathsentry::probe;
 using pathsentry::test::CollectingSink;
 using pathsentry::test::FakeSocket;
+
+namespace {
+
+SessionConfig fake_session_config() {
+  SessionConfig c;
+  c.target = *IpAddress::parse("198.18.0.2");
+  c.proto = Proto::Icmp;
+  c.rate_pps = 100;
+  c.timeout_ns = 20'000'000;
+  c.agent_id = 7;
+  c.session_id = 0x12340001;
+  return c;
+}
+
+WireFormat wire_format_for(const SessionConfig& c) {
+  WireFormat wf;
+  wf.proto = c.proto;
+  wf.family = AF_INET;
+  wf.agent_id = c.agent_id;
+  wf.session_id = c.session_id;
+  wf.datagram_size = datagram_size_for(c.proto, c.size);
+  return wf;
+}
+
+/// Waits for real (SystemWaiter) and remembers each wait.
+class RecordingWaiter final : public Waiter {
+ public:
+  struct FdWait {
+    int fd;
+    short events;
+    std::int64_t timeout_ns;
+  };
+  void wait_fd(int fd, short events, std::int64_t timeout_ns) override {
+    {
+      const std::lock_guard<std::mutex> lock(mu);
+      fd_waits.push_back({fd, events, timeout_ns});
+    }
+    real.wait_fd(fd, events, timeout_ns);
+  }
+  void sleep_for(std::int64_t ns) override {
+    {
+      const std::lock_guard<std::mutex> lock(mu);
+      sleeps.push_back(ns);
+    }
+    real.sleep_for(ns);
+  }
+  std::mutex mu;
+  std::vector<FdWait> fd_waits;
+  std::vector<std::int64_t> sleeps;
+  SystemWaiter real;
+};
+
+}  // namespace
 
 // The engine's threads wait on a fake socket as on a real one (its eventfd): a short run over
 // a fake that never answers sends, reads every TX timestamp, declares every probe lost at its
@@ -20,19 +78,8 @@ TEST_CASE("engine runs over the fake socket's descriptor", "[integration][engine
   EngineOptions eo;
   eo.duration_ns = 100'000'000;
   Engine engine(clock, eo);
-  SessionConfig c;
-  c.target = *IpAddress::parse("198.18.0.2");
-  c.proto = Proto::Icmp;
-  c.rate_pps = 100;
-  c.timeout_ns = 20'000'000;
-  c.agent_id = 7;
-  c.session_id = 0x12340001;
-  WireFormat wf;
-  wf.proto = c.proto;
-  wf.family = AF_INET;
-  wf.agent_id = c.agent_id;
-  wf.session_id = c.session_id;
-  wf.datagram_size = datagram_size_for(c.proto, c.size);
+  const SessionConfig c = fake_session_config();
+  const WireFormat wf = wire_format_for(c);
   auto fs = std::make_unique<FakeSocket>(clock);
   FakeSocket* sock = fs.get();
   engine.add_session(std::make_unique<ProbeSession>(c, wf, std::move(fs), sink));
@@ -43,4 +90,40 @@ TEST_CASE("engine runs over the fake socket's descriptor", "[integration][engine
   CHECK(s.counters.lost == s.counters.sent);
   CHECK(sink.records.size() == s.counters.sent);
   CHECK(sink.sent.size() == s.counters.sent);
+}
+
+// The receiver blocks only through the Waiter it is given: it waits on one descriptor (the epoll
+// set, not a session's socket) for at most its 5 ms tick, and after a wake-up that read
+// something (the fake's TX timestamps) it sleeps the coalescing time through the Waiter too.
+TEST_CASE("engine's receiver waits through its Waiter", "[integration][engine]") {
+  SystemClock clock;
+  CollectingSink sink;
+  RecordingWaiter waiter;
+  EngineOptions eo;
+  eo.duration_ns = 100'000'000;
+  eo.rx_coalesce_ns = 700'000;
+  Engine engine(clock, eo, waiter);
+  const SessionConfig c = fake_session_config();
+  auto fs = std::make_unique<FakeSocket>(clock);
+  const int socket_fd = fs->native_handle();
+  engine.add_session(std::make_unique<ProbeSession>(c, wire_format_for(c), std::move(fs), sink));
+  engine.run();
+  const SessionSummary s = engine.sessions()[0]->summary();
+  REQUIRE(s.counters.sent >= 5);
+  CHECK(sink.records.size() == s.counters.sent);
+  const std::lock_guard<std::mutex> lock(waiter.mu);
+  // A 100 ms run plus the 20 ms timeout at a 5 ms tick: at least a wait per tick.
+  REQUIRE(waiter.fd_waits.size() >= 20);
+  const int fd = waiter.fd_waits.front().fd;
+  CHECK(fd >= 0);
+  CHECK(fd != socket_fd);
+  for (const auto& w : waiter.fd_waits) {
+    CHECK(w.fd == fd);
+    CHECK((w.events & POLLIN) != 0);
+    CHECK(w.timeout_ns >= 0);
+    CHECK(w.timeout_ns <= 5'000'000);
+  }
+  // Each probe's TX timestamp is read after a wake-up: at least one coalescing sleep.
+  REQUIRE_FALSE(waiter.sleeps.empty());
+  for (const std::int64_t ns : waiter.sleeps) CHECK(ns == 700'000);
 }

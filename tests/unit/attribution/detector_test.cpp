@@ -641,3 +641,28 @@ TEST_CASE("detector: fates from records", "[unit][detector]") {
   r = rec(1, "ipsec", "ipsec");
   CHECK(fate_of(r, Direction::Reverse) == Fate::Through);
 }
+
+// A record's direction as a sample: its identity, TX time, that direction's path and fate.
+TEST_CASE("detector: a record's directions as samples", "[unit][detector]") {
+  ProbeRecord r = rec(1, "express-connect", kPathNone);
+  r.session_id = 42;
+  r.target = "192.0.2.7";
+  r.proto = Proto::Stamp;
+  r.seq = 9;
+  r.tx_ns = 123 * kMs;
+  r.loss = LossDirection::Reverse;
+  const PathSample f = sample_of(r, Direction::Forward);
+  CHECK(f.session_id == 42);
+  CHECK(f.target == "192.0.2.7");
+  CHECK(f.proto == Proto::Stamp);
+  CHECK(f.dir == Direction::Forward);
+  CHECK(f.seq == 9);
+  CHECK(f.tx_ns == 123 * kMs);
+  CHECK(f.path == "express-connect");
+  CHECK(f.path_id == -1);
+  CHECK(f.fate == Fate::Through);
+  const PathSample b = sample_of(r, Direction::Reverse);
+  CHECK(b.dir == Direction::Reverse);
+  CHECK(b.path == kPathNone);
+  CHECK(b.fate == Fate::Lost);
+}

@@ -66,6 +66,10 @@ struct PathSample {
 /// records have: a path "none" is Lost, anything else Through).
 [[nodiscard]] PathSample::Fate fate_of(const ProbeRecord& r, Direction d);
 
+/// One direction of a finished record as a sample (fate by fate_of(); its views point into
+/// `r`; no path id: the detector takes the path by its text).
+[[nodiscard]] PathSample sample_of(const ProbeRecord& r, Direction d);
+
 /// Counters of the detector.
 struct DetectorStats {
   std::uint64_t samples = 0;     ///< samples processed in order (two per record)

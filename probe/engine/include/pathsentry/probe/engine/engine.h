@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "pathsentry/common/clock.h"
+#include "pathsentry/common/waiter.h"
 #include "pathsentry/probe/engine/probe_session.h"
 
 namespace pathsentry::probe {
@@ -36,7 +37,9 @@ struct EngineOptions {
 /// Runs probe sessions on two threads (docs/probe.md):
 ///  - the sender paces every session with absolute deadlines and sends what is due in batches;
 ///  - the receiver waits on all sockets (epoll), reads replies and TX timestamps, expires
-///    probes past their timeout and, at each wall-clock second, reports the interval.
+///    probes past their timeout and, at each wall-clock second, reports the interval. Its
+///    waits (on the epoll descriptor, the coalescing sleep) go through the Waiter; the
+///    sender's pacing sleep (absolute deadlines) does not.
 /// Records leave through each session's RecordSink on the receiver thread.
 class Engine {
  public:
@@ -45,7 +48,7 @@ class Engine {
   using IntervalCallback =
       std::function<void(std::int64_t second_end_ns, std::span<const IntervalReport> reports)>;
 
-  Engine(const Clock& clock, EngineOptions options);
+  Engine(const Clock& clock, EngineOptions options, Waiter& waiter = system_waiter());
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
@@ -78,6 +81,7 @@ class Engine {
 
   const Clock& clock_;
   EngineOptions options_;
+  Waiter& waiter_;  // the receiver's waits
   std::vector<std::unique_ptr<ProbeSession>> sessions_;
   std::unique_ptr<SizeCycle> size_cycle_;  // shared by the cycling sessions (sender thread)
   std::vector<IntervalReport> reports_;

@@ -17,6 +17,11 @@ namespace pathsentry::probe::icmp {
 ///
 /// Big-endian. The echo reply carries the payload back unchanged.
 inline constexpr std::size_t kPayloadSize = 32;
+/// ICMP types of an echo request and its reply: ICMPv4 (RFC 792), ICMPv6 (RFC 4443).
+inline constexpr std::uint8_t kEchoRequest4 = 8;
+inline constexpr std::uint8_t kEchoReply4 = 0;
+inline constexpr std::uint8_t kEchoRequest6 = 128;
+inline constexpr std::uint8_t kEchoReply6 = 129;
 inline constexpr std::uint32_t kMagic = 0x50534E54;  // "PSNT"
 
 struct Payload {
