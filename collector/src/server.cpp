@@ -205,6 +205,13 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       return answer_error(
           431, "request head over " + std::to_string(server_.cfg.max_header_bytes) + " bytes");
     }
+    if (ec == http::error::body_limit) {
+      // The parser refuses a Content-Length over the limit with the head: the body is unread.
+      ++server_.counters.too_large;
+      return answer_error(
+          413, "body of " + std::string(parser_->get()[http::field::content_length]) +
+                   " bytes is over max_body_bytes " + std::to_string(server_.cfg.max_body_bytes));
+    }
     if (ec) return fail(ec, "reading a request head");
     busy_ = true;  // from here the request is answered, even while stopping
     const auto& req = parser_->get();
