@@ -52,6 +52,9 @@ struct StoreConfig {
   std::int64_t rollup_keep_ns = 400LL * 86'400'000'000'000;  ///< default 400 days; 0 = forever
   std::int64_t event_keep_ns = 0;                            ///< 0 = forever (the default)
   int busy_timeout_ms = 5000;
+  /// PRAGMA quick_check at open, so a damaged file is refused before anything is written to
+  /// it. It reads the whole file: ~1 s per 100 MB cached, several cold (docs/store.md).
+  bool check_at_open = true;
   int read_connections = 4;  ///< pool of read-only connections for the query methods
 };
 
