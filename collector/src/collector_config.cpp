@@ -48,7 +48,11 @@ const options::OptionTable<Building>& table() {
        "HTTP listener (default 127.0.0.1:9780; [V6]:PORT; \"off\" = none)",
        Arg::One,
        [](Building& b, const Value& v) {
-         b.c.server.listen = v.string() == "off" ? std::string() : v.string();
+         const std::string& s = v.string();
+         if (s != "off") {
+           if (const auto why = listen_error(s)) v.fail(*why);
+         }
+         b.c.server.listen = s == "off" ? std::string() : s;
        }},
       {"--listen-unix",
        {"collector.listen_unix"},

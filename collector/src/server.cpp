@@ -8,8 +8,10 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <charconv>
 #include <mutex>
 #include <optional>
+#include <tl/expected.hpp>
 
 #include "pathsentry/common/config_error.h"
 
@@ -28,37 +30,42 @@ struct AtomicCounters {
 };
 
 // An endpoint "ADDR:PORT" / "[V6]:PORT" (IP literals only: no name lookups at start).
-tcp::endpoint parse_listen(const std::string& text) {
-  auto fail = [&](const std::string& why) -> tcp::endpoint {
-    throw ConfigError("", "collector.listen", text, why);
-  };
+tl::expected<tcp::endpoint, std::string> parse_listen(const std::string& text) {
+  const std::string form = "must be ADDR:PORT or [V6ADDR]:PORT";
   std::string host;
   std::string port;
   if (!text.empty() && text.front() == '[') {
     const auto close = text.find(']');
     if (close == std::string::npos || close + 1 >= text.size() || text[close + 1] != ':')
-      return fail("must be ADDR:PORT or [V6ADDR]:PORT");
+      return tl::unexpected(form);
     host = text.substr(1, close - 1);
     port = text.substr(close + 2);
   } else {
     const auto colon = text.rfind(':');
-    if (colon == std::string::npos) return fail("must be ADDR:PORT or [V6ADDR]:PORT");
+    if (colon == std::string::npos) return tl::unexpected(form);
     host = text.substr(0, colon);
     port = text.substr(colon + 1);
   }
   boost::system::error_code ec;
   const auto addr = net::ip::make_address(host, ec);
-  if (ec) return fail("'" + host + "' is not an IPv4 or IPv6 address");
-  unsigned long p = 0;
-  try {
-    std::size_t used = 0;
-    p = std::stoul(port, &used);
-    if (used != port.size() || p > 65535) return fail("the port must be 0..65535");
-  } catch (const std::exception&) {
-    return fail("the port must be 0..65535");
+  if (ec) return tl::unexpected("'" + host + "' is not an IPv4 or IPv6 address");
+  unsigned p = 0;
+  const auto [ptr, perr] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (port.empty() || perr != std::errc{} || ptr != port.data() + port.size() || p > 65535) {
+    return tl::unexpected(std::string("the port must be 0..65535"));
   }
-  return {addr, static_cast<unsigned short>(p)};
+  return tcp::endpoint{addr, static_cast<unsigned short>(p)};
 }
+
+}  // namespace
+
+std::optional<std::string> listen_error(const std::string& text) {
+  auto e = parse_listen(text);
+  if (e) return std::nullopt;
+  return e.error();
+}
+
+namespace {
 
 std::string endpoint_text(const tcp::endpoint& e) {
   const auto a = e.address();
@@ -524,7 +531,9 @@ Server::Server(Handler& handler, ServerConfig config)
                       "no listener: give listen (ADDR:PORT) or listen_unix (a socket path)");
   }
   if (!im.cfg.listen.empty()) {
-    const tcp::endpoint ep = parse_listen(im.cfg.listen);
+    const auto parsed = parse_listen(im.cfg.listen);
+    if (!parsed) throw ConfigError("", "collector.listen", im.cfg.listen, parsed.error());
+    const tcp::endpoint ep = *parsed;
     beast::error_code ec;
     im.tcp_acceptor.emplace(im.ioc);
     im.tcp_acceptor->open(ep.protocol(), ec);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -30,6 +31,10 @@ struct ServerConfig {
   std::chrono::milliseconds stop_timeout{30'000};      ///< stop(): in-flight requests get this long
   unsigned worker_threads = 4;  ///< run the handler (and so wait for the store)
 };
+
+/// Why `listen` is not a listener address ("ADDR:PORT", "[V6]:PORT", IP literals only), or
+/// nullopt when it is one.
+[[nodiscard]] std::optional<std::string> listen_error(const std::string& listen);
 
 /// Counters of the socket side, monotonic since start.
 struct ServerCounters {
