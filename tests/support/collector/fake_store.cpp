@@ -21,8 +21,9 @@ BatchHeader FakeStore::header(const std::string& agent, std::uint64_t batch) {
 std::future<tl::expected<db::IngestCounts, StoreError>> FakeStore::ingest(db::IngestBatch b) {
   std::promise<tl::expected<db::IngestCounts, StoreError>> p;
   auto f = p.get_future();
-  const std::lock_guard lock(mutex_);
+  std::unique_lock lock(mutex_);
   ++ingest_calls_;
+  released_.wait(lock, [this] { return !held_; });
   if (ingest_error_) {
     ++failed_;
     p.set_value(tl::unexpected(*ingest_error_));
@@ -217,6 +218,13 @@ db::StoreStats FakeStore::stats() {
 void FakeStore::fail_ingest(std::optional<StoreError> e) {
   const std::lock_guard lock(mutex_);
   ingest_error_ = std::move(e);
+}
+void FakeStore::hold_ingest(bool hold) {
+  {
+    const std::lock_guard lock(mutex_);
+    held_ = hold;
+  }
+  released_.notify_all();
 }
 void FakeStore::fail_reads(std::optional<StoreError> e) {
   const std::lock_guard lock(mutex_);

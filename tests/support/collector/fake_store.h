@@ -2,6 +2,7 @@
 // An in-memory db::Store for the collector's tests: the identities of store.h (a resend never
 // doubles), row ids in ingest order, and failures on demand for each ErrorKind.
 
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -32,6 +33,8 @@ class FakeStore final : public db::Store {
 
   /// While set, every ingest fails with this error (nothing written).
   void fail_ingest(std::optional<db::StoreError> e);
+  /// While held, ingest() waits (as a caller waits for the writer's commit) until released.
+  void hold_ingest(bool hold);
   /// While set, every query fails with this error.
   void fail_reads(std::optional<db::StoreError> e);
 
@@ -51,6 +54,8 @@ class FakeStore final : public db::Store {
 
  private:
   mutable std::mutex mutex_;
+  std::condition_variable released_;
+  bool held_ = false;
   std::optional<db::StoreError> ingest_error_, read_error_;
   std::vector<db::ProbeRow> probes_;
   std::set<std::tuple<std::string, std::string, std::uint32_t, std::uint64_t>> probe_ids_;
