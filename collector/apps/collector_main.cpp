@@ -1,0 +1,5 @@
+#include "pathsentry/collector/collector_config.h"
+
+int main(int argc, char** argv) {
+  return pathsentry::collector::collector_main(argc, argv);
+}
