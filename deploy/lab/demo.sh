@@ -60,7 +60,31 @@ else
   echo "pathsentry-reflector is not built in $BUILD_DIR: the ECS answers ICMP only (no STAMP)"
 fi
 
-step "3/5 pathsentry-probe (the agent) on the DC host ($PS_LAB_DC_HOST, namespace $PS_LAB_AGENT_NS)"
+step "3/5 pathsentry-collector (the host's namespace) and pathsentry-probe (the agent) on the DC host ($PS_LAB_DC_HOST, namespace $PS_LAB_AGENT_NS)"
+# The collector runs in the machine's own namespace, so its page opens in a browser here; the
+# agent in the lab reaches it through a Unix socket in the lab's state dir (a file: no route,
+# bridge or NAT between the lab and the machine). Its database and token live in the state dir.
+collector=$(find_bin pathsentry-collector || true)
+collector_url=
+ship_args=()
+if [ -n "$collector" ]; then
+  token=$PS_LAB_STATE/ingest.token
+  [ -s "$token" ] || (umask 077 && head -c 24 /dev/urandom | base64 >"$token")
+  listen=${PS_DEMO_LISTEN:-127.0.0.1:9780}
+  if bash "$LAB" start collector host "$(realpath "$collector")" --db "$PS_LAB_STATE/collector.db" \
+    --listen "$listen" --listen-unix "$PS_LAB_STATE/collector.sock" --token-file "$token"; then
+    for _ in $(seq 50); do
+      [ -S "$PS_LAB_STATE/collector.sock" ] && break
+      sleep 0.1
+    done
+    collector_url="http://$listen/"
+    ship_args=(--collector-url "unix:$PS_LAB_STATE/collector.sock" --collector-token-file "$token"
+      --spool-dir "$PS_LAB_STATE/spool" --agent-name lab-dc)
+    echo "the page and the API: $collector_url (database $PS_LAB_STATE/collector.db)"
+  fi
+else
+  echo "pathsentry-collector is not built in $BUILD_DIR: the agent writes JSON lines only"
+fi
 probe=$(find_bin pathsentry-probe || true)
 probe_log=
 if [ -n "$probe" ]; then
@@ -71,9 +95,10 @@ if [ -n "$probe" ]; then
   esac
   probe_records=$PS_LAB_STATE/agent-records.jsonl
   if bash "$LAB" start probe dc "$(realpath "$probe")" --target "$PS_LAB_ECS" --proto both \
-    --rate 1000 --source "$PS_LAB_DC_HOST" --records "$probe_records" \
+    --rate 1000 --source "$PS_LAB_DC_HOST" --records "$probe_records" --metrics-listen off \
     --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" \
-    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE:$transform:-200:8000"; then
+    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE:$transform:-200:8000" \
+    "${ship_args[@]}"; then
     probe_log=$PS_LAB_STATE/logs/app-probe.out
   fi
   echo "its taps: $PS_LAB_TAP_EC (Express Connect SPAN, clear, path $PS_LAB_TAP_EC_PATH) and" \
@@ -82,12 +107,6 @@ if [ -n "$probe" ]; then
     "records and events as JSON lines in $probe_records; all topology facts in $PS_LAB_STATE/lab.env"
 else
   echo "pathsentry-probe is not built in $BUILD_DIR: only the lab's own ground truth will be shown"
-fi
-collector=$(find_bin pathsentry-collector || true)
-if [ -n "$collector" ]; then
-  echo "pathsentry-collector is built ($collector) but this demo does not start it yet"
-else
-  echo "pathsentry-collector and its page are not built yet: nothing to start"
 fi
 
 step "4/5 the drill: shut the DC gateway's Express Connect port, then bring it back"
@@ -148,9 +167,30 @@ else
   echo "no agent ran; the ground truth above is the lab's own measurement from its mirrors"
 fi
 
+if [ -n "$collector_url" ] && [ -n "$result" ] && [ -f "$result/result.json" ]; then
+  sleep 2 # the agent's last batch of the drill
+  since=$(python3 -c 'import json, sys; print(int(json.load(open(sys.argv[1]))["stream"]["start"] * 1e9))' \
+    "$result/result.json")
+  echo "the drill's events as the collector stored them:"
+  echo "  curl -s '${collector_url}api/v1/events?since=$since' | python3 -m json.tool"
+  python3 - "${collector_url}api/v1/events?since=$since" <<'PY' || echo "  (the collector did not answer)"
+import json, sys, urllib.request
+events = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))["events"]
+for e in reversed(events):
+    what = e["event"]
+    if "outage_ns" in e:
+        what += " %s %s %s -> %s, outage %.1f ms (%s), %d probes lost" % (
+            e.get("proto", ""), e.get("direction", ""), e["from"], e["to"], e["outage_ns"] / 1e6,
+            e["outage_kind"], e["probes_lost"])
+    print("  #%d %s" % (e["id"], what))
+print("  %d event(s)" % len(events))
+PY
+fi
+
 cat <<EOF
 
 Everything is still running (profile $profile):
+  the page:  ${collector_url:-(collector not built)}   (live: run another drill and watch)
   look:      $LAB status          (routes, BGP, tunnel, health check, processes)
              $LAB exec dc tcpdump -ni $PS_LAB_TAP_INET     (the internet port's mirror)
              $LAB drill bgp-kill|both-down|ipsec-down|flap|blackhole

@@ -237,13 +237,14 @@ AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
                       .Help("Bytes waiting in the agent's spool for the collector")
                       .Register(r)
                       .Add({})),
-      spool_dropped(prometheus::BuildCounter()
-                        .Name("pathsentry_spool_dropped_records_total")
-                        .Help("Raw probe records dropped before the collector had them (hand-off queue full, "
-                              "spool unwritable, or the oldest at the spool's bound); never "
-                              "rollups or events")
-                        .Register(r)
-                        .Add({})) {
+      spool_dropped(
+          prometheus::BuildCounter()
+              .Name("pathsentry_spool_dropped_records_total")
+              .Help("Raw probe records dropped before the collector had them (hand-off queue full, "
+                    "spool unwritable, or the oldest at the spool's bound); never "
+                    "rollups or events")
+              .Register(r)
+              .Add({})) {
   for (EventType t : {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
                       EventType::AsymmetricBegin, EventType::AsymmetricEnd, EventType::TapDown,
                       EventType::TapUp}) {
