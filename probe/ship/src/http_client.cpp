@@ -98,6 +98,12 @@ struct HttpClient::Impl {
   asio::local::stream_protocol::socket local{ioc};
   beast::flat_buffer buffer;
   bool connected = false;
+  const std::atomic<bool>* abort = nullptr;  // during post()
+
+  // How a run() that did not finish ended.
+  std::string unfinished() const {
+    return abort != nullptr && abort->load() ? "aborted (stopping)" : "timed out";
+  }
 
   std::string where() const {
     return url.unix_socket ? "unix:" + url.socket_path : url.host_header;
@@ -116,7 +122,10 @@ struct HttpClient::Impl {
   bool run(const bool& done, Deadline d) {
     ioc.restart();
     while (!done) {
-      if (ioc.run_one_until(d) == 0) break;
+      if (abort != nullptr && abort->load()) break;
+      const auto now = std::chrono::steady_clock::now();
+      if (now >= d) break;
+      (void)ioc.run_one_until(std::min(d, now + std::chrono::milliseconds(50)));
     }
     if (done) return true;
     close_sockets();
@@ -153,7 +162,7 @@ struct HttpClient::Impl {
     }
     if (!run(done, d)) {
       resolver.cancel();
-      return "connect to " + where() + ": timed out";
+      return "connect to " + where() + ": " + unfinished();
     }
     if (err) {
       close_sockets();
@@ -177,7 +186,7 @@ struct HttpClient::Impl {
       done = true;
     });
     if (!run(done, d)) {
-      r.error = "sending to " + where() + ": timed out";
+      r.error = "sending to " + where() + ": " + unfinished();
       return r;
     }
     if (err) {
@@ -193,7 +202,7 @@ struct HttpClient::Impl {
       done = true;
     });
     if (!run(done, d)) {
-      r.error = "waiting for the answer of " + where() + ": timed out";
+      r.error = "waiting for the answer of " + where() + ": " + unfinished();
       return r;
     }
     if (err) {
@@ -233,15 +242,19 @@ HttpClient::HttpClient(CollectorUrl url, std::string token, std::string user_age
 
 HttpClient::~HttpClient() = default;
 
-PostResult HttpClient::post(const std::string& body, std::int64_t timeout_ns) {
+PostResult HttpClient::post(const std::string& body, std::int64_t timeout_ns,
+                            const std::atomic<bool>* abort) {
   const Deadline d = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
+  impl_->abort = abort;
   const bool reused = impl_->connected;
   PostResult r = impl_->attempt(body, d);
   // A kept-alive connection the server has closed meanwhile fails at once: once more, afresh.
-  if (r.status == 0 && reused && std::chrono::steady_clock::now() < d) {
+  if (r.status == 0 && reused && std::chrono::steady_clock::now() < d &&
+      (abort == nullptr || !abort->load())) {
     impl_->close_sockets();
     r = impl_->attempt(body, d);
   }
+  impl_->abort = nullptr;
   return r;
 }
 

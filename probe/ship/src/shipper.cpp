@@ -142,6 +142,8 @@ void Shipper::offer(const PathEvent& event) {
 void Shipper::stop() {
   if (!started_ || stopped_) return;
   stopped_ = true;
+  stop_mono_.store(clock_.monotonic_ns());
+  stopping_.store(true);  // a POST under way gives up now: the last sends have their own budget
   {
     std::lock_guard lock(mu_);
     stop_ = true;
@@ -214,8 +216,8 @@ void Shipper::loop() {
     if (!stopping) send(clock_.monotonic_ns() + std::max(opt_.batch_ns, kTickNs), 0);
     publish_stats();
   }
-  // The last sends: bounded, and immediately (whatever the backoff said).
-  const std::int64_t deadline = clock_.monotonic_ns() + opt_.stop_send_ns;
+  // The last sends: bounded from when stop() was called, and at once (whatever the backoff said).
+  const std::int64_t deadline = stop_mono_.load() + opt_.stop_send_ns;
   next_attempt_mono_ = 0;
   while (!spool_.empty()) {
     const std::int64_t now = clock_.monotonic_ns();
@@ -285,7 +287,8 @@ void Shipper::send(std::int64_t until, std::int64_t post_deadline) {
     if (!body) continue;
     std::int64_t timeout = opt_.http_timeout_ns;
     if (post_deadline != 0) timeout = std::min(timeout, post_deadline - now);
-    const PostResult r = client_.post(*body, timeout);
+    // Before stop(): a POST under way gives up when stop() is called. After: the deadline.
+    const PostResult r = client_.post(*body, timeout, post_deadline == 0 ? &stopping_ : nullptr);
     if (r.status >= 200 && r.status < 300) {
       spool_.pop_front();
       if (failures_in_row_ > 0) {
@@ -299,6 +302,7 @@ void Shipper::send(std::int64_t until, std::int64_t post_deadline) {
       stats_.collector_ok = true;
       continue;
     }
+    if (r.status == 0 && post_deadline == 0 && stopping_.load()) return;  // aborted by stop()
     if (!retryable(r.status)) {
       spool_.reject_front("the collector refused it for good: HTTP " + std::to_string(r.status) +
                           " " + r.body.substr(0, 300));

@@ -176,9 +176,19 @@ TEST_CASE("shipper: every record, rollup and event arrives once, in order, with 
   SystemClock clock;
   Shipper s(clock, o);
   s.start();
+  // Three stages, each waiting for the collector to have taken the one before: at least three
+  // batches however the threads are scheduled.
+  const auto wait_accepted = [&](std::size_t n) {
+    for (int i = 0; i < 1000 && collector.accepted().size() < n; ++i) {
+      std::this_thread::sleep_for(5ms);
+    }
+    REQUIRE(collector.accepted().size() >= n);
+  };
   offer_probes(s, 3, 0, 60);
+  wait_accepted(1);
   s.offer(event(1, 20));
   s.offer(event(2, 30));
+  wait_accepted(2);
   offer_probes(s, 3, 60, 40);
   PathEvent numbered = event(3, 99);
   numbered.event_id = 7;  // already numbered (the agent's fan-out): kept, and counted on from
@@ -252,6 +262,7 @@ TEST_CASE(
   ScratchDir dir("pathsentry-ship-");
   Logs logs;
   ShipperOptions o = options(collector.url(), dir.file("spool"), logs);
+  o.backoff_max_ns = 300 * kMs;
   const std::string run = o.run;
   SystemClock clock;
   Shipper s(clock, o);
@@ -267,19 +278,20 @@ TEST_CASE(
   REQUIRE(reqs.size() >= 7);
   // The same first batch, again and again, until acknowledged.
   for (std::size_t i = 1; i <= 5; ++i) CHECK(reqs[i].body == reqs[0].body);
-  // Backoff: 100, 200, 400, 400 ms (capped) after the failures 1..4.
+  // Backoff: 100, 200, 300 (400 capped), 300 ms after the failures 1..4 (uncapped: 800).
   const auto gap = [&](std::size_t i) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(reqs[i].at - reqs[i - 1].at)
         .count();
   };
   CHECK(gap(1) >= 100);
   CHECK(gap(2) >= 200);
-  CHECK(gap(3) >= 400);
-  CHECK(gap(4) >= 400);
-  CHECK(gap(4) < 1000);
-  // The dropped request was resent at once on a fresh connection.
+  CHECK(gap(3) >= 300);
+  CHECK(gap(4) >= 300);
+  CHECK(gap(4) < 700);
+  // The dropped request was resent at once on a fresh connection (no backoff: that would be
+  // 300 ms now).
   CHECK(reqs[5].connection == reqs[4].connection + 1);
-  CHECK(gap(5) < 100);
+  CHECK(gap(5) < 250);
 
   const Received r = received(collector);
   r.check_order();
@@ -294,6 +306,7 @@ TEST_CASE(
              Contains("failed (HTTP 503 {\"error\":\"database full: /x: disk full\"}); attempt 1, "
                       "next in 100 ms"));
   CHECK_THAT(l, Contains("after 4 failed attempt(s)"));
+  CHECK_THAT(l, Contains("attempt 4, next in 300 ms"));
 }
 
 TEST_CASE(
@@ -478,4 +491,30 @@ TEST_CASE("shipper: an event leaves at once, not at the next batch period", "[in
   r.add(collector.accepted().front());
   CHECK(r.events.size() == 1);
   CHECK(r.probes.size() == 1);  // the waiting record went with it
+}
+
+TEST_CASE(
+    "shipper: stop() during a POST that hangs ends within the stop budget and keeps the "
+    "batch",
+    "[integration]") {
+  FakeCollector collector(
+      [](std::size_t, const FakeCollector::Request&) { return Reply::hang(10'000); });
+  ScratchDir dir("pathsentry-ship-");
+  Logs logs;
+  ShipperOptions o = options(collector.url(), dir.file("spool"), logs);
+  o.http_timeout_ns = 5000 * kMs;  // a POST alone would hold the thread 5 s
+  o.stop_send_ns = 500 * kMs;
+  SystemClock clock;
+  Shipper s(clock, o);
+  s.start();
+  offer_probes(s, 1, 0, 10);
+  for (int i = 0; i < 400 && collector.requests().empty(); ++i) std::this_thread::sleep_for(5ms);
+  REQUIRE_FALSE(collector.requests().empty());
+  const auto t0 = std::chrono::steady_clock::now();
+  s.stop();
+  const auto took = std::chrono::steady_clock::now() - t0;
+  CHECK(took < 1500ms);
+  CHECK(s.stats().batches_sent == 0);
+  CHECK(files_in(dir.file("spool")) >= 1);
+  CHECK_THAT(logs.all(), Contains("for the next start"));
 }

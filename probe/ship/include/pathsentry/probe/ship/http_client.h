@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -45,8 +46,10 @@ class HttpClient {
   HttpClient& operator=(const HttpClient&) = delete;
 
   /// POSTs `body` (Content-Type application/x-ndjson, Authorization: Bearer) and reads the
-  /// answer, giving up `timeout_ns` after the call began (connect included).
-  PostResult post(const std::string& body, std::int64_t timeout_ns);
+  /// answer, giving up `timeout_ns` after the call began (connect included), or within 50 ms of
+  /// `*abort` turning true (the shipper's stop: error "aborted").
+  PostResult post(const std::string& body, std::int64_t timeout_ns,
+                  const std::atomic<bool>* abort = nullptr);
   /// Closes the connection (the next post opens a new one).
   void close();
 

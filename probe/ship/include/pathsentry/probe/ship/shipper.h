@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
@@ -150,6 +151,8 @@ class Shipper {
   std::uint64_t dropped_raw_ = 0;
   std::uint64_t dropped_stats_ = 0;
   bool stop_ = false;
+  std::atomic<bool> stopping_{false};       // stop_ for the HTTP client's waits
+  std::atomic<std::int64_t> stop_mono_{0};  // when stop() was called
 
   // The shipper thread's own.
   std::vector<std::string> my_labels_;
