@@ -14,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -873,15 +874,29 @@ class SqliteStore final : public Store {
       Stmt& del = stmt(
           "DELETE FROM probes WHERE (session, seq) IN (SELECT session, seq FROM probes WHERE "
           "session = ?1 AND tx_ns >= ?2 AND tx_ns < ?3 LIMIT ?4)");
+      Stmt& oldest = stmt("SELECT MIN(tx_ns) FROM probes WHERE session = ?1");
       while (job.idx < job.sessions.size() && budget > 0) {
         const auto& sess = job.sessions[job.idx];
+        // A session with nothing older than the cutoff costs one index seek; otherwise only the
+        // events whose windows reach its oldest probe are read.
+        std::optional<std::int64_t> min_tx;
+        {
+          oldest.bind(1, sess.sid);
+          ResetGuard g{oldest};
+          if (oldest.step()) min_tx = oldest.opt_i64(0);
+        }
+        if (!min_tx || *min_tx >= cutoff) {
+          ++job.idx;
+          continue;
+        }
         // The gaps between the pinned windows [ts - w, ts + w] of the kept events, below the
         // cutoff: [lo, hi) ranges of tx_ns to delete. Re-read per chunk: an event ingested
         // between chunks pins its window too.
         std::vector<std::pair<std::int64_t, std::int64_t>> gaps;
         std::int64_t lo = kMin;
         {
-          pins.bind(1, sess.agent_id).bind(2, sess.target).bind(3, event_cutoff);
+          pins.bind(1, sess.agent_id).bind(2, sess.target);
+          pins.bind(3, std::max(event_cutoff, sat_sub(*min_tx, w)));
           pins.bind(4, sat_add(cutoff, w));
           ResetGuard g{pins};
           while (pins.step()) {
