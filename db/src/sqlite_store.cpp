@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -592,7 +593,7 @@ class SqliteStore final : public Store {
     path_ids_.clear();
     target_ids_.clear();
     session_ids_.clear();
-    last_session_ = {};
+    recent_ = {};
   }
 
   void write_group(std::vector<IngestJob>& group) {
@@ -635,10 +636,13 @@ class SqliteStore final : public Store {
   // The session row of (agent, run, session_id, target, proto), created when new.
   SessionIds session_ids(std::int64_t agent_id, const std::string& run, const std::string& target,
                          Proto proto, std::uint32_t session_id) {
-    auto& l = last_session_;
-    if (l.valid && l.agent_id == agent_id && l.session_id == session_id && l.proto == proto &&
-        l.target == target && l.run == run) {
-      return l.ids;
+    // Batches interleave a few sessions (ICMP and STAMP per target): a handful of recent ones
+    // are compared in place before a key is built for the maps.
+    for (const auto& l : recent_) {
+      if (l.valid && l.agent_id == agent_id && l.session_id == session_id && l.proto == proto &&
+          l.target == target && l.run == run) {
+        return l.ids;
+      }
     }
     std::string key = std::to_string(agent_id);
     key += '\0';
@@ -675,7 +679,8 @@ class SqliteStore final : public Store {
       ids.sid = sel_session_.i64(0);
       session_ids_.emplace(key, ids.sid);
     }
-    l = {true, agent_id, run, target, proto, session_id, ids};
+    recent_[recent_next_] = {true, agent_id, run, target, proto, session_id, ids};
+    recent_next_ = (recent_next_ + 1) % recent_.size();
     return ids;
   }
 
@@ -943,7 +948,8 @@ class SqliteStore final : public Store {
   std::unordered_map<std::string, Stmt> writer_stmts_;
   // Writer-thread caches of row ids, cleared when a transaction rolls back.
   std::unordered_map<std::string, std::int64_t> path_ids_, target_ids_, session_ids_;
-  LastSession last_session_;
+  std::array<LastSession, 16> recent_{};
+  std::size_t recent_next_ = 0;
 
   ReadPool pool_;
   std::mutex mu_;
