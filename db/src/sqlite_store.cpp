@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -14,6 +15,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 #include <utility>
@@ -591,7 +593,7 @@ class SqliteStore final : public Store {
     path_ids_.clear();
     target_ids_.clear();
     session_ids_.clear();
-    last_session_ = {};
+    recent_ = {};
   }
 
   void write_group(std::vector<IngestJob>& group) {
@@ -634,10 +636,13 @@ class SqliteStore final : public Store {
   // The session row of (agent, run, session_id, target, proto), created when new.
   SessionIds session_ids(std::int64_t agent_id, const std::string& run, const std::string& target,
                          Proto proto, std::uint32_t session_id) {
-    auto& l = last_session_;
-    if (l.valid && l.agent_id == agent_id && l.session_id == session_id && l.proto == proto &&
-        l.target == target && l.run == run) {
-      return l.ids;
+    // Batches interleave a few sessions (ICMP and STAMP per target): a handful of recent ones
+    // are compared in place before a key is built for the maps.
+    for (const auto& l : recent_) {
+      if (l.valid && l.agent_id == agent_id && l.session_id == session_id && l.proto == proto &&
+          l.target == target && l.run == run) {
+        return l.ids;
+      }
     }
     std::string key = std::to_string(agent_id);
     key += '\0';
@@ -674,7 +679,8 @@ class SqliteStore final : public Store {
       ids.sid = sel_session_.i64(0);
       session_ids_.emplace(key, ids.sid);
     }
-    l = {true, agent_id, run, target, proto, session_id, ids};
+    recent_[recent_next_] = {true, agent_id, run, target, proto, session_id, ids};
+    recent_next_ = (recent_next_ + 1) % recent_.size();
     return ids;
   }
 
@@ -873,15 +879,29 @@ class SqliteStore final : public Store {
       Stmt& del = stmt(
           "DELETE FROM probes WHERE (session, seq) IN (SELECT session, seq FROM probes WHERE "
           "session = ?1 AND tx_ns >= ?2 AND tx_ns < ?3 LIMIT ?4)");
+      Stmt& oldest = stmt("SELECT MIN(tx_ns) FROM probes WHERE session = ?1");
       while (job.idx < job.sessions.size() && budget > 0) {
         const auto& sess = job.sessions[job.idx];
+        // A session with nothing older than the cutoff costs one index seek; otherwise only the
+        // events whose windows reach its oldest probe are read.
+        std::optional<std::int64_t> min_tx;
+        {
+          oldest.bind(1, sess.sid);
+          ResetGuard g{oldest};
+          if (oldest.step()) min_tx = oldest.opt_i64(0);
+        }
+        if (!min_tx || *min_tx >= cutoff) {
+          ++job.idx;
+          continue;
+        }
         // The gaps between the pinned windows [ts - w, ts + w] of the kept events, below the
         // cutoff: [lo, hi) ranges of tx_ns to delete. Re-read per chunk: an event ingested
         // between chunks pins its window too.
         std::vector<std::pair<std::int64_t, std::int64_t>> gaps;
         std::int64_t lo = kMin;
         {
-          pins.bind(1, sess.agent_id).bind(2, sess.target).bind(3, event_cutoff);
+          pins.bind(1, sess.agent_id).bind(2, sess.target);
+          pins.bind(3, std::max(event_cutoff, sat_sub(*min_tx, w)));
           pins.bind(4, sat_add(cutoff, w));
           ResetGuard g{pins};
           while (pins.step()) {
@@ -928,7 +948,8 @@ class SqliteStore final : public Store {
   std::unordered_map<std::string, Stmt> writer_stmts_;
   // Writer-thread caches of row ids, cleared when a transaction rolls back.
   std::unordered_map<std::string, std::int64_t> path_ids_, target_ids_, session_ids_;
-  LastSession last_session_;
+  std::array<LastSession, 16> recent_{};
+  std::size_t recent_next_ = 0;
 
   ReadPool pool_;
   std::mutex mu_;

@@ -185,3 +185,20 @@ TEST_CASE("ingest goes on while retention runs in chunks", "[integration][db]") 
   CHECK(retention.get().value().probes_deleted == 30000);
   CHECK(tx_times(*s, "192.0.2.1") == std::set<std::int64_t>{kT0 + 2 * kHour});
 }
+
+TEST_CASE("an event exactly a window before a session's oldest probe still pins it",
+          "[integration][db]") {
+  test::TempDir dir;
+  auto s = db::open_sqlite_store(config_for(dir.file("r.db")));
+  auto b = batch("dc1", "00000000000000r1", 1);
+  const std::int64_t ta = kT0 + 100 * kSec, tb = kT0 + 200 * kSec;
+  b.probes.push_back(sample_probe("192.0.2.1", Proto::Icmp, 1, 0, ta));
+  b.probes.push_back(sample_probe("192.0.2.2", Proto::Icmp, 2, 0, tb));
+  b.events.push_back(switchover("192.0.2.1", Proto::Icmp, 1, ta - kWindow, 1));
+  b.events.push_back(switchover("192.0.2.2", Proto::Icmp, 2, tb - kWindow - 1, 2));
+  ingest_ok(*s, std::move(b));
+  const auto report = s->apply_retention(kT0 + 10 * kHour).value();
+  CHECK(report.probes_deleted == 1);
+  CHECK(tx_times(*s, "192.0.2.1") == std::set<std::int64_t>{ta});
+  CHECK(tx_times(*s, "192.0.2.2").empty());
+}
