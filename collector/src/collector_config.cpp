@@ -199,7 +199,7 @@ bool is_command(std::string_view flag) {
   return flag == "--config" || flag == "--check-config" || flag == "--help" || flag == "--version";
 }
 
-std::string trim(std::string s) {
+std::string trim(const std::string& s) {
   const auto b = s.find_first_not_of(" \t\r");
   if (b == std::string::npos) return {};
   const auto e = s.find_last_not_of(" \t\r");
@@ -282,7 +282,7 @@ CollectorConfig resolve_collector_config(const CollectorCommandLine& cli) {
   }
   for (const auto& t : c.tokens) {
     if (t.size() < 16) {
-      c.warnings.push_back("an ingest token is shorter than 16 characters: guessable");
+      c.warnings.emplace_back("an ingest token is shorter than 16 characters: guessable");
       break;
     }
   }

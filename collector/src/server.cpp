@@ -287,7 +287,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     res->body() = std::move(r.body);
     res->keep_alive(keep_alive_ && !closing_ && !server_.stopping.load());
     res->prepare_payload();
-    write(std::move(res));
+    write(res);
   }
 
   // An error found by the session itself (limits, unparsable HTTP): answered, then closed.
@@ -302,10 +302,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     res->body() = std::move(r.body);
     res->keep_alive(false);
     res->prepare_payload();
-    write(std::move(res));
+    write(res);
   }
 
-  void write(std::shared_ptr<http::response<http::string_body>> res) {
+  void write(const std::shared_ptr<http::response<http::string_body>>& res) {
     const bool keep = res->keep_alive();
     stream_.expires_after(server_.cfg.write_timeout);
     http::async_write(
@@ -338,9 +338,10 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
         "HTTP/1.1 200 OK\r\nServer: pathsentry-collector\r\nContent-Type: text/event-stream\r\n"
         "Cache-Control: no-cache\r\nConnection: close\r\n";
     for (const auto& [k, v] : r.headers) {
-      if (!beast::iequals(k, "Cache-Control")) out_ += k + ": " + v + "\r\n";
+      if (beast::iequals(k, "Cache-Control")) continue;
+      out_.append(k).append(": ").append(v).append("\r\n");
     }
-    out_ += "\r\n" + r.body;
+    out_.append("\r\n").append(r.body);
     if (closing_ || server_.stopping.load()) closing_ = true;
     watch_client();
     arm_keepalive();
@@ -533,7 +534,7 @@ Server::Server(Handler& handler, ServerConfig config)
   if (!im.cfg.listen.empty()) {
     const auto parsed = parse_listen(im.cfg.listen);
     if (!parsed) throw ConfigError("", "collector.listen", im.cfg.listen, parsed.error());
-    const tcp::endpoint ep = *parsed;
+    const tcp::endpoint& ep = *parsed;
     beast::error_code ec;
     im.tcp_acceptor.emplace(im.ioc);
     im.tcp_acceptor->open(ep.protocol(), ec);

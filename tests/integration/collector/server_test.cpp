@@ -272,7 +272,7 @@ TEST_CASE("server: the stream delivers a new event, a state and keepalives over 
   CHECK(got.find("event: state\ndata: {\"agent\":\"dc1\",\"target\":\"192.0.2.10\"") !=
         std::string::npos);
   CHECK(read_until(": keepalive\n\n"));
-  // The stream outlives the head and idle timeouts: it is no idle connection.
+  // The stream outlives the head timeout (400 ms): it is no idle connection.
   std::this_thread::sleep_for(600ms);
   got.clear();
   CHECK(read_until(": keepalive\n\n"));
