@@ -9,27 +9,12 @@
 #include <string_view>
 #include <vector>
 
+#include "pathsentry/common/record_json.h"
+
 namespace pathsentry::collector {
 
-/// Appends `s` as a JSON string (quoted, escaped).
-inline void append_json_string(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (c < 0x20) {
-      out.append("\\u00");
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xF]);
-    } else {
-      out.push_back(ch);
-    }
-  }
-  out.push_back('"');
-}
+/// JSON strings are written by common's writer (record_json.h), as the agent writes them.
+using probe::append_json_string;
 
 class JsonOut {
  public:

@@ -32,22 +32,7 @@ void put_uint(std::string& out, std::uint64_t v) {
 }
 
 void put_str(std::string& out, std::string_view s) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  out.push_back('"');
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"' || c == '\\') {
-      out.push_back('\\');
-      out.push_back(ch);
-    } else if (c < 0x20) {
-      out.append("\\u00");
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xF]);
-    } else {
-      out.push_back(ch);
-    }
-  }
-  out.push_back('"');
+  append_json_string(out, s);
 }
 
 /// Writes `,"key":` (or `{"key":` for the first key).
@@ -346,6 +331,25 @@ tl::expected<JsonLine, std::string> parse_batch(const json& j) {
 }
 
 }  // namespace
+
+void append_json_string(std::string& out, std::string_view s) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.push_back('"');
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (c == '"' || c == '\\') {
+      out.push_back('\\');
+      out.push_back(ch);
+    } else if (c < 0x20) {
+      out.append("\\u00");
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xF]);
+    } else {
+      out.push_back(ch);
+    }
+  }
+  out.push_back('"');
+}
 
 const char* to_string(Proto p) {
   switch (p) {

@@ -157,8 +157,10 @@ PipelineOptions pipeline_options(const AgentConfig& cfg, RecordOutput* output, s
   return po;
 }
 
-// How late a second's last records may reach the shipper: the slowest loss timeout, plus, with
-// taps, the attributor's holds (docs/attribution.md), plus a second of slack.
+// The rollups' backstop (rollup_builder.h): a second closes as soon as all its sequences are in;
+// only a sequence whose record never comes is waited for this long: the slowest loss timeout
+// plus, with taps, the attributor's holds (docs/attribution.md), and at least 30 s (under load
+// the attribution was seen holding records back 14 s).
 std::int64_t rollup_grace_ns(const AgentConfig& cfg) {
   std::int64_t max_timeout = cfg.tap.ttl.ttl != 0 ? cfg.tap.ttl.timeout_ns : 0;
   for (const auto& s : cfg.sessions) max_timeout = std::max(max_timeout, s.timeout_ns);
@@ -167,7 +169,7 @@ std::int64_t rollup_grace_ns(const AgentConfig& cfg) {
     const AttributorConfig acfg;
     grace += acfg.record_grace_ns + acfg.stamp_evidence_wait_ns;
   }
-  return grace;
+  return std::max(grace, 30 * kNsPerSec);
 }
 
 std::unique_ptr<Shipper> make_shipper(const AgentConfig& cfg, const Clock& clock) {
@@ -184,9 +186,10 @@ std::unique_ptr<Shipper> make_shipper(const AgentConfig& cfg, const Clock& clock
   so.rollup_grace_ns = rollup_grace_ns(cfg);
   double total_pps = 0;
   for (const auto& s : cfg.sessions) total_pps += s.rate_pps;
-  // Five seconds of raw records at the agent's rate may wait for the shipper's thread.
+  // Ten seconds of raw records at the agent's rate may wait for the shipper's batcher (which
+  // only encodes and spools: the collector's answers are waited for on its own sender thread).
   so.queue_raw_max = static_cast<std::size_t>(
-      std::clamp(5 * total_pps, 65'536.0, static_cast<double>(std::size_t{1} << 20)));
+      std::clamp(10 * total_pps, 65'536.0, static_cast<double>(std::size_t{1} << 21)));
   so.log = [](const std::string& m) { log(m); };
   try {
     auto shipper = std::make_unique<Shipper>(clock, std::move(so));

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "pathsentry/common/record_json.h"
 #include "pathsentry/metrics/metrics.h"
 #include "pathsentry/probe/agent/probe_output.h"
 
@@ -36,26 +37,6 @@ constexpr std::array<const char*, 2> kDirections = {"forward", "reverse"};
 
 std::string path_label(const std::string& p) {
   return p.empty() ? std::string(kNotObserved) : p;
-}
-
-const char* event_type_name(EventType t) {
-  switch (t) {
-    case EventType::Switchover:
-      return "switchover";
-    case EventType::OutageBegin:
-      return "outage_begin";
-    case EventType::OutageEnd:
-      return "outage_end";
-    case EventType::AsymmetricBegin:
-      return "asymmetric_begin";
-    case EventType::AsymmetricEnd:
-      return "asymmetric_end";
-    case EventType::TapDown:
-      return "tap_down";
-    case EventType::TapUp:
-      return "tap_up";
-  }
-  return "other";
 }
 
 // RTT observations of one (fwd_path, rev_path) pair not yet published.
@@ -248,7 +229,7 @@ AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
   for (EventType t : {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
                       EventType::AsymmetricBegin, EventType::AsymmetricEnd, EventType::TapDown,
                       EventType::TapUp}) {
-    events.Add({{"type", event_type_name(t)}});
+    events.Add({{"type", to_string(t)}});
   }
 }
 
@@ -446,7 +427,7 @@ void AgentMetrics::on_ttl_stats(const std::string& target, const TtlStats& st) {
 
 void AgentMetrics::on_event(const PathEvent& e) {
   Impl& m = *impl_;
-  m.events.Add({{"type", event_type_name(e.type)}}).Increment();
+  m.events.Add({{"type", to_string(e.type)}}).Increment();
   const std::string proto = proto_name(e.proto);
   const char* dir = kDirections[e.direction == Direction::Forward ? 0 : 1];
   const prometheus::Labels stream{{"target", e.target}, {"proto", proto}, {"direction", dir}};

@@ -80,8 +80,32 @@ void RollupBuilder::add(const RollupInput& in, std::vector<Rollup>& closed) {
     }
     ++stats_.probes;
   }
-  const std::int64_t below = floor_div(in.tx_ns - grace_ns_, kNsPerSec);
+  // Which seconds are complete: every sequence up to one sent in a later second has arrived.
+  if (in.seq == s.contiguous) {
+    ++s.contiguous;
+    s.contiguous_tx = std::max(s.contiguous_tx, in.tx_ns);
+    for (auto it = s.ahead.begin(); it != s.ahead.end() && it->first == s.contiguous;
+         it = s.ahead.erase(it)) {
+      ++s.contiguous;
+      s.contiguous_tx = std::max(s.contiguous_tx, it->second);
+    }
+  } else if (in.seq > s.contiguous) {
+    s.ahead.emplace(in.seq, in.tx_ns);
+  }
+  std::int64_t below = floor_div(in.tx_ns - grace_ns_, kNsPerSec);  // the backstop
+  if (s.contiguous_tx != INT64_MIN) below = std::max(below, floor_div(s.contiguous_tx, kNsPerSec));
   if (below > s.closed_before) close_until(in.session_id, s, below, closed);
+  // A sequence given up by the backstop: the next ones count as contiguous from here.
+  while (!s.ahead.empty() && floor_div(s.ahead.begin()->second, kNsPerSec) < s.closed_before) {
+    s.contiguous = s.ahead.begin()->first + 1;
+    s.contiguous_tx = std::max(s.contiguous_tx, s.ahead.begin()->second);
+    s.ahead.erase(s.ahead.begin());
+    for (auto it = s.ahead.begin(); it != s.ahead.end() && it->first == s.contiguous;
+         it = s.ahead.erase(it)) {
+      ++s.contiguous;
+      s.contiguous_tx = std::max(s.contiguous_tx, it->second);
+    }
+  }
 }
 
 void RollupBuilder::flush(std::vector<Rollup>& closed) {

@@ -80,6 +80,7 @@ void Shipper::start() {
   started_ = true;
   last_batch_mono_ = clock_.monotonic_ns();
   thread_ = start_thread("shipper", [this] { loop(); });
+  sender_ = start_thread("shipper-send", [this] { send_loop(); });
 }
 
 std::uint16_t Shipper::label(std::string_view s) {
@@ -149,7 +150,14 @@ void Shipper::stop() {
     stop_ = true;
   }
   cv_.notify_one();
-  if (thread_.joinable()) thread_.join();
+  if (thread_.joinable()) thread_.join();  // the batcher has spooled its last batch
+  {
+    std::lock_guard lock(spool_mu_);
+    batcher_done_ = true;
+  }
+  send_cv_.notify_one();
+  if (sender_.joinable()) sender_.join();
+  publish_stats();
 }
 
 std::string Shipper::client_url_text() const {
@@ -213,13 +221,37 @@ void Shipper::loop() {
       write_batches();
       last_batch_mono_ = now;
     }
-    if (!stopping) send(clock_.monotonic_ns() + std::max(opt_.batch_ns, kTickNs), 0);
     publish_stats();
+  }
+  if (!pending_raw_.empty() || !pending_rollups_.empty() || !pending_events_.empty()) {
+    log("LOST at stop, the spool cannot be written: " + std::to_string(pending_raw_.size()) +
+        " record(s), " + std::to_string(pending_rollups_.size()) + " rollup(s), " +
+        std::to_string(pending_events_.size()) + " event(s)");
+  }
+  publish_stats();
+}
+
+void Shipper::send_loop() {
+  while (true) {
+    {
+      std::unique_lock lock(spool_mu_);
+      send_cv_.wait_for(lock, std::chrono::nanoseconds(kTickNs),
+                        [this] { return send_wake_ || batcher_done_; });
+      send_wake_ = false;
+      if (batcher_done_) break;
+    }
+    // Once stop() is asked, the batcher is spooling its last batch: the last sends follow.
+    if (stopping_.load()) continue;
+    send(clock_.monotonic_ns() + std::max(opt_.batch_ns, kTickNs), 0);
   }
   // The last sends: bounded from when stop() was called, and at once (whatever the backoff said).
   const std::int64_t deadline = stop_mono_.load() + opt_.stop_send_ns;
   next_attempt_mono_ = 0;
-  while (!spool_.empty()) {
+  while (true) {
+    {
+      std::lock_guard lock(spool_mu_);
+      if (spool_.empty()) break;
+    }
     const std::int64_t now = clock_.monotonic_ns();
     if (now >= deadline) break;
     if (now < next_attempt_mono_) {
@@ -229,17 +261,12 @@ void Shipper::loop() {
     }
     send(deadline, deadline);
   }
-  if (!pending_raw_.empty() || !pending_rollups_.empty() || !pending_events_.empty()) {
-    log("LOST at stop, the spool cannot be written: " + std::to_string(pending_raw_.size()) +
-        " record(s), " + std::to_string(pending_rollups_.size()) + " rollup(s), " +
-        std::to_string(pending_events_.size()) + " event(s)");
-  }
+  std::lock_guard lock(spool_mu_);
   if (!spool_.empty()) {
     log(std::to_string(spool_.stats().files) + " batch file(s) (" +
         std::to_string(spool_.stats().bytes) + " bytes) not acknowledged: kept in " + spool_.dir() +
         " for the next start");
   }
-  publish_stats();
 }
 
 void Shipper::write_batches() {
@@ -253,7 +280,12 @@ void Shipper::write_batches() {
     h.version = opt_.version;
     const std::string body = encode_batch(h, pending_rollups_, pending_events_,
                                           std::span<const ProbeRecord>(pending_raw_.data(), n));
-    if (auto w = spool_.add(h, body); !w) {
+    tl::expected<void, std::string> w;
+    {
+      std::lock_guard lock(spool_mu_);
+      w = spool_.add(h, body);
+    }
+    if (!w) {
       {
         std::lock_guard lock(stats_mu_);
         ++stats_.spool_write_errors;
@@ -275,22 +307,36 @@ void Shipper::write_batches() {
     pending_rollups_.clear();
     pending_events_.clear();
     pending_raw_.erase(pending_raw_.begin(), pending_raw_.begin() + static_cast<std::ptrdiff_t>(n));
+    {
+      std::lock_guard lock(spool_mu_);
+      send_wake_ = true;
+    }
+    send_cv_.notify_one();
   }
 }
 
 void Shipper::send(std::int64_t until, std::int64_t post_deadline) {
-  while (!spool_.empty()) {
+  while (true) {
     const std::int64_t now = clock_.monotonic_ns();
     if (now < next_attempt_mono_ || now >= until) return;
-    const std::string name = spool_.front().name;
-    auto body = spool_.read_front();
+    std::string name;
+    tl::expected<std::string, std::string> body;
+    {
+      std::lock_guard lock(spool_mu_);
+      if (spool_.empty()) return;
+      name = spool_.front().name;
+      body = spool_.read_front();
+    }
     if (!body) continue;
     std::int64_t timeout = opt_.http_timeout_ns;
     if (post_deadline != 0) timeout = std::min(timeout, post_deadline - now);
     // Before stop(): a POST under way gives up when stop() is called. After: the deadline.
     const PostResult r = client_.post(*body, timeout, post_deadline == 0 ? &stopping_ : nullptr);
     if (r.status >= 200 && r.status < 300) {
-      spool_.pop_front();
+      {
+        std::lock_guard lock(spool_mu_);
+        spool_.pop_front();
+      }
       if (failures_in_row_ > 0) {
         log("collector " + client_url_text() + " acknowledged " + name + " after " +
             std::to_string(failures_in_row_) + " failed attempt(s)");
@@ -304,8 +350,11 @@ void Shipper::send(std::int64_t until, std::int64_t post_deadline) {
     }
     if (r.status == 0 && post_deadline == 0 && stopping_.load()) return;  // aborted by stop()
     if (!retryable(r.status)) {
-      spool_.reject_front("the collector refused it for good: HTTP " + std::to_string(r.status) +
-                          " " + r.body.substr(0, 300));
+      {
+        std::lock_guard lock(spool_mu_);
+        spool_.reject_front("the collector refused it for good: HTTP " + std::to_string(r.status) +
+                            " " + r.body.substr(0, 300));
+      }
       std::lock_guard lock(stats_mu_);
       ++stats_.rejected_batches;
       continue;
@@ -324,7 +373,10 @@ void Shipper::send(std::int64_t until, std::int64_t post_deadline) {
       m += "); attempt ";
       m += std::to_string(failures_in_row_);
       m += ", next in " + ms_text(wait);
-      m += ", " + std::to_string(spool_.stats().files) + " file(s) spooled";
+      {
+        std::lock_guard lock(spool_mu_);
+        m += ", " + std::to_string(spool_.stats().files) + " file(s) spooled";
+      }
       log(m);
     }
     last_failure_ = why;
@@ -362,6 +414,7 @@ void Shipper::publish_stats() {
   stats_.queue_dropped_raw = dropped_raw;
   stats_.queue_dropped_stats = dropped_stats;
   stats_.rollup_after_close = rollups_.stats().after_close;
+  std::lock_guard spool_lock(spool_mu_);
   stats_.spool_files = spool_.stats().files;
   stats_.spool_bytes = spool_.stats().bytes;
   stats_.spool_dropped_raw = spool_.stats().dropped_raw_records;

@@ -150,18 +150,21 @@ TEST_CASE("rollup rows: each probe once per direction, in its path's row, exact 
   CHECK(b.stats().rollups == 8);
 }
 
-TEST_CASE("rollup seconds close once a record of tx >= S + 1 s + grace arrives, never twice",
-          "[unit]") {
-  RollupBuilder b(2 * kS);
+TEST_CASE("rollup seconds close as soon as all their sequences are in, never twice", "[unit]") {
+  RollupBuilder b(30 * kS);
   std::vector<Rollup> out;
-  feed_second_100(b, out);
-  b.add(rec(1, 7, 102 * kS + 999 * kMs, 1, "ec", "ec"), out);  // 102.999 < 100 + 1 + 2
+  feed_second_100(b, out);  // seqs 0..6, all in second 100 (4 before 3)
+  CHECK(out.empty());       // seq 7 may still be in second 100
+  // Seq 8 (second 101) arrives before seq 7 (held back, as the attribution does under load):
+  // second 100 stays open however late it is, until seq 7 is in.
+  b.add(rec(1, 8, 101 * kS + 500 * kMs, 1, "ec", "ec"), out);
   CHECK(out.empty());
   CHECK(b.open_seconds() == 2);
-  b.add(rec(1, 8, 103 * kS, 1, "ec", "ec"), out);  // closes second 100 (and 101: empty)
+  b.add(rec(1, 7, 100 * kS + 990 * kMs, 1, "ec", "ec"), out);  // 0..8 in: 100 is complete
   REQUIRE(out.size() == 8);
   for (const Rollup& r : out) CHECK(r.second_ns == 100 * kS);
-  CHECK(b.open_seconds() == 2);  // 102 and 103
+  CHECK(find(out, Direction::Forward, "ec", 100 * kS)->sent == 5);  // seq 0, 1, 3, 4, 7
+  CHECK(b.open_seconds() == 1);                                     // 101
 
   // A record for the closed second is left out and counted; nothing is emitted again.
   out.clear();
@@ -170,7 +173,7 @@ TEST_CASE("rollup seconds close once a record of tx >= S + 1 s + grace arrives, 
   CHECK(b.stats().after_close == 1);
 
   // A late record (its probe was counted as lost) is not counted again.
-  ProbeRecord late = rec(1, 7, 102 * kS + 999 * kMs, 1, "ec", "ec");
+  ProbeRecord late = rec(1, 7, 100 * kS + 990 * kMs, 1, "ec", "ec");
   late.late = true;
   b.add(late, out);
   CHECK(b.stats().late_ignored == 1);
@@ -180,14 +183,39 @@ TEST_CASE("rollup seconds close once a record of tx >= S + 1 s + grace arrives, 
   CHECK(out.empty());
 
   b.flush(out);
-  REQUIRE(out.size() == 6);  // session 1: 102 and 103; session 2: 200 (each fwd + rev)
-  CHECK(find(out, Direction::Forward, "ec", 102 * kS)->sent == 1);
-  CHECK(find(out, Direction::Forward, "ec", 103 * kS)->sent == 1);
+  REQUIRE(out.size() == 4);  // session 1: 101; session 2: 200 (each fwd + rev)
+  CHECK(find(out, Direction::Forward, "ec", 101 * kS)->sent == 1);
   CHECK(b.open_seconds() == 0);
   out.clear();
   b.flush(out);  // nothing twice
   CHECK(out.empty());
   CHECK(b.stats().probes == 10);
+}
+
+TEST_CASE("rollup backstop: a sequence that never comes holds a second at most the grace",
+          "[unit]") {
+  RollupBuilder b(2 * kS);
+  std::vector<Rollup> out;
+  b.add(rec(1, 0, 100 * kS + 100 * kMs, 1, "ec", "ec"), out);
+  // seq 1 (a failed send) never comes
+  b.add(rec(1, 2, 102 * kS + 999 * kMs, 1, "ec", "ec"), out);  // 102.999 < 100 + 1 + 2
+  CHECK(out.empty());
+  b.add(rec(1, 3, 103 * kS, 1, "ec", "ec"), out);  // the backstop closes 100
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].second_ns == 100 * kS);
+  out.clear();
+  b.add(rec(1, 4, 104 * kS + 100 * kMs, 1, "ec", "ec"), out);  // closes 101 (empty)
+  CHECK(out.empty());
+  b.add(rec(1, 5, 105 * kS, 1, "ec", "ec"), out);  // closes 102: seq 1 is given up
+  REQUIRE(out.size() == 2);
+  CHECK(out[0].second_ns == 102 * kS);
+  out.clear();
+  // From there the sequences are contiguous again: 103 and 104 close as soon as they are in.
+  b.add(rec(1, 6, 105 * kS + 500 * kMs, 1, "ec", "ec"), out);
+  REQUIRE(out.size() == 4);
+  CHECK(find(out, Direction::Forward, "ec", 103 * kS)->sent == 1);
+  CHECK(find(out, Direction::Forward, "ec", 104 * kS)->sent == 1);
+  CHECK(b.stats().after_close == 0);
 }
 
 TEST_CASE("rollup nearest-rank percentiles over 200 answers", "[unit]") {

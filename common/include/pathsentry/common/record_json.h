@@ -49,6 +49,10 @@ namespace pathsentry::probe {
 ///    "lost_forward":1,"lost_reverse":0,"lost_undetermined":1,"rtt_min_ns":…,
 ///    "rtt_mean_ns":…,"rtt_p50_ns":…,"rtt_p99_ns":…,"rtt_max_ns":…,"jitter_ns":…}
 
+/// Appends `s` as a JSON string: quoted, `"` and `\\` escaped, control characters as \\u00XX
+/// (the one JSON string writer of the agent and the collector).
+void append_json_string(std::string& out, std::string_view s);
+
 /// Stable names used on the wire.
 [[nodiscard]] const char* to_string(Proto p);
 [[nodiscard]] const char* to_string(Direction d);

@@ -47,14 +47,18 @@ struct RollupStats {
 /// consecutive answered probes ordered by sequence (0 with fewer than two).
 ///
 /// Records of a session arrive in roughly sequence order (a lost probe's record comes a timeout
-/// after later probes' answers). Second S of a session is closed, and its rows emitted, once a
-/// record of that session with tx_ns ≥ S + 1 s + grace has arrived, or at flush(). A second is
-/// never emitted twice: a record for a closed second is counted in `after_close` and left out.
+/// after later probes' answers, and under load the attribution can hold one back for many
+/// seconds). Every sent probe yields one record and a session's sequences rise with tx_ns, so
+/// second S of a session is complete, and its rows are emitted, as soon as every sequence up to
+/// one sent at or after S + 1 s has arrived (exact, whatever the load). The grace is only a
+/// backstop for a sequence whose record never comes (a send that failed): S is also closed once
+/// a record with tx_ns ≥ S + 1 s + grace has arrived. And at flush(). A second is never emitted
+/// twice: a record for a closed second is counted in `after_close` and left out.
 /// Not thread-safe (the shipper's thread owns it).
 class RollupBuilder {
  public:
-  /// `grace_ns`: how long after a second's end its last records may still arrive (the agent
-  /// uses the largest loss timeout plus the attribution's hold).
+  /// `grace_ns`: the backstop: how long after a second's end a missing sequence is waited for
+  /// before the second is closed without it (the agent uses at least 30 s).
   explicit RollupBuilder(std::int64_t grace_ns) : grace_ns_(grace_ns) {}
 
   /// Counts one record; appends the rows of every second this closes to `closed`.
@@ -82,6 +86,11 @@ class RollupBuilder {
     Proto proto = Proto::Icmp;
     std::int64_t closed_before = INT64_MIN;  // seconds (index) below this are emitted
     std::map<std::int64_t, Second> open;     // by second index
+    // Sequences 0 .. contiguous-1 have all arrived; contiguous_tx is the tx_ns of the last of
+    // them; ahead holds (seq, tx_ns) of those that arrived beyond a gap.
+    std::uint64_t contiguous = 0;
+    std::int64_t contiguous_tx = INT64_MIN;
+    std::map<std::uint64_t, std::int64_t> ahead;
   };
 
   void close_until(std::uint32_t id, Session& s, std::int64_t below, std::vector<Rollup>& out);

@@ -35,7 +35,7 @@ struct ShipperOptions {
   /// RollupBuilder's grace: how late a second's last records may come.
   std::int64_t rollup_grace_ns = 3'000'000'000;
   /// One POST (connect, send, answer) gives up after this.
-  std::int64_t http_timeout_ns = 5'000'000'000;
+  std::int64_t http_timeout_ns = 30'000'000'000;
   /// After a failed POST (5xx, 408, 429, no connection, timeout) the next try waits
   /// backoff_initial_ns, doubling after each further failure up to backoff_max_ns.
   std::int64_t backoff_initial_ns = 500'000'000;
@@ -122,7 +122,8 @@ class Shipper {
  private:
   struct Stat;
   struct Taken;
-  void loop();
+  void loop();       // the batcher: hand-off queue → rollups → spool files
+  void send_loop();  // the sender: spool files → the collector, oldest first
   void write_batches();
   [[nodiscard]] std::string client_url_text() const;
   /// POSTs spooled files, oldest first, while not backing off and before `until` (monotonic).
@@ -133,6 +134,9 @@ class Shipper {
 
   const Clock& clock_;
   ShipperOptions opt_;
+  // The batcher adds files, the sender reads and removes them: every call under spool_mu_ (a
+  // POST runs outside it, so the batcher never waits for the collector).
+  mutable std::mutex spool_mu_;
   Spool spool_;
   HttpClient client_;
   RollupBuilder rollups_;
@@ -154,7 +158,12 @@ class Shipper {
   std::atomic<bool> stopping_{false};       // stop_ for the HTTP client's waits
   std::atomic<std::int64_t> stop_mono_{0};  // when stop() was called
 
-  // The shipper thread's own.
+  // Wakes the sender: a new file, or the batcher is done (spool_mu_).
+  std::condition_variable send_cv_;
+  bool send_wake_ = false;
+  bool batcher_done_ = false;
+
+  // The batcher thread's own.
   std::vector<std::string> my_labels_;
   std::vector<ProbeRecord> pending_raw_;
   std::vector<Rollup> pending_rollups_;
@@ -162,14 +171,17 @@ class Shipper {
   std::uint64_t batch_no_ = 0;
   std::int64_t last_batch_mono_ = 0;
   std::int64_t first_event_mono_ = 0;
+  bool spool_failing_ = false;
+
+  // The sender thread's own.
   std::int64_t next_attempt_mono_ = 0;
   std::uint32_t failures_in_row_ = 0;
   std::string last_failure_;
-  bool spool_failing_ = false;
 
   mutable std::mutex stats_mu_;
   ShipperStats stats_;
   std::thread thread_;
+  std::thread sender_;
   bool started_ = false;
   bool stopped_ = false;
 };
