@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034,SC2153 # COLL_* are set and used by lib_collector.sh
 # e2e (issue 11): the alert rules in a real Prometheus server during a real lab drill. The lab
 # (profile fast, the failed state held DRILL_HOLD_S = 30 s so that the standby-path rule's
 # `for: 15s` can elapse), its reflector, and on the DC host's namespace: the agent (1000 probes/s
@@ -14,7 +15,6 @@
 #   PS_E2E_PROM_PORTS: "AGENT COLLECTOR PROMETHEUS" ports on the namespace's loopback
 #   (default "19791 19790 19792"; the namespace is this test's own, so they cannot clash)
 export DRILL_HOLD_S=${DRILL_HOLD_S:-30}
-# shellcheck disable=SC2034,SC2153 # COLL_* are lib_collector.sh's
 source "$(dirname "$0")/lib_collector.sh"
 coll_init pstal- "${1:-$E2E_REPO/build}"
 read -r AGENT_PORT COLL_PORT PROM_PORT <<<"${PS_E2E_PROM_PORTS:-19791 19790 19792}"

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# shellcheck disable=SC2034,SC2153 # COLL_* are set and used by lib_collector.sh
 # e2e (issue 11): the status page in a real headless browser after a real lab drill. The lab with
 # its reflector; the collector in the host's namespace on 127.0.0.1:PORT (the page) and a Unix
 # socket in the lab's state dir (ingest); the agent on the DC host (1000 probes/s ICMP + STAMP,
@@ -10,7 +11,6 @@
 # (PS_E2E_KEEP=1 keeps a passed run's).
 # Usage: bash tests/e2e/page_drill_test.sh [build-dir]
 #   PS_E2E_PAGE_PORT: the page's port on 127.0.0.1 (default 19781)
-# shellcheck disable=SC2034,SC2153 # COLL_* are lib_collector.sh's
 source "$(dirname "$0")/lib_collector.sh"
 coll_init pstpg- "${1:-$E2E_REPO/build}"
 PORT=${PS_E2E_PAGE_PORT:-19781}
