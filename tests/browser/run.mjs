@@ -4,14 +4,20 @@
 //                                                                   started and stopped here
 // Options: --artifacts DIR (screenshots; default tests/browser/artifacts), --chromium PATH
 // (default $CHROMIUM or /usr/bin/chromium), --live-timeout S (how long to wait for a new event
-// over the stream; default 10, give a drill time to cause one against a real collector).
+// over the stream; default 10, give a drill time to cause one against a real collector),
+// --ready-file PATH (created when the test starts waiting for a live event: a lab test starts
+// its next drill then), --expect-path WORDS (every target's current path, both directions, must
+// read WORDS, e.g. "Express Connect" after a failback), --live-match REGEX (the live event
+// waited for must have a title matching REGEX, e.g. a switchover caused by that next drill),
+// --live-out FILE (the new events' ids and titles as JSON, for the caller to compare with the
+// collector's).
 // Checks: the current path per direction in words; a switchover (failover) and a failback in
 // the timeline with their outage figures; a new event appears live without reload; the probes
 // around the failover are drawn (points per direction, lost probes, render time); phone width
 // without horizontal scrolling; no request leaves the base URL; no console error; little CPU
 // while idle. Prints one line per check and "N passed, N failed"; exits 1 on any failure.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -40,6 +46,10 @@ const dist = resolve(opt('--dist', join(root, 'web/dist')));
 const artifacts = resolve(opt('--artifacts', join(here, 'artifacts')));
 const chromiumPath = opt('--chromium', process.env.CHROMIUM ?? '/usr/bin/chromium');
 const liveTimeoutMs = Number(opt('--live-timeout', '10')) * 1000;
+const readyFile = opt('--ready-file', '');
+const expectPath = opt('--expect-path', '');
+const liveMatch = opt('--live-match', '');
+const liveOut = opt('--live-out', '');
 mkdirSync(artifacts, { recursive: true });
 if (!existsSync(chromiumPath)) fatal(`no browser at ${chromiumPath}: scripts/deps.sh installs Debian's chromium`);
 
@@ -78,6 +88,12 @@ const browser = await chromium.launch({
     '--disable-background-networking', '--disable-component-update', '--disable-sync'],
 });
 let target = null;
+// A screenshot of the whole page while it is short (the fixture), else of the window: a real
+// collector's timeline holds up to 500 events, tens of thousands of pixels, megabytes of PNG.
+const shot = async (p, name) => {
+  const tall = await p.evaluate(() => document.documentElement.scrollHeight);
+  await p.screenshot({ path: join(artifacts, name), fullPage: tall <= 3000, timeout: 60000 });
+};
 const PATH_WORDS = /^(Express Connect|IPsec|down|undetermined|unknown|not attributed|no data|[\w.-]+)$/;
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
@@ -110,6 +126,16 @@ try {
   check(cards.length > 0 && cards.every((c) => PATH_WORDS.test(c.fwd ?? '') && PATH_WORDS.test(c.rev ?? '')),
     'every target shows its current path per direction in words',
     cards.map((c) => `${c.key}: forward ${c.fwd}, reverse ${c.rev}`).join('; '));
+  if (expectPath) {
+    check(cards.length > 0 && cards.every((c) => c.fwd === expectPath && c.rev === expectPath),
+      `every target is on ${expectPath} in both directions`,
+      cards.map((c) => `${c.key}: ${c.fwd} / ${c.rev}`).join('; '));
+  }
+  if (!fixtureMode) {
+    check(cards.length > 0 && cards.every((c) => /RTT\s*[\d.,]+ ms/.test(c.text) && /jitter\s*[\d.,]+ ms/.test(c.text)
+      && /since \d\d:\d\d:\d\d/.test(c.text)), 'every target shows its RTT, jitter and since when',
+    cards.map((c) => c.text.replace(/\s+/g, ' ').slice(0, 160)).join(' | '));
+  }
   if (fixtureMode) {
     const c = cards.find((x) => x.key === 'dc1|10.20.0.2|icmp');
     check(c && c.fwd === 'Express Connect' && c.rev === 'Express Connect',
@@ -125,12 +151,17 @@ try {
     figs: li.querySelector('.ev-figs')?.textContent.replace(/\s+/g, ' ').trim() ?? '',
   })));
   const initialIds = new Set(evs.map((e) => e.id));
-  const failovers = evs.filter((e) => /^Switchover, /.test(e.title) && /outage .*\d ms/.test(e.figs));
-  const failbacks = evs.filter((e) => /^Failback, /.test(e.title) && /outage .*\d ms/.test(e.figs));
-  check(failovers.length > 0, 'the timeline shows a switchover (failover) with its outage figure',
-    failovers.map((e) => `${e.title}: ${e.figs}`).join(' | '));
-  check(failbacks.length > 0, 'the timeline shows a failback with its outage figure',
-    failbacks.map((e) => `${e.title}: ${e.figs}`).join(' | '));
+  // With --expect-path P: the failover leaves P, the failback returns to P.
+  const esc = (t) => t.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const away = expectPath ? new RegExp(`: ${esc(expectPath)} → `) : /./;
+  const back = expectPath ? new RegExp(` → ${esc(expectPath)}$`) : /./;
+  const failovers = evs.filter((e) => /^Switchover, /.test(e.title) && away.test(e.title) && /outage .*\d ms/.test(e.figs));
+  const failbacks = evs.filter((e) => /^Failback, /.test(e.title) && back.test(e.title) && /outage .*\d ms/.test(e.figs));
+  const few = (l) => l.slice(0, 4).map((e) => `${e.title}: ${e.figs}`).join(' | ') + (l.length > 4 ? ` | … ${l.length} in all` : '');
+  check(failovers.length > 0, `the timeline shows a switchover (failover${expectPath ? ` from ${expectPath}` : ''}) with its outage figure`,
+    few(failovers));
+  check(failbacks.length > 0, `the timeline shows a failback${expectPath ? ` to ${expectPath}` : ''} with its outage figure`,
+    few(failbacks));
   if (fixtureMode) {
     const fo = evs.find((e) => e.id === 4), fb = evs.find((e) => e.id === 8), rb = evs.find((e) => e.id === 9);
     check(fo && fo.title === 'Switchover, forward: Express Connect → IPsec' &&
@@ -145,24 +176,33 @@ try {
     check(JSON.stringify(order) === JSON.stringify([9, 8, 7, 6, 5, 4, 3, 2, 1]), 'events are newest first',
       order.join(','));
   }
-  await page.screenshot({ path: join(artifacts, 'page-laptop.png'), fullPage: true });
+  await shot(page, 'page-laptop.png');
 
   // 3. A new event appears live, without reload.
   await page.evaluate(() => { window.__psNoReload = 'still the same document'; });
   const liveStart = Date.now();
   if (fixtureMode) await fetch(`${origin}/__fixture/arm`, { method: 'POST' });
-  const got = await page.waitForFunction((ids) => [...document.querySelectorAll('#events li[data-id]')]
-    .some((li) => !ids.includes(Number(li.dataset.id))), [...initialIds], { timeout: liveTimeoutMs })
-    .then(() => true, () => false);
+  if (readyFile) writeFileSync(readyFile, `${new Date().toISOString()}\n`);
+  const got = await page.waitForFunction(([ids, re]) => [...document.querySelectorAll('#events li[data-id]')]
+    .some((li) => !ids.includes(Number(li.dataset.id)) &&
+      new RegExp(re).test(li.querySelector('.ev-title')?.textContent.trim() ?? '')),
+  [[...initialIds], liveMatch || '.'], { timeout: liveTimeoutMs }).then(() => true, () => false);
   const liveMs = Date.now() - liveStart;
   const same = await page.evaluate(() => window.__psNoReload === 'still the same document');
-  check(got && same && navigations === 1, 'a new event appears live without reload',
+  check(got && same && navigations === 1, `a new event${liveMatch ? ` (/${liveMatch}/)` : ''} appears live without reload`,
     got ? `after ${liveMs} ms, ${navigations} navigation(s)` : `none within ${liveTimeoutMs / 1000} s`);
   if (got) {
     const fresh = await page.$$eval('#events li[data-id]', (els, ids) => els
-      .filter((li) => !ids.includes(Number(li.dataset.id)))
+      .filter((li) => !ids.includes(Number(li.dataset.id))).slice(0, 4)
       .map((li) => `${li.querySelector('.ev-title')?.textContent} (${li.querySelector('.ev-figs')?.textContent.replace(/\s+/g, ' ').trim()})`),
     [...initialIds]);
+    if (liveOut) {
+      const all = await page.$$eval('#events li[data-id]', (els, ids) => els
+        .filter((li) => !ids.includes(Number(li.dataset.id)))
+        .map((li) => ({ id: Number(li.dataset.id), title: li.querySelector('.ev-title')?.textContent.trim() })),
+      [...initialIds]);
+      writeFileSync(liveOut, JSON.stringify(all, null, 1));
+    }
     const first = await page.$eval('#events li[data-id]', (li) => Number(li.dataset.id));
     check(!initialIds.has(first), 'the new event is at the top of the timeline', fresh.join(' | '));
     if (fixtureMode) {
@@ -172,7 +212,7 @@ try {
       check(fwd, 'the current forward path follows the stream (now IPsec)');
     }
   }
-  await page.screenshot({ path: join(artifacts, 'page-live.png'), fullPage: true });
+  await shot(page, 'page-live.png');
 
   // 3b. The stream breaks: the page says so, reconnects by itself and fetches what it missed.
   if (fixtureMode) {
@@ -239,7 +279,7 @@ try {
         'points are coloured by path, named in the legend', info.legendF.join(', '));
     }
     await page.locator('#detail').scrollIntoViewIfNeeded();
-    await page.screenshot({ path: join(artifacts, 'event-probes.png'), fullPage: true });
+    await shot(page, 'event-probes.png');
   }
 
   // 6. A phone.
@@ -252,7 +292,7 @@ try {
   await pp.waitForSelector('#events li[data-id]', { timeout: 15000 });
   const overflow = await pp.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
   check(overflow <= 1, 'on a phone (390 px) the page needs no horizontal scrolling', `${overflow} px too wide`);
-  await pp.screenshot({ path: join(artifacts, 'page-phone.png'), fullPage: true });
+  await shot(pp, 'page-phone.png');
   if (target) {
     await pp.tap(`#events button.ev[data-id="${target.id}"]`);
     const drawn = await pp.waitForFunction(() => document.querySelector('#detail-summary')?.dataset.points,
