@@ -47,7 +47,7 @@ struct DirState {
   std::size_t held = 0;
   // The path state machine.
   std::int16_t current = kNoPath;
-  std::int16_t last_from = kNoPath;  // the path of the last switchover's "from"
+  std::int16_t home = kNoPath;  // the first path established: a switch back to it is a failback
   bool has_ok = false;
   std::int64_t last_ok_tx = 0;
   // Probes through this way on any path ("unknown" included): the outage of a switchover is
@@ -246,8 +246,9 @@ struct Detector::Impl {
       e.probes_lost = s.lost_before_cand;
       e.probes_lost_undetermined = s.und_before_cand;
       e.outage_kind = kind(e.probes_lost, e.probes_lost_undetermined);
-      e.failback = v == s.last_from;
-      s.last_from = s.current;
+      e.failback = v == s.home;
+    } else if (s.home == kNoPath) {
+      s.home = v;
     }
     s.current = v;
     s.has_ok = true;

@@ -117,15 +117,20 @@ TEST_CASE("detector clean switchover", "[unit][detector]") {
   CHECK(run.events.size() == 6);
 }
 
-// Returning to the path last left is a failback; a switch without losses has no outage events.
+// Returning to the first path established (the home path) is a failback; leaving it again is
+// not, however many round trips came before; a switch without losses has no outage events.
 TEST_CASE("detector failback", "[unit][detector]") {
   Run run;
   run.add(0, 10, "express-connect", "express-connect");
   run.add(10, 20, "ipsec", "ipsec");
   run.add(20, 30, "express-connect", "express-connect");
+  run.add(30, 40, "ipsec", "ipsec");
+  run.add(40, 50, "express-connect", "express-connect");
   run.feed();
   const auto sw = run.of(EventType::Switchover);
-  REQUIRE(sw.size() == 2);
+  REQUIRE(sw.size() == 4);
+  CHECK_FALSE(sw[2].failback);  // the second failover: to ipsec, away from home
+  CHECK(sw[3].failback);
   CHECK_FALSE(sw[0].failback);
   CHECK(sw[0].probes_lost == 0);
   CHECK(sw[0].outage_ns == 1 * kMs);  // one probe interval
