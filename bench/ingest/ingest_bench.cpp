@@ -4,6 +4,7 @@
 //
 //   bench-ingest [--dir DIR] [--probes N] [--rate PPS] [--targets T] [--window W]
 //                [--rounds R] [--rollup-days D] [--keep]
+//                [--http [--clients 1,4] [--collector PATH]]
 //
 // Batches are what one agent ships each second at the default rates: for each target, `rate`
 // ICMP and `rate` STAMP probe records (record_json's fields, 10 % lost, STAMP with reflector
@@ -14,13 +15,23 @@
 // advance: no lookups, no duplicate counting, no queue). Rounds alternate bare/store; the
 // best of each is compared.
 //
-// A --http URL mode (the collector end to end) slots in as another Sink: it would serialise
-// each batch with record_json's append_json and POST it.
+// --http adds the collector end to end: the bench starts the real pathsentry-collector (its
+// own temp dir under --dir: database, token file, log; 127.0.0.1 on an ephemeral port), POSTs
+// the same batches encoded as the agent encodes them (probe_ship's encode_batch) from C
+// concurrent clients, each its own agent with a keep-alive connection and one request in flight
+// (as an agent's shipper), stops the collector by its PID and then counts the rows in its
+// database: exactly the rows sent, or the run fails.
 
+#include <fcntl.h>
+#include <signal.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -30,17 +41,22 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.h"
 #include "pathsentry/db/store.h"
+#include "pathsentry/probe/ship/batch.h"
+#include "pathsentry/probe/ship/http_client.h"
 
 using namespace pathsentry;
 
 namespace {
 
 constexpr std::int64_t kSec = 1'000'000'000;
-constexpr std::int64_t kT0 = 1'780'000'000 * kSec;
+// Batches start this many seconds before the bench started: recent enough that the collector's
+// retention (raw records older than 1 h go, every 60 s) does not touch them during a run.
+std::int64_t kT0 = 0;
 
 struct Options {
   std::string dir = "/var/tmp";
@@ -51,6 +67,9 @@ struct Options {
   int rounds = 2;
   double rollup_days = 1.0;
   bool keep = false;  // leave the last round's databases in --dir for inspection
+  bool http = false;
+  std::vector<int> clients{1, 4};
+  std::string collector;  // default: ../../probe/pathsentry-collector from this binary
 };
 
 ProbeRecord make_probe(const std::string& target, Proto proto, std::uint32_t session,
@@ -306,6 +325,208 @@ RunResult run_bare(const std::vector<db::IngestBatch>& batches, const std::strin
   return r;
 }
 
+// ---- through the collector, over HTTP on loopback -----------------------------------------
+
+struct Collector {
+  pid_t pid = -1;
+  int out_fd = -1;
+  std::string port;
+};
+
+// Starts `bin` with its database, token file and log in `dir`, listening on 127.0.0.1:0; waits
+// for its "collector listening on 127.0.0.1:PORT" line.
+Collector start_collector(const std::string& bin, const std::string& dir) {
+  int fds[2];
+  if (::pipe(fds) != 0) throw std::runtime_error("pipe failed");
+  const std::string db = dir + "/collector.db";
+  const std::string tokens = dir + "/tokens";
+  const std::string log = dir + "/collector.log";
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    ::dup2(fds[1], STDOUT_FILENO);
+    const int lfd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (lfd >= 0) ::dup2(lfd, STDERR_FILENO);
+    ::close(fds[0]);
+    ::execl(bin.c_str(), bin.c_str(), "--db", db.c_str(), "--listen", "127.0.0.1:0", "--token-file",
+            tokens.c_str(), "--log-level", "warn", static_cast<char*>(nullptr));
+    std::perror("exec pathsentry-collector");
+    ::_exit(127);
+  }
+  ::close(fds[1]);
+  Collector c{pid, fds[0], {}};
+  std::string line;
+  char ch = 0;
+  while (::read(c.out_fd, &ch, 1) == 1 && ch != '\n') line += ch;
+  const auto colon = line.rfind(':');
+  if (line.rfind("collector listening on 127.0.0.1:", 0) != 0 || colon == std::string::npos) {
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+    throw std::runtime_error("collector did not start (see " + log + "): '" + line + "'");
+  }
+  c.port = line.substr(colon + 1);
+  const auto sp = c.port.find(' ');
+  if (sp != std::string::npos) c.port.resize(sp);
+  return c;
+}
+
+// SIGTERM to the collector we started (its PID only), SIGKILL after 30 s; its exit status.
+int stop_collector(Collector& c) {
+  if (c.pid <= 0) return -1;
+  ::kill(c.pid, SIGTERM);
+  int status = 0;
+  const std::int64_t deadline = bench::monotonic_ns() + 30 * kSec;
+  while (::waitpid(c.pid, &status, WNOHANG) == 0) {
+    if (bench::monotonic_ns() > deadline) {
+      ::kill(c.pid, SIGKILL);
+      ::waitpid(c.pid, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  c.pid = -1;
+  ::close(c.out_fd);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::int64_t count_rows(const std::string& path, const char* table) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr) != SQLITE_OK) {
+    const std::string e = db != nullptr ? sqlite3_errmsg(db) : "out of memory";
+    sqlite3_close(db);
+    throw std::runtime_error("open " + path + ": " + e);
+  }
+  sqlite3_stmt* st = nullptr;
+  const std::string sql = std::string("SELECT COUNT(*) FROM ") + table;
+  std::int64_t n = -1;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    n = sqlite3_column_int64(st, 0);
+  }
+  const std::string e = sqlite3_errmsg(db);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  if (n < 0) throw std::runtime_error(sql + " in " + path + ": " + e);
+  return n;
+}
+
+struct HttpResult : RunResult {
+  int clients = 0;
+  std::uint64_t body_bytes = 0;
+  std::vector<std::int64_t> post_ns;  // each POST's round trip
+};
+
+// One run: a fresh collector, `clients` agents posting batch b from client b % clients.
+HttpResult run_http(const std::vector<db::IngestBatch>& batches, const Options& o, int clients) {
+  const std::string dir = o.dir + "/bench-ingest-http";
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  std::filesystem::permissions(dir, std::filesystem::perms::owner_all);
+  const std::string token = "bench-ingest-token-" + probe::new_run_id();
+  {
+    FILE* f = std::fopen((dir + "/tokens").c_str(), "w");
+    if (f == nullptr) throw std::runtime_error("cannot write " + dir + "/tokens");
+    std::fprintf(f, "%s\n", token.c_str());
+    std::fclose(f);
+    std::filesystem::permissions(
+        dir + "/tokens", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  }
+  // The agent's own encoding, before timing (an agent encodes on its own machine).
+  std::vector<std::vector<std::string>> bodies(static_cast<std::size_t>(clients));
+  HttpResult r;
+  r.clients = clients;
+  std::uint64_t want_probes = 0, want_rollups = 0;
+  for (std::size_t b = 0; b < batches.size(); ++b) {
+    const auto c = b % static_cast<std::size_t>(clients);
+    auto h = batches[b].header;
+    h.agent = "bench-agent-" + std::to_string(c);
+    bodies[c].push_back(
+        probe::encode_batch(h, batches[b].rollups, batches[b].events, batches[b].probes));
+    r.body_bytes += bodies[c].back().size();
+    want_probes += batches[b].probes.size();
+    want_rollups += batches[b].rollups.size();
+  }
+  auto col = start_collector(o.collector, dir);
+  const auto url = probe::parse_collector_url("http://127.0.0.1:" + col.port);
+  if (!url) {
+    stop_collector(col);
+    throw std::runtime_error("collector url: " + url.error());
+  }
+  struct PerClient {
+    std::uint64_t probes = 0, rollups = 0, duplicates = 0;
+    std::string error;
+    std::vector<std::int64_t> post_ns;
+  };
+  std::vector<PerClient> per(static_cast<std::size_t>(clients));
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      auto& me = per[static_cast<std::size_t>(c)];
+      probe::HttpClient client(*url, token, "bench-ingest");
+      ready.fetch_add(1);
+      while (!go.load()) std::this_thread::yield();
+      for (const auto& body : bodies[static_cast<std::size_t>(c)]) {
+        const std::int64_t t = bench::monotonic_ns();
+        const auto res = client.post(body, 120 * kSec);
+        me.post_ns.push_back(bench::monotonic_ns() - t);
+        if (res.status != 200) {
+          me.error = "POST answered " + std::to_string(res.status) + ": " +
+                     (res.status == 0 ? res.error : res.body);
+          return;
+        }
+        try {
+          const auto j = nlohmann::json::parse(res.body);
+          me.probes += j.at("accepted").at("probes").get<std::uint64_t>();
+          me.rollups += j.at("accepted").at("rollups").get<std::uint64_t>();
+          for (const char* k : {"probes", "rollups", "events"}) {
+            me.duplicates += j.at("duplicates").at(k).get<std::uint64_t>();
+          }
+        } catch (const std::exception& e) {
+          me.error = std::string("bad answer: ") + e.what() + ": " + res.body;
+          return;
+        }
+      }
+    });
+  }
+  while (ready.load() < clients) std::this_thread::yield();
+  const std::int64_t start = bench::monotonic_ns();
+  go.store(true);
+  for (auto& t : threads) t.join();
+  r.seconds = static_cast<double>(bench::monotonic_ns() - start) / 1e9;
+  const int exit_status = stop_collector(col);
+  std::uint64_t got_probes = 0, got_rollups = 0, dups = 0;
+  for (auto& p : per) {
+    if (!p.error.empty()) throw std::runtime_error("http client: " + p.error);
+    got_probes += p.probes;
+    got_rollups += p.rollups;
+    dups += p.duplicates;
+    r.post_ns.insert(r.post_ns.end(), p.post_ns.begin(), p.post_ns.end());
+  }
+  const std::string db_path = dir + "/collector.db";
+  // The check that makes the figure worth anything: exactly the rows sent, acknowledged and in
+  // the database after the collector stopped.
+  const auto db_probes = count_rows(db_path, "probes");
+  const auto db_rollups = count_rows(db_path, "rollup_1s");
+  if (exit_status != 0 || got_probes != want_probes || got_rollups != want_rollups || dups != 0 ||
+      db_probes != static_cast<std::int64_t>(want_probes) ||
+      db_rollups != static_cast<std::int64_t>(want_rollups)) {
+    throw std::runtime_error("http run with " + std::to_string(clients) +
+                             " clients is wrong: sent " + std::to_string(want_probes) +
+                             " probes + " + std::to_string(want_rollups) +
+                             " rollups; acknowledged " + std::to_string(got_probes) + " + " +
+                             std::to_string(got_rollups) + " (" + std::to_string(dups) +
+                             " duplicates); database " + std::to_string(db_probes) + " + " +
+                             std::to_string(db_rollups) + "; collector exit status " +
+                             std::to_string(exit_status) + " (log: " + dir + "/collector.log)");
+  }
+  r.rows = want_probes + want_rollups;
+  r.bytes = file_bytes(db_path);
+  if (!o.keep) std::filesystem::remove_all(dir);
+  return r;
+}
+
 // ---- sizes --------------------------------------------------------------------------------
 
 // Bytes of one day of rollups for one target at the default rates, through the store.
@@ -369,18 +590,48 @@ int main(int argc, char** argv) {
       o.rollup_days = std::stod(next());
     } else if (a == "--keep") {
       o.keep = true;
+    } else if (a == "--http") {
+      o.http = true;
+    } else if (a == "--collector") {
+      o.collector = next();
+    } else if (a == "--clients") {
+      o.clients.clear();
+      const std::string v = next();
+      for (std::size_t pos = 0; pos <= v.size();) {
+        const auto comma = std::min(v.find(',', pos), v.size());
+        o.clients.push_back(std::stoi(v.substr(pos, comma - pos)));
+        pos = comma + 1;
+      }
     } else if (a == "--help" || a == "-h") {
       std::cout << "usage: bench-ingest [--dir DIR] [--probes N] [--rate PPS] [--targets T] "
-                   "[--window W] [--rounds R] [--rollup-days D] [--keep]\n";
+                   "[--window W] [--rounds R] [--rollup-days D] [--keep]\n"
+                   "                    [--http [--clients 1,4] [--collector PATH]]\n";
       return 0;
     } else {
       std::cerr << "bench-ingest: unknown argument " << a << " (--help)\n";
       return 2;
     }
   }
-  if (o.rate == 0 || o.targets < 1 || o.window < 1 || o.rounds < 1) {
-    std::cerr << "bench-ingest: --rate, --targets, --window and --rounds must be >= 1\n";
+  if (o.rate == 0 || o.targets < 1 || o.window < 1 || o.rounds < 1 ||
+      std::any_of(o.clients.begin(), o.clients.end(), [](int c) { return c < 1; })) {
+    std::cerr << "bench-ingest: --rate, --targets, --window, --rounds, --clients must be >= 1\n";
     return 2;
+  }
+  if (o.http && o.collector.empty()) {
+    std::error_code ec;
+    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+    o.collector = (self.parent_path() / "../../probe/pathsentry-collector").lexically_normal();
+  }
+  if (o.http && ::access(o.collector.c_str(), X_OK) != 0) {
+    std::cerr << "bench-ingest: no collector at " << o.collector << " (build pathsentry-collector "
+              << "or give --collector PATH)\n";
+    return 2;
+  }
+  ::signal(SIGPIPE, SIG_IGN);
+  {
+    const std::uint64_t per_batch = o.rate * 2 * static_cast<std::uint64_t>(o.targets);
+    const auto n_batches = static_cast<std::int64_t>((o.probes + per_batch - 1) / per_batch);
+    kT0 = (bench::realtime_ns() / kSec - n_batches - 60) * kSec;
   }
   try {
     const auto batches = make_batches(o);
@@ -394,14 +645,25 @@ int main(int argc, char** argv) {
     const std::string store_path = o.dir + "/bench-ingest-store.db";
     const std::string bare_path = o.dir + "/bench-ingest-bare.db";
     RunResult best_store, best_bare;
+    std::vector<HttpResult> best_http(o.http ? o.clients.size() : 0);
     nlohmann::json rounds = nlohmann::json::array();
     for (int round = 0; round < o.rounds; ++round) {
       const auto bare = run_bare(batches, bare_path);
       const auto store = run_store(batches, store_path, o.window);
       std::cerr << "round " << round + 1 << ": bare " << bare.rows / bare.seconds
-                << " rows/s, store " << store.rows / store.seconds << " rows/s\n";
-      rounds.push_back({{"bare_rows_per_s", bare.rows / bare.seconds},
-                        {"store_rows_per_s", store.rows / store.seconds}});
+                << " rows/s, store " << store.rows / store.seconds << " rows/s";
+      nlohmann::json jr = {{"bare_rows_per_s", bare.rows / bare.seconds},
+                           {"store_rows_per_s", store.rows / store.seconds}};
+      for (std::size_t k = 0; k < best_http.size(); ++k) {
+        auto h = run_http(batches, o, o.clients[k]);
+        std::cerr << ", http x" << o.clients[k] << " " << h.rows / h.seconds << " rows/s";
+        jr["http_rows_per_s"][std::to_string(o.clients[k])] = h.rows / h.seconds;
+        if (best_http[k].seconds == 0 || h.seconds < best_http[k].seconds) {
+          best_http[k] = std::move(h);
+        }
+      }
+      std::cerr << "\n";
+      rounds.push_back(jr);
       if (best_bare.seconds == 0 || bare.seconds < best_bare.seconds) best_bare = bare;
       if (best_store.seconds == 0 || store.seconds < best_store.seconds) best_store = store;
     }
@@ -425,6 +687,28 @@ int main(int argc, char** argv) {
     std::printf("%-34s %14s %14s\n", "", "Store::ingest", "bare SQLite");
     std::printf("%-34s %14.0f %14.0f   ratio %.1f %%\n", "rows/s (best of rounds)", store_rate,
                 bare_rate, 100.0 * store_rate / bare_rate);
+    nlohmann::json http = nlohmann::json::array();
+    for (auto& h : best_http) {
+      const double rate = static_cast<double>(h.rows) / h.seconds;
+      const double per_m = static_cast<double>(h.bytes) / static_cast<double>(probes) * 1e6;
+      std::sort(h.post_ns.begin(), h.post_ns.end());
+      char label[64];
+      std::snprintf(label, sizeof label, "HTTP collector, %d client%s", h.clients,
+                    h.clients == 1 ? "" : "s");
+      std::printf(
+          "%-34s %14.0f %14.0f   ratio %.1f %%  (%.1f MB/s of NDJSON, POST p50 %.0f ms "
+          "p99 %.0f ms; rows verified in the db)\n",
+          label, rate, bare_rate, 100.0 * rate / bare_rate,
+          static_cast<double>(h.body_bytes) / h.seconds / 1e6,
+          static_cast<double>(bench::percentile_sorted(h.post_ns, 50)) / 1e6,
+          static_cast<double>(bench::percentile_sorted(h.post_ns, 99)) / 1e6);
+      http.push_back({{"clients", h.clients},
+                      {"rows_per_s", rate},
+                      {"ratio", rate / bare_rate},
+                      {"body_bytes", h.body_bytes},
+                      {"bytes_per_million_rows", per_m},
+                      {"post_ns", bench::distribution_json(h.post_ns)}});
+    }
     std::printf("%-34s %14.1f %14.1f\n", "MB per million raw records", store_per_m / 1e6,
                 bare_per_m / 1e6);
     std::printf("%-34s %14.1f\n", "MB per day of rollups per target",
@@ -443,6 +727,7 @@ int main(int argc, char** argv) {
                         {"store_bytes_per_million_rows", store_per_m},
                         {"bare_bytes_per_million_rows", bare_per_m},
                         {"rollup_bytes_per_day_per_target", rollup_day},
+                        {"http", http},
                         {"rounds", rounds}};
     std::cout << j.dump() << "\n";
   } catch (const std::exception& e) {
