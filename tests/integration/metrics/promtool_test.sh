@@ -15,12 +15,13 @@ src=$2
 probe=$build/probe/pathsentry-probe
 reflector=$build/probe/pathsentry-reflector
 dump=$build/tests/dump_collector_metrics
+collector=$build/probe/pathsentry-collector
 prom=$src/deploy/prometheus
 fail() { echo "FAIL: $*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || fail "needs root (raw ICMP socket and a capture on lo)"
 command -v promtool >/dev/null || fail "promtool missing: scripts/deps.sh installs Debian's prometheus"
-for b in "$probe" "$reflector" "$dump"; do [ -x "$b" ] || fail "$b not built"; done
+for b in "$probe" "$reflector" "$dump" "$collector"; do [ -x "$b" ] || fail "$b not built"; done
 
 work=$(mktemp -d /tmp/ps-promtool.XXXXXX)
 pids=()
@@ -94,9 +95,33 @@ grep -Eq '^pathsentry_reflector_replies_total [1-9]' "$work/reflector.metrics" |
   fail "no replies counted by the reflector"
 grep -Eq '^pathsentry_reflector_sessions 1' "$work/reflector.metrics" ||
   fail "the reflector does not count the agent's STAMP session"
-"$dump" >"$work/collector.metrics"
+# The collector's real /metrics, after one batch ingested over HTTP (so its per-agent series
+# exist), beside the families as defined (every label the code pre-creates).
+"$dump" >"$work/collector-families.metrics"
+(umask 077 && echo "promtool-test-token-0123456789" >"$work/token")
+"$collector" --db "$work/collector.db" --listen 127.0.0.1:0 --token-file "$work/token" \
+  >"$work/collector.out" 2>"$work/collector.err" &
+pids+=($!)
+coll=
+for _ in $(seq 100); do
+  coll=$(grep -oE '127\.0\.0\.1:[0-9]+' "$work/collector.out" | head -n1 || true)
+  [ -n "$coll" ] && break
+  sleep 0.05
+done
+[ -n "$coll" ] || { cat "$work/collector.err"; fail "the collector did not start"; }
+now=$(($(date +%s) * 1000000000))
+printf '%s\n' \
+  '{"type":"batch","agent":"promtool","run":"00000000000000aa","batch":1,"created_ns":'$now',"version":"test"}' \
+  '{"type":"rollup","target":"127.0.0.1","proto":"icmp","session_id":1,"second_ns":'$now',"direction":"forward","path":"","sent":1,"received":1,"lost_forward":0,"lost_reverse":0,"lost_undetermined":0,"rtt_min_ns":1,"rtt_mean_ns":1,"rtt_p50_ns":1,"rtt_p99_ns":1,"rtt_max_ns":1,"jitter_ns":0}' \
+  >"$work/batch.ndjson"
+curl -sf -H "Authorization: Bearer $(cat "$work/token")" -H 'Content-Type: application/x-ndjson' \
+  --data-binary @"$work/batch.ndjson" "http://$coll/api/v1/ingest" >/dev/null ||
+  fail "the collector refused the test batch"
+curl -sf "http://$coll/metrics" >"$work/collector.metrics" || fail "cannot scrape the collector"
+grep -Eq '^pathsentry_collector_ingest_rows_total\{.*kind="rollup".*\} 1' "$work/collector.metrics" ||
+  fail "the collector's /metrics does not count the ingested rollup"
 
-for f in agent reflector collector; do
+for f in agent reflector collector collector-families; do
   echo "== promtool check metrics ($f)"
   out=$(promtool check metrics <"$work/$f.metrics" 2>&1) || { echo "$out"; fail "$f metrics"; }
   [ -z "$out" ] || { echo "$out"; fail "promtool found problems in the $f metrics"; }
