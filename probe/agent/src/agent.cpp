@@ -553,6 +553,9 @@ namespace {
 // Runs the agent with SIGINT/SIGTERM taken by a waiting thread, not a handler: blocked before
 // any thread starts, so every thread inherits the mask.
 int run_agent(const AgentConfig& cfg) {
+  // A reader of --records - that goes away must not kill the agent before it flushes and
+  // reports: the write fails with EPIPE instead, is counted and said at the end.
+  ::signal(SIGPIPE, SIG_IGN);
   sigset_t sigs;
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);

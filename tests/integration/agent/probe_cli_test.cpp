@@ -162,6 +162,30 @@ TEST_CASE("probe cli stops cleanly on SIGTERM", "[privileged][probe_cli]") {
   REQUIRE(s["lost"] == 0);
 }
 
+// A reader of --records - that goes away (here `head` after 100 bytes) does not kill the agent
+// with SIGPIPE: it probes to the end, says that the records could not be written, and still
+// writes its summary.
+TEST_CASE("probe cli survives a closed records pipe", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  {
+    std::ofstream sh(dir.file("run.sh"));
+    sh << probe_binary() << " --target " << NetnsPair::kAddrB4
+       << " --proto icmp --rate 1000 --duration 2 --quiet --metrics-listen off --records -"
+       << " --summary-json " << dir.file("sum.json") << " 2>" << dir.file("log.txt")
+       << " | head -c 100 >/dev/null\n"
+       << "echo ${PIPESTATUS[0]} >" << dir.file("rc.txt") << "\n";
+  }
+  REQUIRE(NetnsPair::exec(pair.a(), "bash " + dir.file("run.sh")) == 0);
+  INFO(slurp(dir.file("log.txt")));
+  CHECK(slurp(dir.file("rc.txt")) == "0\n");  // 141 = killed by SIGPIPE
+  CHECK_THAT(slurp(dir.file("log.txt")), Contains("Broken pipe"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  CHECK(sum["sessions"][0]["sent"].get<std::uint64_t>() > 1000);
+}
+
 // --check-config validates a file without sending anything; errors name file, key and value
 // and exit non-zero; there is no built-in target.
 TEST_CASE("probe cli check-config", "[integration][probe_cli]") {
