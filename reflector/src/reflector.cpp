@@ -39,6 +39,7 @@ std::string ReflectorCounters::to_string() const {
   return "received=" + std::to_string(received) + " replied=" + std::to_string(replied) +
          " dropped_not_allowed=" + std::to_string(dropped_not_allowed) +
          " dropped_rate_limited=" + std::to_string(dropped_rate_limited) +
+         " dropped_low_port=" + std::to_string(dropped_low_port) +
          " malformed=" + std::to_string(malformed) + " send_errors=" + std::to_string(send_errors) +
          " source_evictions=" + std::to_string(source_evictions) +
          " session_evictions=" + std::to_string(session_evictions);
@@ -64,6 +65,10 @@ std::optional<Reply> Reflector::handle(const Request& req, std::int64_t now_ns,
                                    [&](const IpPrefix& p) { return p.contains(req.source); });
   if (!allowed) {
     not_allowed_.add();
+    return std::nullopt;
+  }
+  if (req.source_port != 0 && req.source_port < 1024) {
+    low_port_.add();
     return std::nullopt;
   }
   const std::size_t size = req.bytes.size();
@@ -132,6 +137,7 @@ ReflectorCounters Reflector::counters() const {
   c.dropped_not_allowed = not_allowed_.get();
   c.dropped_rate_limited = rate_limited_.get();
   c.malformed = malformed_.get();
+  c.dropped_low_port = low_port_.get();
   c.send_errors = send_errors_.get();
   c.source_evictions = source_evictions_.load(std::memory_order_relaxed);
   c.session_evictions = session_evictions_.load(std::memory_order_relaxed);

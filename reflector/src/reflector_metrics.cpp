@@ -9,7 +9,7 @@ namespace {
 prometheus::Family<prometheus::Counter>& refused_family(prometheus::Registry& r) {
   return prometheus::BuildCounter()
       .Name("pathsentry_reflector_refused_total")
-      .Help("Requests not answered, by reason (not_allowed, rate_limited, malformed)")
+      .Help("Requests not answered, by reason (not_allowed, low_port, rate_limited, malformed)")
       .Register(r);
 }
 
@@ -35,6 +35,7 @@ ReflectorMetrics::ReflectorMetrics(prometheus::Registry& r)
                    .Add({})),
       not_allowed_(refused_family(r).Add({{"reason", "not_allowed"}})),
       rate_limited_(refused_family(r).Add({{"reason", "rate_limited"}})),
+      low_port_(refused_family(r).Add({{"reason", "low_port"}})),
       malformed_(refused_family(r).Add({{"reason", "malformed"}})),
       send_errors_(prometheus::BuildCounter()
                        .Name("pathsentry_reflector_send_errors_total")
@@ -55,6 +56,7 @@ void ReflectorMetrics::update(const ReflectorCounters& c, std::size_t active_ses
   metrics::advance(not_allowed_, last_.dropped_not_allowed, c.dropped_not_allowed);
   metrics::advance(rate_limited_, last_.dropped_rate_limited, c.dropped_rate_limited);
   metrics::advance(malformed_, last_.malformed, c.malformed);
+  metrics::advance(low_port_, last_.dropped_low_port, c.dropped_low_port);
   metrics::advance(send_errors_, last_.send_errors, c.send_errors);
   metrics::advance(source_evictions_, last_.source_evictions, c.source_evictions);
   metrics::advance(session_evictions_, last_.session_evictions, c.session_evictions);

@@ -24,6 +24,7 @@ class ReflectorMetrics {
   prometheus::Counter& replies_;
   prometheus::Counter& not_allowed_;
   prometheus::Counter& rate_limited_;
+  prometheus::Counter& low_port_;
   prometheus::Counter& malformed_;
   prometheus::Counter& send_errors_;
   prometheus::Counter& source_evictions_;

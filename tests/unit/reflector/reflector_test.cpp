@@ -247,7 +247,7 @@ TEST_CASE("reflector session table is bounded", "[unit][reflector]") {
   c.rate_limit = {1'000'000, 1'000'000};
   Harness h(c);
   const auto p = sender_packet(1, 0);
-  for (std::uint16_t port = 1; port <= 1000; ++port) {
+  for (std::uint16_t port = 40001; port <= 41000; ++port) {
     REQUIRE(h.seq_of(request(p, "198.18.0.1", port)) == 0);
   }
   REQUIRE(h.reflector.active_sessions(h.clock.monotonic_ns()) == 64);
@@ -330,6 +330,22 @@ TEST_CASE("reflector answers only the allowlist", "[unit][reflector]") {
   const auto c = h.reflector.counters();
   REQUIRE(c.dropped_not_allowed == 4);
   REQUIRE(c.received == 6);
+}
+
+// A request from a system port (< 1024) gets no reply: spoofed, it would aim the reply at a
+// service (another reflector's 862, DNS 53); senders use ephemeral ports. 1024 is answered.
+TEST_CASE("reflector never answers a source port below 1024", "[unit][reflector]") {
+  Harness h;
+  const auto p = sender_packet(1, 0);
+  for (const std::uint16_t port : {1, 53, 123, 862, 1023}) {
+    INFO(port);
+    REQUIRE_FALSE(h.handle(request(p, "198.18.0.1", port)).has_value());
+  }
+  REQUIRE(h.handle(request(p, "198.18.0.1", 1024)).has_value());
+  const auto c = h.reflector.counters();
+  REQUIRE(c.dropped_low_port == 5);
+  REQUIRE(c.malformed == 0);
+  REQUIRE(c.to_string().find("dropped_low_port=5") != std::string::npos);
 }
 
 // Even a short packet from a source outside the allowlist counts as not allowed: outsiders
@@ -438,13 +454,14 @@ TEST_CASE("reflector counters add up", "[unit][reflector]") {
   for (int i = 0; i < 5; ++i) built += h.handle(request(ok)).has_value() ? 1 : 0;
   (void)h.handle(request(bad));
   (void)h.handle(request(ok, "203.0.113.9"));
+  (void)h.handle(request(ok, "198.18.0.1", 53));
   h.reflector.count_sent(built - 1, 1);
   const auto k = h.reflector.counters();
-  REQUIRE(k.received == 7);
+  REQUIRE(k.received == 8);
   REQUIRE(k.replied == 1);
   REQUIRE(k.send_errors == 1);
-  REQUIRE(k.received ==
-          k.replied + k.send_errors + k.dropped_not_allowed + k.dropped_rate_limited + k.malformed);
+  REQUIRE(k.received == k.replied + k.send_errors + k.dropped_not_allowed + k.dropped_low_port +
+                            k.dropped_rate_limited + k.malformed);
   REQUIRE(k.to_string().find("dropped_rate_limited=3") != std::string::npos);
 }
 
@@ -459,7 +476,7 @@ TEST_CASE("reflector handle makes no heap allocation", "[unit][reflector]") {
   const auto ok = sender_packet(1, 0, 1500);
   const auto shorty = sender_packet(1, 0, 10);
   std::vector<Request> requests;
-  for (std::uint16_t port = 1; port <= 500; ++port) {
+  for (std::uint16_t port = 40001; port <= 40500; ++port) {
     requests.push_back(request(ok, port % 2 ? "198.18.0.1" : "198.18.7.9", port));
   }
   requests.push_back(request(shorty));

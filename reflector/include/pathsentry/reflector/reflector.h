@@ -42,6 +42,9 @@ struct ReflectorCounters {
   std::uint64_t replied = 0;              ///< replies handed to the kernel
   std::uint64_t dropped_not_allowed = 0;  ///< source outside the allowlist
   std::uint64_t dropped_rate_limited = 0;
+  /// Source port below 1024 (a system service's port: a spoofed request would aim the reply at
+  /// it, e.g. another reflector's 862 or a DNS server's 53; STAMP senders use ephemeral ports).
+  std::uint64_t dropped_low_port = 0;
   /// Shorter than 44 bytes, truncated, invalid source or port, not sent to a unicast address
   /// of ours, or a reflected STAMP packet (loop guard: see docs/reflector.md).
   std::uint64_t malformed = 0;
@@ -117,7 +120,7 @@ class Reflector {
   stamp::ErrorEstimate error_;
   SourceRateLimiter limiter_;
   BoundedMap<SessionKey, Session> sessions_;
-  Counter received_, replied_, not_allowed_, rate_limited_, malformed_, send_errors_;
+  Counter received_, replied_, not_allowed_, rate_limited_, low_port_, malformed_, send_errors_;
   std::atomic<std::uint64_t> source_evictions_{0}, session_evictions_{0};
 };
 
