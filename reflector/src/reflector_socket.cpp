@@ -20,6 +20,7 @@
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/probe/io/timestamping.h"
 #include "pathsentry/reflector/reflector.h"
+#include "rx_control.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -112,52 +113,6 @@ std::uint16_t bound_port(int fd) {
   if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0) return 0;
   if (ss.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port);
   return ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-}
-
-// What the control messages of one received datagram say besides the timestamp.
-struct RxInfo {
-  std::optional<std::uint8_t> ttl;
-  std::optional<std::uint8_t> tos;
-  bool have_v4_dst = false;
-  in_pktinfo v4{};
-  bool have_v6_dst = false;
-  in6_pktinfo v6{};
-};
-
-std::uint8_t clamp_byte(int v) {
-  return static_cast<std::uint8_t>(v < 0 ? 0 : v > 255 ? 255 : v);
-}
-
-RxInfo parse_rx_control(msghdr& msg) {
-  RxInfo info;
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-    const unsigned char* data = CMSG_DATA(c);
-    const std::size_t len = c->cmsg_len - CMSG_LEN(0);
-    int v = 0;
-    if (c->cmsg_level == IPPROTO_IP) {
-      if (c->cmsg_type == IP_TTL && len >= sizeof(int)) {
-        std::memcpy(&v, data, sizeof v);
-        info.ttl = clamp_byte(v);
-      } else if (c->cmsg_type == IP_TOS && len >= 1) {
-        info.tos = data[0];
-      } else if (c->cmsg_type == IP_PKTINFO && len >= sizeof(in_pktinfo)) {
-        std::memcpy(&info.v4, data, sizeof info.v4);
-        info.have_v4_dst = true;
-      }
-    } else if (c->cmsg_level == IPPROTO_IPV6) {
-      if (c->cmsg_type == IPV6_HOPLIMIT && len >= sizeof(int)) {
-        std::memcpy(&v, data, sizeof v);
-        info.ttl = clamp_byte(v);
-      } else if (c->cmsg_type == IPV6_TCLASS && len >= sizeof(int)) {
-        std::memcpy(&v, data, sizeof v);
-        info.tos = clamp_byte(v);
-      } else if (c->cmsg_type == IPV6_PKTINFO && len >= sizeof(in6_pktinfo)) {
-        std::memcpy(&info.v6, data, sizeof info.v6);
-        info.have_v6_dst = true;
-      }
-    }
-  }
-  return info;
 }
 
 // Fills the control data of a reply: the source address the request was sent to, when the

@@ -12,6 +12,7 @@
 #include <cstring>
 
 #include "pathsentry/probe/ttl/ttl_probe.h"
+#include "ttl_control.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -50,32 +51,9 @@ class UdpTtlSocket final : public TtlSocket {
         if (errno == EINTR) continue;
         return tl::unexpected(std::error_code(errno, std::generic_category()));
       }
-      TtlIcmpError e;
-      bool icmp = false;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
-            (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
-          sock_extended_err ee{};
-          std::memcpy(&ee, CMSG_DATA(c), sizeof ee);
-          if (ee.ee_origin != SO_EE_ORIGIN_ICMP && ee.ee_origin != SO_EE_ORIGIN_ICMP6) continue;
-          // SO_EE_OFFENDER: the sockaddr right after the sock_extended_err.
-          sockaddr_storage off{};
-          const std::size_t room = c->cmsg_len - CMSG_LEN(sizeof ee);
-          std::memcpy(&off, CMSG_DATA(c) + sizeof ee, std::min(room, sizeof off));
-          auto a = IpAddress::from_sockaddr(reinterpret_cast<const sockaddr*>(&off));
-          if (!a) continue;
-          e.offender = *a;
-          e.icmp6 = ee.ee_origin == SO_EE_ORIGIN_ICMP6;
-          e.icmp_type = ee.ee_type;
-          e.icmp_code = ee.ee_code;
-          icmp = true;
-        } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS) {
-          timespec ts{};
-          std::memcpy(&ts, CMSG_DATA(c), sizeof ts);
-          e.rx_ns = static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-        }
-      }
-      if (!icmp) continue;  // a local error (e.g. EMSGSIZE): nothing came from the network
+      auto parsed = parse_ttl_error_control(msg);
+      if (!parsed) continue;  // a local error (e.g. EMSGSIZE): nothing came from the network
+      TtlIcmpError& e = *parsed;
       e.quoted_size = std::min(static_cast<std::size_t>(got), kTtlPayloadSize);
       std::memcpy(e.quoted.data(), data, e.quoted_size);
       out[n++] = e;

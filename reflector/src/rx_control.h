@@ -1,0 +1,28 @@
+#pragma once
+// The control messages of one datagram the reflector received (reflector_socket.cpp), parsed
+// apart from the socket so that tests can hand it truncated and hostile buffers.
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <optional>
+
+namespace pathsentry::probe {
+
+// What the control messages of one received datagram say besides the timestamp.
+struct RxInfo {
+  std::optional<std::uint8_t> ttl;
+  std::optional<std::uint8_t> tos;
+  bool have_v4_dst = false;
+  in_pktinfo v4{};
+  bool have_v6_dst = false;
+  in6_pktinfo v6{};
+};
+
+/// Reads TTL / hop limit, TOS / traffic class and the destination (IP_PKTINFO/IPV6_PKTINFO)
+/// from `msg`'s control messages. A message shorter than its type needs is ignored; one whose
+/// cmsg_len is shorter than a header ends the walk. Never reads past msg_controllen.
+[[nodiscard]] RxInfo parse_rx_control(const msghdr& msg);
+
+}  // namespace pathsentry::probe
