@@ -56,7 +56,9 @@ check "baseline: no stream packet in clear on the internet mirror" \
   rj_is "$RESULT" 'r["stream_in_clear_on_inet"]' 0
 
 mapfile -t inodes < <(for n in $(lab_ns_names); do stat -L -c %i "/run/netns/$n"; done)
-recorded=$(awk '{print $2}' "$PS_LAB_STATE/pids")
+# pid and start time: a number the kernel reuses for a new process meanwhile is not ours
+starttime() { local st; st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1; st=${st##*) }; set -- $st; echo "${20}"; }
+recorded=$(awk '{print $2 ":" $3}' "$PS_LAB_STATE/pids")
 e2e_log "lab down"
 t0=${EPOCHREALTIME/./}
 check "lab down succeeds" bash "$LAB" down
@@ -64,8 +66,10 @@ e2e_log "teardown took $(((${EPOCHREALTIME/./} - t0) / 1000)) ms"
 check "no lab namespace is left" test -z "$(lab_ns_names)"
 check "no process is left in the lab's namespaces" test -z "$(procs_in_netns "${inodes[@]}")"
 still=
-for p in $recorded; do
-  [ -d "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] && still+=" $p"
+for ps in $recorded; do
+  p=${ps%%:*}
+  [ -d "/proc/$p" ] && [ "$(awk '{print $3}' "/proc/$p/stat" 2>/dev/null)" != Z ] &&
+    [ "$(starttime "$p")" = "${ps#*:}" ] && still+=" $p"
 done
 check "every recorded process has stopped" test -z "$still"
 check "the root namespace has the links it had before" test "$(root_links)" = "$links_before"
