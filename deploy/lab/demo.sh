@@ -176,12 +176,12 @@ if [ -n "$collector_url" ] && [ -n "$result" ] && [ -f "$result/result.json" ]; 
   python3 - "${collector_url}api/v1/events?since=$since" <<'PY' || echo "  (the collector did not answer)"
 import json, sys, urllib.request
 events = json.load(urllib.request.urlopen(sys.argv[1], timeout=5))["events"]
-for e in reversed(events):
+for e in sorted(events, key=lambda e: (e["ts_ns"], e["id"])):
     what = e["event"]
     if "outage_ns" in e:
-        what += " %s %s %s -> %s, outage %.1f ms (%s), %d probes lost" % (
+        what += " %s %s %s -> %s, outage %.1f ms (%s), %d probes lost, %d direction undetermined" % (
             e.get("proto", ""), e.get("direction", ""), e["from"], e["to"], e["outage_ns"] / 1e6,
-            e["outage_kind"], e["probes_lost"])
+            e["outage_kind"], e["probes_lost"], e["probes_lost_undetermined"])
     print("  #%d %s" % (e["id"], what))
 print("  %d event(s)" % len(events))
 PY
