@@ -227,9 +227,11 @@ tl::expected<JsonLine, std::string> parse_event(const json& j) {
   PathEvent e;
   if (auto bad = parse_event_id(j, e)) return tl::unexpected(*bad);
   const auto type =
-      parse_enum(rd.str("event"), {EventType::Switchover, EventType::OutageBegin,
-                                   EventType::OutageEnd, EventType::AsymmetricBegin,
-                                   EventType::AsymmetricEnd, EventType::TapDown, EventType::TapUp});
+      parse_enum(rd.str("event"),
+                 {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
+                  EventType::AsymmetricBegin, EventType::AsymmetricEnd, EventType::TapDown,
+                  EventType::TapUp, EventType::HealthcheckDegraded, EventType::HealthcheckFailed,
+                  EventType::HealthcheckRecovered, EventType::HealthcheckAbsent});
   if (!rd.error.empty()) return tl::unexpected(rd.error);
   if (!type) return tl::unexpected(std::string("unknown event"));
   e.type = *type;
@@ -241,6 +243,27 @@ tl::expected<JsonLine, std::string> parse_event(const json& j) {
     e.detected_ns = rd.i64("detected_ns");
     if (e.type == EventType::TapUp) e.duration_ns = rd.i64("duration_ns");
     if (!rd.error.empty()) return tl::unexpected(rd.error);
+    return e;
+  }
+  if (is_healthcheck_event(e.type)) {
+    e.tap = rd.str("tap");
+    e.path = rd.str("path");
+    e.target = rd.str("target");
+    e.prober = rd.str("prober");
+    e.ts_ns = rd.i64("ts_ns");
+    e.detected_ns = rd.i64("detected_ns");
+    const auto k = rd.u64("unanswered");
+    const auto n = rd.u64("fall");
+    e.interval_ns = rd.i64("interval_ns");
+    e.duration_ns = rd.i64("duration_ns");
+    if (e.type == EventType::HealthcheckDegraded) e.eta_ns = rd.i64("eta_ns");
+    if (e.type == EventType::HealthcheckRecovered) e.reason = rd.str("reason");
+    if (!rd.error.empty()) return tl::unexpected(rd.error);
+    if (k > 0xFFFFFFFFu || n > 0xFFFFFFFFu) {
+      return tl::unexpected(std::string("unanswered/fall out of range"));
+    }
+    e.unanswered = static_cast<std::uint32_t>(k);
+    e.fall = static_cast<std::uint32_t>(n);
     return e;
   }
   e.target = rd.str("target");
@@ -409,6 +432,14 @@ const char* to_string(EventType t) {
       return "tap_down";
     case EventType::TapUp:
       return "tap_up";
+    case EventType::HealthcheckDegraded:
+      return "healthcheck_degraded";
+    case EventType::HealthcheckFailed:
+      return "healthcheck_failed";
+    case EventType::HealthcheckRecovered:
+      return "healthcheck_recovered";
+    case EventType::HealthcheckAbsent:
+      return "healthcheck_absent";
   }
   return "unknown";
 }
@@ -476,6 +507,22 @@ void append_json(const PathEvent& e, std::string& out, std::string_view agent) {
     kv_int(out, "ts_ns", e.ts_ns);
     kv_int(out, "detected_ns", e.detected_ns);
     if (e.type == EventType::TapUp) kv_int(out, "duration_ns", e.duration_ns);
+    out.append("}\n");
+    return;
+  }
+  if (is_healthcheck_event(e.type)) {
+    kv(out, "tap", e.tap);
+    kv(out, "path", e.path);
+    kv(out, "target", e.target);
+    kv(out, "prober", e.prober);
+    kv_int(out, "ts_ns", e.ts_ns);
+    kv_int(out, "detected_ns", e.detected_ns);
+    kv_uint(out, "unanswered", e.unanswered);
+    kv_uint(out, "fall", e.fall);
+    kv_int(out, "interval_ns", e.interval_ns);
+    kv_int(out, "duration_ns", e.duration_ns);
+    if (e.type == EventType::HealthcheckDegraded) kv_int(out, "eta_ns", e.eta_ns);
+    if (e.type == EventType::HealthcheckRecovered) kv(out, "reason", e.reason);
     out.append("}\n");
     return;
   }
@@ -578,6 +625,44 @@ std::string outage_text(const PathEvent& e) {
   return losses_text(e) + ", outage at most " + ms(e.outage_ns);
 }
 
+/// Seconds with one decimal ("14.0 s").
+std::string secs(std::int64_t ns) {
+  const std::int64_t tenths = (ns + 50'000'000) / 100'000'000;
+  return std::to_string(tenths / 10) + "." + std::to_string(tenths % 10) + " s";
+}
+
+std::string describe_healthcheck(const PathEvent& e) {
+  std::string s = std::string(to_string(e.type)) + " " + e.tap + " (" + e.path + "): ";
+  const std::string check = "health check " + (e.prober.empty() ? "" : e.prober + " ") + "-> " +
+                            (e.target.empty() ? "?" : e.target);
+  const std::string kn = std::to_string(e.unanswered) + " of " + std::to_string(e.fall);
+  switch (e.type) {
+    case EventType::HealthcheckDegraded:
+      s += check + ": " + kn +
+           " probes unanswered in a row; the cloud moves the return path to IPsec in ≈ " +
+           secs(e.eta_ns) + " unless answers resume (interval " + ms(e.interval_ns) + ")";
+      break;
+    case EventType::HealthcheckFailed:
+      s += check + ": " + kn +
+           " probes unanswered in a row; the cloud now moves the return path to IPsec (interval " +
+           ms(e.interval_ns) + ")";
+      break;
+    case EventType::HealthcheckRecovered:
+      s += check + (e.reason == "probes_resumed"
+                        ? ": probes seen again"
+                        : ": answered again after " + std::to_string(e.unanswered) +
+                              " unanswered (" + ms(e.duration_ns) + ")");
+      break;
+    case EventType::HealthcheckAbsent:
+      s += check + ": no probe for " + ms(e.duration_ns) + " (> 3 x " + ms(e.interval_ns) +
+           "); the return path will not fail over by itself if the line fails silently";
+      break;
+    default:
+      break;
+  }
+  return s + " at " + iso_time(e.ts_ns);
+}
+
 }  // namespace
 
 std::string describe(const PathEvent& e) {
@@ -591,6 +676,7 @@ std::string describe(const PathEvent& e) {
     return "tap_up " + e.tap + " (" + e.path + "): capturing again after " + ms(e.duration_ns) +
            " down (" + e.reason + ") at " + iso_time(e.ts_ns);
   }
+  if (is_healthcheck_event(e.type)) return describe_healthcheck(e);
   std::string s = std::string(to_string(e.type)) + " ";
   const bool asym = e.type == EventType::AsymmetricBegin || e.type == EventType::AsymmetricEnd;
   if (!asym) s += std::string(to_string(e.direction)) + " ";
@@ -621,6 +707,10 @@ std::string describe(const PathEvent& e) {
       break;
     case EventType::TapDown:
     case EventType::TapUp:
+    case EventType::HealthcheckDegraded:
+    case EventType::HealthcheckFailed:
+    case EventType::HealthcheckRecovered:
+    case EventType::HealthcheckAbsent:
       break;  // described above
   }
   return s + " at " + iso_time(e.ts_ns);

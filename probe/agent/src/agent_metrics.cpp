@@ -455,6 +455,11 @@ void AgentMetrics::on_event(const PathEvent& e) {
     case EventType::TapUp:
       m.tap_up.Add({{"tap", e.tap}, {"path", e.path}}).Set(e.type == EventType::TapUp ? 1 : 0);
       break;
+    case EventType::HealthcheckDegraded:
+    case EventType::HealthcheckFailed:
+    case EventType::HealthcheckRecovered:
+    case EventType::HealthcheckAbsent:
+      break;  // counted in `events` by type only
   }
 }
 

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "pathsentry/common/byte_order.h"
+#include "pathsentry/probe/capture/echo.h"
 #include "pathsentry/probe/capture/tap.h"
 #include "pathsentry/probe/wire/icmp_payload.h"
 #include "pathsentry/probe/wire/stamp.h"
@@ -265,6 +266,31 @@ std::uint32_t EspTransform::esp_length(std::uint32_t inner_ip_bytes) const {
   const std::uint32_t align = std::max<std::uint32_t>(block_bytes, 4);
   const std::uint32_t padded = (inner + 2 + align - 1) / align * align;
   return 8 + iv_bytes + padded + icv_bytes;
+}
+
+std::optional<EchoFrame> decode_echo(std::int64_t ts_ns, int link,
+                                     std::span<const std::uint8_t> bytes) {
+  const auto l3 = strip_link(link, bytes);
+  if (!l3) return std::nullopt;
+  const auto l4 = strip_ip(*l3);
+  if (!l4) return std::nullopt;
+  const bool v6 = l4->src.family == AF_INET6;
+  if (!((l4->proto == kProtoIcmp && !v6) || (l4->proto == kProtoIcmpv6 && v6))) {
+    return std::nullopt;
+  }
+  if (l4->data.size() < 8 || l4->data[1] != 0) return std::nullopt;
+  const std::uint8_t type = l4->data[0];
+  const std::uint8_t request = v6 ? icmp::kEchoRequest6 : icmp::kEchoRequest4;
+  const std::uint8_t reply = v6 ? icmp::kEchoReply6 : icmp::kEchoReply4;
+  if (type != request && type != reply) return std::nullopt;
+  EchoFrame f;
+  f.ts_ns = ts_ns;
+  f.src = l4->src;
+  f.dst = l4->dst;
+  f.request = type == request;
+  f.id = get16(l4->data.data() + 4);
+  f.seq = get16(l4->data.data() + 6);
+  return f;
 }
 
 tl::expected<Observation, DropReason> decode_frame(const TapSpec& tap, const DecodeContext& ctx,

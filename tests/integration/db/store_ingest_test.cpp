@@ -308,6 +308,37 @@ TEST_CASE("events: as ingested, newest first, filtered; events_after in id order
   CHECK(s->events_after(0, 2).value().size() == 2);
 }
 
+TEST_CASE("events: a health-check event is stored and found by its kind", "[integration][db]") {
+  test::TempDir dir;
+  auto s = db::open_sqlite_store(config_for(dir.file("s.db")));
+  auto b = batch("dc1", "00000000000000e3", 1);
+  b.events.push_back(tap_down(kT0 + 5 * kSec, 1));
+  PathEvent hc;
+  hc.type = EventType::HealthcheckDegraded;
+  hc.tap = "tap-ec";
+  hc.path = "express-connect";
+  hc.target = "10.1.0.2";
+  hc.prober = "100.96.0.5";
+  hc.ts_ns = kT0 + 10 * kSec;
+  hc.detected_ns = kT0 + 12 * kSec;
+  hc.unanswered = 3;
+  hc.fall = 8;
+  hc.interval_ns = 2 * kSec;
+  hc.eta_ns = 10 * kSec;
+  hc.duration_ns = 4 * kSec;
+  hc.event_id = 2;
+  b.events.push_back(hc);
+  ingest_ok(*s, b);
+  db::EventQuery k;
+  k.kind = "healthcheck_degraded";
+  const auto r = s->events(k).value();
+  REQUIRE(r.size() == 1);
+  CHECK(json_of(r[0].event) == json_of(hc));
+  db::EventQuery t;
+  t.target = "10.1.0.2";
+  CHECK(s->events(t).value().size() == 1);
+}
+
 TEST_CASE("events without an event_id are refused, nothing written", "[integration][db]") {
   test::TempDir dir;
   auto s = db::open_sqlite_store(config_for(dir.file("s.db")));

@@ -389,6 +389,18 @@ TEST_CASE("events: newest first, filters passed to the store, the record's field
   CHECK(q->limit == 5);
 }
 
+TEST_CASE("events: the health-check event kinds are kinds", "[unit]") {
+  Fixture f;
+  for (const char* kind : {"healthcheck_degraded", "healthcheck_failed", "healthcheck_recovered",
+                           "healthcheck_absent"}) {
+    const auto r = f.get(std::string("/api/v1/events?kind=") + kind);
+    CHECK(r.status == 200);
+    const auto q = f.store.last_event_query();
+    REQUIRE(q);
+    CHECK(q->kind == kind);
+  }
+}
+
 TEST_CASE("series: step, defaults and each point's fields", "[unit]") {
   Fixture f;
   REQUIRE(f.post(good_body().text).status == 200);

@@ -65,6 +65,13 @@ enum class EventType : std::uint8_t {
   AsymmetricEnd,    ///< they agree again (or one direction went down)
   TapDown,          ///< a tap's capture failed: what it does not see is no evidence meanwhile
   TapUp,            ///< the tap's capture was reopened and sees its path again
+  /// The cloud's health check of a line, watched on its clear tap (docs/attribution.md, issue
+  /// 12): k probes unanswered in a row (k < N), N reached (the cloud moves the return path),
+  /// answered again (or probes seen again after absent), no probe for more than 3 intervals.
+  HealthcheckDegraded,
+  HealthcheckFailed,
+  HealthcheckRecovered,
+  HealthcheckAbsent,
 };
 
 /// What an event's outage figure is (JSON "outage_kind"). Measured: probes were proven lost in
@@ -113,6 +120,19 @@ struct PathEvent {
   std::string tap;
   std::string path;
   std::string reason;
+  /// Healthcheck* (no session, direction or seq; target = the gateway's line address probed,
+  /// tap/path = the clear tap that sees it; reason, Recovered: "answered" or "probes_resumed"):
+  /// the prober's address (empty on Absent), k probes unanswered in a row, N (the health check's
+  /// fall), its interval (configured or learned), and Degraded: (N - k) x interval, the expected
+  /// time until the cloud moves the return path. duration_ns: Degraded/Failed, from the first
+  /// unanswered probe of the run to this one; Recovered, from it to the answer; Absent, since the
+  /// last probe (or since the watch began). ts_ns: the probe's capture time (Absent: 3 intervals
+  /// after the last probe).
+  std::string prober;
+  std::uint32_t unanswered = 0;
+  std::uint32_t fall = 0;
+  std::int64_t interval_ns = 0;
+  std::int64_t eta_ns = 0;
   /// The event's identity within its agent's run (1, 2, …; JSON "event_id", omitted when 0):
   /// assigned by the agent where events leave it, so a resent event is recognised.
   std::uint64_t event_id = 0;
@@ -121,6 +141,12 @@ struct PathEvent {
 /// Tap events carry a tap, not a probe stream.
 [[nodiscard]] inline bool is_tap_event(EventType t) {
   return t == EventType::TapDown || t == EventType::TapUp;
+}
+
+/// Health-check events carry a line's health check, not a probe stream.
+[[nodiscard]] inline bool is_healthcheck_event(EventType t) {
+  return t == EventType::HealthcheckDegraded || t == EventType::HealthcheckFailed ||
+         t == EventType::HealthcheckRecovered || t == EventType::HealthcheckAbsent;
 }
 
 }  // namespace pathsentry

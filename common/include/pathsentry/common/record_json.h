@@ -38,6 +38,14 @@ namespace pathsentry::probe {
 ///   {"type":"event","agent":"dc1","event":"tap_down","tap":"tap-inet","path":"ipsec",
 ///    "reason":"pcap read: The interface disappeared","ts_ns":…,"detected_ns":…}
 ///   tap_up: the same keys plus "duration_ns" (how long the tap was down).
+/// Health-check events (the cloud's health check of a line, seen on its clear tap; no proto,
+/// session, direction or seq; target = the gateway's line address probed):
+///   {"type":"event","agent":"dc1","event":"healthcheck_degraded","tap":"tap-ec",
+///    "path":"express-connect","target":"10.1.0.2","prober":"100.96.0.5","ts_ns":…,
+///    "detected_ns":…,"unanswered":3,"fall":8,"interval_ns":2000000000,"duration_ns":…,
+///    "eta_ns":10000000000}
+///   healthcheck_failed, healthcheck_absent: the same keys without "eta_ns" (absent: "prober"
+///   ""); healthcheck_recovered: plus "reason" ("answered" | "probes_resumed").
 /// "taps_down" (probe records) is omitted when no tap was down during the probe's windows.
 /// Events carry "event_id" when it is set (non-zero: the agent's shipper numbers them).
 ///
