@@ -88,16 +88,14 @@ fi
 probe=$(find_bin pathsentry-probe || true)
 probe_log=
 if [ -n "$probe" ]; then
-  # the tunnel's ESP transform, so the agent knows how long an encrypted probe is
-  case "$PS_LAB_ESP_PROPOSAL" in
-    aes128-sha256 | aes256-sha256) transform=aes-cbc-sha256 ;;
-    *) transform=learn ;;
-  esac
+  # The README's tap line as a new user writes it: only the tunnel's endpoints; the agent learns
+  # the ESP transform and uses its default correlation window.
+  transform="learned from the lengths seen"
   probe_records=$PS_LAB_STATE/agent-records.jsonl
   if bash "$LAB" start probe dc "$(realpath "$probe")" --target "$PS_LAB_ECS" --proto both \
     --rate 1000 --source "$PS_LAB_DC_HOST" --records "$probe_records" --metrics-listen off \
     --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" \
-    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE:$transform:-200:8000" \
+    --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE" \
     "${ship_args[@]}"; then
     probe_log=$PS_LAB_STATE/logs/app-probe.out
   fi
