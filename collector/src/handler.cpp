@@ -64,11 +64,11 @@ std::optional<Proto> proto_of(std::string_view s) {
 }
 
 bool known_event_kind(std::string_view s) {
-  for (const EventType t :
-       {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
-        EventType::AsymmetricBegin, EventType::AsymmetricEnd, EventType::TapDown, EventType::TapUp,
-        EventType::HealthcheckDegraded, EventType::HealthcheckFailed,
-        EventType::HealthcheckRecovered, EventType::HealthcheckAbsent}) {
+  for (const EventType t : {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
+                            EventType::AsymmetricBegin, EventType::AsymmetricEnd,
+                            EventType::TapDown, EventType::TapUp, EventType::HealthcheckDegraded,
+                            EventType::HealthcheckFailed, EventType::HealthcheckRecovered,
+                            EventType::HealthcheckAbsent, EventType::HealthcheckBlocked}) {
     if (s == probe::to_string(t)) return true;
   }
   return false;
@@ -545,7 +545,8 @@ Response Handler::events(const Request& request) {
     return bad_request("query parameter 'kind' = '" + *q.kind +
                        "' is not an event kind (switchover, outage_begin, outage_end, "
                        "asymmetric_begin, asymmetric_end, tap_down, tap_up, healthcheck_degraded, "
-                       "healthcheck_failed, healthcheck_recovered, healthcheck_absent)");
+                       "healthcheck_failed, healthcheck_recovered, healthcheck_absent, "
+                       "healthcheck_blocked)");
   }
   auto rows = store_.events(q);
   if (!rows) return unavailable(rows.error());

@@ -226,12 +226,12 @@ tl::expected<JsonLine, std::string> parse_event(const json& j) {
   Reader rd{j, {}};
   PathEvent e;
   if (auto bad = parse_event_id(j, e)) return tl::unexpected(*bad);
-  const auto type =
-      parse_enum(rd.str("event"),
-                 {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
-                  EventType::AsymmetricBegin, EventType::AsymmetricEnd, EventType::TapDown,
-                  EventType::TapUp, EventType::HealthcheckDegraded, EventType::HealthcheckFailed,
-                  EventType::HealthcheckRecovered, EventType::HealthcheckAbsent});
+  const auto type = parse_enum(
+      rd.str("event"), {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
+                        EventType::AsymmetricBegin, EventType::AsymmetricEnd, EventType::TapDown,
+                        EventType::TapUp, EventType::HealthcheckDegraded,
+                        EventType::HealthcheckFailed, EventType::HealthcheckRecovered,
+                        EventType::HealthcheckAbsent, EventType::HealthcheckBlocked});
   if (!rd.error.empty()) return tl::unexpected(rd.error);
   if (!type) return tl::unexpected(std::string("unknown event"));
   e.type = *type;
@@ -256,8 +256,12 @@ tl::expected<JsonLine, std::string> parse_event(const json& j) {
     const auto n = rd.u64("fall");
     e.interval_ns = rd.i64("interval_ns");
     e.duration_ns = rd.i64("duration_ns");
-    if (e.type == EventType::HealthcheckDegraded) e.eta_ns = rd.i64("eta_ns");
-    if (e.type == EventType::HealthcheckRecovered) e.reason = rd.str("reason");
+    if (e.type == EventType::HealthcheckDegraded || e.type == EventType::HealthcheckBlocked) {
+      e.eta_ns = rd.i64("eta_ns");
+    }
+    if (e.type == EventType::HealthcheckRecovered || e.type == EventType::HealthcheckBlocked) {
+      e.reason = rd.str("reason");
+    }
     if (!rd.error.empty()) return tl::unexpected(rd.error);
     if (k > 0xFFFFFFFFu || n > 0xFFFFFFFFu) {
       return tl::unexpected(std::string("unanswered/fall out of range"));
@@ -440,6 +444,8 @@ const char* to_string(EventType t) {
       return "healthcheck_recovered";
     case EventType::HealthcheckAbsent:
       return "healthcheck_absent";
+    case EventType::HealthcheckBlocked:
+      return "healthcheck_blocked";
   }
   return "unknown";
 }
@@ -521,8 +527,12 @@ void append_json(const PathEvent& e, std::string& out, std::string_view agent) {
     kv_uint(out, "fall", e.fall);
     kv_int(out, "interval_ns", e.interval_ns);
     kv_int(out, "duration_ns", e.duration_ns);
-    if (e.type == EventType::HealthcheckDegraded) kv_int(out, "eta_ns", e.eta_ns);
-    if (e.type == EventType::HealthcheckRecovered) kv(out, "reason", e.reason);
+    if (e.type == EventType::HealthcheckDegraded || e.type == EventType::HealthcheckBlocked) {
+      kv_int(out, "eta_ns", e.eta_ns);
+    }
+    if (e.type == EventType::HealthcheckRecovered || e.type == EventType::HealthcheckBlocked) {
+      kv(out, "reason", e.reason);
+    }
     out.append("}\n");
     return;
   }
@@ -657,6 +667,12 @@ std::string describe_healthcheck(const PathEvent& e) {
       s += check + ": no probe for " + ms(e.duration_ns) + " (> 3 x " + ms(e.interval_ns) +
            "); the return path will not fail over by itself if the line fails silently";
       break;
+    case EventType::HealthcheckBlocked:
+      s += check + ": " + kn +
+           " probes unanswered in a row while the line carries the agent's probes (" + e.reason +
+           "); a false failover of the return path to IPsec comes in ≈ " + secs(e.eta_ns) +
+           " unless answers resume (interval " + ms(e.interval_ns) + ")";
+      break;
     default:
       break;
   }
@@ -711,6 +727,7 @@ std::string describe(const PathEvent& e) {
     case EventType::HealthcheckFailed:
     case EventType::HealthcheckRecovered:
     case EventType::HealthcheckAbsent:
+    case EventType::HealthcheckBlocked:
       break;  // described above
   }
   return s + " at " + iso_time(e.ts_ns);

@@ -459,6 +459,7 @@ void AgentMetrics::on_event(const PathEvent& e) {
     case EventType::HealthcheckFailed:
     case EventType::HealthcheckRecovered:
     case EventType::HealthcheckAbsent:
+    case EventType::HealthcheckBlocked:
       break;  // counted in `events` by type only
   }
 }

@@ -256,3 +256,36 @@ TEST_CASE("healthcheck: events round-trip through JSON lines", "[unit][healthche
   CHECK(describe(out[7]).find("healthcheck_failed tap-ec (express-connect)") == 0);
   CHECK(describe(out[9]).find("no probe for") != std::string::npos);
 }
+
+TEST_CASE("healthcheck: a blocked event round-trips with its evidence", "[unit][healthcheck]") {
+  PathEvent e;
+  e.type = EventType::HealthcheckBlocked;
+  e.tap = "tap-ec";
+  e.path = "express-connect";
+  e.target = "10.1.0.2";
+  e.prober = "100.96.0.5";
+  e.ts_ns = 1'700'000'000'000'000'000;
+  e.detected_ns = e.ts_ns + 1'000'000;
+  e.unanswered = 2;
+  e.fall = 8;
+  e.interval_ns = 2'000'000'000;
+  e.duration_ns = 2'000'000'000;
+  e.eta_ns = 12'000'000'000;
+  e.reason = "12 agent probes through on express-connect";
+  e.event_id = 7;
+  std::string line;
+  append_json(e, line, "dc1");
+  CHECK(line.find("\"event\":\"healthcheck_blocked\"") != std::string::npos);
+  const auto back = parse_json_line(line);
+  REQUIRE(back);
+  const auto* p = std::get_if<PathEvent>(&*back);
+  REQUIRE(p);
+  CHECK(p->type == EventType::HealthcheckBlocked);
+  CHECK(p->eta_ns == e.eta_ns);
+  CHECK(p->reason == e.reason);
+  std::string again;
+  append_json(*p, again, "dc1");
+  CHECK(again == line);
+  CHECK(describe(e).find("false failover of the return path to IPsec comes in ≈ 12.0 s") !=
+        std::string::npos);
+}

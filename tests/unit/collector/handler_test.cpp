@@ -392,7 +392,7 @@ TEST_CASE("events: newest first, filters passed to the store, the record's field
 TEST_CASE("events: the health-check event kinds are kinds", "[unit]") {
   Fixture f;
   for (const char* kind : {"healthcheck_degraded", "healthcheck_failed", "healthcheck_recovered",
-                           "healthcheck_absent"}) {
+                           "healthcheck_absent", "healthcheck_blocked"}) {
     const auto r = f.get(std::string("/api/v1/events?kind=") + kind);
     CHECK(r.status == 200);
     const auto q = f.store.last_event_query();

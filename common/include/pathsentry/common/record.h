@@ -72,6 +72,10 @@ enum class EventType : std::uint8_t {
   HealthcheckFailed,
   HealthcheckRecovered,
   HealthcheckAbsent,
+  /// The health check's probes go unanswered (k in a row) while the same line carries the
+  /// agent's own probes fine: a false failover of the return path is coming although the line
+  /// works (a filter on the prober's prefix, or no route back to it). eta_ns as Degraded.
+  HealthcheckBlocked,
 };
 
 /// What an event's outage figure is (JSON "outage_kind"). Measured: probes were proven lost in
@@ -123,7 +127,8 @@ struct PathEvent {
   /// Healthcheck* (no session, direction or seq; target = the gateway's line address probed,
   /// tap/path = the clear tap that sees it; reason, Recovered: "answered" or "probes_resumed"):
   /// the prober's address (empty on Absent), k probes unanswered in a row, N (the health check's
-  /// fall), its interval (configured or learned), and Degraded: (N - k) x interval, the expected
+  /// fall), its interval (configured or learned), and Degraded/Blocked: (N - k) x interval, the
+  /// expected
   /// time until the cloud moves the return path. duration_ns: Degraded/Failed, from the first
   /// unanswered probe of the run to this one; Recovered, from it to the answer; Absent, since the
   /// last probe (or since the watch began). ts_ns: the probe's capture time (Absent: 3 intervals
@@ -146,7 +151,8 @@ struct PathEvent {
 /// Health-check events carry a line's health check, not a probe stream.
 [[nodiscard]] inline bool is_healthcheck_event(EventType t) {
   return t == EventType::HealthcheckDegraded || t == EventType::HealthcheckFailed ||
-         t == EventType::HealthcheckRecovered || t == EventType::HealthcheckAbsent;
+         t == EventType::HealthcheckRecovered || t == EventType::HealthcheckAbsent ||
+         t == EventType::HealthcheckBlocked;
 }
 
 }  // namespace pathsentry

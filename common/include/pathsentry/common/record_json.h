@@ -45,7 +45,9 @@ namespace pathsentry::probe {
 ///    "detected_ns":…,"unanswered":3,"fall":8,"interval_ns":2000000000,"duration_ns":…,
 ///    "eta_ns":10000000000}
 ///   healthcheck_failed, healthcheck_absent: the same keys without "eta_ns" (absent: "prober"
-///   ""); healthcheck_recovered: plus "reason" ("answered" | "probes_resumed").
+///   ""); healthcheck_recovered: plus "reason" ("answered" | "probes_resumed");
+///   healthcheck_blocked: the degraded keys plus "reason" (the evidence that the line works, e.g.
+///   "12 agent probes through on express-connect since the first unanswered").
 /// "taps_down" (probe records) is omitted when no tap was down during the probe's windows.
 /// Events carry "event_id" when it is set (non-zero: the agent's shipper numbers them).
 ///
