@@ -14,3 +14,11 @@ attr_init pstw6- "${1:-$E2E_REPO/build}" realistic
 attr_drill ec-port \
   --expect-switchovers 'forward=express-connect>ipsec,ipsec>express-connect' \
   --expect-switchovers 'reverse=express-connect>ipsec,ipsec>express-connect'
+# The cloud's health check (docs/healthcheck.md): the port down, its probes stop reaching the
+# gateway; the agent counts them lost (the line no longer carries its probes) and announces the
+# return path's move before it happens; the prediction's error against the real move (delivery
+# truth) is printed.
+check "health check: the return path's move announced before it happens (prediction error printed)" \
+  python3 "$E2E_REPO/deploy/lab/hccheck" "$ATTR_OUT" --result "$RESULT" \
+  --expect healthcheck_degraded --expect healthcheck_failed --forbid healthcheck_blocked \
+  --announced-before-move

@@ -10,3 +10,5 @@ attr_init pstw4- "${1:-$E2E_REPO/build}"
 attr_drill ipsec-down --expect-switchovers forward= --expect-switchovers reverse= \
   --only-path express-connect
 check "the agent emitted no event at all" bash -c '! grep -q "\"type\":\"event\"" "$1"' sh "$ATTR_OUT"
+check "no health-check event: the cloud's health check kept being answered" \
+  python3 "$E2E_REPO/deploy/lab/hccheck" "$ATTR_OUT" --none

@@ -3,7 +3,7 @@
 # SPAN mirrors and both end hosts, watches every router's routes, acts, waits for the network to
 # converge, restores, and prints the ground truth computed from the captures (deploy/lab/groundtruth).
 
-DRILLS=(baseline ec-port bgp-kill both-down ipsec-down flap blackhole)
+DRILLS=(baseline ec-port bgp-kill both-down ipsec-down flap blackhole hc-blocked hc-off)
 
 drill_help() {
   cat <<'H'
@@ -15,6 +15,9 @@ drills (each prints progress, then the ground-truth timeline; results in $PS_LAB
   ipsec-down  tear the IPsec tunnel down while the line is up (no effect expected), re-initiate
   flap        Express Connect port down/up FLAP_CYCLES times (FLAP_DOWN_S down, FLAP_UP_S up)
   blackhole   the line silently drops everything, both directions, links stay up; then heals
+  hc-blocked  only the health check fails: the gateway has no route back to the prober (a
+              blackhole route), the line stays up; the cloud moves the return path anyway
+  hc-off      the health check is switched off (its prober paused) while the line works; then on
 H
 }
 
@@ -136,6 +139,8 @@ drill_restore() {
   ip -n "$(ns gw)" link set inet up 2>/dev/null || true
   line_connect 2>/dev/null || true
   birdc_n gw enable vbr >/dev/null 2>&1 || true
+  ip -n "$(ns gw)" route del blackhole "$HC_SRC/32" 2>/dev/null || true
+  hc_resume 2>/dev/null || true
   tunnel_installed || swanctl_n gw --initiate --child dc-vpc --timeout 5 >/dev/null 2>&1 || true
 }
 
@@ -222,6 +227,32 @@ drill_blackhole() {
   act "line: carries traffic again" line_connect
   observe ec ec "$DRILL_TIMEOUT_S" || true
   sleep "$DRILL_SETTLE_S"
+}
+
+# The health check alone: the gateway answers the prober no more (no route back, as when the
+# guide's host route via the line is missing), while the line carries everything else.
+drill_hc_blocked() {
+  act "gw: no route back to the health check's prober (blackhole $HC_SRC/32)" \
+    ip -n "$(ns gw)" route add blackhole "$HC_SRC/32"
+  # the cloud moves the return path after HC_FALL probes: a false switchover
+  observe ec ipsec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_HOLD_S"
+  act "gw: route back to the prober restored" ip -n "$(ns gw)" route del blackhole "$HC_SRC/32"
+  observe ec ec "$DRILL_TIMEOUT_S" || true
+  sleep "$DRILL_SETTLE_S"
+}
+
+# The health check's prober (the `hc` daemon in cen), paused and resumed: no probe, no decision.
+hc_pid() { awk '$1 == "hc" { p = $2 } END { print p }' "$STATE/pids"; }
+hc_pause() { kill -STOP "$(hc_pid)"; }
+hc_resume() { kill -CONT "$(hc_pid)"; }
+
+drill_hc_off() {
+  act "cen: health check switched off (prober paused)" hc_pause
+  # more than 3 intervals without a probe, then as long again
+  sleep "$(awk -v ms="$HC_INTERVAL_MS" -v h="$DRILL_HOLD_S" 'BEGIN { printf "%.3f", ms * 6 / 1000 + h }')"
+  act "cen: health check switched on again (prober resumed)" hc_resume
+  sleep "$(awk -v ms="$HC_INTERVAL_MS" -v s="$DRILL_SETTLE_S" 'BEGIN { printf "%.3f", ms * 3 / 1000 + s }')"
 }
 
 # --------------------------------------------------------------------------------- the command

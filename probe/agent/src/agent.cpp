@@ -134,6 +134,7 @@ PipelineOptions pipeline_options(const AgentConfig& cfg, RecordOutput* output, s
   po.total_pps = 0;
   po.taps = cfg.tap.taps;
   po.detector = cfg.tap.detector;
+  po.healthcheck = cfg.tap.healthcheck;
   // A lost probe's samples can leave the attributor as late as its timeout (+ the grace for a
   // missing record) + the wait for the STAMP reflector's counter after the samples of later
   // probes: the detector must hold those that long, not skip the late ones' sequence.

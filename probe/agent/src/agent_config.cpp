@@ -696,6 +696,52 @@ const options::OptionTable<Building>& table() {
        "consecutive losses that make an outage (default 3)",
        Arg::One,
        [](Building& b, const Value& v) { b.cfg.tap.detector.outage_losses = count_of(v); }},
+      // The cloud's health check of the line, watched on every clear tap (docs/healthcheck.md).
+      {"--healthcheck",
+       {"healthcheck.enabled"},
+       "on|off",
+       "watch the cloud's health check of the line on every clear tap (default\n"
+       "on; docs/healthcheck.md)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.cfg.tap.healthcheck.enabled =
+             v.file.empty() ? v.one_of({"on", "off"}) == "on" : v.boolean();
+       }},
+      {"--healthcheck-prefix",
+       {"healthcheck.prefix"},
+       "CIDR",
+       "where the health check's probes come from (default 100.96.0.0/16,\n"
+       "Alibaba CEN's)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         const auto p = IpPrefix::parse(v.string());
+         if (!p) v.fail("must be an IPv4 or IPv6 prefix such as 100.96.0.0/16");
+         b.cfg.tap.healthcheck.prefix = *p;
+       }},
+      {"--healthcheck-gateway",
+       {"healthcheck.gateway"},
+       "ADDR",
+       "the gateway's line address the health check probes (default: learned\n"
+       "from the first probe seen)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.tap.healthcheck.gateway = address_of(v); }},
+      {"--healthcheck-fall",
+       {"healthcheck.fall"},
+       "N",
+       "probes lost in a row after which the cloud moves the return path\n"
+       "(default 8, CEN's; 1..100)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.cfg.tap.healthcheck.fall = static_cast<std::uint32_t>(v.integer(1, 100));
+       }},
+      {"--healthcheck-interval-ms",
+       {"healthcheck.interval_ms"},
+       "MS",
+       "the health check's probe interval (default 0: learned from the probes)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.cfg.tap.healthcheck.interval_ns = v.integer(0, 60'000) * 1'000'000;
+       }},
       // The mirror-free TTL method (docs/ttl.md).
       {"--ttl-probe",
        {"ttl.ttl"},

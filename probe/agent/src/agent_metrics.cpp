@@ -81,7 +81,23 @@ struct AgentMetrics::Impl {
     std::map<std::string, std::uint64_t> per_path;
   };
 
+  // One line's health-check series (labels tap, path, target).
+  struct HealthLine {
+    prometheus::Labels labels;
+    Counter* probes = nullptr;
+    Counter* answered = nullptr;
+    Counter* unanswered = nullptr;
+    Gauge* in_row = nullptr;
+    Gauge* fall = nullptr;
+    Gauge* interval = nullptr;
+    Gauge* eta = nullptr;  // only while a countdown runs
+    std::array<Gauge*, kHealthCheckStateCount> state{};
+    std::uint64_t last_probes = 0, last_answered = 0, last_unanswered = 0;
+  };
+
   RttBatch& rtt_batch(Session& s, const ProbeRecord& r);
+  void health_series(HealthLine& h, const HealthCheckStatus& st);
+  void drop_health_series(HealthLine& h);
 
   const bool losses_from_records;
   Family<Counter>& sent;
@@ -102,6 +118,14 @@ struct AgentMetrics::Impl {
   Family<Counter>& ttl_sent;
   Family<Counter>& ttl_hop_answers;
   Family<Counter>& ttl_no_answer;
+  Family<Counter>& hc_probes;
+  Family<Counter>& hc_answered;
+  Family<Counter>& hc_unanswered;
+  Family<Gauge>& hc_in_row;
+  Family<Gauge>& hc_fall;
+  Family<Gauge>& hc_interval;
+  Family<Gauge>& hc_eta;
+  Family<Gauge>& hc_state;
   Gauge& spool_files;
   Gauge& spool_bytes;
   Counter& spool_dropped;
@@ -110,6 +134,7 @@ struct AgentMetrics::Impl {
   std::vector<TapMirror> taps;
   std::vector<std::pair<std::string, std::string>> tap_names;  // interface, path
   std::map<std::string, TtlMirror> ttl;
+  std::map<std::string, HealthLine> health;  // by tap interface
 
   std::mutex spool_mu;
   std::uint64_t spool_dropped_last = 0;
@@ -208,6 +233,40 @@ AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
                         .Name("pathsentry_ttl_no_answer_total")
                         .Help("TTL probes that timed out, by target")
                         .Register(r)),
+      hc_probes(prometheus::BuildCounter()
+                    .Name("pathsentry_healthcheck_probes_total")
+                    .Help("The cloud's health-check probes seen on a line's tap")
+                    .Register(r)),
+      hc_answered(prometheus::BuildCounter()
+                      .Name("pathsentry_healthcheck_answered_total")
+                      .Help("Health-check probes the gateway answered in time")
+                      .Register(r)),
+      hc_unanswered(prometheus::BuildCounter()
+                        .Name("pathsentry_healthcheck_unanswered_total")
+                        .Help("Health-check probes declared unanswered")
+                        .Register(r)),
+      hc_in_row(prometheus::BuildGauge()
+                    .Name("pathsentry_healthcheck_unanswered_in_row")
+                    .Help("Health-check probes unanswered in a row now (k)")
+                    .Register(r)),
+      hc_fall(prometheus::BuildGauge()
+                  .Name("pathsentry_healthcheck_fall")
+                  .Help("Probes lost in a row after which the cloud moves the return path (N)")
+                  .Register(r)),
+      hc_interval(prometheus::BuildGauge()
+                      .Name("pathsentry_healthcheck_interval_seconds")
+                      .Help("The health check's probe interval, configured or learned (0: unknown)")
+                      .Register(r)),
+      hc_eta(prometheus::BuildGauge()
+                 .Name("pathsentry_healthcheck_eta_seconds")
+                 .Help("Time until the cloud moves the return path, (N - k) x interval while "
+                       "0 < k < N, 0 once failed; absent otherwise")
+                 .Register(r)),
+      hc_state(prometheus::BuildGauge()
+                   .Name("pathsentry_healthcheck_state")
+                   .Help("1 for a line's health-check state now (ok, degraded, failed, blocked, "
+                         "absent), 0 for the others")
+                   .Register(r)),
       spool_files(prometheus::BuildGauge()
                       .Name("pathsentry_spool_files")
                       .Help("Batches waiting in the agent's spool for the collector")
@@ -228,7 +287,9 @@ AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
               .Add({})) {
   for (EventType t : {EventType::Switchover, EventType::OutageBegin, EventType::OutageEnd,
                       EventType::AsymmetricBegin, EventType::AsymmetricEnd, EventType::TapDown,
-                      EventType::TapUp}) {
+                      EventType::TapUp, EventType::HealthcheckDegraded,
+                      EventType::HealthcheckFailed, EventType::HealthcheckRecovered,
+                      EventType::HealthcheckAbsent, EventType::HealthcheckBlocked}) {
     events.Add({{"type", to_string(t)}});
   }
 }
@@ -471,6 +532,61 @@ void AgentMetrics::on_tap_stats(std::size_t tap, const TapStats& st) {
   metrics::advance(*t.frames, t.last_frames, st.frames);
   metrics::advance(*t.pcap_drops, t.last_pcap, st.source.dropped);
   metrics::advance(*t.if_drops, t.last_if, st.source.if_dropped);
+}
+
+void AgentMetrics::Impl::drop_health_series(HealthLine& h) {
+  if (h.probes == nullptr) return;
+  hc_probes.Remove(h.probes);
+  hc_answered.Remove(h.answered);
+  hc_unanswered.Remove(h.unanswered);
+  hc_in_row.Remove(h.in_row);
+  hc_fall.Remove(h.fall);
+  hc_interval.Remove(h.interval);
+  if (h.eta != nullptr) hc_eta.Remove(h.eta);
+  for (Gauge* g : h.state) hc_state.Remove(g);
+  h = HealthLine{};
+}
+
+void AgentMetrics::Impl::health_series(HealthLine& h, const HealthCheckStatus& st) {
+  const prometheus::Labels l{{"tap", st.tap}, {"path", st.path}, {"target", st.target}};
+  if (h.probes != nullptr && h.labels == l) return;
+  drop_health_series(h);  // the gateway was learned: the series move to its label
+  h.labels = l;
+  h.probes = &hc_probes.Add(l);
+  h.answered = &hc_answered.Add(l);
+  h.unanswered = &hc_unanswered.Add(l);
+  h.in_row = &hc_in_row.Add(l);
+  h.fall = &hc_fall.Add(l);
+  h.interval = &hc_interval.Add(l);
+  for (std::size_t i = 0; i < kHealthCheckStateCount; ++i) {
+    auto sl = l;
+    sl["state"] = to_string(static_cast<HealthCheckState>(i));
+    h.state[i] = &hc_state.Add(sl);
+  }
+}
+
+void AgentMetrics::on_healthcheck(const std::vector<HealthCheckStatus>& lines) {
+  Impl& m = *impl_;
+  for (const HealthCheckStatus& st : lines) {
+    Impl::HealthLine& h = m.health[st.tap];
+    m.health_series(h, st);
+    metrics::advance(*h.probes, h.last_probes, st.stats.probes);
+    metrics::advance(*h.answered, h.last_answered, st.stats.answered);
+    metrics::advance(*h.unanswered, h.last_unanswered, st.stats.unanswered);
+    h.in_row->Set(static_cast<double>(st.stats.run));
+    h.fall->Set(static_cast<double>(st.fall));
+    h.interval->Set(static_cast<double>(st.stats.interval_ns) / 1e9);
+    if (st.eta_ns) {
+      if (h.eta == nullptr) h.eta = &m.hc_eta.Add(h.labels);
+      h.eta->Set(static_cast<double>(*st.eta_ns) / 1e9);
+    } else if (h.eta != nullptr) {
+      m.hc_eta.Remove(h.eta);
+      h.eta = nullptr;
+    }
+    for (std::size_t i = 0; i < kHealthCheckStateCount; ++i) {
+      h.state[i]->Set(static_cast<std::size_t>(st.state) == i ? 1 : 0);
+    }
+  }
 }
 
 void AgentMetrics::set_spool(std::uint64_t files, std::uint64_t bytes,

@@ -90,8 +90,12 @@ bool HealthCheckWatcher::on_packet(const HealthCheckPacket& p, std::vector<PathE
       open_.pop_front();
       resolve(o, false, p.ts_ns, p.ts_ns, out);
     }
-    if (last_probe_ns_ != 0) learn_gap(p.ts_ns - last_probe_ns_);
+    if (last_probe_ns_ != 0 && missing_from_ns_ == last_probe_ns_) {
+      learn_gap(p.ts_ns - last_probe_ns_);  // (a gap over probes counted missing is no gap)
+    }
     last_probe_ns_ = p.ts_ns;
+    missing_from_ns_ = p.ts_ns;
+    last_prober_ = p.src;
     ++st_.probes;
     if (st_.absent) {
       st_.absent = false;
@@ -138,6 +142,18 @@ void HealthCheckWatcher::tick(std::int64_t now_ns, std::vector<PathEvent>& out) 
       resolve(o, false, o.ts_ns + iv, now_ns, out);
     }
   }
+  if (!line_carries_) {
+    // The line is dead: the probes that do not arrive are lost, as the cloud counts them.
+    if (iv > 0 && last_probe_ns_ != 0) {
+      while (now_ns > missing_from_ns_ + 2 * iv) {
+        missing_from_ns_ += iv;
+        ++st_.missing;
+        resolve(Open{missing_from_ns_, last_prober_, 0, 0}, false, missing_from_ns_ + iv, now_ns,
+                out);
+      }
+    }
+    return;
+  }
   const std::int64_t absence_iv = iv > 0 ? iv : kDefaultIntervalNs;
   const std::int64_t since = std::max(last_probe_ns_, watch_from_ns_);
   if (!st_.absent && now_ns - since > 3 * absence_iv) {
@@ -159,6 +175,7 @@ void HealthCheckWatcher::set_tap_up(bool up, std::int64_t now_ns) {
     return;
   }
   watch_from_ns_ = now_ns;
+  missing_from_ns_ = std::max(missing_from_ns_, now_ns);  // no probe missed while not watching
 }
 
 }  // namespace pathsentry::probe

@@ -40,8 +40,16 @@ class BufferSink final : public ObservationSink {
   void on_observation(std::size_t tap, const Observation& obs) override {
     buf.emplace_back(tap, obs);
   }
+  void on_echo(std::size_t tap, const EchoFrame& echo) override { echoes.emplace_back(tap, echo); }
   std::vector<std::pair<std::size_t, Observation>> buf;
+  std::vector<std::pair<std::size_t, EchoFrame>> echoes;
 };
+
+// The taps with the health check watched (healthcheck_prefix set on the clear ones).
+std::vector<TapSpec> with_health_check(std::vector<TapSpec> taps, const HealthCheckSettings& s) {
+  enable_health_check(taps, s);
+  return taps;
+}
 
 constexpr std::size_t kPumpBatch = 4096;
 // A drained capture ring holds nothing stamped more than this before the clock read.
@@ -72,7 +80,10 @@ SessionSpec session_spec_for(const SessionConfig& s) {
 
 Pipeline::Pipeline(const Clock& clock, PipelineOptions options, Waiter& waiter)
     : clock_(clock),
-      options_(std::move(options)),
+      options_([&] {
+        options.taps = with_health_check(std::move(options.taps), options.healthcheck);
+        return std::move(options);
+      }()),
       waiter_(waiter),
       attributor_(AttributorConfig{.taps = options_.taps}),
       detector_(options_.detector),
@@ -80,7 +91,8 @@ Pipeline::Pipeline(const Clock& clock, PipelineOptions options, Waiter& waiter)
       // Forward samples leave when their probe's fate is known (a probe lost beyond a tap
       // after later ones): judge a TTL probe only once every sample of its window can be in.
       crosscheck_(options_.crosscheck_window_ns,
-                  std::max<std::int64_t>(3'000'000'000, options_.detector.reorder_hold_ns), false) {
+                  std::max<std::int64_t>(3'000'000'000, options_.detector.reorder_hold_ns), false),
+      hc_(options_.taps, options_.healthcheck) {
   taps_.reserve(options_.taps.size());
   for (std::size_t i = 0; i < options_.taps.size(); ++i) {
     auto t = std::make_unique<TapThread>();
@@ -239,11 +251,14 @@ void Pipeline::capture_loop(TapThread& t) {
       failure = t.tap->source().link_problem().value_or("");
     }
     std::int64_t newest = std::numeric_limits<std::int64_t>::min();
-    if (!sink.buf.empty()) {
+    if (!sink.buf.empty() || !sink.echoes.empty()) {
       for (const auto& o : sink.buf) newest = std::max(newest, o.second.ts_ns);
+      for (const auto& o : sink.echoes) newest = std::max(newest, o.second.ts_ns);
       std::lock_guard lock(in_mu_);
       observations_.insert(observations_.end(), sink.buf.begin(), sink.buf.end());
+      echoes_.insert(echoes_.end(), sink.echoes.begin(), sink.echoes.end());
       sink.buf.clear();
+      sink.echoes.clear();
     }
     if (!failure.empty()) {
       // What was read before the failure is complete; from there on the tap is down (never
@@ -354,8 +369,10 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   // cover frames queued after the swap, which this poll would then decide without).
   // A tap that has not reported yet holds everything back (its first pump comes at once).
   std::int64_t complete = now_ns;
+  hc_watermarks_.clear();
   for (const auto& t : taps_) {
     const std::int64_t wm = t->watermark_ns.load(std::memory_order_acquire);
+    hc_watermarks_.push_back(wm);
     complete = std::min(
         complete,
         wm == std::numeric_limits<std::int64_t>::min()
@@ -367,6 +384,7 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     in_scratch_.swap(inputs_);
     obs_scratch_.swap(observations_);
     changes_scratch_.swap(tap_changes_);
+    echo_scratch_.swap(echoes_);
   }
   handle_tap_changes();
   for (const auto& [tap, obs] : obs_scratch_) attributor_.on_observation(tap, obs);
@@ -453,6 +471,7 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   }
   for (const PathSample& s : samples_) detector_.on_sample(s, now_ns, events_);
   detector_.poll(now_ns, events_);
+  health_check(now_ns, final);
   if (options_.output != nullptr) {
     for (const ProbeRecord& r : records_) options_.output->write(r);
     for (const ProbeRecord& r : ttl_records_) options_.output->write(r);
@@ -507,6 +526,7 @@ void Pipeline::handle_tap_changes() {
     } else {
       attributor_.tap_up(c.tap, c.ts_ns);
     }
+    hc_.set_tap_up(c.tap, !c.down, c.ts_ns);
     PathEvent e;
     e.type = c.down ? EventType::TapDown : EventType::TapUp;
     e.ts_ns = c.ts_ns;
@@ -518,6 +538,36 @@ void Pipeline::handle_tap_changes() {
     handle_event(e);
   }
   changes_scratch_.clear();
+}
+
+void Pipeline::health_check(std::int64_t now_ns, bool final) {
+  if (!hc_.active()) {
+    echo_scratch_.clear();
+    return;
+  }
+  // The echo frames in capture order per tap, then each watcher's time moved to how far its
+  // tap's capture is complete (never past the clock; a file's end is no time), then the
+  // records as evidence that the line carries the agent's probes.
+  for (const auto& [tap, echo] : echo_scratch_) hc_.on_echo(tap, echo, events_);
+  echo_scratch_.clear();
+  for (std::size_t i = 0; i < hc_watermarks_.size(); ++i) {
+    const std::int64_t wm = hc_watermarks_[i];
+    if (wm == std::numeric_limits<std::int64_t>::min() ||
+        wm == std::numeric_limits<std::int64_t>::max()) {
+      continue;
+    }
+    hc_.tick(i, std::min(wm, now_ns), events_);
+  }
+  for (const ProbeRecord& r : records_) hc_.on_record(r, now_ns, events_);
+  if (options_.observer != nullptr) {
+    const std::int64_t mono = clock_.monotonic_ns();
+    bool hc_event = false;
+    for (const PathEvent& e : events_) hc_event = hc_event || is_healthcheck_event(e.type);
+    if (final || hc_event || mono >= hc_status_due_ns_) {
+      hc_status_due_ns_ = mono + kNsPerSec;
+      options_.observer->on_healthcheck(hc_.status());
+    }
+  }
 }
 
 void Pipeline::handle_event(const PathEvent& e) {
@@ -540,6 +590,17 @@ std::vector<std::string> Pipeline::stats_lines() {
         "ttl cross-check with the taps: agree " + std::to_string(c.agree) + ", disagree " +
         std::to_string(c.disagree) + ", undecided " + std::to_string(c.undecided) +
         " (TTL probes without a path, not judged: " + std::to_string(c.no_ttl_path) + ")");
+  }
+  for (const HealthCheckStatus& h : hc_.status()) {
+    char iv[32];
+    std::snprintf(iv, sizeof iv, "%.3f", static_cast<double>(h.stats.interval_ns) / 1e9);
+    out.push_back("healthcheck " + h.tap + " (" + h.path + "): gateway " +
+                  (h.target.empty() ? "-" : h.target) + ", probes " +
+                  std::to_string(h.stats.probes) + ", answered " +
+                  std::to_string(h.stats.answered) + ", unanswered " +
+                  std::to_string(h.stats.unanswered) + " (never seen " +
+                  std::to_string(h.stats.missing) + "), late " + std::to_string(h.stats.late) +
+                  ", interval " + iv + " s, state " + to_string(h.state));
   }
   if (!attribute_) return out;
   const AttributorStats& st = attributor_.stats();

@@ -22,6 +22,13 @@ std::string bpf_filter(const TapSpec& tap, std::span<const IpAddress> agent_addr
            "((icmp and (icmp[icmptype] == icmp-echo or icmp[icmptype] == icmp-echoreply)) or "
            "(icmp6 and (ip6[40] == 128 or ip6[40] == 129)) or udp port " +
            std::to_string(stamp_port) + ")";
+    if (tap.healthcheck_prefix) {
+      // The cloud's health check of the line: its probes and the gateway's answers, whoever
+      // the agent is (docs/healthcheck.md).
+      const IpPrefix& p = *tap.healthcheck_prefix;
+      core = "(" + core + ") or (" + (p.base.family == AF_INET ? "icmp" : "icmp6") + " and net " +
+             p.to_string() + ")";
+    }
   }
   // A SPAN session may keep 802.1Q tags; "vlan" shifts the offsets for the rest of the
   // expression, hence the repeated body.
@@ -52,11 +59,23 @@ tl::expected<std::size_t, std::string> Tap::pump(ObservationSink& sink, std::siz
     if (obs) {
       ++stats_.decoded;
       sink.on_observation(index_, *obs);
+    } else if (const auto echo = health_check_echo(frame, link)) {
+      ++stats_.echoes;
+      sink.on_echo(index_, *echo);
     } else {
       ++stats_.dropped[static_cast<std::size_t>(obs.error())];
     }
   }
   return n;
+}
+
+std::optional<EchoFrame> Tap::health_check_echo(const Frame& frame, int link) const {
+  if (!spec_.healthcheck_prefix || spec_.encap != Encap::Clear) return std::nullopt;
+  auto echo = decode_echo(frame.ts_ns, link, frame.bytes);
+  if (!echo) return std::nullopt;
+  const IpPrefix& p = *spec_.healthcheck_prefix;
+  if (!p.contains(echo->src) && !p.contains(echo->dst)) return std::nullopt;
+  return echo;
 }
 
 const TapStats& Tap::stats() {

@@ -10,6 +10,7 @@
 #include "pathsentry/probe/attribution/healthcheck.h"
 #include "pathsentry/probe/capture/echo.h"
 #include "pathsentry/probe/capture/packet_source.h"
+#include "pathsentry/probe/capture/tap.h"
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
@@ -34,7 +35,71 @@ Bytes ping(const char* src, const char* dst, bool request, std::uint16_t id) {
   return test::ethernet(test::ip_packet(addr(src), addr(dst), 1, icmp));
 }
 
+// Collects what a tap hands over.
+struct Collect final : ObservationSink {
+  void on_observation(std::size_t, const Observation& o) override { obs.push_back(o); }
+  void on_echo(std::size_t tap, const EchoFrame& e) override {
+    CHECK(tap == 0);
+    echoes.push_back(e);
+  }
+  std::vector<Observation> obs;
+  std::vector<EchoFrame> echoes;
+};
+
 }  // namespace
+
+// The clear tap's BPF filter passes the health check's probes and answers only when it is
+// watched, and pump() hands them to on_echo beside the agent's own probes.
+TEST_CASE("healthcheck on a capture file: the tap's filter and pump hand over the echoes",
+          "[integration][healthcheck]") {
+  test::TempDir dir;
+  const std::string path = dir.file("ec.pcap");
+  {
+    test::PcapFile f(path);
+    for (std::uint16_t i = 0; i < 4; ++i) {
+      const std::int64_t t = kT0 + i * 200 * kMs;
+      f.add(t, ping("100.96.0.5", "10.1.0.2", true, static_cast<std::uint16_t>(4000 + i)));
+      f.add(t + kMs, test::ethernet(test::icmp_probe(addr("172.16.1.188"), addr("192.168.20.161"),
+                                                     true, 7, 1, i + 1, t + kMs)));
+      f.add(t + 2 * kMs,
+            ping("10.1.0.2", "100.96.0.5", false, static_cast<std::uint16_t>(4000 + i)));
+      // another host's ping, outside the prefix: never the health check
+      f.add(t + 3 * kMs, ping("10.1.0.9", "10.1.0.2", true, 77));
+    }
+    f.close();
+  }
+  TapSpec spec;
+  spec.interface = "tap-ec";
+  spec.path = "express-connect";
+  const std::vector<IpAddress> agents = {addr("172.16.1.188")};
+  const DecodeContext ctx{7, 862};
+  for (const bool watched : {false, true}) {
+    if (watched) spec.healthcheck_prefix = *IpPrefix::parse("100.96.0.0/16");
+    const std::string filter = bpf_filter(spec, agents, 862);
+    CHECK((filter.find("100.96.0.0/16") != std::string::npos) == watched);
+    auto src = open_file(path, filter);
+    REQUIRE(src);
+    Tap tap(spec, ctx, std::move(*src), 0);
+    Collect sink;
+    bool end = false;
+    while (!end) REQUIRE(tap.pump(sink, 64, &end));
+    CHECK(sink.obs.size() == 4);
+    CHECK(tap.stats().echoes == sink.echoes.size());
+    if (!watched) {
+      CHECK(sink.echoes.empty());
+      CHECK(tap.stats().frames == 4);  // the filter passed the agent's probes only
+      continue;
+    }
+    REQUIRE(sink.echoes.size() == 8);
+    CHECK(tap.stats().frames == 8 + 4);
+    CHECK(sink.echoes[0].request);
+    CHECK(sink.echoes[0].src == addr("100.96.0.5"));
+    CHECK(sink.echoes[0].id == 4000);
+    CHECK(sink.echoes[0].ts_ns == kT0);
+    CHECK_FALSE(sink.echoes[1].request);
+    CHECK(sink.echoes[1].dst == addr("100.96.0.5"));
+  }
+}
 
 TEST_CASE("healthcheck on a capture file: the lab's fast profile, degraded to failed and back",
           "[integration][healthcheck]") {

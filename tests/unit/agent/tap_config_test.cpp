@@ -179,3 +179,48 @@ TEST_CASE("agent flags: two --tap on one interface are refused", "[unit]") {
     CHECK_THAT(std::string(e.what()), Contains("--tap") && Contains("already"));
   }
 }
+
+// [healthcheck] / --healthcheck*: on by default with CEN's values (gateway and interval learned);
+// the file and the flags set each value; bad values are refused naming the key or flag.
+TEST_CASE("healthcheck settings: defaults, file, flags, errors", "[unit]") {
+  const TapSettings d = from_toml("");
+  CHECK(d.healthcheck.enabled);
+  CHECK(d.healthcheck.prefix.to_string() == "100.96.0.0/16");
+  CHECK_FALSE(d.healthcheck.gateway.has_value());
+  CHECK(d.healthcheck.fall == 8);
+  CHECK(d.healthcheck.interval_ns == 0);
+
+  const TapSettings f = from_toml(R"(
+[healthcheck]
+enabled = false
+prefix = "100.100.0.0/20"
+gateway = "10.9.0.2"
+fall = 3
+interval_ms = 2500
+)");
+  CHECK_FALSE(f.healthcheck.enabled);
+  CHECK(f.healthcheck.prefix.to_string() == "100.100.0.0/20");
+  REQUIRE(f.healthcheck.gateway.has_value());
+  CHECK(f.healthcheck.gateway->to_string() == "10.9.0.2");
+  CHECK(f.healthcheck.fall == 3);
+  CHECK(f.healthcheck.interval_ns == 2'500'000'000);
+
+  const auto flags = test::agent_cfg::parse({"--target", "192.0.2.1", "--healthcheck", "off",
+                                             "--healthcheck-fall", "5", "--healthcheck-prefix",
+                                             "100.96.1.0/24", "--healthcheck-interval-ms", "200"});
+  CHECK_FALSE(flags.tap.healthcheck.enabled);
+  CHECK(flags.tap.healthcheck.fall == 5);
+  CHECK(flags.tap.healthcheck.prefix.to_string() == "100.96.1.0/24");
+  CHECK(flags.tap.healthcheck.interval_ns == 200'000'000);
+  CHECK(test::agent_cfg::parse({"--target", "192.0.2.1", "--healthcheck", "on"})
+            .tap.healthcheck.enabled);
+
+  CHECK_THAT(toml_error("[healthcheck]\nprefix = \"100.96/33\"\n"),
+             Contains("healthcheck.prefix = '100.96/33'"));
+  CHECK_THAT(toml_error("[healthcheck]\nfall = 0\n"), Contains("healthcheck.fall = '0'"));
+  CHECK_THAT(toml_error("[healthcheck]\ninterval_ms = -1\n"),
+             Contains("healthcheck.interval_ms = '-1'"));
+  CHECK_THAT(toml_error("[healthcheck]\ngateway = \"gw\"\n"), Contains("healthcheck.gateway"));
+  CHECK_THAT(test::agent_cfg::error_of({"--target", "192.0.2.1", "--healthcheck", "maybe"}),
+             Contains("--healthcheck = 'maybe'"));
+}

@@ -338,6 +338,62 @@ TEST_CASE("agent metrics: taps, TTL probes and the spool", "[unit]") {
   CHECK(value(r, "pathsentry_spool_dropped_records_total") == 2);
 }
 
+// The health check's series: counters mirror the watcher's totals, k / N / interval / the
+// countdown are gauges (the countdown only while one runs), the state is one-hot, and the series
+// move to the gateway's label once it is learned.
+TEST_CASE("agent metrics: the health check", "[unit]") {
+  prometheus::Registry r;
+  AgentMetrics m(r, true);
+  HealthCheckStatus st;
+  st.tap = "tap-ec";
+  st.path = "express-connect";
+  st.fall = 8;
+  m.on_healthcheck({st});  // nothing seen yet: no gateway
+  CHECK(value(r, "pathsentry_healthcheck_state", {{"target", ""}, {"state", "ok"}}) == 1);
+  CHECK(value(r, "pathsentry_healthcheck_state", {{"target", ""}, {"state", "absent"}}) == 0);
+  CHECK_FALSE(value(r, "pathsentry_healthcheck_eta_seconds").has_value());
+
+  st.target = "10.1.0.2";
+  st.stats.probes = 10;
+  st.stats.answered = 7;
+  st.stats.unanswered = 3;
+  st.stats.run = 3;
+  st.stats.interval_ns = 2'000'000'000;
+  st.state = HealthCheckState::Blocked;
+  st.eta_ns = 10'000'000'000;
+  m.on_healthcheck({st});
+  const Labels gw{{"tap", "tap-ec"}, {"path", "express-connect"}, {"target", "10.1.0.2"}};
+  CHECK_FALSE(value(r, "pathsentry_healthcheck_probes_total", {{"target", ""}}).has_value());
+  CHECK(value(r, "pathsentry_healthcheck_probes_total", gw) == 10);
+  CHECK(value(r, "pathsentry_healthcheck_answered_total", gw) == 7);
+  CHECK(value(r, "pathsentry_healthcheck_unanswered_total", gw) == 3);
+  CHECK(value(r, "pathsentry_healthcheck_unanswered_in_row", gw) == 3);
+  CHECK(value(r, "pathsentry_healthcheck_fall", gw) == 8);
+  CHECK(value(r, "pathsentry_healthcheck_interval_seconds", gw) == 2);
+  CHECK(value(r, "pathsentry_healthcheck_eta_seconds", gw) == 10);
+  CHECK(value(r, "pathsentry_healthcheck_state", {{"target", "10.1.0.2"}, {"state", "blocked"}}) ==
+        1);
+  CHECK(value(r, "pathsentry_healthcheck_state", {{"target", "10.1.0.2"}, {"state", "ok"}}) == 0);
+
+  st.stats.probes = 12;
+  st.stats.answered = 8;
+  st.stats.run = 0;
+  st.state = HealthCheckState::Ok;
+  st.eta_ns.reset();
+  m.on_healthcheck({st});
+  CHECK(value(r, "pathsentry_healthcheck_probes_total", gw) == 12);
+  CHECK_FALSE(value(r, "pathsentry_healthcheck_eta_seconds", gw).has_value());
+  CHECK(value(r, "pathsentry_healthcheck_state", {{"target", "10.1.0.2"}, {"state", "ok"}}) == 1);
+  CHECK(value(r, "pathsentry_healthcheck_state", {{"target", "10.1.0.2"}, {"state", "blocked"}}) ==
+        0);
+
+  PathEvent e;
+  e.type = EventType::HealthcheckBlocked;
+  m.on_event(e);
+  CHECK(value(r, "pathsentry_path_events_total", {{"type", "healthcheck_blocked"}}) == 1);
+  CHECK(value(r, "pathsentry_path_events_total", {{"type", "healthcheck_absent"}}) == 0);
+}
+
 // --metrics-listen: the default is loopback 9781 and not "configured"; a flag sets it and says
 // where it came from; a malformed value is refused naming the flag.
 TEST_CASE("agent config: --metrics-listen", "[unit]") {

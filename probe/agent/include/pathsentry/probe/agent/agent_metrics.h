@@ -70,6 +70,8 @@ class AgentMetrics final : public PipelineObserver {
   void on_event(const PathEvent& event) override;
   void on_poll_done() override { flush(); }
   void on_tap_stats(std::size_t tap, const TapStats& stats) override;
+  /// The health check's series (pathsentry_healthcheck_*, labels tap, path, target).
+  void on_healthcheck(const std::vector<HealthCheckStatus>& lines) override;
 
  private:
   struct Impl;

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "pathsentry/probe/attribution/detector.h"
+#include "pathsentry/probe/attribution/healthcheck_watch.h"
 #include "pathsentry/probe/capture/tap.h"
 #include "pathsentry/probe/ttl/ttl_config.h"
 
@@ -20,6 +21,9 @@ struct TapSettings {
   /// The mirror-free TTL method ([ttl], --ttl-*; ttl_config.h). Its results go through the
   /// same detector and, with taps, are cross-checked against them.
   TtlSettings ttl;
+  /// The cloud's health check of each clear tap's line ([healthcheck], --healthcheck*;
+  /// docs/healthcheck.md): on by default.
+  HealthCheckSettings healthcheck;
 };
 
 /// Parses one --tap value: `IFACE:PATH:clear` or

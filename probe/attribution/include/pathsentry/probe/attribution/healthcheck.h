@@ -62,6 +62,11 @@ class HealthCheckWatcher {
   /// The tap's capture failed (up = false) or works again: while down nothing is concluded,
   /// and open probes are forgotten (what the tap did not see is no evidence).
   void set_tap_up(bool up, std::int64_t now_ns);
+  /// Whether the line carries the agent's own probes now (default: yes, or not known). While it
+  /// does not, the probes that stop arriving are counted unanswered — the cloud lost them on the
+  /// dead line, before the tap — one per interval after the last probe seen, each once its
+  /// timeout (one interval) has passed; and no absence is concluded.
+  void set_line_carries(bool carries) { line_carries_ = carries; }
 
   /// Figures of the watch so far.
   struct Stats {
@@ -69,6 +74,7 @@ class HealthCheckWatcher {
     std::uint64_t answered = 0;    ///< probes answered in time
     std::uint64_t unanswered = 0;  ///< probes declared unanswered
     std::uint64_t late = 0;        ///< answers after their probe was declared unanswered
+    std::uint64_t missing = 0;     ///< of `unanswered`: expected but never seen (line down)
     std::uint32_t run = 0;         ///< k: probes unanswered in a row now
     std::int64_t interval_ns = 0;  ///< configured, else learned (0: not yet known)
     bool absent = false;           ///< healthcheck_absent in force
@@ -102,9 +108,12 @@ class HealthCheckWatcher {
   std::vector<std::int64_t> gaps_;  ///< the last kGaps gaps between probes (ring)
   std::size_t gap_next_ = 0;
   std::int64_t learned_ns_ = 0;
-  std::int64_t last_probe_ns_ = 0;  ///< 0: none yet
-  std::int64_t watch_from_ns_ = 0;  ///< tap up since (absence counts from here or last probe)
-  std::int64_t first_lost_ns_ = 0;  ///< send time of the first probe of the current run
+  std::int64_t last_probe_ns_ = 0;    ///< 0: none yet
+  std::int64_t watch_from_ns_ = 0;    ///< tap up since (absence counts from here or last probe)
+  std::int64_t first_lost_ns_ = 0;    ///< send time of the first probe of the current run
+  std::int64_t missing_from_ns_ = 0;  ///< send time of the last probe seen or counted missing
+  IpAddress last_prober_{};
+  bool line_carries_ = true;
   bool tap_up_ = true;
   bool started_ = false;
   bool degraded_ = false;  ///< degraded/failed emitted for the current run

@@ -20,6 +20,7 @@
 #include "pathsentry/common/waiter.h"
 #include "pathsentry/probe/attribution/attributor.h"
 #include "pathsentry/probe/attribution/detector.h"
+#include "pathsentry/probe/attribution/healthcheck_watch.h"
 #include "pathsentry/probe/attribution/pipeline_observer.h"
 #include "pathsentry/probe/attribution/ttl_crosscheck.h"
 #include "pathsentry/probe/capture/tap.h"
@@ -115,6 +116,10 @@ struct PipelineOptions {
   /// Clock's monotonic reading.
   std::int64_t reopen_initial_ns = 100'000'000;
   std::int64_t reopen_max_ns = 5'000'000'000;
+  /// The cloud's health check of each clear tap's line (docs/healthcheck.md): its events go out
+  /// like path events, its state to the observer's on_healthcheck(). Off unless turned on here
+  /// (the agent turns it on by default: healthcheck.enabled).
+  HealthCheckSettings healthcheck{.enabled = false};
 };
 
 /// What the detector says of one session's paths now (Pipeline::path_state()).
@@ -239,6 +244,8 @@ class Pipeline final : public RecordSink {
   void worker_loop();
   void process(std::int64_t now_ns, bool final);
   void handle_event(const PathEvent& e);
+  /// The health check's part of a poll (healthcheck_watch.h): its events join events_.
+  void health_check(std::int64_t now_ns, bool final);
   void handle_verdicts();
 
   const Clock& clock_;
@@ -254,6 +261,7 @@ class Pipeline final : public RecordSink {
   std::mutex in_mu_;
   std::vector<Input> inputs_;
   std::vector<std::pair<std::size_t, Observation>> observations_;
+  std::vector<std::pair<std::size_t, EchoFrame>> echoes_;  // health-check frames
   std::vector<TapChange> tap_changes_;
 
   mutable std::mutex paths_mu_;
@@ -278,6 +286,11 @@ class Pipeline final : public RecordSink {
   TtlCrossCheck crosscheck_;
   std::int64_t last_flush_ns_ = 0;
   std::uint64_t capture_lag_polls_ = 0;  // polls whose decisions waited for a tap's capture
+  // The health check (healthcheck_watch.h), worker only.
+  HealthCheckWork hc_;
+  std::vector<std::pair<std::size_t, EchoFrame>> echo_scratch_;
+  std::vector<std::int64_t> hc_watermarks_;
+  std::int64_t hc_status_due_ns_ = 0;
 };
 
 }  // namespace pathsentry::probe

@@ -1,8 +1,10 @@
 #pragma once
 
 #include <cstddef>
+#include <vector>
 
 #include "pathsentry/common/record.h"
+#include "pathsentry/probe/attribution/healthcheck_watch.h"
 #include "pathsentry/probe/capture/tap.h"
 
 namespace pathsentry::probe {
@@ -23,6 +25,9 @@ class PipelineObserver {
   /// Tap `tap`'s counters (index in PipelineOptions::taps), from its capture thread, about once
   /// a second while it captures.
   virtual void on_tap_stats(std::size_t tap, const TapStats& stats) = 0;
+  /// Each watched line's health check (docs/healthcheck.md), worker thread: about once a second
+  /// and at each health-check event. Default: ignored.
+  virtual void on_healthcheck(const std::vector<HealthCheckStatus>& /*lines*/) {}
 };
 
 }  // namespace pathsentry::probe

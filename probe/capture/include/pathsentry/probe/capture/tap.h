@@ -12,6 +12,7 @@
 
 #include "pathsentry/common/ip.h"
 #include "pathsentry/common/record.h"
+#include "pathsentry/probe/capture/echo.h"
 #include "pathsentry/probe/capture/packet_source.h"
 
 namespace pathsentry::probe {
@@ -64,6 +65,10 @@ struct TapSpec {
   /// TapAttribution::delay.
   std::optional<std::int64_t> rev_window_lo_ns{};
   std::optional<std::int64_t> rev_window_hi_ns{};
+  /// Clear: the cloud's health check of the line is watched (docs/healthcheck.md): ICMP echo
+  /// frames to or from this prefix pass the BPF filter and are handed to the sink's on_echo().
+  /// nullopt = not watched.
+  std::optional<IpPrefix> healthcheck_prefix{};
 
   /// The window bounds in effect for a direction.
   [[nodiscard]] std::int64_t lo_ns(Direction d) const {
@@ -80,8 +85,8 @@ struct DecodeContext {
   std::uint16_t stamp_port = 862;
 };
 
-/// Why a frame yielded no observation. Every frame read is either decoded or counted under one
-/// of these.
+/// Why a frame yielded no observation. Every frame read is either decoded, handed over as a
+/// health-check echo (TapStats::echoes), or counted under one of these.
 enum class DropReason : std::uint8_t {
   Truncated,        ///< captured bytes end before a header or payload we need
   UnsupportedLink,  ///< link type the decoder does not handle
@@ -125,8 +130,9 @@ struct Observation {
     std::span<const std::uint8_t> bytes);
 
 /// BPF expression passing only what `tap` needs: clear — ICMP/ICMPv6 echo and UDP to or from
-/// the STAMP port, to or from one of `agent_addresses` (all when empty); esp — IP protocol 50
-/// and UDP 4500 between the two endpoints. VLAN-tagged copies pass too.
+/// the STAMP port, to or from one of `agent_addresses` (all when empty), plus ICMP to or from
+/// the tap's healthcheck_prefix when set; esp — IP protocol 50 and UDP 4500 between the two
+/// endpoints. VLAN-tagged copies pass too.
 [[nodiscard]] std::string bpf_filter(const TapSpec& tap, std::span<const IpAddress> agent_addresses,
                                      std::uint16_t stamp_port);
 
@@ -136,6 +142,9 @@ class ObservationSink {
   virtual ~ObservationSink() = default;
   /// `tap` is the tap's index in the attributor's configuration.
   virtual void on_observation(std::size_t tap, const Observation& obs) = 0;
+  /// An ICMP echo frame of the cloud's health check (a clear tap with healthcheck_prefix: an
+  /// echo to or from the prefix that is none of the agent's probes). Default: ignored.
+  virtual void on_echo(std::size_t /*tap*/, const EchoFrame& /*echo*/) {}
 };
 
 /// Per-tap counters.
@@ -143,7 +152,8 @@ struct TapStats {
   std::uint64_t frames = 0;                               ///< frames read from the source
   std::uint64_t decoded = 0;                              ///< frames that became an observation
   std::array<std::uint64_t, kDropReasonCount> dropped{};  ///< by DropReason
-  SourceStats source;  ///< kernel counters (live), summed over every capture opened
+  std::uint64_t echoes = 0;  ///< health-check echo frames handed to on_echo()
+  SourceStats source;        ///< kernel counters (live), summed over every capture opened
   /// Availability (the pipeline's capture thread keeps these): times the capture failed and the
   /// tap went down, attempts to reopen it, and the time spent down in spans that have ended.
   std::uint64_t down = 0;
@@ -158,7 +168,8 @@ class Tap {
   Tap(TapSpec spec, DecodeContext ctx, std::unique_ptr<PacketSource> source, std::size_t index);
 
   /// Reads up to `max_frames` frames (stopping early when the source has none now) and hands
-  /// every decoded one to `sink`. Returns how many frames were read, or the source's error.
+  /// every decoded one to `sink` (and, on a clear tap watching the health check, its echo frames
+  /// to `sink.on_echo`). Returns how many frames were read, or the source's error.
   /// `end` is set when a file source is exhausted.
   [[nodiscard]] tl::expected<std::size_t, std::string> pump(ObservationSink& sink,
                                                             std::size_t max_frames,
@@ -182,6 +193,9 @@ class Tap {
   void count_up(std::int64_t down_ns) { stats_.down_ns += down_ns; }
 
  private:
+  /// The frame as an echo of the health check this tap watches; nullopt otherwise.
+  [[nodiscard]] std::optional<EchoFrame> health_check_echo(const Frame& frame, int link) const;
+
   TapSpec spec_;
   DecodeContext ctx_;
   std::unique_ptr<PacketSource> source_;
