@@ -10,6 +10,9 @@
 # Usage: bash tests/e2e/hc_blocked_test.sh [build-dir]
 source "$(dirname "$0")/../../deploy/lab/lib/e2e.sh"
 attr_init pshb- "${1:-$E2E_REPO/build}"
+# The cloud's N is configured there, not observable: the agent is told the lab's (fast: 3).
+HC_FALL=$(sed -n 's/^HC_FALL=//p' "$PS_LAB_STATE/profile.env")
+export PS_E2E_AGENT_ARGS="--healthcheck-fall $HC_FALL"
 attr_drill hc-blocked --expect-switchovers forward= \
   --expect-switchovers 'reverse=express-connect>ipsec,ipsec>express-connect'
 check "health check: degraded, blocked before the return path's move, failed, recovered" \

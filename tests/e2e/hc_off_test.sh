@@ -7,6 +7,9 @@
 # Usage: bash tests/e2e/hc_off_test.sh [build-dir]
 source "$(dirname "$0")/../../deploy/lab/lib/e2e.sh"
 attr_init psho- "${1:-$E2E_REPO/build}"
+# The cloud's N is configured there, not observable: the agent is told the lab's (fast: 3).
+HC_FALL=$(sed -n 's/^HC_FALL=//p' "$PS_LAB_STATE/profile.env")
+export PS_E2E_AGENT_ARGS="--healthcheck-fall $HC_FALL"
 attr_drill hc-off --expect-switchovers forward= --expect-switchovers reverse= \
   --only-path express-connect
 check "health check: absent, then recovered; no countdown" \

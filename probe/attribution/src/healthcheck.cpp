@@ -142,21 +142,22 @@ void HealthCheckWatcher::tick(std::int64_t now_ns, std::vector<PathEvent>& out) 
       resolve(o, false, o.ts_ns + iv, now_ns, out);
     }
   }
-  if (!line_carries_) {
-    // The line is dead: the probes that do not arrive are lost, as the cloud counts them.
-    if (iv > 0 && last_probe_ns_ != 0) {
-      while (now_ns > missing_from_ns_ + 2 * iv) {
-        missing_from_ns_ += iv;
-        ++st_.missing;
-        resolve(Open{missing_from_ns_, last_prober_, 0, 0}, false, missing_from_ns_ + iv, now_ns,
-                out);
-      }
+  if (iv > 0 && last_probe_ns_ != 0 && line_.dead_from_ns != 0) {
+    // Probes that did not arrive while the line was dead: lost, as the cloud counts them. One
+    // expected at e is judged once its timeout (e + iv) has passed and the agent's records reach e.
+    while (now_ns > missing_from_ns_ + 2 * iv) {
+      const std::int64_t e = missing_from_ns_ + iv;
+      if (line_.known_ns < e) break;  // the records do not tell yet
+      missing_from_ns_ = e;
+      if (e <= line_.carried_ns) continue;  // the line carried after it: not the line's doing
+      ++st_.missing;
+      resolve(Open{e, last_prober_, 0, 0}, false, e + iv, now_ns, out);
     }
-    return;
   }
   const std::int64_t absence_iv = iv > 0 ? iv : kDefaultIntervalNs;
   const std::int64_t since = std::max(last_probe_ns_, watch_from_ns_);
-  if (!st_.absent && now_ns - since > 3 * absence_iv) {
+  if (!st_.absent && now_ns - since > 3 * absence_iv &&
+      (!line_.any || line_.carried_ns > since + 3 * absence_iv)) {
     st_.absent = true;
     PathEvent e = event(EventType::HealthcheckAbsent, since + 3 * absence_iv, now_ns, IpAddress{});
     e.prober.clear();

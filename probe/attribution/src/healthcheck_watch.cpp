@@ -1,5 +1,6 @@
 #include "pathsentry/probe/attribution/healthcheck_watch.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <utility>
 
@@ -103,7 +104,7 @@ HealthCheckWork::HealthCheckWork(const std::vector<TapSpec>& taps, const HealthC
     c.tap = t.interface;
     c.path = t.path;
     watches_.push_back(Watch{i, t.interface, t.path, HealthCheckWatcher(c), BlockedJudge(t.path, s),
-                             HealthCheckState::Ok});
+                             HealthCheckState::Ok, HealthCheckWatcher::LineEvidence{}, 0, 0});
   }
 }
 
@@ -155,15 +156,21 @@ void HealthCheckWork::on_record(const ProbeRecord& r, std::int64_t now_ns,
                                 std::vector<PathEvent>& out) {
   for (Watch& w : watches_) {
     if (r.proto != Proto::Ttl) {
+      HealthCheckWatcher::LineEvidence& l = w.line;
+      l.any = true;
+      l.known_ns = std::max(l.known_ns, r.tx_ns);
       if (r.rx_ns && r.fwd_path == w.path && r.rev_path == w.path) {
-        if (r.tx_ns > w.carried_tx_ns) {
-          w.carried_tx_ns = r.tx_ns;
+        if (r.tx_ns > l.carried_ns) {
+          l.carried_ns = r.tx_ns;
           w.not_carried = 0;
+          w.first_not_ns = 0;
+          l.dead_from_ns = 0;
         }
-      } else if (r.tx_ns > w.carried_tx_ns) {
-        ++w.not_carried;
+      } else if (r.tx_ns > l.carried_ns) {
+        if (w.not_carried == 0 || r.tx_ns < w.first_not_ns) w.first_not_ns = r.tx_ns;
+        if (++w.not_carried >= kNotCarried) l.dead_from_ns = w.first_not_ns;
       }
-      w.watcher.set_line_carries(w.not_carried < kNotCarried);
+      w.watcher.set_line_evidence(l);
     }
     w.judge.on_record(r, now_ns, scratch_);
     take(w, scratch_, now_ns, out);

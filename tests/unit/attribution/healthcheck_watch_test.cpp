@@ -232,18 +232,25 @@ TEST_CASE("healthcheck watch: probes that stop arriving on a dead line are unans
   HealthCheckWork w(t, settings());
   std::vector<PathEvent> out;
   run_health_check(w, 3, 0, out);  // answered at +0, +1, +2 s
-  // The agent's probes after +2 s: forward on the tunnel, replies lost.
-  for (int i = 0; i < 3; ++i) {
-    w.on_record(agent_record(kT0 + 2 * kS + 100 * kMs + i, false, "ipsec", "unknown"), kT0 + 3 * kS,
-                out);
-  }
-  CHECK(out.empty());
-  w.tick(0, kT0 + 4 * kS + kMs, out);  // the probe of +3 s timed out at +4 s
+  // The agent's probes after +2 s: forward on the tunnel, replies lost; their records reach
+  // +2.6 s only so far.
+  const auto dead = [&](std::int64_t from, std::int64_t to) {
+    for (std::int64_t tx = from; tx <= to; tx += 500 * kMs) {
+      w.on_record(agent_record(tx, false, "ipsec", "unknown"), tx + kS, out);
+    }
+  };
+  dead(kT0 + 2 * kS + 100 * kMs, kT0 + 2 * kS + 600 * kMs);
+  dead(kT0 + 2 * kS + 700 * kMs, kT0 + 2 * kS + 700 * kMs);
+  w.tick(0, kT0 + 4 * kS + kMs, out);  // the probe of +3 s timed out at +4 s …
+  CHECK(out.empty());                  // … but the records do not tell of +3 s yet
+  dead(kT0 + 3 * kS + 100 * kMs, kT0 + 3 * kS + 100 * kMs);
+  w.tick(0, kT0 + 4 * kS + 2 * kMs, out);
   REQUIRE(out.size() == 1);
   CHECK(out[0].type == EventType::HealthcheckDegraded);
   CHECK(out[0].unanswered == 1);
   CHECK(out[0].ts_ns == kT0 + 3 * kS);
   CHECK(out[0].eta_ns == 3 * kS);
+  dead(kT0 + 3 * kS + 600 * kMs, kT0 + 19 * kS);
   w.tick(0, kT0 + 20 * kS, out);
   CHECK(count(out, EventType::HealthcheckDegraded) == 3);
   CHECK(count(out, EventType::HealthcheckFailed) == 1);
@@ -277,6 +284,11 @@ TEST_CASE("healthcheck watch: probes that stop on a working line are absent",
   w.on_record(agent_record(kT0 + 2 * kS + 200 * kMs, true, "express-connect", "express-connect"),
               kT0 + 3 * kS, out);
   w.tick(0, kT0 + 20 * kS, out);
+  // Absent only once the line is shown carrying after the 3 intervals (+5 s): records lag.
+  CHECK(out.empty());
+  w.on_record(agent_record(kT0 + 5 * kS + kMs, true, "express-connect", "express-connect"),
+              kT0 + 20 * kS, out);
+  w.tick(0, kT0 + 20 * kS + kMs, out);
   REQUIRE(out.size() == 1);
   CHECK(out[0].type == EventType::HealthcheckAbsent);
   CHECK(w.status()[0].state == HealthCheckState::Absent);

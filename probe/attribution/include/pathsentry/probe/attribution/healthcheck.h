@@ -62,11 +62,20 @@ class HealthCheckWatcher {
   /// The tap's capture failed (up = false) or works again: while down nothing is concluded,
   /// and open probes are forgotten (what the tap did not see is no evidence).
   void set_tap_up(bool up, std::int64_t now_ns);
-  /// Whether the line carries the agent's own probes now (default: yes, or not known). While it
-  /// does not, the probes that stop arriving are counted unanswered — the cloud lost them on the
-  /// dead line, before the tap — one per interval after the last probe seen, each once its
-  /// timeout (one interval) has passed; and no absence is concluded.
-  void set_line_carries(bool carries) { line_carries_ = carries; }
+  /// What the agent's own probes say of the line (HealthCheckWork keeps it from the records).
+  struct LineEvidence {
+    bool any = false;              ///< false: no record yet (absence then judged on time alone)
+    std::int64_t carried_ns = 0;   ///< newest send time of a probe that went both ways on it
+    std::int64_t dead_from_ns = 0; ///< after carried_ns, the first of >= 3 probes it did not
+                                   ///< carry (lost or on another path); 0: none
+    std::int64_t known_ns = 0;     ///< newest send time of any record (how far evidence goes)
+  };
+  /// The line's evidence. A probe that does not arrive when expected (one interval after the last
+  /// seen, then each interval) is counted unanswered once its timeout has passed if the line was
+  /// dead then (sent after carried_ns, with dead_from_ns set and evidence reaching it): the cloud
+  /// lost it before the tap. Absence is concluded only while the line carried the agent's probes
+  /// (a probe sent after the 3 intervals went both ways), or without any record.
+  void set_line_evidence(const LineEvidence& ev) { line_ = ev; }
 
   /// Figures of the watch so far.
   struct Stats {
@@ -113,7 +122,7 @@ class HealthCheckWatcher {
   std::int64_t first_lost_ns_ = 0;    ///< send time of the first probe of the current run
   std::int64_t missing_from_ns_ = 0;  ///< send time of the last probe seen or counted missing
   IpAddress last_prober_{};
-  bool line_carries_ = true;
+  LineEvidence line_{};
   bool tap_up_ = true;
   bool started_ = false;
   bool degraded_ = false;  ///< degraded/failed emitted for the current run

@@ -84,11 +84,12 @@ struct HealthCheckStatus {
 void enable_health_check(std::vector<TapSpec>& taps, const HealthCheckSettings& s);
 
 /// The pipeline's health-check part: one HealthCheckWatcher and BlockedJudge per watched tap
-/// (TapSpec::healthcheck_prefix set). The agent's records also tell each watcher whether its
-/// line carries the agent's probes (HealthCheckWatcher::set_line_carries): it does not once
-/// kNotCarried probes sent after the newest one that went both ways on the tap's path did not
-/// (lost, or on another path), so probes that stop arriving are lost on a dead line, not a
-/// health check switched off. Worker thread only.
+/// (TapSpec::healthcheck_prefix set). The agent's records also tell each watcher what they
+/// say of its line (HealthCheckWatcher::set_line_evidence): the newest probe that went both ways
+/// on the tap's path, and whether kNotCarried probes sent after it did not (lost, or on another
+/// path) — so that probes that stop arriving on a dead line are lost, not a health check switched
+/// off. Records come late (attribution): the watcher judges a missing probe only once they reach
+/// its time. Worker thread only.
 class HealthCheckWork {
  public:
   HealthCheckWork(const std::vector<TapSpec>& taps, const HealthCheckSettings& s);
@@ -111,10 +112,11 @@ class HealthCheckWork {
     HealthCheckWatcher watcher;
     BlockedJudge judge;
     HealthCheckState state = HealthCheckState::Ok;
-    // Whether the line carries the agent's probes: the newest send time of a probe that went
-    // both ways on the tap's path, and how many sent after it did not.
-    std::int64_t carried_tx_ns = 0;
+    // What the agent's records say of the line (HealthCheckWatcher::LineEvidence), and how many
+    // probes sent after the newest carried one it did not carry (the first at first_not_ns).
+    HealthCheckWatcher::LineEvidence line;
     std::uint32_t not_carried = 0;
+    std::int64_t first_not_ns = 0;
   };
   Watch* find(std::size_t tap);
   void take(Watch& w, std::vector<PathEvent>& events, std::int64_t now_ns,
