@@ -6,7 +6,7 @@
 # say healthcheck_degraded, then healthcheck_blocked (the line works) before the return path
 # really moves (delivery ground truth), healthcheck_failed, and healthcheck_recovered once the
 # route is back; deploy/lab/attrcheck checks the (false) reverse switchover and its return
-# against the per-probe truth. ~40 s.
+# against the per-probe truth. ~20 s.
 # Usage: bash tests/e2e/hc_blocked_test.sh [build-dir]
 source "$(dirname "$0")/../../deploy/lab/lib/e2e.sh"
 attr_init pshb- "${1:-$E2E_REPO/build}"

@@ -3,7 +3,7 @@
 # 6 intervals + the hold, then resumed) while the line works. The agent must say
 # healthcheck_absent, then healthcheck_recovered (probes resumed), and never count the missing
 # probes as unanswered (no degraded, failed or blocked: the line carried the agent's probes);
-# the paths never move (attrcheck). ~30 s.
+# the paths never move (attrcheck). ~20 s.
 # Usage: bash tests/e2e/hc_off_test.sh [build-dir]
 source "$(dirname "$0")/../../deploy/lab/lib/e2e.sh"
 attr_init psho- "${1:-$E2E_REPO/build}"

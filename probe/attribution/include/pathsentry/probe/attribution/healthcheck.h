@@ -64,11 +64,11 @@ class HealthCheckWatcher {
   void set_tap_up(bool up, std::int64_t now_ns);
   /// What the agent's own probes say of the line (HealthCheckWork keeps it from the records).
   struct LineEvidence {
-    bool any = false;              ///< false: no record yet (absence then judged on time alone)
-    std::int64_t carried_ns = 0;   ///< newest send time of a probe that went both ways on it
-    std::int64_t dead_from_ns = 0; ///< after carried_ns, the first of >= 3 probes it did not
-                                   ///< carry (lost or on another path); 0: none
-    std::int64_t known_ns = 0;     ///< newest send time of any record (how far evidence goes)
+    bool any = false;               ///< false: no record yet (absence then judged on time alone)
+    std::int64_t carried_ns = 0;    ///< newest send time of a probe that went both ways on it
+    std::int64_t dead_from_ns = 0;  ///< after carried_ns, the first of >= 3 probes it did not
+                                    ///< carry (lost or on another path); 0: none
+    std::int64_t known_ns = 0;      ///< newest send time of any record (how far evidence goes)
   };
   /// The line's evidence. A probe that does not arrive when expected (one interval after the last
   /// seen, then each interval) is counted unanswered once its timeout has passed if the line was
