@@ -113,6 +113,7 @@ struct Building {
   Setting<std::string> token;          // collector.token
   Setting<std::string> token_file;     // collector.token_file / --collector-token-file
   std::optional<Value> collector_key;  // the first [collector] key or flag given
+  Setting<IpAddress> hc_gateway;       // healthcheck.gateway: checked against the prefix
 };
 
 // The index of an array-of-tables key path: `targets[3].rate` → 3.
@@ -724,7 +725,7 @@ const options::OptionTable<Building>& table() {
        "the gateway's line address the health check probes (default: learned\n"
        "from the first probe seen)",
        Arg::One,
-       [](Building& b, const Value& v) { b.cfg.tap.healthcheck.gateway = address_of(v); }},
+       [](Building& b, const Value& v) { b.hc_gateway = setting(v, address_of(v)); }},
       {"--healthcheck-fall",
        {"healthcheck.fall"},
        "N",
@@ -873,6 +874,14 @@ AgentConfig finish(Building& b, std::uint16_t run_nonce) {
     std::vector<std::string> tap_paths;
     for (const TapSpec& t : cfg.tap.taps) tap_paths.push_back(t.path);
     check_ttl(cfg.tap.ttl, tap_paths);
+  }
+  if (b.hc_gateway) {  // the health check's probes go to the gateway from the prefix
+    if ((*b.hc_gateway).family != cfg.tap.healthcheck.prefix.base.family) {
+      throw ConfigError(b.hc_gateway.file, b.hc_gateway.key, b.hc_gateway.text,
+                        "must be of the same IP family as healthcheck.prefix (" +
+                            cfg.tap.healthcheck.prefix.to_string() + ")");
+    }
+    cfg.tap.healthcheck.gateway = *b.hc_gateway;
   }
 
   const std::vector<TargetSpec>& targets = b.flag_targets.empty() ? b.file_targets : b.flag_targets;

@@ -221,6 +221,11 @@ interval_ms = 2500
   CHECK_THAT(toml_error("[healthcheck]\ninterval_ms = -1\n"),
              Contains("healthcheck.interval_ms = '-1'"));
   CHECK_THAT(toml_error("[healthcheck]\ngateway = \"gw\"\n"), Contains("healthcheck.gateway"));
+  CHECK_THAT(toml_error("[healthcheck]\ngateway = \"fd00::2\"\n"),
+             Contains("probe.toml") && Contains("healthcheck.gateway = 'fd00::2'") &&
+                 Contains("same IP family"));
+  CHECK(from_toml("[healthcheck]\nprefix = \"fd00:96::/32\"\ngateway = \"fd00::2\"\n")
+            .healthcheck.gateway->to_string() == "fd00::2");
   CHECK_THAT(test::agent_cfg::error_of({"--target", "192.0.2.1", "--healthcheck", "maybe"}),
              Contains("--healthcheck = 'maybe'"));
 }
