@@ -3,14 +3,14 @@
 // SPEC-collector.md says (/api/v1/targets, /events, /probes?format=columns, /series, /stream).
 // The SSE stream sends a state message every second and, 1 s after it opens, a new event (a
 // switchover) with the state that follows it. The cloud's health check of line eth1 was last
-// answered again at -5 min (/api/v1/healthchecks derives each line's state from the latest
+// answered again at -5 min, agent dc2's line ens4 has none (absent) since -2 min (/api/v1/healthchecks derives each line's state from the latest
 // healthcheck_* event, as the collector does). Loopback only.
 //   node fixture_server.mjs [--dist DIR] [--port N] [--hold-live]
 // prints "listening http://127.0.0.1:PORT/". Test hooks: POST /__fixture/arm (with --hold-live,
 // the new event goes out 1 s after it), POST /__fixture/drop (ends the open streams and records
 // an event while none is open), POST /__fixture/healthcheck?step=degraded|recovered (sends line
-// eth1's health check degraded, 3 of 8 unanswered at a 2 s interval: eta 10 s from now; then
-// answered again).
+// eth1's health check degraded, 3 of 8 unanswered at a 2 s interval: eta 10 s from now; blocked,
+// 4 of 8 while the line carries the agent's probes: eta 8 s; then answered again).
 import { createServer } from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, normalize, resolve } from 'node:path';
@@ -105,6 +105,9 @@ const events = [
     resolution_ns: 10 * MS, failback: true }),
   hc({ id: 12, event_id: 12, event: 'healthcheck_recovered', ts_ns: now0 - 300 * S, unanswered: 2,
     duration_ns: 4 * S, reason: 'answered' }),
+  // Another agent sees no health check on its line (no targets of its own in the fixture).
+  hc({ id: 15, event_id: 1, agent: 'dc2', run: '77aa00bb11cc22dd', tap: 'ens4', target: '10.1.4.2',
+    prober: '', event: 'healthcheck_absent', ts_ns: now0 - 120 * S, unanswered: 0, duration_ns: 6.5 * S }),
 ];
 // Pushed over SSE 1 s after a client connects (made once: a reconnect sees the same event).
 let live = null;
@@ -277,11 +280,14 @@ const server = createServer((req, res) => {
       if (q('step') === 'degraded') {
         e = hc({ id: 13, event_id: 13, event: 'healthcheck_degraded', ts_ns: t, unanswered: 3,
           duration_ns: 6 * S, eta_ns: 10 * S });
+      } else if (q('step') === 'blocked') {
+        e = hc({ id: 16, event_id: 16, event: 'healthcheck_blocked', ts_ns: t, unanswered: 4, duration_ns: 8 * S,
+          eta_ns: 8 * S, reason: 'the agent\'s probes cross the line (loss 0 %)' });
       } else if (q('step') === 'recovered') {
         e = hc({ id: 14, event_id: 14, event: 'healthcheck_recovered', ts_ns: t, unanswered: 4,
           duration_ns: 8 * S, reason: 'answered' });
       } else {
-        return send(res, 400, { error: 'step must be degraded or recovered' });
+        return send(res, 400, { error: 'step must be degraded, blocked or recovered' });
       }
       if (!events.some((x) => x.id === e.id)) events.push(e);
       for (const r of streams) r.write(`id: ${e.id}\nevent: event\ndata: ${JSON.stringify(e)}\n\n`);

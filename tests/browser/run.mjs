@@ -174,7 +174,7 @@ try {
     check(rb && rb.figs.includes('outage at most 12.00 ms (no probe lost)'),
       'a bound is shown as "at most"', rb && rb.figs);
     const order = evs.map((e) => e.id);
-    check(JSON.stringify(order) === JSON.stringify([9, 8, 12, 7, 6, 5, 4, 3, 2, 1]), 'events are newest first',
+    check(JSON.stringify(order) === JSON.stringify([15, 9, 8, 12, 7, 6, 5, 4, 3, 2, 1]), 'events are newest first',
       order.join(','));
     const hcOk = await page.$eval('#healthchecks', (el) => {
       const l = el.querySelector('.hc[data-key="dc1|eth1"]');
@@ -184,6 +184,15 @@ try {
       /unanswered\s*0 of 8/.test(hcOk.text) &&
       /interval\s*2\.0 s/.test(hcOk.text) && /prober\s*100\.96\.0\.5/.test(hcOk.text) && !/≈/.test(hcOk.text),
     'the health check of line eth1 is shown per line (state, k of N, interval, prober)', hcOk && hcOk.text);
+    const absent = await page.$eval('#healthchecks', (el) => {
+      const l = el.querySelector('.hc[data-key="dc2|ens4"]');
+      return l ? { state: l.dataset.state, cls: l.className, eta: l.querySelectorAll('.hc-eta').length,
+        text: l.innerText.replace(/\s+/g, ' ') } : null;
+    });
+    check(absent && absent.state === 'absent' && /\bhc-absent\b/.test(absent.cls) && absent.eta === 0 &&
+      /absent: no health-check probe seen/.test(absent.text) &&
+      /the return path will not fail over by itself if the line fails silently/.test(absent.text),
+    'an absent health check is a warning (another agent\'s line)', absent && absent.text);
   }
   await shot(page, 'page-laptop.png');
 
@@ -244,7 +253,7 @@ try {
     const ids = await page.$$eval('#events li[data-id]', (els) => els.map((li) => Number(li.dataset.id)));
     await page.selectOption('#filter', '');
     const all = await page.$$eval('#events li[data-id]', (els) => els.length);
-    check(JSON.stringify(ids) === JSON.stringify([11, 12, 2, 1]) && all === 12,
+    check(JSON.stringify(ids) === JSON.stringify([11, 12, 2, 1]) && all === 13,
       'the timeline can show one target (and its agent\'s taps)', `stamp: ${ids.join(',')}; all: ${all}`);
   }
 
@@ -274,6 +283,16 @@ try {
       .some((t) => t.textContent.includes('Health check degraded: eth1 (Express Connect), 3 of 8 unanswered')),
     null, { timeout: 5000 }).then(() => true, () => false);
     check(hcEvent, 'the health-check event is in the timeline');
+    // Blocked: probes unanswered although the line carries the agent's probes, a distinct warning.
+    await fetch(`${origin}/__fixture/healthcheck?step=blocked`, { method: 'POST' });
+    const blocked = await page.waitForSelector(`${line}[data-state="blocked"] .hc-eta`, { timeout: 10000 })
+      .then(() => true, () => false);
+    const b = blocked ? await page.$eval(line, (el) => ({ cls: el.className,
+      seconds: Number(el.querySelector('.hc-eta').dataset.seconds), text: el.innerText.replace(/\s+/g, ' ') })) : null;
+    check(blocked && /\bhc-blocked\b/.test(b.cls) && b.seconds <= 8 &&
+      /blocked: false failover coming \(4 of 8 unanswered although the line works\)/.test(b.text) &&
+      /cloud moves the return path to IPsec in ≈ \d+ s although the line carries the agent's probes/.test(b.text),
+    'a blocked health check is a distinct warning: false failover coming, with its countdown', b && b.text);
     await fetch(`${origin}/__fixture/healthcheck?step=recovered`, { method: 'POST' });
     const ok = await page.waitForSelector(`${line}[data-state="ok"]`, { timeout: 10000 }).then(() => true, () => false);
     const after = await page.$eval(line, (el) => ({ eta: el.querySelectorAll('.hc-eta').length,

@@ -193,7 +193,7 @@ function mergeHealthcheck(line) {
 // ---- timeline -------------------------------------------------------------------------------
 function eventHtml(e) {
   const where = isStreamEvent(e) ? `${esc(e.agent)} · ${esc(e.target)} ${esc(e.proto)}`
-    : isHealthcheck(e) ? `${esc(e.agent)} · tap ${esc(e.tap)} · health check ${esc(e.prober || '?')} → ${esc(e.target)}`
+    : isHealthcheck(e) ? `${esc(e.agent)} · tap ${esc(e.tap)} · health check ${e.prober ? `${esc(e.prober)} ` : ''}→ ${esc(e.target)}`
       : `${esc(e.agent)} · tap ${esc(e.tap)}`;
   const figs = eventFigures(e).map((f) => `<span class="fig">${esc(f)}</span>`);
   if (rttCache.has(e.id)) figs.push(`<span class="fig rtt">${esc(rttCache.get(e.id))}</span>`);
