@@ -6,6 +6,8 @@
 #include <cctype>
 #include <climits>
 #include <exception>
+#include <map>
+#include <utility>
 
 #include "json_out.h"
 #include "pathsentry/collector/ingest.h"
@@ -20,6 +22,8 @@ constexpr std::uint64_t kMaxSeriesSteps = 100'000;
 constexpr std::uint64_t kMaxEventLimit = 100'000;
 constexpr std::uint64_t kMaxProbeLimit = 1'000'000;
 constexpr std::size_t kDefaultProbeLimit = 200'000;
+// /healthchecks reads at most this many of the newest events of each health-check kind.
+constexpr std::size_t kHealthcheckScan = 10'000;
 
 const char* kind_name(db::ErrorKind k) {
   switch (k) {
@@ -178,6 +182,60 @@ void write_dir(JsonOut& j, const std::optional<DirState>& d) {
       .end_object();
 }
 
+// A line's health-check state from its latest health-check event (docs/collector.md).
+const char* healthcheck_state(EventType t) {
+  switch (t) {
+    case EventType::HealthcheckDegraded:
+      return "degraded";
+    case EventType::HealthcheckFailed:
+      return "failed";
+    case EventType::HealthcheckBlocked:
+      return "blocked";
+    case EventType::HealthcheckAbsent:
+      return "absent";
+    case EventType::HealthcheckRecovered:
+      return "ok";
+    default:
+      break;
+  }
+  return "unknown";
+}
+
+void write_healthcheck_line(JsonOut& j, const db::EventRow& row) {
+  const PathEvent& e = row.event;
+  j.begin_object()
+      .kv("agent", row.agent)
+      .kv("tap", e.tap)
+      .kv("path", e.path)
+      .kv("target", e.target)
+      .kv("state", healthcheck_state(e.type))
+      .kv("prober", e.prober)
+      .kv_unum("unanswered", e.unanswered)
+      .kv_unum("fall", e.fall)
+      .kv_num("interval_ns", e.interval_ns)
+      .key("eta_ns");
+  // The eta counts from the event's time: the cloud is expected to move the return path at
+  // ts_ns + eta_ns (degraded, blocked), or moves it now (failed).
+  const bool counting =
+      e.type == EventType::HealthcheckDegraded || e.type == EventType::HealthcheckBlocked;
+  if (counting) {
+    j.num(e.eta_ns).kv_num("eta_from_ns", e.ts_ns).kv_num("move_at_ns", e.ts_ns + e.eta_ns);
+  } else if (e.type == EventType::HealthcheckFailed) {
+    j.num(0).kv_num("eta_from_ns", e.ts_ns).kv_num("move_at_ns", e.ts_ns);
+  } else {
+    j.null().key("eta_from_ns").null().key("move_at_ns").null();
+  }
+  j.kv_num("duration_ns", e.duration_ns)
+      .kv("reason", e.reason)
+      .kv("event", probe::to_string(e.type))
+      .kv_num("id", row.id)
+      .kv("run", row.run)
+      .kv_unum("event_id", e.event_id)
+      .kv_num("ts_ns", e.ts_ns)
+      .kv_num("detected_ns", e.detected_ns)
+      .end_object();
+}
+
 }  // namespace
 
 Response Response::error(unsigned status, std::string_view message) {
@@ -250,6 +308,7 @@ Handler::Handler(db::Store& store, const Clock& clock, HandlerConfig config)
   add_route("GET", "/api/v1/agents", [this](const Request& r) { return agents(r); });
   add_route("GET", "/api/v1/targets", [this](const Request& r) { return targets(r); });
   add_route("GET", "/api/v1/events", [this](const Request& r) { return events(r); });
+  add_route("GET", "/api/v1/healthchecks", [this](const Request& r) { return healthchecks(r); });
   add_route("GET", "/api/v1/series", [this](const Request& r) { return series(r); });
   add_route("GET", "/api/v1/probes", [this](const Request& r) { return probes(r); });
   add_route("GET", "/api/v1/stream", [this](const Request& r) { return stream(r); });
@@ -556,6 +615,41 @@ Response Handler::events(const Request& request) {
     body += event_json((*rows)[i]);
   }
   body += "]}";
+  return Response::json(std::move(body));
+}
+
+Response Handler::healthchecks(const Request& request) {
+  auto p = params_of(request, {"agent"});
+  if (!p) return p.error();
+  const auto agent = p->text("agent");
+  if (!p->error.empty()) return bad_request(p->error);
+  // The latest health-check event of each (agent, tap) decides that line's state. The store
+  // filters one kind at a time: the newest kHealthcheckScan of each kind, merged.
+  std::map<std::pair<std::string, std::string>, db::EventRow> latest;
+  bool truncated = false;
+  for (const EventType t : {EventType::HealthcheckDegraded, EventType::HealthcheckFailed,
+                            EventType::HealthcheckRecovered, EventType::HealthcheckAbsent,
+                            EventType::HealthcheckBlocked}) {
+    db::EventQuery q;
+    q.kind = std::string(probe::to_string(t));
+    q.agent = agent;
+    q.limit = kHealthcheckScan;
+    auto rows = store_.events(q);
+    if (!rows) return unavailable(rows.error());
+    truncated = truncated || rows->size() >= kHealthcheckScan;
+    for (auto& r : *rows) {
+      auto [it, fresh] = latest.try_emplace({r.agent, r.event.tap}, r);
+      const db::EventRow& have = it->second;
+      if (!fresh && std::pair(r.event.ts_ns, r.id) > std::pair(have.event.ts_ns, have.id)) {
+        it->second = std::move(r);
+      }
+    }
+  }
+  std::string body;
+  JsonOut j(body);
+  j.begin_object().key("healthchecks").begin_array();
+  for (const auto& [key, row] : latest) write_healthcheck_line(j, row);
+  j.end_array().key("truncated").boolean(truncated).end_object();
   return Response::json(std::move(body));
 }
 

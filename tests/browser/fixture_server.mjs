@@ -2,11 +2,15 @@
 // serves the built page (web/dist or --dist) and canned JSON shaped exactly as
 // SPEC-collector.md says (/api/v1/targets, /events, /probes?format=columns, /series, /stream).
 // The SSE stream sends a state message every second and, 1 s after it opens, a new event (a
-// switchover) with the state that follows it. Loopback only.
+// switchover) with the state that follows it. The cloud's health check of line eth1 was last
+// answered again at -5 min, agent dc2's line ens4 has none (absent) since -2 min (/api/v1/healthchecks derives each line's state from the latest
+// healthcheck_* event, as the collector does). Loopback only.
 //   node fixture_server.mjs [--dist DIR] [--port N] [--hold-live]
 // prints "listening http://127.0.0.1:PORT/". Test hooks: POST /__fixture/arm (with --hold-live,
 // the new event goes out 1 s after it), POST /__fixture/drop (ends the open streams and records
-// an event while none is open).
+// an event while none is open), POST /__fixture/healthcheck?step=degraded|recovered (sends line
+// eth1's health check degraded, 3 of 8 unanswered at a 2 s interval: eta 10 s from now; blocked,
+// 4 of 8 while the line carries the agent's probes: eta 8 s; then answered again).
 import { createServer } from 'node:http';
 import { readFileSync, existsSync } from 'node:fs';
 import { dirname, join, normalize, resolve } from 'node:path';
@@ -41,6 +45,36 @@ const ev = (o) => ({
   agent: AGENT, run: RUN, target: TARGET, proto: PROTO, session_id: SESSION,
   detected_ns: o.ts_ns + 20 * MS, ...o,
 });
+// The cloud's health check of the Express Connect line (eth1, the gateway's line address).
+const hc = (o) => ({
+  agent: AGENT, run: RUN, tap: 'eth1', path: 'express-connect', target: '10.1.0.2',
+  prober: '100.96.0.5', fall: 8, interval_ns: 2 * S, duration_ns: 0, detected_ns: o.ts_ns + 3 * MS, ...o,
+});
+// Each line's state from its latest health-check event (by time, then row id).
+function healthchecks(agent) {
+  const latest = new Map();
+  for (const e of events) {
+    if (!e.event.startsWith('healthcheck_') || (agent && e.agent !== agent)) continue;
+    const k = `${e.agent}|${e.tap}`;
+    const have = latest.get(k);
+    if (!have || e.ts_ns > have.ts_ns || (e.ts_ns === have.ts_ns && e.id > have.id)) latest.set(k, e);
+  }
+  const state = { healthcheck_degraded: 'degraded', healthcheck_failed: 'failed',
+    healthcheck_blocked: 'blocked', healthcheck_absent: 'absent', healthcheck_recovered: 'ok' };
+  return [...latest.values()].sort((a, b) => `${a.agent}|${a.tap}`.localeCompare(`${b.agent}|${b.tap}`))
+    .map((e) => {
+      const counting = e.event === 'healthcheck_degraded' || e.event === 'healthcheck_blocked';
+      const failed = e.event === 'healthcheck_failed';
+      return {
+        agent: e.agent, tap: e.tap, path: e.path, target: e.target, state: state[e.event],
+        prober: e.prober, unanswered: e.unanswered, fall: e.fall, interval_ns: e.interval_ns,
+        eta_ns: counting ? e.eta_ns : failed ? 0 : null, eta_from_ns: counting || failed ? e.ts_ns : null,
+        move_at_ns: counting ? e.ts_ns + e.eta_ns : failed ? e.ts_ns : null,
+        duration_ns: e.duration_ns, reason: e.reason ?? '', event: e.event, id: e.id, run: e.run,
+        event_id: e.event_id, ts_ns: e.ts_ns, detected_ns: e.detected_ns,
+      };
+    });
+}
 const events = [
   { id: 1, event: 'tap_down', agent: AGENT, run: RUN, event_id: 1, tap: 'eth2', path: 'ipsec',
     reason: 'pcap_next_ex: The interface went down', ts_ns: now0 - 900 * S, detected_ns: now0 - 900 * S + 5 * MS },
@@ -69,6 +103,11 @@ const events = [
     from: 'ipsec', to: 'express-connect', last_ok_on_old_ns: REV_BACK - 12 * MS, first_ok_on_new_ns: REV_BACK,
     outage_ns: 12 * MS, probes_lost: 0, probes_lost_undetermined: 0, outage_kind: 'bound',
     resolution_ns: 10 * MS, failback: true }),
+  hc({ id: 12, event_id: 12, event: 'healthcheck_recovered', ts_ns: now0 - 300 * S, unanswered: 2,
+    duration_ns: 4 * S, reason: 'answered' }),
+  // Another agent sees no health check on its line (no targets of its own in the fixture).
+  hc({ id: 15, event_id: 1, agent: 'dc2', run: '77aa00bb11cc22dd', tap: 'ens4', target: '10.1.4.2',
+    prober: '', event: 'healthcheck_absent', ts_ns: now0 - 120 * S, unanswered: 0, duration_ns: 6.5 * S }),
 ];
 // Pushed over SSE 1 s after a client connects (made once: a reconnect sees the same event).
 let live = null;
@@ -145,7 +184,7 @@ const ALLOWED = {
   '/api/v1/events': ['since', 'until', 'target', 'kind', 'agent', 'limit'],
   '/api/v1/series': ['target', 'proto', 'agent', 'from', 'to', 'step'],
   '/api/v1/probes': ['target', 'proto', 'agent', 'from', 'to', 'limit', 'format'],
-  '/api/v1/stream': [],
+  '/api/v1/stream': [], '/api/v1/healthchecks': ['agent'],
 };
 const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8' };
@@ -169,6 +208,8 @@ const server = createServer((req, res) => {
         last_seen_ns: now0, batches: 3600 }] });
     case '/api/v1/targets':
       return send(res, 200, targets());
+    case '/api/v1/healthchecks':
+      return send(res, 200, { healthchecks: healthchecks(q('agent')), truncated: false });
     case '/api/v1/events': {
       const limit = Number(q('limit') ?? 1000);
       const list = [...events].sort((a, b) => b.ts_ns - a.ts_ns || b.id - a.id).slice(0, limit);
@@ -229,6 +270,28 @@ const server = createServer((req, res) => {
       for (const r of streams) r.end();
       streams.clear();
       return send(res, 200, { dropped: n });
+    }
+    case '/__fixture/healthcheck': {
+      // Test hook: line eth1's health check degrades (3 of 8 unanswered, 2 s interval: the cloud
+      // moves the return path in 10 s), or is answered again; sent to every open stream.
+      if (req.method !== 'POST') return send(res, 405, { error: 'POST only' });
+      const t = Date.now() * MS;
+      let e;
+      if (q('step') === 'degraded') {
+        e = hc({ id: 13, event_id: 13, event: 'healthcheck_degraded', ts_ns: t, unanswered: 3,
+          duration_ns: 6 * S, eta_ns: 10 * S });
+      } else if (q('step') === 'blocked') {
+        e = hc({ id: 16, event_id: 16, event: 'healthcheck_blocked', ts_ns: t, unanswered: 4, duration_ns: 8 * S,
+          eta_ns: 8 * S, reason: 'the agent\'s probes cross the line (loss 0 %)' });
+      } else if (q('step') === 'recovered') {
+        e = hc({ id: 14, event_id: 14, event: 'healthcheck_recovered', ts_ns: t, unanswered: 4,
+          duration_ns: 8 * S, reason: 'answered' });
+      } else {
+        return send(res, 400, { error: 'step must be degraded, blocked or recovered' });
+      }
+      if (!events.some((x) => x.id === e.id)) events.push(e);
+      for (const r of streams) r.write(`id: ${e.id}\nevent: event\ndata: ${JSON.stringify(e)}\n\n`);
+      return send(res, 200, { sent: streams.size });
     }
     case '/healthz':
       return send(res, 200, { status: 'ok', schema_version: 1 });

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   pathName, fmtMs, fmtDuration, eventTitle, eventFigures, outageFigure, median, nsParam,
+  isStreamEvent, isHealthcheck, hcLineFromEvent, hcNewer, hcView, hcSecondsLeft, hcInRow, fmtSeconds,
 } from '../../web/src/format.js';
 import { seriesFor, txOrder, rttBeforeAfter } from '../../web/src/chart.js';
 
@@ -109,4 +110,91 @@ test('RTT before and after a switchover, on the old and the new path', () => {
   assert.equal(ba.before, 10.5e6);
   assert.equal(ba.after, 24.5e6);
   assert.equal(rttBeforeAfter(cols, { event: 'tap_down' }), null);
+});
+
+// The cloud's health check of a line (healthcheck_* events, /api/v1/healthchecks lines).
+const S = 1e9;
+const T = 1_700_000_000_000 * 1e6;  // an event time (ns); nowMs below is relative to it
+const hcEv = (o) => ({
+  id: 20, agent: 'dc1', run: 'r', event_id: 20, tap: 'eth1', path: 'express-connect', target: '10.1.0.2',
+  prober: '100.96.0.5', fall: 8, interval_ns: 2 * S, duration_ns: 6 * S, ts_ns: T, detected_ns: T + 1e6, ...o,
+});
+const at = (s) => T / 1e6 + s * 1000;  // ms, s seconds after the event
+
+test('health-check events are a line\'s, not a probe stream\'s', () => {
+  const e = hcEv({ event: 'healthcheck_degraded', unanswered: 3, eta_ns: 10 * S });
+  assert.equal(isHealthcheck(e), true);
+  assert.equal(isStreamEvent(e), false);
+  assert.equal(isStreamEvent(sw), true);
+  assert.equal(isHealthcheck({ event: 'tap_down' }), false);
+});
+
+test('health-check titles and figures per kind', () => {
+  const d = hcEv({ event: 'healthcheck_degraded', unanswered: 3, eta_ns: 10 * S });
+  assert.equal(eventTitle(d), 'Health check degraded: eth1 (Express Connect), 3 of 8 unanswered');
+  assert.deepEqual(eventFigures(d), [
+    'the cloud moves the return path to IPsec in ≈ 10 s unless answers resume', 'interval 2.0 s',
+    'prober 100.96.0.5 → 10.1.0.2']);
+  const b = hcEv({ event: 'healthcheck_blocked', unanswered: 5, eta_ns: 6 * S, reason: 'agent probes answered' });
+  assert.equal(eventTitle(b), 'Health check blocked: eth1 (Express Connect), false failover coming although the line works');
+  assert.deepEqual(eventFigures(b).slice(0, 2), [
+    'the cloud moves the return path to IPsec in ≈ 6 s unless answers resume', 'the line works: agent probes answered']);
+  const f = hcEv({ event: 'healthcheck_failed', unanswered: 8, duration_ns: 14 * S });
+  assert.equal(eventTitle(f), 'Health check failed: eth1 (Express Connect), the cloud moves the return path to IPsec');
+  assert.equal(eventFigures(f)[0], '8 of 8 unanswered in a row (14.0 s)');
+  const r = hcEv({ event: 'healthcheck_recovered', unanswered: 4, duration_ns: 8 * S, reason: 'answered' });
+  assert.equal(eventTitle(r), 'Health check recovered: eth1 (Express Connect)');
+  assert.deepEqual(eventFigures(r), ['answered again after 4 unanswered (8.0 s)']);
+  assert.deepEqual(eventFigures({ ...r, reason: 'probes_resumed' }), ['probes seen again']);
+  const a = hcEv({ event: 'healthcheck_absent', prober: '', unanswered: 0, duration_ns: 7 * S });
+  assert.equal(eventTitle(a), 'Health check absent: eth1 (Express Connect)');
+  assert.deepEqual(eventFigures(a), ['no probe for 7.0 s (> 3 × 2.0 s)',
+    'the return path will not fail over by itself if the line fails silently']);
+  assert.equal(fmtSeconds(9.6 * S), '10 s');
+  assert.equal(fmtSeconds(-1 * S), '0 s');
+});
+
+test('a line\'s state from its event, as the collector derives it', () => {
+  const d = hcLineFromEvent(hcEv({ event: 'healthcheck_degraded', unanswered: 3, eta_ns: 10 * S }));
+  assert.equal(d.state, 'degraded');
+  assert.equal(d.eta_from_ns, T);
+  assert.equal(d.move_at_ns, T + 10 * S);
+  const f = hcLineFromEvent(hcEv({ event: 'healthcheck_failed', unanswered: 8 }));
+  assert.deepEqual([f.state, f.eta_ns, f.move_at_ns], ['failed', 0, T]);
+  const r = hcLineFromEvent(hcEv({ event: 'healthcheck_recovered', unanswered: 4, reason: 'answered' }));
+  assert.deepEqual([r.state, r.eta_ns, r.move_at_ns, hcInRow(r)], ['ok', null, null, 0]);
+  assert.equal(hcLineFromEvent(hcEv({ event: 'healthcheck_absent' })).state, 'absent');
+  assert.equal(hcLineFromEvent(hcEv({ event: 'healthcheck_blocked', unanswered: 5, eta_ns: 6 * S })).move_at_ns, T + 6 * S);
+  // The later event decides: by time, then by row id; an older one arriving late does not.
+  assert.equal(hcNewer(r, undefined), true);
+  assert.equal(hcNewer({ ...r, ts_ns: T + S }, d), true);
+  assert.equal(hcNewer(d, { ...r, ts_ns: T + S }), false);
+  assert.equal(hcNewer({ ...r, id: 21 }, d), true);
+  assert.equal(hcNewer(d, { ...r, id: 21 }), false);
+});
+
+test('the countdown counts down from the eta at the event\'s time, and stops at 0', () => {
+  const d = hcLineFromEvent(hcEv({ event: 'healthcheck_degraded', unanswered: 3, eta_ns: 10 * S }));
+  assert.equal(hcSecondsLeft(d, at(0)), 10);
+  assert.equal(hcSecondsLeft(d, at(3.2)), 7);
+  assert.equal(hcSecondsLeft(d, at(12)), 0);
+  const v = hcView(d, at(4));
+  assert.deepEqual([v.label, v.counting, v.cls], ['degraded: 3 of 8 unanswered', 6, 'hc-degraded']);
+  assert.equal(v.text, 'cloud moves the return path to IPsec in ≈ 6 s unless answers resume');
+  const b = hcView(hcLineFromEvent(hcEv({ event: 'healthcheck_blocked', unanswered: 5, eta_ns: 6 * S,
+    reason: 'agent probes answered' })), at(1));
+  assert.equal(b.cls, 'hc-blocked');
+  assert.equal(b.counting, 5);
+  assert.match(b.label, /^blocked: false failover coming \(5 of 8 unanswered although the line works\)$/);
+  assert.match(b.text, /^cloud moves the return path to IPsec in ≈ 5 s although the line carries the agent's probes \(agent probes answered\)/);
+  const f = hcView(hcLineFromEvent(hcEv({ event: 'healthcheck_failed', unanswered: 8 })), at(1));
+  assert.deepEqual([f.label, f.counting], ['failed: 8 of 8 unanswered', null]);
+  const a = hcView(hcLineFromEvent(hcEv({ event: 'healthcheck_absent', duration_ns: 7 * S })), at(1));
+  assert.equal(a.cls, 'hc-absent');
+  assert.equal(a.counting, null);
+  assert.match(a.text, /^no probe for 7\.0 s \(> 3 intervals\)/);
+  const ok = hcView(hcLineFromEvent(hcEv({ event: 'healthcheck_recovered', unanswered: 4, reason: 'answered' })), at(1));
+  assert.deepEqual([ok.label, ok.counting], ['ok: answered', null]);
+  assert.match(ok.text, /^answered again after 4 unanswered, since /);
+  assert.equal(hcView({ state: 'unknown' }).label, 'unknown');
 });

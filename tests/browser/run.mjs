@@ -15,7 +15,8 @@
 // the timeline with their outage figures; a new event appears live without reload; the probes
 // around the failover are drawn (points per direction, lost probes, render time); phone width
 // without horizontal scrolling; no request leaves the base URL; no console error; little CPU
-// while idle. Prints one line per check and "N passed, N failed"; exits 1 on any failure.
+// while idle; the cloud's health check per line (against the fixture: a degraded health check
+// with a countdown that decreases, then answered again). Prints one line per check and "N passed, N failed"; exits 1 on any failure.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -173,8 +174,25 @@ try {
     check(rb && rb.figs.includes('outage at most 12.00 ms (no probe lost)'),
       'a bound is shown as "at most"', rb && rb.figs);
     const order = evs.map((e) => e.id);
-    check(JSON.stringify(order) === JSON.stringify([9, 8, 7, 6, 5, 4, 3, 2, 1]), 'events are newest first',
+    check(JSON.stringify(order) === JSON.stringify([15, 9, 8, 12, 7, 6, 5, 4, 3, 2, 1]), 'events are newest first',
       order.join(','));
+    const hcOk = await page.$eval('#healthchecks', (el) => {
+      const l = el.querySelector('.hc[data-key="dc1|eth1"]');
+      return l ? { state: l.dataset.state, text: l.innerText.replace(/\s+/g, ' ') } : null;
+    });
+    check(hcOk && hcOk.state === 'ok' && /ok: answered/.test(hcOk.text) && /answered again after 2 unanswered/.test(hcOk.text) &&
+      /unanswered\s*0 of 8/.test(hcOk.text) &&
+      /interval\s*2\.0 s/.test(hcOk.text) && /prober\s*100\.96\.0\.5/.test(hcOk.text) && !/≈/.test(hcOk.text),
+    'the health check of line eth1 is shown per line (state, k of N, interval, prober)', hcOk && hcOk.text);
+    const absent = await page.$eval('#healthchecks', (el) => {
+      const l = el.querySelector('.hc[data-key="dc2|ens4"]');
+      return l ? { state: l.dataset.state, cls: l.className, eta: l.querySelectorAll('.hc-eta').length,
+        text: l.innerText.replace(/\s+/g, ' ') } : null;
+    });
+    check(absent && absent.state === 'absent' && /\bhc-absent\b/.test(absent.cls) && absent.eta === 0 &&
+      /absent: no health-check probe seen/.test(absent.text) &&
+      /the return path will not fail over by itself if the line fails silently/.test(absent.text),
+    'an absent health check is a warning (another agent\'s line)', absent && absent.text);
   }
   await shot(page, 'page-laptop.png');
 
@@ -235,8 +253,53 @@ try {
     const ids = await page.$$eval('#events li[data-id]', (els) => els.map((li) => Number(li.dataset.id)));
     await page.selectOption('#filter', '');
     const all = await page.$$eval('#events li[data-id]', (els) => els.length);
-    check(JSON.stringify(ids) === JSON.stringify([11, 2, 1]) && all === 11,
+    check(JSON.stringify(ids) === JSON.stringify([11, 12, 2, 1]) && all === 13,
       'the timeline can show one target (and its agent\'s taps)', `stamp: ${ids.join(',')}; all: ${all}`);
+  }
+
+  // 3d. The cloud's health check degrades: the line's panel counts down to the cloud's move of
+  // the return path (from the event's eta: 10 s), then the check is answered again.
+  if (fixtureMode) {
+    const line = '#healthchecks .hc[data-key="dc1|eth1"]';
+    await fetch(`${origin}/__fixture/healthcheck?step=degraded`, { method: 'POST' });
+    const degraded = await page.waitForSelector(`${line}[data-state="degraded"] .hc-eta`, { timeout: 10000 })
+      .then(() => true, () => false);
+    const first = degraded ? await page.$eval(`${line}`, (el) => ({
+      seconds: Number(el.querySelector('.hc-eta').dataset.seconds),
+      text: el.innerText.replace(/\s+/g, ' '),
+    })) : null;
+    check(degraded && /degraded: 3 of 8 unanswered/.test(first.text) &&
+      /cloud moves the return path to IPsec in ≈ \d+ s unless answers resume/.test(first.text) &&
+      first.seconds <= 10 && /interval\s*2\.0 s/.test(first.text),
+    'a degraded health check shows k of N and the countdown to the cloud\'s move', first && first.text);
+    await shot(page, 'page-healthcheck.png');
+    const lower = first ? await page.waitForFunction(([sel, s0]) => {
+      const el = document.querySelector(`${sel} .hc-eta`);
+      return el && Number(el.dataset.seconds) < s0 && el.textContent.includes(`≈ ${el.dataset.seconds} s`)
+        ? Number(el.dataset.seconds) : false;
+    }, [line, first.seconds], { timeout: 10000 }).then((h) => h.jsonValue(), () => null) : null;
+    check(lower !== null, 'the countdown decreases without a new event', `${first?.seconds} s, then ${lower} s`);
+    const hcEvent = await page.waitForFunction(() => [...document.querySelectorAll('#events li[data-id="13"] .ev-title')]
+      .some((t) => t.textContent.includes('Health check degraded: eth1 (Express Connect), 3 of 8 unanswered')),
+    null, { timeout: 5000 }).then(() => true, () => false);
+    check(hcEvent, 'the health-check event is in the timeline');
+    // Blocked: probes unanswered although the line carries the agent's probes, a distinct warning.
+    await fetch(`${origin}/__fixture/healthcheck?step=blocked`, { method: 'POST' });
+    const blocked = await page.waitForSelector(`${line}[data-state="blocked"] .hc-eta`, { timeout: 10000 })
+      .then(() => true, () => false);
+    const b = blocked ? await page.$eval(line, (el) => ({ cls: el.className,
+      seconds: Number(el.querySelector('.hc-eta').dataset.seconds), text: el.innerText.replace(/\s+/g, ' ') })) : null;
+    check(blocked && /\bhc-blocked\b/.test(b.cls) && b.seconds <= 8 &&
+      /blocked: false failover coming \(4 of 8 unanswered although the line works\)/.test(b.text) &&
+      /cloud moves the return path to IPsec in ≈ \d+ s although the line carries the agent's probes/.test(b.text),
+    'a blocked health check is a distinct warning: false failover coming, with its countdown', b && b.text);
+    await fetch(`${origin}/__fixture/healthcheck?step=recovered`, { method: 'POST' });
+    const ok = await page.waitForSelector(`${line}[data-state="ok"]`, { timeout: 10000 }).then(() => true, () => false);
+    const after = await page.$eval(line, (el) => ({ eta: el.querySelectorAll('.hc-eta').length,
+      text: el.innerText.replace(/\s+/g, ' ') }));
+    check(ok && after.eta === 0 && /ok: answered/.test(after.text) &&
+      /answered again after 4 unanswered/.test(after.text) && /unanswered\s*0 of 8/.test(after.text),
+      'answered again: the line is ok and the countdown is gone', after.text);
   }
 
   // 4. Little CPU while idle: the stream's state messages redraw at most once a second.

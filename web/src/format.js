@@ -79,7 +79,9 @@ export const dirLong = (d) =>
   (d === 'reverse' ? 'Reverse (cloud → DC)' : 'Forward (DC → cloud)');
 
 const isTap = (e) => e.event === 'tap_down' || e.event === 'tap_up';
-export const isStreamEvent = (e) => !isTap(e);
+/** The cloud's health check of a line (healthcheck_*): a line's event, not a probe stream's. */
+export const isHealthcheck = (e) => typeof e.event === 'string' && e.event.startsWith('healthcheck_');
+export const isStreamEvent = (e) => !isTap(e) && !isHealthcheck(e);
 
 /** The event's headline in words. */
 export function eventTitle(e) {
@@ -99,6 +101,16 @@ export function eventTitle(e) {
       return `Tap down: ${e.tap} (${pathName(e.path)})`;
     case 'tap_up':
       return `Tap up: ${e.tap} (${pathName(e.path)})`;
+    case 'healthcheck_degraded':
+      return `Health check degraded: ${e.tap} (${pathName(e.path)}), ${e.unanswered} of ${e.fall} unanswered`;
+    case 'healthcheck_failed':
+      return `Health check failed: ${e.tap} (${pathName(e.path)}), the cloud moves the return path to IPsec`;
+    case 'healthcheck_blocked':
+      return `Health check blocked: ${e.tap} (${pathName(e.path)}), false failover coming although the line works`;
+    case 'healthcheck_absent':
+      return `Health check absent: ${e.tap} (${pathName(e.path)})`;
+    case 'healthcheck_recovered':
+      return `Health check recovered: ${e.tap} (${pathName(e.path)})`;
     default:
       return `Event ${e.event}`;
   }
@@ -154,10 +166,108 @@ export function eventFigures(e) {
     case 'tap_up':
       if (e.duration_ns) out.push(`was down ${fmtDuration(e.duration_ns)}`);
       break;
+    case 'healthcheck_degraded':
+    case 'healthcheck_blocked':
+      out.push(`the cloud moves the return path to IPsec in ≈ ${fmtSeconds(e.eta_ns)} unless answers resume`);
+      if (e.event === 'healthcheck_blocked' && e.reason) out.push(`the line works: ${e.reason}`);
+      out.push(`interval ${fmtDuration(e.interval_ns)}`);
+      out.push(`prober ${e.prober || '?'} → ${e.target}`);
+      break;
+    case 'healthcheck_failed':
+      out.push(`${e.unanswered} of ${e.fall} unanswered in a row (${fmtDuration(e.duration_ns)})`);
+      out.push(`interval ${fmtDuration(e.interval_ns)}`);
+      out.push(`prober ${e.prober || '?'} → ${e.target}`);
+      break;
+    case 'healthcheck_recovered':
+      out.push(e.reason === 'probes_resumed' ? 'probes seen again'
+        : `answered again after ${e.unanswered} unanswered (${fmtDuration(e.duration_ns)})`);
+      break;
+    case 'healthcheck_absent':
+      out.push(`no probe for ${fmtDuration(e.duration_ns)} (> 3 × ${fmtDuration(e.interval_ns)})`);
+      out.push('the return path will not fail over by itself if the line fails silently');
+      break;
     default:
       break;
   }
   return out;
+}
+
+/** Whole seconds, as the countdown says them: "≈ 12 s" is written by the caller. */
+export function fmtSeconds(ns) {
+  if (ns === null || ns === undefined || !Number.isFinite(ns)) return '–';
+  return `${Math.max(0, Math.round(ns / 1e9))} s`;
+}
+
+// ---- the cloud's health check of each line ---------------------------------------------------
+
+const HC_STATE = {
+  healthcheck_degraded: 'degraded', healthcheck_failed: 'failed', healthcheck_blocked: 'blocked',
+  healthcheck_absent: 'absent', healthcheck_recovered: 'ok',
+};
+
+/** A line's state from one health-check event, shaped as /api/v1/healthchecks answers it. */
+export function hcLineFromEvent(e) {
+  const state = HC_STATE[e.event] ?? 'unknown';
+  const counting = state === 'degraded' || state === 'blocked';
+  const failed = state === 'failed';
+  return {
+    agent: e.agent, tap: e.tap, path: e.path, target: e.target, state, prober: e.prober ?? '',
+    unanswered: e.unanswered ?? 0, fall: e.fall ?? 0, interval_ns: e.interval_ns ?? 0,
+    eta_ns: counting ? e.eta_ns : failed ? 0 : null,
+    eta_from_ns: counting || failed ? e.ts_ns : null,
+    move_at_ns: counting ? e.ts_ns + e.eta_ns : failed ? e.ts_ns : null,
+    duration_ns: e.duration_ns ?? 0, reason: e.reason ?? '', event: e.event, id: e.id, run: e.run,
+    event_id: e.event_id, ts_ns: e.ts_ns, detected_ns: e.detected_ns,
+  };
+}
+
+export const hcKey = (l) => `${l.agent}|${l.tap}`;
+
+/** Whether line state `a` comes from a later event than `b` (by time, then row id). */
+export const hcNewer = (a, b) => !b || a.ts_ns > b.ts_ns || (a.ts_ns === b.ts_ns && a.id > b.id);
+
+/** Seconds left until the cloud moves the return path (counting down from the event's eta). */
+export function hcSecondsLeft(line, nowMs) {
+  if (line.move_at_ns === null || line.move_at_ns === undefined) return null;
+  return Math.max(0, Math.round((line.move_at_ns - nowMs * 1e6) / 1e9));
+}
+
+/** Probes unanswered in a row now: the event's k, except after an answer (0). */
+export const hcInRow = (line) => (line.state === 'ok' ? 0 : line.unanswered);
+
+/**
+ * What a line's health check says now: { label, cls, text, counting } where counting is the
+ * seconds left while degraded or blocked (the page ticks it down), else null.
+ */
+export function hcView(line, nowMs = Date.now()) {
+  const kn = `${line.unanswered} of ${line.fall}`;
+  switch (line.state) {
+    case 'degraded': {
+      const left = hcSecondsLeft(line, nowMs);
+      return { label: `degraded: ${kn} unanswered`, cls: 'hc-degraded', counting: left,
+        text: `cloud moves the return path to IPsec in ≈ ${left} s unless answers resume` };
+    }
+    case 'blocked': {
+      const left = hcSecondsLeft(line, nowMs);
+      return { label: `blocked: false failover coming (${kn} unanswered although the line works)`,
+        cls: 'hc-blocked', counting: left,
+        text: `cloud moves the return path to IPsec in ≈ ${left} s although the line carries the agent's probes` +
+          `${line.reason ? ` (${line.reason})` : ''}: the gateway does not answer the health check` };
+    }
+    case 'failed':
+      return { label: `failed: ${kn} unanswered`, cls: 'hc-failed', counting: null,
+        text: `the cloud moves the return path to IPsec (since ${fmtTime(line.ts_ns, nowMs)})` };
+    case 'absent':
+      return { label: 'absent: no health-check probe seen', cls: 'hc-absent', counting: null,
+        text: `no probe for ${fmtDuration(line.duration_ns)} (> 3 intervals) at ${fmtTime(line.ts_ns, nowMs)}: ` +
+          'the return path will not fail over by itself if the line fails silently' };
+    case 'ok':
+      return { label: 'ok: answered', cls: 'hc-ok', counting: null,
+        text: line.reason === 'probes_resumed' ? `probes seen again since ${fmtTime(line.ts_ns, nowMs)}`
+          : `answered again after ${line.unanswered} unanswered, since ${fmtTime(line.ts_ns, nowMs)}` };
+    default:
+      return { label: 'unknown', cls: 'hc-unknown', counting: null, text: 'no health-check event yet' };
+  }
 }
 
 /** Median of a numeric array (sorted copy); null when empty. */

@@ -5,7 +5,7 @@ import 'uplot/dist/uPlot.min.css';
 import './style.css';
 import {
   pathName, pathClass, fmtMs, fmtDuration, fmtTime, dirLong, eventTitle, eventFigures,
-  isStreamEvent, nsParam,
+  isStreamEvent, isHealthcheck, nsParam, hcLineFromEvent, hcKey, hcNewer, hcView, hcInRow,
 } from './format.js';
 import { drawChart, txOrder, rttBeforeAfter, describe } from './chart.js';
 
@@ -21,6 +21,7 @@ const WINDOW_NS = 60e9;       // probes shown before and after an event
 const PROBE_LIMIT = 100000;
 
 const targets = new Map();    // "agent|target|proto" -> target row (with .state)
+const hcLines = new Map();    // "agent|tap" -> the line's health-check state (/healthchecks)
 const events = new Map();     // row id -> event
 const eventEls = new Map();   // row id -> <li>
 const htmlOf = new WeakMap(); // <li> -> the HTML it shows
@@ -41,7 +42,7 @@ async function getJson(path) {
 }
 
 // ---- throttled rendering ----------------------------------------------------------------
-const dirty = { targets: false, events: false };
+const dirty = { targets: false, events: false, hc: false };
 let renderTimer = null;
 let lastRender = 0;
 function schedule(what) {
@@ -53,6 +54,7 @@ function schedule(what) {
     lastRender = Date.now();
     if (dirty.targets) { dirty.targets = false; renderTargets(); renderFilter(); }
     if (dirty.events) { dirty.events = false; renderEvents(); }
+    if (dirty.hc) { dirty.hc = false; renderHealthchecks(); }
   }, wait);
 }
 
@@ -116,11 +118,83 @@ function renderTargets() {
   el.innerHTML = html;
 }
 
+// ---- the cloud's health check of each line ----------------------------------------------------
+// One panel per line (agent · tap): the state, k of N, the interval, the prober, and while the
+// check degrades or is blocked a countdown to the cloud's move of the return path, ticked once a
+// second from the event's eta (only while something counts down).
+let hcTicker = null;
+let hcError = null;           // why /healthchecks could not be loaded (shown instead of "unknown")
+
+function hcHtml(l, now) {
+  const v = hcView(l, now);
+  const eta = v.counting === null ? ''
+    : `<p class="hc-eta" data-move-at="${l.move_at_ns}" data-seconds="${v.counting}">${esc(v.text)}</p>`;
+  const text = v.counting === null ? `<p class="hc-text">${esc(v.text)}</p>` : '';
+  return `<article class="hc ${v.cls}" data-key="${esc(hcKey(l))}" data-state="${esc(l.state)}">
+    <h4>${esc(l.tap)} <span class="proto">${esc(pathName(l.path))}</span> → ${esc(l.target)}</h4>
+    <p class="hc-state">${esc(v.label)}</p>${eta}${text}
+    <dl class="figs">
+      <div><dt>unanswered</dt><dd class="hc-kn">${hcInRow(l)} of ${l.fall}</dd></div>
+      <div><dt>interval</dt><dd>${l.interval_ns ? fmtDuration(l.interval_ns) : 'not known'}</dd></div>
+      <div><dt>prober</dt><dd>${esc(l.prober || '–')}</dd></div>
+    </dl></article>`;
+}
+
+function tickCountdowns() {
+  const now = Date.now();
+  let any = false;
+  for (const el of document.querySelectorAll('#healthchecks .hc-eta')) {
+    const l = hcLines.get(el.closest('.hc').dataset.key);
+    if (!l) continue;
+    const v = hcView(l, now);
+    if (v.counting === null) continue;
+    any = true;
+    if (el.dataset.seconds !== String(v.counting)) {
+      el.dataset.seconds = String(v.counting);
+      el.textContent = v.text;
+    }
+  }
+  if (!any && hcTicker !== null) { clearInterval(hcTicker); hcTicker = null; }
+}
+
+function renderHealthchecks() {
+  const el = $('healthchecks');
+  const now = Date.now();
+  const agents = new Set([...targets.values()].map((t) => t.agent));
+  for (const l of hcLines.values()) agents.add(l.agent);
+  let html = hcError ? `<p class="error">Could not load the health checks: ${esc(hcError)}</p>` : '';
+  if (agents.size === 0) {
+    el.innerHTML = html || '<p class="muted">No agent yet.</p>';
+    return;
+  }
+  for (const agent of [...agents].sort()) {
+    const lines = [...hcLines.values()].filter((l) => l.agent === agent)
+      .sort((a, b) => hcKey(a).localeCompare(hcKey(b)));
+    html += `<div class="agent"><h3 class="agent-name">agent ${esc(agent)}</h3>`;
+    html += lines.length === 0
+      ? `<p class="muted hc-unknown">health check: unknown (${hcError ? 'not loaded' : 'no health-check event from this agent'})</p>`
+      : `<div class="cards">${lines.map((l) => hcHtml(l, now)).join('')}</div>`;
+    html += '</div>';
+  }
+  el.innerHTML = html;
+  const counting = [...hcLines.values()].some((l) => hcView(l, now).counting !== null);
+  if (counting && hcTicker === null) hcTicker = setInterval(tickCountdowns, 1000);
+  if (!counting && hcTicker !== null) { clearInterval(hcTicker); hcTicker = null; }
+}
+
+function mergeHealthcheck(line) {
+  const k = hcKey(line);
+  if (hcNewer(line, hcLines.get(k))) {
+    hcLines.set(k, line);
+    schedule('hc');
+  }
+}
+
 // ---- timeline -------------------------------------------------------------------------------
 function eventHtml(e) {
-  const where = isStreamEvent(e)
-    ? `${esc(e.agent)} · ${esc(e.target)} ${esc(e.proto)}`
-    : `${esc(e.agent)} · tap ${esc(e.tap)}`;
+  const where = isStreamEvent(e) ? `${esc(e.agent)} · ${esc(e.target)} ${esc(e.proto)}`
+    : isHealthcheck(e) ? `${esc(e.agent)} · tap ${esc(e.tap)} · health check ${e.prober ? `${esc(e.prober)} ` : ''}→ ${esc(e.target)}`
+      : `${esc(e.agent)} · tap ${esc(e.tap)}`;
   const figs = eventFigures(e).map((f) => `<span class="fig">${esc(f)}</span>`);
   if (rttCache.has(e.id)) figs.push(`<span class="fig rtt">${esc(rttCache.get(e.id))}</span>`);
   const kind = e.event === 'switchover' && e.failback ? 'failback' : e.event;
@@ -190,6 +264,7 @@ function renderEvents() {
 function addEvent(e, live) {
   if (typeof e.id !== 'number' || events.has(e.id)) return;
   events.set(e.id, e);
+  if (isHealthcheck(e)) mergeHealthcheck(hcLineFromEvent(e));
   if (live) $('live-note').textContent = `New event: ${eventTitle(e)}`;
   schedule('events');
 }
@@ -284,14 +359,25 @@ function mergeTargets(rows) {
     }
   }
   schedule('targets');
+  schedule('hc');
 }
 
 async function load() {
+  // The health checks apart: the paths and events are shown even if that answer fails.
+  const hcLoad = getJson('api/v1/healthchecks').then((hc) => {
+    hcError = null;
+    for (const l of hc.healthchecks || []) mergeHealthcheck(l);
+    schedule('hc');
+  }, (err) => {
+    hcError = err.message;
+    schedule('hc');
+  });
   const [t, ev] = await Promise.all([
     getJson('api/v1/targets'),
     getJson(`api/v1/events?limit=${MAX_EVENTS}`),
   ]);
   mergeTargets(t.targets || []);
+  await hcLoad;
   for (const e of ev.events || []) addEvent(e, false);
   schedule('events');
 }
@@ -314,6 +400,7 @@ function connect() {
     const t = targets.get(k) || { agent: s.agent, target: s.target, proto: s.proto };
     t.state = { second_ns: s.second_ns, forward: s.forward, reverse: s.reverse };
     t.last_ns = Math.max(t.last_ns ?? 0, s.second_ns);
+    if (!targets.has(k)) schedule('hc');
     targets.set(k, t);
     schedule('targets');
   });
@@ -346,4 +433,5 @@ setInterval(() => schedule('targets'), 15000);
 connect();
 load().catch((err) => {
   $('targets').innerHTML = `<p class="error">Could not load: ${esc(err.message)}</p>`;
+  $('healthchecks').innerHTML = '';
 });

@@ -401,6 +401,153 @@ TEST_CASE("events: the health-check event kinds are kinds", "[unit]") {
   }
 }
 
+namespace {
+
+// A health-check event of tap `tap` on agent dc1's line 10.1.0.2, k of 8 at a 2 s interval.
+PathEvent hc_event(EventType type, std::uint64_t event_id, std::int64_t ts_ns,
+                   const std::string& tap = "eth1", std::uint32_t k = 0) {
+  PathEvent e;
+  e.type = type;
+  e.tap = tap;
+  e.path = "express-connect";
+  e.target = "10.1.0.2";
+  e.prober = type == EventType::HealthcheckAbsent ? "" : "100.96.0.5";
+  e.ts_ns = ts_ns;
+  e.detected_ns = ts_ns + 1000;
+  e.unanswered = k;
+  e.fall = 8;
+  e.interval_ns = 2 * kSec;
+  e.duration_ns = static_cast<std::int64_t>(k) * 2 * kSec;
+  if (type == EventType::HealthcheckDegraded || type == EventType::HealthcheckBlocked) {
+    e.eta_ns = static_cast<std::int64_t>(8 - k) * 2 * kSec;
+  }
+  if (type == EventType::HealthcheckBlocked) e.reason = "agent probes answered on this line";
+  if (type == EventType::HealthcheckRecovered) e.reason = "answered";
+  e.event_id = event_id;
+  return e;
+}
+
+}  // namespace
+
+TEST_CASE("healthchecks: the latest health-check event of each line decides its state", "[unit]") {
+  Fixture f;
+  CHECK(body_of(f.get("/api/v1/healthchecks")) ==
+        json{{"healthchecks", json::array()}, {"truncated", false}});
+  // eth1: degraded 3 of 8, then 5 of 8 (the latest: eta 6 s from its time). eth3: degraded,
+  // recovered (ok). A switchover between them is not a health-check event.
+  Body b;
+  b.add(hc_event(EventType::HealthcheckDegraded, 1, kT0, "eth1", 3));
+  b.add(hc_event(EventType::HealthcheckDegraded, 2, kT0 + 4 * kSec, "eth1", 5));
+  b.add(hc_event(EventType::HealthcheckDegraded, 3, kT0, "eth3", 1));
+  b.add(hc_event(EventType::HealthcheckRecovered, 4, kT0 + kSec, "eth3", 1));
+  b.add(test::switchover_event(5, kT0 + 5 * kSec));
+  REQUIRE(f.post(b.text).status == 200);
+  const auto j = body_of(f.get("/api/v1/healthchecks"));
+  CHECK(j.at("truncated") == false);
+  REQUIRE(j.at("healthchecks").size() == 2);
+  const auto& l = j["healthchecks"][0];
+  CHECK(l == json{{"agent", "dc1"},
+                  {"tap", "eth1"},
+                  {"path", "express-connect"},
+                  {"target", "10.1.0.2"},
+                  {"state", "degraded"},
+                  {"prober", "100.96.0.5"},
+                  {"unanswered", 5},
+                  {"fall", 8},
+                  {"interval_ns", 2 * kSec},
+                  {"eta_ns", 6 * kSec},
+                  {"eta_from_ns", kT0 + 4 * kSec},
+                  {"move_at_ns", kT0 + 10 * kSec},
+                  {"duration_ns", 10 * kSec},
+                  {"reason", ""},
+                  {"event", "healthcheck_degraded"},
+                  {"id", 2},
+                  {"run", "9f1c0a2b3d4e5f60"},
+                  {"event_id", 2},
+                  {"ts_ns", kT0 + 4 * kSec},
+                  {"detected_ns", kT0 + 4 * kSec + 1000}});
+  const auto& ok = j["healthchecks"][1];
+  CHECK(ok.at("tap") == "eth3");
+  CHECK(ok.at("state") == "ok");
+  CHECK(ok.at("reason") == "answered");
+  CHECK(ok.at("eta_ns") == nullptr);
+  CHECK(ok.at("move_at_ns") == nullptr);
+  CHECK(ok.at("id") == 4);
+}
+
+TEST_CASE("healthchecks: each state, by time not by arrival, per agent", "[unit]") {
+  Fixture f;
+  struct Case {
+    EventType type;
+    const char* state;
+  };
+  const std::vector<Case> cases = {{EventType::HealthcheckDegraded, "degraded"},
+                                   {EventType::HealthcheckFailed, "failed"},
+                                   {EventType::HealthcheckBlocked, "blocked"},
+                                   {EventType::HealthcheckAbsent, "absent"},
+                                   {EventType::HealthcheckRecovered, "ok"}};
+  std::uint64_t id = 0;
+  for (const auto& c : cases) {
+    DYNAMIC_SECTION(c.state) {
+      // The decisive event arrives first; an older one of another kind arrives after it (a
+      // resent spool): the newer by ts_ns still decides.
+      const EventType older = c.type == EventType::HealthcheckRecovered
+                                  ? EventType::HealthcheckFailed
+                                  : EventType::HealthcheckRecovered;
+      Body b;
+      b.add(hc_event(c.type, ++id, kT0 + 10 * kSec, "eth1", 8));
+      b.add(hc_event(older, ++id, kT0, "eth1", 2));
+      // Another agent's line: listed apart, filtered by agent=.
+      Body other(FakeStore::header("dc2", 1));
+      other.add(hc_event(EventType::HealthcheckAbsent, ++id, kT0 + 20 * kSec, "eth1"));
+      REQUIRE(f.post(b.text).status == 200);
+      REQUIRE(f.post(other.text).status == 200);
+      const auto all = body_of(f.get("/api/v1/healthchecks"));
+      REQUIRE(all.at("healthchecks").size() == 2);
+      CHECK(all["healthchecks"][1].at("agent") == "dc2");
+      CHECK(all["healthchecks"][1].at("state") == "absent");
+      const auto j = body_of(f.get("/api/v1/healthchecks?agent=dc1"));
+      REQUIRE(j.at("healthchecks").size() == 1);
+      const auto& l = j["healthchecks"][0];
+      CHECK(l.at("state") == c.state);
+      CHECK(l.at("ts_ns") == kT0 + 10 * kSec);
+      const auto q = f.store.last_event_query();
+      REQUIRE(q);
+      CHECK(q->agent == "dc1");
+      if (c.type == EventType::HealthcheckFailed) {
+        // Failed: the move is due now.
+        CHECK(l.at("eta_ns") == 0);
+        CHECK(l.at("move_at_ns") == kT0 + 10 * kSec);
+      } else if (c.type == EventType::HealthcheckBlocked) {
+        CHECK(l.at("move_at_ns") == kT0 + 10 * kSec);  // k = N in this case: eta 0
+        CHECK(l.at("reason") == "agent probes answered on this line");
+      } else if (c.type != EventType::HealthcheckDegraded) {
+        CHECK(l.at("move_at_ns") == nullptr);
+      }
+    }
+  }
+}
+
+TEST_CASE("healthchecks: bad parameters are 400, a store that cannot read 503", "[unit]") {
+  Fixture f;
+  const auto unknown = f.get("/api/v1/healthchecks?tap=eth1");
+  CHECK(unknown.status == 400);
+  CHECK(body_of(unknown).at("error") ==
+        "unknown query parameter 'tap' (this endpoint takes: agent)");
+  const auto empty = f.get("/api/v1/healthchecks?agent=");
+  CHECK(empty.status == 400);
+  CHECK(body_of(empty).at("error") == "query parameter 'agent' is empty");
+  CHECK(f.get("/api/v1/healthchecks?agent=a&agent=b").status == 400);
+  Request r;
+  r.method = "POST";
+  r.target = "/api/v1/healthchecks";
+  CHECK(f.handler.handle(r).status == 405);
+  f.store.fail_reads(db::StoreError{db::ErrorKind::Busy, "database busy: x.db: locked"});
+  const auto busy = f.get("/api/v1/healthchecks");
+  CHECK(busy.status == 503);
+  CHECK(body_of(busy).at("error") == "database busy: x.db: locked");
+}
+
 TEST_CASE("series: step, defaults and each point's fields", "[unit]") {
   Fixture f;
   REQUIRE(f.post(good_body().text).status == 200);

@@ -86,6 +86,7 @@ class Handler {
   Response agents(const Request& request);
   Response targets(const Request& request);
   Response events(const Request& request);
+  Response healthchecks(const Request& request);
   Response series(const Request& request);
   Response probes(const Request& request);
   Response stream(const Request& request);
