@@ -2,6 +2,9 @@
 // HttpClient, on loopback with certificates made by the openssl command for the test: a batch
 // goes through when the client trusts the CA, is refused (nothing stored) with a wrong CA or
 // plain HTTP, and the read API answers over TLS too. docs/collector.md "TLS".
+// clang-format off
+#include <utility>  // first: Boost 1.74's asio/awaitable.hpp uses std::exchange without it
+// clang-format on
 #include <boost/asio.hpp>
 #include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
@@ -10,7 +13,6 @@
 #include <catch2/catch.hpp>
 #include <cstdlib>
 #include <thread>
-#include <utility>  // before Asio: its awaitable.hpp uses std::exchange
 
 #include "collector/fake_store.h"
 #include "collector/ingest_bodies.h"
