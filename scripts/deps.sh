@@ -9,6 +9,8 @@ PKGS=(
   libpcap-dev libtins-dev libboost-dev libboost-system-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev catch2
   libtomlplusplus-dev nlohmann-json3-dev libexpected-dev
+  libssl-dev openssl  # TLS for the collector and the agent's https:// shipping (docs/collector.md "TLS")
+  wrk  # honest-client load beside bench/collector_attack.py (the collector under attack)
   prometheus  # promtool: check rules, test rules, check metrics (deploy/prometheus, tests/metrics)
   iproute2 iputils-ping nftables procps psmisc tcpdump fping python3
   bird2 strongswan-charon strongswan-swanctl libcharon-extra-plugins

@@ -130,9 +130,11 @@ int collector_main(int argc, char** argv) {
     const auto sc = server.counters();
     spdlog::info(
         "stopped: {} requests, {} batches committed, {} refused (4xx), {} failed (503); "
-        "{} connections, {} refused at the cap, {} timeouts",
+        "{} connections, {} refused at the cap, {} refused at the per-source cap, {} timeouts, "
+        "{} failed TLS handshakes",
         c.requests.load(), c.ingest_batches.load(), c.ingest_rejected.load(),
-        c.ingest_failed.load(), sc.connections_accepted, sc.connections_refused, sc.timeouts);
+        c.ingest_failed.load(), sc.connections_accepted, sc.connections_refused,
+        sc.connections_refused_per_source, sc.timeouts, sc.tls_handshakes_failed);
     return 0;
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "pathsentry-collector: error: %s\n", e.what());

@@ -40,6 +40,15 @@ std::string nonempty(const Value& v) {
   return s;
 }
 
+// A path written in the config file is relative to the file; on the command line, to the cwd.
+std::string relative_to_file(const Value& v) {
+  std::string p = nonempty(v);
+  if (!v.file.empty() && !p.starts_with('/')) {
+    p = (std::filesystem::path(v.file).parent_path() / p).string();
+  }
+  return p;
+}
+
 const options::OptionTable<Building>& table() {
   static const options::OptionTable<Building> t({
       {"--listen",
@@ -76,6 +85,26 @@ const options::OptionTable<Building>& table() {
        [](Building& b, const Value& v) {
          b.c.server.max_connections = static_cast<std::size_t>(v.integer(1, 100'000));
        }},
+      {"",
+       {"collector.max_connections_per_source"},
+       "",
+       "open TCP connections one source address may hold (default 64; 0 = no cap)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.server.max_connections_per_source = static_cast<std::size_t>(v.integer(0, 100'000));
+       }},
+      {"--tls-cert",
+       {"collector.tls_cert"},
+       "FILE",
+       "PEM certificate chain: with tls_key the TCP listener speaks TLS only",
+       Arg::One,
+       [](Building& b, const Value& v) { b.c.server.tls_cert = relative_to_file(v); }},
+      {"--tls-key",
+       {"collector.tls_key"},
+       "FILE",
+       "PEM private key of tls_cert (keep it mode 0600)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.c.server.tls_key = relative_to_file(v); }},
       {"",
        {"collector.header_timeout_s"},
        "",
@@ -290,6 +319,27 @@ CollectorConfig resolve_collector_config(const CollectorCommandLine& cli) {
     throw ConfigError(file, "collector.listen", "off",
                       "no listener: give listen (ADDR:PORT) or listen_unix (a socket path)");
   }
+  if (c.server.tls_cert.empty() != c.server.tls_key.empty()) {
+    throw ConfigError(file, c.server.tls_cert.empty() ? "collector.tls_cert" : "collector.tls_key",
+                      "", "TLS needs both tls_cert and tls_key (PEM files)");
+  }
+  if (!c.server.tls_cert.empty() && c.server.listen.empty()) {
+    throw ConfigError(file, "collector.tls_cert", c.server.tls_cert,
+                      "TLS is for the TCP listener and listen is off");
+  }
+  for (const auto& [key, path] : {std::pair{"collector.tls_cert", c.server.tls_cert},
+                                  std::pair{"collector.tls_key", c.server.tls_key}}) {
+    if (!path.empty() && !std::ifstream(path)) {
+      throw ConfigError(file, key, path, "cannot be read");
+    }
+  }
+  if (!c.server.tls_key.empty()) {
+    struct stat st {};
+    if (::stat(c.server.tls_key.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0) {
+      c.warnings.push_back("TLS key " + c.server.tls_key +
+                           " is readable by every user: chmod 600 it");
+    }
+  }
   const auto dir = std::filesystem::path(c.store.path).parent_path();
   std::error_code ec;
   if (!dir.empty() && !std::filesystem::is_directory(dir, ec)) {
@@ -315,6 +365,8 @@ std::string describe(const CollectorConfig& c) {
          " listen_unix=" + (s.listen_unix.empty() ? std::string("none") : s.listen_unix) +
          " max_body_bytes=" + std::to_string(s.max_body_bytes) +
          " max_connections=" + std::to_string(s.max_connections) +
+         " max_connections_per_source=" + std::to_string(s.max_connections_per_source) +
+         " tls=" + (s.tls_cert.empty() ? std::string("off") : "on") +
          " header_timeout_s=" + seconds_text(s.header_timeout.count() * 1'000'000) +
          " body_timeout_s=" + seconds_text(s.body_timeout.count() * 1'000'000) +
          " idle_timeout_s=" + seconds_text(s.idle_timeout.count() * 1'000'000) +

@@ -1,14 +1,18 @@
 #include "pathsentry/collector/server.h"
 
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
 #include <charconv>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <tl/expected.hpp>
@@ -26,7 +30,8 @@ using unix_proto = net::local::stream_protocol;
 namespace {
 
 struct AtomicCounters {
-  std::atomic<std::uint64_t> accepted{0}, refused{0}, timeouts{0}, too_large{0}, bad{0};
+  std::atomic<std::uint64_t> accepted{0}, refused{0}, timeouts{0}, too_large{0}, bad{0},
+      refused_source{0}, tls_failed{0};
 };
 
 // An endpoint "ADDR:PORT" / "[V6]:PORT" (IP literals only: no name lookups at start).
@@ -104,6 +109,11 @@ struct Server::Impl {
   };
   std::vector<std::unique_ptr<Periodic>> periodics;
   std::atomic<std::size_t> connections{0};
+  // Open connections per source address (TCP only; on the I/O thread and the sessions'
+  // destructors, hence the lock).
+  std::mutex per_source_mutex;
+  std::map<net::ip::address, std::size_t> per_source;
+  std::optional<net::ssl::context> tls;  // set when tls_cert/tls_key are: the TCP listener is TLS
   std::atomic<bool> stopping{false};
   AtomicCounters counters;
   std::mutex sessions_mutex;
@@ -116,6 +126,23 @@ struct Server::Impl {
     const std::lock_guard lock(sessions_mutex);
     std::erase_if(sessions, [](const auto& w) { return w.expired(); });
     sessions.push_back(s);
+  }
+
+  // Counts a new TCP connection from `a`; false when that source already holds its cap.
+  bool source_admit(const net::ip::address& a) {
+    if (cfg.max_connections_per_source == 0) return true;
+    const std::lock_guard lock(per_source_mutex);
+    auto& n = per_source[a];
+    if (n >= cfg.max_connections_per_source) return false;
+    ++n;
+    return true;
+  }
+
+  void source_gone(const net::ip::address& a) {
+    if (cfg.max_connections_per_source == 0) return;
+    const std::lock_guard lock(per_source_mutex);
+    const auto it = per_source.find(a);
+    if (it != per_source.end() && --it->second == 0) per_source.erase(it);
   }
 
   void session_gone() {
@@ -152,23 +179,63 @@ namespace {
 
 // One connection: reads requests under the limits, hands them to the worker pool, writes the
 // answers; or, for /api/v1/stream, writes what its subscription receives. Templated on the
-// protocol (TCP or a Unix socket); all its handlers run on its strand.
-template <class Protocol>
-class Session final : public SessionBase, public std::enable_shared_from_this<Session<Protocol>> {
+// protocol (TCP or a Unix socket) and on TLS (over TCP: the handshake first, then the same
+// HTTP through the TLS stream); all its handlers run on its strand.
+template <class Protocol, bool Tls = false>
+class Session final : public SessionBase,
+                      public std::enable_shared_from_this<Session<Protocol, Tls>> {
  public:
-  using Stream = beast::basic_stream<Protocol>;
+  using Plain = beast::basic_stream<Protocol>;
+  using Stream = std::conditional_t<Tls, beast::ssl_stream<Plain>, Plain>;
   using Socket = typename Protocol::socket;
 
-  Session(Server::Impl& server, Socket&& socket)
+  // `source`: the peer's address when a per-source count was taken for it (TCP).
+  Session(Server::Impl& server, Socket&& socket,
+          std::optional<net::ip::address> source) requires(!Tls)
       : server_(server),
         stream_(std::move(socket)),
         write_timer_(stream_.get_executor()),
-        keepalive_timer_(stream_.get_executor()) {}
-  ~Session() override { server_.session_gone(); }
+        keepalive_timer_(stream_.get_executor()),
+        source_(std::move(source)) {}
+  Session(Server::Impl& server, Socket&& socket,
+          std::optional<net::ip::address> source) requires Tls
+      : server_(server),
+        stream_(std::move(socket), *server.tls),
+        write_timer_(stream_.get_executor()),
+        keepalive_timer_(stream_.get_executor()),
+        source_(std::move(source)) {}
+  ~Session() override {
+    if (source_) server_.source_gone(*source_);
+    server_.session_gone();
+  }
 
   void start() {
-    net::dispatch(stream_.get_executor(),
-                  [self = this->shared_from_this()] { self->wait_request(); });
+    net::dispatch(stream_.get_executor(), [self = this->shared_from_this()] {
+      if constexpr (Tls) {
+        // The handshake counts against the head's time: a client stalling it is cut off too.
+        self->lowest().expires_after(self->server_.cfg.header_timeout);
+        self->stream_.async_handshake(net::ssl::stream_base::server, [self](beast::error_code ec) {
+          if (ec) {
+            ++self->server_.counters.tls_failed;
+            spdlog::debug("TLS handshake: {}", ec.message());
+            return self->close();
+          }
+          self->wait_request();
+        });
+      } else {
+        self->wait_request();
+      }
+    });
+  }
+
+  Plain& lowest() { return beast::get_lowest_layer(stream_); }
+  // What the live stream reads and writes directly: the socket, or the TLS stream over it.
+  auto& raw() {
+    if constexpr (Tls) {
+      return stream_;
+    } else {
+      return stream_.socket();
+    }
   }
 
   void shutdown() override {
@@ -188,7 +255,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     parser_->header_limit(static_cast<std::uint32_t>(server_.cfg.max_header_bytes));
     parser_->body_limit(server_.cfg.max_body_bytes);
     if (buffer_.size() > 0) return read_header();  // pipelined: already here
-    stream_.expires_after(first_ ? server_.cfg.header_timeout : server_.cfg.idle_timeout);
+    lowest().expires_after(first_ ? server_.cfg.header_timeout : server_.cfg.idle_timeout);
     stream_.async_read_some(buffer_.prepare(4096),
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t n) {
                               if (ec) return self->fail(ec, "waiting for a request");
@@ -199,7 +266,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void read_header() {
     first_ = false;
-    stream_.expires_after(server_.cfg.header_timeout);
+    lowest().expires_after(server_.cfg.header_timeout);
     http::async_read_header(stream_, buffer_, *parser_,
                             [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                               self->on_header(ec);
@@ -230,7 +297,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     }
     if (beast::iequals(req[http::field::expect], "100-continue")) {
       static const std::string kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(server_.cfg.write_timeout);
+      lowest().expires_after(server_.cfg.write_timeout);
       net::async_write(stream_, net::buffer(kContinue),
                        [self = this->shared_from_this()](beast::error_code wec, std::size_t) {
                          if (wec) return self->fail(wec, "writing 100 Continue");
@@ -242,7 +309,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   }
 
   void read_body() {
-    stream_.expires_after(server_.cfg.body_timeout);
+    lowest().expires_after(server_.cfg.body_timeout);
     http::async_read(stream_, buffer_, *parser_,
                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                        self->on_body(ec);
@@ -266,7 +333,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     req.body = std::move(msg.body());
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
-    stream_.expires_never();  // the handler may wait for the store; no socket I/O meanwhile
+    lowest().expires_never();  // the handler may wait for the store; no socket I/O meanwhile
     // The worker runs the handler; the answer comes back to this connection's strand. The work
     // guard keeps run() going while a request is in flight, also while stopping.
     net::post(server_.pool, [self = this->shared_from_this(), req = std::move(req),
@@ -307,7 +374,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   void write(const std::shared_ptr<http::response<http::string_body>>& res) {
     const bool keep = res->keep_alive();
-    stream_.expires_after(server_.cfg.write_timeout);
+    lowest().expires_after(server_.cfg.write_timeout);
     http::async_write(
         stream_, *res,
         [self = this->shared_from_this(), res, keep](beast::error_code ec, std::size_t) {
@@ -322,7 +389,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   void start_stream(Response r) {
     streaming_ = true;
     busy_ = false;
-    stream_.expires_never();  // the stream's own timers from here
+    lowest().expires_never();  // the stream's own timers from here
     sub_ = std::move(r.stream);
     std::weak_ptr<Session> weak = this->shared_from_this();
     auto exec = stream_.get_executor();
@@ -350,11 +417,11 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
 
   // A stream's client sends nothing; a read ends when it goes (EOF) or sends junk.
   void watch_client() {
-    stream_.socket().async_read_some(net::buffer(discard_), [self = this->shared_from_this()](
-                                                                beast::error_code ec, std::size_t) {
-      if (ec) return self->close();
-      self->watch_client();
-    });
+    raw().async_read_some(net::buffer(discard_),
+                          [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
+                            if (ec) return self->close();
+                            self->watch_client();
+                          });
   }
 
   void arm_keepalive() {
@@ -397,7 +464,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
       ++self->server_.counters.timeouts;
       self->close();
     });
-    net::async_write(stream_.socket(), net::buffer(sending_),
+    net::async_write(raw(), net::buffer(sending_),
                      [self = this->shared_from_this()](beast::error_code ec, std::size_t) {
                        self->writing_ = false;
                        self->write_timer_.cancel();
@@ -432,8 +499,8 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
     beast::error_code ignored;
     keepalive_timer_.cancel();
     write_timer_.cancel();
-    stream_.socket().shutdown(Socket::shutdown_both, ignored);
-    stream_.socket().close(ignored);
+    lowest().socket().shutdown(Socket::shutdown_both, ignored);
+    lowest().socket().close(ignored);
     if (sub_) sub_->set_wake({});
   }
 
@@ -456,6 +523,7 @@ class Session final : public SessionBase, public std::enable_shared_from_this<Se
   std::shared_ptr<Subscription> sub_;
   std::string out_, sending_, extra_;
   char discard_[512]{};
+  std::optional<net::ip::address> source_;
 };
 
 }  // namespace
@@ -475,20 +543,48 @@ void Server::Impl::accept(Acceptor& acceptor) {
       });
       return;
     }
+    std::optional<net::ip::address> source;
+    if constexpr (std::is_same_v<Protocol, tcp>) {
+      beast::error_code pec;
+      const auto peer = socket.remote_endpoint(pec);
+      if (!pec) source = peer.address();
+    }
+    beast::error_code ignored;
     if (connections.load() >= cfg.max_connections) {
       const auto n = ++counters.refused;
       if (n == 1 || n % 1000 == 0) {
         spdlog::warn("connection cap of {} reached: new connections are closed at once ({} so far)",
                      cfg.max_connections, n);
       }
-      beast::error_code ignored;
+      socket.close(ignored);
+    } else if (source && !source_admit(*source)) {
+      // One source may not take the whole cap (slowloris or a flood from one address).
+      const auto n = ++counters.refused_source;
+      if (n == 1 || n % 1000 == 0) {
+        spdlog::warn(
+            "{} holds max_connections_per_source ({}) connections: its new ones are closed at "
+            "once ({} so far)",
+            source->to_string(), cfg.max_connections_per_source, n);
+      }
       socket.close(ignored);
     } else {
       ++connections;
       ++counters.accepted;
-      auto s = std::make_shared<Session<Protocol>>(*this, std::move(socket));
-      track(s);
-      s->start();
+      if constexpr (std::is_same_v<Protocol, tcp>) {
+        if (tls) {
+          auto t = std::make_shared<Session<Protocol, true>>(*this, std::move(socket), source);
+          track(t);
+          t->start();
+        } else {
+          auto p = std::make_shared<Session<Protocol, false>>(*this, std::move(socket), source);
+          track(p);
+          p->start();
+        }
+      } else {
+        auto p = std::make_shared<Session<Protocol, false>>(*this, std::move(socket), source);
+        track(p);
+        p->start();
+      }
     }
     accept(acceptor);
   });
@@ -531,6 +627,36 @@ Server::Server(Handler& handler, ServerConfig config)
     throw ConfigError("", "collector.listen", "",
                       "no listener: give listen (ADDR:PORT) or listen_unix (a socket path)");
   }
+  if (im.cfg.tls_cert.empty() != im.cfg.tls_key.empty()) {
+    throw ConfigError("", im.cfg.tls_cert.empty() ? "collector.tls_cert" : "collector.tls_key", "",
+                      "TLS needs both tls_cert and tls_key");
+  }
+  if (!im.cfg.tls_cert.empty()) {
+    if (im.cfg.listen.empty()) {
+      throw ConfigError("", "collector.tls_cert", im.cfg.tls_cert,
+                        "TLS is for the TCP listener and listen is off");
+    }
+    im.tls.emplace(net::ssl::context::tls_server);
+    auto& ctx = *im.tls;
+    ::SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    ctx.set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                    net::ssl::context::no_sslv3 | net::ssl::context::single_dh_use);
+    beast::error_code ec;
+    ctx.use_certificate_chain_file(im.cfg.tls_cert, ec);
+    if (ec) {
+      throw ConfigError("", "collector.tls_cert", im.cfg.tls_cert,
+                        "cannot load the certificate chain (PEM): " + ec.message());
+    }
+    ctx.use_private_key_file(im.cfg.tls_key, net::ssl::context::pem, ec);
+    if (ec) {
+      throw ConfigError("", "collector.tls_key", im.cfg.tls_key,
+                        "cannot load the private key (PEM): " + ec.message());
+    }
+    if (::SSL_CTX_check_private_key(ctx.native_handle()) != 1) {
+      throw ConfigError("", "collector.tls_key", im.cfg.tls_key,
+                        "does not match the certificate " + im.cfg.tls_cert);
+    }
+  }
   if (!im.cfg.listen.empty()) {
     const auto parsed = parse_listen(im.cfg.listen);
     if (!parsed) throw ConfigError("", "collector.listen", im.cfg.listen, parsed.error());
@@ -543,7 +669,8 @@ Server::Server(Handler& handler, ServerConfig config)
     if (!ec) im.tcp_acceptor->listen(net::socket_base::max_listen_connections, ec);
     if (ec)
       throw ConfigError("", "collector.listen", im.cfg.listen, "cannot listen: " + ec.message());
-    im.endpoints.push_back(endpoint_text(im.tcp_acceptor->local_endpoint()));
+    im.endpoints.push_back((im.tls ? "https://" : "") +
+                           endpoint_text(im.tcp_acceptor->local_endpoint()));
   }
   if (!im.cfg.listen_unix.empty()) {
     const std::string& path = im.cfg.listen_unix;
@@ -614,7 +741,8 @@ std::size_t Server::connections() const {
 
 ServerCounters Server::counters() const {
   const auto& c = impl_->counters;
-  return {c.accepted.load(), c.refused.load(), c.timeouts.load(), c.too_large.load(), c.bad.load()};
+  return {c.accepted.load(), c.refused.load(),        c.timeouts.load(),  c.too_large.load(),
+          c.bad.load(),      c.refused_source.load(), c.tls_failed.load()};
 }
 
 }  // namespace pathsentry::collector

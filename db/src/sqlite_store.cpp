@@ -88,9 +88,21 @@ std::int64_t sat_sub(std::int64_t a, std::int64_t b) {
   return r;
 }
 
+// The command that salvages what can be read. Not ".recover": Debian 12's sqlite3 3.40 lacks the
+// sqlite_dbpage table it needs ("no such table: sqlite_dbpage"). ".dump" reads every row it can
+// (past a damaged page it reads the table backwards) but ends with a ROLLBACK when it met
+// damage, turned into a COMMIT here; it does not carry the schema version, added from the
+// damaged file's header so the collector does not migrate the recovered file again.
+std::string recovery_command(const std::string& path) {
+  return "(sqlite3 '" + path +
+         "' .dump | sed 's/^ROLLBACK; -- due to errors$/COMMIT;/'; echo \"PRAGMA user_version = "
+         "$(sqlite3 '" +
+         path + "' 'PRAGMA user_version');\") | sqlite3 '" + path + ".recovered'";
+}
+
 std::string recovery_hint(const std::string& path) {
-  return "; recover what can be recovered with: sqlite3 '" + path + "' \".recover\" | sqlite3 '" +
-         path + ".recovered' (then move the damaged file away and the recovered one in its place)";
+  return "; recover what can be recovered with: " + recovery_command(path) +
+         " (then move the damaged file away and the recovered one in its place)";
 }
 
 std::int64_t file_size(const std::string& path) {

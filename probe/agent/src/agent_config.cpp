@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <optional>
 
@@ -112,6 +114,7 @@ struct Building {
   Setting<std::string> url;            // collector.url / --collector-url
   Setting<std::string> token;          // collector.token
   Setting<std::string> token_file;     // collector.token_file / --collector-token-file
+  Setting<std::string> ca_file;        // collector.ca_file / --collector-ca-file
   std::optional<Value> collector_key;  // the first [collector] key or flag given
   Setting<IpAddress> hc_gateway;       // healthcheck.gateway: checked against the prefix
 };
@@ -509,7 +512,8 @@ const options::OptionTable<Building>& table() {
        {"collector.url"},
        "URL",
        "ship records, per-second rollups and events to the collector at\n"
-       "http://HOST:PORT[/PATH] or unix:/path/to.sock (default path\n"
+       "http://HOST:PORT[/PATH], https://HOST:PORT[/PATH] (TLS, certificate\n"
+       "verified) or unix:/path/to.sock (default path\n"
        "/api/v1/ingest); without it nothing is shipped",
        Arg::One,
        [](Building& b, const Value& v) {
@@ -519,6 +523,22 @@ const options::OptionTable<Building>& table() {
          b.cfg.collector.url = v.string();
          b.cfg.collector.parsed = *u;
          b.url = setting(v, v.string());
+       }},
+      {"--collector-ca-file",
+       {"collector.ca_file"},
+       "FILE",
+       "https:// collector: PEM CA certificate(s) its certificate must chain to\n"
+       "(default: the system's CAs)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         collector_given(b, v);
+         std::string p = v.string();
+         if (p.empty()) v.fail("must name a PEM file");
+         if (!v.file.empty() && !p.starts_with('/')) {
+           p = (std::filesystem::path(v.file).parent_path() / p).string();
+         }
+         if (!std::ifstream(p)) v.fail("cannot be read");
+         b.ca_file = setting(v, p);
        }},
       {"",
        {"collector.token"},
@@ -858,6 +878,13 @@ void finish_collector(Building& b) {
     throw ConfigError(b.url.file, b.url.key, b.url.text,
                       "needs collector.token or collector.token_file (or --collector-token-file): "
                       "the collector refuses batches without its bearer token");
+  }
+  if (b.ca_file) {
+    if (!c.parsed.tls) {
+      throw ConfigError(b.ca_file.file, b.ca_file.key, b.ca_file.text,
+                        "is for an https:// collector.url (the URL is " + c.url + ")");
+    }
+    c.parsed.ca_file = *b.ca_file;
   }
   c.enabled = true;
 }

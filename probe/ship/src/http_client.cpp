@@ -1,13 +1,19 @@
 #include "pathsentry/probe/ship/http_client.h"
 
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/stream_traits.hpp>
 #include <boost/beast/http.hpp>
 #include <charconv>
 #include <chrono>
+#include <optional>
 
 namespace pathsentry::probe {
 namespace asio = boost::asio;
@@ -30,14 +36,13 @@ tl::expected<CollectorUrl, std::string> parse_collector_url(std::string_view url
     return u;
   }
   if (url.starts_with("https://")) {
+    u.tls = true;
+    u.port = "443";
+  } else if (!url.starts_with("http://")) {
     return tl::unexpected(std::string(
-        "https is not supported: use http:// to a collector on loopback or in the site, or "
-        "unix:/path/to.sock"));
+        "must be http://HOST[:PORT][/PATH], https://HOST[:PORT][/PATH] or unix:/path/to.sock"));
   }
-  if (!url.starts_with("http://")) {
-    return tl::unexpected(std::string("must be http://HOST[:PORT][/PATH] or unix:/path/to.sock"));
-  }
-  std::string_view rest = url.substr(7);
+  std::string_view rest = url.substr(u.tls ? 8 : 7);
   const auto slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   if (slash != std::string_view::npos) u.path = std::string(rest.substr(slash));
@@ -75,7 +80,8 @@ tl::expected<CollectorUrl, std::string> parse_collector_url(std::string_view url
     u.port = std::to_string(p);
   }
   const bool v6 = authority.starts_with("[");
-  u.host_header = (v6 ? "[" + u.host + "]" : u.host) + (u.port == "80" ? "" : ":" + u.port);
+  const bool default_port = u.port == (u.tls ? "443" : "80");
+  u.host_header = (v6 ? "[" + u.host + "]" : u.host) + (default_port ? "" : ":" + u.port);
   return u;
 }
 
@@ -96,6 +102,9 @@ struct HttpClient::Impl {
   asio::io_context ioc;
   asio::ip::tcp::socket tcp{ioc};
   asio::local::stream_protocol::socket local{ioc};
+  std::optional<asio::ssl::context> tls_ctx;  // https://
+  std::string tls_setup_error;                // the CA file could not be loaded
+  std::optional<asio::ssl::stream<asio::ip::tcp::socket&>> tls;
   beast::flat_buffer buffer;
   bool connected = false;
   const std::atomic<bool>* abort = nullptr;  // during post()
@@ -111,6 +120,7 @@ struct HttpClient::Impl {
 
   void close_sockets() {
     beast::error_code ignored;
+    tls.reset();
     if (tcp.is_open()) tcp.close(ignored);
     if (local.is_open()) local.close(ignored);
     connected = false;
@@ -172,7 +182,43 @@ struct HttpClient::Impl {
       beast::error_code ignored;
       tcp.set_option(asio::ip::tcp::no_delay(true), ignored);
     }
+    if (url.tls) {
+      if (std::string e = handshake(d); !e.empty()) return e;
+    }
     connected = true;
+    return {};
+  }
+
+  // TLS over the connected socket: SNI, then the certificate checked against the CA(s) and the
+  // host name of the URL (an IP address is matched against the certificate's IP entries).
+  std::string handshake(Deadline d) {
+    tls.emplace(tcp, *tls_ctx);
+    beast::error_code not_ip;
+    (void)asio::ip::make_address(url.host, not_ip);
+    if (not_ip) {  // SNI carries names only, never an IP literal (RFC 6066)
+      ::SSL_ctrl(tls->native_handle(), SSL_CTRL_SET_TLSEXT_HOSTNAME, TLSEXT_NAMETYPE_host_name,
+                 const_cast<char*>(url.host.c_str()));
+    }
+    tls->set_verify_mode(asio::ssl::verify_peer);
+    tls->set_verify_callback(asio::ssl::host_name_verification(url.host));
+    bool done = false;
+    beast::error_code err;
+    tls->async_handshake(asio::ssl::stream_base::client, [&](beast::error_code ec) {
+      err = ec;
+      done = true;
+    });
+    if (!run(done, d)) return "TLS handshake with " + where() + ": " + unfinished();
+    if (err) {
+      std::string why = err.message();
+      const long v = ::SSL_get_verify_result(tls->native_handle());
+      if (v != X509_V_OK) {
+        why += std::string(" (certificate: ") + ::X509_verify_cert_error_string(v) + ")";
+      }
+      close_sockets();
+      return "TLS handshake with " + where() + ": " + why +
+             (url.ca_file.empty() ? " (verified against the system's CAs)"
+                                  : " (verified against " + url.ca_file + ")");
+    }
     return {};
   }
 
@@ -218,6 +264,7 @@ struct HttpClient::Impl {
   }
 
   PostResult attempt(const std::string& body, Deadline d) {
+    if (!tls_setup_error.empty()) return PostResult{0, {}, tls_setup_error};
     if (!connected) {
       if (std::string e = connect(d); !e.empty()) return PostResult{0, {}, e};
     }
@@ -229,7 +276,8 @@ struct HttpClient::Impl {
     req.keep_alive(true);
     req.body() = body;
     req.prepare_payload();
-    return url.unix_socket ? exchange(local, req, d) : exchange(tcp, req, d);
+    if (url.unix_socket) return exchange(local, req, d);
+    return url.tls ? exchange(*tls, req, d) : exchange(tcp, req, d);
   }
 };
 
@@ -238,6 +286,22 @@ HttpClient::HttpClient(CollectorUrl url, std::string token, std::string user_age
   impl_->url = std::move(url);
   impl_->token = std::move(token);
   impl_->user_agent = std::move(user_agent);
+  if (impl_->url.tls) {
+    auto& ctx = impl_->tls_ctx.emplace(asio::ssl::context::tls_client);
+    ::SSL_CTX_set_min_proto_version(ctx.native_handle(), TLS1_2_VERSION);
+    beast::error_code ec;
+    if (impl_->url.ca_file.empty()) {
+      ctx.set_default_verify_paths(ec);
+    } else {
+      ctx.load_verify_file(impl_->url.ca_file, ec);
+    }
+    if (ec) {
+      impl_->tls_setup_error =
+          "TLS: cannot load the CA certificates " +
+          (impl_->url.ca_file.empty() ? std::string("of the system") : impl_->url.ca_file) + ": " +
+          ec.message();
+    }
+  }
 }
 
 HttpClient::~HttpClient() = default;

@@ -233,6 +233,45 @@ TEST_CASE("server: connections over the cap are closed at once", "[integration]"
   CHECK(roundtrip(next, get).result_int() == 200);
 }
 
+TEST_CASE("server: one source cannot take every slot (per-source cap)", "[integration]") {
+  auto cfg = Running::small();
+  cfg.max_connections = 8;
+  cfg.max_connections_per_source = 3;
+  Running r(cfg);
+  net::io_context io;
+  // 127.0.0.2 (loopback too) holds its three and is refused a fourth...
+  std::vector<tcp::socket> held;
+  for (int i = 0; i < 3; ++i) {
+    held.emplace_back(io);
+    held.back().open(tcp::v4());
+    held.back().bind(tcp::endpoint(net::ip::make_address("127.0.0.2"), 0));
+    held.back().connect(r.endpoint());
+  }
+  for (int i = 0; i < 200 && r.server.connections() < 3; ++i) std::this_thread::sleep_for(5ms);
+  REQUIRE(r.server.connections() == 3);
+  tcp::socket fourth(io);
+  fourth.open(tcp::v4());
+  fourth.bind(tcp::endpoint(net::ip::make_address("127.0.0.2"), 0));
+  fourth.connect(r.endpoint());
+  CHECK(closed_within(fourth, 1s));
+  CHECK(r.server.counters().connections_refused_per_source >= 1);
+  CHECK(r.server.counters().connections_refused == 0);
+  // ... while another source is served beside it.
+  tcp::socket other(io);
+  other.connect(r.endpoint());
+  http::request<http::string_body> get{http::verb::get, "/healthz", 11};
+  get.set(http::field::host, "x");
+  CHECK(roundtrip(other, get).result_int() == 200);
+  // A slot it gives back is its own again.
+  held.front().close();
+  for (int i = 0; i < 200 && r.server.connections() > 3; ++i) std::this_thread::sleep_for(5ms);
+  tcp::socket again(io);
+  again.open(tcp::v4());
+  again.bind(tcp::endpoint(net::ip::make_address("127.0.0.2"), 0));
+  again.connect(r.endpoint());
+  CHECK(roundtrip(again, get).result_int() == 200);
+}
+
 TEST_CASE("server: the stream delivers a new event, a state and keepalives over the wire",
           "[integration]") {
   ServerConfig c = Running::small();

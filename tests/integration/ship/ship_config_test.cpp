@@ -69,6 +69,13 @@ TEST_CASE("collector config from a file, flags over it", "[integration]") {
   CHECK(c.collector.batch_ms == 1000);
 }
 
+// A file standing in for a CA bundle (its contents are read by the HTTP client, not the config).
+static std::string f_ca(const ScratchDir& dir) {
+  const std::string p = dir.file("ca.pem");
+  std::ofstream(p) << "-----BEGIN CERTIFICATE-----\n";
+  return p;
+}
+
 TEST_CASE("collector config errors name file, key and value", "[integration]") {
   ScratchDir dir("pathsentry-ship-cfg-");
   const std::string t = "[[targets]]\naddress = \"127.0.0.1\"\n";
@@ -78,9 +85,17 @@ TEST_CASE("collector config errors name file, key and value", "[integration]") {
                Contains(f.path + ": collector.spool_dir = '/tmp/x': needs collector.url"));
   }
   {
-    TempFile f(t + "[collector]\nurl = \"https://c:1\"\ntoken = \"x\"\n");
+    TempFile f(t + "[collector]\nurl = \"http://c:1\"\ntoken = \"x\"\nca_file = \"" + f_ca(dir) +
+               "\"\n");
     CHECK_THAT(error_of({"--config", f.path}),
-               Contains(f.path + ": collector.url = 'https://c:1': https is not supported"));
+               Contains(f.path + ": collector.ca_file = '" + f_ca(dir) +
+                        "': is for an https:// collector.url"));
+  }
+  {
+    TempFile f(t + "[collector]\nurl = \"https://c:1\"\ntoken = \"x\"\nca_file = \"" +
+               dir.file("none.pem") + "\"\n");
+    CHECK_THAT(error_of({"--config", f.path}),
+               Contains("collector.ca_file = '" + dir.file("none.pem") + "': cannot be read"));
   }
   {
     TempFile f(t + "[collector]\nurl = \"http://c:1\"\n");

@@ -38,8 +38,26 @@ TEST_CASE("collector url: http host and port, IPv6 in brackets, unix sockets, th
   CHECK(u->host_header == "localhost");
 }
 
+TEST_CASE("collector url: https:// is TLS, port 443 by default", "[unit]") {
+  auto u = parse_collector_url("https://collector.example:9443/x");
+  REQUIRE(u);
+  CHECK(u->tls);
+  CHECK(u->host == "collector.example");
+  CHECK(u->port == "9443");
+  CHECK(u->path == "/x");
+  CHECK(u->host_header == "collector.example:9443");
+  u = parse_collector_url("https://[::1]");
+  REQUIRE(u);
+  CHECK(u->tls);
+  CHECK(u->port == "443");
+  CHECK(u->host_header == "[::1]");
+  u = parse_collector_url("http://c");
+  REQUIRE(u);
+  CHECK_FALSE(u->tls);
+}
+
 TEST_CASE("collector url: each mistake says what is wrong", "[unit]") {
-  CHECK(parse_collector_url("https://c:1").error().find("https is not supported") == 0);
+  CHECK(parse_collector_url("https://:1").error() == "has no host");
   CHECK(parse_collector_url("ftp://c").error().find("must be http://") == 0);
   CHECK(parse_collector_url("http://:9780").error() == "has no host");
   CHECK(parse_collector_url("http://c:0").error().find("is not 1..65535") != std::string::npos);

@@ -21,6 +21,13 @@ struct ServerConfig {
   std::size_t max_body_bytes = std::size_t{16} << 20;  ///< larger bodies: 413, unread
   std::size_t max_header_bytes = 16 * 1024;            ///< larger heads: 431
   std::size_t max_connections = 256;  ///< beyond it a new connection is closed at once
+  /// Open TCP connections one source address may hold (0 = no cap): beyond it that source's
+  /// new connections are closed at once, so one address cannot take max_connections alone.
+  std::size_t max_connections_per_source = 64;
+  /// PEM certificate chain and private key: when both are set the TCP listener speaks TLS only
+  /// (the Unix socket stays plain HTTP). docs/collector.md "TLS".
+  std::string tls_cert;
+  std::string tls_key;
   /// From a connection's first byte (or its opening) to the end of the request's head: a
   /// client trickling its head (slowloris) is cut off when it runs out.
   std::chrono::milliseconds header_timeout{10'000};
@@ -39,10 +46,12 @@ struct ServerConfig {
 /// Counters of the socket side, monotonic since start.
 struct ServerCounters {
   std::uint64_t connections_accepted = 0;
-  std::uint64_t connections_refused = 0;  ///< over max_connections
-  std::uint64_t timeouts = 0;             ///< head, body, idle or write timeouts
-  std::uint64_t too_large = 0;            ///< 413 and 431
-  std::uint64_t bad_requests = 0;         ///< unparsable HTTP
+  std::uint64_t connections_refused = 0;             ///< over max_connections
+  std::uint64_t timeouts = 0;                        ///< head, body, idle or write timeouts
+  std::uint64_t too_large = 0;                       ///< 413 and 431
+  std::uint64_t bad_requests = 0;                    ///< unparsable HTTP
+  std::uint64_t connections_refused_per_source = 0;  ///< over max_connections_per_source
+  std::uint64_t tls_handshakes_failed = 0;
 };
 
 /// HTTP/1.1 on Asio (Boost.Beast): accepts on TCP and/or a Unix socket, reads each request

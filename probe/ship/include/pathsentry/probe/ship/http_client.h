@@ -10,10 +10,14 @@
 namespace pathsentry::probe {
 
 /// Where the collector listens: `http://HOST[:PORT][/PATH]` (HOST a name, an IPv4 address or
-/// `[IPv6]`; port 80 by default) or `unix:/path/to.sock` (HTTP over a Unix stream socket). The
-/// ingest path defaults to /api/v1/ingest.
+/// `[IPv6]`; port 80 by default), `https://HOST[:PORT][/PATH]` (TLS, port 443 by default; the
+/// collector's certificate is always verified, against `ca_file` or the system's CAs, and must
+/// name HOST) or `unix:/path/to.sock` (HTTP over a Unix stream socket). The ingest path
+/// defaults to /api/v1/ingest.
 struct CollectorUrl {
   bool unix_socket = false;
+  bool tls = false;         ///< https://
+  std::string ca_file;      ///< https: PEM CA certificate(s) to verify with; "" = the system's
   std::string host;         ///< TCP: the host as written (without brackets)
   std::string port = "80";  ///< TCP
   std::string socket_path;  ///< unix
