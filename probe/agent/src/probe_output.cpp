@@ -33,6 +33,7 @@ std::string counters_text(const SessionCounters& c, const RttStats& rtt) {
   extra("reord", c.reordered);
   extra("missed", c.missed_slots);
   extra("senderr", c.send_errors);
+  extra("rejected", c.rejected_send_time + c.rejected_ssid + c.rejected_implausible_time);
   return s;
 }
 
