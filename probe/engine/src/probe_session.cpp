@@ -309,7 +309,16 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
 }
 
 bool ProbeSession::accept(const ParsedReply& reply, std::optional<std::int64_t> stored) {
-  if (!reply.has_sender_tx) return true;  // a truncated ICMP reply: nothing to compare
+  if (!reply.has_sender_tx) {
+    // An ICMP reply truncated before our payload: nothing to compare. A middlebox that
+    // truncates does so to every reply, so once the target has echoed our payload whole, a
+    // reply without it is forged (it needs only the identifier and a 16-bit sequence).
+    if (!payload_echoed_) return true;
+    ++total_.rejected_send_time;
+    ++interval_.rejected_send_time;
+    return false;
+  }
+  payload_echoed_ = true;
   if (stored) {
     // A reflector echoes t1's bytes as it got them: compare them with what we sent (an NTP
     // timestamp; 2^32 values per second, finer than the ns the time is stored in).

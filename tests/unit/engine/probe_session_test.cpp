@@ -574,3 +574,27 @@ TEST_CASE("session tells forward loss capped by a rate limit from random loss", 
     for (const auto& r : reports) REQUIRE_FALSE(r.forward_cap_pps.has_value());
   }
 }
+
+// Issue 13: an ICMP reply truncated before our payload carries no send time and is matched by
+// its 16-bit header sequence (a middlebox that truncates). Once the target has echoed our
+// payload whole, such a reply is forged (identifier + 16-bit sequence are all it needs).
+TEST_CASE("session refuses truncated icmp replies once the payload came back whole",
+          "[unit][session]") {
+  Rig rig(Proto::Icmp);
+  rig.send(3);
+  auto truncated = [&](std::uint64_t seq) {
+    auto r = test::icmp_echo_reply(rig.wf, rig.sock->sent.at(seq).bytes);
+    r.resize(20 + 8);  // IP + ICMP header: the payload cut off
+    return r;
+  };
+  rig.sock->deliver(truncated(0), rig.tx(0) + kRtt);  // a truncating path: taken
+  rig.io();
+  REQUIRE(rig.s->summary().counters.received == 1);
+  rig.reply(1);  // whole
+  rig.io();
+  rig.sock->deliver(truncated(2), rig.tx(2) + kRtt);
+  rig.io();
+  const auto sum = rig.s->summary();
+  REQUIRE(sum.counters.received == 2);
+  REQUIRE(sum.counters.rejected_send_time == 1);
+}

@@ -62,7 +62,8 @@ struct SessionCounters {
   std::uint64_t unmatched = 0;        ///< datagrams on the socket that were not our replies
   std::uint64_t no_tx_timestamp = 0;  ///< answered probes timed with the userspace send time
   /// Replies refused as spoofed or corrupt (not counted in `unmatched`), by reason:
-  /// the echoed send time (STAMP t1, the ICMP payload's) differs from the one sent;
+  /// the echoed send time (STAMP t1, the ICMP payload's) differs from the one sent, or an ICMP
+  /// reply lacks it (truncated) though the target has echoed it whole before;
   std::uint64_t rejected_send_time = 0;
   /// a STAMP reply carrying another SSID (or none, once the reflector has echoed ours);
   std::uint64_t rejected_ssid = 0;
@@ -311,6 +312,7 @@ class ProbeSession {
   std::int64_t first_tx_ns_ = 0;  // userspace send time of the first probe announced
   std::int64_t last_tx_ns_ = 0;   // ... and of the newest one
   bool ssid_echoed_ = false;      // a reply echoed our SSID: the reflector implements RFC 8972
+  bool payload_echoed_ = false;   // a reply carried our send time back (ICMP: not truncated)
 };
 
 }  // namespace pathsentry::probe
