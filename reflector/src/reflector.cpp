@@ -39,10 +39,14 @@ std::string ReflectorCounters::to_string() const {
   return "received=" + std::to_string(received) + " replied=" + std::to_string(replied) +
          " dropped_not_allowed=" + std::to_string(dropped_not_allowed) +
          " dropped_rate_limited=" + std::to_string(dropped_rate_limited) +
+         " dropped_global_rate_limited=" + std::to_string(dropped_global_rate_limited) +
          " dropped_low_port=" + std::to_string(dropped_low_port) +
-         " malformed=" + std::to_string(malformed) + " send_errors=" + std::to_string(send_errors) +
-         " source_evictions=" + std::to_string(source_evictions) +
-         " session_evictions=" + std::to_string(session_evictions);
+         " malformed=" + std::to_string(malformed) +
+         " refused_session_table_full=" + std::to_string(refused_session_table_full) +
+         " refused_sessions_per_source=" + std::to_string(refused_sessions_per_source) +
+         " send_errors=" + std::to_string(send_errors) +
+         " send_denied=" + std::to_string(send_denied) +
+         " source_evictions=" + std::to_string(source_evictions);
 }
 
 Reflector::Reflector(const ReflectorConfig& config, std::uint64_t hash_seed)
@@ -50,12 +54,58 @@ Reflector::Reflector(const ReflectorConfig& config, std::uint64_t hash_seed)
       reply_tos_(config.reply_tos),
       error_(error_estimate_for(config.clock_error_ns, config.clock_synchronized)),
       limiter_(config.rate_limit, config.max_sources, hash_seed),
-      sessions_(config.max_sessions, config.session_timeout_ns, hash_seed ^ 0x5e55'1045ULL) {
+      global_limit_(config.global_rate_limit),
+      max_sessions_per_source_(config.max_sessions_per_source),
+      sessions_(config.max_sessions, config.session_timeout_ns, hash_seed ^ 0x5e55'1045ULL),
+      source_sessions_(config.max_sessions, config.session_timeout_ns, hash_seed ^ 0x50c3'5e55ULL) {
   if (allow_.empty()) {
     throw ConfigError("", "allow", "",
                       "the allowlist is empty, so the reflector would answer "
                       "nobody; give --allow CIDR");
   }
+}
+
+Reflector::Session* Reflector::session_for(const SessionKey& key, std::int64_t now_ns) {
+  // Every request of a source keeps its entry alive: the entry expires only when all of the
+  // source's sessions have.
+  const auto src = source_sessions_.find_or_claim(key.address, now_ns);
+  if (src.value != nullptr && src.fresh) src.value->since_ns = now_ns;
+  if (sessions_.peek(key, now_ns) != nullptr) return sessions_.find_or_insert(key, now_ns).value;
+  // A new session (or one idle past the timeout: it restarts at 0).
+  if (src.value == nullptr) {
+    table_full_.add();
+    return nullptr;
+  }
+  if (src.value->count >= max_sessions_per_source_) {
+    per_source_.add();
+    return nullptr;
+  }
+  auto claim = sessions_.find_or_claim(key, now_ns);
+  if (claim.value == nullptr) {
+    table_full_.add();
+    return nullptr;
+  }
+  if (claim.replaced) {  // an expired session gave its slot: its source has one fewer
+    uncount(claim.old_key, claim.old_value, claim.old_last_ns, now_ns);
+  }
+  ++src.value->count;
+  claim.value->counted = true;
+  return claim.value;
+}
+
+void Reflector::uncount(const SessionKey& key, Session& s, std::int64_t last_ns,
+                        std::int64_t now_ns) {
+  if (!s.counted) return;
+  s.counted = false;
+  // A source entry started after the session was last used never counted it.
+  SourceSessions* src = source_sessions_.peek(key.address, now_ns);
+  if (src != nullptr && last_ns >= src->since_ns && src->count > 0) --src->count;
+}
+
+void Reflector::expire_sessions(std::int64_t now_ns) {
+  sessions_.for_each_stale(now_ns, [&](const SessionKey& key, Session& s, std::int64_t last_ns) {
+    uncount(key, s, last_ns, now_ns);
+  });
 }
 
 std::optional<Reply> Reflector::handle(const Request& req, std::int64_t now_ns,
@@ -89,10 +139,15 @@ std::optional<Reply> Reflector::handle(const Request& req, std::int64_t now_ns,
     malformed_.add();
     return std::nullopt;
   }
-  auto session =
-      sessions_.find_or_insert(SessionKey{req.source, req.source_port, sender->ssid}, now_ns);
-  session_evictions_.store(sessions_.evictions(), std::memory_order_relaxed);
-  const std::uint32_t sequence = session.value->next_sequence++;
+  Session* session = session_for(SessionKey{req.source, req.source_port, sender->ssid}, now_ns);
+  if (session == nullptr) return std::nullopt;
+  // Last: a request dropped here has not advanced its session's sequence, like one lost on
+  // the way in.
+  if (!global_bucket_.try_take(global_limit_, now_ns)) {
+    global_limited_.add();
+    return std::nullopt;
+  }
+  const std::uint32_t sequence = session->next_sequence++;
 
   stamp::ReflectorPacket p;
   p.sequence = sequence;
@@ -125,9 +180,10 @@ void Reflector::set_tx_timestamp(std::span<std::uint8_t> reply, std::int64_t tx_
   }
 }
 
-void Reflector::count_sent(std::uint64_t sent, std::uint64_t failed) {
+void Reflector::count_sent(std::uint64_t sent, std::uint64_t failed, std::uint64_t denied) {
   replied_.add(sent);
   send_errors_.add(failed);
+  send_denied_.add(denied);
 }
 
 ReflectorCounters Reflector::counters() const {
@@ -136,11 +192,14 @@ ReflectorCounters Reflector::counters() const {
   c.replied = replied_.get();
   c.dropped_not_allowed = not_allowed_.get();
   c.dropped_rate_limited = rate_limited_.get();
+  c.dropped_global_rate_limited = global_limited_.get();
+  c.refused_session_table_full = table_full_.get();
+  c.refused_sessions_per_source = per_source_.get();
+  c.send_denied = send_denied_.get();
   c.malformed = malformed_.get();
   c.dropped_low_port = low_port_.get();
   c.send_errors = send_errors_.get();
   c.source_evictions = source_evictions_.load(std::memory_order_relaxed);
-  c.session_evictions = session_evictions_.load(std::memory_order_relaxed);
   return c;
 }
 

@@ -82,8 +82,12 @@ int reflector_main(int argc, char** argv) {
       spdlog::warn("dropping privileges: {}", notes);
     }
     for (const auto& p : config.allow) {
-      if (p.length == 0)
-        spdlog::warn("allow {} answers every source of that family", p.to_string());
+      if (broad_prefix(p)) {
+        spdlog::warn(
+            "allow {} is a broad prefix (allow_broad is set): spoofed requests from "
+            "anywhere in it get answers",
+            p.to_string());
+      }
     }
     spdlog::info("config: {}", describe(config));
 

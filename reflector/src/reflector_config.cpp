@@ -92,7 +92,7 @@ const options::OptionTable<Building>& table() {
       {"--rate-limit",
        {"rate_limit_pps"},
        "PPS",
-       "per-source rate limit, packets/s (default 10000)",
+       "per-source rate limit, packets/s (default 100000)",
        Arg::One,
        [](Building& b, const Value& v) {
          b.c.rate_limit.pps = static_cast<std::uint64_t>(
@@ -101,12 +101,44 @@ const options::OptionTable<Building>& table() {
       {"--burst",
        {"burst"},
        "N",
-       "per-source burst, packets (default 1000)",
+       "per-source burst, packets (default 10000)",
        Arg::One,
        [](Building& b, const Value& v) {
          b.c.rate_limit.burst = static_cast<std::uint64_t>(
              v.integer(1, static_cast<std::int64_t>(RateLimit::kMaxBurst)));
        }},
+      {"--global-rate-limit",
+       {"global_rate_limit_pps"},
+       "PPS",
+       "replies/s over all sources together (default 200000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.global_rate_limit.pps = static_cast<std::uint64_t>(
+             v.integer(1, static_cast<std::int64_t>(RateLimit::kMaxPps)));
+       }},
+      {"--global-burst",
+       {"global_burst"},
+       "N",
+       "burst of the global reply limit, packets (default 20000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.global_rate_limit.burst = static_cast<std::uint64_t>(
+             v.integer(1, static_cast<std::int64_t>(RateLimit::kMaxBurst)));
+       }},
+      {"--max-sessions-per-source",
+       {"max_sessions_per_source"},
+       "N",
+       "live sessions one source address may hold; more are refused (default 1024)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.max_sessions_per_source = static_cast<std::size_t>(v.integer(1, kMaxTableEntries));
+       }},
+      {"--allow-broad",
+       {"allow_broad"},
+       "",
+       "accept allow prefixes shorter than /8 (either family), /0 included",
+       Arg::None,
+       [](Building& b, const Value& v) { b.c.allow_broad = v.boolean(); }},
       {"--max-sources",
        {"max_sources"},
        "N",
@@ -238,11 +270,26 @@ ReflectorConfig load_reflector_config(const std::string& path) {
   return b.c;
 }
 
+bool broad_prefix(const IpPrefix& p) {
+  return p.length < (p.base.family == AF_INET ? kMinIpv4Prefix : kMinIpv6Prefix);
+}
+
 void validate_reflector_config(const ReflectorConfig& c, const std::string& file) {
   if (c.allow.empty()) {
     throw ConfigError(file, "allow", "",
                       "the allowlist is empty, so the reflector would answer nobody; give "
                       "--allow CIDR (repeatable) or allow = [\"CIDR\", ...] in the config");
+  }
+  if (!c.allow_broad) {
+    for (const auto& p : c.allow) {
+      if (broad_prefix(p)) {
+        throw ConfigError(file, "allow", p.to_string(),
+                          "is broader than /8: a reflector answering that "
+                          "much of the Internet can be aimed at others with spoofed requests; "
+                          "list the agents' prefixes, or set allow_broad = true "
+                          "(--allow-broad) if this is really meant");
+      }
+    }
   }
   const bool any_bind = c.bind.empty();
   for (const auto& p : c.allow) {
@@ -312,6 +359,10 @@ std::string describe(const ReflectorConfig& c) {
   s += "] port=" + std::to_string(c.port) + " metrics_listen=" + c.metrics_listen +
        " rate_limit_pps=" + std::to_string(c.rate_limit.pps) +
        " burst=" + std::to_string(c.rate_limit.burst) +
+       " global_rate_limit_pps=" + std::to_string(c.global_rate_limit.pps) +
+       " global_burst=" + std::to_string(c.global_rate_limit.burst) +
+       " max_sessions_per_source=" + std::to_string(c.max_sessions_per_source) +
+       " allow_broad=" + (c.allow_broad ? "true" : "false") +
        " max_sources=" + std::to_string(c.max_sources) +
        " max_sessions=" + std::to_string(c.max_sessions) +
        " session_timeout_s=" + seconds_text(static_cast<double>(c.session_timeout_ns) / kNs) +

@@ -24,11 +24,14 @@ class ReflectorMetrics {
   prometheus::Counter& replies_;
   prometheus::Counter& not_allowed_;
   prometheus::Counter& rate_limited_;
+  prometheus::Counter& global_rate_limited_;
   prometheus::Counter& low_port_;
   prometheus::Counter& malformed_;
+  prometheus::Counter& table_full_;
+  prometheus::Counter& per_source_;
   prometheus::Counter& send_errors_;
+  prometheus::Counter& send_denied_;
   prometheus::Counter& source_evictions_;
-  prometheus::Counter& session_evictions_;
   prometheus::Gauge& sessions_;
   ReflectorCounters last_;
 };

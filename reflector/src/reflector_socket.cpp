@@ -342,16 +342,18 @@ void ReflectorServer::Impl::send_batch(const Socket& s, std::size_t n) {
       continue;
     }
     const int e = errno;
-    if (e == EINTR) continue;
-    if ((e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) && full_waits < 4) {
+    const SendFailure what = classify_send_failure(e, full_waits);
+    if (what == SendFailure::Retry) continue;
+    if (what == SendFailure::WaitForRoom) {
       // Send buffer full: wait briefly for room rather than drop.
       ++full_waits;
       pollfd p{s.fd, POLLOUT, 0};
       (void)poll(&p, 1, 5);
       continue;
     }
-    // sendmmsg fails only on its first message: drop that one, keep the rest.
-    reflector.count_sent(0, 1);
+    // sendmmsg fails only on its first message: drop that one (a denied one is final too:
+    // the same rule would refuse it again), keep the rest.
+    reflector.count_sent(0, 1, what == SendFailure::Denied ? 1 : 0);
     ++off;
     const auto now = clock.monotonic_ns();
     if (now - last_error_log_ns > config.stats_interval_ns) {
@@ -407,6 +409,7 @@ void ReflectorServer::run() {
     const std::int64_t now = m.clock.monotonic_ns();
     if (now >= next_sessions) {
       // O(max_sessions), so once a second, on this thread (the table is single-threaded).
+      m.reflector.expire_sessions(now);
       m.active_sessions.store(m.reflector.active_sessions(now), std::memory_order_relaxed);
       next_sessions = now + kNsPerSec;
     }

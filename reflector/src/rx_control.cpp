@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 
+#include <cerrno>
 #include <cstring>
 
 namespace pathsentry::probe {
@@ -45,6 +46,15 @@ RxInfo parse_rx_control(const msghdr& msg) {
     }
   }
   return info;
+}
+
+SendFailure classify_send_failure(int e, int full_waits) {
+  if (e == EINTR) return SendFailure::Retry;
+  if (e == EPERM || e == EACCES) return SendFailure::Denied;
+  if ((e == EAGAIN || e == EWOULDBLOCK || e == ENOBUFS) && full_waits < kMaxFullWaits) {
+    return SendFailure::WaitForRoom;
+  }
+  return SendFailure::Drop;
 }
 
 }  // namespace pathsentry::probe

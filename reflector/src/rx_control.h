@@ -25,4 +25,15 @@ struct RxInfo {
 /// cmsg_len is shorter than a header ends the walk. Never reads past msg_controllen.
 [[nodiscard]] RxInfo parse_rx_control(const msghdr& msg);
 
+/// What the send loop does when sendmmsg fails on its first message with errno `e` after
+/// `full_waits` waits for room in this batch.
+enum class SendFailure : std::uint8_t {
+  Retry,        ///< EINTR: call again at once
+  WaitForRoom,  ///< the send buffer is full: wait briefly (at most kMaxFullWaits times)
+  Drop,         ///< drop this reply (counted in send_errors), go on with the next
+  Denied,       ///< EPERM/EACCES (a firewall or policy refused it): final, drop and count it
+};
+inline constexpr int kMaxFullWaits = 4;
+[[nodiscard]] SendFailure classify_send_failure(int e, int full_waits);
+
 }  // namespace pathsentry::probe

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <limits>
 #include <optional>
+#include <random>
 
 #include "config_values.h"
 #include "pathsentry/common/config_error.h"
@@ -889,6 +890,24 @@ void finish_collector(Building& b) {
   c.enabled = true;
 }
 
+// Random, distinct, non-zero STAMP SSIDs (issue 13): the session index would let an off-path
+// sender who guesses the port forge replies with the right SSID.
+void assign_stamp_ssids(AgentConfig& cfg) {
+  std::random_device rd;
+  std::mt19937 gen(rd());
+  std::uniform_int_distribution<std::uint32_t> draw(1, 0xFFFF);
+  std::vector<bool> taken(0x10000, false);
+  for (SessionConfig& s : cfg.sessions) {
+    if (s.proto != Proto::Stamp) continue;
+    std::uint32_t v = 0;
+    do {
+      v = draw(gen);
+    } while (taken[v]);  // at most 65535 sessions: always ends
+    taken[v] = true;
+    s.stamp_ssid = static_cast<std::uint16_t>(v);
+  }
+}
+
 // Taps, the TTL method, sessions per target and size cycling, once file and flags are applied.
 AgentConfig finish(Building& b, std::uint16_t run_nonce) {
   AgentConfig& cfg = b.cfg;
@@ -972,6 +991,7 @@ AgentConfig finish(Building& b, std::uint16_t run_nonce) {
       cfg.session_keys.push_back(t.key);
     }
   }
+  assign_stamp_ssids(cfg);
   apply_size_cycle(cfg, b.size_cycle, b.size_step);
   finish_collector(b);
   return std::move(cfg);

@@ -34,6 +34,7 @@ constexpr const char* kUndetermined = "undetermined";
 
 constexpr std::array<const char*, 3> kLossDirections = {"forward", "reverse", "undetermined"};
 constexpr std::array<const char*, 2> kDirections = {"forward", "reverse"};
+constexpr std::array<const char*, 3> kRejectReasons = {"send_time", "ssid", "implausible_time"};
 
 std::string path_label(const std::string& p) {
   return p.empty() ? std::string(kNotObserved) : p;
@@ -57,10 +58,13 @@ struct AgentMetrics::Impl {
     std::string proto;
     Counter* sent = nullptr;
     Counter* received = nullptr;
+    std::array<Counter*, 3> rejected{};  // send_time, ssid, implausible_time
+    Gauge* forward_cap = nullptr;        // STAMP: the rate forward loss is capped at (0 none)
     std::array<Counter*, 3> lost{};
     std::array<Counter*, 2> unattributed{};
     // receiver thread: the totals already published
     std::uint64_t last_sent = 0, last_received = 0;
+    std::array<std::uint64_t, 3> last_rejected{};
     std::array<std::uint64_t, 3> last_lost{};
     std::array<std::string, 2> active;  // the path whose gauge is 1 ("" before the first)
     // the record thread: what is gathered until flush()
@@ -102,6 +106,8 @@ struct AgentMetrics::Impl {
   const bool losses_from_records;
   Family<Counter>& sent;
   Family<Counter>& received;
+  Family<Counter>& rejected;
+  Family<Gauge>& forward_cap;
   Family<Counter>& lost;
   Family<Histogram>& rtt;
   Family<Gauge>& active_path;
@@ -165,6 +171,17 @@ AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
                    .Name("pathsentry_probes_received_total")
                    .Help("Probes answered within their timeout, by target and protocol")
                    .Register(r)),
+      rejected(prometheus::BuildCounter()
+                   .Name("pathsentry_replies_rejected_total")
+                   .Help("Replies refused as spoofed or corrupt, by target, protocol and reason "
+                         "(send_time, ssid, implausible_time)")
+                   .Register(r)),
+      forward_cap(prometheus::BuildGauge()
+                      .Name("pathsentry_forward_loss_capped_pps")
+                      .Help("STAMP: the steady rate at which requests get through when forward "
+                            "loss looks like a rate limit (the reflector's per-source limit, a "
+                            "policer); 0 when it does not")
+                      .Register(r)),
       lost(prometheus::BuildCounter()
                .Name("pathsentry_probes_lost_total")
                .Help("Probes lost, by target, protocol and the direction they were lost in "
@@ -309,6 +326,12 @@ void AgentMetrics::add_session(std::uint32_t session_id, const std::string& targ
   if (proto != Proto::Ttl) {
     s.sent = &m.sent.Add(base);
     s.received = &m.received.Add(base);
+    if (proto == Proto::Stamp) s.forward_cap = &m.forward_cap.Add(base);
+    for (std::size_t k = 0; k < kRejectReasons.size(); ++k) {
+      auto l = base;
+      l["reason"] = kRejectReasons[k];
+      s.rejected[k] = &m.rejected.Add(l);
+    }
     for (std::size_t d = 0; d < kLossDirections.size(); ++d) {
       auto l = base;
       l["direction"] = kLossDirections[d];
@@ -446,6 +469,13 @@ void AgentMetrics::on_session_totals(std::uint32_t session_id, const SessionSumm
   Impl::Session& s = it->second;
   metrics::advance(*s.sent, s.last_sent, totals.counters.sent);
   metrics::advance(*s.received, s.last_received, totals.counters.received);
+  const std::array<std::uint64_t, 3> rejected = {totals.counters.rejected_send_time,
+                                                 totals.counters.rejected_ssid,
+                                                 totals.counters.rejected_implausible_time};
+  for (std::size_t k = 0; k < rejected.size(); ++k) {
+    metrics::advance(*s.rejected[k], s.last_rejected[k], rejected[k]);
+  }
+  if (s.forward_cap != nullptr) s.forward_cap->Set(totals.forward_cap_now_pps.value_or(0));
   if (m.losses_from_records) return;
   const std::array<std::uint64_t, 3> split = {totals.lost_forward.value_or(0),
                                               totals.lost_reverse.value_or(0),

@@ -33,6 +33,7 @@ std::string counters_text(const SessionCounters& c, const RttStats& rtt) {
   extra("reord", c.reordered);
   extra("missed", c.missed_slots);
   extra("senderr", c.send_errors);
+  extra("rejected", c.rejected_send_time + c.rejected_ssid + c.rejected_implausible_time);
   return s;
 }
 
@@ -55,7 +56,17 @@ std::string format_interval_line(std::int64_t second_end_ns, const SessionConfig
   gmtime_r(&t, &tm);
   char ts[16];
   std::strftime(ts, sizeof ts, "%H:%M:%S", &tm);
-  return std::string(ts) + " " + session_label(s) + " " + counters_text(r.counters, r.rtt);
+  std::string line =
+      std::string(ts) + " " + session_label(s) + " " + counters_text(r.counters, r.rtt);
+  if (r.forward_cap_pps) {
+    char b[160];
+    std::snprintf(b, sizeof b,
+                  " | forward loss capped at %.0f/s: a rate limit (the reflector's per-source "
+                  "rate_limit_pps?)",
+                  *r.forward_cap_pps);
+    line += b;
+  }
+  return line;
 }
 
 std::string format_paths(const PathState& state) {
@@ -140,6 +151,10 @@ std::string summary_json(double duration_s, std::span<const SessionConfig* const
     j["send_errors"] = s.counters.send_errors;
     j["unmatched"] = s.counters.unmatched;
     j["no_tx_timestamp"] = s.counters.no_tx_timestamp;
+    j["forward_cap_pps"] = s.forward_cap_pps ? json(*s.forward_cap_pps) : json(nullptr);
+    j["rejected"] = {{"send_time", s.counters.rejected_send_time},
+                     {"ssid", s.counters.rejected_ssid},
+                     {"implausible_time", s.counters.rejected_implausible_time}};
     j["rtt_ns"] = {{"min", s.rtt.min},
                    {"p50", s.rtt.p50},
                    {"p99", s.rtt.p99},

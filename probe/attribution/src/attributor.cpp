@@ -304,10 +304,12 @@ void Attributor::add_session(const SessionSpec& spec) {
   }
   const auto idx = static_cast<std::uint32_t>(m.table.sessions.size());
   if (spec.proto == Proto::Stamp) {
-    const StampKey k{spec.target, static_cast<std::uint16_t>(spec.session_id & 0xFFFF)};
+    const auto ssid = spec.stamp_ssid != 0 ? spec.stamp_ssid
+                                           : static_cast<std::uint16_t>(spec.session_id & 0xFFFF);
+    const StampKey k{spec.target, ssid};
     if (m.table.by_stamp.count(k) != 0) {
       throw ConfigError("", key, spec.target.to_string(),
-                        "another STAMP session to this target has the same SSID (low 16 bits)");
+                        "another STAMP session to this target has the same SSID");
     }
     m.table.by_stamp.emplace(k, idx);
   }

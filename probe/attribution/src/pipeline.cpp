@@ -69,6 +69,7 @@ std::int64_t reopen_backoff_ns(std::uint32_t attempt, std::int64_t initial_ns,
 SessionSpec session_spec_for(const SessionConfig& s) {
   SessionSpec spec;
   spec.session_id = s.session_id;
+  spec.stamp_ssid = s.stamp_ssid;
   spec.proto = s.proto;
   spec.target = s.target;
   spec.wire_bytes = probe_ip_bytes(s.target.family, s.proto, datagram_size_for(s.proto, s.size));

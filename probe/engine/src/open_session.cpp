@@ -24,6 +24,7 @@ tl::expected<OpenedSession, io::OpenError> open_probe_session(const SessionConfi
   wf.echo_id = opened->echo_id;
   wf.agent_id = s.agent_id;
   wf.session_id = s.session_id;
+  wf.ssid = s.stamp_ssid;
   wf.datagram_size = datagram_size_for(s.proto, s.size);
   wf.stamp_error = local_error_estimate();
   return OpenedSession{std::make_unique<ProbeSession>(s, wf, std::move(opened->socket), sink),

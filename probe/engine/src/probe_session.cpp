@@ -7,6 +7,7 @@
 #include <string>
 
 #include "pathsentry/probe/wire/seq.h"
+#include "pathsentry/probe/wire/stamp.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -156,6 +157,8 @@ void ProbeSession::announce() {
   const std::uint64_t published = sent_count_.load(std::memory_order_acquire);
   for (; announced_ < published; ++announced_) {
     const TxSlot& tx = slots_[announced_ & mask_];  // unresolved: the sender leaves it alone
+    if (announced_ == 0) first_tx_ns_ = tx.tx_user_ns;
+    last_tx_ns_ = std::max(last_tx_ns_, tx.tx_user_ns);
     if (tx.failed.load(std::memory_order_acquire)) continue;
     sink_.on_sent({cfg_.session_id, announced_, tx.tx_user_ns, tx.wire_bytes});
   }
@@ -198,11 +201,26 @@ void ProbeSession::on_tx_timestamp(const io::TxTimestamp& ts) {
 void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t rx_ns) {
   announce();
   const std::uint64_t published = sent_count_.load(std::memory_order_acquire);
-  const auto reply = published == 0 ? std::nullopt : parse_reply(wire_, bytes, published - 1);
+  ReplyReject why = ReplyReject::NotOurs;
+  const auto reply = published == 0 ? std::nullopt : parse_reply(wire_, bytes, published - 1, &why);
   if (!reply) {
-    ++total_.unmatched;
-    ++interval_.unmatched;
+    if (why == ReplyReject::ForeignSsid) {
+      ++total_.rejected_ssid;
+      ++interval_.rejected_ssid;
+    } else {
+      ++total_.unmatched;
+      ++interval_.unmatched;
+    }
     return;
+  }
+  if (wire_.proto == Proto::Stamp) {
+    if (reply->ssid == stamp_ssid(wire_)) {
+      ssid_echoed_ = true;
+    } else if (ssid_echoed_) {  // SSID 0 from a reflector that echoed ours before
+      ++total_.rejected_ssid;
+      ++interval_.rejected_ssid;
+      return;
+    }
   }
   const std::uint64_t seq = reply->seq;
   const std::uint64_t resolved = resolved_.load(std::memory_order_relaxed);
@@ -216,6 +234,7 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
       ++interval_.unmatched;
       return;
     }
+    if (!accept(*reply, slots_[seq & mask_].tx_user_ns)) return;
     if (rx->state != State::Pending) {
       ++total_.duplicates;
       ++interval_.duplicates;
@@ -224,13 +243,15 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
   } else {
     // Already resolved. Its receiver slot still knows how, unless a newer probe took it.
     RxSlot& old = rx_slots_[seq & mask_];
+    const bool kept = old.seq == seq && old.state == State::Lost;
+    if (!accept(*reply, kept ? std::optional(old.tx_user_ns) : std::nullopt)) return;
     if (old.seq == seq && (old.state == State::Received || old.state == State::LateReceived)) {
       ++total_.duplicates;
       ++interval_.duplicates;
       return;
     }
     late = true;
-    if (old.seq == seq && old.state == State::Lost) {
+    if (kept) {
       rx = &old;
       if (total_.lost > 0) --total_.lost;  // the run's loss count keeps never-answered only
     }
@@ -244,12 +265,25 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
   }
   if (!any_rx_ || seq > max_rx_seq_) max_rx_seq_ = seq;
   any_rx_ = true;
-  if (reply->reflector_seq && cfg_.stamp_stateful) track_reflector(seq, *reply->reflector_seq);
+  if (reply->reflector_seq && cfg_.stamp_stateful) {
+    track_reflector(seq, *reply->reflector_seq);
+    if (refl_last_ != cap_last_r_ || !cap_have_first_) {  // a new highest reflector sequence
+      cap_last_r_ = refl_last_;
+      cap_last_s_ = seq;
+      cap_last_t2_ = reply->reflector_rx_ns;
+      if (!cap_have_first_) {
+        cap_have_first_ = true;
+        cap_first_r_ = cap_last_r_;
+        cap_first_s_ = cap_last_s_;
+        cap_first_t2_ = cap_last_t2_;
+      }
+    }
+  }
 
   RxSlot scratch{seq};
   if (rx == nullptr) {
     // Too old for any slot: a record from the packet alone, if it still says when it left.
-    if (reply->sender_tx_ns == 0) return;
+    if (!reply->has_sender_tx) return;
     rx = &scratch;
   }
   rx->rx_ns = rx_ns;
@@ -272,6 +306,39 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
   } else {
     rx->state = State::Replied;  // wait for the TX timestamp (or the timeout)
   }
+}
+
+bool ProbeSession::accept(const ParsedReply& reply, std::optional<std::int64_t> stored) {
+  if (!reply.has_sender_tx) {
+    // An ICMP reply truncated before our payload: nothing to compare. A middlebox that
+    // truncates does so to every reply, so once the target has echoed our payload whole, a
+    // reply without it is forged (it needs only the identifier and a 16-bit sequence).
+    if (!payload_echoed_) return true;
+    ++total_.rejected_send_time;
+    ++interval_.rejected_send_time;
+    return false;
+  }
+  payload_echoed_ = true;
+  if (stored) {
+    // A reflector echoes t1's bytes as it got them: compare them with what we sent (an NTP
+    // timestamp; 2^32 values per second, finer than the ns the time is stored in).
+    const bool same = wire_.proto == Proto::Stamp
+                          ? reply.sender_timestamp == stamp::ns_to_ntp(*stored)
+                          : reply.sender_tx_ns == *stored;
+    if (same) return true;
+    ++total_.rejected_send_time;
+    ++interval_.rejected_send_time;
+    return false;
+  }
+  // Too old for the ring: the packet's own send time will time it, so it must be one this
+  // session could have sent (between its first and newest probe). This also bounds
+  // rx_ns - tx_ns: a forged time near INT64_MIN would overflow it.
+  if (announced_ != 0 && reply.sender_tx_ns >= first_tx_ns_ && reply.sender_tx_ns <= last_tx_ns_) {
+    return true;
+  }
+  ++total_.rejected_implausible_time;
+  ++interval_.rejected_implausible_time;
+  return false;
 }
 
 void ProbeSession::count_reply(std::uint64_t /*seq*/, std::int64_t rtt_ns) {
@@ -423,10 +490,57 @@ IntervalReport ProbeSession::roll_interval() {
   out.counters.missed_slots = sender.missed_slots - sender_seen_.missed_slots;
   out.counters.send_errors = sender.send_errors - sender_seen_.send_errors;
   out.rtt = RttStats::of(interval_rtt_);
+  out.forward_cap_pps = detect_cap();
+  if (out.forward_cap_pps) last_cap_pps_ = out.forward_cap_pps;
+  now_cap_pps_ = out.forward_cap_pps;
   sender_seen_ = sender;
   interval_ = SessionCounters{};
   interval_rtt_.clear();
   return out;
+}
+
+// A token bucket (the reflector's per-source limit, a policer on the way) passes exactly its
+// rate once the offered rate exceeds it: the reflector's sequence then advances at one steady
+// rate (measured on its own receive times t2, so our wake-ups do not blur it), while random
+// forward loss of the same size makes that rate wander by about sqrt(p / ((1 - p) n)) of
+// itself (binomial, n offered, p lost). Between two replies, our sequence counts what was
+// offered and the reflector's what it took (reverse loss changes neither). Capped:
+// kCapIntervals intervals in a row with >= 5 % forward loss whose accepted rates lie within
+// half that spread (plus 3 counts) of each other.
+std::optional<double> ProbeSession::detect_cap() {
+  const bool measured = cap_have_first_ && cap_last_t2_ - cap_first_t2_ > 100'000'000 &&
+                        cap_last_s_ > cap_first_s_ && cap_last_r_ >= cap_first_r_;
+  double rate = 0;
+  double t_s = 0;
+  double offered = 0;
+  double taken = 0;
+  if (measured) {
+    t_s = static_cast<double>(cap_last_t2_ - cap_first_t2_) / 1e9;
+    offered = static_cast<double>(cap_last_s_ - cap_first_s_);
+    taken = static_cast<double>(cap_last_r_ - cap_first_r_);
+    rate = taken / t_s;
+  }
+  // The next interval starts from this one's newest reply.
+  cap_first_r_ = cap_last_r_;
+  cap_first_s_ = cap_last_s_;
+  cap_first_t2_ = cap_last_t2_;
+  const double p = measured ? 1.0 - taken / offered : 0.0;
+  if (!measured || p < 0.05 || p >= 1.0) {
+    cap_n_ = 0;
+    return std::nullopt;
+  }
+  std::move(cap_rates_.begin() + 1, cap_rates_.end(), cap_rates_.begin());
+  std::move(cap_sigma_.begin() + 1, cap_sigma_.end(), cap_sigma_.begin());
+  cap_rates_.back() = rate;
+  cap_sigma_.back() = std::sqrt(p / ((1.0 - p) * offered)) / 2 + 3.0 / (rate * t_s);
+  if (cap_n_ < kCapIntervals) ++cap_n_;
+  if (cap_n_ < kCapIntervals) return std::nullopt;
+  const auto [lo, hi] = std::minmax_element(cap_rates_.begin(), cap_rates_.end());
+  double mean = 0;
+  for (const double r : cap_rates_) mean += r / static_cast<double>(kCapIntervals);
+  const double allowed = *std::min_element(cap_sigma_.begin(), cap_sigma_.end());
+  if ((*hi - *lo) / mean > allowed) return std::nullopt;
+  return mean;
 }
 
 SessionSummary ProbeSession::summary() const {
@@ -436,6 +550,8 @@ SessionSummary ProbeSession::summary() const {
   s.counters.missed_slots = missed_.load(std::memory_order_relaxed);
   s.counters.send_errors = send_errors_.load(std::memory_order_relaxed);
   s.rtt = RttStats::of(total_rtt_);
+  s.forward_cap_pps = last_cap_pps_;
+  s.forward_cap_now_pps = now_cap_pps_;
   s.jitter_ns =
       jitter_n_ ? static_cast<double>(jitter_sum_ / static_cast<long double>(jitter_n_)) : 0;
   if (cfg_.proto == Proto::Stamp && cfg_.stamp_stateful) {

@@ -130,13 +130,25 @@ void TtlTracker::on_error(const TtlIcmpError& e, std::vector<TtlResult>& out) {
     TtlPayload p = *quoted;
     p.tx_ns = it->second;
     pending_.erase(it);
+    if (hops_.find(e.offender) != nullptr &&
+        std::find(full_quoters_.begin(), full_quoters_.end(), e.offender) == full_quoters_.end()) {
+      full_quoters_.push_back(e.offender);
+    }
     out.push_back(classify(p, e));
     if (cfg_.reorder_grace_ns > 0) expire_before(p.tx_ns - cfg_.reorder_grace_ns, out);
     return;
   }
   if (e.quoted_size == 0 && pending_.size() == 1) {
-    // The router quoted only the UDP header: the only probe in flight is the one it names.
+    // The router quoted only the UDP header: the only probe in flight is the one it names,
+    // unless the error cannot be that router's (it quoted our payload before) or that
+    // probe's (it came before the probe left).
     const auto it = pending_.begin();
+    const bool quoted_before =
+        std::find(full_quoters_.begin(), full_quoters_.end(), e.offender) != full_quoters_.end();
+    if (quoted_before || (e.rx_ns != 0 && e.rx_ns < it->second)) {
+      ++stats_.short_quote_refused;
+      return;
+    }
     TtlPayload p{cfg_.agent_id, cfg_.session_id, it->first, it->second};
     pending_.erase(it);
     ++stats_.by_order;
@@ -347,6 +359,9 @@ std::string format_ttl_stats(const TtlSessionConfig& c, const TtlStats& s) {
   for (const auto& [a, n] : s.other) l += " [" + a + "] x" + std::to_string(n);
   l += ", no answer " + std::to_string(s.no_answer);
   if (s.by_order != 0) l += ", matched by order " + std::to_string(s.by_order);
+  if (s.short_quote_refused != 0) {
+    l += ", short quotes refused " + std::to_string(s.short_quote_refused);
+  }
   if (s.late != 0) l += ", late answers " + std::to_string(s.late);
   if (s.unmatched != 0) l += ", unmatched errors " + std::to_string(s.unmatched);
   if (s.send_errors != 0) l += ", send errors " + std::to_string(s.send_errors);

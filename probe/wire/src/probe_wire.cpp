@@ -40,6 +40,7 @@ std::optional<ParsedReply> parse_icmp(const WireFormat& wf, std::span<const std:
     if (p->seq > newest_seq) return std::nullopt;
     r.seq = p->seq;
     r.sender_tx_ns = p->tx_ns;
+    r.has_sender_tx = true;
     return r;
   }
   // A reply that lost our payload (truncated by a middlebox) still has the 16-bit header
@@ -52,16 +53,21 @@ std::optional<ParsedReply> parse_icmp(const WireFormat& wf, std::span<const std:
 }
 
 std::optional<ParsedReply> parse_stamp(const WireFormat& wf, std::span<const std::uint8_t> in,
-                                       std::uint64_t newest_seq) {
+                                       std::uint64_t newest_seq, ReplyReject& why) {
   auto p = stamp::decode_reflector(in);
   if (!p) return std::nullopt;
   // RFC 8972 reflectors echo the SSID; plain RFC 8762 ones leave the field zero (MBZ).
-  const auto ssid = static_cast<std::uint16_t>(wf.session_id & 0xFFFF);
-  if (p->ssid != ssid && p->ssid != 0) return std::nullopt;
+  if (p->ssid != stamp_ssid(wf) && p->ssid != 0) {
+    why = ReplyReject::ForeignSsid;
+    return std::nullopt;
+  }
   const auto seq = unwrap_seq(p->sender_sequence, 32, newest_seq);
   if (!seq) return std::nullopt;
   ParsedReply r;
   r.seq = *seq;
+  r.ssid = p->ssid;
+  r.sender_timestamp = p->sender_timestamp;
+  r.has_sender_tx = true;
   r.sender_tx_ns = stamp::timestamp_to_ns(p->sender_timestamp, p->sender_error);
   r.reflector_seq = p->sequence;
   r.reflector_rx_ns = stamp::timestamp_to_ns(p->receive_timestamp, p->error);
@@ -129,15 +135,19 @@ std::size_t build_request(const WireFormat& wf, std::uint64_t seq, std::int64_t 
   p.sequence = static_cast<std::uint32_t>(seq);
   p.timestamp = stamp::ns_to_ntp(tx_ns);
   p.error = wf.stamp_error;
-  p.ssid = static_cast<std::uint16_t>(wf.session_id & 0xFFFF);
+  p.ssid = stamp_ssid(wf);
   stamp::encode(p, out.subspan(0, n));
   std::memset(b + stamp::kBasePacketSize, 0, n - stamp::kBasePacketSize);
   return n;
 }
 
 std::optional<ParsedReply> parse_reply(const WireFormat& wf, std::span<const std::uint8_t> in,
-                                       std::uint64_t newest_seq) {
-  return wf.proto == Proto::Icmp ? parse_icmp(wf, in, newest_seq) : parse_stamp(wf, in, newest_seq);
+                                       std::uint64_t newest_seq, ReplyReject* why) {
+  ReplyReject reason = ReplyReject::NotOurs;
+  auto r = wf.proto == Proto::Icmp ? parse_icmp(wf, in, newest_seq)
+                                   : parse_stamp(wf, in, newest_seq, reason);
+  if (!r && why != nullptr) *why = reason;
+  return r;
 }
 
 stamp::ErrorEstimate local_error_estimate() {

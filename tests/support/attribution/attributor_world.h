@@ -62,6 +62,7 @@ class World {
     inet.window_hi_ns = 2 * kMs;
     icmp = {1, Proto::Icmp, target, 84, 0, true, 1000, 1'000'000'000};
     stamp = {0x20002, Proto::Stamp, target, 72, 0, true, 1000, 1'000'000'000};
+    stamp.stamp_ssid = 0xA5C3;  // random in the agent (issue 13): not the session's low bits
   }
 
   AttributorConfig config() const {
@@ -207,9 +208,8 @@ class World {
       return test::ethernet(
           test::icmp_probe(agent, target, true, kAgent, s.session_id, p.seq, p.tx_ns, wire));
     }
-    return test::ethernet(test::stamp_request(agent, target, 40000, 862,
-                                              static_cast<std::uint32_t>(p.seq),
-                                              static_cast<std::uint16_t>(s.session_id), wire));
+    return test::ethernet(test::stamp_request(
+        agent, target, 40000, 862, static_cast<std::uint32_t>(p.seq), s.stamp_ssid, wire));
   }
   Bytes reply(const Probe& p, std::uint32_t wire, std::uint32_t rseq) const {
     const SessionSpec& s = spec(p.proto);
@@ -218,8 +218,7 @@ class World {
           test::icmp_probe(target, agent, false, kAgent, s.session_id, p.seq, p.tx_ns, wire));
     }
     return test::ethernet(test::stamp_reply(target, agent, 862, 40000, rseq,
-                                            static_cast<std::uint32_t>(p.seq),
-                                            static_cast<std::uint16_t>(s.session_id), wire));
+                                            static_cast<std::uint32_t>(p.seq), s.stamp_ssid, wire));
   }
   /// Frames in capture order (ties keep insertion order). Not std::stable_sort: its nothrow-new
   /// buffer is freed by the operator delete another test in this binary replaces, which ASan

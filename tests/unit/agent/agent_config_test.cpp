@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -171,4 +172,32 @@ TEST_CASE("config check and help flags", "[unit][config]") {
   REQUIRE(parse({"--target", "198.18.0.2", "--check-config"}).check_only);
   REQUIRE(parse({"--help"}).help);
   REQUIRE_THAT(agent_usage(), Contains("--summary-json"));
+}
+
+// Issue 13: STAMP SSIDs are random, non-zero and distinct within the agent, not the session's
+// index (which an off-path sender could guess); they differ from one run to the next.
+TEST_CASE("config draws random distinct STAMP SSIDs", "[unit][config]") {
+  std::vector<std::string> argv;
+  for (int i = 1; i <= 40; ++i) {
+    argv.push_back("--target");
+    argv.push_back("198.18.0." + std::to_string(i));
+  }
+  argv.push_back("--proto");
+  argv.push_back("stamp");
+  const auto a = parse(argv);
+  const auto b = parse(argv);
+  REQUIRE(a.sessions.size() == 40);
+  std::set<std::uint16_t> seen;
+  std::size_t index_like = 0;
+  std::size_t same_as_b = 0;
+  for (std::size_t i = 0; i < a.sessions.size(); ++i) {
+    const auto ssid = a.sessions[i].stamp_ssid;
+    REQUIRE(ssid != 0);
+    seen.insert(ssid);
+    index_like += ssid == (a.sessions[i].session_id & 0xFFFF) ? 1 : 0;
+    same_as_b += ssid == b.sessions[i].stamp_ssid ? 1 : 0;
+  }
+  REQUIRE(seen.size() == 40);
+  REQUIRE(index_like < 5);  // 40 draws from 65535: a handful of matches would be a surprise
+  REQUIRE(same_as_b < 5);
 }

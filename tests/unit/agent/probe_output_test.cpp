@@ -72,6 +72,35 @@ TEST_CASE("interval line format", "[unit][output]") {
                          Catch::Matchers::Contains("missed 3"));
 }
 
+// Issue 13 / 14 goal 7: refused replies and a forward loss capped by a rate limit show on the
+// per-second line, so the user sees them where they look; the summary has both.
+TEST_CASE("interval line shows rejected replies and the rate-limit hint", "[unit][output]") {
+  SessionConfig s;
+  s.target = *IpAddress::parse("198.18.0.2");
+  s.proto = Proto::Stamp;
+  IntervalReport r;
+  r.counters.sent = 20000;
+  r.counters.received = 10000;
+  r.counters.lost = 10000;
+  const auto plain = format_interval_line(1'700'000'000'000'000'000, s, r);
+  CHECK_THAT(plain, !Catch::Matchers::Contains("rejected") && !Catch::Matchers::Contains("capped"));
+  r.counters.rejected_send_time = 2;
+  r.counters.rejected_ssid = 1;
+  r.forward_cap_pps = 9999.6;
+  const auto line = format_interval_line(1'700'000'000'000'000'000, s, r);
+  CHECK_THAT(line, Catch::Matchers::Contains("rejected 3") &&
+                       Catch::Matchers::Contains("forward loss capped at 10000/s") &&
+                       Catch::Matchers::Contains("rate_limit_pps"));
+  SessionSummary sum;
+  sum.counters.rejected_implausible_time = 4;
+  sum.forward_cap_pps = 10000;
+  const SessionConfig* configs[] = {&s};
+  const auto j = nlohmann::json::parse(summary_json(5.0, configs, std::span(&sum, 1)));
+  CHECK(j["sessions"][0]["rejected"]["implausible_time"] == 4);
+  CHECK(j["sessions"][0]["rejected"]["send_time"] == 0);
+  CHECK(j["sessions"][0]["forward_cap_pps"] == 10000.0);
+}
+
 // Every protocol has its own name in the log and the summary (the JSON lines' spelling).
 TEST_CASE("protocol names", "[unit][output]") {
   CHECK(std::string(proto_name(Proto::Icmp)) == "icmp");

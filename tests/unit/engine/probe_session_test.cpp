@@ -24,11 +24,11 @@ struct Rig {
   WireFormat wf;
   std::unique_ptr<ProbeSession> s;
 
-  explicit Rig(Proto proto, std::int64_t timeout_ns = 100'000'000) {
+  explicit Rig(Proto proto, std::int64_t timeout_ns = 100'000'000, double rate_pps = 1000) {
     SessionConfig c;
     c.target = *IpAddress::parse("198.18.0.2");
     c.proto = proto;
-    c.rate_pps = 1000;
+    c.rate_pps = rate_pps;
     c.timeout_ns = timeout_ns;
     c.agent_id = 7;
     c.session_id = 0x12340001;
@@ -63,6 +63,10 @@ struct Rig {
         tx(seq) + kRtt);
   }
   void io() { s->service_io(clock); }
+  std::uint64_t roll_interval_rejected() {
+    const auto c = s->roll_interval().counters;
+    return c.rejected_send_time + c.rejected_ssid + c.rejected_implausible_time;
+  }
   void expire_after_timeout() {
     clock.advance(std::chrono::nanoseconds(s->config().timeout_ns));
     s->expire(clock.monotonic_ns());
@@ -381,4 +385,216 @@ TEST_CASE("session announces sent probes before their records", "[unit][session]
   rig.expire_after_timeout();
   REQUIRE(rig.sink.records.size() == 3);
   for (std::size_t n : rig.sink.announced_at_record) REQUIRE(n == 3);
+}
+
+// Issue 13: a reply is checked against what was sent. One whose echoed send time (the ICMP
+// payload's, STAMP t1) differs from the one stored for its sequence is refused and counted;
+// the genuine reply that follows is still taken.
+TEST_CASE("session rejects replies whose echoed send time differs", "[unit][session]") {
+  SECTION("icmp") {
+    Rig rig(Proto::Icmp);
+    rig.send(2);
+    auto forged = test::icmp_echo_reply(rig.wf, rig.sock->sent.at(0).bytes);
+    forged[20 + 8 + 31] ^= 0x01;  // tx time: payload offset 24..31
+    rig.sock->deliver(forged, rig.tx(0) + kRtt);
+    rig.io();
+    REQUIRE(rig.sink.records.empty());
+    REQUIRE(rig.s->summary().counters.rejected_send_time == 1);
+    REQUIRE(rig.s->summary().counters.unmatched == 0);
+    rig.reply(0);
+    rig.io();
+    REQUIRE(rig.s->summary().counters.received == 1);
+    REQUIRE(rig.s->summary().counters.duplicates == 0);
+  }
+  SECTION("stamp, in time and late") {
+    Rig rig(Proto::Stamp);
+    rig.send(2);
+    auto forged = test::stamp_reply(rig.sock->sent.at(0).bytes, 0, rig.tx(0), rig.tx(0));
+    forged[35] ^= 0x01;  // sender timestamp: offset 28..35
+    rig.sock->deliver(forged, rig.tx(0) + kRtt);
+    rig.io();
+    REQUIRE(rig.sink.records.empty());
+    rig.expire_after_timeout();
+    REQUIRE(rig.s->summary().counters.lost == 2);
+    // An off-path sender answering for a dead path after the timeout: not taken back as late.
+    auto late = test::stamp_reply(rig.sock->sent.at(1).bytes, 0, rig.tx(1), rig.tx(1));
+    late[28] ^= 0x40;
+    rig.sock->deliver(late, rig.clock.system_ns());
+    rig.io();
+    const auto sum = rig.s->summary();
+    REQUIRE(sum.counters.rejected_send_time == 2);
+    REQUIRE(sum.counters.lost == 2);
+    REQUIRE(sum.counters.late == 0);
+    REQUIRE(rig.roll_interval_rejected() == 2);
+  }
+}
+
+// Issue 13: a STAMP reply with another session's SSID is refused and counted apart from
+// `unmatched`; SSID 0 (a plain RFC 8762 reflector) is taken until the reflector has echoed ours.
+TEST_CASE("session rejects stamp replies with a foreign ssid", "[unit][session]") {
+  Rig rig(Proto::Stamp);
+  rig.send(3);
+  auto foreign = test::stamp_reply(rig.sock->sent.at(0).bytes, 0, rig.tx(0), rig.tx(0));
+  foreign[14] ^= 0x80;  // SSID: offset 14..15
+  rig.sock->deliver(foreign, rig.tx(0) + kRtt);
+  rig.io();
+  REQUIRE(rig.s->summary().counters.rejected_ssid == 1);
+  REQUIRE(rig.s->summary().counters.unmatched == 0);
+  rig.stamp_reply(0, 0);  // echoes our SSID
+  rig.io();
+  REQUIRE(rig.s->summary().counters.received == 1);
+  auto zero = test::stamp_reply(rig.sock->sent.at(1).bytes, 1, rig.tx(1), rig.tx(1));
+  zero[14] = zero[15] = 0;
+  rig.sock->deliver(zero, rig.tx(1) + kRtt);
+  rig.io();
+  REQUIRE(rig.s->summary().counters.rejected_ssid == 2);
+  REQUIRE(rig.s->summary().counters.received == 1);
+}
+
+// A plain RFC 8762 reflector never echoes the SSID: its zero-SSID replies are taken.
+TEST_CASE("session takes zero-ssid replies from a reflector that never echoes one",
+          "[unit][session]") {
+  Rig rig(Proto::Stamp);
+  rig.send(2);
+  for (std::uint64_t i = 0; i < 2; ++i) {
+    auto r = test::stamp_reply(rig.sock->sent.at(i).bytes, static_cast<std::uint32_t>(i), rig.tx(i),
+                               rig.tx(i));
+    r[14] = r[15] = 0;
+    rig.sock->deliver(r, rig.tx(i) + kRtt);
+  }
+  rig.io();
+  REQUIRE(rig.s->summary().counters.received == 2);
+  REQUIRE(rig.s->summary().counters.rejected_ssid == 0);
+}
+
+// Issue 13: a reply too old for the ring is timed from the send time it carries, so that time
+// must be one this session could have sent: a forged INT64_MIN would make rx_ns - tx_ns
+// overflow (undefined behaviour: the UBSan build aborts here without the check).
+TEST_CASE("session rejects implausible send times on very late replies", "[unit][session]") {
+  Rig rig(Proto::Icmp, 10'000'000);  // 10 ms timeout: ring of 1024
+  rig.send(1);
+  const auto old_request = rig.sock->sent.at(0).bytes;
+  for (int i = 0; i < 3; ++i) {
+    rig.send(1000);
+    rig.s->expire(rig.clock.monotonic_ns());
+  }
+  const auto records_before = rig.sink.records.size();
+  for (const std::uint8_t fill : {std::uint8_t{0x80}, std::uint8_t{0x7F}}) {
+    auto forged = test::icmp_echo_reply(rig.wf, old_request);
+    forged[20 + 8 + 24] = fill;  // tx time far before the session began / far after its end
+    for (int b = 1; b < 8; ++b) forged[20 + 8 + 24 + b] = fill == 0x80 ? 0 : 0xFF;
+    rig.sock->deliver(forged, rig.clock.system_ns());
+  }
+  rig.io();
+  REQUIRE(rig.sink.records.size() == records_before);
+  REQUIRE(rig.s->summary().counters.rejected_implausible_time == 2);
+  REQUIRE(rig.s->summary().counters.late == 0);
+  // The genuine one is still taken (as "session recognises very late replies" shows).
+  rig.sock->deliver(test::icmp_echo_reply(rig.wf, old_request), rig.clock.system_ns());
+  rig.io();
+  REQUIRE(rig.s->summary().counters.late == 1);
+}
+
+namespace {
+
+// Runs a STAMP session at `rate` probes/s for `seconds`, one probe per send_due(), against a
+// stateful reflector that takes a request when `take(tx_ns)` says so; rolls an interval every
+// second and returns the reports.
+template <class Take>
+std::vector<IntervalReport> run_stamp(Rig& rig, int seconds, int rate, Take take) {
+  std::vector<IntervalReport> reports;
+  std::uint32_t reflector_seq = 0;
+  std::size_t handled = 0;
+  const auto period = std::chrono::nanoseconds(1'000'000'000 / rate);
+  for (int step = 1; step <= seconds * rate; ++step) {
+    rig.s->send_due(rig.clock);
+    for (; handled < rig.sock->sent.size(); ++handled) {
+      const std::int64_t tx = rig.tx(handled);
+      if (!take(tx)) continue;
+      rig.sock->deliver(test::stamp_reply(rig.sock->sent.at(handled).bytes, reflector_seq++,
+                                          tx + 20'000, tx + 30'000),
+                        tx + kRtt);
+    }
+    rig.clock.advance(period);
+    rig.io();
+    rig.s->expire(rig.clock.monotonic_ns());
+    if (step % rate == 0) reports.push_back(rig.s->roll_interval());
+  }
+  return reports;
+}
+
+}  // namespace
+
+// Issue 14 goal 7: a session at twice a reflector's per-source limit loses half its probes
+// forward. The reflector's sequence then advances at exactly the limit, steadier than random
+// loss could: the session says so (forward_cap_pps), so the user is told to look at the
+// reflector's rate limit rather than at the path.
+TEST_CASE("session tells forward loss capped by a rate limit from random loss", "[unit][session]") {
+  SECTION("token bucket at half the rate: flagged, at its rate") {
+    Rig rig(Proto::Stamp, 100'000'000, 4000);
+    double tokens = 100;  // burst
+    std::int64_t last = 0;
+    const auto reports = run_stamp(rig, 8, 4000, [&](std::int64_t tx) {  // 2000/s bucket
+      if (last != 0)
+        tokens = std::min(100.0, tokens + 2000.0 * static_cast<double>(tx - last) / 1e9);
+      last = tx;
+      if (tokens < 1) return false;
+      tokens -= 1;
+      return true;
+    });
+    REQUIRE(reports.size() == 8);
+    for (std::size_t i = 0; i + 1 < ProbeSession::kCapIntervals; ++i) {
+      REQUIRE_FALSE(reports[i].forward_cap_pps.has_value());
+    }
+    REQUIRE(reports.back().forward_cap_pps.has_value());
+    REQUIRE(*reports.back().forward_cap_pps == Approx(2000).epsilon(0.01));
+    const auto sum = rig.s->summary();
+    REQUIRE(sum.forward_cap_now_pps.has_value());
+    REQUIRE(sum.forward_cap_pps.has_value());
+    REQUIRE(sum.counters.missed_slots == 0);
+    REQUIRE(*sum.lost_forward > 7 * 2000);
+  }
+  SECTION("random forward loss of the same size: not flagged") {
+    Rig rig(Proto::Stamp, 100'000'000, 4000);
+    std::uint64_t x = 0x9E3779B97F4A7C15ULL;
+    const auto reports = run_stamp(rig, 8, 4000, [&](std::int64_t) {
+      x ^= x << 13;
+      x ^= x >> 7;
+      x ^= x << 17;
+      return (x & 1) != 0;
+    });
+    for (const auto& r : reports) REQUIRE_FALSE(r.forward_cap_pps.has_value());
+    REQUIRE_FALSE(rig.s->summary().forward_cap_pps.has_value());
+    REQUIRE(*rig.s->summary().lost_forward > 7 * 1500);
+  }
+  SECTION("no loss: not flagged") {
+    Rig rig(Proto::Stamp, 100'000'000, 4000);
+    const auto reports = run_stamp(rig, 6, 4000, [](std::int64_t) { return true; });
+    REQUIRE(rig.s->summary().counters.missed_slots == 0);
+    for (const auto& r : reports) REQUIRE_FALSE(r.forward_cap_pps.has_value());
+  }
+}
+
+// Issue 13: an ICMP reply truncated before our payload carries no send time and is matched by
+// its 16-bit header sequence (a middlebox that truncates). Once the target has echoed our
+// payload whole, such a reply is forged (identifier + 16-bit sequence are all it needs).
+TEST_CASE("session refuses truncated icmp replies once the payload came back whole",
+          "[unit][session]") {
+  Rig rig(Proto::Icmp);
+  rig.send(3);
+  auto truncated = [&](std::uint64_t seq) {
+    auto r = test::icmp_echo_reply(rig.wf, rig.sock->sent.at(seq).bytes);
+    r.resize(20 + 8);  // IP + ICMP header: the payload cut off
+    return r;
+  };
+  rig.sock->deliver(truncated(0), rig.tx(0) + kRtt);  // a truncating path: taken
+  rig.io();
+  REQUIRE(rig.s->summary().counters.received == 1);
+  rig.reply(1);  // whole
+  rig.io();
+  rig.sock->deliver(truncated(2), rig.tx(2) + kRtt);
+  rig.io();
+  const auto sum = rig.s->summary();
+  REQUIRE(sum.counters.received == 2);
+  REQUIRE(sum.counters.rejected_send_time == 1);
 }

@@ -239,6 +239,29 @@ TEST_CASE("agent metrics: session totals without a pipeline", "[unit]") {
   CHECK_FALSE(value(r, "pathsentry_switchovers_total").has_value());  // no paths, no series
 }
 
+// Issue 13 / 14: replies refused as spoofed are counted by reason, and a STAMP session whose
+// forward loss looks capped by a rate limit shows the rate (0 once it no longer does).
+TEST_CASE("agent metrics: rejected replies and the forward loss cap", "[unit]") {
+  prometheus::Registry r;
+  AgentMetrics m(r, /*losses_from_records=*/false);
+  m.add_session(1, "10.1.0.10", Proto::Stamp, {}, true);
+  SessionSummary s;
+  CHECK(value(r, "pathsentry_replies_rejected_total", {{"reason", "send_time"}}) == 0);
+  CHECK(value(r, "pathsentry_forward_loss_capped_pps") == 0);
+  s.counters.rejected_send_time = 4;
+  s.counters.rejected_ssid = 2;
+  s.counters.rejected_implausible_time = 1;
+  s.forward_cap_now_pps = 10'000;
+  m.on_session_totals(1, s);
+  CHECK(value(r, "pathsentry_replies_rejected_total", {{"reason", "send_time"}}) == 4);
+  CHECK(value(r, "pathsentry_replies_rejected_total", {{"reason", "ssid"}}) == 2);
+  CHECK(value(r, "pathsentry_replies_rejected_total", {{"reason", "implausible_time"}}) == 1);
+  CHECK(value(r, "pathsentry_forward_loss_capped_pps") == 10'000);
+  s.forward_cap_now_pps.reset();
+  m.on_session_totals(1, s);
+  CHECK(value(r, "pathsentry_forward_loss_capped_pps") == 0);
+}
+
 // The active path gauge: 1 for the current path, 0 for the one before; down and undetermined.
 TEST_CASE("agent metrics: the active path per direction", "[unit]") {
   prometheus::Registry r;

@@ -47,8 +47,14 @@ TEST_CASE("reflector config defaults", "[unit][reflector_config]") {
   REQUIRE(c.allow.empty());
   REQUIRE(c.bind.empty());
   REQUIRE(c.port == 862);
-  REQUIRE(c.rate_limit.pps == 10'000);
-  REQUIRE(c.rate_limit.burst == 1'000);
+  // Issue 14 goal 7: one agent host at the agent's documented top rate (100 000/s, all its
+  // sessions from one address) is not cut by the per-source limit.
+  REQUIRE(c.rate_limit.pps == 100'000);
+  REQUIRE(c.rate_limit.burst == 10'000);
+  REQUIRE(c.global_rate_limit.pps == 200'000);
+  REQUIRE(c.global_rate_limit.pps >= c.rate_limit.pps);
+  REQUIRE(c.max_sessions_per_source == 1024);
+  REQUIRE_FALSE(c.allow_broad);
   REQUIRE_FALSE(c.reply_tos.has_value());
   REQUIRE_FALSE(c.clock_synchronized);
 }
@@ -69,7 +75,15 @@ reply_tos = 184
 clock_synchronized = true
 clock_error_us = 250
 log_level = "debug"
+global_rate_limit_pps = 5000
+global_burst = 70
+max_sessions_per_source = 12
+allow_broad = true
 )");
+  REQUIRE(c.global_rate_limit.pps == 5000);
+  REQUIRE(c.global_rate_limit.burst == 70);
+  REQUIRE(c.max_sessions_per_source == 12);
+  REQUIRE(c.allow_broad);
   REQUIRE(c.allow.size() == 2);
   REQUIRE(c.allow[0].to_string() == "172.16.0.0/16");
   REQUIRE(c.allow[1].to_string() == "fd00::/8");
@@ -203,4 +217,27 @@ TEST_CASE("reflector config refuses allow families nothing listens on",
         (void)resolve_reflector_config(args({"--allow", "fd00::/8", "--bind", "127.0.0.1"}));
       }),
       Contains("allow = 'fd00::/8'"));
+}
+
+// Issue 13: an allow prefix shorter than /8 (a /0 above all) makes the reflector answer
+// spoofed requests from most of the Internet: refused at the config check unless
+// allow_broad says it is meant.
+TEST_CASE("reflector config refuses broad allow prefixes unless forced",
+          "[unit][reflector_config]") {
+  for (const char* broad : {"0.0.0.0/0", "::/0", "128.0.0.0/1", "10.0.0.0/7", "2000::/3"}) {
+    INFO(broad);
+    const auto msg = error_of([&] { (void)resolve_reflector_config(args({"--allow", broad})); });
+    REQUIRE_THAT(msg, Contains("allow") && Contains("allow_broad"));
+    const auto c = resolve_reflector_config(args({"--allow", broad, "--allow-broad"}));
+    REQUIRE(c.allow_broad);
+    const auto f = parse(std::string("allow = [\"") + broad + "\"]\nallow_broad = true");
+    REQUIRE_NOTHROW(validate_reflector_config(f, kFile));
+  }
+  for (const char* fine : {"10.0.0.0/8", "fd00::/8", "198.18.0.1/32"}) {
+    INFO(fine);
+    REQUIRE_NOTHROW(resolve_reflector_config(args({"--allow", fine})));
+  }
+  const auto file = parse("allow = [\"172.16.0.0/16\", \"0.0.0.0/0\"]");
+  REQUIRE_THAT(error_of([&] { validate_reflector_config(file, kFile); }),
+               Contains(kFile) && Contains("0.0.0.0/0"));
 }

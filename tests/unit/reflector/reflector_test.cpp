@@ -239,19 +239,115 @@ TEST_CASE("reflector sessions expire when idle", "[unit][reflector]") {
   REQUIRE(h.seq_of(request(p)) == 0);
 }
 
-// The session table is bounded: many more sessions than max_sessions cost no more slots,
-// and the overflow is counted as evictions.
+// The session table is bounded: many more sessions than max_sessions cost no more slots; a
+// full table refuses new sessions (counted) and the established ones go on.
 TEST_CASE("reflector session table is bounded", "[unit][reflector]") {
   auto c = config_allowing({"198.18.0.0/16"});
   c.max_sessions = 64;
+  c.max_sessions_per_source = 100'000;
   c.rate_limit = {1'000'000, 1'000'000};
   Harness h(c);
   const auto p = sender_packet(1, 0);
+  std::vector<std::uint16_t> answered;
   for (std::uint16_t port = 40001; port <= 41000; ++port) {
+    const auto r = h.handle(request(p, "198.18.0.1", port));
+    if (r) {
+      REQUIRE(r->sequence == 0);
+      answered.push_back(port);
+    }
+  }
+  REQUIRE(answered.size() <= 64);
+  REQUIRE(answered.size() >= 32);  // 8 sets of 8: most fill before the first refusal
+  REQUIRE(h.reflector.active_sessions(h.clock.monotonic_ns()) == answered.size());
+  REQUIRE(h.reflector.counters().refused_session_table_full == 1000 - answered.size());
+  for (const auto port : answered) REQUIRE(h.seq_of(request(p, "198.18.0.1", port)) == 1);
+  // Once the sessions have expired, new ones take their slots.
+  h.clock.advance(std::chrono::nanoseconds(c.session_timeout_ns + 1));
+  REQUIRE(h.seq_of(request(p, "198.18.0.1", 41001)) == 0);
+}
+
+// Issue 13, the churn attack: one source (allowed, or spoofing an allowed address) cycling
+// ports and SSIDs at a high rate. Before, a full table evicted the least recently used live
+// session, so a legitimate session restarted at sequence 0 (corrupting the agent's
+// forward/reverse split). Now it is never evicted: its sequence keeps going.
+TEST_CASE("reflector churn from one source never restarts an established session",
+          "[unit][reflector]") {
+  auto c = config_allowing({"198.18.0.0/16"});
+  c.max_sessions = 1024;
+  c.rate_limit = {100'000'000, 1'000'000};
+  c.global_rate_limit = {100'000'000, 1'000'000};
+  // another host, or one spoofing the legitimate sender's address
+  const std::string attacker = GENERATE(as<std::string>{}, "198.18.0.66", "198.18.0.1");
+  Harness h(c);
+  const auto legit = sender_packet(1, 0x5151);
+  std::uint32_t expected = 0;
+  std::uint32_t ssid = 0;
+  std::uint16_t port = 1024;
+  for (int round = 0; round < 50; ++round) {
+    REQUIRE(h.seq_of(request(legit, "198.18.0.1", 40000)) == expected++);
+    for (int i = 0; i < 2000; ++i) {  // 2000 new sessions per legitimate probe (2 M/s)
+      if (++port == 0) port = 1024;
+      ssid = (ssid + 1) & 0xFFFF;
+      const auto spam = sender_packet(1, static_cast<std::uint16_t>(ssid));
+      (void)h.handle(request(spam, attacker.c_str(), port));
+      h.clock.advance(500ns);
+    }
+  }
+  const auto k = h.reflector.counters();
+  INFO(k.to_string());
+  REQUIRE(k.refused_session_table_full + k.refused_sessions_per_source > 0);
+  REQUIRE(h.reflector.active_sessions(h.clock.monotonic_ns()) <= 1024);
+}
+
+// A source may hold at most max_sessions_per_source live sessions: the next is refused
+// (counted), other sources are not affected, and once its sessions expire it gets new ones.
+TEST_CASE("reflector caps live sessions per source", "[unit][reflector]") {
+  auto c = config_allowing({"198.18.0.0/16"});
+  c.max_sessions_per_source = 4;
+  Harness h(c);
+  const auto p = sender_packet(1, 9);
+  for (std::uint16_t port = 40001; port <= 40004; ++port) {
     REQUIRE(h.seq_of(request(p, "198.18.0.1", port)) == 0);
   }
-  REQUIRE(h.reflector.active_sessions(h.clock.monotonic_ns()) == 64);
-  REQUIRE(h.reflector.counters().session_evictions == 1000 - 64);
+  REQUIRE_FALSE(h.handle(request(p, "198.18.0.1", 40005)).has_value());
+  REQUIRE(h.reflector.counters().refused_sessions_per_source == 1);
+  REQUIRE(h.seq_of(request(p, "198.18.0.1", 40001)) == 1);  // established: still answered
+  REQUIRE(h.seq_of(request(p, "198.18.0.2", 40005)) == 0);  // another source
+  // An agent restarted with new ports: its old sessions stop, and once they expire its new
+  // ones are taken, though the source itself never went quiet.
+  const auto timeout = std::chrono::nanoseconds(c.session_timeout_ns);
+  for (int i = 0; i < 4; ++i) {
+    h.clock.advance(timeout / 4);
+    (void)h.handle(request(p, "198.18.0.1", 40005));  // refused, but keeps the source busy
+  }
+  h.clock.advance(2ms);
+  h.reflector.expire_sessions(h.clock.monotonic_ns());
+  for (std::uint16_t port = 40005; port <= 40008; ++port) {
+    REQUIRE(h.seq_of(request(p, "198.18.0.1", port)) == 0);
+  }
+  REQUIRE_FALSE(h.handle(request(p, "198.18.0.1", 40009)).has_value());
+}
+
+// The global reply cap holds over all sources together; a request it drops does not advance
+// its session's sequence (like one lost on the way in).
+TEST_CASE("reflector caps replies per second over all sources", "[unit][reflector]") {
+  auto c = config_allowing({"198.18.0.0/16"});
+  c.global_rate_limit = {1000, 10};
+  Harness h(c);
+  const auto p = sender_packet(1, 9);
+  std::uint64_t answered = 0;
+  for (int i = 0; i < 4000; ++i) {  // 4 sources x 1000 requests over 1 s: 4000/s offered
+    const std::string src = "198.18.1." + std::to_string(1 + i % 4);
+    answered += h.handle(request(p, src.c_str(), 40000)).has_value() ? 1 : 0;
+    h.clock.advance(250us);
+  }
+  const auto k = h.reflector.counters();
+  REQUIRE(answered >= 1000);
+  REQUIRE(answered <= 1000 + 10);
+  REQUIRE(k.dropped_global_rate_limited == 4000 - answered);
+  REQUIRE(k.dropped_rate_limited == 0);
+  h.clock.advance(1ms);
+  REQUIRE(h.seq_of(request(p, "198.18.9.9", 40000)) == 0);
 }
 
 // Reply size always equals request size; the padding length is kept, its content is not.
@@ -461,7 +557,8 @@ TEST_CASE("reflector counters add up", "[unit][reflector]") {
   REQUIRE(k.replied == 1);
   REQUIRE(k.send_errors == 1);
   REQUIRE(k.received == k.replied + k.send_errors + k.dropped_not_allowed + k.dropped_low_port +
-                            k.dropped_rate_limited + k.malformed);
+                            k.dropped_rate_limited + k.dropped_global_rate_limited + k.malformed +
+                            k.refused_session_table_full + k.refused_sessions_per_source);
   REQUIRE(k.to_string().find("dropped_rate_limited=3") != std::string::npos);
 }
 
@@ -493,7 +590,8 @@ TEST_CASE("reflector handle makes no heap allocation", "[unit][reflector]") {
   std::vector<int> one(1);
   REQUIRE(g_allocations == check + 1);  // the counter does see allocations
   const auto k = h.reflector.counters();
-  REQUIRE(replies == k.received - k.dropped_not_allowed - k.dropped_rate_limited - k.malformed);
+  REQUIRE(replies == k.received - k.dropped_not_allowed - k.dropped_rate_limited - k.malformed -
+                         k.refused_session_table_full);
   REQUIRE(k.dropped_rate_limited > 0);
-  REQUIRE(k.session_evictions > 0);
+  REQUIRE(k.refused_session_table_full > 0);
 }

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+#include <cerrno>
 #include <cstring>
 
 using namespace pathsentry::probe;
@@ -71,4 +72,17 @@ TEST_CASE("rx control: a header shorter than itself ends the walk", "[unit][refl
   // An empty control buffer (MSG_CTRUNC with nothing) is no message at all.
   c.msg.msg_controllen = 0;
   REQUIRE_FALSE(parse_rx_control(c.msg).ttl.has_value());
+}
+
+// Issue 13: EPERM/EACCES from sendmmsg (a firewall rule or policy) is final for that reply:
+// dropped and counted as denied, never waited on or retried; a full buffer is waited on a few
+// times, EINTR retried.
+TEST_CASE("reflector send failures are classified", "[unit][reflector]") {
+  REQUIRE(classify_send_failure(EPERM, 0) == SendFailure::Denied);
+  REQUIRE(classify_send_failure(EACCES, 0) == SendFailure::Denied);
+  REQUIRE(classify_send_failure(EINTR, 0) == SendFailure::Retry);
+  REQUIRE(classify_send_failure(EAGAIN, 0) == SendFailure::WaitForRoom);
+  REQUIRE(classify_send_failure(ENOBUFS, kMaxFullWaits - 1) == SendFailure::WaitForRoom);
+  REQUIRE(classify_send_failure(ENOBUFS, kMaxFullWaits) == SendFailure::Drop);
+  REQUIRE(classify_send_failure(EMSGSIZE, 0) == SendFailure::Drop);
 }

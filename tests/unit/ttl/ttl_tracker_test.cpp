@@ -219,3 +219,39 @@ TEST_CASE("ttl hop map", "[unit]") {
   CHECK(m.find(ip("10.1.0.2")) == nullptr);
   CHECK(m.labels() == std::vector<std::string>{"express-connect", "ipsec"});
 }
+
+// Issue 13: a forged time exceeded needs only the 4-tuple to be matched by order (a short
+// quote carries nothing of ours). Once a hop has quoted our payload, a short quote claiming
+// to come from it is refused (a router quotes alike every time), and so is one that arrives
+// before the only probe in flight left.
+TEST_CASE("ttl tracker: short quotes from a hop that quoted our payload are refused", "[unit]") {
+  TtlSessionConfig c = config();
+  c.reorder_grace_ns = 0;
+  TtlTracker t(c);
+  std::vector<TtlResult> out;
+  const TtlPayload a = t.next_probe(kT0);
+  t.on_sent(a);
+  t.on_error(error_for(a, "10.1.0.1"), out);  // the real hop: full quote
+  REQUIRE(out.size() == 1);
+  const TtlPayload b = t.next_probe(kT0 + 1'000'000);
+  t.on_sent(b);
+  TtlIcmpError forged = error_for(b, "10.1.0.1");
+  forged.quoted_size = 0;  // only the 4-tuple: what an off-path sender can forge
+  t.on_error(forged, out);
+  CHECK(out.size() == 1);
+  CHECK(t.stats().short_quote_refused == 1);
+  CHECK(t.stats().by_order == 0);
+  CHECK(t.outstanding() == 1);
+  // From a hop never seen quoting more: still matched by order, unless it predates the probe.
+  TtlIcmpError early = error_for(b, "192.168.255.254");
+  early.quoted_size = 0;
+  early.rx_ns = b.tx_ns - 1;
+  t.on_error(early, out);
+  CHECK(t.stats().short_quote_refused == 2);
+  TtlIcmpError short_quote = error_for(b, "192.168.255.254");
+  short_quote.quoted_size = 0;
+  t.on_error(short_quote, out);
+  REQUIRE(out.size() == 2);
+  CHECK(out[1].path == "ipsec");
+  CHECK(t.stats().by_order == 1);
+}

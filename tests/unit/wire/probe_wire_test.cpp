@@ -159,3 +159,32 @@ TEST_CASE("wire stamp reply unwraps the 32-bit sequence", "[unit][wire]") {
   REQUIRE(parse_reply(wf, reply, seq).has_value());
   REQUIRE_FALSE(parse_reply(wf, std::span(reply).subspan(0, 43), seq).has_value());
 }
+
+// Issue 13: the agent's random SSID (WireFormat::ssid) goes into requests instead of the
+// session id's low bits; a reply with another one says why it was refused, and the echoed t1
+// comes back exactly as sent.
+TEST_CASE("wire stamp uses the session's own ssid and says why a reply is refused",
+          "[unit][wire]") {
+  WireFormat wf;
+  wf.proto = Proto::Stamp;
+  wf.session_id = 0xABCD0001;
+  wf.ssid = 0x7E57;
+  wf.datagram_size = 44;
+  std::vector<std::uint8_t> req(44);
+  const std::int64_t tx = 1'750'000'000'123'456'789;
+  build_request(wf, 3, tx, req);
+  REQUIRE(stamp::decode_sender(req)->ssid == 0x7E57);
+  auto reply = test::stamp_reply(req, 0, tx + 10'000, tx + 20'000);
+  ReplyReject why = ReplyReject::NotOurs;
+  const auto r = parse_reply(wf, reply, 3, &why);
+  REQUIRE(r.has_value());
+  REQUIRE(r->ssid == 0x7E57);
+  REQUIRE(r->has_sender_tx);
+  REQUIRE(r->sender_timestamp == stamp::ns_to_ntp(tx));
+  reply[15] = 0x01;  // the session index's SSID: foreign now
+  REQUIRE_FALSE(parse_reply(wf, reply, 3, &why).has_value());
+  REQUIRE(why == ReplyReject::ForeignSsid);
+  why = ReplyReject::ForeignSsid;
+  REQUIRE_FALSE(parse_reply(wf, std::span(reply).subspan(0, 43), 3, &why).has_value());
+  REQUIRE(why == ReplyReject::NotOurs);
+}

@@ -74,6 +74,77 @@ class BoundedMap {
     return {&victim->value, true};
   }
 
+  /// A slot claimed by find_or_claim().
+  struct Claim {
+    Value* value = nullptr;  ///< null when the key's set holds only live entries of other keys
+    bool fresh = false;      ///< the value was just reset to Value{}
+    bool replaced = false;   ///< a stale entry was reused: old_* tell which
+    Key old_key{};
+    Value old_value{};
+    std::int64_t old_last_ns = 0;
+  };
+
+  /// Like find_or_insert(), but never evicts a live entry: when the key is absent and its set
+  /// has no free or stale slot, returns a null value and changes nothing.
+  Claim find_or_claim(const Key& key, std::int64_t now_ns) {
+    Slot* set = &slots_[(keyed_hash(&key, sizeof key, seed_) & set_mask_) * kWays];
+    Slot* victim = nullptr;
+    for (std::size_t i = 0; i < kWays; ++i) {
+      Slot& s = set[i];
+      if (s.used && s.key == key) {
+        victim = &s;
+        break;
+      }
+      if (victim == nullptr || rank(s, now_ns) < rank(*victim, now_ns)) victim = &s;
+    }
+    const bool live = victim->used && now_ns - victim->last_ns <= stale_after_ns_;
+    Claim c;
+    if (live && !(victim->key == key)) return c;  // full of live entries of other keys
+    if (live) {
+      victim->last_ns = now_ns;
+      victim->last_use = ++uses_;
+      c.value = &victim->value;
+      return c;
+    }
+    if (victim->used) {
+      c.replaced = true;
+      c.old_key = victim->key;
+      c.old_value = victim->value;
+      c.old_last_ns = victim->last_ns;
+    } else {
+      ++size_;
+    }
+    victim->used = true;
+    victim->key = key;
+    victim->value = Value{};
+    victim->last_ns = now_ns;
+    victim->last_use = ++uses_;
+    c.value = &victim->value;
+    c.fresh = true;
+    return c;
+  }
+
+  /// The value of `key` if it is present and live at `now_ns`, else null. Does not mark it used.
+  [[nodiscard]] Value* peek(const Key& key, std::int64_t now_ns) {
+    Slot* set = &slots_[(keyed_hash(&key, sizeof key, seed_) & set_mask_) * kWays];
+    for (std::size_t i = 0; i < kWays; ++i) {
+      Slot& s = set[i];
+      if (s.used && s.key == key) {
+        return now_ns - s.last_ns <= stale_after_ns_ ? &s.value : nullptr;
+      }
+    }
+    return nullptr;
+  }
+
+  /// Calls f(key, value&, last_ns) for every entry in use that is stale at `now_ns`.
+  /// O(capacity).
+  template <class F>
+  void for_each_stale(std::int64_t now_ns, F&& f) {
+    for (Slot& s : slots_) {
+      if (s.used && now_ns - s.last_ns > stale_after_ns_) f(s.key, s.value, s.last_ns);
+    }
+  }
+
   /// Entries in use (live or stale). At most capacity().
   [[nodiscard]] std::size_t size() const { return size_; }
   /// Entries used within `stale_after_ns` of `now_ns`. Scans the whole table: O(capacity).

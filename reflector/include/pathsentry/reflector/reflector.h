@@ -36,7 +36,9 @@ struct Reply {
 };
 
 /// Counters of a reflector. received = replied + send_errors + dropped_not_allowed +
-/// dropped_rate_limited + malformed (once every built reply has been sent or failed).
+/// dropped_low_port + dropped_rate_limited + dropped_global_rate_limited + malformed +
+/// refused_session_table_full + refused_sessions_per_source (once every built reply has been
+/// sent or failed).
 struct ReflectorCounters {
   std::uint64_t received = 0;
   std::uint64_t replied = 0;              ///< replies handed to the kernel
@@ -48,17 +50,27 @@ struct ReflectorCounters {
   /// Shorter than 44 bytes, truncated, invalid source or port, not sent to a unicast address
   /// of ours, or a reflected STAMP packet (loop guard: see docs/reflector.md).
   std::uint64_t malformed = 0;
-  std::uint64_t send_errors = 0;        ///< sendmmsg refused the reply
-  std::uint64_t source_evictions = 0;   ///< active sources pushed out of the full rate table
-  std::uint64_t session_evictions = 0;  ///< active sessions pushed out of the full session table
+  /// Over the global reply limit (all sources together).
+  std::uint64_t dropped_global_rate_limited = 0;
+  /// A new session found no room: its slots in the session table (or the per-source table)
+  /// hold only live sessions. A live session is never evicted for a new one, so a source
+  /// cycling SSIDs or ports cannot push an established session back to sequence 0.
+  std::uint64_t refused_session_table_full = 0;
+  /// A new session from a source that already holds max_sessions_per_source live ones.
+  std::uint64_t refused_sessions_per_source = 0;
+  std::uint64_t send_errors = 0;  ///< sendmmsg refused the reply (send_denied included)
+  /// Of send_errors: EPERM/EACCES (a firewall rule or policy refused it): final, not retried.
+  std::uint64_t send_denied = 0;
+  std::uint64_t source_evictions = 0;  ///< active sources pushed out of the full rate table
   /// "received=N replied=N ..." for logs.
   [[nodiscard]] std::string to_string() const;
 };
 
 /// The STAMP Session-Reflector logic (RFC 8762 §4.3, unauthenticated, stateful, with the
-/// RFC 8972 SSID), independent of sockets: allowlist, per-source rate limit, per-session
-/// sequence, reply bytes. A session is (sender address, sender port, SSID); each has its own
-/// sequence starting at 0, so the sender can split loss into forward and reverse.
+/// RFC 8972 SSID), independent of sockets: allowlist, per-source and global rate limits,
+/// per-session sequence (sessions capped per source, never evicted while live), reply bytes. A
+/// session is (sender address, sender port, SSID); each has its own sequence starting at 0, so the
+/// sender can split loss into forward and reverse.
 ///
 /// Single-threaded: handle() and count_sent() must be called from one thread; counters() may
 /// be read from any thread. Never allocates after construction, never throws from handle().
@@ -81,14 +93,20 @@ class Reflector {
   /// reply built by handle().
   static void set_tx_timestamp(std::span<std::uint8_t> reply, std::int64_t tx_ns);
 
-  /// Records the fate of built replies: `sent` handed to the kernel, `failed` refused.
-  void count_sent(std::uint64_t sent, std::uint64_t failed);
+  /// Records the fate of built replies: `sent` handed to the kernel, `failed` refused, of
+  /// which `denied` with EPERM/EACCES.
+  void count_sent(std::uint64_t sent, std::uint64_t failed, std::uint64_t denied = 0);
 
   /// A consistent-enough snapshot (each counter is read atomically). Any thread.
   [[nodiscard]] ReflectorCounters counters() const;
 
   /// Sessions active within the session timeout at `now_ns`. O(max_sessions): for stats.
   [[nodiscard]] std::size_t active_sessions(std::int64_t now_ns) const;
+
+  /// Takes the sessions idle past the timeout out of their source's live-session count (so an
+  /// agent restarted with new ports gets its sessions once the old ones have expired).
+  /// O(max_sessions): the I/O loop calls it about once a second, with active_sessions().
+  void expire_sessions(std::int64_t now_ns);
 
   /// The error estimate put in replies for this configuration.
   [[nodiscard]] const stamp::ErrorEstimate& error_estimate() const { return error_; }
@@ -105,7 +123,18 @@ class Reflector {
   };
   struct Session {
     std::uint32_t next_sequence = 0;
+    bool counted = false;  // in its source's SourceSessions::count
   };
+  // Live sessions of one source address. `since_ns`: when this entry was (re)started; a
+  // session last used before it was counted by an earlier, expired entry.
+  struct SourceSessions {
+    std::uint32_t count = 0;
+    std::int64_t since_ns = 0;
+  };
+  // The session of `key`, or null (counted) when a new one must be refused.
+  Session* session_for(const SessionKey& key, std::int64_t now_ns);
+  // Takes a session that is no longer live out of its source's count.
+  void uncount(const SessionKey& key, Session& s, std::int64_t last_ns, std::int64_t now_ns);
   // Single writer: a relaxed load+store is enough and avoids a locked add per packet.
   struct Counter {
     std::atomic<std::uint64_t> v{0};
@@ -119,9 +148,14 @@ class Reflector {
   std::optional<std::uint8_t> reply_tos_;
   stamp::ErrorEstimate error_;
   SourceRateLimiter limiter_;
+  RateLimit global_limit_;
+  TokenBucket global_bucket_;
+  std::size_t max_sessions_per_source_;
   BoundedMap<SessionKey, Session> sessions_;
-  Counter received_, replied_, not_allowed_, rate_limited_, low_port_, malformed_, send_errors_;
-  std::atomic<std::uint64_t> source_evictions_{0}, session_evictions_{0};
+  BoundedMap<IpAddress, SourceSessions> source_sessions_;
+  Counter received_, replied_, not_allowed_, rate_limited_, global_limited_, low_port_, malformed_,
+      table_full_, per_source_, send_errors_, send_denied_;
+  std::atomic<std::uint64_t> source_evictions_{0};
 };
 
 /// The reflector's sockets and I/O loop: one UDP socket per bind address (default 0.0.0.0

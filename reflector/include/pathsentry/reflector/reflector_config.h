@@ -22,8 +22,22 @@ struct ReflectorConfig {
   std::vector<IpAddress> bind;
   /// UDP port (0 picks a free one; every socket then shares the port the first one got).
   std::uint16_t port = 862;
-  /// Per-source rate limit (token bucket).
-  RateLimit rate_limit;
+  /// Per-source rate limit (token bucket). The default lets one agent host probe this
+  /// reflector at the agent's documented top rate (100 000 probes/s, all its sessions
+  /// together: they share one source address) with a 100 ms stall's worth of burst.
+  RateLimit rate_limit{kDefaultSourcePps, kDefaultSourceBurst};
+  static constexpr std::uint64_t kDefaultSourcePps = 100'000;
+  static constexpr std::uint64_t kDefaultSourceBurst = 10'000;
+  /// Replies per second over all sources together (token bucket): what the reflector sends at
+  /// most, however many sources (or spoofed ones) ask.
+  RateLimit global_rate_limit{kDefaultGlobalPps, kDefaultGlobalBurst};
+  static constexpr std::uint64_t kDefaultGlobalPps = 200'000;
+  static constexpr std::uint64_t kDefaultGlobalBurst = 20'000;
+  /// Live sessions one source address may hold; its next new session is refused (an agent
+  /// has one session per target and protocol; restarts leave idle ones for session_timeout).
+  std::size_t max_sessions_per_source = 1024;
+  /// Allow prefixes shorter than /8 (either family), /0 included: refused unless set.
+  bool allow_broad = false;
   /// Bound of the per-source rate-limit table (distinct sources remembered).
   std::size_t max_sources = 65'536;
   /// Bound of the session table ((sender address, port, SSID) -> reflector sequence).
@@ -57,8 +71,15 @@ struct ReflectorConfig {
 /// Reads and parses `path`. Throws ConfigError when it cannot be read or parsed.
 [[nodiscard]] ReflectorConfig load_reflector_config(const std::string& path);
 
-/// Checks what only makes sense for the final configuration (non-empty allowlist, bind and
-/// allow families that can meet). Throws ConfigError; `file` is the config file or "".
+/// Allow prefixes shorter than these are refused unless allow_broad is set.
+inline constexpr int kMinIpv4Prefix = 8;
+inline constexpr int kMinIpv6Prefix = 8;
+/// True for a prefix shorter than kMinIpv4Prefix / kMinIpv6Prefix (/0 included).
+[[nodiscard]] bool broad_prefix(const IpPrefix& p);
+
+/// Checks what only makes sense for the final configuration (non-empty allowlist, no broad
+/// prefix unless allow_broad, bind and allow families that can meet). Throws ConfigError;
+/// `file` is the config file or "".
 void validate_reflector_config(const ReflectorConfig& config, const std::string& file);
 
 /// The command line of pathsentry-reflector, parsed.

@@ -17,7 +17,7 @@ namespace pathsentry::probe {
 
 /// One probe session as the attributor needs to know it.
 struct SessionSpec {
-  std::uint32_t session_id = 0;  ///< on the wire: ICMP payload; STAMP SSID = low 16 bits
+  std::uint32_t session_id = 0;  ///< on the wire: ICMP payload
   Proto proto = Proto::Icmp;
   IpAddress target{};
   /// IP total length of a request (IP header included), which fixes its ESP length.
@@ -29,6 +29,9 @@ struct SessionSpec {
   bool stateful_reflector = true;
   double rate_pps = 1000;                   ///< sizes the per-session state
   std::int64_t timeout_ns = 1'000'000'000;  ///< the sender's loss timeout
+  /// STAMP: the SSID of the session's requests (SessionConfig::stamp_ssid); 0 = the low 16
+  /// bits of session_id.
+  std::uint16_t stamp_ssid = 0;
 };
 
 /// The sender's announcement that a probe left (call it within AttributorConfig::settle_ns of

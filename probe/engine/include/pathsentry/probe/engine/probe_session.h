@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -40,7 +41,11 @@ struct SessionConfig {
   std::optional<IpAddress> source;  ///< bind to this source address
   std::string interface;            ///< SO_BINDTODEVICE; empty = none
   std::uint32_t agent_id = 0;
-  std::uint32_t session_id = 0;  ///< agent-unique; STAMP SSID = low 16 bits
+  std::uint32_t session_id = 0;  ///< agent-unique
+  /// STAMP: the SSID (RFC 8972) of this session's requests; 0 = the low 16 bits of session_id.
+  /// The agent draws a random non-zero one per session (an off-path sender cannot guess it from
+  /// the session's index).
+  std::uint16_t stamp_ssid = 0;
 };
 
 /// Counters of a session, over the whole run or over one interval.
@@ -56,6 +61,15 @@ struct SessionCounters {
   std::uint64_t send_errors = 0;      ///< probes the kernel refused to send
   std::uint64_t unmatched = 0;        ///< datagrams on the socket that were not our replies
   std::uint64_t no_tx_timestamp = 0;  ///< answered probes timed with the userspace send time
+  /// Replies refused as spoofed or corrupt (not counted in `unmatched`), by reason:
+  /// the echoed send time (STAMP t1, the ICMP payload's) differs from the one sent, or an ICMP
+  /// reply lacks it (truncated) though the target has echoed it whole before;
+  std::uint64_t rejected_send_time = 0;
+  /// a STAMP reply carrying another SSID (or none, once the reflector has echoed ours);
+  std::uint64_t rejected_ssid = 0;
+  /// a reply too old for the ring whose send time lies outside this session's sending span
+  /// (it could not have been ours, and its RTT would be meaningless or overflow).
+  std::uint64_t rejected_implausible_time = 0;
 };
 
 /// RTT statistics in ns (all 0 when nothing was received).
@@ -70,6 +84,11 @@ struct RttStats {
 struct IntervalReport {
   SessionCounters counters;
   RttStats rtt;
+  /// STAMP with a stateful reflector: set when the requests the reflector took have come at one
+  /// steady rate below ours for the last kCapIntervals intervals, steadier than random forward
+  /// loss of that size could be: forward loss consistent with a rate limit on the way or at the
+  /// reflector (its per-source limit). The rate that gets through, per second.
+  std::optional<double> forward_cap_pps;
 };
 
 /// The whole run of one session, for --summary-json.
@@ -84,6 +103,10 @@ struct SessionSummary {
   std::optional<std::uint64_t> lost_reverse;
   /// Lost probes whose direction is undetermined (ICMP without taps: all of them).
   std::optional<std::uint64_t> lost_undetermined;
+  /// The last IntervalReport::forward_cap_pps seen in the run (null if none), and that of the
+  /// newest interval (null when the forward loss does not look capped now).
+  std::optional<double> forward_cap_pps;
+  std::optional<double> forward_cap_now_pps;
 };
 
 /// The padding cycle shared by every session of an agent: each probe takes the next extra
@@ -128,6 +151,8 @@ class ProbeSession {
  public:
   /// Probes sent per send() call at most.
   static constexpr std::size_t kBatch = 64;
+  /// Intervals of steady capped forward loss before IntervalReport::forward_cap_pps is set.
+  static constexpr std::size_t kCapIntervals = 5;
 
   ProbeSession(SessionConfig cfg, WireFormat wire, std::unique_ptr<DatagramSocket> socket,
                RecordSink& sink);
@@ -216,6 +241,9 @@ class ProbeSession {
   void emit(std::uint64_t seq, const RxSlot& rx, std::int64_t tx_user_ns, bool late);
   void emit_lost(std::uint64_t seq, std::int64_t tx_user_ns);
   void count_reply(std::uint64_t seq, std::int64_t rtt_ns);
+  // False (and counted) when `reply` must not be trusted; `stored` is the send time kept for
+  // its sequence, nullopt when it is too old for the ring.
+  bool accept(const ParsedReply& reply, std::optional<std::int64_t> stored);
   void track_reflector(std::uint64_t seq, std::uint32_t reflector_seq);
   bool reflector_seen(std::uint64_t r) const;
   void set_reflector_seen(std::uint64_t r, bool v);
@@ -268,6 +296,23 @@ class ProbeSession {
   std::uint64_t refl_last_ = 0;
   std::uint64_t reverse_gaps_ = 0;
   std::vector<std::uint64_t> refl_seen_;  // bitmap over reflector seq mod capacity
+  // Rate-cap detection: the newest reflector sequence, its t2 and our sequence of that reply,
+  // at the interval's start and now; the accepted rates of the last intervals.
+  bool cap_have_first_ = false;
+  std::uint64_t cap_first_r_ = 0, cap_last_r_ = 0;
+  std::uint64_t cap_first_s_ = 0, cap_last_s_ = 0;  // our sequence of those replies
+  std::int64_t cap_first_t2_ = 0, cap_last_t2_ = 0;
+  std::array<double, kCapIntervals> cap_rates_{};
+  std::array<double, kCapIntervals> cap_sigma_{};  // relative spread random loss would give
+  std::size_t cap_n_ = 0;
+  std::optional<double> last_cap_pps_;
+  std::optional<double> now_cap_pps_;
+  std::optional<double> detect_cap();
+  // Reply checks.
+  std::int64_t first_tx_ns_ = 0;  // userspace send time of the first probe announced
+  std::int64_t last_tx_ns_ = 0;   // ... and of the newest one
+  bool ssid_echoed_ = false;      // a reply echoed our SSID: the reflector implements RFC 8972
+  bool payload_echoed_ = false;   // a reply carried our send time back (ICMP: not truncated)
 };
 
 }  // namespace pathsentry::probe

@@ -151,7 +151,11 @@ struct TtlStats {
   std::uint64_t target_answers = 0;               ///< the target answered (TTL too high)
   std::map<std::string, std::uint64_t> other;     ///< other ICMP errors, "addr type/code"
   std::uint64_t no_answer = 0;                    ///< timed out
-  std::uint64_t by_order = 0;   ///< matched to the only outstanding probe (short quote)
+  std::uint64_t by_order = 0;  ///< matched to the only outstanding probe (short quote)
+  /// Short quotes refused (issue 13): the offender is a hop that has quoted our payload before,
+  /// or the error came before the probe left. A real router quotes alike every time; a forged
+  /// time exceeded that only knows the 4-tuple cannot carry our payload.
+  std::uint64_t short_quote_refused = 0;
   std::uint64_t late = 0;       ///< answers for probes already declared "none"
   std::uint64_t unmatched = 0;  ///< errors naming no probe of this session in flight
 };
@@ -183,6 +187,9 @@ class TtlTracker {
   TtlHopMap hops_;
   std::uint64_t next_seq_ = 0;
   std::map<std::uint64_t, std::int64_t> pending_;  // seq -> tx_ns
+  // Configured hops seen quoting our payload (bounded by the hop map): a short quote claiming
+  // to come from one of them is refused rather than matched by order.
+  std::vector<IpAddress> full_quoters_;
   TtlStats stats_;
 };
 
