@@ -81,6 +81,7 @@ SessionSpec session_spec_for(const SessionConfig& s) {
 
 Pipeline::Pipeline(const Clock& clock, PipelineOptions options, Waiter& waiter)
     : clock_(clock),
+      steps_(clock),
       options_([&] {
         options.taps = with_health_check(std::move(options.taps), options.healthcheck);
         return std::move(options);
@@ -125,8 +126,12 @@ void Pipeline::add_ttl_session(std::uint32_t session_id, const IpAddress& target
 }
 
 void Pipeline::on_ttl_result(const TtlResult& result) {
+  TtlResult r = result;
+  const std::int64_t now = steps_.now();
+  r.tx_ns = steps_.to_internal(r.tx_ns, now);
+  if (r.rx_ns) r.rx_ns = steps_.to_internal(*r.rx_ns, now);
   std::lock_guard lock(in_mu_);
-  inputs_.emplace_back(result);
+  inputs_.emplace_back(std::move(r));
 }
 
 tl::expected<void, TapOpenError> Pipeline::open_live_taps() {
@@ -195,18 +200,42 @@ void Pipeline::stop() {
 
 void Pipeline::on_sent(const SentNotice& sent) {
   if (!attribute_) return;
+  SentNotice s = sent;
+  s.tx_ns = steps_.to_internal(s.tx_ns);
   std::lock_guard lock(in_mu_);
-  inputs_.emplace_back(sent);
+  inputs_.emplace_back(s);
 }
 
 void Pipeline::on_record(const ProbeRecord& record) {
+  if (!attribute_) {
+    // Without taps a record only passes through: its times stay as they are.
+    std::lock_guard lock(in_mu_);
+    inputs_.emplace_back(record);
+    return;
+  }
+  ProbeRecord r = record;
+  const std::int64_t now = steps_.now();
+  r.tx_ns = steps_.to_internal(r.tx_ns, now);
+  if (r.rx_ns) r.rx_ns = steps_.to_internal(*r.rx_ns, now);
   std::lock_guard lock(in_mu_);
-  inputs_.emplace_back(record);
+  inputs_.emplace_back(std::move(r));
+}
+
+void Pipeline::to_real(ProbeRecord& r) const {
+  r.tx_ns = steps_.to_real(r.tx_ns);
+  if (r.rx_ns) r.rx_ns = steps_.to_real(*r.rx_ns);
+}
+
+void Pipeline::to_real(PathEvent& e) const {
+  e.ts_ns = steps_.to_real(e.ts_ns);
+  e.detected_ns = steps_.to_real(e.detected_ns);
+  if (e.last_ok_on_old_ns != 0) e.last_ok_on_old_ns = steps_.to_real(e.last_ok_on_old_ns);
+  if (e.first_ok_on_new_ns != 0) e.first_ok_on_new_ns = steps_.to_real(e.first_ok_on_new_ns);
 }
 
 std::vector<TapDown> Pipeline::taps_down() const {
   std::vector<TapDown> out;
-  const std::int64_t now = clock_.system_ns();
+  const std::int64_t now = steps_.now();
   for (const auto& t : taps_) {
     const std::int64_t since = t->down_since_ns.load();
     if (since == TapThread::kUp) continue;
@@ -248,13 +277,21 @@ void Pipeline::capture_loop(TapThread& t) {
       // interface could deliver frames, which libpcap does not say for one that is down or
       // without carrier (it just reads nothing). Checked after the clock read, so a watermark
       // is only published for a time the link is known to have been up.
-      drained = clock_.system_ns() - kDrainSlackNs;
+      drained = steps_.now() - kDrainSlackNs;
       failure = t.tap->source().link_problem().value_or("");
     }
     std::int64_t newest = std::numeric_limits<std::int64_t>::min();
     if (!sink.buf.empty() || !sink.echoes.empty()) {
-      for (const auto& o : sink.buf) newest = std::max(newest, o.second.ts_ns);
-      for (const auto& o : sink.echoes) newest = std::max(newest, o.second.ts_ns);
+      // Capture timestamps (CLOCK_REALTIME) onto the pipeline's timeline.
+      const std::int64_t now = steps_.now();
+      for (auto& o : sink.buf) {
+        o.second.ts_ns = steps_.to_internal(o.second.ts_ns, now);
+        newest = std::max(newest, o.second.ts_ns);
+      }
+      for (auto& o : sink.echoes) {
+        o.second.ts_ns = steps_.to_internal(o.second.ts_ns, now);
+        newest = std::max(newest, o.second.ts_ns);
+      }
       std::lock_guard lock(in_mu_);
       observations_.insert(observations_.end(), sink.buf.begin(), sink.buf.end());
       echoes_.insert(echoes_.end(), sink.echoes.begin(), sink.echoes.end());
@@ -292,7 +329,7 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
   const std::string& name = t.tap->spec().interface;
   std::int64_t due = clock_.monotonic_ns() +
                      reopen_backoff_ns(0, options_.reopen_initial_ns, options_.reopen_max_ns);
-  const std::int64_t detected = clock_.system_ns();
+  const std::int64_t detected = steps_.now();
   const std::int64_t wm = t.watermark_ns.load(std::memory_order_relaxed);
   // Down from where its capture was last complete (or now, if it never reported).
   const std::int64_t from = wm == std::numeric_limits<std::int64_t>::min() ? detected : wm;
@@ -310,7 +347,7 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
   std::string last_error = reason;
   while (!capture_stop_.load()) {
     // While down, the tap holds nothing back: the attributor knows its silence means nothing.
-    publish_watermark(t, clock_.system_ns() - kDrainSlackNs);
+    publish_watermark(t, steps_.now() - kDrainSlackNs);
     const std::int64_t now = clock_.monotonic_ns();
     if (t.reopen && now >= due) {
       t.tap->count_reopen_attempt();
@@ -322,7 +359,7 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
         problem = *p;
       }
       if (problem.empty()) {
-        const std::int64_t up = clock_.system_ns();
+        const std::int64_t up = steps_.now();
         const std::int64_t down_ns = std::max<std::int64_t>(0, up - from);
         t.tap->replace_source(std::move(*src));
         t.tap->count_up(down_ns);
@@ -353,14 +390,14 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
 void Pipeline::worker_loop() {
   std::int64_t next = clock_.monotonic_ns();
   while (!worker_stop_.load()) {
-    process(clock_.system_ns(), false);
+    process(steps_.now(), false);
     next += options_.poll_interval_ns;
     const std::int64_t now = clock_.monotonic_ns();
     if (next < now) next = now;
     // At most one period: a clock that stands still (a test's) must not stretch the waits.
     waiter_.sleep_for(std::min(next - now, options_.poll_interval_ns));
   }
-  process(clock_.system_ns(), true);
+  process(steps_.now(), true);
 }
 
 void Pipeline::process(std::int64_t now_ns, bool final) {
@@ -473,6 +510,11 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   for (const PathSample& s : samples_) detector_.on_sample(s, now_ns, events_);
   detector_.poll(now_ns, events_);
   health_check(now_ns, final);
+  // What leaves carries realtime again (the records of a pipeline without taps never left it).
+  if (attribute_) {
+    for (ProbeRecord& r : records_) to_real(r);
+  }
+  for (ProbeRecord& r : ttl_records_) to_real(r);
   if (options_.output != nullptr) {
     for (const ProbeRecord& r : records_) options_.output->write(r);
     for (const ProbeRecord& r : ttl_records_) options_.output->write(r);
@@ -514,8 +556,8 @@ void Pipeline::handle_verdicts() {
   for (const CrossCheckVerdict& v : verdicts_) {
     if (v.kind != CrossCheckVerdict::Kind::Disagree || !options_.log) continue;
     options_.log("ttl cross-check: " + v.target + " ttl probe " + std::to_string(v.seq) + " (tx " +
-                 std::to_string(v.tx_ns) + ") says forward path " + v.ttl_path + ", the taps say " +
-                 v.tap_path);
+                 std::to_string(steps_.to_real(v.tx_ns)) + ") says forward path " + v.ttl_path +
+                 ", the taps say " + v.tap_path);
   }
   verdicts_.clear();
 }
@@ -571,7 +613,9 @@ void Pipeline::health_check(std::int64_t now_ns, bool final) {
   }
 }
 
-void Pipeline::handle_event(const PathEvent& e) {
+void Pipeline::handle_event(const PathEvent& internal) {
+  PathEvent e = internal;
+  to_real(e);
   if (options_.output != nullptr) options_.output->write(e);
   if (options_.observer != nullptr) options_.observer->on_event(e);
   if (options_.event_log) options_.event_log(describe(e));
@@ -623,6 +667,10 @@ std::vector<std::string> Pipeline::stats_lines() {
            std::to_string(st.tap_down_records) + " (unseen made unknown " +
            std::to_string(st.fwd_unseen_tap_down) + ")";
   out.push_back(paths);
+  if (const std::uint64_t steps = steps_.steps(); steps != 0) {
+    out.push_back("realtime clock stepped " + std::to_string(steps) +
+                  " time(s): deadlines ran on the monotonic clock, timestamps stay realtime");
+  }
   for (auto& t : taps_) {
     if (!t->tap) continue;
     const TapStats& ts = t->tap->stats();
@@ -666,7 +714,7 @@ std::vector<std::string> Pipeline::stats_lines() {
     if (ts.down > 0) {
       std::int64_t down_ns = ts.down_ns;
       const std::int64_t since = t->down_since_ns.load();
-      if (since != TapThread::kUp) down_ns += std::max<std::int64_t>(0, clock_.system_ns() - since);
+      if (since != TapThread::kUp) down_ns += std::max<std::int64_t>(0, steps_.now() - since);
       char b[32];
       std::snprintf(b, sizeof b, "%.3f", static_cast<double>(down_ns) / 1e9);
       line += "; degraded: down " + std::to_string(ts.down) + " time(s), " +

@@ -134,9 +134,19 @@ void Engine::receiver_loop() {
     }
   }
   std::vector<epoll_event> events(std::max<std::size_t>(sessions_.size(), 1));
-  std::int64_t next_second = (clock_.system_ns() / kNsPerSec + 1) * kNsPerSec;
+  // The interval reports are labelled with realtime second boundaries but timed on the
+  // monotonic clock: a step of realtime neither silences them (backwards: the next boundary
+  // an hour away) nor bunches them (docs/design.md "Clocks").
+  std::int64_t next_second = 0;  // the label of the next report (CLOCK_REALTIME)
+  std::int64_t next_due = 0;     // when it is due (CLOCK_MONOTONIC)
+  const auto schedule = [this, &next_second, &next_due] {
+    const ClockReadings r = clock_.readings();
+    next_second = (r.system_ns / kNsPerSec + 1) * kNsPerSec;
+    next_due = r.monotonic_ns + (next_second - r.system_ns);
+  };
+  schedule();
   for (;;) {
-    const std::int64_t to_second = next_second - clock_.system_ns();
+    const std::int64_t to_second = next_due - clock_.monotonic_ns();
     const std::int64_t wait_ns =
         std::clamp<std::int64_t>(std::min(to_second, kReceiverTickNs), 0, kReceiverTickNs);
     // The epoll descriptor polls readable when any socket is: the wait goes through the
@@ -155,13 +165,12 @@ void Engine::receiver_loop() {
       s->expire(now);
       drained = drained && s->all_resolved();
     }
-    const std::int64_t real = clock_.system_ns();
-    if (real >= next_second) {
+    if (now >= next_due) {
       report_interval(next_second);
-      next_second = (real / kNsPerSec + 1) * kNsPerSec;
+      schedule();
     }
     if (drained) {
-      report_interval(real);
+      report_interval(clock_.system_ns());
       return;
     }
     if (options_.rx_coalesce_ns > 0 && n > 0) {

@@ -81,8 +81,8 @@ TtlPayload TtlTracker::next_probe(std::int64_t tx_ns) {
   return TtlPayload{cfg_.agent_id, cfg_.session_id, next_seq_++, tx_ns};
 }
 
-void TtlTracker::on_sent(const TtlPayload& p) {
-  pending_[p.seq] = p.tx_ns;
+void TtlTracker::on_sent(const TtlPayload& p, std::int64_t tx_mono_ns) {
+  pending_[p.seq] = Pending{p.tx_ns, tx_mono_ns};
   ++stats_.sent;
 }
 
@@ -128,14 +128,15 @@ void TtlTracker::on_error(const TtlIcmpError& e, std::vector<TtlResult>& out) {
       return;
     }
     TtlPayload p = *quoted;
-    p.tx_ns = it->second;
+    p.tx_ns = it->second.tx_ns;
+    const std::int64_t sent_mono = it->second.mono_ns;
     pending_.erase(it);
     if (hops_.find(e.offender) != nullptr &&
         std::find(full_quoters_.begin(), full_quoters_.end(), e.offender) == full_quoters_.end()) {
       full_quoters_.push_back(e.offender);
     }
     out.push_back(classify(p, e));
-    if (cfg_.reorder_grace_ns > 0) expire_before(p.tx_ns - cfg_.reorder_grace_ns, out);
+    if (cfg_.reorder_grace_ns > 0) expire_before(sent_mono - cfg_.reorder_grace_ns, out);
     return;
   }
   if (e.quoted_size == 0 && pending_.size() == 1) {
@@ -145,11 +146,11 @@ void TtlTracker::on_error(const TtlIcmpError& e, std::vector<TtlResult>& out) {
     const auto it = pending_.begin();
     const bool quoted_before =
         std::find(full_quoters_.begin(), full_quoters_.end(), e.offender) != full_quoters_.end();
-    if (quoted_before || (e.rx_ns != 0 && e.rx_ns < it->second)) {
+    if (quoted_before || (e.rx_ns != 0 && e.rx_ns < it->second.tx_ns)) {
       ++stats_.short_quote_refused;
       return;
     }
-    TtlPayload p{cfg_.agent_id, cfg_.session_id, it->first, it->second};
+    TtlPayload p{cfg_.agent_id, cfg_.session_id, it->first, it->second.tx_ns};
     pending_.erase(it);
     ++stats_.by_order;
     out.push_back(classify(p, e));
@@ -158,16 +159,16 @@ void TtlTracker::on_error(const TtlIcmpError& e, std::vector<TtlResult>& out) {
   ++stats_.unmatched;
 }
 
-void TtlTracker::expire_before(std::int64_t tx_ns, std::vector<TtlResult>& out) {
+void TtlTracker::expire_before(std::int64_t sent_ns, std::vector<TtlResult>& out) {
   for (auto it = pending_.begin(); it != pending_.end();) {
-    if (it->second >= tx_ns) {
+    if (it->second.mono_ns >= sent_ns) {
       ++it;
       continue;
     }
     TtlResult r;
     r.session_id = cfg_.session_id;
     r.seq = it->first;
-    r.tx_ns = it->second;
+    r.tx_ns = it->second.tx_ns;
     r.outcome = TtlOutcome::None;
     r.path = kPathNone;
     ++stats_.no_answer;
@@ -288,9 +289,11 @@ void TtlProber::run() {
     const Pacer::Due due = pacer.poll(clock_.monotonic_ns(), 16);
     for (std::uint64_t k = 0; k < due.send; ++k) {
       TtlPayload p;
+      // Reported on realtime, timed out on the monotonic clock (docs/design.md "Clocks").
+      const ClockReadings at = clock_.readings();
       {
         std::lock_guard lock(mu_);
-        p = tracker_.next_probe(clock_.system_ns());
+        p = tracker_.next_probe(at.system_ns);
       }
       encode_ttl_payload(p, std::span<std::uint8_t, kTtlPayloadSize>(buf));
       auto sent = socket_->send(buf);
@@ -301,7 +304,7 @@ void TtlProber::run() {
       }
       std::lock_guard lock(mu_);
       if (sent) {
-        tracker_.on_sent(p);
+        tracker_.on_sent(p, at.monotonic_ns);
       } else {
         ++tracker_.mutable_stats().send_errors;
       }
@@ -313,7 +316,7 @@ void TtlProber::run() {
     drain_errors(results);
     {
       std::lock_guard lock(mu_);
-      tracker_.poll(clock_.system_ns(), results);
+      tracker_.poll(clock_.monotonic_ns(), results);
     }
     deliver();
     wait(pacer.next_deadline_ns());
@@ -325,7 +328,7 @@ void TtlProber::run() {
     bool empty = false;
     {
       std::lock_guard lock(mu_);
-      tracker_.poll(clock_.system_ns(), results);
+      tracker_.poll(clock_.monotonic_ns(), results);
       empty = tracker_.outstanding() == 0;
     }
     deliver();

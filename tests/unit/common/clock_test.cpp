@@ -11,6 +11,20 @@ TEST_CASE("manual clock advances both readings", "[unit][common]") {
   REQUIRE(c.system_ns() == 6000);
 }
 
+// A realtime step moves the realtime reading alone, either way.
+TEST_CASE("manual clock steps realtime alone", "[unit][common]") {
+  pathsentry::ManualClock c(100, 1000);
+  c.step_realtime(std::chrono::hours(-1));
+  CHECK(c.monotonic_ns() == 100);
+  CHECK(c.system_ns() == 1000 - 3600 * pathsentry::kNsPerSec);
+  c.step_realtime(std::chrono::hours(2));
+  CHECK(c.monotonic_ns() == 100);
+  CHECK(c.system_ns() == 1000 + 3600 * pathsentry::kNsPerSec);
+  c.advance(std::chrono::nanoseconds(5));
+  CHECK(c.monotonic_ns() == 105);
+  CHECK(c.system_ns() == 1005 + 3600 * pathsentry::kNsPerSec);
+}
+
 // The system clock's monotonic reading never goes backwards.
 TEST_CASE("system clock is monotonic", "[unit][common]") {
   pathsentry::SystemClock c;

@@ -19,6 +19,7 @@
 #include "pathsentry/common/record_json.h"
 #include "pathsentry/common/waiter.h"
 #include "pathsentry/probe/attribution/attributor.h"
+#include "pathsentry/probe/attribution/clock_steps.h"
 #include "pathsentry/probe/attribution/detector.h"
 #include "pathsentry/probe/attribution/healthcheck_watch.h"
 #include "pathsentry/probe/attribution/pipeline_observer.h"
@@ -172,6 +173,10 @@ using SourceOpener = std::function<tl::expected<std::unique_ptr<PacketSource>, s
 /// worker thread alone. path_state() and taps_down() may be called from any thread. The
 /// threads ("capture <interface>", "pipeline") are started by start_thread(): an exception in
 /// one ends the process. Time comes from `clock`; every wait and sleep goes through `waiter`.
+/// The attributor, detector and capture watermarks run on a step-free timeline (ClockSteps:
+/// CLOCK_MONOTONIC based); every timestamp is mapped onto it as it comes in and back to
+/// CLOCK_REALTIME as records and events leave, so a step of the realtime clock neither holds
+/// probes back nor declares those in flight lost (docs/design.md "Clocks").
 class Pipeline final : public RecordSink {
  public:
   /// Throws ConfigError for an invalid tap or detector configuration (from the Attributor and
@@ -221,6 +226,8 @@ class Pipeline final : public RecordSink {
       std::uint32_t session_id) const;
   /// The TTL cross-check's counters (after stop(), or from the worker's thread).
   [[nodiscard]] const CrossCheckStats& crosscheck_stats() const { return crosscheck_.stats(); }
+  /// Steps of the realtime clock noticed so far (any thread).
+  [[nodiscard]] std::uint64_t clock_steps() const { return steps_.steps(); }
 
  private:
   struct TapThread;
@@ -247,8 +254,12 @@ class Pipeline final : public RecordSink {
   /// The health check's part of a poll (healthcheck_watch.h): its events join events_.
   void health_check(std::int64_t now_ns, bool final);
   void handle_verdicts();
+  /// Back from the internal timeline to realtime (what leaves the pipeline).
+  void to_real(ProbeRecord& r) const;
+  void to_real(PathEvent& e) const;
 
   const Clock& clock_;
+  mutable ClockSteps steps_;  // the internal timeline (thread-safe): every time below is on it
   PipelineOptions options_;
   Waiter& waiter_;
   Attributor attributor_;

@@ -44,7 +44,8 @@ struct EngineOptions {
 class Engine {
  public:
   /// Interval reports, one per session in add order, at the end of each wall-clock second
-  /// (`second_end_ns`, CLOCK_REALTIME), on the receiver thread.
+  /// (`second_end_ns`, CLOCK_REALTIME), on the receiver thread. Timed on the monotonic clock:
+  /// after a realtime step they keep coming once a second, labelled on the new timeline.
   using IntervalCallback =
       std::function<void(std::int64_t second_end_ns, std::span<const IntervalReport> reports)>;
 

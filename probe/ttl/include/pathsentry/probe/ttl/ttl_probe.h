@@ -166,12 +166,17 @@ struct TtlStats {
 class TtlTracker {
  public:
   explicit TtlTracker(const TtlSessionConfig& config);
-  /// The next probe's payload; call on_sent() when it has left.
+  /// The next probe's payload (`tx_ns`: CLOCK_REALTIME, reported); call on_sent() when it has
+  /// left.
   [[nodiscard]] TtlPayload next_probe(std::int64_t tx_ns);
-  void on_sent(const TtlPayload& p);
+  /// The probe left at `tx_mono_ns` (CLOCK_MONOTONIC: its timeout runs from there, whatever
+  /// realtime does). Without it, on p.tx_ns (tests on one timeline).
+  void on_sent(const TtlPayload& p, std::int64_t tx_mono_ns);
+  void on_sent(const TtlPayload& p) { on_sent(p, p.tx_ns); }
   /// Matches one ICMP error; a finished probe is appended to `out`.
   void on_error(const TtlIcmpError& e, std::vector<TtlResult>& out);
-  /// Probes unanswered for the timeout at `now_ns` (CLOCK_REALTIME) become "none".
+  /// Probes unanswered for the timeout at `now_ns` (the timeline of on_sent()'s send times:
+  /// CLOCK_MONOTONIC in the prober) become "none".
   void poll(std::int64_t now_ns, std::vector<TtlResult>& out);
   /// Every outstanding probe as "none" (end of the run).
   void flush(std::vector<TtlResult>& out);
@@ -181,12 +186,17 @@ class TtlTracker {
 
  private:
   TtlResult classify(const TtlPayload& probe, const TtlIcmpError& e);
-  void expire_before(std::int64_t tx_ns, std::vector<TtlResult>& out);
+  /// Expires the probes sent (on the on_sent() timeline) before `sent_ns`.
+  void expire_before(std::int64_t sent_ns, std::vector<TtlResult>& out);
+  struct Pending {
+    std::int64_t tx_ns;    // reported (CLOCK_REALTIME)
+    std::int64_t mono_ns;  // for the timeout
+  };
 
   TtlSessionConfig cfg_;
   TtlHopMap hops_;
   std::uint64_t next_seq_ = 0;
-  std::map<std::uint64_t, std::int64_t> pending_;  // seq -> tx_ns
+  std::map<std::uint64_t, Pending> pending_;  // by seq
   // Configured hops seen quoting our payload (bounded by the hop map): a short quote claiming
   // to come from one of them is refused rather than matched by order.
   std::vector<IpAddress> full_quoters_;
