@@ -134,6 +134,9 @@ int collector_main(int argc, char** argv) {
         c.requests.load(), c.ingest_batches.load(), c.ingest_rejected.load(),
         c.ingest_failed.load(), sc.connections_accepted, sc.connections_refused, sc.timeouts);
     return 0;
+  } catch (const EnvironmentError& e) {
+    std::fprintf(stderr, "pathsentry-collector: error: %s\n", e.what());
+    return kExitEnvironment;
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "pathsentry-collector: error: %s\n", e.what());
     return 2;

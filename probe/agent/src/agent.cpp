@@ -93,7 +93,8 @@ std::unique_ptr<ProbeSession> make_session(const AgentConfig& cfg, std::size_t i
     if (e.option == "dscp") value = std::to_string(s.dscp);
     if (!e.option.empty() && key != "--target") key += "." + e.option;
     if (key == "--target" && !e.option.empty() && e.option != "target") key = "--" + e.option;
-    throw ConfigError(
+    // The address not (yet) on the host, the interface not up: the environment, not the file.
+    throw EnvironmentError(
         cfg.config_file, key, value,
         std::string("cannot open the ") + proto_name(s.proto) + " socket: " + e.message());
   }
@@ -351,8 +352,8 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
     if (auto opened = pipeline->open_live_taps(); !opened) {
       const TapOpenError& e = opened.error();
       const std::string key = e.tap < cfg.tap.tap_keys.size() ? cfg.tap.tap_keys[e.tap] : "tap";
-      throw ConfigError("", key == "--tap" ? key : key + ".interface",
-                        cfg.tap.taps[e.tap].interface, e.message);
+      throw EnvironmentError("", key == "--tap" ? key : key + ".interface",
+                             cfg.tap.taps[e.tap].interface, e.message);
     }
     sink = pipeline.get();
   }
@@ -365,8 +366,8 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
     o.interface = t.interface;
     auto sock = open_ttl_socket(o);
     if (!sock) {
-      throw ConfigError(cfg.tap.ttl.file, cfg.tap.ttl.ttl_key, t.target.to_string(),
-                        "cannot open the TTL probe socket: " + sock.error());
+      throw EnvironmentError(cfg.tap.ttl.file, cfg.tap.ttl.ttl_key, t.target.to_string(),
+                             "cannot open the TTL probe socket: " + sock.error());
     }
     Pipeline* p = pipeline.get();
     ttl_probers.push_back(std::make_unique<TtlProber>(
@@ -378,6 +379,7 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
   EngineOptions eo;
   eo.duration_ns = cfg.duration_ns;
   eo.rt_priority = cfg.rt_priority;
+  eo.drain_ns = cfg.drain_ns;
   eo.log = [](const std::string& m) { log(m); };
   engine = std::make_unique<Engine>(clock, eo);
   // Without a pipeline the records' RTTs reach the metrics on the receiver thread.
@@ -400,8 +402,8 @@ void Agent::Impl::open_metrics_endpoint() {
   auto server = pathsentry::metrics::open_endpoint(cfg.metrics_listen, configured, registry,
                                                    [](const std::string& m) { log(m); });
   if (!server) {
-    throw ConfigError(cfg.metrics_listen_file, cfg.metrics_listen_key, cfg.metrics_listen,
-                      server.error());
+    throw EnvironmentError(cfg.metrics_listen_file, cfg.metrics_listen_key, cfg.metrics_listen,
+                           server.error());
   }
   metrics_server = std::move(*server);
   if (metrics_server) log("metrics on " + metrics_server->url());
@@ -460,6 +462,11 @@ Agent::~Agent() = default;
 void Agent::request_stop() {
   impl_->stop_requested.store(true);
   impl_->engine->request_stop();
+}
+
+void Agent::request_abort() {
+  impl_->stop_requested.store(true);
+  impl_->engine->request_abort();
 }
 
 std::optional<ShipperStats> Agent::shipping_stats() const {
@@ -567,12 +574,20 @@ int run_agent(const AgentConfig& cfg) {
   std::atomic<bool> done{false};
   std::thread signals = start_thread("signals", [&] {
     const timespec tick{0, 100'000'000};
+    bool stopping = false;
     while (!done.load()) {
       const int sig = sigtimedwait(&sigs, nullptr, &tick);
       if (sig == SIGINT || sig == SIGTERM) {
-        log(std::string("got ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-            ": stopping, waiting for outstanding replies");
-        agent.request_stop();
+        const std::string name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+        if (!stopping) {
+          stopping = true;
+          log("got " + name + ": stopping, waiting for outstanding replies (at most " +
+              std::to_string(cfg.drain_ns / 1'000'000) + " ms; a second signal ends at once)");
+          agent.request_stop();
+        } else {
+          log("got " + name + " again: ending now (flushing what is buffered)");
+          agent.request_abort();
+        }
       }
     }
   });
@@ -610,6 +625,9 @@ int agent_main(int argc, char** argv) {
   }
   try {
     return run_agent(cfg);
+  } catch (const EnvironmentError& e) {
+    log(e.what());
+    return kExitEnvironment;
   } catch (const ConfigError& e) {
     log(e.what());
     return 2;

@@ -135,6 +135,7 @@ void Engine::receiver_loop() {
   }
   std::vector<epoll_event> events(std::max<std::size_t>(sessions_.size(), 1));
   std::int64_t next_second = (clock_.system_ns() / kNsPerSec + 1) * kNsPerSec;
+  std::int64_t drain_start = -1;  // when the sender was first seen gone
   for (;;) {
     const std::int64_t to_second = next_second - clock_.system_ns();
     const std::int64_t wait_ns =
@@ -150,10 +151,28 @@ void Engine::receiver_loop() {
     const std::int64_t now = clock_.monotonic_ns();
     // Once the sender thread is gone (finished, stopped or failed) nothing new is published:
     // the run ends when every probe is resolved.
-    bool drained = sender_exited_.load();
+    const bool sender_gone = sender_exited_.load();
+    bool drained = sender_gone;
     for (auto& s : sessions_) {
       s->expire(now);
       drained = drained && s->all_resolved();
+    }
+    if (sender_gone && drain_start < 0) drain_start = now;
+    if (sender_gone && !drained &&
+        (abort_.load() || (options_.drain_ns > 0 && now - drain_start >= options_.drain_ns))) {
+      std::uint64_t lost_before = 0;
+      std::uint64_t lost_after = 0;
+      for (auto& s : sessions_) {
+        lost_before += s->summary().counters.lost;
+        s->expire_all();
+        lost_after += s->summary().counters.lost;
+      }
+      if (options_.log) {
+        options_.log(std::string(abort_.load() ? "stop forced" : "drain cap reached") + ": " +
+                     std::to_string(lost_after - lost_before) +
+                     " probe(s) still unanswered declared lost");
+      }
+      drained = true;
     }
     const std::int64_t real = clock_.system_ns();
     if (real >= next_second) {

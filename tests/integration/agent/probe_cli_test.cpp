@@ -1,4 +1,5 @@
 // The pathsentry-probe binary end to end: flags, outputs, signals and config checking.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -202,4 +203,146 @@ TEST_CASE("probe cli check-config", "[integration][probe_cli]") {
   REQUIRE_THAT(out, Contains("no target configured"));
   REQUIRE(run_local({"--help"}, out, dir) == 0);
   REQUIRE_THAT(out, Contains("--records"));
+}
+
+namespace {
+
+// Makes namespace b drop every echo request: every probe stays outstanding until its timeout.
+void drop_echo_requests(const NetnsPair& pair, const TempDir& dir) {
+  std::ofstream(dir.file("drop.nft"))
+      << "table inet psdrop {\n chain in {\n  type filter hook input priority 0;\n"
+      << "  icmp type echo-request drop\n }\n}\n";
+  REQUIRE(NetnsPair::exec(pair.b(), "nft -f " + dir.file("drop.nft")) == 0);
+}
+
+void wait_for_log(const std::string& path, const std::string& what) {
+  for (int i = 0; i < 2000 && slurp(path).find(what) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::uint64_t count_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::uint64_t n = 0;
+  while (std::getline(in, line)) ++n;
+  return n;
+}
+
+}  // namespace
+
+// A socket that cannot be opened (bind: EADDRNOTAVAIL, the source is no address of this host)
+// is a runtime environment failure: exit status 3, which systemd retries, not 2.
+TEST_CASE("probe cli exits 3 when the environment is not ready", "[integration][probe_cli]") {
+  TempDir dir;
+  std::string out;
+  REQUIRE(run_local({"--target", "127.0.0.1", "--source", "192.0.2.77", "--proto", "stamp",
+                     "--stamp-port", "40862", "--duration", "1", "--metrics-listen", "off"},
+                    out, dir) == 3);
+  REQUIRE_THAT(out, Contains("--source") && Contains("192.0.2.77") &&
+                        Contains("Cannot assign requested address"));
+  // A bad value is still a configuration error.
+  REQUIRE(run_local({"--target", "127.0.0.1", "--rate", "-1"}, out, dir) == 2);
+}
+
+// A tap whose interface does not exist (not up yet at boot) is a runtime failure too.
+TEST_CASE("probe cli exits 3 for a tap on a missing interface", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  TempDir dir;
+  const pid_t pid = NetnsPair::spawn(
+      pair.a(),
+      {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--duration", "1",
+       "--metrics-listen", "off", "--tap", "psnotthere0:ipsec:clear"},
+      dir.file("log.txt"));
+  INFO(slurp(dir.file("log.txt")));
+  REQUIRE(wait_exit(pid) == 3);
+  REQUIRE_THAT(slurp(dir.file("log.txt")), Contains("psnotthere0"));
+}
+
+// SIGTERM waits at most --drain-ms for outstanding replies (not the hour-long timeout): the
+// unanswered probes are declared lost, every record is flushed, the summary written.
+TEST_CASE("probe cli caps the drain on SIGTERM", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  drop_echo_requests(pair, dir);
+  const pid_t pid = NetnsPair::spawn(pair.a(),
+                                     {probe_binary(),
+                                      "--target",
+                                      NetnsPair::kAddrB4,
+                                      "--proto",
+                                      "icmp",
+                                      "--rate",
+                                      "200",
+                                      "--duration",
+                                      "0",
+                                      "--timeout-ms",
+                                      "3600000",
+                                      "--drain-ms",
+                                      "300",
+                                      "--quiet",
+                                      "--metrics-listen",
+                                      "off",
+                                      "--records",
+                                      dir.file("rec.jsonl"),
+                                      "--summary-json",
+                                      dir.file("sum.json")},
+                                     dir.file("log.txt"));
+  wait_for_log(dir.file("log.txt"), "probing");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(NetnsPair::stop(pid) == 0);  // without the cap this waits an hour (ctest's timeout)
+  const std::string log = slurp(dir.file("log.txt"));
+  INFO(log);
+  REQUIRE_THAT(log, Contains("drain cap reached"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const auto& s = sum["sessions"][0];
+  REQUIRE(s["sent"].get<std::uint64_t>() > 0);
+  REQUIRE(s["lost"] == s["sent"]);
+  REQUIRE(count_lines(dir.file("rec.jsonl")) == s["sent"].get<std::uint64_t>());
+}
+
+// With no drain cap, a second SIGTERM ends the wait at once, still flushing every record.
+TEST_CASE("probe cli ends at a second SIGTERM", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  drop_echo_requests(pair, dir);
+  const pid_t pid = NetnsPair::spawn(pair.a(),
+                                     {probe_binary(),
+                                      "--target",
+                                      NetnsPair::kAddrB4,
+                                      "--proto",
+                                      "icmp",
+                                      "--rate",
+                                      "200",
+                                      "--duration",
+                                      "0",
+                                      "--timeout-ms",
+                                      "3600000",
+                                      "--drain-ms",
+                                      "0",
+                                      "--quiet",
+                                      "--metrics-listen",
+                                      "off",
+                                      "--records",
+                                      dir.file("rec.jsonl"),
+                                      "--summary-json",
+                                      dir.file("sum.json")},
+                                     dir.file("log.txt"));
+  wait_for_log(dir.file("log.txt"), "probing");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(kill(pid, SIGTERM) == 0);
+  wait_for_log(dir.file("log.txt"), "stopping");
+  REQUIRE(NetnsPair::stop(pid) == 0);  // the second SIGTERM
+  const std::string log = slurp(dir.file("log.txt"));
+  INFO(log);
+  REQUIRE_THAT(log, Contains("again: ending now") && Contains("stop forced"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const auto& s = sum["sessions"][0];
+  REQUIRE(s["sent"].get<std::uint64_t>() > 0);
+  REQUIRE(s["lost"] == s["sent"]);
+  REQUIRE(count_lines(dir.file("rec.jsonl")) == s["sent"].get<std::uint64_t>());
 }
