@@ -1,5 +1,7 @@
 // The pathsentry-probe binary end to end: flags, outputs, signals and config checking.
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -345,4 +347,95 @@ TEST_CASE("probe cli ends at a second SIGTERM", "[privileged][probe_cli]") {
   REQUIRE(s["sent"].get<std::uint64_t>() > 0);
   REQUIRE(s["lost"] == s["sent"]);
   REQUIRE(count_lines(dir.file("rec.jsonl")) == s["sent"].get<std::uint64_t>());
+}
+
+// A --records FIFO whose reader never reads: the writes fail (EAGAIN), lines beyond the buffer
+// are dropped and counted, while reception goes on: no probe lost, the agent stops as asked.
+// Before, the receiver thread wrote the records itself and blocked with the pipe full.
+TEST_CASE("probe cli keeps receiving while its records output is blocked",
+          "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  const std::string fifo = dir.file("rec.fifo");
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // open, never read
+  REQUIRE(reader >= 0);
+  const pid_t pid = NetnsPair::spawn(
+      pair.a(),
+      {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--rate", "2000",
+       "--duration", "2", "--quiet", "--metrics-listen", "off", "--records", fifo,
+       "--records-buffer-kb", "64", "--summary-json", dir.file("sum.json")},
+      dir.file("log.txt"));
+  const int rc = wait_exit(pid);
+  close(reader);
+  const std::string log = slurp(dir.file("log.txt"));
+  INFO(log);
+  REQUIRE(rc == 0);
+  REQUIRE_THAT(log, Contains("line(s) dropped so far") && Contains("record(s) dropped"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const auto& s = sum["sessions"][0];
+  REQUIRE(s["sent"].get<std::uint64_t>() > 1000);
+  REQUIRE(s["lost"] == 0);
+  REQUIRE(s["received"] == s["sent"]);
+}
+
+// A full disk under the records file is reported while running (a log line, the metric), not
+// only at exit.
+TEST_CASE("probe cli reports a full records disk while running", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  const pid_t pid =
+      NetnsPair::spawn(pair.a(),
+                       {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--rate",
+                        "500", "--duration", "0", "--quiet", "--metrics-listen", "127.0.0.1:19779",
+                        "--records", "/dev/full"},
+                       dir.file("log.txt"));
+  wait_for_log(dir.file("log.txt"), "failing");
+  const std::string running = slurp(dir.file("log.txt"));
+  REQUIRE(NetnsPair::exec(
+              pair.a(), "curl -s http://127.0.0.1:19779/metrics >" + dir.file("metrics.txt")) == 0);
+  REQUIRE(NetnsPair::stop(pid) == 0);
+  INFO(slurp(dir.file("log.txt")));
+  REQUIRE_THAT(running, Contains("records: writing to /dev/full failing") &&
+                            Contains("No space left on device"));
+  const std::string metrics = slurp(dir.file("metrics.txt"));
+  INFO(metrics);
+  const auto at = metrics.find("\npathsentry_records_write_errors_total ");
+  REQUIRE(at != std::string::npos);
+  REQUIRE(std::stod(metrics.substr(at + 39)) > 0);
+}
+
+// Log rotation: the file renamed away, SIGHUP reopens the configured name; the old file keeps
+// what was written before, the new one gets the rest, and no record is lost.
+TEST_CASE("probe cli reopens its records file on SIGHUP", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  const pid_t pid =
+      NetnsPair::spawn(pair.a(),
+                       {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--rate",
+                        "500", "--duration", "0", "--quiet", "--metrics-listen", "off", "--records",
+                        dir.file("rec.jsonl"), "--summary-json", dir.file("sum.json")},
+                       dir.file("log.txt"));
+  wait_for_log(dir.file("log.txt"), "probing");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  fs::rename(dir.file("rec.jsonl"), dir.file("rec.1.jsonl"));
+  REQUIRE(kill(pid, SIGHUP) == 0);
+  wait_for_log(dir.file("log.txt"), "SIGHUP: reopened");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE(NetnsPair::stop(pid) == 0);
+  INFO(slurp(dir.file("log.txt")));
+  REQUIRE_THAT(slurp(dir.file("log.txt")), Contains("SIGHUP: reopened"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const std::uint64_t sent = sum["sessions"][0]["sent"].get<std::uint64_t>();
+  const std::uint64_t before = count_lines(dir.file("rec.1.jsonl"));
+  const std::uint64_t after = count_lines(dir.file("rec.jsonl"));
+  REQUIRE(before > 0);
+  REQUIRE(after > 0);
+  REQUIRE(before + after == sent);
 }

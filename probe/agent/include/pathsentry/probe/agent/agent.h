@@ -35,6 +35,10 @@ class Agent {
   /// Asks run() to stop sending now (any thread; not async-signal-safe).
   void request_stop();
 
+  /// Asks the writer thread to reopen the records file (SIGHUP, log rotation): the renamed
+  /// file gets what was written before, the new one what follows. Any thread.
+  void request_reopen();
+
   /// Asks run() to stop now without waiting for outstanding replies (they are declared lost);
   /// the records and the summary are still flushed. Any thread.
   void request_abort();

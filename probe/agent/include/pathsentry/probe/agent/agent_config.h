@@ -43,6 +43,9 @@ struct AgentConfig {
   /// replies (--drain-ms, agent.drain_ms; 0 = each session's timeout): well under systemd's
   /// stop timeout, so the records are flushed before a SIGKILL.
   std::int64_t drain_ns = 5'000'000'000;
+  /// Records output buffer while its writes fail (--records-buffer-kb, agent.records_buffer_kb):
+  /// beyond it whole lines are dropped and counted.
+  std::int64_t records_buffer_kb = 16384;
   /// One entry per session (per target: ICMP then STAMP), with session ids assigned.
   std::vector<SessionConfig> sessions;
   /// For each session, the config key its socket options came from ("targets[0]" or
