@@ -145,6 +145,7 @@ std::vector<TtlSessionConfig> ttl_sessions(const AgentConfig& cfg) {
     t.port = cfg.tap.ttl.port;
     t.rate_pps = cfg.tap.ttl.rate_pps;
     t.timeout_ns = cfg.tap.ttl.timeout_ns;
+    t.drain_ns = cfg.drain_ns;
     t.source = s.source;
     t.interface = s.interface;
     t.hops = cfg.tap.ttl.hops;

@@ -337,8 +337,10 @@ void TtlProber::run() {
     deliver();
     wait(pacer.next_deadline_ns());
   }
-  // The last answers: up to the timeout.
-  const std::int64_t end = clock_.monotonic_ns() + cfg_.timeout_ns;
+  // The last answers: up to the timeout (or the drain cap, when shorter).
+  const std::int64_t last_wait =
+      cfg_.drain_ns > 0 ? std::min(cfg_.drain_ns, cfg_.timeout_ns) : cfg_.timeout_ns;
+  const std::int64_t end = clock_.monotonic_ns() + last_wait;
   for (;;) {
     drain_errors(results);
     bool empty = false;

@@ -129,6 +129,9 @@ struct TtlSessionConfig {
   std::uint16_t port = 33434;
   double rate_pps = 1;
   std::int64_t timeout_ns = 1'000'000'000;
+  /// At stop, the longest wait for the last answers when shorter than the timeout (the agent's
+  /// drain cap, --drain-ms); 0 = the timeout.
+  std::int64_t drain_ns = 0;
   /// When > 0: a probe still unanswered when one sent this much later is answered is "none" at
   /// once, so the detector need not wait for the timeout. Off by default: across a switchover
   /// the new path may answer sooner than the old one (measured in the lab: IPsec probes
