@@ -16,6 +16,8 @@ PKGS=(
   bird2 strongswan-charon strongswan-swanctl libcharon-extra-plugins
   libstrongswan-standard-plugins
   chromium
+  systemd  # systemd-analyze verify/security on deploy/systemd (tests/integration/agent)
+  util-linux  # setpriv, prlimit: the agent run as its unit would (probe_cli_test)
 )
 # The status page (web/) is bundled with node and npm at build time, and its browser test drives
 # Debian's chromium. node and npm are asked for only when the commands are missing: a machine

@@ -136,6 +136,9 @@ int collector_main(int argc, char** argv) {
         c.ingest_failed.load(), sc.connections_accepted, sc.connections_refused,
         sc.connections_refused_per_source, sc.timeouts, sc.tls_handshakes_failed);
     return 0;
+  } catch (const EnvironmentError& e) {
+    std::fprintf(stderr, "pathsentry-collector: error: %s\n", e.what());
+    return kExitEnvironment;
   } catch (const ConfigError& e) {
     std::fprintf(stderr, "pathsentry-collector: error: %s\n", e.what());
     return 2;

@@ -668,7 +668,8 @@ Server::Server(Handler& handler, ServerConfig config)
     if (!ec) im.tcp_acceptor->bind(ep, ec);
     if (!ec) im.tcp_acceptor->listen(net::socket_base::max_listen_connections, ec);
     if (ec)
-      throw ConfigError("", "collector.listen", im.cfg.listen, "cannot listen: " + ec.message());
+      throw EnvironmentError("", "collector.listen", im.cfg.listen,
+                             "cannot listen: " + ec.message());
     im.endpoints.push_back((im.tls ? "https://" : "") +
                            endpoint_text(im.tcp_acceptor->local_endpoint()));
   }
@@ -687,7 +688,9 @@ Server::Server(Handler& handler, ServerConfig config)
     im.unix_acceptor->open(unix_proto(), ec);
     if (!ec) im.unix_acceptor->bind(unix_proto::endpoint(path), ec);
     if (!ec) im.unix_acceptor->listen(net::socket_base::max_listen_connections, ec);
-    if (ec) throw ConfigError("", "collector.listen_unix", path, "cannot listen: " + ec.message());
+    if (ec) {
+      throw EnvironmentError("", "collector.listen_unix", path, "cannot listen: " + ec.message());
+    }
     im.endpoints.push_back("unix:" + path);
   }
 }

@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <string>
 
 namespace pathsentry::probe::io {
 
@@ -68,9 +69,15 @@ std::string drop_privileges(int rt_priority, bool keep_net_raw) {
     if (getrlimit(RLIMIT_RTPRIO, &rl) == 0 && rl.rlim_cur < want) {
       rlimit raised{want, rl.rlim_max < want ? want : rl.rlim_max};
       if (setrlimit(RLIMIT_RTPRIO, &raised) != 0) {
-        keep_nice = true;
-        notes += std::string("cannot raise RLIMIT_RTPRIO (") + std::strerror(errno) +
-                 "): keeping CAP_SYS_NICE for SCHED_FIFO; ";
+        const std::string why = std::strerror(errno);
+        // Keep only what is held: asking capset for more fails and would drop nothing at all.
+        __user_cap_data_struct held[_LINUX_CAPABILITY_U32S_3] = {};
+        keep_nice = get_caps(held) &&
+                    (held[CAP_TO_INDEX(CAP_SYS_NICE)].permitted & CAP_TO_MASK(CAP_SYS_NICE)) != 0;
+        notes += "cannot raise RLIMIT_RTPRIO to " + std::to_string(want) + " (" + why + "): " +
+                 (keep_nice ? "keeping CAP_SYS_NICE for SCHED_FIFO (LimitRTPRIO= in the unit "
+                              "lets it go); "
+                            : "SCHED_FIFO will be refused (set LimitRTPRIO= in the unit); ");
       }
     }
   }

@@ -101,7 +101,9 @@ int reflector_main(int argc, char** argv) {
             registry,
             [&] { counters_metrics.update(server.counters(), server.active_sessions()); }),
         [](const std::string& m) { spdlog::warn("{}", m); });
-    if (!served) throw ConfigError("", "metrics_listen", config.metrics_listen, served.error());
+    if (!served) {
+      throw EnvironmentError("", "metrics_listen", config.metrics_listen, served.error());
+    }
     const std::unique_ptr<metrics::MetricsServer> metrics_server = std::move(*served);
     if (metrics_server) spdlog::info("metrics on {}", metrics_server->url());
 
@@ -117,6 +119,10 @@ int reflector_main(int argc, char** argv) {
     std::printf("reflector counters: %s\n", c.to_string().c_str());
     std::fflush(stdout);
     return 0;
+  } catch (const EnvironmentError& e) {
+    g_server.store(nullptr);
+    std::fprintf(stderr, "pathsentry-reflector: error: %s\n", e.what());
+    return kExitEnvironment;
   } catch (const ConfigError& e) {
     g_server.store(nullptr);
     std::fprintf(stderr, "pathsentry-reflector: error: %s\n", e.what());

@@ -249,9 +249,14 @@ void ReflectorServer::Impl::open_all() {
     } else if (failed_errno == EADDRNOTAVAIL) {
       why += " (not an address of this host: check bind)";
     }
-    throw ConfigError(why);
+    // A port below 1024 without the capability is the deployment's error; anything else (the
+    // address not yet on the host at boot, the port taken) may pass: worth retrying.
+    if (failed_errno == EACCES) throw ConfigError(why);
+    throw EnvironmentError(why);
   }
-  if (sockets.empty()) throw ConfigError("no socket could be opened (IPv4 and IPv6 both failed)");
+  if (sockets.empty()) {
+    throw EnvironmentError("no socket could be opened (IPv4 and IPv6 both failed)");
+  }
   wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd < 0) throw std::system_error(errno, std::system_category(), "eventfd");
 

@@ -1,8 +1,12 @@
 #include "pathsentry/probe/agent/agent.h"
 
+#include <fcntl.h>
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
 #include <prometheus/registry.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <atomic>
@@ -30,6 +34,7 @@
 #include "pathsentry/probe/ship/batch.h"
 #include "pathsentry/probe/ship/shipper.h"
 #include "pathsentry/probe/ttl/ttl_probe.h"
+#include "record_queue.h"
 
 namespace pathsentry::probe {
 namespace {
@@ -54,15 +59,33 @@ class ShipperOutput final : public RecordOutput {
   Shipper& shipper_;
 };
 
-// The engine's records to the shipper when no pipeline sits in between (no taps, no TTL).
-class ShipperSink final : public RecordSink {
+// JSON lines through the agent's current writer, which SIGHUP replaces (log rotation): the
+// writer thread alone uses it.
+class WriterOutput final : public RecordOutput {
  public:
-  explicit ShipperSink(Shipper& s) : shipper_(s) {}
-  void on_record(const ProbeRecord& r) override { shipper_.offer(r); }
+  explicit WriterOutput(std::unique_ptr<JsonLinesWriter>& w) : writer_(w) {}
+  void write(const ProbeRecord& r) override { writer_->write(r); }
+  void write(const PathEvent& e) override { writer_->write(e); }
+  void flush() override {
+    if (auto f = writer_->flush(); !f) last_errno_ = f.error().value();
+  }
+  [[nodiscard]] int last_errno() const { return last_errno_; }
 
  private:
-  Shipper& shipper_;
+  std::unique_ptr<JsonLinesWriter>& writer_;
+  int last_errno_ = 0;
 };
+
+// A pipe or socket as the records output (a FIFO, `--records -` into a pipe) is made
+// non-blocking: a reader that stops reading then fails the writes with EAGAIN (counted,
+// reported, the lines kept up to the buffer's bound) instead of blocking the writer thread
+// forever, and the agent can still stop. Regular files and terminals are left as they are.
+void unblock_if_pipe(int fd) {
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode))) return;
+  const int flags = fcntl(fd, F_GETFL);
+  if (flags >= 0) (void)fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+}
 
 struct FileCloser {
   void operator()(std::FILE* f) const {
@@ -93,7 +116,8 @@ std::unique_ptr<ProbeSession> make_session(const AgentConfig& cfg, std::size_t i
     if (e.option == "dscp") value = std::to_string(s.dscp);
     if (!e.option.empty() && key != "--target") key += "." + e.option;
     if (key == "--target" && !e.option.empty() && e.option != "target") key = "--" + e.option;
-    throw ConfigError(
+    // The address not (yet) on the host, the interface not up: the environment, not the file.
+    throw EnvironmentError(
         cfg.config_file, key, value,
         std::string("cannot open the ") + proto_name(s.proto) + " socket: " + e.message());
   }
@@ -121,6 +145,7 @@ std::vector<TtlSessionConfig> ttl_sessions(const AgentConfig& cfg) {
     t.port = cfg.tap.ttl.port;
     t.rate_pps = cfg.tap.ttl.rate_pps;
     t.timeout_ns = cfg.tap.ttl.timeout_ns;
+    t.drain_ns = cfg.drain_ns;
     t.source = s.source;
     t.interface = s.interface;
     t.hops = cfg.tap.ttl.hops;
@@ -262,21 +287,38 @@ struct Agent::Impl {
 
   const AgentConfig cfg;
   const Clock& clock;
+  void on_writer_period();
+  void reopen_records();
+  [[nodiscard]] std::string records_failure_line() const;
+
   std::unique_ptr<JsonLinesWriter> writer;
   File summary;
   std::FILE* human = stdout;
-  std::unique_ptr<JsonLinesOutput> json_output;
+  std::unique_ptr<WriterOutput> json_output;
   std::unique_ptr<Shipper> shipper;
   std::unique_ptr<ShipperOutput> ship_output;
-  std::unique_ptr<ShipperSink> ship_sink;
-  OutputFanout outputs;  // what the pipeline writes to: JSON lines and/or the shipper
+  OutputFanout outputs;  // the writer thread's outputs: JSON lines and/or the shipper
   NullSink null_sink;
-  std::unique_ptr<RecordJsonSink> record_sink;
-  RecordFanout engine_fanout;  // no pipeline: the engine's records to JSON lines and shipper
   // Metrics (docs/metrics.md): before the pipeline and engine that feed them; null when off.
   std::shared_ptr<prometheus::Registry> registry;
   std::unique_ptr<AgentMetrics> metrics;
   RecordSink* sink = &null_sink;
+  // After the metrics its writer thread reports to, before the pipeline that feeds it. The
+  // bounded hand-off from the receiver (no pipeline) or the pipeline's worker to `outputs`
+  // on the writer thread (record_queue.h); null when nothing is written or shipped.
+  std::unique_ptr<RecordQueue> queue;
+  // The records file's failures (writer thread): totals over reopened writers, and the last
+  // figures reported (a log line and the metrics, every 10 s while they grow).
+  std::atomic<bool> reopen_requested{false};
+  std::uint64_t write_errors_before = 0;   // of the writers replaced by SIGHUP
+  std::uint64_t dropped_lines_before = 0;  // idem
+  std::uint64_t reported_errors = 0;
+  std::uint64_t reported_dropped = 0;
+  std::uint64_t reported_queue_dropped = 0;
+  std::int64_t next_report_ns = 0;
+  prometheus::Counter* m_queue_dropped = nullptr;
+  prometheus::Counter* m_output_dropped = nullptr;
+  prometheus::Counter* m_write_errors = nullptr;
   std::vector<TtlSessionConfig> ttl_cfgs;
   std::unique_ptr<Pipeline> pipeline;
   std::vector<std::unique_ptr<TtlProber>> ttl_probers;
@@ -301,19 +343,24 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
   human = (cfg.records == "-" || cfg.summary_json == "-") ? stderr : stdout;
 
   if (writer) {
-    json_output = std::make_unique<JsonLinesOutput>(*writer);
+    writer->set_max_buffer_bytes(static_cast<std::size_t>(cfg.records_buffer_kb) << 10);
+    unblock_if_pipe(writer->fd());
+    json_output = std::make_unique<WriterOutput>(writer);
     outputs.add(*json_output);
-    record_sink = std::make_unique<RecordJsonSink>(*writer);
-    engine_fanout.add(*record_sink);
-    sink = record_sink.get();
   }
   if (cfg.collector.enabled) {
     shipper = make_shipper(cfg, clock);
     ship_output = std::make_unique<ShipperOutput>(*shipper);
     outputs.add(*ship_output);
-    ship_sink = std::make_unique<ShipperSink>(*shipper);
-    engine_fanout.add(*ship_sink);
-    sink = &engine_fanout;
+  }
+  if (!outputs.empty()) {
+    // Two seconds of records at the agent's rate (at least 4096) may wait for the writer.
+    double total_pps = 0;
+    for (const auto& s : cfg.sessions) total_pps += s.rate_pps;
+    const auto capacity = static_cast<std::size_t>(
+        std::clamp(2 * total_pps, 4096.0, static_cast<double>(std::size_t{1} << 21)));
+    queue = std::make_unique<RecordQueue>(capacity, outputs, [this] { on_writer_period(); });
+    sink = queue.get();
   }
   // With taps, records go through the attributor and the detector (docs/attribution.md); TTL
   // probes go through the detector (docs/ttl.md), with or without taps.
@@ -322,6 +369,20 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
   if (cfg.metrics_listen != "off") {
     registry = std::make_shared<prometheus::Registry>();
     metrics = std::make_unique<AgentMetrics>(*registry, attributes);
+    auto& dropped = prometheus::BuildCounter()
+                        .Name("pathsentry_records_dropped_total")
+                        .Help(
+                            "Records and events not written or shipped: stage=\"queue\" the "
+                            "hand-off queue to the writer thread was full, stage=\"output\" "
+                            "the records output's buffer was full (its writes failing)")
+                        .Register(*registry);
+    m_queue_dropped = &dropped.Add({{"stage", "queue"}});
+    m_output_dropped = &dropped.Add({{"stage", "output"}});
+    m_write_errors = &prometheus::BuildCounter()
+                          .Name("pathsentry_records_write_errors_total")
+                          .Help("Failed writes to the records output (disk full, EPIPE, ...)")
+                          .Register(*registry)
+                          .Add({});
     // The labels a session's paths can take: the taps' (engine sessions), the hops' (TTL).
     std::vector<std::string> tap_paths;
     for (const TapSpec& t : cfg.tap.taps) {
@@ -344,7 +405,7 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
     }
   }
   if (attributes) {
-    PipelineOptions po = pipeline_options(cfg, outputs.empty() ? nullptr : &outputs, human);
+    PipelineOptions po = pipeline_options(cfg, queue.get(), human);
     po.observer = metrics.get();
     pipeline = std::make_unique<Pipeline>(clock, std::move(po));
     for (const auto& s : cfg.sessions) pipeline->add_session(session_spec_for(s));
@@ -352,8 +413,8 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
     if (auto opened = pipeline->open_live_taps(); !opened) {
       const TapOpenError& e = opened.error();
       const std::string key = e.tap < cfg.tap.tap_keys.size() ? cfg.tap.tap_keys[e.tap] : "tap";
-      throw ConfigError("", key == "--tap" ? key : key + ".interface",
-                        cfg.tap.taps[e.tap].interface, e.message);
+      throw EnvironmentError("", key == "--tap" ? key : key + ".interface",
+                             cfg.tap.taps[e.tap].interface, e.message);
     }
     sink = pipeline.get();
   }
@@ -366,8 +427,8 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
     o.interface = t.interface;
     auto sock = open_ttl_socket(o);
     if (!sock) {
-      throw ConfigError(cfg.tap.ttl.file, cfg.tap.ttl.ttl_key, t.target.to_string(),
-                        "cannot open the TTL probe socket: " + sock.error());
+      throw EnvironmentError(cfg.tap.ttl.file, cfg.tap.ttl.ttl_key, t.target.to_string(),
+                             "cannot open the TTL probe socket: " + sock.error());
     }
     Pipeline* p = pipeline.get();
     ttl_probers.push_back(std::make_unique<TtlProber>(
@@ -379,6 +440,7 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
   EngineOptions eo;
   eo.duration_ns = cfg.duration_ns;
   eo.rt_priority = cfg.rt_priority;
+  eo.drain_ns = cfg.drain_ns;
   eo.log = [](const std::string& m) { log(m); };
   engine = std::make_unique<Engine>(clock, eo);
   // Without a pipeline the records' RTTs reach the metrics on the receiver thread.
@@ -395,14 +457,78 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
   open_metrics_endpoint();
 }
 
+// The writer thread's period (every 200 ms and at the end): SIGHUP's reopen, then the records
+// output's failures, reported while they grow (a log line at most every 10 s, the metrics at
+// once), not only at exit.
+void Agent::Impl::on_writer_period() {
+  if (reopen_requested.exchange(false)) reopen_records();
+  const std::uint64_t queue_dropped = queue ? queue->dropped() : 0;
+  std::uint64_t errors = write_errors_before;
+  std::uint64_t dropped = dropped_lines_before;
+  if (writer) {
+    errors += writer->write_errors();
+    dropped += writer->dropped_lines();
+  }
+  if (m_write_errors != nullptr) {
+    m_write_errors->Increment(static_cast<double>(errors) - m_write_errors->Value());
+    m_output_dropped->Increment(static_cast<double>(dropped) - m_output_dropped->Value());
+    m_queue_dropped->Increment(static_cast<double>(queue_dropped) - m_queue_dropped->Value());
+  }
+  const bool grew = errors > reported_errors || dropped > reported_dropped ||
+                    queue_dropped > reported_queue_dropped;
+  const std::int64_t now = clock.monotonic_ns();
+  if (!grew || now < next_report_ns) return;
+  next_report_ns = now + 10 * kNsPerSec;
+  std::string line = "records: ";
+  if (errors > reported_errors || dropped > reported_dropped) {
+    line += "writing to " + cfg.records + " failing (" + std::to_string(errors) +
+            " failed write(s), last: " + std::strerror(json_output->last_errno()) + "), " +
+            std::to_string(dropped) + " line(s) dropped so far, " +
+            std::to_string(writer ? writer->pending_bytes() : 0) + " bytes pending";
+  }
+  if (queue_dropped > reported_queue_dropped) {
+    if (line.size() > 9) line += "; ";
+    line += std::to_string(queue_dropped) + " record(s)/event(s) dropped so far at the hand-off " +
+            "to the writer thread (queue of " + std::to_string(queue->capacity()) + " full)";
+  }
+  log(line);
+  reported_errors = errors;
+  reported_dropped = dropped;
+  reported_queue_dropped = queue_dropped;
+}
+
+// SIGHUP (writer thread): the records file renamed away by a log rotation is flushed and closed
+// and a new one opened under the configured name. When that fails the old one stays in use.
+void Agent::Impl::reopen_records() {
+  if (!writer || cfg.records == "-") return;
+  std::unique_ptr<JsonLinesWriter> fresh;
+  try {
+    fresh = std::make_unique<JsonLinesWriter>(cfg.records, std::to_string(cfg.agent_id));
+  } catch (const ConfigError& e) {
+    log(std::string("SIGHUP: cannot reopen the records file, keeping the old one: ") + e.what());
+    return;
+  }
+  fresh->set_max_buffer_bytes(static_cast<std::size_t>(cfg.records_buffer_kb) << 10);
+  unblock_if_pipe(fresh->fd());
+  json_output->flush();
+  write_errors_before += writer->write_errors();
+  dropped_lines_before += writer->dropped_lines();
+  if (writer->pending_bytes() > 0) {
+    log("SIGHUP: " + std::to_string(writer->pending_bytes()) +
+        " bytes could not be written to the old records file");
+  }
+  writer = std::move(fresh);
+  log("SIGHUP: reopened " + cfg.records);
+}
+
 void Agent::Impl::open_metrics_endpoint() {
   if (!metrics) return;
   const bool configured = !cfg.metrics_listen_key.empty();
   auto server = pathsentry::metrics::open_endpoint(cfg.metrics_listen, configured, registry,
                                                    [](const std::string& m) { log(m); });
   if (!server) {
-    throw ConfigError(cfg.metrics_listen_file, cfg.metrics_listen_key, cfg.metrics_listen,
-                      server.error());
+    throw EnvironmentError(cfg.metrics_listen_file, cfg.metrics_listen_key, cfg.metrics_listen,
+                           server.error());
   }
   metrics_server = std::move(*server);
   if (metrics_server) log("metrics on " + metrics_server->url());
@@ -463,6 +589,19 @@ void Agent::request_stop() {
   impl_->engine->request_stop();
 }
 
+void Agent::request_reopen() {
+  if (!impl_->writer || impl_->cfg.records == "-") {
+    log("SIGHUP: no records file to reopen");
+    return;
+  }
+  impl_->reopen_requested.store(true);
+}
+
+void Agent::request_abort() {
+  impl_->stop_requested.store(true);
+  impl_->engine->request_abort();
+}
+
 std::optional<ShipperStats> Agent::shipping_stats() const {
   if (!impl_->shipper) return std::nullopt;
   return impl_->shipper->stats();
@@ -487,6 +626,7 @@ int Agent::run() {
 
   const std::int64_t t0 = a.clock.monotonic_ns();
   if (a.shipper) a.shipper->start();
+  if (a.queue) a.queue->start();
   if (a.pipeline) a.pipeline->start();
   for (auto& p : a.ttl_probers) p->start();
   a.engine->run();
@@ -506,12 +646,20 @@ int Agent::run() {
   }
   const double duration_s = static_cast<double>(a.clock.monotonic_ns() - t0) / 1e9;
 
+  // Every record is in the queue: the writer thread writes them out, flushes, reports.
+  if (a.queue) {
+    a.queue->stop();
+    log("records: " + std::to_string(a.queue->queued()) + " handed to the writer thread, " +
+        std::to_string(a.queue->dropped()) + " dropped (queue of " +
+        std::to_string(a.queue->capacity()) + " full)");
+  }
   if (a.writer) {
     auto flushed = a.writer->flush();
-    if (!flushed || a.writer->dropped_lines() > 0) {
+    const std::uint64_t dropped = a.dropped_lines_before + a.writer->dropped_lines();
+    if (!flushed || dropped > 0) {
       log("writing records to " + cfg.records + " failed (" +
           (flushed ? std::string("buffer full") : flushed.error().message()) +
-          "): " + std::to_string(a.writer->dropped_lines()) + " record(s) dropped, " +
+          "): " + std::to_string(dropped) + " record(s) dropped, " +
           std::to_string(a.writer->pending_bytes()) + " bytes unwritten");
     }
   }
@@ -551,8 +699,8 @@ int Agent::run() {
 
 namespace {
 
-// Runs the agent with SIGINT/SIGTERM taken by a waiting thread, not a handler: blocked before
-// any thread starts, so every thread inherits the mask.
+// Runs the agent with SIGINT/SIGTERM/SIGHUP taken by a waiting thread, not a handler: blocked
+// before any thread starts, so every thread inherits the mask.
 int run_agent(const AgentConfig& cfg) {
   // A reader of --records - that goes away must not kill the agent before it flushes and
   // reports: the write fails with EPIPE instead, is counted and said at the end.
@@ -561,6 +709,7 @@ int run_agent(const AgentConfig& cfg) {
   sigemptyset(&sigs);
   sigaddset(&sigs, SIGINT);
   sigaddset(&sigs, SIGTERM);
+  sigaddset(&sigs, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 
   SystemClock clock;
@@ -568,12 +717,21 @@ int run_agent(const AgentConfig& cfg) {
   std::atomic<bool> done{false};
   std::thread signals = start_thread("signals", [&] {
     const timespec tick{0, 100'000'000};
+    bool stopping = false;
     while (!done.load()) {
       const int sig = sigtimedwait(&sigs, nullptr, &tick);
+      if (sig == SIGHUP) agent.request_reopen();
       if (sig == SIGINT || sig == SIGTERM) {
-        log(std::string("got ") + (sig == SIGINT ? "SIGINT" : "SIGTERM") +
-            ": stopping, waiting for outstanding replies");
-        agent.request_stop();
+        const std::string name = sig == SIGINT ? "SIGINT" : "SIGTERM";
+        if (!stopping) {
+          stopping = true;
+          log("got " + name + ": stopping, waiting for outstanding replies (at most " +
+              std::to_string(cfg.drain_ns / 1'000'000) + " ms; a second signal ends at once)");
+          agent.request_stop();
+        } else {
+          log("got " + name + " again: ending now (flushing what is buffered)");
+          agent.request_abort();
+        }
       }
     }
   });
@@ -611,6 +769,9 @@ int agent_main(int argc, char** argv) {
   }
   try {
     return run_agent(cfg);
+  } catch (const EnvironmentError& e) {
+    log(e.what());
+    return kExitEnvironment;
   } catch (const ConfigError& e) {
     log(e.what());
     return 2;

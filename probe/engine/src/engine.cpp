@@ -145,6 +145,7 @@ void Engine::receiver_loop() {
     next_due = r.monotonic_ns + (next_second - r.system_ns);
   };
   schedule();
+  std::int64_t drain_start = -1;  // when the sender was first seen gone
   for (;;) {
     const std::int64_t to_second = next_due - clock_.monotonic_ns();
     const std::int64_t wait_ns =
@@ -160,10 +161,28 @@ void Engine::receiver_loop() {
     const std::int64_t now = clock_.monotonic_ns();
     // Once the sender thread is gone (finished, stopped or failed) nothing new is published:
     // the run ends when every probe is resolved.
-    bool drained = sender_exited_.load();
+    const bool sender_gone = sender_exited_.load();
+    bool drained = sender_gone;
     for (auto& s : sessions_) {
       s->expire(now);
       drained = drained && s->all_resolved();
+    }
+    if (sender_gone && drain_start < 0) drain_start = now;
+    if (sender_gone && !drained &&
+        (abort_.load() || (options_.drain_ns > 0 && now - drain_start >= options_.drain_ns))) {
+      std::uint64_t lost_before = 0;
+      std::uint64_t lost_after = 0;
+      for (auto& s : sessions_) {
+        lost_before += s->summary().counters.lost;
+        s->expire_all();
+        lost_after += s->summary().counters.lost;
+      }
+      if (options_.log) {
+        options_.log(std::string(abort_.load() ? "stop forced" : "drain cap reached") + ": " +
+                     std::to_string(lost_after - lost_before) +
+                     " probe(s) still unanswered declared lost");
+      }
+      drained = true;
     }
     if (now >= next_due) {
       report_interval(next_second);

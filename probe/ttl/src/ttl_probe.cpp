@@ -57,6 +57,32 @@ const char* to_string(TtlOutcome o) {
   return "?";
 }
 
+namespace {
+
+// Counts `key` in `m`, or in `overflow` when `m` already holds kTtlMaxAddresses other keys.
+void count_bounded(std::map<std::string, std::uint64_t>& m, const std::string& key,
+                   std::uint64_t& overflow) {
+  if (const auto it = m.find(key); it != m.end()) {
+    ++it->second;
+  } else if (m.size() < kTtlMaxAddresses) {
+    m.emplace(key, 1);
+  } else {
+    ++overflow;
+  }
+}
+
+}  // namespace
+
+BoundedAddressSet::Insert BoundedAddressSet::insert(const IpAddress& a) {
+  if (std::find(addrs_.begin(), addrs_.end(), a) != addrs_.end()) return Insert::Known;
+  if (addrs_.size() >= max_) {
+    ++refused_;
+    return Insert::Full;
+  }
+  addrs_.push_back(a);
+  return Insert::New;
+}
+
 TtlHopMap::TtlHopMap(const std::vector<TtlHop>& hops) {
   for (const TtlHop& h : hops) {
     hops_.emplace_back(h.address, h.path);
@@ -104,15 +130,17 @@ TtlResult TtlTracker::classify(const TtlPayload& probe, const TtlIcmpError& e) {
       ++stats_.per_path[*p];
     } else {
       r.outcome = TtlOutcome::Unmapped;
-      ++stats_.unmapped[e.offender.to_string()];
+      count_bounded(stats_.unmapped, e.offender.to_string(), stats_.unmapped_overflow);
     }
   } else if (e.offender == cfg_.target) {
     r.outcome = TtlOutcome::Target;
     ++stats_.target_answers;
   } else {
     r.outcome = TtlOutcome::Other;
-    ++stats_.other[e.offender.to_string() + " type " + std::to_string(e.icmp_type) + "/" +
-                   std::to_string(e.icmp_code)];
+    count_bounded(stats_.other,
+                  e.offender.to_string() + " type " + std::to_string(e.icmp_type) + "/" +
+                      std::to_string(e.icmp_code),
+                  stats_.other_overflow);
   }
   return r;
 }
@@ -249,7 +277,7 @@ void TtlProber::run() {
   // unmapped router (first time per address), a run of unanswered probes (once per run).
   const std::string who = "ttl " + cfg_.target.to_string() + " ttl=" + std::to_string(cfg_.ttl);
   bool target_logged = false;
-  std::vector<IpAddress> unmapped_logged;
+  BoundedAddressSet unmapped_logged(kTtlMaxAddresses);
   std::uint64_t none_run = 0;
   constexpr std::uint64_t kNoneRunLog = 5;
   auto note = [&](const TtlResult& r) {
@@ -259,12 +287,15 @@ void TtlProber::run() {
       log_(who + ": the target itself answered (ICMP type " + std::to_string(r.icmp_type) + "/" +
            std::to_string(r.icmp_code) +
            "): the TTL is too high to expire at a hop; path unknown (counted)");
-    } else if (r.outcome == TtlOutcome::Unmapped && r.from &&
-               std::find(unmapped_logged.begin(), unmapped_logged.end(), *r.from) ==
-                   unmapped_logged.end()) {
-      unmapped_logged.push_back(*r.from);
-      log_(who + ": time exceeded from " + r.from->to_string() +
-           ", which no --ttl-hop / ttl.hops maps: path unknown (counted per address)");
+    } else if (r.outcome == TtlOutcome::Unmapped && r.from) {
+      const auto ins = unmapped_logged.insert(*r.from);
+      if (ins == BoundedAddressSet::Insert::New) {
+        log_(who + ": time exceeded from " + r.from->to_string() +
+             ", which no --ttl-hop / ttl.hops maps: path unknown (counted per address)");
+      } else if (ins == BoundedAddressSet::Insert::Full && unmapped_logged.refused() == 1) {
+        log_(who + ": time exceeded from more than " + std::to_string(kTtlMaxAddresses) +
+             " unmapped addresses: the others are no longer logged nor counted one by one");
+      }
     }
     none_run = r.outcome == TtlOutcome::None ? none_run + 1 : 0;
     if (none_run == kNoneRunLog) {
@@ -321,8 +352,10 @@ void TtlProber::run() {
     deliver();
     wait(pacer.next_deadline_ns());
   }
-  // The last answers: up to the timeout.
-  const std::int64_t end = clock_.monotonic_ns() + cfg_.timeout_ns;
+  // The last answers: up to the timeout (or the drain cap, when shorter).
+  const std::int64_t last_wait =
+      cfg_.drain_ns > 0 ? std::min(cfg_.drain_ns, cfg_.timeout_ns) : cfg_.timeout_ns;
+  const std::int64_t end = clock_.monotonic_ns() + last_wait;
   for (;;) {
     drain_errors(results);
     bool empty = false;
@@ -367,6 +400,10 @@ std::string format_ttl_stats(const TtlSessionConfig& c, const TtlStats& s) {
   }
   if (s.late != 0) l += ", late answers " + std::to_string(s.late);
   if (s.unmatched != 0) l += ", unmatched errors " + std::to_string(s.unmatched);
+  if (s.unmapped_overflow + s.other_overflow != 0) {
+    l += ", from more than " + std::to_string(kTtlMaxAddresses) + " addresses: unmapped " +
+         std::to_string(s.unmapped_overflow) + " other " + std::to_string(s.other_overflow);
+  }
   if (s.send_errors != 0) l += ", send errors " + std::to_string(s.send_errors);
   if (s.missed != 0) l += ", missed slots " + std::to_string(s.missed);
   return l;

@@ -1,4 +1,7 @@
 // The pathsentry-probe binary end to end: flags, outputs, signals and config checking.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -202,4 +205,237 @@ TEST_CASE("probe cli check-config", "[integration][probe_cli]") {
   REQUIRE_THAT(out, Contains("no target configured"));
   REQUIRE(run_local({"--help"}, out, dir) == 0);
   REQUIRE_THAT(out, Contains("--records"));
+}
+
+namespace {
+
+// Makes namespace b drop every echo request: every probe stays outstanding until its timeout.
+void drop_echo_requests(const NetnsPair& pair, const TempDir& dir) {
+  std::ofstream(dir.file("drop.nft"))
+      << "table inet psdrop {\n chain in {\n  type filter hook input priority 0;\n"
+      << "  icmp type echo-request drop\n }\n}\n";
+  REQUIRE(NetnsPair::exec(pair.b(), "nft -f " + dir.file("drop.nft")) == 0);
+}
+
+void wait_for_log(const std::string& path, const std::string& what) {
+  for (int i = 0; i < 2000 && slurp(path).find(what) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+}
+
+std::uint64_t count_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::uint64_t n = 0;
+  while (std::getline(in, line)) ++n;
+  return n;
+}
+
+}  // namespace
+
+// A socket that cannot be opened (bind: EADDRNOTAVAIL, the source is no address of this host)
+// is a runtime environment failure: exit status 3, which systemd retries, not 2.
+TEST_CASE("probe cli exits 3 when the environment is not ready", "[integration][probe_cli]") {
+  TempDir dir;
+  std::string out;
+  REQUIRE(run_local({"--target", "127.0.0.1", "--source", "192.0.2.77", "--proto", "stamp",
+                     "--stamp-port", "40862", "--duration", "1", "--metrics-listen", "off"},
+                    out, dir) == 3);
+  REQUIRE_THAT(out, Contains("--source") && Contains("192.0.2.77") &&
+                        Contains("Cannot assign requested address"));
+  // A bad value is still a configuration error.
+  REQUIRE(run_local({"--target", "127.0.0.1", "--rate", "-1"}, out, dir) == 2);
+}
+
+// A tap whose interface does not exist (not up yet at boot) is a runtime failure too.
+TEST_CASE("probe cli exits 3 for a tap on a missing interface", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  TempDir dir;
+  const pid_t pid = NetnsPair::spawn(
+      pair.a(),
+      {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--duration", "1",
+       "--metrics-listen", "off", "--tap", "psnotthere0:ipsec:clear"},
+      dir.file("log.txt"));
+  INFO(slurp(dir.file("log.txt")));
+  REQUIRE(wait_exit(pid) == 3);
+  REQUIRE_THAT(slurp(dir.file("log.txt")), Contains("psnotthere0"));
+}
+
+// SIGTERM waits at most --drain-ms for outstanding replies (not the hour-long timeout): the
+// unanswered probes are declared lost, every record is flushed, the summary written.
+TEST_CASE("probe cli caps the drain on SIGTERM", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  drop_echo_requests(pair, dir);
+  const pid_t pid = NetnsPair::spawn(pair.a(),
+                                     {probe_binary(),
+                                      "--target",
+                                      NetnsPair::kAddrB4,
+                                      "--proto",
+                                      "icmp",
+                                      "--rate",
+                                      "200",
+                                      "--duration",
+                                      "0",
+                                      "--timeout-ms",
+                                      "3600000",
+                                      "--drain-ms",
+                                      "300",
+                                      "--quiet",
+                                      "--metrics-listen",
+                                      "off",
+                                      "--records",
+                                      dir.file("rec.jsonl"),
+                                      "--summary-json",
+                                      dir.file("sum.json")},
+                                     dir.file("log.txt"));
+  wait_for_log(dir.file("log.txt"), "probing");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(NetnsPair::stop(pid) == 0);  // without the cap this waits an hour (ctest's timeout)
+  const std::string log = slurp(dir.file("log.txt"));
+  INFO(log);
+  REQUIRE_THAT(log, Contains("drain cap reached"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const auto& s = sum["sessions"][0];
+  REQUIRE(s["sent"].get<std::uint64_t>() > 0);
+  REQUIRE(s["lost"] == s["sent"]);
+  REQUIRE(count_lines(dir.file("rec.jsonl")) == s["sent"].get<std::uint64_t>());
+}
+
+// With no drain cap, a second SIGTERM ends the wait at once, still flushing every record.
+TEST_CASE("probe cli ends at a second SIGTERM", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  drop_echo_requests(pair, dir);
+  const pid_t pid = NetnsPair::spawn(pair.a(),
+                                     {probe_binary(),
+                                      "--target",
+                                      NetnsPair::kAddrB4,
+                                      "--proto",
+                                      "icmp",
+                                      "--rate",
+                                      "200",
+                                      "--duration",
+                                      "0",
+                                      "--timeout-ms",
+                                      "3600000",
+                                      "--drain-ms",
+                                      "0",
+                                      "--quiet",
+                                      "--metrics-listen",
+                                      "off",
+                                      "--records",
+                                      dir.file("rec.jsonl"),
+                                      "--summary-json",
+                                      dir.file("sum.json")},
+                                     dir.file("log.txt"));
+  wait_for_log(dir.file("log.txt"), "probing");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(kill(pid, SIGTERM) == 0);
+  wait_for_log(dir.file("log.txt"), "stopping");
+  REQUIRE(NetnsPair::stop(pid) == 0);  // the second SIGTERM
+  const std::string log = slurp(dir.file("log.txt"));
+  INFO(log);
+  REQUIRE_THAT(log, Contains("again: ending now") && Contains("stop forced"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const auto& s = sum["sessions"][0];
+  REQUIRE(s["sent"].get<std::uint64_t>() > 0);
+  REQUIRE(s["lost"] == s["sent"]);
+  REQUIRE(count_lines(dir.file("rec.jsonl")) == s["sent"].get<std::uint64_t>());
+}
+
+// A --records FIFO whose reader never reads: the writes fail (EAGAIN), lines beyond the buffer
+// are dropped and counted, while reception goes on: no probe lost, the agent stops as asked.
+// Before, the receiver thread wrote the records itself and blocked with the pipe full.
+TEST_CASE("probe cli keeps receiving while its records output is blocked",
+          "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  const std::string fifo = dir.file("rec.fifo");
+  REQUIRE(mkfifo(fifo.c_str(), 0600) == 0);
+  const int reader = open(fifo.c_str(), O_RDONLY | O_NONBLOCK);  // open, never read
+  REQUIRE(reader >= 0);
+  const pid_t pid = NetnsPair::spawn(
+      pair.a(),
+      {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--rate", "2000",
+       "--duration", "2", "--quiet", "--metrics-listen", "off", "--records", fifo,
+       "--records-buffer-kb", "64", "--summary-json", dir.file("sum.json")},
+      dir.file("log.txt"));
+  const int rc = wait_exit(pid);
+  close(reader);
+  const std::string log = slurp(dir.file("log.txt"));
+  INFO(log);
+  REQUIRE(rc == 0);
+  REQUIRE_THAT(log, Contains("line(s) dropped so far") && Contains("record(s) dropped"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const auto& s = sum["sessions"][0];
+  REQUIRE(s["sent"].get<std::uint64_t>() > 1000);
+  REQUIRE(s["lost"] == 0);
+  REQUIRE(s["received"] == s["sent"]);
+}
+
+// A full disk under the records file is reported while running (a log line, the metric), not
+// only at exit.
+TEST_CASE("probe cli reports a full records disk while running", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  const pid_t pid =
+      NetnsPair::spawn(pair.a(),
+                       {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--rate",
+                        "500", "--duration", "0", "--quiet", "--metrics-listen", "127.0.0.1:19779",
+                        "--records", "/dev/full"},
+                       dir.file("log.txt"));
+  wait_for_log(dir.file("log.txt"), "failing");
+  const std::string running = slurp(dir.file("log.txt"));
+  REQUIRE(NetnsPair::exec(
+              pair.a(), "curl -s http://127.0.0.1:19779/metrics >" + dir.file("metrics.txt")) == 0);
+  REQUIRE(NetnsPair::stop(pid) == 0);
+  INFO(slurp(dir.file("log.txt")));
+  REQUIRE_THAT(running, Contains("records: writing to /dev/full failing") &&
+                            Contains("No space left on device"));
+  const std::string metrics = slurp(dir.file("metrics.txt"));
+  INFO(metrics);
+  const auto at = metrics.find("\npathsentry_records_write_errors_total ");
+  REQUIRE(at != std::string::npos);
+  REQUIRE(std::stod(metrics.substr(at + 39)) > 0);
+}
+
+// Log rotation: the file renamed away, SIGHUP reopens the configured name; the old file keeps
+// what was written before, the new one gets the rest, and no record is lost.
+TEST_CASE("probe cli reopens its records file on SIGHUP", "[privileged][probe_cli]") {
+  REQUIRE(geteuid() == 0);
+  NetnsPair pair;
+  warm_up(pair);
+  TempDir dir;
+  const pid_t pid =
+      NetnsPair::spawn(pair.a(),
+                       {probe_binary(), "--target", NetnsPair::kAddrB4, "--proto", "icmp", "--rate",
+                        "500", "--duration", "0", "--quiet", "--metrics-listen", "off", "--records",
+                        dir.file("rec.jsonl"), "--summary-json", dir.file("sum.json")},
+                       dir.file("log.txt"));
+  wait_for_log(dir.file("log.txt"), "probing");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  fs::rename(dir.file("rec.jsonl"), dir.file("rec.1.jsonl"));
+  REQUIRE(kill(pid, SIGHUP) == 0);
+  wait_for_log(dir.file("log.txt"), "SIGHUP: reopened");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  REQUIRE(NetnsPair::stop(pid) == 0);
+  INFO(slurp(dir.file("log.txt")));
+  REQUIRE_THAT(slurp(dir.file("log.txt")), Contains("SIGHUP: reopened"));
+  const auto sum = nlohmann::json::parse(slurp(dir.file("sum.json")));
+  const std::uint64_t sent = sum["sessions"][0]["sent"].get<std::uint64_t>();
+  const std::uint64_t before = count_lines(dir.file("rec.1.jsonl"));
+  const std::uint64_t after = count_lines(dir.file("rec.jsonl"));
+  REQUIRE(before > 0);
+  REQUIRE(after > 0);
+  REQUIRE(before + after == sent);
 }

@@ -119,6 +119,19 @@ TEST_CASE("collector: bad configuration exits 2 naming file, key and value", "[i
   CHECK(r.output.find("is not an IPv4 or IPv6 address") != std::string::npos);
 }
 
+// A listen address not (yet) on this host is a runtime environment failure: exit 3, which the
+// unit retries (RestartPreventExitStatus=2 only stops configuration errors). TEST-NET-1: bind
+// only, nothing is sent.
+TEST_CASE("collector: an address not on this host exits 3", "[integration]") {
+  pathsentry::test::TempDir d("collector-cli-");
+  write_file(d.file("tokens"), "s3cret-token-0123456789\n");
+  const auto r = run("--token-file " + d.file("tokens") + " --db " + d.file("c.db") +
+                     " --listen 192.0.2.1:19781");
+  INFO(r.output);
+  CHECK(r.status == 3);
+  CHECK(r.output.find("cannot listen") != std::string::npos);
+}
+
 TEST_CASE("collector: --help lists the flags", "[integration]") {
   const auto r = run("--help");
   CHECK(r.status == 0);

@@ -3,7 +3,8 @@
 # (docs/metrics.md "Tests"): check rules, test rules (every rule firing and not firing), check
 # config, check metrics on the agent's, the reflector's and the collector families' text, and
 # every metric name the rules, their tests and the Grafana dashboard use is exported. Also: a
-# configured metrics address that is taken ends the program with status 2; a taken default one
+# configured metrics address that is taken ends the program with status 3 (the environment:
+# retried by the unit); a taken default one
 # only warns.
 #
 # The agent runs ~8 s against 127.0.0.1 with ICMP and STAMP (to a reflector started here), a
@@ -137,7 +138,7 @@ python3 "$src/tests/integration/metrics/check_names.py" \
   "$src/deploy/grafana/pathsentry.json" \
   --exported "$work/agent.metrics" "$work/reflector.metrics" "$work/collector.metrics"
 
-echo "== a configured metrics address in use: exit 2"
+echo "== a configured metrics address in use: exit 3"
 taken=${refl_url#http://}
 taken=${taken%/metrics}
 set +e
@@ -145,14 +146,14 @@ set +e
   --metrics-listen "$taken" >/dev/null 2>"$work/taken.err"
 rc=$?
 set -e
-[ "$rc" -eq 2 ] || fail "agent: status $rc for a taken --metrics-listen $taken (want 2)"
+[ "$rc" -eq 3 ] || fail "agent: status $rc for a taken --metrics-listen $taken (want 3)"
 grep -q -- "--metrics-listen" "$work/taken.err" || fail "agent: the error does not name the flag"
 set +e
 "$reflector" --allow 127.0.0.0/8 --bind 127.0.0.1 --port 0 --metrics-listen "$taken" \
   >/dev/null 2>"$work/taken-refl.err"
 rc=$?
 set -e
-[ "$rc" -eq 2 ] || fail "reflector: status $rc for a taken --metrics-listen $taken (want 2)"
+[ "$rc" -eq 3 ] || fail "reflector: status $rc for a taken --metrics-listen $taken (want 3)"
 grep -q "metrics_listen" "$work/taken-refl.err" || fail "reflector: the error does not name the key"
 
 echo "== the default address in use: a warning, the agent runs"

@@ -5,6 +5,7 @@
 #include <set>
 #include <vector>
 
+#include "pathsentry/common/config_error.h"
 #include "pathsentry/common/ip.h"
 #include "pathsentry/reflector/reflector.h"
 #include "reflector_client.h"
@@ -153,7 +154,8 @@ TEST_CASE("reflector binary serves on loopback and exits cleanly", "[integration
   REQUIRE_THAT(child.rest(), Catch::Contains("reflector counters: received=3 replied=3 "));
 }
 
-// A socket that cannot be bound stops startup with an error naming the address and port.
+// A socket that cannot be bound stops startup with an error naming the address and port, an
+// EnvironmentError (exit status 3, retried by the unit), not a configuration error.
 TEST_CASE("reflector server reports bind failures", "[integration][reflector]") {
   pathsentry::SystemClock clock;
   SECTION("port in use") {
@@ -163,6 +165,7 @@ TEST_CASE("reflector server reports bind failures", "[integration][reflector]") 
     REQUIRE_THROWS_WITH(pathsentry::probe::ReflectorServer(c, clock),
                         Catch::Contains("cannot listen on 127.0.0.1:" + std::to_string(c.port)) &&
                             Catch::Contains("in use"));
+    REQUIRE_THROWS_AS(pathsentry::probe::ReflectorServer(c, clock), pathsentry::EnvironmentError);
   }
   SECTION("address not on this host") {
     auto c = loopback_config();
@@ -170,5 +173,6 @@ TEST_CASE("reflector server reports bind failures", "[integration][reflector]") 
     REQUIRE_THROWS_WITH(pathsentry::probe::ReflectorServer(c, clock),
                         Catch::Contains("cannot listen on 192.0.2.1:") &&
                             Catch::Contains("not an address of this host"));
+    REQUIRE_THROWS_AS(pathsentry::probe::ReflectorServer(c, clock), pathsentry::EnvironmentError);
   }
 }

@@ -255,3 +255,46 @@ TEST_CASE("ttl tracker: short quotes from a hop that quoted our payload are refu
   CHECK(out[1].path == "ipsec");
   CHECK(t.stats().by_order == 1);
 }
+
+// Time exceeded (and other errors) from ever new addresses are counted one by one only up to
+// kTtlMaxAddresses each; beyond, they go to one overflow counter, so the maps stay bounded.
+TEST_CASE("ttl tracker: per-address counts are bounded", "[unit]") {
+  TtlTracker t(config());
+  std::vector<TtlResult> out;
+  const std::size_t n = kTtlMaxAddresses + 10;
+  for (std::size_t i = 0; i < n; ++i) {
+    const TtlPayload p = t.next_probe(kT0 + static_cast<std::int64_t>(i) * 1000);
+    t.on_sent(p);
+    const std::string from = "100.64." + std::to_string(i / 200) + "." + std::to_string(i % 200);
+    t.on_error(error_for(p, from.c_str()), out);
+    const TtlPayload q = t.next_probe(kT0 + static_cast<std::int64_t>(i) * 1000 + 500);
+    t.on_sent(q);
+    const std::string other = "100.65." + std::to_string(i / 200) + "." + std::to_string(i % 200);
+    t.on_error(error_for(q, other.c_str(), 3), out);
+  }
+  REQUIRE(out.size() == 2 * n);  // every probe still gets its result
+  CHECK(t.stats().unmapped.size() == kTtlMaxAddresses);
+  CHECK(t.stats().unmapped_overflow == 10);
+  CHECK(t.stats().other.size() == kTtlMaxAddresses);
+  CHECK(t.stats().other_overflow == 10);
+  // A known address is still counted as itself.
+  const TtlPayload p = t.next_probe(kT0 + 1'000'000'000);
+  t.on_sent(p);
+  t.on_error(error_for(p, "100.64.0.0"), out);
+  CHECK(t.stats().unmapped.at("100.64.0.0") == 2);
+  CHECK(t.stats().unmapped_overflow == 10);
+  CHECK_THAT(format_ttl_stats(config(), t.stats()),
+             Catch::Contains("from more than 64 addresses: unmapped 10 other 10"));
+}
+
+TEST_CASE("ttl: the logged-address set is bounded", "[unit]") {
+  BoundedAddressSet s(2);
+  CHECK(s.insert(ip("10.0.0.1")) == BoundedAddressSet::Insert::New);
+  CHECK(s.insert(ip("10.0.0.1")) == BoundedAddressSet::Insert::Known);
+  CHECK(s.insert(ip("10.0.0.2")) == BoundedAddressSet::Insert::New);
+  CHECK(s.insert(ip("10.0.0.3")) == BoundedAddressSet::Insert::Full);
+  CHECK(s.insert(ip("10.0.0.4")) == BoundedAddressSet::Insert::Full);
+  CHECK(s.insert(ip("10.0.0.2")) == BoundedAddressSet::Insert::Known);
+  CHECK(s.size() == 2);
+  CHECK(s.refused() == 2);
+}

@@ -15,4 +15,20 @@ class ConfigError : public std::runtime_error {
   explicit ConfigError(const std::string& message) : std::runtime_error(message) {}
 };
 
+/// Exit statuses shared by the three programs (docs/probe.md "Exit status"): a configuration
+/// error is final (the units say RestartPreventExitStatus=2), a runtime environment failure is
+/// worth retrying (systemd's Restart=on-failure does, after RestartSec).
+inline constexpr int kExitFailure = 1;      ///< a failure while running
+inline constexpr int kExitConfig = 2;       ///< bad configuration: retrying cannot help
+inline constexpr int kExitEnvironment = 3;  ///< the environment is not ready: retry later
+
+/// A startup failure of the environment rather than of the configuration: a socket that will
+/// not open, an address not (yet) on the host (EADDRNOTAVAIL), an interface not up yet at boot.
+/// Same message shape as ConfigError (it is one, so existing handlers still catch it); `main`
+/// catches it first and exits with kExitEnvironment.
+class EnvironmentError : public ConfigError {
+ public:
+  using ConfigError::ConfigError;
+};
+
 }  // namespace pathsentry

@@ -8,7 +8,8 @@ namespace pathsentry::probe::io {
 /// once the agent's sockets are open: raw sockets and SO_BINDTODEVICE only need CAP_NET_RAW at
 /// open time. If `rt_priority` > 0, RLIMIT_RTPRIO is first raised to rt_priority + 1 so the
 /// engine's threads can still take SCHED_FIFO without CAP_SYS_NICE; when that is not allowed
-/// (no CAP_SYS_RESOURCE), CAP_SYS_NICE alone is kept. Applies to the calling thread and to the
+/// (no CAP_SYS_RESOURCE), CAP_SYS_NICE alone is kept if held (else SCHED_FIFO will be refused,
+/// and said). Applies to the calling thread and to the
 /// threads it creates afterwards: call it before starting any.
 /// With `keep_net_raw` (the agent has taps), CAP_NET_RAW stays in the permitted set, not the
 /// effective one, so a tap whose capture fails can be reopened later (NetRawScope).

@@ -116,6 +116,8 @@ class JsonLinesWriter {
   [[nodiscard]] std::uint64_t write_errors() const { return write_errors_; }
   [[nodiscard]] std::uint64_t dropped_lines() const { return dropped_; }
   [[nodiscard]] std::size_t pending_bytes() const { return buf_.size() - sent_; }
+  /// The descriptor written to.
+  [[nodiscard]] int fd() const { return fd_; }
   /// Pending data beyond which new lines are dropped (default 16 MiB).
   void set_max_buffer_bytes(std::size_t n) { max_buffer_ = n; }
 

@@ -39,6 +39,13 @@ struct AgentConfig {
   std::int64_t duration_ns = 0;  ///< 0 = until SIGINT/SIGTERM
   io::IcmpSocketMode icmp_socket = io::IcmpSocketMode::Auto;
   int rt_priority = 10;  ///< SCHED_FIFO priority of the engine's threads; 0 = default policy
+  /// On SIGINT/SIGTERM (or at the end of the duration), the longest wait for outstanding
+  /// replies (--drain-ms, agent.drain_ms; 0 = each session's timeout): well under systemd's
+  /// stop timeout, so the records are flushed before a SIGKILL.
+  std::int64_t drain_ns = 5'000'000'000;
+  /// Records output buffer while its writes fail (--records-buffer-kb, agent.records_buffer_kb):
+  /// beyond it whole lines are dropped and counted.
+  std::int64_t records_buffer_kb = 16384;
   /// One entry per session (per target: ICMP then STAMP), with session ids assigned.
   std::vector<SessionConfig> sessions;
   /// For each session, the config key its socket options came from ("targets[0]" or

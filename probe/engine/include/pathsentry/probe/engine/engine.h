@@ -30,6 +30,10 @@ struct EngineOptions {
   /// machine is busy; 0 = leave the default scheduling. When the kernel refuses (no
   /// CAP_SYS_NICE) the threads run with the default policy and `log` says so.
   int rt_priority = 0;
+  /// Once sending has stopped, the longest wait for the outstanding replies (0 = each session's
+  /// timeout, however long): probes still unanswered then are declared lost (and said in
+  /// `log`), so a stop is never longer than this plus a receiver tick.
+  std::int64_t drain_ns = 0;
   /// Where the engine reports what it could not do as asked (may be empty).
   std::function<void(const std::string&)> log;
 };
@@ -74,6 +78,13 @@ class Engine {
   /// that waits for signals, not from a handler).
   void request_stop() { stop_.store(true); }
 
+  /// Stops sending and ends the drain now: the outstanding probes are declared lost at once
+  /// (a second SIGTERM/SIGINT). Thread-safe, as request_stop().
+  void request_abort() {
+    abort_.store(true);
+    stop_.store(true);
+  }
+
  private:
   void sender_loop(std::int64_t start_ns);
   void receiver_loop();
@@ -89,6 +100,7 @@ class Engine {
   IntervalCallback on_interval_;
   std::atomic<bool> stop_{false};
   std::atomic<bool> sender_exited_{false};
+  std::atomic<bool> abort_{false};
 };
 
 }  // namespace pathsentry::probe

@@ -129,6 +129,9 @@ struct TtlSessionConfig {
   std::uint16_t port = 33434;
   double rate_pps = 1;
   std::int64_t timeout_ns = 1'000'000'000;
+  /// At stop, the longest wait for the last answers when shorter than the timeout (the agent's
+  /// drain cap, --drain-ms); 0 = the timeout.
+  std::int64_t drain_ns = 0;
   /// When > 0: a probe still unanswered when one sent this much later is answered is "none" at
   /// once, so the detector need not wait for the timeout. Off by default: across a switchover
   /// the new path may answer sooner than the old one (measured in the lab: IPsec probes
@@ -139,6 +142,11 @@ struct TtlSessionConfig {
   std::string interface;
   std::vector<TtlHop> hops;
 };
+
+/// The most distinct addresses a TTL session counts (or logs) one by one, per kind (unmapped
+/// time-exceeded, other ICMP errors): any router on the way, or a spoofer, can name new ones,
+/// and each would otherwise be kept (and become a metric label) for the whole run.
+inline constexpr std::size_t kTtlMaxAddresses = 64;
 
 /// Counters of a TTL session.
 struct TtlStats {
@@ -158,6 +166,25 @@ struct TtlStats {
   std::uint64_t short_quote_refused = 0;
   std::uint64_t late = 0;       ///< answers for probes already declared "none"
   std::uint64_t unmatched = 0;  ///< errors naming no probe of this session in flight
+  /// Unmapped time exceeded / other errors from addresses beyond the first kTtlMaxAddresses
+  /// (counted here, not per address).
+  std::uint64_t unmapped_overflow = 0;
+  std::uint64_t other_overflow = 0;
+};
+
+/// At most `max` distinct addresses, in arrival order: a new one beyond is refused and counted.
+class BoundedAddressSet {
+ public:
+  enum class Insert { New, Known, Full };
+  explicit BoundedAddressSet(std::size_t max) : max_(max) {}
+  Insert insert(const IpAddress& a);
+  [[nodiscard]] std::size_t size() const { return addrs_.size(); }
+  [[nodiscard]] std::uint64_t refused() const { return refused_; }
+
+ private:
+  std::size_t max_;
+  std::vector<IpAddress> addrs_;
+  std::uint64_t refused_ = 0;
 };
 
 /// The pure core of a TTL session: sequence numbers, outstanding probes, matching ICMP errors

@@ -1,0 +1,69 @@
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <thread>
+#include <variant>
+#include <vector>
+
+#include "pathsentry/common/record.h"
+#include "pathsentry/probe/attribution/pipeline.h"
+#include "pathsentry/probe/engine/record_sink.h"
+
+namespace pathsentry::probe {
+
+/// The bounded hand-off between the threads that finish records (the engine's SCHED_FIFO
+/// receiver without taps, the pipeline's worker with them) and the outputs (JSON lines, the
+/// shipper), which run on the queue's own "writer" thread. Pushing never blocks: a full queue
+/// drops the record or event and counts it, so a blocked output (a --records FIFO nobody reads,
+/// a stuck disk) costs records, never reception. The writer thread calls `out.flush()` and
+/// `periodic()` every `period_ns` (and once more at stop()), e.g. to report write failures and
+/// to reopen the records file after SIGHUP.
+class RecordQueue final : public RecordSink, public RecordOutput {
+ public:
+  RecordQueue(std::size_t capacity, RecordOutput& out, std::function<void()> periodic,
+              std::int64_t period_ns = 200'000'000);
+  ~RecordQueue() override;
+  RecordQueue(const RecordQueue&) = delete;
+  RecordQueue& operator=(const RecordQueue&) = delete;
+
+  /// Starts the writer thread (start_thread: a failure there ends the process).
+  void start();
+  /// Writes out everything queued, flushes, runs `periodic` once more, joins. Idempotent.
+  void stop();
+
+  // Producers (any thread; never block on the output).
+  void on_record(const ProbeRecord& r) override { push(Item(r)); }
+  void write(const ProbeRecord& r) override { push(Item(r)); }
+  void write(const PathEvent& e) override { push(Item(e)); }
+  /// The writer thread flushes on its own period.
+  void flush() override {}
+
+  [[nodiscard]] std::uint64_t queued() const { return queued_.load(); }
+  /// Records and events refused because the queue was full.
+  [[nodiscard]] std::uint64_t dropped() const { return dropped_.load(); }
+  [[nodiscard]] std::size_t capacity() const { return capacity_; }
+
+ private:
+  using Item = std::variant<ProbeRecord, PathEvent>;
+  void push(Item&& item);
+  void loop();
+
+  const std::size_t capacity_;
+  RecordOutput& out_;
+  std::function<void()> periodic_;
+  const std::int64_t period_ns_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Item> items_;  // guarded by mu_
+  bool stopping_ = false;    // guarded by mu_
+  std::atomic<std::uint64_t> queued_{0};
+  std::atomic<std::uint64_t> dropped_{0};
+  std::thread thread_;
+  bool started_ = false;
+};
+
+}  // namespace pathsentry::probe
