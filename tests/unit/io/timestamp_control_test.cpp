@@ -1,16 +1,17 @@
 // The timestamp parsers (probe/io timestamping.h) against hand-built control buffers: whole,
 // cut short by the buffer, and out of range (found by fuzz/control_fuzz.cpp: the first
 // message's cmsg_len was trusted past the buffer, and tv_sec * 1e9 could overflow).
-#include <linux/errqueue.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <time.h>
+#include <time.h>  // struct timespec, which linux/errqueue.h uses without including it
+
+#include "pathsentry/probe/io/timestamping.h"
+//
+#include <linux/errqueue.h>
 
 #include <catch2/catch.hpp>
 #include <cerrno>
 #include <cstring>
-
-#include "pathsentry/probe/io/timestamping.h"
 
 using namespace pathsentry::probe::io;
 
