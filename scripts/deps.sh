@@ -6,6 +6,7 @@ set -euo pipefail
 
 PKGS=(
   build-essential cmake ninja-build pkg-config clang-format clang-tidy git
+  clang libclang-rt-14-dev  # the libFuzzer targets (fuzz/, scripts/fuzz.sh): libFuzzer, ASan, UBSan
   libpcap-dev libtins-dev libboost-dev libboost-system-dev
   prometheus-cpp-dev libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev catch2
   libtomlplusplus-dev nlohmann-json3-dev libexpected-dev

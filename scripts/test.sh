@@ -3,7 +3,9 @@
 # formatting and clang-tidy, and runs every test:
 # unit, integration, privileged (raw sockets, namespaces: needs root) and the e2e lab drills;
 # then the unit and integration tests again built with AddressSanitizer + UBSan (preset
-# "asan", build-asan/; PS_SKIP_ASAN=1 skips that stage for a quick local run).
+# "asan", build-asan/; PS_SKIP_ASAN=1 skips that stage for a quick local run); then every
+# libFuzzer target for PS_FUZZ_SECONDS (default 10) each from its seed corpus (scripts/fuzz.sh,
+# preset "fuzz", build-fuzz/; PS_SKIP_FUZZ=1 skips it). A crash fails the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -23,4 +25,8 @@ if [ "${PS_SKIP_ASAN:-0}" != 1 ]; then
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j"$(nproc)"
   ctest --preset asan
+fi
+if [ "${PS_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "== fuzzing: each libFuzzer target for ${PS_FUZZ_SECONDS:-10} s from its seed corpus"
+  bash scripts/fuzz.sh
 fi

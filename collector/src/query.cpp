@@ -109,8 +109,10 @@ std::optional<std::int64_t> parse_rfc3339(std::string_view s) {
   if (pos != s.size()) return std::nullopt;
   const std::int64_t days = days_from_civil(y, static_cast<unsigned>(mo), static_cast<unsigned>(d));
   const std::int64_t secs = days * 86'400 + h * 3600 + mi * 60 + sec - offset_s;
-  if (secs < 0) return std::nullopt;
-  return secs * 1'000'000'000 + frac;
+  constexpr std::int64_t kNs = 1'000'000'000;
+  // Before 1970, or after 2262-04-11T23:47:16.854775807Z (the last time int64 ns hold).
+  if (secs < 0 || secs > (INT64_MAX - frac) / kNs) return std::nullopt;
+  return secs * kNs + frac;
 }
 
 }  // namespace
@@ -151,7 +153,8 @@ tl::expected<std::int64_t, std::string> parse_time_ns(std::string_view text) {
   }
   if (const auto t = parse_rfc3339(text)) return *t;
   return tl::unexpected(std::string(
-      "is neither integer ns since the epoch nor an RFC 3339 time like 2026-01-02T03:04:05Z"));
+      "is neither integer ns since the epoch nor an RFC 3339 time like 2026-01-02T03:04:05Z "
+      "(1970 to 2262)"));
 }
 
 tl::expected<std::uint64_t, std::string> parse_unsigned(std::string_view text, std::uint64_t lo,

@@ -5,6 +5,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "pathsentry/common/cmsg.h"
+
 namespace pathsentry::probe {
 namespace {
 
@@ -20,7 +22,7 @@ RxInfo parse_rx_control(const msghdr& msg) {
   for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
     if (c->cmsg_len < CMSG_LEN(0)) break;  // a header that does not hold itself
     const unsigned char* data = CMSG_DATA(c);
-    const std::size_t len = c->cmsg_len - CMSG_LEN(0);
+    const std::size_t len = cmsg_data_len(msg, c);  // never past msg_controllen
     int v = 0;
     if (c->cmsg_level == IPPROTO_IP) {
       if (c->cmsg_type == IP_TTL && len >= sizeof(int)) {

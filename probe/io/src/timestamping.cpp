@@ -8,18 +8,16 @@
 #include <cerrno>
 #include <cstring>
 
+#include "pathsentry/common/cmsg.h"
+
 namespace pathsentry::probe::io {
 namespace {
 
-std::int64_t to_ns(const timespec& ts) {
-  return static_cast<std::int64_t>(ts.tv_sec) * 1'000'000'000 + ts.tv_nsec;
-}
-
 // The software timestamp of an SCM_TIMESTAMPING control message: ts[0] (ts[2] is the raw
-// hardware one); nullopt for another kind of message.
-std::optional<timespec> scm_software(const cmsghdr* c) {
+// hardware one); nullopt for another kind of message, or one cut short of its three times.
+std::optional<timespec> scm_software(const msghdr& msg, const cmsghdr* c) {
   if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPING ||
-      c->cmsg_len < CMSG_LEN(sizeof(scm_timestamping))) {
+      cmsg_data_len(msg, c) < sizeof(scm_timestamping)) {
     return std::nullopt;
   }
   scm_timestamping ts{};
@@ -30,8 +28,8 @@ std::optional<timespec> scm_software(const cmsghdr* c) {
 std::optional<std::int64_t> software_ts(const msghdr& msg) {
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
        c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
-    const auto ts = scm_software(c);
-    if (ts && (ts->tv_sec != 0 || ts->tv_nsec != 0)) return to_ns(*ts);
+    const auto ts = scm_software(msg, c);
+    if (ts && (ts->tv_sec != 0 || ts->tv_nsec != 0)) return timespec_ns(*ts);
   }
   return std::nullopt;
 }
@@ -60,11 +58,11 @@ std::optional<TxTimestamp> parse_tx_timestamp(const msghdr& msg) {
   std::optional<std::uint32_t> id;
   for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr;
        c = CMSG_NXTHDR(const_cast<msghdr*>(&msg), c)) {
-    if (const auto ts = scm_software(c)) {
-      ns = to_ns(*ts);
+    if (const auto ts = scm_software(msg, c)) {
+      ns = timespec_ns(*ts);
     } else if (((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
                 (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) &&
-               c->cmsg_len >= CMSG_LEN(sizeof(sock_extended_err))) {
+               cmsg_data_len(msg, c) >= sizeof(sock_extended_err)) {
       sock_extended_err err{};
       std::memcpy(&err, CMSG_DATA(c), sizeof err);
       if (err.ee_errno == ENOMSG && err.ee_origin == SO_EE_ORIGIN_TIMESTAMPING) {

@@ -3,6 +3,8 @@
 #include "query.h"
 
 #include <catch2/catch.hpp>
+#include <cstdint>
+#include <string>
 
 #include "collector/ingest_bodies.h"
 #include "pathsentry/collector/ingest.h"
@@ -38,6 +40,17 @@ TEST_CASE("parse_time_ns takes integer ns and RFC 3339", "[unit]") {
     INFO(bad);
     CHECK_FALSE(parse_time_ns(bad));
   }
+}
+
+// Found by fuzz/query_fuzz.cpp (UBSan): a year after 2262 overflowed secs * 1e9.
+TEST_CASE("parse_time_ns: RFC 3339 times beyond int64 ns are refused", "[unit]") {
+  CHECK(parse_time_ns("2262-04-11T23:47:16.854775807Z") == INT64_MAX);
+  CHECK_FALSE(parse_time_ns("2262-04-11T23:47:16.854775808Z"));
+  CHECK_FALSE(parse_time_ns("2262-04-11T23:47:17Z"));
+  const auto far = parse_time_ns("3026-01-02T03:04:05.123Z");
+  REQUIRE_FALSE(far);
+  CHECK(far.error().find("1970 to 2262") != std::string::npos);
+  CHECK_FALSE(parse_time_ns("9999-12-31T23:59:60-23:59"));
 }
 
 TEST_CASE("parse_unsigned bounds", "[unit]") {

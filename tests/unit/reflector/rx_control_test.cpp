@@ -86,3 +86,16 @@ TEST_CASE("reflector send failures are classified", "[unit][reflector]") {
   REQUIRE(classify_send_failure(ENOBUFS, kMaxFullWaits) == SendFailure::Drop);
   REQUIRE(classify_send_failure(EMSGSIZE, 0) == SendFailure::Drop);
 }
+
+// Found by fuzz/control_fuzz.cpp: the first message's cmsg_len was trusted past the end of the
+// control buffer (CMSG_FIRSTHDR does not check it), so a short buffer was read beyond its end.
+TEST_CASE("rx control: a message claiming more than the buffer holds is read to its end only",
+          "[unit][reflector]") {
+  Control c;
+  const int ttl = 61;
+  c.add(IPPROTO_IP, IP_TTL, &ttl, sizeof ttl, sizeof ttl);  // the int lies in buf...
+  c.msg.msg_controllen = CMSG_LEN(2);                       // ...but past the buffer handed in
+  REQUIRE_FALSE(parse_rx_control(c.msg).ttl.has_value());
+  c.msg.msg_controllen = CMSG_LEN(sizeof ttl);  // the same message whole is read
+  REQUIRE(parse_rx_control(c.msg).ttl == 61);
+}

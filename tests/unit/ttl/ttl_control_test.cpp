@@ -77,3 +77,25 @@ TEST_CASE("ttl control: a truncated timestamp is not read", "[unit][ttl]") {
   REQUIRE(e.has_value());
   CHECK(e->rx_ns == 0);
 }
+
+// Found by fuzz/control_fuzz.cpp: the first message's cmsg_len was trusted past the end of the
+// control buffer, so the sock_extended_err was read beyond it.
+TEST_CASE("ttl control: an error claiming more than the buffer holds is not read", "[unit][ttl]") {
+  ErrorControl c;
+  c.msg.msg_controllen = CMSG_LEN(sizeof(sock_extended_err) - 4);  // cmsg_len claims it all
+  REQUIRE_FALSE(parse_ttl_error_control(c.msg).has_value());
+}
+
+// Found by fuzz/control_fuzz.cpp (UBSan): tv_sec * 1e9 overflowed for a time no clock gives.
+TEST_CASE("ttl control: a timestamp out of range is none", "[unit][ttl]") {
+  for (const timespec bad :
+       {timespec{INT64_MAX / 1000, 0}, timespec{5, 1'000'000'000}, timespec{-1, 0}}) {
+    ErrorControl c;
+    auto* t = reinterpret_cast<cmsghdr*>(
+        c.buf + CMSG_SPACE(sizeof(sock_extended_err) + sizeof(sockaddr_in)));
+    std::memcpy(CMSG_DATA(t), &bad, sizeof bad);
+    const auto e = parse_ttl_error_control(c.msg);
+    REQUIRE(e.has_value());
+    CHECK(e->rx_ns == 0);
+  }
+}

@@ -188,3 +188,57 @@ TEST_CASE("wire stamp uses the session's own ssid and says why a reply is refuse
   REQUIRE_FALSE(parse_reply(wf, std::span(reply).subspan(0, 43), 3, &why).has_value());
   REQUIRE(why == ReplyReject::NotOurs);
 }
+
+// A reflector whose clock is PTP-disciplined stamps t2 and t3 in the PTPv2 format (its error
+// estimate's Z bit, RFC 8762 §4.2.1) while echoing our NTP send time: each is read in its own
+// format. Read as NTP, the PTP times would be ~70 years off.
+TEST_CASE("wire stamp reply with PTP timestamps", "[unit][wire]") {
+  namespace st = stamp;
+  WireFormat wf;
+  wf.proto = Proto::Stamp;
+  wf.session_id = 0x00070002;
+  wf.datagram_size = 44;
+  std::vector<std::uint8_t> req(44);
+  const std::int64_t t1 = 1'750'000'000'000'000'000;
+  build_request(wf, 41, t1, req);
+  const auto sender = st::decode_sender(req).value();
+  st::ReflectorPacket p;
+  p.sequence = 12;
+  p.error = {true, true, 0, 1};  // S and Z: synchronized, PTP
+  p.ssid = 0x0002;
+  p.receive_timestamp = st::ns_to_ptp(t1 + 10'000);
+  p.timestamp = st::ns_to_ptp(t1 + 20'000);
+  p.sender_sequence = sender.sequence;
+  p.sender_timestamp = sender.timestamp;
+  p.sender_error = sender.error;
+  std::vector<std::uint8_t> reply(44);
+  st::encode(p, reply);
+  const auto r = parse_reply(wf, reply, 41);
+  REQUIRE(r.has_value());
+  CHECK(r->seq == 41);
+  CHECK(r->sender_tx_ns == t1);
+  CHECK(r->reflector_rx_ns == t1 + 10'000);
+  CHECK(r->reflector_tx_ns == t1 + 20'000);
+  CHECK(r->reflector_synced);
+}
+
+// Every SSID but ours (and 0, RFC 8762's "not used") is a foreign session's reply, whichever
+// of its bits differ: rejected at the wire before any sequence is matched.
+TEST_CASE("wire stamp reply with a foreign SSID", "[unit][wire]") {
+  WireFormat wf;
+  wf.proto = Proto::Stamp;
+  wf.session_id = 0x00070002;
+  wf.datagram_size = 44;
+  std::vector<std::uint8_t> req(44);
+  build_request(wf, 5, 1'750'000'000'000'000'000, req);
+  const auto reply =
+      test::stamp_reply(req, 1, 1'750'000'000'000'010'000, 1'750'000'000'000'020'000);
+  REQUIRE(parse_reply(wf, reply, 5).has_value());
+  for (const std::uint16_t foreign : {0x0003, 0x0102, 0x8002, 0xFFFF, 0x0007}) {
+    INFO("ssid " << foreign);
+    auto b = reply;
+    b[14] = static_cast<std::uint8_t>(foreign >> 8);
+    b[15] = static_cast<std::uint8_t>(foreign);
+    CHECK_FALSE(parse_reply(wf, b, 5).has_value());
+  }
+}
