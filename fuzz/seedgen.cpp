@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "capture/pcap_builder.h"
+#include "common/sample_records.h"
 #include "pathsentry/common/record_json.h"
 #include "pathsentry/probe/ttl/ttl_probe.h"
 #include "pathsentry/probe/wire/icmp_payload.h"
@@ -246,22 +247,9 @@ void controls() {
   write("control", "rx_v6", rx6);
 }
 
+// The record model tests' sample, with a tap down so the seed carries every key.
 ProbeRecord stamp_record() {
-  ProbeRecord r;
-  r.target = "192.168.20.161";
-  r.proto = Proto::Stamp;
-  r.session_id = 131074;
-  r.seq = 17;
-  r.tx_ns = 1'700'000'000'000'000'123;
-  r.rx_ns = 1'700'000'000'008'000'456;
-  r.rtt_ns = 8'000'333;
-  r.tx_kernel_ts = true;
-  r.reflector_seq = 3;
-  r.reflector_rx_ns = 1'700'000'000'004'000'000;
-  r.reflector_tx_ns = 1'700'000'000'004'010'000;
-  r.reflector_clock_synced = true;
-  r.fwd_path = "ipsec";
-  r.rev_path = "express-connect";
+  ProbeRecord r = test::sample_records::stamp_record();
   r.taps_down = {"eth1"};
   return r;
 }
