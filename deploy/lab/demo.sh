@@ -94,6 +94,7 @@ if [ -n "$probe" ]; then
   probe_records=$PS_LAB_STATE/agent-records.jsonl
   if bash "$LAB" start probe dc "$(realpath "$probe")" --target "$PS_LAB_ECS" --proto both \
     --rate 1000 --source "$PS_LAB_DC_HOST" --records "$probe_records" --metrics-listen off \
+    --summary-json "$PS_LAB_STATE/agent-summary.json" \
     --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" \
     --tap "$PS_LAB_TAP_INET:$PS_LAB_TAP_INET_PATH:esp:$PS_LAB_TUNNEL_LOCAL:$PS_LAB_TUNNEL_REMOTE" \
     "${ship_args[@]}"; then
@@ -155,7 +156,8 @@ PY
   if [ -f "$result/probes.json" ]; then
     echo "beside the ground truth of the agent's own probes (captured at the cloud router;"
     echo "agent ms / truth ms; deploy/lab/attrcheck, docs/lab.md):"
-    python3 "$(dirname "$0")/attrcheck" "$probe_records" "$result/probes.json" 2>&1 |
+    python3 "$(dirname "$0")/attrcheck" "$probe_records" "$result/probes.json" \
+      --summary "$PS_LAB_STATE/agent-summary.json" 2>&1 |
       sed -n '/proto direction/,/assertions/p' | sed 's/^ */  /' ||
       echo "  (could not compare with the ground truth)"
   fi

@@ -174,9 +174,11 @@ attr_start_agent() {
   fi
   ATTR_OUT=$E2E_RESULTS/agent.jsonl
   ATTR_LOG=$E2E_RESULTS/agent.log
+  ATTR_SUMMARY=$E2E_RESULTS/agent-summary.json
   e2e_log "agent: 1000 probes/s ICMP + STAMP, ESP window $window us, transform $transform${extra[*]:+, ${extra[*]}}"
   bash "$LAB" start agent dc "$ATTR_PROBE" --target "$PS_LAB_ECS" --proto both --rate 1000 \
     --source "$PS_LAB_DC_HOST" --timeout-ms 500 --records "$ATTR_OUT" \
+    --summary-json "$ATTR_SUMMARY" \
     --tap "$PS_LAB_TAP_EC:$PS_LAB_TAP_EC_PATH:clear" --tap "$inet" \
     "${extra[@]}" >/dev/null
   sleep 1.5 # sessions up, the first path established silently
@@ -207,6 +209,7 @@ attr_drill() {
   ATTR_JSON=$E2E_RESULTS/attrcheck.json
   # the detector's rules the agent implements (deploy/lab/probetruth's Model, --rules)
   python3 "$E2E_REPO/deploy/lab/attrcheck" "$ATTR_OUT" "$dir/probes.json" --json "$ATTR_JSON" \
+    --summary "$ATTR_SUMMARY" \
     --rules "${PS_E2E_RULES:-2}" "$@" | sed 's/^/    /'
   # every assertion a check: one line each, "ok|fail<TAB>what<TAB>detail"
   local n=0 st what detail

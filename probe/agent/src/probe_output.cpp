@@ -137,6 +137,8 @@ std::string summary_json(double duration_s, std::span<const SessionConfig* const
     j["target"] = c.target.to_string();
     j["proto"] = proto_name(c.proto);
     j["session"] = c.session_id;
+    // STAMP: the session's random SSID, the key a capture of its packets carries.
+    if (c.proto == Proto::Stamp) j["ssid"] = c.stamp_ssid;
     j["rate"] = c.rate_pps;
     j["sent"] = s.counters.sent;
     j["received"] = s.counters.received;
