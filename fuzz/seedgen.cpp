@@ -265,17 +265,8 @@ void json_lines() {
   lost.loss = LossDirection::Undetermined;
   std::string lost_line;
   append_json(lost, lost_line);
-  PathEvent e;
-  e.type = EventType::Switchover;
-  e.target = "192.168.20.161";
-  e.proto = Proto::Stamp;
-  e.session_id = 131074;
-  e.direction = Direction::Reverse;
-  e.ts_ns = 1'700'000'016'000'000'000;
+  PathEvent e = test::sample_records::switchover();
   e.event_id = 99;
-  e.from = "express-connect";
-  e.to = "ipsec";
-  e.outage_kind = OutageKind::Measured;
   std::string event;
   append_json(e, event);
   PathEvent hc;
