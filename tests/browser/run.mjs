@@ -134,14 +134,14 @@ try {
   }
   if (!fixtureMode) {
     check(cards.length > 0 && cards.every((c) => /RTT\s*[\d.,]+ ms/.test(c.text) && /jitter\s*[\d.,]+ ms/.test(c.text)
-      && /since \d\d:\d\d:\d\d/.test(c.text)), 'every target shows its RTT, jitter and since when',
+      && /since (\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d/.test(c.text)), 'every target shows its RTT, jitter and since when',
     cards.map((c) => c.text.replace(/\s+/g, ' ').slice(0, 160)).join(' | '));
   }
   if (fixtureMode) {
     const c = cards.find((x) => x.key === 'dc1|10.20.0.2|icmp');
     check(c && c.fwd === 'Express Connect' && c.rev === 'Express Connect',
       'after the failback both directions are on Express Connect', c && `${c.fwd} / ${c.rev}`);
-    check(c && /RTT\s*12\.30 ms/.test(c.text) && /jitter\s*0\.400 ms/.test(c.text) && /since \d\d:\d\d:\d\d/.test(c.text),
+    check(c && /RTT\s*12\.30 ms/.test(c.text) && /jitter\s*0\.400 ms/.test(c.text) && /since (\d{4}-\d\d-\d\d )?\d\d:\d\d:\d\d/.test(c.text),
       'RTT, jitter and since-when are shown', c && c.text.replace(/\s+/g, ' ').slice(0, 200));
   }
 
