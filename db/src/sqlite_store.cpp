@@ -553,6 +553,15 @@ class SqliteStore final : public Store {
              "fwd_path, rev_path, refl_seq, refl_rx_off, refl_tx_off, taps_down) "
              "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) ON CONFLICT DO NOTHING",
              p);
+    // A late reply's record replaces the row its probe got when the timeout declared it lost
+    // (the agent sends both, in that order): the answer wins over the guess; a resend of the
+    // lost record, or of the late one, changes nothing.
+    upd_late_probe_ =
+        Stmt(db,
+             "UPDATE probes SET tx_ns = ?3, rx_off = ?4, rtt_x = ?5, flags = ?6, fwd_path = ?7, "
+             "rev_path = ?8, refl_seq = ?9, refl_rx_off = ?10, refl_tx_off = ?11, taps_down = ?12 "
+             "WHERE session = ?1 AND seq = ?2 AND rx_off IS NULL",
+             p);
     ins_rollup_ = Stmt(db,
                        "INSERT INTO rollup_1s (session, second_ns, direction, path, "
                        "sent, received, lost_forward, lost_reverse, lost_undetermined, "
@@ -736,24 +745,27 @@ class SqliteStore final : public Store {
     for (const auto& r : b.probes) {
       const SessionIds ids = session_ids(agent_id, b.header.run, r.target, r.proto, r.session_id);
       const auto col = detail::to_columns(r);
-      ins_probe_.bind(1, ids.sid)
-          .bind(2, col.seq)
-          .bind(3, col.tx_ns)
-          .bind(4, col.rx_off)
-          .bind(5, col.rtt_x)
-          .bind(6, col.flags)
-          .bind(7, path_id(r.fwd_path))
-          .bind(8, path_id(r.rev_path))
-          .bind(9, col.refl_seq)
-          .bind(10, col.refl_rx_off)
-          .bind(11, col.refl_tx_off);
-      if (col.taps_down) {
-        ins_probe_.bind_blob(12, *col.taps_down);
-      } else {
-        ins_probe_.bind_null(12);
-      }
-      ins_probe_.run();
-      if (sqlite3_changes(db) > 0) {
+      const auto write = [&](Stmt& st) {
+        st.bind(1, ids.sid)
+            .bind(2, col.seq)
+            .bind(3, col.tx_ns)
+            .bind(4, col.rx_off)
+            .bind(5, col.rtt_x)
+            .bind(6, col.flags)
+            .bind(7, path_id(r.fwd_path))
+            .bind(8, path_id(r.rev_path))
+            .bind(9, col.refl_seq)
+            .bind(10, col.refl_rx_off)
+            .bind(11, col.refl_tx_off);
+        if (col.taps_down) {
+          st.bind_blob(12, *col.taps_down);
+        } else {
+          st.bind_null(12);
+        }
+        st.run();
+        return sqlite3_changes(db) > 0;
+      };
+      if (write(ins_probe_) || (r.late && col.rx_off && write(upd_late_probe_))) {
         ++c.probes;
       } else {
         ++c.duplicate_probes;
@@ -956,7 +968,7 @@ class SqliteStore final : public Store {
   StoreConfig cfg_;
   DbPtr w_;
   Stmt upsert_agent_, ins_path_, sel_path_, ins_target_, sel_target_, ins_session_, sel_session_,
-      upd_target_, ins_probe_, ins_rollup_, ins_event_;
+      upd_target_, ins_probe_, upd_late_probe_, ins_rollup_, ins_event_;
   std::unordered_map<std::string, Stmt> writer_stmts_;
   // Writer-thread caches of row ids, cleared when a transaction rolls back.
   std::unordered_map<std::string, std::int64_t> path_ids_, target_ids_, session_ids_;

@@ -136,6 +136,47 @@ TEST_CASE("a resent batch is counted as duplicates and stored once", "[integrati
   }
 }
 
+TEST_CASE("a late reply replaces its probe's lost row; resends change nothing",
+          "[integration][db]") {
+  test::TempDir dir;
+  auto s = db::open_sqlite_store(config_for(dir.file("s.db")));
+  // seq 9 is a lost probe (sample_probe); the agent later sends the same seq answered, late.
+  auto lost = sample_probe("192.0.2.1", Proto::Stamp, 2, 9, kT0);
+  REQUIRE_FALSE(lost.rx_ns);
+  auto late = sample_probe("192.0.2.1", Proto::Stamp, 2, 8, kT0);
+  late.seq = 9;
+  late.late = true;
+  late.rtt_ns = 1'700'000'000;  // after the timeout
+  late.rx_ns = kT0 + late.rtt_ns;
+  const auto send = [&](const ProbeRecord& r) {
+    auto b = batch("dc1", "9f1c0a2b3d4e5f60", 1);
+    b.probes.push_back(r);
+    return ingest_ok(*s, std::move(b));
+  };
+  CHECK(send(lost).probes == 1);
+  const auto c = send(late);
+  CHECK(c.probes == 1);
+  CHECK(c.duplicate_probes == 0);
+  auto rows = s->probes(all_probes("192.0.2.1")).value();
+  REQUIRE(rows.size() == 1);
+  CHECK(json_of(rows[0].record) == json_of(late));
+  SECTION("a resend of the lost record does not take the answer back") {
+    CHECK(send(lost).duplicate_probes == 1);
+    CHECK(json_of(s->probes(all_probes("192.0.2.1")).value().at(0).record) == json_of(late));
+  }
+  SECTION("a resend of the late record is a duplicate") {
+    CHECK(send(late).duplicate_probes == 1);
+  }
+  SECTION("a record that is not late never replaces a row") {
+    auto other = late;
+    other.late = false;
+    other.rtt_ns = 5;
+    other.rx_ns = kT0 + 5;
+    CHECK(send(other).duplicate_probes == 1);
+    CHECK(json_of(s->probes(all_probes("192.0.2.1")).value().at(0).record) == json_of(late));
+  }
+}
+
 TEST_CASE("overlapping batches store each probe once, also when committed together",
           "[integration][db]") {
   test::TempDir dir;

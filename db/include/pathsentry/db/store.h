@@ -66,7 +66,8 @@ struct IngestBatch {
   std::vector<PathEvent> events;  ///< each with event_id != 0
 };
 
-/// What an ingest did: rows inserted and rows that were already there (a resend).
+/// What an ingest did: rows stored and rows that were already there (a resend). A late reply
+/// whose probe was stored as lost replaces that row and counts as stored.
 struct IngestCounts {
   std::uint64_t probes = 0, rollups = 0, events = 0;
   std::uint64_t duplicate_probes = 0, duplicate_rollups = 0, duplicate_events = 0;
