@@ -79,8 +79,9 @@ void ProbeSession::share_size_cycle(SizeCycle& cycle) {
 
 // ---------------------------------------------------------------- sender thread
 
-void ProbeSession::start(std::int64_t start_mono_ns) {
-  pacer_ = Pacer(cfg_.rate_pps, start_mono_ns, cfg_.max_lag_ns);
+void ProbeSession::start(std::int64_t start_mono_ns, std::int64_t extra_lag_ns) {
+  pacer_ = Pacer(cfg_.rate_pps, start_mono_ns,
+                 cfg_.max_lag_ns + std::max<std::int64_t>(0, extra_lag_ns));
 }
 
 void ProbeSession::stop_at(std::int64_t end_mono_ns) {
@@ -93,7 +94,7 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
   std::size_t total_sent = 0;
   for (;;) {
     const Pacer::Due due = pacer_.poll(now, kBatch);
-    if (due.missed) missed_.fetch_add(due.missed, std::memory_order_relaxed);
+    if (due.missed) missed_late_.fetch_add(due.missed, std::memory_order_relaxed);
     std::uint64_t n = due.send;
     if (n == 0) break;
     // Only reuse slots whose probes the receiver has resolved.
@@ -101,7 +102,7 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
         resolved_.load(std::memory_order_acquire) + slots_.size() - next_seq_;
     if (n > room) {
       pacer_.give_back_as_missed(n - room);
-      missed_.fetch_add(n - room, std::memory_order_relaxed);
+      missed_ring_.fetch_add(n - room, std::memory_order_relaxed);
       n = room;
     }
     if (n == 0) break;
@@ -482,12 +483,16 @@ void ProbeSession::track_reflector(std::uint64_t seq, std::uint32_t reflector_se
 IntervalReport ProbeSession::roll_interval() {
   SessionCounters sender;
   sender.sent = sent_.load(std::memory_order_relaxed);
-  sender.missed_slots = missed_.load(std::memory_order_relaxed);
+  sender.missed_late_wakeup = missed_late_.load(std::memory_order_relaxed);
+  sender.missed_ring_full = missed_ring_.load(std::memory_order_relaxed);
+  sender.missed_slots = sender.missed_late_wakeup + sender.missed_ring_full;
   sender.send_errors = send_errors_.load(std::memory_order_relaxed);
   IntervalReport out;
   out.counters = interval_;
   out.counters.sent = sender.sent - sender_seen_.sent;
   out.counters.missed_slots = sender.missed_slots - sender_seen_.missed_slots;
+  out.counters.missed_late_wakeup = sender.missed_late_wakeup - sender_seen_.missed_late_wakeup;
+  out.counters.missed_ring_full = sender.missed_ring_full - sender_seen_.missed_ring_full;
   out.counters.send_errors = sender.send_errors - sender_seen_.send_errors;
   out.rtt = RttStats::of(interval_rtt_);
   out.forward_cap_pps = detect_cap();
@@ -547,7 +552,9 @@ SessionSummary ProbeSession::summary() const {
   SessionSummary s;
   s.counters = total_;
   s.counters.sent = sent_.load(std::memory_order_relaxed);
-  s.counters.missed_slots = missed_.load(std::memory_order_relaxed);
+  s.counters.missed_late_wakeup = missed_late_.load(std::memory_order_relaxed);
+  s.counters.missed_ring_full = missed_ring_.load(std::memory_order_relaxed);
+  s.counters.missed_slots = s.counters.missed_late_wakeup + s.counters.missed_ring_full;
   s.counters.send_errors = send_errors_.load(std::memory_order_relaxed);
   s.rtt = RttStats::of(total_rtt_);
   s.forward_cap_pps = last_cap_pps_;

@@ -26,9 +26,13 @@ struct SessionConfig {
   Proto proto = Proto::Icmp;
   double rate_pps = 1000;                   ///< probes per second
   std::int64_t timeout_ns = 1'000'000'000;  ///< a probe unanswered this long is lost
-  std::int64_t max_lag_ns = 200'000;        ///< pacing: a slot later than this is missed
-  std::uint8_t dscp = 0;                    ///< 0..63
-  std::size_t size = 0;                     ///< IP payload bytes per probe; 0 = the minimum
+  /// Pacing: a slot still unsent this long after its deadline is missed (skipped, never sent).
+  /// A slot sent later than its deadline but within this lag is sent: with kernel timestamps
+  /// its RTT is exact, only its send time moved. It also bounds a catch-up after a stall to
+  /// rate x max_lag probes (a longer stall skips slots instead of bursting them).
+  std::int64_t max_lag_ns = 5'000'000;
+  std::uint8_t dscp = 0;  ///< 0..63
+  std::size_t size = 0;   ///< IP payload bytes per probe; 0 = the minimum
   /// Size cycling: probe k of the agent (counted across all sessions sharing one SizeCycle)
   /// is padded by (k mod size_cycle) * size_step bytes over `size`, so probes close in time
   /// have distinct sizes and distinct ESP lengths (docs/attribution.md §2). 0 or 1 = fixed.
@@ -50,14 +54,18 @@ struct SessionConfig {
 
 /// Counters of a session, over the whole run or over one interval.
 struct SessionCounters {
-  std::uint64_t sent = 0;             ///< probes handed to the kernel
-  std::uint64_t received = 0;         ///< first replies within the timeout
-  std::uint64_t lost = 0;             ///< no reply within the timeout (a late reply takes it back
-                                      ///< from the run's total, not from the interval's)
-  std::uint64_t late = 0;             ///< replies after the probe was declared lost
-  std::uint64_t duplicates = 0;       ///< replies to a probe already answered
-  std::uint64_t reordered = 0;        ///< replies older than one already received
-  std::uint64_t missed_slots = 0;     ///< pacing slots skipped because the sender fell behind
+  std::uint64_t sent = 0;          ///< probes handed to the kernel
+  std::uint64_t received = 0;      ///< first replies within the timeout
+  std::uint64_t lost = 0;          ///< no reply within the timeout (a late reply takes it back
+                                   ///< from the run's total, not from the interval's)
+  std::uint64_t late = 0;          ///< replies after the probe was declared lost
+  std::uint64_t duplicates = 0;    ///< replies to a probe already answered
+  std::uint64_t reordered = 0;     ///< replies older than one already received
+  std::uint64_t missed_slots = 0;  ///< pacing slots skipped, never sent (the two causes below)
+  /// ... because the sender woke up more than max_lag after their deadline (a stall);
+  std::uint64_t missed_late_wakeup = 0;
+  /// ... because every TX ring slot still held an unresolved probe.
+  std::uint64_t missed_ring_full = 0;
   std::uint64_t send_errors = 0;      ///< probes the kernel refused to send
   std::uint64_t unmatched = 0;        ///< datagrams on the socket that were not our replies
   std::uint64_t no_tx_timestamp = 0;  ///< answered probes timed with the userspace send time
@@ -172,7 +180,9 @@ class ProbeSession {
 
   // --- sender thread ---
   /// Starts pacing: the first slot is due at `start_mono_ns`.
-  void start(std::int64_t start_mono_ns);
+  /// `extra_lag_ns` widens the lag allowed before a slot is missed (the engine's send
+  /// coalescing: slots may wait that long for a shared wake-up by design).
+  void start(std::int64_t start_mono_ns, std::int64_t extra_lag_ns = 0);
   /// No slot due at or after `end_mono_ns` is sent.
   void stop_at(std::int64_t end_mono_ns);
   /// Sends every slot due now (clock.monotonic_ns()), in batches. Returns probes sent.
@@ -269,7 +279,8 @@ class ProbeSession {
   std::atomic<std::uint64_t> resolved_{0};    // every seq below this is resolved
   std::atomic<bool> sender_done_{false};
   std::atomic<std::uint64_t> sent_{0};
-  std::atomic<std::uint64_t> missed_{0};
+  std::atomic<std::uint64_t> missed_late_{0};  // missed: late wake-up (the pacer skipped them)
+  std::atomic<std::uint64_t> missed_ring_{0};  // missed: no free TX ring slot
   std::atomic<std::uint64_t> send_errors_{0};
 
   // Receiver-owned.
