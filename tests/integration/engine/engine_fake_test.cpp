@@ -124,7 +124,7 @@ TEST_CASE("engine's receiver waits through its Waiter", "[integration][engine]")
 TEST_CASE("engine's send coalescing interval follows the total rate", "[integration][engine]") {
   SystemClock clock;
   CollectingSink sink;
-  const auto engine_with = [&](EngineOptions eo, std::initializer_list<double> rates) {
+  const auto engine_with = [&](const EngineOptions& eo, std::initializer_list<double> rates) {
     auto e = std::make_unique<Engine>(clock, eo);
     std::uint32_t id = 1;
     for (const double r : rates) {
