@@ -248,7 +248,8 @@ except Exception as e:  # a run that wrote no summary
     s = {"error": str(e)}
 r = {"kind": "miss", "what": what, "rate": rate, "rt": rt, "seconds": secs,
      "sent": s.get("sent"), "missed_slots": s.get("missed_slots"),
-     "send_errors": s.get("send_errors"), "missed": s.get("missed"), "lost": s.get("lost")}
+     "send_errors": s.get("send_errors"), "missed": s.get("missed"), "lost": s.get("lost"),
+     "max_send_lag_ns": s.get("max_send_lag_ns")}
 open(rows, "a").write(json.dumps(r) + "\n")
 print(json.dumps(r), file=sys.stderr)
 EOF
@@ -302,11 +303,13 @@ if cpu:
 miss = [r for r in rows if r["kind"] == "miss"]
 if miss:
     print("\nMissed slots (STAMP; rt = SCHED_FIFO priority, 0 = off)")
-    print("%-24s %7s %3s %5s %9s %7s %12s %10s %11s %6s" % ("prober", "rate/s", "rt", "s", "sent", "missed", "late_wakeup", "ring_full", "send_error", "lost"))
+    print("%-24s %7s %3s %5s %9s %7s %12s %10s %11s %6s %11s" % ("prober", "rate/s", "rt", "s", "sent", "missed", "late_wakeup", "ring_full", "send_error", "lost", "max lag us"))
     for r in miss:
         m = r.get("missed") or {}
-        print("%-24s %7s %3s %5s %9s %7s %12s %10s %11s %6s" % (
+        lag = r.get("max_send_lag_ns")
+        print("%-24s %7s %3s %5s %9s %7s %12s %10s %11s %6s %11s" % (
             r["what"], r["rate"], r["rt"], r["seconds"], r["sent"], r["missed_slots"],
-            m.get("late_wakeup", "-"), m.get("ring_full", "-"), m.get("send_error", r.get("send_errors")), r["lost"]))
+            m.get("late_wakeup", "-"), m.get("ring_full", "-"), m.get("send_error", r.get("send_errors")), r["lost"],
+            "-" if lag is None else "%.0f" % (lag / 1e3)))
 EOF
 log "cpu_bench: results in $OUT"

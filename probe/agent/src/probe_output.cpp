@@ -156,6 +156,7 @@ std::string summary_json(double duration_s, std::span<const SessionConfig* const
     j["missed"] = {{"late_wakeup", s.counters.missed_late_wakeup},
                    {"ring_full", s.counters.missed_ring_full},
                    {"send_error", s.counters.send_errors}};
+    j["max_send_lag_ns"] = s.max_send_lag_ns;
     j["unmatched"] = s.counters.unmatched;
     j["no_tx_timestamp"] = s.counters.no_tx_timestamp;
     j["forward_cap_pps"] = s.forward_cap_pps ? json(*s.forward_cap_pps) : json(nullptr);

@@ -106,6 +106,11 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
       n = room;
     }
     if (n == 0) break;
+    // The oldest slot of this batch is the latest of it.
+    const std::int64_t lag = now - pacer_.deadline_ns(pacer_.next_slot() - due.send);
+    if (lag > max_send_lag_.load(std::memory_order_relaxed)) {
+      max_send_lag_.store(lag, std::memory_order_relaxed);
+    }
     const std::int64_t tx_user = clock.system_ns();
     for (std::uint64_t i = 0; i < n; ++i) {
       const std::uint64_t seq = next_seq_ + i;
@@ -557,6 +562,7 @@ SessionSummary ProbeSession::summary() const {
   s.counters.missed_slots = s.counters.missed_late_wakeup + s.counters.missed_ring_full;
   s.counters.send_errors = send_errors_.load(std::memory_order_relaxed);
   s.rtt = RttStats::of(total_rtt_);
+  s.max_send_lag_ns = max_send_lag_.load(std::memory_order_relaxed);
   s.forward_cap_pps = last_cap_pps_;
   s.forward_cap_now_pps = now_cap_pps_;
   s.jitter_ns =

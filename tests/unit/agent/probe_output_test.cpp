@@ -65,6 +65,7 @@ TEST_CASE("summary json splits missed slots by cause", "[unit][output]") {
   sa.counters.missed_ring_full = 1;
   sa.counters.missed_slots = 5;
   sa.counters.send_errors = 2;
+  sa.max_send_lag_ns = 1'234'567;
   const SessionConfig* configs[] = {&a};
   const SessionSummary sums[] = {sa};
   const auto j = nlohmann::json::parse(summary_json(1.0, configs, sums));
@@ -73,6 +74,7 @@ TEST_CASE("summary json splits missed slots by cause", "[unit][output]") {
   REQUIRE(s0["missed"]["late_wakeup"] == 4);
   REQUIRE(s0["missed"]["ring_full"] == 1);
   REQUIRE(s0["missed"]["send_error"] == 2);
+  REQUIRE(s0["max_send_lag_ns"] == 1'234'567);
 }
 
 // The live summary line shows sent/received/lost and RTT in ms.

@@ -312,9 +312,12 @@ TEST_CASE("session sends slots a few ms late instead of missing them", "[unit][s
   rig.clock.advance(3ms);  // 6 slots due, the oldest 2.5 ms late (the old 200 us default missed it)
   REQUIRE(rig.s->send_due(rig.clock) == 6);
   REQUIRE(rig.s->summary().counters.missed_slots == 0);
+  REQUIRE(rig.s->summary().max_send_lag_ns == 2'500'000);
   rig.clock.advance(50ms);  // a long stall: only the last 5 ms of slots go out
   REQUIRE(rig.s->send_due(rig.clock) == 11);
   REQUIRE(rig.s->summary().counters.missed_late_wakeup == 89);
+  // The oldest slot sent after the stall was 5 ms late.
+  REQUIRE(rig.s->summary().max_send_lag_ns == 5'000'000);
 }
 
 // The engine's send coalescing lets slots wait for a shared wake-up: the lag allowed before a

@@ -104,6 +104,9 @@ struct SessionSummary {
   SessionCounters counters;
   RttStats rtt;
   double jitter_ns = 0;  ///< mean |rtt(n) - rtt(n-1)| over consecutive replies (IPDV)
+  /// The latest any probe of the run left after its slot's deadline (send coalescing, wake-up
+  /// latency, stalls up to max_lag), ns; slots later than that were missed instead.
+  std::int64_t max_send_lag_ns = 0;
   /// Lost probes split by direction: STAMP with a stateful reflector from its counter, or, with
   /// taps, the attributor's records' `loss` (the agent fills these in then, so the summary
   /// says what the records say). Null where nothing tells the direction (ICMP without taps).
@@ -281,6 +284,7 @@ class ProbeSession {
   std::atomic<std::uint64_t> sent_{0};
   std::atomic<std::uint64_t> missed_late_{0};  // missed: late wake-up (the pacer skipped them)
   std::atomic<std::uint64_t> missed_ring_{0};  // missed: no free TX ring slot
+  std::atomic<std::int64_t> max_send_lag_{0};  // written by the sender only
   std::atomic<std::uint64_t> send_errors_{0};
 
   // Receiver-owned.
