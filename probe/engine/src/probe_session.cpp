@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -79,9 +80,17 @@ void ProbeSession::share_size_cycle(SizeCycle& cycle) {
 
 // ---------------------------------------------------------------- sender thread
 
-void ProbeSession::start(std::int64_t start_mono_ns, std::int64_t extra_lag_ns) {
-  pacer_ = Pacer(cfg_.rate_pps, start_mono_ns,
-                 cfg_.max_lag_ns + std::max<std::int64_t>(0, extra_lag_ns));
+void ProbeSession::start(std::int64_t start_mono_ns, std::int64_t coalesce_ns) {
+  coalesce_ns = std::max<std::int64_t>(0, coalesce_ns);
+  pacer_ = Pacer(cfg_.rate_pps, start_mono_ns, cfg_.max_lag_ns + coalesce_ns);
+  // With coalescing, a wake-up sends at most twice the slots one coalescing interval holds
+  // (plus one): after a stall the backlog goes out at up to twice the rate, one wake-up after
+  // the other, never in one burst.
+  per_wake_ = std::numeric_limits<std::uint64_t>::max();
+  if (coalesce_ns > 0) {
+    const double per_interval = cfg_.rate_pps * static_cast<double>(coalesce_ns) / 1e9;
+    per_wake_ = 2 * static_cast<std::uint64_t>(std::ceil(per_interval)) + 1;
+  }
 }
 
 void ProbeSession::stop_at(std::int64_t end_mono_ns) {
@@ -92,8 +101,12 @@ void ProbeSession::stop_at(std::int64_t end_mono_ns) {
 std::size_t ProbeSession::send_due(const Clock& clock) {
   const std::int64_t now = clock.monotonic_ns();
   std::size_t total_sent = 0;
+  std::uint64_t budget = per_wake_;
   for (;;) {
-    const Pacer::Due due = pacer_.poll(now, kBatch);
+    const std::uint64_t want = std::min<std::uint64_t>(kBatch, budget);
+    if (want == 0) break;
+    const Pacer::Due due = pacer_.poll(now, want);
+    budget -= due.send;
     if (due.missed) missed_late_.fetch_add(due.missed, std::memory_order_relaxed);
     std::uint64_t n = due.send;
     if (n == 0) break;
@@ -145,7 +158,7 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
       total_sent += *r;
       done += *r;
     }
-    if (due.send < kBatch) break;
+    if (due.send < want) break;
   }
   if (pacer_.finished()) sender_done_.store(true);
   return total_sent;

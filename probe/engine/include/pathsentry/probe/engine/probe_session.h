@@ -28,9 +28,9 @@ struct SessionConfig {
   std::int64_t timeout_ns = 1'000'000'000;  ///< a probe unanswered this long is lost
   /// Pacing: a slot still unsent this long after its deadline is missed (skipped, never sent).
   /// A slot sent later than its deadline but within this lag is sent: with kernel timestamps
-  /// its RTT is exact, only its send time moved. It also bounds a catch-up after a stall to
-  /// rate x max_lag probes (a longer stall skips slots instead of bursting them).
-  std::int64_t max_lag_ns = 5'000'000;
+  /// its RTT is exact, only its send time moved (a VM's vCPU stalls for tens of ms at times).
+  /// The engine's coalescing paces the catch-up (ProbeSession::start).
+  std::int64_t max_lag_ns = 50'000'000;
   std::uint8_t dscp = 0;  ///< 0..63
   std::size_t size = 0;   ///< IP payload bytes per probe; 0 = the minimum
   /// Size cycling: probe k of the agent (counted across all sessions sharing one SizeCycle)
@@ -183,9 +183,12 @@ class ProbeSession {
 
   // --- sender thread ---
   /// Starts pacing: the first slot is due at `start_mono_ns`.
-  /// `extra_lag_ns` widens the lag allowed before a slot is missed (the engine's send
-  /// coalescing: slots may wait that long for a shared wake-up by design).
-  void start(std::int64_t start_mono_ns, std::int64_t extra_lag_ns = 0);
+  /// `coalesce_ns` is the engine's send coalescing interval: slots may wait that long for a
+  /// shared wake-up by design, so it widens the lag allowed before a slot is missed; and each
+  /// send_due() then sends at most 2 x ceil(rate x coalesce_ns) + 1 slots, so a backlog after a
+  /// stall is caught up at no more than twice the rate over the following wake-ups instead of
+  /// in one burst. 0 = no coalescing, no cap.
+  void start(std::int64_t start_mono_ns, std::int64_t coalesce_ns = 0);
   /// No slot due at or after `end_mono_ns` is sent.
   void stop_at(std::int64_t end_mono_ns);
   /// Sends every slot due now (clock.monotonic_ns()), in batches. Returns probes sent.
@@ -272,6 +275,7 @@ class ProbeSession {
   SizeCycle own_cycle_;
   SizeCycle* cycle_ = &own_cycle_;
   Pacer pacer_;
+  std::uint64_t per_wake_ = ~std::uint64_t{0};  // slots one send_due() sends at most
   std::uint64_t next_seq_ = 0;
   std::vector<std::uint8_t> tx_buffers_;
   std::vector<TxDatagram> tx_batch_;
