@@ -11,6 +11,7 @@ PKGS=(
   prometheus-cpp-dev libsqlite3-dev sqlite3 libspdlog-dev libfmt-dev catch2
   libtomlplusplus-dev nlohmann-json3-dev libexpected-dev
   libssl-dev openssl  # TLS for the collector and the agent's https:// shipping (docs/collector.md "TLS")
+  prometheus-smokeping-prober  # bench/cpu_bench.sh: CPU per probe beside smokeping_prober (issue 14)
   wrk  # honest-client load beside bench/collector_attack.py (the collector under attack)
   prometheus  # promtool: check rules, test rules, check metrics (deploy/prometheus, tests/metrics)
   iproute2 iputils-ping nftables procps psmisc tcpdump fping python3

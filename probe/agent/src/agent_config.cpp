@@ -461,7 +461,7 @@ const options::OptionTable<Building>& table() {
        {"defaults.max_lag_us", "targets[].max_lag_us", "targets[].icmp.max_lag_us",
         "targets[].stamp.max_lag_us"},
        "N",
-       "pacing: a slot later than this is missed, not sent (default 200)",
+       "pacing: a slot still unsent this long after its deadline is missed (default 50000)",
        Arg::One,
        [](Building& b, const Value& v) {
          layer_of(b, v).max_lag_us = setting(v, v.integer(1, 1'000'000));
@@ -472,6 +472,13 @@ const options::OptionTable<Building>& table() {
        "SCHED_FIFO priority of the sender/receiver threads, 0 = off (default 10)",
        Arg::One,
        [](Building& b, const Value& v) { b.cfg.rt_priority = static_cast<int>(v.integer(0, 99)); }},
+      {"--send-coalesce-us",
+       {"agent.send_coalesce_us"},
+       "N",
+       "send coalescing: the sender wakes at most once per 8 probes' time, at most N us, "
+       "sending what fell due meanwhile together; 0 = a wake-up per slot (default 5000)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.send_coalesce_ns = v.integer(0, 100'000) * 1'000; }},
       {"--drain-ms",
        {"agent.drain_ms"},
        "N",
@@ -965,7 +972,7 @@ AgentConfig finish(Building& b, std::uint16_t run_nonce) {
       s.proto = p;
       s.rate_pps = l.rate ? *l.rate : 1000.0;
       s.timeout_ns = (l.timeout_ms ? *l.timeout_ms : 1000) * 1'000'000;
-      s.max_lag_ns = (l.max_lag_us ? *l.max_lag_us : 200) * 1000;
+      s.max_lag_ns = (l.max_lag_us ? *l.max_lag_us : 50000) * 1000;
       s.dscp = static_cast<std::uint8_t>(l.dscp ? *l.dscp : 0);
       s.size = static_cast<std::size_t>(l.size ? *l.size : 0);
       s.stamp_port = static_cast<std::uint16_t>(l.stamp_port ? *l.stamp_port : 862);

@@ -35,6 +35,9 @@ constexpr const char* kUndetermined = "undetermined";
 constexpr std::array<const char*, 3> kLossDirections = {"forward", "reverse", "undetermined"};
 constexpr std::array<const char*, 2> kDirections = {"forward", "reverse"};
 constexpr std::array<const char*, 3> kRejectReasons = {"send_time", "ssid", "implausible_time"};
+// Why a pacing slot went unsent (SessionCounters): the sender woke too late, no TX ring slot was
+// free, the kernel refused the send.
+constexpr std::array<const char*, 3> kMissCauses = {"late_wakeup", "ring_full", "send_error"};
 
 std::string path_label(const std::string& p) {
   return p.empty() ? std::string(kNotObserved) : p;
@@ -59,12 +62,14 @@ struct AgentMetrics::Impl {
     Counter* sent = nullptr;
     Counter* received = nullptr;
     std::array<Counter*, 3> rejected{};  // send_time, ssid, implausible_time
+    std::array<Counter*, 3> missed{};    // kMissCauses
     Gauge* forward_cap = nullptr;        // STAMP: the rate forward loss is capped at (0 none)
     std::array<Counter*, 3> lost{};
     std::array<Counter*, 2> unattributed{};
     // receiver thread: the totals already published
     std::uint64_t last_sent = 0, last_received = 0;
     std::array<std::uint64_t, 3> last_rejected{};
+    std::array<std::uint64_t, 3> last_missed{};
     std::array<std::uint64_t, 3> last_lost{};
     std::array<std::string, 2> active;  // the path whose gauge is 1 ("" before the first)
     // the record thread: what is gathered until flush()
@@ -107,6 +112,7 @@ struct AgentMetrics::Impl {
   Family<Counter>& sent;
   Family<Counter>& received;
   Family<Counter>& rejected;
+  Family<Counter>& missed;
   Family<Gauge>& forward_cap;
   Family<Counter>& lost;
   Family<Histogram>& rtt;
@@ -176,6 +182,12 @@ AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
                    .Help("Replies refused as spoofed or corrupt, by target, protocol and reason "
                          "(send_time, ssid, implausible_time)")
                    .Register(r)),
+      missed(prometheus::BuildCounter()
+                 .Name("pathsentry_missed_slots_total")
+                 .Help("Pacing slots that went unsent, by target, protocol and cause "
+                       "(late_wakeup: the sender woke past max_lag after the deadline; "
+                       "ring_full: no free TX ring slot; send_error: the kernel refused it)")
+                 .Register(r)),
       forward_cap(prometheus::BuildGauge()
                       .Name("pathsentry_forward_loss_capped_pps")
                       .Help("STAMP: the steady rate at which requests get through when forward "
@@ -337,6 +349,11 @@ void AgentMetrics::add_session(std::uint32_t session_id, const std::string& targ
       l["direction"] = kLossDirections[d];
       s.lost[d] = &m.lost.Add(l);
     }
+    for (std::size_t k = 0; k < kMissCauses.size(); ++k) {
+      auto l = base;
+      l["cause"] = kMissCauses[k];
+      s.missed[k] = &m.missed.Add(l);
+    }
   }
   for (std::size_t d = 0; d < kDirections.size(); ++d) {
     auto l = base;
@@ -474,6 +491,12 @@ void AgentMetrics::on_session_totals(std::uint32_t session_id, const SessionSumm
                                                  totals.counters.rejected_implausible_time};
   for (std::size_t k = 0; k < rejected.size(); ++k) {
     metrics::advance(*s.rejected[k], s.last_rejected[k], rejected[k]);
+  }
+  const std::array<std::uint64_t, 3> missed = {totals.counters.missed_late_wakeup,
+                                               totals.counters.missed_ring_full,
+                                               totals.counters.send_errors};
+  for (std::size_t k = 0; k < missed.size(); ++k) {
+    metrics::advance(*s.missed[k], s.last_missed[k], missed[k]);
   }
   if (s.forward_cap != nullptr) s.forward_cap->Set(totals.forward_cap_now_pps.value_or(0));
   if (m.losses_from_records) return;

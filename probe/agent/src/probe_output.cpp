@@ -151,6 +151,12 @@ std::string summary_json(double duration_s, std::span<const SessionConfig* const
     j["late"] = s.counters.late;
     j["missed_slots"] = s.counters.missed_slots;
     j["send_errors"] = s.counters.send_errors;
+    // Every slot that went unsent, by cause: missed_slots = late_wakeup + ring_full, and
+    // send_error = send_errors (a slot whose probe the kernel refused).
+    j["missed"] = {{"late_wakeup", s.counters.missed_late_wakeup},
+                   {"ring_full", s.counters.missed_ring_full},
+                   {"send_error", s.counters.send_errors}};
+    j["max_send_lag_ns"] = s.max_send_lag_ns;
     j["unmatched"] = s.counters.unmatched;
     j["no_tx_timestamp"] = s.counters.no_tx_timestamp;
     j["forward_cap_pps"] = s.forward_cap_pps ? json(*s.forward_cap_pps) : json(nullptr);

@@ -1,6 +1,5 @@
 #include "pathsentry/probe/engine/engine.h"
 
-#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/epoll.h>
@@ -49,18 +48,28 @@ void Engine::add_session(std::unique_ptr<ProbeSession> session) {
   sessions_.push_back(std::move(session));
 }
 
+std::int64_t Engine::send_coalesce_ns() const {
+  if (options_.send_coalesce_ns <= 0 || options_.send_coalesce_probes == 0) return 0;
+  double total_pps = 0;
+  for (const auto& s : sessions_) total_pps += s->config().rate_pps;
+  if (total_pps <= 0) return 0;
+  const double ns = static_cast<double>(options_.send_coalesce_probes) * 1e9 / total_pps;
+  return std::min(options_.send_coalesce_ns, static_cast<std::int64_t>(ns));
+}
+
 void Engine::run() {
   reports_.resize(sessions_.size());
+  const std::int64_t coalesce = send_coalesce_ns();
   const std::int64_t start = clock_.monotonic_ns() + options_.start_delay_ns;
   for (auto& s : sessions_) {
-    s->start(start);
+    s->start(start, coalesce);
     if (options_.duration_ns > 0) s->stop_at(start + options_.duration_ns);
   }
   // A thread that throws ends the process (thread_runner.h): a half-running engine would
   // report loss that is not there.
   std::thread sender = start_thread("sender", [&] {
     set_realtime("sender", 1);
-    sender_loop(start);
+    sender_loop(start, coalesce);
     sender_exited_.store(true);
   });
   // The receiver gets its own thread too, so the caller's scheduling is left alone.
@@ -86,13 +95,14 @@ void Engine::set_realtime(const char* thread_name, int boost) {
   }
 }
 
-void Engine::sender_loop(std::int64_t start_ns) {
+void Engine::sender_loop(std::int64_t start_ns, std::int64_t coalesce_ns) {
   // Wake-ups as close to the deadline as the timer allows (the default slack is 50 us).
   prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
   sleep_until_mono(start_ns);
   bool stopping = false;
   for (;;) {
     std::int64_t now = clock_.monotonic_ns();
+    const std::int64_t woke = now;
     if (!stopping && stop_.load()) {
       stopping = true;
       for (auto& s : sessions_) s->stop_at(now);
@@ -107,11 +117,14 @@ void Engine::sender_loop(std::int64_t start_ns) {
     }
     if (!active) return;
     now = clock_.monotonic_ns();
+    // With send coalescing, slots due before the next coalescing point wait for it.
+    if (next != Pacer::kNever) next = std::max(next, woke + coalesce_ns);
     const std::int64_t wake = std::min(next, now + kSenderMaxSleepNs);
     if (wake - now > options_.spin_ns) {
       sleep_until_mono(wake - options_.spin_ns / 2);
     }
-    while (clock_.monotonic_ns() < wake && !stop_.load(std::memory_order_relaxed)) {
+    while (options_.spin_ns > 0 && clock_.monotonic_ns() < wake &&
+           !stop_.load(std::memory_order_relaxed)) {
       // spin for the last few microseconds
     }
   }
@@ -148,11 +161,10 @@ void Engine::receiver_loop() {
   std::int64_t drain_start = -1;  // when the sender was first seen gone
   for (;;) {
     const std::int64_t to_second = next_due - clock_.monotonic_ns();
-    const std::int64_t wait_ns =
-        std::clamp<std::int64_t>(std::min(to_second, kReceiverTickNs), 0, kReceiverTickNs);
-    // The epoll descriptor polls readable when any socket is: the wait goes through the
-    // Waiter, the events are then collected without blocking.
-    waiter_.wait_fd(ep, POLLIN, wait_ns);
+    const std::int64_t tick = std::clamp<std::int64_t>(options_.rx_tick_ns, 1, kReceiverTickNs);
+    // A periodic drain, not a wake-up per packet: the epoll set only says which sockets have
+    // something, collected without blocking.
+    waiter_.sleep_for(std::clamp<std::int64_t>(to_second, 0, tick));
     const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 0);
     if (n < 0 && errno != EINTR)
       throw std::system_error(errno, std::system_category(), "epoll_wait");
@@ -191,9 +203,6 @@ void Engine::receiver_loop() {
     if (drained) {
       report_interval(clock_.system_ns());
       return;
-    }
-    if (options_.rx_coalesce_ns > 0 && n > 0) {
-      waiter_.sleep_for(std::min<std::int64_t>(options_.rx_coalesce_ns, kReceiverTickNs));
     }
   }
 }

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cmath>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -79,8 +80,17 @@ void ProbeSession::share_size_cycle(SizeCycle& cycle) {
 
 // ---------------------------------------------------------------- sender thread
 
-void ProbeSession::start(std::int64_t start_mono_ns) {
-  pacer_ = Pacer(cfg_.rate_pps, start_mono_ns, cfg_.max_lag_ns);
+void ProbeSession::start(std::int64_t start_mono_ns, std::int64_t coalesce_ns) {
+  coalesce_ns = std::max<std::int64_t>(0, coalesce_ns);
+  pacer_ = Pacer(cfg_.rate_pps, start_mono_ns, cfg_.max_lag_ns + coalesce_ns);
+  // With coalescing, a wake-up sends at most twice the slots one coalescing interval holds
+  // (plus one): after a stall the backlog goes out at up to twice the rate, one wake-up after
+  // the other, never in one burst.
+  per_wake_ = std::numeric_limits<std::uint64_t>::max();
+  if (coalesce_ns > 0) {
+    const double per_interval = cfg_.rate_pps * static_cast<double>(coalesce_ns) / 1e9;
+    per_wake_ = 2 * static_cast<std::uint64_t>(std::ceil(per_interval)) + 1;
+  }
 }
 
 void ProbeSession::stop_at(std::int64_t end_mono_ns) {
@@ -91,9 +101,13 @@ void ProbeSession::stop_at(std::int64_t end_mono_ns) {
 std::size_t ProbeSession::send_due(const Clock& clock) {
   const std::int64_t now = clock.monotonic_ns();
   std::size_t total_sent = 0;
+  std::uint64_t budget = per_wake_;
   for (;;) {
-    const Pacer::Due due = pacer_.poll(now, kBatch);
-    if (due.missed) missed_.fetch_add(due.missed, std::memory_order_relaxed);
+    const std::uint64_t want = std::min<std::uint64_t>(kBatch, budget);
+    if (want == 0) break;
+    const Pacer::Due due = pacer_.poll(now, want);
+    budget -= due.send;
+    if (due.missed) missed_late_.fetch_add(due.missed, std::memory_order_relaxed);
     std::uint64_t n = due.send;
     if (n == 0) break;
     // Only reuse slots whose probes the receiver has resolved.
@@ -101,10 +115,15 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
         resolved_.load(std::memory_order_acquire) + slots_.size() - next_seq_;
     if (n > room) {
       pacer_.give_back_as_missed(n - room);
-      missed_.fetch_add(n - room, std::memory_order_relaxed);
+      missed_ring_.fetch_add(n - room, std::memory_order_relaxed);
       n = room;
     }
     if (n == 0) break;
+    // The oldest slot of this batch is the latest of it.
+    const std::int64_t lag = now - pacer_.deadline_ns(pacer_.next_slot() - due.send);
+    if (lag > max_send_lag_.load(std::memory_order_relaxed)) {
+      max_send_lag_.store(lag, std::memory_order_relaxed);
+    }
     const std::int64_t tx_user = clock.system_ns();
     for (std::uint64_t i = 0; i < n; ++i) {
       const std::uint64_t seq = next_seq_ + i;
@@ -139,7 +158,7 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
       total_sent += *r;
       done += *r;
     }
-    if (due.send < kBatch) break;
+    if (due.send < want) break;
   }
   if (pacer_.finished()) sender_done_.store(true);
   return total_sent;
@@ -482,12 +501,16 @@ void ProbeSession::track_reflector(std::uint64_t seq, std::uint32_t reflector_se
 IntervalReport ProbeSession::roll_interval() {
   SessionCounters sender;
   sender.sent = sent_.load(std::memory_order_relaxed);
-  sender.missed_slots = missed_.load(std::memory_order_relaxed);
+  sender.missed_late_wakeup = missed_late_.load(std::memory_order_relaxed);
+  sender.missed_ring_full = missed_ring_.load(std::memory_order_relaxed);
+  sender.missed_slots = sender.missed_late_wakeup + sender.missed_ring_full;
   sender.send_errors = send_errors_.load(std::memory_order_relaxed);
   IntervalReport out;
   out.counters = interval_;
   out.counters.sent = sender.sent - sender_seen_.sent;
   out.counters.missed_slots = sender.missed_slots - sender_seen_.missed_slots;
+  out.counters.missed_late_wakeup = sender.missed_late_wakeup - sender_seen_.missed_late_wakeup;
+  out.counters.missed_ring_full = sender.missed_ring_full - sender_seen_.missed_ring_full;
   out.counters.send_errors = sender.send_errors - sender_seen_.send_errors;
   out.rtt = RttStats::of(interval_rtt_);
   out.forward_cap_pps = detect_cap();
@@ -547,9 +570,12 @@ SessionSummary ProbeSession::summary() const {
   SessionSummary s;
   s.counters = total_;
   s.counters.sent = sent_.load(std::memory_order_relaxed);
-  s.counters.missed_slots = missed_.load(std::memory_order_relaxed);
+  s.counters.missed_late_wakeup = missed_late_.load(std::memory_order_relaxed);
+  s.counters.missed_ring_full = missed_ring_.load(std::memory_order_relaxed);
+  s.counters.missed_slots = s.counters.missed_late_wakeup + s.counters.missed_ring_full;
   s.counters.send_errors = send_errors_.load(std::memory_order_relaxed);
   s.rtt = RttStats::of(total_rtt_);
+  s.max_send_lag_ns = max_send_lag_.load(std::memory_order_relaxed);
   s.forward_cap_pps = last_cap_pps_;
   s.forward_cap_now_pps = now_cap_pps_;
   s.jitter_ns =

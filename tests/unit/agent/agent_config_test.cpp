@@ -201,3 +201,19 @@ TEST_CASE("config draws random distinct STAMP SSIDs", "[unit][config]") {
   REQUIRE(index_like < 5);  // 40 draws from 65535: a handful of matches would be a surprise
   REQUIRE(same_as_b < 5);
 }
+
+// Issue 14: pacing defaults (a slot is missed only when still unsent 50 ms after its deadline;
+// the sender coalesces up to 5 ms) and their flags, with bad values refused by name.
+TEST_CASE("config: pacing lag and send coalescing", "[unit][config]") {
+  const auto d = parse({"--target", "198.18.0.2"});
+  REQUIRE(d.send_coalesce_ns == 5'000'000);
+  for (const auto& s : d.sessions) REQUIRE(s.max_lag_ns == 50'000'000);
+  const auto c =
+      parse({"--target", "198.18.0.2", "--send-coalesce-us", "0", "--max-lag-us", "300"});
+  REQUIRE(c.send_coalesce_ns == 0);
+  for (const auto& s : c.sessions) REQUIRE(s.max_lag_ns == 300'000);
+  REQUIRE_THAT(error_of({"--target", "198.18.0.2", "--send-coalesce-us", "-1"}),
+               Contains("--send-coalesce-us = '-1'"));
+  REQUIRE_THAT(error_of({"--target", "198.18.0.2", "--send-coalesce-us", "200000"}),
+               Contains("--send-coalesce-us = '200000'"));
+}

@@ -56,6 +56,27 @@ TEST_CASE("summary json document", "[unit][output]") {
   REQUIRE(j["sessions"][1]["proto"] == "stamp");
 }
 
+// Issue 14: the summary gives every unsent slot with its cause.
+TEST_CASE("summary json splits missed slots by cause", "[unit][output]") {
+  SessionConfig a;
+  a.target = *IpAddress::parse("198.18.0.2");
+  SessionSummary sa;
+  sa.counters.missed_late_wakeup = 4;
+  sa.counters.missed_ring_full = 1;
+  sa.counters.missed_slots = 5;
+  sa.counters.send_errors = 2;
+  sa.max_send_lag_ns = 1'234'567;
+  const SessionConfig* configs[] = {&a};
+  const SessionSummary sums[] = {sa};
+  const auto j = nlohmann::json::parse(summary_json(1.0, configs, sums));
+  const auto& s0 = j["sessions"][0];
+  REQUIRE(s0["missed_slots"] == 5);
+  REQUIRE(s0["missed"]["late_wakeup"] == 4);
+  REQUIRE(s0["missed"]["ring_full"] == 1);
+  REQUIRE(s0["missed"]["send_error"] == 2);
+  REQUIRE(s0["max_send_lag_ns"] == 1'234'567);
+}
+
 // The live summary line shows sent/received/lost and RTT in ms.
 TEST_CASE("interval line format", "[unit][output]") {
   SessionConfig s;

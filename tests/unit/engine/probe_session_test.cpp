@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <memory>
+#include <vector>
 
 #include "engine/fake_socket.h"
 
@@ -263,9 +264,93 @@ TEST_CASE("session counts missed slots when its ring is full", "[unit][session]"
   rig.send(1100);
   REQUIRE(rig.s->sequences_used() == 1024);
   REQUIRE(rig.s->summary().counters.missed_slots == 76);
+  // ... and the cause is the ring, not the sender's wake-ups.
+  REQUIRE(rig.s->summary().counters.missed_ring_full == 76);
+  REQUIRE(rig.s->summary().counters.missed_late_wakeup == 0);
   rig.s->expire(rig.clock.monotonic_ns());
   rig.send(10);
   REQUIRE(rig.s->sequences_used() == 1034);
+}
+
+// Issue 14: every unsent slot is counted with its cause, in the run's summary and in the
+// interval that saw it: a sender that woke up past max_lag (late_wakeup), no free TX slot
+// (ring_full), the kernel's refusal (send_errors). missed_slots is the sum of the first two.
+TEST_CASE("session counts each missed slot with its cause", "[unit][session]") {
+  Rig rig(Proto::Icmp);  // 1000/s, default max_lag 50 ms
+  rig.send(3);
+  rig.s->roll_interval();
+  // An 80 ms stall: slots due more than 50 ms ago are skipped; the 51 within the lag go out.
+  rig.clock.advance(80ms);
+  rig.s->send_due(rig.clock);
+  auto iv = rig.s->roll_interval().counters;
+  CHECK(iv.missed_late_wakeup == 30);
+  CHECK(iv.missed_ring_full == 0);
+  CHECK(iv.missed_slots == 30);
+  CHECK(iv.sent == 51);
+  rig.sock->fail_sends = 1;
+  rig.clock.advance(1ms);
+  rig.s->send_due(rig.clock);
+  iv = rig.s->roll_interval().counters;
+  CHECK(iv.send_errors == 1);
+  CHECK(iv.missed_slots == 0);
+  const auto sum = rig.s->summary().counters;
+  CHECK(sum.missed_late_wakeup == 30);
+  CHECK(sum.missed_ring_full == 0);
+  CHECK(sum.missed_slots == 30);
+  CHECK(sum.send_errors == 1);
+  // Every slot of the run is accounted for once.
+  CHECK(sum.sent + sum.missed_slots + sum.send_errors == rig.s->sequences_used() + 30);
+}
+
+// Issue 14: a slot sent late is still a measurement (kernel TX timestamps time it exactly);
+// only a slot never sent loses information. So a wake-up late by a few or tens of
+// milliseconds (a VM's vCPU preempted by its host, no SCHED_FIFO) sends the slots due
+// meanwhile instead of skipping them; only a stall past max_lag (default 50 ms) skips.
+TEST_CASE("session sends slots late instead of missing them", "[unit][session]") {
+  Rig rig(Proto::Stamp, 100'000'000, 2000);  // 0.5 ms period
+  rig.s->send_due(rig.clock);
+  rig.clock.advance(3ms);  // 6 slots due, the oldest 2.5 ms late (the old 200 us default missed it)
+  REQUIRE(rig.s->send_due(rig.clock) == 6);
+  REQUIRE(rig.s->summary().counters.missed_slots == 0);
+  REQUIRE(rig.s->summary().max_send_lag_ns == 2'500'000);
+  rig.clock.advance(30ms);  // a 30 ms stall (the old default missed 59 slots of it)
+  REQUIRE(rig.s->send_due(rig.clock) == 60);
+  REQUIRE(rig.s->summary().counters.missed_slots == 0);
+  rig.clock.advance(80ms);  // a long stall: only the last 50 ms of slots go out
+  REQUIRE(rig.s->send_due(rig.clock) == 101);
+  REQUIRE(rig.s->summary().counters.missed_late_wakeup == 59);
+  // The oldest slot sent after the stall was 50 ms late.
+  REQUIRE(rig.s->summary().max_send_lag_ns == 50'000'000);
+}
+
+// With the engine's send coalescing the lag allowed grows by the coalescing interval, and a
+// backlog after a stall goes out at no more than twice the rate: each wake-up sends at most
+// 2 x (slots per interval) + 1, never the whole backlog at once.
+TEST_CASE("session catches up after a stall without a burst", "[unit][session]") {
+  Rig rig(Proto::Icmp, 1'000'000'000, 1000);
+  rig.s->start(rig.clock.monotonic_ns(), 5'000'000);  // 5 ms coalescing: 5 slots a wake-up
+  std::uint64_t due_total = 1;                        // slot 0 at t = 0
+  REQUIRE(rig.s->send_due(rig.clock) == 1);
+  for (int i = 0; i < 4; ++i) {
+    rig.clock.advance(5ms);
+    due_total += 5;
+    REQUIRE(rig.s->send_due(rig.clock) == 5);
+  }
+  rig.clock.advance(40ms);  // a stall: 40 slots due at once
+  due_total += 40;
+  std::vector<std::size_t> per_wake;
+  per_wake.push_back(rig.s->send_due(rig.clock));
+  for (int i = 0; i < 10; ++i) {
+    rig.clock.advance(5ms);
+    due_total += 5;
+    per_wake.push_back(rig.s->send_due(rig.clock));
+  }
+  for (const std::size_t n : per_wake) REQUIRE(n <= 11);
+  REQUIRE(per_wake.front() == 11);
+  REQUIRE(per_wake.back() == 5);  // caught up
+  REQUIRE(rig.s->summary().counters.missed_slots == 0);
+  REQUIRE(rig.s->sequences_used() == due_total);
+  REQUIRE(rig.s->summary().max_send_lag_ns <= 55'000'000);
 }
 
 // A stateful reflector's sequence splits loss: a request that never reached it leaves no gap

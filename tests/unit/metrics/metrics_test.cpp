@@ -262,6 +262,26 @@ TEST_CASE("agent metrics: rejected replies and the forward loss cap", "[unit]") 
   CHECK(value(r, "pathsentry_forward_loss_capped_pps") == 0);
 }
 
+// Issue 14: unsent pacing slots by cause, for every session from the start (0), then the
+// session's totals.
+TEST_CASE("agent metrics: missed slots by cause", "[unit]") {
+  prometheus::Registry r;
+  AgentMetrics m(r, /*losses_from_records=*/false);
+  m.add_session(1, "10.1.0.10", Proto::Icmp, {}, true);
+  for (const char* c : {"late_wakeup", "ring_full", "send_error"}) {
+    CHECK(value(r, "pathsentry_missed_slots_total", {{"cause", c}}) == 0);
+  }
+  SessionSummary s;
+  s.counters.missed_late_wakeup = 5;
+  s.counters.missed_ring_full = 3;
+  s.counters.missed_slots = 8;
+  s.counters.send_errors = 2;
+  m.on_session_totals(1, s);
+  CHECK(value(r, "pathsentry_missed_slots_total", {{"cause", "late_wakeup"}}) == 5);
+  CHECK(value(r, "pathsentry_missed_slots_total", {{"cause", "ring_full"}}) == 3);
+  CHECK(value(r, "pathsentry_missed_slots_total", {{"cause", "send_error"}}) == 2);
+}
+
 // The active path gauge: 1 for the current path, 0 for the one before; down and undetermined.
 TEST_CASE("agent metrics: the active path per direction", "[unit]") {
   prometheus::Registry r;

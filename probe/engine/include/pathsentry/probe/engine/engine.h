@@ -17,13 +17,26 @@ namespace pathsentry::probe {
 /// How the engine runs.
 struct EngineOptions {
   std::int64_t duration_ns = 0;  ///< stop sending after this long; 0 = until request_stop()
-  /// The sender sleeps (clock_nanosleep, TIMER_ABSTIME) when the next slot is further away than
-  /// this, and spins on the clock when it is closer.
-  std::int64_t spin_ns = 10'000;
-  /// After each wake-up the receiver sleeps this long before waiting again, so at high rates
-  /// it drains many replies and TX timestamps per wake-up instead of waking for each. Kernel
-  /// timestamps make this free for accuracy; it only delays records. 0 = wake per packet.
-  std::int64_t rx_coalesce_ns = 1'000'000;
+  /// The sender sleeps (clock_nanosleep, TIMER_ABSTIME, 1 ns timer slack) until the next
+  /// deadline; when it is closer than this it spins on the clock instead. 0 (the default) never
+  /// spins: a wake-up a few microseconds late costs nothing with kernel TX timestamps, while a
+  /// spin costs CPU on every probe.
+  std::int64_t spin_ns = 0;
+  /// Send coalescing: after a wake-up the sender sleeps at least the coalescing interval
+  /// before the next one and sends every slot that fell due meanwhile in one sendmmsg. The
+  /// interval is the time `send_coalesce_probes` slots of all sessions together take to fall due,
+  /// at most `send_coalesce_ns`: at 1000/s 5 ms (5 probes a wake-up), at 10 000/s 0.8 ms (8).
+  /// Slots are then sent up to that late (timed exactly by their kernel TX timestamps; the lag
+  /// allowed before a slot is missed grows by as much), in groups of at most that many, and
+  /// each wake-up (~13 us of CPU in a VM) is shared by several probes. 0 = wake for every
+  /// deadline.
+  std::int64_t send_coalesce_ns = 5'000'000;
+  std::uint32_t send_coalesce_probes = 8;
+  /// The receiver wakes this often, drains every socket (replies and TX timestamps), expires
+  /// probes and rolls intervals; it is not woken per packet, so at any rate it costs at most
+  /// 1 / rx_tick_ns wake-ups a second. Kernel timestamps make this free for accuracy; it only
+  /// delays records (and SentNotices) by up to one tick. At most 5 ms.
+  std::int64_t rx_tick_ns = 5'000'000;
   /// Delay from run() to the first slot, so every session starts on the same instant.
   std::int64_t start_delay_ns = 1'000'000;
   /// SCHED_FIFO priority for the sender and receiver threads (1..99), so pacing holds when the
@@ -85,8 +98,11 @@ class Engine {
     stop_.store(true);
   }
 
+  /// The sender's coalescing interval for these options and sessions (see EngineOptions).
+  [[nodiscard]] std::int64_t send_coalesce_ns() const;
+
  private:
-  void sender_loop(std::int64_t start_ns);
+  void sender_loop(std::int64_t start_ns, std::int64_t coalesce_ns);
   void receiver_loop();
   void report_interval(std::int64_t second_end_ns);
   void set_realtime(const char* thread_name, int boost);

@@ -26,9 +26,13 @@ struct SessionConfig {
   Proto proto = Proto::Icmp;
   double rate_pps = 1000;                   ///< probes per second
   std::int64_t timeout_ns = 1'000'000'000;  ///< a probe unanswered this long is lost
-  std::int64_t max_lag_ns = 200'000;        ///< pacing: a slot later than this is missed
-  std::uint8_t dscp = 0;                    ///< 0..63
-  std::size_t size = 0;                     ///< IP payload bytes per probe; 0 = the minimum
+  /// Pacing: a slot still unsent this long after its deadline is missed (skipped, never sent).
+  /// A slot sent later than its deadline but within this lag is sent: with kernel timestamps
+  /// its RTT is exact, only its send time moved (a VM's vCPU stalls for tens of ms at times).
+  /// The engine's coalescing paces the catch-up (ProbeSession::start).
+  std::int64_t max_lag_ns = 50'000'000;
+  std::uint8_t dscp = 0;  ///< 0..63
+  std::size_t size = 0;   ///< IP payload bytes per probe; 0 = the minimum
   /// Size cycling: probe k of the agent (counted across all sessions sharing one SizeCycle)
   /// is padded by (k mod size_cycle) * size_step bytes over `size`, so probes close in time
   /// have distinct sizes and distinct ESP lengths (docs/attribution.md §2). 0 or 1 = fixed.
@@ -50,14 +54,18 @@ struct SessionConfig {
 
 /// Counters of a session, over the whole run or over one interval.
 struct SessionCounters {
-  std::uint64_t sent = 0;             ///< probes handed to the kernel
-  std::uint64_t received = 0;         ///< first replies within the timeout
-  std::uint64_t lost = 0;             ///< no reply within the timeout (a late reply takes it back
-                                      ///< from the run's total, not from the interval's)
-  std::uint64_t late = 0;             ///< replies after the probe was declared lost
-  std::uint64_t duplicates = 0;       ///< replies to a probe already answered
-  std::uint64_t reordered = 0;        ///< replies older than one already received
-  std::uint64_t missed_slots = 0;     ///< pacing slots skipped because the sender fell behind
+  std::uint64_t sent = 0;          ///< probes handed to the kernel
+  std::uint64_t received = 0;      ///< first replies within the timeout
+  std::uint64_t lost = 0;          ///< no reply within the timeout (a late reply takes it back
+                                   ///< from the run's total, not from the interval's)
+  std::uint64_t late = 0;          ///< replies after the probe was declared lost
+  std::uint64_t duplicates = 0;    ///< replies to a probe already answered
+  std::uint64_t reordered = 0;     ///< replies older than one already received
+  std::uint64_t missed_slots = 0;  ///< pacing slots skipped, never sent (the two causes below)
+  /// ... because the sender woke up more than max_lag after their deadline (a stall);
+  std::uint64_t missed_late_wakeup = 0;
+  /// ... because every TX ring slot still held an unresolved probe.
+  std::uint64_t missed_ring_full = 0;
   std::uint64_t send_errors = 0;      ///< probes the kernel refused to send
   std::uint64_t unmatched = 0;        ///< datagrams on the socket that were not our replies
   std::uint64_t no_tx_timestamp = 0;  ///< answered probes timed with the userspace send time
@@ -96,6 +104,9 @@ struct SessionSummary {
   SessionCounters counters;
   RttStats rtt;
   double jitter_ns = 0;  ///< mean |rtt(n) - rtt(n-1)| over consecutive replies (IPDV)
+  /// The latest any probe of the run left after its slot's deadline (send coalescing, wake-up
+  /// latency, stalls up to max_lag), ns; slots later than that were missed instead.
+  std::int64_t max_send_lag_ns = 0;
   /// Lost probes split by direction: STAMP with a stateful reflector from its counter, or, with
   /// taps, the attributor's records' `loss` (the agent fills these in then, so the summary
   /// says what the records say). Null where nothing tells the direction (ICMP without taps).
@@ -172,7 +183,12 @@ class ProbeSession {
 
   // --- sender thread ---
   /// Starts pacing: the first slot is due at `start_mono_ns`.
-  void start(std::int64_t start_mono_ns);
+  /// `coalesce_ns` is the engine's send coalescing interval: slots may wait that long for a
+  /// shared wake-up by design, so it widens the lag allowed before a slot is missed; and each
+  /// send_due() then sends at most 2 x ceil(rate x coalesce_ns) + 1 slots, so a backlog after a
+  /// stall is caught up at no more than twice the rate over the following wake-ups instead of
+  /// in one burst. 0 = no coalescing, no cap.
+  void start(std::int64_t start_mono_ns, std::int64_t coalesce_ns = 0);
   /// No slot due at or after `end_mono_ns` is sent.
   void stop_at(std::int64_t end_mono_ns);
   /// Sends every slot due now (clock.monotonic_ns()), in batches. Returns probes sent.
@@ -259,6 +275,7 @@ class ProbeSession {
   SizeCycle own_cycle_;
   SizeCycle* cycle_ = &own_cycle_;
   Pacer pacer_;
+  std::uint64_t per_wake_ = ~std::uint64_t{0};  // slots one send_due() sends at most
   std::uint64_t next_seq_ = 0;
   std::vector<std::uint8_t> tx_buffers_;
   std::vector<TxDatagram> tx_batch_;
@@ -269,7 +286,9 @@ class ProbeSession {
   std::atomic<std::uint64_t> resolved_{0};    // every seq below this is resolved
   std::atomic<bool> sender_done_{false};
   std::atomic<std::uint64_t> sent_{0};
-  std::atomic<std::uint64_t> missed_{0};
+  std::atomic<std::uint64_t> missed_late_{0};  // missed: late wake-up (the pacer skipped them)
+  std::atomic<std::uint64_t> missed_ring_{0};  // missed: no free TX ring slot
+  std::atomic<std::int64_t> max_send_lag_{0};  // written by the sender only
   std::atomic<std::uint64_t> send_errors_{0};
 
   // Receiver-owned.
