@@ -12,6 +12,8 @@
 #   --step-s S                    seconds per step (default 5)
 #   --no-baseline                 skip the runs without taps
 #   --agent-args "…"              extra flags for pathsentry-probe
+#   --probe FILE                  the agent binary (default BUILD_DIR/probe/pathsentry-probe), e.g.
+#                                 an older build for a before/after in one run
 #   --json FILE                   also write the rows as JSON
 #
 # Safety: two namespaces psct-<pid>-a and -b joined by one veth (198.18.0.1/24 <-> 198.18.0.2/24,
@@ -28,17 +30,19 @@ STEP_S=5
 BASELINE=1
 AGENT_ARGS=""
 JSON_OUT=""
+PROBE_BIN=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --rates) RATES=$2; shift 2 ;;
     --step-s) STEP_S=$2; shift 2 ;;
     --no-baseline) BASELINE=0; shift ;;
     --agent-args) AGENT_ARGS=$2; shift 2 ;;
+    --probe) PROBE_BIN=$(realpath "$2"); shift 2 ;;
     --json) JSON_OUT=$2; shift 2 ;;
     *) echo "clear_tap_bench: unknown option $1" >&2; exit 2 ;;
   esac
 done
-PROBE=$BUILD/probe/pathsentry-probe
+PROBE=${PROBE_BIN:-$BUILD/probe/pathsentry-probe}
 REFLECTOR=$BUILD/probe/pathsentry-reflector
 RUNSTAT=$BUILD/bench/bench-runstat
 for b in "$PROBE" "$REFLECTOR" "$RUNSTAT"; do

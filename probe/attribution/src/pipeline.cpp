@@ -57,8 +57,10 @@ constexpr std::size_t kPumpBatch = 4096;
 // many ms, instead of once per frame (immediate mode, TPACKET_V2: a wake-up per frame in the
 // sender's and receiver's softirq, ~10 % of the agent's CPU at 100 000 probes/s).
 constexpr int kCaptureBlockMs = 2;
-// Seconds of frames a tap's kernel ring holds while its capture thread does not run.
-constexpr double kRingSeconds = 0.25;
+// Seconds of frames a tap's kernel ring holds while its capture thread does not run, sized for
+// full-snap-length frames (default-size probes take less than half of that: ~0.2 s). The rings
+// are mapped into the agent and count in its RSS: at 100 000 probes/s each tap's is 7 MB.
+constexpr double kRingSeconds = 0.1;
 // A drained capture ring holds nothing stamped more than this before the clock read: a frame
 // can wait in the kernel's open block until the block's retire timer (kCaptureBlockMs, rounded
 // up to a jiffy: 4 ms at HZ 250) fires, and the timer may fire late on a busy machine.
@@ -151,8 +153,8 @@ tl::expected<void, TapOpenError> Pipeline::open_live_taps() {
     lo.interface = spec.interface;
     lo.filter = bpf_filter(spec, options_.agent_addresses, options_.decode.stamp_port);
     lo.snaplen = 256;
-    // Every tap may carry all the probes (a switchover): a quarter of a second of both
-    // directions at the agent's whole rate. The ring counts in the agent's RSS.
+    // Every tap may carry all the probes (a switchover): both directions at the agent's whole
+    // rate.
     lo.buffer_bytes = ring_buffer_bytes(2 * options_.total_pps, lo.snaplen, kRingSeconds);
     lo.immediate = false;
     lo.timeout_ms = kCaptureBlockMs;

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "esp_learner.h"
+#include "slot_table.h"
 
 using pathsentry::probe::CountTable;
 
@@ -99,4 +100,27 @@ TEST_CASE("count table: full, halved to nothing, refilled", "[unit][esp]") {
   }
   check_same(t, ref, 1600);
   CHECK(t.key_at(0) == 99 * 16);
+}
+
+// The slot table's initial size (issue 14 goal 6: it was sized for timeout + record_grace_ns +
+// 0.25 s with a 1.25 margin, 2 x 12 MiB at 100 000 probes/s in two sessions). It must still
+// cover the sender's late-answer horizon (its ring: 2 x rate x timeout, at least 1024).
+TEST_CASE("slot table: initial size covers the sender's late horizon, no more", "[unit][slots]") {
+  using pathsentry::probe::SessionSpec;
+  using pathsentry::probe::attr::ring_size_for;
+  SessionSpec s;
+  s.rate_pps = 50'000;
+  s.timeout_ns = 500'000'000;
+  CHECK(ring_size_for(s) == 65'536);   // was 131 072
+  s.timeout_ns = 1'000'000'000;        // the default timeout
+  CHECK(ring_size_for(s) == 131'072);  // was 262 144
+  for (const double rate : {1.0, 100.0, 1000.0, 20'000.0, 150'000.0}) {
+    for (const std::int64_t timeout_ms : {100, 500, 1000, 5000}) {
+      s.rate_pps = rate;
+      s.timeout_ns = timeout_ms * 1'000'000;
+      const double sender = 2 * rate * static_cast<double>(timeout_ms) / 1000 + 64;
+      CHECK(static_cast<double>(ring_size_for(s)) >= std::min(sender, 8'388'608.0));
+      CHECK(ring_size_for(s) >= 1024);
+    }
+  }
 }
