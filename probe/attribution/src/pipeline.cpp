@@ -77,6 +77,21 @@ std::int64_t reopen_backoff_ns(std::uint32_t attempt, std::int64_t initial_ns,
   return std::min(d, std::max(max_ns, initial_ns));
 }
 
+LiveOptions tap_live_options(const PipelineOptions& options, std::size_t index) {
+  const TapSpec& spec = options.taps.at(index);
+  LiveOptions lo;
+  lo.interface = spec.interface;
+  lo.filter = bpf_filter(spec, options.agent_addresses, options.decode.stamp_port);
+  lo.snaplen = 256;
+  // Every tap may carry all the probes (a switchover): both directions at the agent's whole
+  // rate.
+  lo.buffer_bytes = ring_buffer_bytes(2 * options.total_pps, lo.snaplen, kRingSeconds);
+  lo.immediate = false;
+  lo.timeout_ms = kCaptureBlockMs;
+  lo.nonblocking = true;
+  return lo;
+}
+
 SessionSpec session_spec_for(const SessionConfig& s) {
   SessionSpec spec;
   spec.session_id = s.session_id;
@@ -148,17 +163,7 @@ void Pipeline::on_ttl_result(const TtlResult& result) {
 tl::expected<void, TapOpenError> Pipeline::open_live_taps() {
   for (std::size_t i = 0; i < taps_.size(); ++i) {
     if (taps_[i]->tap) continue;
-    const TapSpec& spec = options_.taps[i];
-    LiveOptions lo;
-    lo.interface = spec.interface;
-    lo.filter = bpf_filter(spec, options_.agent_addresses, options_.decode.stamp_port);
-    lo.snaplen = 256;
-    // Every tap may carry all the probes (a switchover): both directions at the agent's whole
-    // rate.
-    lo.buffer_bytes = ring_buffer_bytes(2 * options_.total_pps, lo.snaplen, kRingSeconds);
-    lo.immediate = false;
-    lo.timeout_ms = kCaptureBlockMs;
-    lo.nonblocking = true;
+    const LiveOptions lo = tap_live_options(options_, i);
     auto src = open_live(lo);
     if (!src) return tl::unexpected(TapOpenError{i, "cannot capture: " + src.error()});
     // The same capture again once it fails: needs CAP_NET_RAW then too (kept in the permitted

@@ -24,6 +24,7 @@
 #include "pathsentry/probe/attribution/healthcheck_watch.h"
 #include "pathsentry/probe/attribution/pipeline_observer.h"
 #include "pathsentry/probe/attribution/ttl_crosscheck.h"
+#include "pathsentry/probe/capture/packet_source.h"
 #include "pathsentry/probe/capture/tap.h"
 #include "pathsentry/probe/engine/probe_session.h"
 #include "pathsentry/probe/engine/record_sink.h"
@@ -151,6 +152,11 @@ struct TapOpenError {
 
 /// Reopens a tap's capture (the same interface, BPF filter and ring size).
 using SourceOpener = std::function<tl::expected<std::unique_ptr<PacketSource>, std::string>()>;
+
+/// How Pipeline::open_live_taps() captures tap `index` of `options`: its BPF filter, snap length
+/// 256, TPACKET_V3 (not immediate) with 2 ms blocks, a ring for 0.1 s of both directions at the
+/// agent's whole rate (docs/attribution.md §1 "Capture").
+[[nodiscard]] LiveOptions tap_live_options(const PipelineOptions& options, std::size_t index);
 
 /// The wait before reopen attempt number `attempt` (0 = the first) of a failed tap:
 /// `initial_ns` doubling each attempt, at most `max_ns`.
