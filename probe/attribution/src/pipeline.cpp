@@ -61,6 +61,9 @@ constexpr int kCaptureBlockMs = 2;
 // full-snap-length frames (default-size probes take less than half of that: ~0.2 s). The rings
 // are mapped into the agent and count in its RSS: at 100 000 probes/s each tap's is 7 MB.
 constexpr double kRingSeconds = 0.1;
+// But never less than this: at low rates a capture thread starved for longer (a userspace IPsec
+// on the same CPUs: the lab's ESP tap dropped frames at 20 000 probes/s with a 2 MiB ring).
+constexpr std::size_t kMinRingBytes = std::size_t{8} << 20;
 // A drained capture ring holds nothing stamped more than this before the clock read: a frame
 // can wait in the kernel's open block until the block's retire timer (kCaptureBlockMs, rounded
 // up to a jiffy: 4 ms at HZ 250) fires, and the timer may fire late on a busy machine.
@@ -85,7 +88,8 @@ LiveOptions tap_live_options(const PipelineOptions& options, std::size_t index) 
   lo.snaplen = 256;
   // Every tap may carry all the probes (a switchover): both directions at the agent's whole
   // rate.
-  lo.buffer_bytes = ring_buffer_bytes(2 * options.total_pps, lo.snaplen, kRingSeconds);
+  lo.buffer_bytes =
+      std::max(ring_buffer_bytes(2 * options.total_pps, lo.snaplen, kRingSeconds), kMinRingBytes);
   lo.immediate = false;
   lo.timeout_ms = kCaptureBlockMs;
   lo.nonblocking = true;

@@ -753,6 +753,10 @@ TEST_CASE("pipeline: taps capture through TPACKET_V3 blocks with a ring sized fo
     CHECK(lo.timeout_ms == 2);
     CHECK(lo.nonblocking);
     CHECK(lo.snaplen == 256);
-    CHECK(lo.buffer_bytes == 7'040'000);  // 200 000 frames/s x 0.1 s x (256 + 96) bytes
+    CHECK(lo.buffer_bytes == 8u << 20);  // 200 000 frames/s x 0.1 s x (256 + 96) bytes = 7.04 MB
   }
+  po.total_pps = 150'000;
+  CHECK(tap_live_options(po, 0).buffer_bytes == 10'560'000);
+  po.total_pps = 1000;  // the floor: a starved capture thread at low rates
+  CHECK(tap_live_options(po, 0).buffer_bytes == 8u << 20);
 }
