@@ -1,10 +1,13 @@
 #include "pathsentry/probe/attribution/pipeline.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -286,6 +289,17 @@ void Pipeline::publish_watermark(TapThread& t, std::int64_t ts_ns) {
 }
 
 void Pipeline::capture_loop(TapThread& t) {
+  if (options_.capture_rt_priority > 0) {
+    sched_param sp{};
+    sp.sched_priority = std::min(options_.capture_rt_priority, 99);
+    const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+    if (rc != 0 && options_.log) {
+      options_.log("tap " + t.tap->spec().interface +
+                   ": cannot run the capture thread with SCHED_FIFO priority " +
+                   std::to_string(sp.sched_priority) + " (" + std::strerror(rc) +
+                   "): its ring may overflow on a busy machine");
+    }
+  }
   BufferSink sink;
   bool end = false;
   while (!end) {

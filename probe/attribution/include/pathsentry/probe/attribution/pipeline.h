@@ -97,6 +97,11 @@ struct PipelineOptions {
   std::vector<IpAddress> agent_addresses;
   /// Probes per second of all sessions together (sizes the capture rings).
   double total_pps = 1000;
+  /// SCHED_FIFO priority of the capture threads, 0 = the default policy. The agent gives them
+  /// its engine's priority: a capture thread of the default policy on a machine whose CPUs the
+  /// SCHED_FIFO sender and receiver keep busy was starved long enough for its ring to overflow
+  /// (issue 14: pcap drops at 100 000 probes/s). Each wakes once per TPACKET_V3 block.
+  int capture_rt_priority = 0;
   /// The worker decides records and runs the detector this often.
   std::int64_t poll_interval_ns = 2'000'000;
   /// After stop() is asked, the worker keeps polling this long so the last probes' tap copies
