@@ -288,18 +288,20 @@ void Pipeline::publish_watermark(TapThread& t, std::int64_t ts_ns) {
   }
 }
 
-void Pipeline::capture_loop(TapThread& t) {
-  if (options_.capture_rt_priority > 0) {
-    sched_param sp{};
-    sp.sched_priority = std::min(options_.capture_rt_priority, 99);
-    const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-    if (rc != 0 && options_.log) {
-      options_.log("tap " + t.tap->spec().interface +
-                   ": cannot run the capture thread with SCHED_FIFO priority " +
-                   std::to_string(sp.sched_priority) + " (" + std::strerror(rc) +
-                   "): its ring may overflow on a busy machine");
-    }
+void Pipeline::set_realtime(const std::string& what) const {
+  if (options_.rt_priority <= 0) return;
+  sched_param sp{};
+  sp.sched_priority = std::min(options_.rt_priority, 99);
+  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  if (rc != 0 && options_.log) {
+    options_.log("cannot run the " + what + " thread with SCHED_FIFO priority " +
+                 std::to_string(sp.sched_priority) + " (" + std::strerror(rc) +
+                 "): it may fall behind on a busy machine");
   }
+}
+
+void Pipeline::capture_loop(TapThread& t) {
+  set_realtime("tap " + t.tap->spec().interface + " capture");
   BufferSink sink;
   bool end = false;
   while (!end) {
@@ -425,6 +427,7 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
 }
 
 void Pipeline::worker_loop() {
+  set_realtime("pipeline worker");
   std::int64_t next = clock_.monotonic_ns();
   while (!worker_stop_.load()) {
     process(steps_.now(), false);

@@ -97,11 +97,12 @@ struct PipelineOptions {
   std::vector<IpAddress> agent_addresses;
   /// Probes per second of all sessions together (sizes the capture rings).
   double total_pps = 1000;
-  /// SCHED_FIFO priority of the capture threads, 0 = the default policy. The agent gives them
-  /// its engine's priority: a capture thread of the default policy on a machine whose CPUs the
-  /// SCHED_FIFO sender and receiver keep busy was starved long enough for its ring to overflow
-  /// (issue 14: pcap drops at 100 000 probes/s). Each wakes once per TPACKET_V3 block.
-  int capture_rt_priority = 0;
+  /// SCHED_FIFO priority of the capture threads and the worker, 0 = the default policy. The
+  /// agent gives them its engine's priority (issue 14): beside the SCHED_FIFO sender and
+  /// receiver at 100 000 probes/s, a capture thread of the default policy was starved until its
+  /// ring overflowed, and a starved worker let the hand-off queues grow (hundreds of MB of RSS).
+  /// A capture thread wakes once per TPACKET_V3 block, the worker every poll_interval_ns.
+  int rt_priority = 0;
   /// The worker decides records and runs the detector this often.
   std::int64_t poll_interval_ns = 2'000'000;
   /// After stop() is asked, the worker keeps polling this long so the last probes' tap copies
@@ -254,6 +255,8 @@ class Pipeline final : public RecordSink {
   };
 
   void capture_loop(TapThread& t);
+  /// The calling thread SCHED_FIFO at options_.rt_priority (when > 0); a refusal is logged.
+  void set_realtime(const std::string& what) const;
   /// The tap's capture failed: reports it, then reopens it with backoff. Returns false when
   /// stop() was asked first.
   bool recover(TapThread& t, const std::string& reason);
