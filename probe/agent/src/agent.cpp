@@ -157,6 +157,7 @@ std::vector<TtlSessionConfig> ttl_sessions(const AgentConfig& cfg) {
 PipelineOptions pipeline_options(const AgentConfig& cfg, RecordOutput* output, std::FILE* human) {
   PipelineOptions po;
   po.total_pps = 0;
+  po.rt_priority = cfg.rt_priority;  // capture and worker beside the engine's threads (issue 14)
   po.taps = cfg.tap.taps;
   po.detector = cfg.tap.detector;
   po.healthcheck = cfg.tap.healthcheck;

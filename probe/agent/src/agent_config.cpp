@@ -469,7 +469,8 @@ const options::OptionTable<Building>& table() {
       {"--rt-priority",
        {"agent.rt_priority"},
        "N",
-       "SCHED_FIFO priority of the sender/receiver threads, 0 = off (default 10)",
+       "SCHED_FIFO priority of the sender/receiver (and tap capture/pipeline) threads, 0 = off "
+       "(default 10)",
        Arg::One,
        [](Building& b, const Value& v) { b.cfg.rt_priority = static_cast<int>(v.integer(0, 99)); }},
       {"--send-coalesce-us",

@@ -317,7 +317,7 @@ void Attributor::add_session(const SessionSpec& spec) {
   Session s;
   s.spec = spec;
   s.target_text = spec.target.to_string();
-  s.slots.resize(ring_size_for(spec, m.setup.cfg.record_grace_ns));
+  s.slots.resize(ring_size_for(spec));
   s.mask = s.slots.size() - 1;
   m.table.sessions.push_back(std::move(s));
 }

@@ -28,24 +28,28 @@ const std::vector<EspModel>& presets() {
 
 }  // namespace
 
+std::size_t CountTable::find_slot(std::uint32_t key) const {
+  std::size_t i = home(key);
+  while (index_[i] != 0 && keys_[index_[i] - 1u] != key) i = (i + 1) & (kSlots - 1);
+  return i;
+}
+
 void CountTable::add(std::uint32_t key) {
-  for (std::size_t i = 0; i < n_; ++i) {
-    if (keys_[i] == key) {
-      ++vals_[i];
-      return;
-    }
+  const std::size_t slot = find_slot(key);
+  if (index_[slot] != 0) {
+    ++vals_[index_[slot] - 1u];
+    return;
   }
   if (n_ == kCap) return;  // full: new lengths are not tracked until aging frees a place
   keys_[n_] = key;
   vals_[n_] = 1;
   ++n_;
+  index_[slot] = static_cast<std::uint8_t>(n_);
 }
 
 std::uint32_t CountTable::get(std::uint32_t key) const {
-  for (std::size_t i = 0; i < n_; ++i) {
-    if (keys_[i] == key) return vals_[i];
-  }
-  return 0;
+  const std::size_t slot = find_slot(key);
+  return index_[slot] == 0 ? 0 : vals_[index_[slot] - 1u];
 }
 
 void CountTable::halve() {
@@ -58,6 +62,13 @@ void CountTable::halve() {
     ++out;
   }
   n_ = out;
+  rebuild_index();
+}
+
+void CountTable::rebuild_index() {
+  index_.fill(0);
+  for (std::size_t i = 0; i < n_; ++i)
+    index_[find_slot(keys_[i])] = static_cast<std::uint8_t>(i + 1);
 }
 
 EspLearner::EspLearner() : seen_(kMaxLen, 0) {

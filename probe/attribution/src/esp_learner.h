@@ -23,7 +23,9 @@
 
 namespace pathsentry::probe {
 
-/// Fixed-capacity length → count table: no allocation after construction.
+/// Fixed-capacity length → count table: no allocation after construction. Keys stay in the
+/// order they were first added (key_at); a small open-addressing index finds a key in O(1)
+/// (add/get run once per ESP length per probe window, the attributor's hottest loop).
 class CountTable {
  public:
   static constexpr std::size_t kCap = 64;
@@ -34,8 +36,17 @@ class CountTable {
   [[nodiscard]] std::uint32_t key_at(std::size_t i) const { return keys_[i]; }
 
  private:
+  static constexpr std::size_t kSlots = 2 * kCap;  // a power of two, at most half full
+  static std::size_t home(std::uint32_t key) {
+    return (key * 2654435761u) >> 25;  // Fibonacci hashing onto 7 bits (kSlots = 128)
+  }
+  /// The index slot holding `key`, or the empty slot where it would go.
+  [[nodiscard]] std::size_t find_slot(std::uint32_t key) const;
+  void rebuild_index();
+
   std::array<std::uint32_t, kCap> keys_{};
   std::array<std::uint32_t, kCap> vals_{};
+  std::array<std::uint8_t, kSlots> index_{};  // position in keys_ + 1; 0 = empty
   std::size_t n_ = 0;
 };
 

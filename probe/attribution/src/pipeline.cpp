@@ -1,10 +1,13 @@
 #include "pathsentry/probe/attribution/pipeline.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -52,8 +55,22 @@ std::vector<TapSpec> with_health_check(std::vector<TapSpec> taps, const HealthCh
 }
 
 constexpr std::size_t kPumpBatch = 4096;
-// A drained capture ring holds nothing stamped more than this before the clock read.
-constexpr std::int64_t kDrainSlackNs = 1'000'000;
+// The taps capture through TPACKET_V3 (libpcap without immediate mode): the kernel packs frames
+// into blocks and wakes the capture thread once per block, retired when full or after this
+// many ms, instead of once per frame (immediate mode, TPACKET_V2: a wake-up per frame in the
+// sender's and receiver's softirq, ~10 % of the agent's CPU at 100 000 probes/s).
+constexpr int kCaptureBlockMs = 2;
+// Seconds of frames a tap's kernel ring holds while its capture thread does not run, sized for
+// full-snap-length frames (default-size probes take less than half of that: ~0.2 s). The rings
+// are mapped into the agent and count in its RSS: at 100 000 probes/s each tap's is 7 MB.
+constexpr double kRingSeconds = 0.1;
+// But never less than this: at low rates a capture thread starved for longer (a userspace IPsec
+// on the same CPUs: the lab's ESP tap dropped frames at 20 000 probes/s with a 2 MiB ring).
+constexpr std::size_t kMinRingBytes = std::size_t{8} << 20;
+// A drained capture ring holds nothing stamped more than this before the clock read: a frame
+// can wait in the kernel's open block until the block's retire timer (kCaptureBlockMs, rounded
+// up to a jiffy: 4 ms at HZ 250) fires, and the timer may fire late on a busy machine.
+constexpr std::int64_t kDrainSlackNs = 20'000'000;
 // The attributor's settle_ns: windows ending at the watermark are complete this much later.
 constexpr std::int64_t kWatermarkGraceNs = 20'000'000;
 
@@ -64,6 +81,22 @@ std::int64_t reopen_backoff_ns(std::uint32_t attempt, std::int64_t initial_ns,
   std::int64_t d = std::max<std::int64_t>(initial_ns, 1);
   for (std::uint32_t i = 0; i < attempt && d < max_ns; ++i) d *= 2;
   return std::min(d, std::max(max_ns, initial_ns));
+}
+
+LiveOptions tap_live_options(const PipelineOptions& options, std::size_t index) {
+  const TapSpec& spec = options.taps.at(index);
+  LiveOptions lo;
+  lo.interface = spec.interface;
+  lo.filter = bpf_filter(spec, options.agent_addresses, options.decode.stamp_port);
+  lo.snaplen = 256;
+  // Every tap may carry all the probes (a switchover): both directions at the agent's whole
+  // rate.
+  lo.buffer_bytes =
+      std::max(ring_buffer_bytes(2 * options.total_pps, lo.snaplen, kRingSeconds), kMinRingBytes);
+  lo.immediate = false;
+  lo.timeout_ms = kCaptureBlockMs;
+  lo.nonblocking = true;
+  return lo;
 }
 
 SessionSpec session_spec_for(const SessionConfig& s) {
@@ -137,14 +170,7 @@ void Pipeline::on_ttl_result(const TtlResult& result) {
 tl::expected<void, TapOpenError> Pipeline::open_live_taps() {
   for (std::size_t i = 0; i < taps_.size(); ++i) {
     if (taps_[i]->tap) continue;
-    const TapSpec& spec = options_.taps[i];
-    LiveOptions lo;
-    lo.interface = spec.interface;
-    lo.filter = bpf_filter(spec, options_.agent_addresses, options_.decode.stamp_port);
-    lo.snaplen = 256;
-    lo.buffer_bytes = ring_buffer_bytes(2 * options_.total_pps, lo.snaplen);
-    lo.immediate = true;
-    lo.nonblocking = true;
+    const LiveOptions lo = tap_live_options(options_, i);
     auto src = open_live(lo);
     if (!src) return tl::unexpected(TapOpenError{i, "cannot capture: " + src.error()});
     // The same capture again once it fails: needs CAP_NET_RAW then too (kept in the permitted
@@ -262,7 +288,20 @@ void Pipeline::publish_watermark(TapThread& t, std::int64_t ts_ns) {
   }
 }
 
+void Pipeline::set_realtime(const std::string& what) const {
+  if (options_.rt_priority <= 0) return;
+  sched_param sp{};
+  sp.sched_priority = std::min(options_.rt_priority, 99);
+  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  if (rc != 0 && options_.log) {
+    options_.log("cannot run the " + what + " thread with SCHED_FIFO priority " +
+                 std::to_string(sp.sched_priority) + " (" + std::strerror(rc) +
+                 "): it may fall behind on a busy machine");
+  }
+}
+
 void Pipeline::capture_loop(TapThread& t) {
+  set_realtime("tap " + t.tap->spec().interface + " capture");
   BufferSink sink;
   bool end = false;
   while (!end) {
@@ -388,6 +427,7 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
 }
 
 void Pipeline::worker_loop() {
+  set_realtime("pipeline worker");
   std::int64_t next = clock_.monotonic_ns();
   while (!worker_stop_.load()) {
     process(steps_.now(), false);
@@ -425,7 +465,11 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     echo_scratch_.swap(echoes_);
   }
   handle_tap_changes();
-  for (const auto& [tap, obs] : obs_scratch_) attributor_.on_observation(tap, obs);
+  // The sender's side first, then the taps' copies: a clear copy whose probe has not been
+  // announced is only taken for a sequence just ahead of the last one announced (1024, the
+  // smallest slot ring), so a batch holding more than that per session (the worker late by
+  // ~20 ms at 50 000 probes/s a session) would leave the later copies unmatched and their
+  // probes "unknown" if the copies came first. Nothing is decided before poll() below.
   for (const Input& in : in_scratch_) {
     if (const auto* s = std::get_if<SentNotice>(&in)) {
       attributor_.on_sent(ProbeSent{s->session_id, s->seq, s->tx_ns, s->wire_bytes});
@@ -457,6 +501,7 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     }
   }
   in_scratch_.clear();
+  for (const auto& [tap, obs] : obs_scratch_) attributor_.on_observation(tap, obs);
   obs_scratch_.clear();
 
   if (attribute_) {

@@ -119,11 +119,15 @@ struct StampKeyHash {
   }
 };
 
-/// A session's slot table size: its rate over the horizon a probe's state lives.
-inline std::size_t ring_size_for(const SessionSpec& s, std::int64_t extra_ns) {
-  const double horizon_s =
-      static_cast<double>(s.timeout_ns + extra_ns) / 1e9 + 0.25;  // + decide delays
-  const double want = std::max(1.0, s.rate_pps) * horizon_s * 1.25;
+/// A session's initial slot table size: its rate over the horizon an emitted probe's state must
+/// stay findable, twice the sender's timeout (the sender keeps a probe that long for a late
+/// answer: its ring holds 2 x rate x timeout) plus the decide delays. Probes still unresolved
+/// (no record yet, up to timeout + record_grace_ns) are never overwritten: the table grows
+/// when one would be (SlotTable::acquire). The slots dominate the attributor's memory (96 bytes
+/// each: 6 MiB per 65536), so the table starts no larger than that.
+inline std::size_t ring_size_for(const SessionSpec& s) {
+  const double horizon_s = 2.0 * static_cast<double>(s.timeout_ns) / 1e9 + 0.25;
+  const double want = std::max(1.0, s.rate_pps) * horizon_s;
   return std::bit_ceil(std::clamp<std::size_t>(static_cast<std::size_t>(want), kMinRing, kMaxRing));
 }
 

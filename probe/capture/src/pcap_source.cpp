@@ -169,8 +169,10 @@ tl::expected<void, std::string> check_filter(std::string_view filter, int link, 
 }
 
 std::size_t ring_buffer_bytes(double frames_per_s, int snaplen, double seconds) {
-  // TPACKET_V3 stores each frame with a ~64-byte header, 16-byte aligned.
-  const double per_frame = static_cast<double>(std::max(snaplen, 64)) + 64.0;
+  // TPACKET_V3 packs frames into blocks: each takes its captured bytes (at most the snap length)
+  // after a 96-byte header (tpacket3_hdr + sockaddr_ll + the 16-byte MAC reserve, aligned, less
+  // the 14-byte Ethernet header), the whole 8-byte aligned; sized for full-snap-length frames.
+  const double per_frame = static_cast<double>(std::max(snaplen, 64)) + 96.0;
   const double want = std::max(0.0, frames_per_s) * std::max(0.0, seconds) * per_frame;
   constexpr double kMin = 2.0 * 1024 * 1024;
   constexpr double kMax = 512.0 * 1024 * 1024;

@@ -120,7 +120,7 @@ TEST_CASE("engine's receiver waits through its Waiter", "[integration][engine]")
 }
 
 // Issue 14: the sender's coalescing interval is the time 8 slots of all sessions together take to
-// fall due, at most send_coalesce_ns (5 ms by default); 0 turns it off.
+// fall due, at most send_coalesce_ns (1 ms by default: the time resolution); 0 turns it off.
 TEST_CASE("engine's send coalescing interval follows the total rate", "[integration][engine]") {
   SystemClock clock;
   CollectingSink sink;
@@ -137,7 +137,9 @@ TEST_CASE("engine's send coalescing interval follows the total rate", "[integrat
     return e;
   };
   EngineOptions eo;
-  CHECK(eo.send_coalesce_ns == 5'000'000);
+  CHECK(eo.send_coalesce_ns == 1'000'000);
+  CHECK(engine_with(eo, {1000})->send_coalesce_ns() == 1'000'000);
+  eo.send_coalesce_ns = 5'000'000;
   CHECK(engine_with(eo, {1000})->send_coalesce_ns() == 5'000'000);
   CHECK(engine_with(eo, {10000})->send_coalesce_ns() == 800'000);
   CHECK(engine_with(eo, {5000, 5000})->send_coalesce_ns() == 800'000);

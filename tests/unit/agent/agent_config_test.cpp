@@ -203,10 +203,10 @@ TEST_CASE("config draws random distinct STAMP SSIDs", "[unit][config]") {
 }
 
 // Issue 14: pacing defaults (a slot is missed only when still unsent 50 ms after its deadline;
-// the sender coalesces up to 5 ms) and their flags, with bad values refused by name.
+// the sender coalesces up to 1 ms) and their flags, with bad values refused by name.
 TEST_CASE("config: pacing lag and send coalescing", "[unit][config]") {
   const auto d = parse({"--target", "198.18.0.2"});
-  REQUIRE(d.send_coalesce_ns == 5'000'000);
+  REQUIRE(d.send_coalesce_ns == 1'000'000);
   for (const auto& s : d.sessions) REQUIRE(s.max_lag_ns == 50'000'000);
   const auto c =
       parse({"--target", "198.18.0.2", "--send-coalesce-us", "0", "--max-lag-us", "300"});

@@ -42,7 +42,7 @@ struct AgentConfig {
   /// The engine's send coalescing (--send-coalesce-us, agent.send_coalesce_us): the longest the
   /// sender waits to send 8 probes' worth of slots together; 0 = a wake-up per slot
   /// (EngineOptions::send_coalesce_ns).
-  std::int64_t send_coalesce_ns = 5'000'000;
+  std::int64_t send_coalesce_ns = 1'000'000;
   /// On SIGINT/SIGTERM (or at the end of the duration), the longest wait for outstanding
   /// replies (--drain-ms, agent.drain_ms; 0 = each session's timeout): well under systemd's
   /// stop timeout, so the records are flushed before a SIGKILL.

@@ -24,6 +24,7 @@
 #include "pathsentry/probe/attribution/healthcheck_watch.h"
 #include "pathsentry/probe/attribution/pipeline_observer.h"
 #include "pathsentry/probe/attribution/ttl_crosscheck.h"
+#include "pathsentry/probe/capture/packet_source.h"
 #include "pathsentry/probe/capture/tap.h"
 #include "pathsentry/probe/engine/probe_session.h"
 #include "pathsentry/probe/engine/record_sink.h"
@@ -96,6 +97,12 @@ struct PipelineOptions {
   std::vector<IpAddress> agent_addresses;
   /// Probes per second of all sessions together (sizes the capture rings).
   double total_pps = 1000;
+  /// SCHED_FIFO priority of the capture threads and the worker, 0 = the default policy. The
+  /// agent gives them its engine's priority (issue 14): beside the SCHED_FIFO sender and
+  /// receiver at 100 000 probes/s, a capture thread of the default policy was starved until its
+  /// ring overflowed, and a starved worker let the hand-off queues grow (hundreds of MB of RSS).
+  /// A capture thread wakes once per TPACKET_V3 block, the worker every poll_interval_ns.
+  int rt_priority = 0;
   /// The worker decides records and runs the detector this often.
   std::int64_t poll_interval_ns = 2'000'000;
   /// After stop() is asked, the worker keeps polling this long so the last probes' tap copies
@@ -151,6 +158,11 @@ struct TapOpenError {
 
 /// Reopens a tap's capture (the same interface, BPF filter and ring size).
 using SourceOpener = std::function<tl::expected<std::unique_ptr<PacketSource>, std::string>()>;
+
+/// How Pipeline::open_live_taps() captures tap `index` of `options`: its BPF filter, snap length
+/// 256, TPACKET_V3 (not immediate) with 2 ms blocks, a ring for 0.1 s of both directions at the
+/// agent's whole rate, at least 8 MiB (docs/attribution.md §1 "Capture").
+[[nodiscard]] LiveOptions tap_live_options(const PipelineOptions& options, std::size_t index);
 
 /// The wait before reopen attempt number `attempt` (0 = the first) of a failed tap:
 /// `initial_ns` doubling each attempt, at most `max_ns`.
@@ -243,6 +255,8 @@ class Pipeline final : public RecordSink {
   };
 
   void capture_loop(TapThread& t);
+  /// The calling thread SCHED_FIFO at options_.rt_priority (when > 0); a refusal is logged.
+  void set_realtime(const std::string& what) const;
   /// The tap's capture failed: reports it, then reopens it with backoff. Returns false when
   /// stop() was asked first.
   bool recover(TapThread& t, const std::string& reason);

@@ -71,10 +71,12 @@ struct LiveOptions {
   std::string filter{};                 ///< BPF expression (see bpf_filter()); empty = everything
   int snaplen = 256;                    ///< bytes kept per frame: headers + our payloads fit in 256
   std::size_t buffer_bytes = 4u << 20;  ///< kernel ring size (see ring_buffer_bytes())
-  bool immediate = true;                ///< pcap_set_immediate_mode: deliver each frame at once
-  bool promiscuous = true;              ///< a mirror port carries frames for other MAC addresses
-  int timeout_ms = 10;                  ///< read timeout when not immediate
-  bool nonblocking = true;              ///< next() returns Timeout instead of blocking
+  /// pcap_set_immediate_mode: deliver each frame at once (TPACKET_V2, a wake-up per frame);
+  /// false: TPACKET_V3, frames delivered a block at a time (block full, or `timeout_ms` passed)
+  bool immediate = true;
+  bool promiscuous = true;  ///< a mirror port carries frames for other MAC addresses
+  int timeout_ms = 10;      ///< not immediate: the kernel retires a partly filled block after this
+  bool nonblocking = true;  ///< next() returns Timeout instead of blocking
 };
 
 /// Opens a live capture with nanosecond timestamps (microsecond ones are scaled when the
@@ -95,7 +97,8 @@ struct LiveOptions {
                                                            int snaplen = 256);
 
 /// A kernel ring size that holds `seconds` worth of frames at `frames_per_s` with `snaplen`
-/// bytes each (plus TPACKET per-frame overhead), clamped to [2 MiB, 512 MiB].
+/// bytes each (plus TPACKET_V3's per-frame header), clamped to [2 MiB, 512 MiB]. The ring is
+/// mapped into the process: it counts in its RSS.
 [[nodiscard]] std::size_t ring_buffer_bytes(double frames_per_s, int snaplen, double seconds = 0.5);
 
 }  // namespace pathsentry::probe

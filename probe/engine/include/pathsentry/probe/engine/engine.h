@@ -25,12 +25,12 @@ struct EngineOptions {
   /// Send coalescing: after a wake-up the sender sleeps at least the coalescing interval
   /// before the next one and sends every slot that fell due meanwhile in one sendmmsg. The
   /// interval is the time `send_coalesce_probes` slots of all sessions together take to fall due,
-  /// at most `send_coalesce_ns`: at 1000/s 5 ms (5 probes a wake-up), at 10 000/s 0.8 ms (8).
+  /// at most `send_coalesce_ns` (1 ms: the time resolution): at 10 000/s 0.8 ms (8 a wake-up).
   /// Slots are then sent up to that late (timed exactly by their kernel TX timestamps; the lag
   /// allowed before a slot is missed grows by as much), in groups of at most that many, and
   /// each wake-up (~13 us of CPU in a VM) is shared by several probes. 0 = wake for every
   /// deadline.
-  std::int64_t send_coalesce_ns = 5'000'000;
+  std::int64_t send_coalesce_ns = 1'000'000;
   std::uint32_t send_coalesce_probes = 8;
   /// The receiver wakes this often, drains every socket (replies and TX timestamps), expires
   /// probes and rolls intervals; it is not woken per packet, so at any rate it costs at most
