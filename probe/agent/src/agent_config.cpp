@@ -477,7 +477,8 @@ const options::OptionTable<Building>& table() {
        {"agent.send_coalesce_us"},
        "N",
        "send coalescing: the sender wakes at most once per 8 probes' time, at most N us, "
-       "sending what fell due meanwhile together; 0 = a wake-up per slot (default 5000)",
+       "sending what fell due meanwhile together; 0 = a wake-up per slot (default 1000: the time "
+       "resolution)",
        Arg::One,
        [](Building& b, const Value& v) { b.cfg.send_coalesce_ns = v.integer(0, 100'000) * 1'000; }},
       {"--drain-ms",
