@@ -57,16 +57,8 @@ die() {
 }
 [ "$(id -u)" -eq 0 ] || die "needs root (namespaces, raw sockets)"
 command -v python3 >/dev/null || die "python3 is missing (scripts/deps.sh installs it)"
-find_bin() {
-  local f
-  for f in "$build/$1" "$build/bench/$1" "$build/probe/$1"; do
-    [ -x "$f" ] && {
-      echo "$f"
-      return
-    }
-  done
-  echo ""
-}
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 PROBE=$(find_bin pathsentry-probe)
 REFL=$(find_bin pathsentry-reflector)
 RAW=$(find_bin bench-raw-udp)
@@ -87,21 +79,6 @@ OUT=$(cd "$OUT" && pwd)
 
 # --- processes and cleanup -----------------------------------------------------------------------
 bg_pids=()
-stop_pid() { # PID: SIGTERM, wait up to 3 s, then SIGKILL (only PIDs this script started)
-  local p=$1 i
-  kill -TERM "$p" 2>/dev/null || return 0
-  for i in $(seq 30); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
-forget_pid() { # drop a stopped PID from the cleanup list (its number may be reused)
-  local p keep=()
-  for p in "${bg_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  bg_pids=("${keep[@]}")
-}
 cleanup() {
   local rc=$? p
   trap - EXIT INT TERM
@@ -114,17 +91,6 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-cpu_ticks() { # utime+stime of PID (all its threads) in clock ticks
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || {
-    echo 0
-    return
-  }
-  s=${s##*) }
-  # shellcheck disable=SC2086
-  set -- $s
-  echo $((${12} + ${13}))
-}
 tx_packets() { ip netns exec "$NS_A" cat /sys/class/net/va/statistics/tx_packets; }
 now_ns() { date +%s%N; }
 

@@ -77,16 +77,8 @@ die() {
 command -v python3 >/dev/null || die "python3 is missing (scripts/deps.sh installs it)"
 command -v fping >/dev/null || die "fping is missing (scripts/deps.sh installs it)"
 command -v tcpdump >/dev/null || die "tcpdump is missing (scripts/deps.sh installs it)"
-find_bin() {
-  local f
-  for f in "$build/$1" "$build/bench/$1" "$build/probe/$1"; do
-    [ -x "$f" ] && {
-      echo "$f"
-      return
-    }
-  done
-  echo ""
-}
+# shellcheck source=bench/lib.sh
+. "$here/lib.sh"
 RAW=$(find_bin bench-raw-udp)
 RUNSTAT=$(find_bin bench-runstat)
 RTTERR=$(find_bin bench-rtt-error)
@@ -105,21 +97,6 @@ OUT=$(cd "$OUT" && pwd)
 # --- processes and cleanup -----------------------------------------------------------------------
 bg_pids=()
 fg_pid=""
-stop_pid() { # PID: SIGTERM, wait up to 3 s, then SIGKILL (only PIDs this script started)
-  local p=$1 i
-  kill -TERM "$p" 2>/dev/null || return 0
-  for i in $(seq 30); do
-    kill -0 "$p" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$p" 2>/dev/null || true
-  wait "$p" 2>/dev/null || true
-}
-forget_pid() { # drop a stopped PID from the cleanup list
-  local p keep=()
-  for p in "${bg_pids[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-  bg_pids=("${keep[@]}")
-}
 cleanup() {
   local rc=$?
   trap - EXIT INT TERM
@@ -152,17 +129,6 @@ wait_line() { # FILE PATTERN PID: wait up to 5 s for PATTERN in FILE while PID l
   log "probe_bench: no '$2' in $1:"
   cat "$1" >&2 || true
   return 1
-}
-cpu_ticks() { # utime+stime of PID in clock ticks (fields 14, 15 of /proc/PID/stat)
-  local s
-  s=$(cat "/proc/$1/stat" 2>/dev/null) || {
-    echo 0
-    return
-  }
-  s=${s##*) }
-  # shellcheck disable=SC2086
-  set -- $s
-  echo $((${12} + ${13}))
 }
 now_ns() { date +%s%N; }
 udp_drops() { # NS: UDP datagrams dropped for a full socket buffer in that namespace so far
