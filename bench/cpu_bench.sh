@@ -100,16 +100,7 @@ ip netns add "$NS_B"
 for ns in "$NS_A" "$NS_B"; do
   ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
-ip -n "$NS_A" link add va type veth peer name vb netns "$NS_B"
-ip -n "$NS_A" addr add "$A4/24" dev va
-ip -n "$NS_B" addr add "$B4/24" dev vb
-for ns in "$NS_A" "$NS_B"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_A" link set va up
-ip -n "$NS_B" link set vb up
-mac_a=$(ip -n "$NS_A" -o link show va | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
-mac_b=$(ip -n "$NS_B" -o link show vb | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
-ip -n "$NS_A" neigh replace "$B4" lladdr "$mac_b" dev va nud permanent
-ip -n "$NS_B" neigh replace "$A4" lladdr "$mac_a" dev vb nud permanent
+veth_pair "$NS_A" "$NS_B" "$A4" "$B4"
 
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
 header="cpu_bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpus=$(nproc)  load=$(cut -d' ' -f1-3 /proc/loadavg)  kernel=$(uname -r)  commit=$commit${BEFORE:+  before=$BEFORE}"

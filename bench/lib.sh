@@ -38,3 +38,17 @@ cpu_ticks() { # utime+stime of PID (all its threads) in clock ticks (fields 14, 
   set -- $s
   echo $((${12} + ${13}))
 }
+veth_pair() { # NS_A NS_B A4 B4: one veth va (in NS_A, A4/24) <-> vb (in NS_B, B4/24), both up,
+  # with static neighbours (no ARP resolution inside any measured step) and no other link
+  local na=$1 nb=$2 a4=$3 b4=$4 ns mac_a mac_b
+  ip -n "$na" link add va type veth peer name vb netns "$nb"
+  ip -n "$na" addr add "$a4/24" dev va
+  ip -n "$nb" addr add "$b4/24" dev vb
+  for ns in "$na" "$nb"; do ip -n "$ns" link set lo up; done
+  ip -n "$na" link set va up
+  ip -n "$nb" link set vb up
+  mac_a=$(ip -n "$na" -o link show va | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+  mac_b=$(ip -n "$nb" -o link show vb | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
+  ip -n "$na" neigh replace "$b4" lladdr "$mac_b" dev va nud permanent
+  ip -n "$nb" neigh replace "$a4" lladdr "$mac_a" dev vb nud permanent
+}

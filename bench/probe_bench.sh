@@ -144,17 +144,7 @@ cpu_pct() { # TICKS0 TICKS1 NS0 NS1
 # --- the namespace pair --------------------------------------------------------------------------
 ip netns add "$NS_A"
 ip netns add "$NS_B"
-ip -n "$NS_A" link add va type veth peer name vb netns "$NS_B"
-ip -n "$NS_A" addr add "$A4/24" dev va
-ip -n "$NS_B" addr add "$B4/24" dev vb
-for ns in "$NS_A" "$NS_B"; do ip -n "$ns" link set lo up; done
-ip -n "$NS_A" link set va up
-ip -n "$NS_B" link set vb up
-# Static neighbours: no ARP resolution inside any measured step.
-mac_a=$(ip -n "$NS_A" -o link show va | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
-mac_b=$(ip -n "$NS_B" -o link show vb | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
-ip -n "$NS_A" neigh replace "$B4" lladdr "$mac_b" dev va nud permanent
-ip -n "$NS_B" neigh replace "$A4" lladdr "$mac_a" dev vb nud permanent
+veth_pair "$NS_A" "$NS_B" "$A4" "$B4"
 
 commit=${COMMIT:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}
 cat >"$OUT/meta.json" <<EOF
