@@ -1,10 +1,12 @@
 #include "pathsentry/common/thread_runner.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <utility>
 
@@ -32,6 +34,14 @@ std::thread start_thread(std::string name, std::function<void()> body,
           if (on_failure) on_failure(name, "unknown exception");
         }
       });
+}
+
+std::string set_thread_fifo(int priority) {
+  if (priority <= 0) return "";
+  sched_param sp{};
+  sp.sched_priority = priority > 99 ? 99 : priority;
+  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
+  return rc == 0 ? std::string() : std::string(std::strerror(rc));
 }
 
 }  // namespace pathsentry

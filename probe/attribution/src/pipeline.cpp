@@ -1,13 +1,10 @@
 #include "pathsentry/probe/attribution/pipeline.h"
 
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
-#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -289,13 +286,10 @@ void Pipeline::publish_watermark(TapThread& t, std::int64_t ts_ns) {
 }
 
 void Pipeline::set_realtime(const std::string& what) const {
-  if (options_.rt_priority <= 0) return;
-  sched_param sp{};
-  sp.sched_priority = std::min(options_.rt_priority, 99);
-  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-  if (rc != 0 && options_.log) {
+  const std::string error = set_thread_fifo(options_.rt_priority);
+  if (!error.empty() && options_.log) {
     options_.log("cannot run the " + what + " thread with SCHED_FIFO priority " +
-                 std::to_string(sp.sched_priority) + " (" + std::strerror(rc) +
+                 std::to_string(std::min(options_.rt_priority, 99)) + " (" + error +
                  "): it may fall behind on a busy machine");
   }
 }

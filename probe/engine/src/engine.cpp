@@ -1,7 +1,5 @@
 #include "pathsentry/probe/engine/engine.h"
 
-#include <pthread.h>
-#include <sched.h>
 #include <sys/epoll.h>
 #include <sys/prctl.h>
 #include <time.h>
@@ -9,7 +7,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
 #include <system_error>
 #include <thread>
 #include <utility>
@@ -83,15 +80,14 @@ void Engine::run() {
 
 void Engine::set_realtime(const char* thread_name, int boost) {
   if (options_.rt_priority <= 0) return;
-  sched_param sp{};
   // The sender outranks the receiver: under SCHED_FIFO equal priorities never preempt each
   // other, and a late send is a missed slot while a late receive only delays a record.
-  sp.sched_priority = std::min(options_.rt_priority + boost, 99);
-  const int rc = pthread_setschedparam(pthread_self(), SCHED_FIFO, &sp);
-  if (rc != 0 && options_.log) {
+  const int priority = std::min(options_.rt_priority + boost, 99);
+  const std::string error = set_thread_fifo(priority);
+  if (!error.empty() && options_.log) {
     options_.log(std::string("cannot run the ") + thread_name +
                  " thread with SCHED_FIFO priority " + std::to_string(options_.rt_priority) + " (" +
-                 std::strerror(rc) + "): pacing may miss slots on a busy machine");
+                 error + "): pacing may miss slots on a busy machine");
   }
 }
 

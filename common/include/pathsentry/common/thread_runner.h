@@ -23,4 +23,9 @@ void exit_on_thread_failure(std::string_view thread, std::string_view what);
 [[nodiscard]] std::thread start_thread(std::string name, std::function<void()> body,
                                        ThreadFailureHook on_failure = exit_on_thread_failure);
 
+/// Runs the calling thread SCHED_FIFO at `priority` (at most 99); nothing when `priority` <= 0.
+/// Returns "" on success (or nothing asked), else why it could not ("Operation not permitted"),
+/// for the caller's log line: the agent runs on without real-time scheduling.
+[[nodiscard]] std::string set_thread_fifo(int priority);
+
 }  // namespace pathsentry
