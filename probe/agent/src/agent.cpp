@@ -355,12 +355,15 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
     outputs.add(*ship_output);
   }
   if (!outputs.empty()) {
-    // Two seconds of records at the agent's rate (at least 4096) may wait for the writer.
+    // Two seconds of records at the agent's rate (at least 4096) may wait for the writer, within
+    // record_queue_mb of memory.
     double total_pps = 0;
     for (const auto& s : cfg.sessions) total_pps += s.rate_pps;
     const auto capacity = static_cast<std::size_t>(
         std::clamp(2 * total_pps, 4096.0, static_cast<double>(std::size_t{1} << 21)));
-    queue = std::make_unique<RecordQueue>(capacity, outputs, [this] { on_writer_period(); });
+    queue =
+        std::make_unique<RecordQueue>(capacity, static_cast<std::size_t>(cfg.record_queue_mb) << 20,
+                                      outputs, [this] { on_writer_period(); });
     sink = queue.get();
   }
   // With taps, records go through the attributor and the detector (docs/attribution.md); TTL
@@ -491,7 +494,8 @@ void Agent::Impl::on_writer_period() {
   if (queue_dropped > reported_queue_dropped) {
     if (line.size() > 9) line += "; ";
     line += std::to_string(queue_dropped) + " record(s)/event(s) dropped so far at the hand-off " +
-            "to the writer thread (queue of " + std::to_string(queue->capacity()) + " full)";
+            "to the writer thread (queue of " + std::to_string(queue->capacity()) + " / " +
+            std::to_string(queue->max_bytes() >> 20) + " MiB full)";
   }
   log(line);
   reported_errors = errors;
@@ -653,7 +657,8 @@ int Agent::run() {
     a.queue->stop();
     log("records: " + std::to_string(a.queue->queued()) + " handed to the writer thread, " +
         std::to_string(a.queue->dropped()) + " dropped (queue of " +
-        std::to_string(a.queue->capacity()) + " full)");
+        std::to_string(a.queue->capacity()) + " / " + std::to_string(a.queue->max_bytes() >> 20) +
+        " MiB full)");
   }
   if (a.writer) {
     auto flushed = a.writer->flush();

@@ -499,6 +499,13 @@ const options::OptionTable<Building>& table() {
        "records held while the output's writes fail, beyond it lines are dropped (default 16384)",
        Arg::One,
        [](Building& b, const Value& v) { b.cfg.records_buffer_kb = v.integer(1, 1 << 20); }},
+      {"--record-queue-mb",
+       {"agent.record_queue_mb"},
+       "N",
+       "memory the records waiting for the writer thread may hold, beyond it they are dropped "
+       "(default 16)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.cfg.record_queue_mb = v.integer(1, 4096); }},
       {"--summary-json",
        {"agent.summary_json"},
        "FILE|-",

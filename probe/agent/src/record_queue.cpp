@@ -1,5 +1,6 @@
 #include "record_queue.h"
 
+#include <algorithm>
 #include <chrono>
 #include <utility>
 
@@ -7,13 +8,46 @@
 
 namespace pathsentry::probe {
 
-RecordQueue::RecordQueue(std::size_t capacity, RecordOutput& out, std::function<void()> periodic,
-                         std::int64_t period_ns)
+namespace {
+
+// Entries kept reserved between batches; a batch that grew past it gives its memory back.
+constexpr std::size_t kKeptEntries = 4096;
+
+std::size_t string_heap(const std::string& s) {
+  // A string's own buffer holds up to 15 characters (libstdc++, libc++ 22): only longer ones
+  // allocate, capacity + 1 bytes.
+  return s.capacity() > 15 ? s.capacity() + 1 : 0;
+}
+
+std::size_t record_heap(const ProbeRecord& r) {
+  std::size_t n = string_heap(r.target) + string_heap(r.fwd_path) + string_heap(r.rev_path);
+  n += r.taps_down.capacity() * sizeof(std::string);
+  for (const auto& t : r.taps_down) n += string_heap(t);
+  return n;
+}
+
+std::size_t event_heap(const PathEvent& e) {
+  return sizeof(PathEvent) + string_heap(e.target) + string_heap(e.from) + string_heap(e.to) +
+         string_heap(e.fwd_path) + string_heap(e.rev_path) + string_heap(e.tap) +
+         string_heap(e.path) + string_heap(e.reason) + string_heap(e.prober);
+}
+
+}  // namespace
+
+std::size_t RecordQueue::item_bytes(const Item& item) {
+  if (const auto* r = std::get_if<ProbeRecord>(&item)) return sizeof(Item) + record_heap(*r);
+  const auto& e = std::get<std::unique_ptr<PathEvent>>(item);
+  return sizeof(Item) + (e ? event_heap(*e) : 0);
+}
+
+RecordQueue::RecordQueue(std::size_t capacity, std::size_t max_bytes, RecordOutput& out,
+                         std::function<void()> periodic, std::int64_t period_ns)
     : capacity_(capacity > 0 ? capacity : 1),
+      max_bytes_(std::max(max_bytes, sizeof(Item))),
       out_(out),
       periodic_(std::move(periodic)),
       period_ns_(period_ns) {
-  items_.reserve(capacity_);
+  items_.reserve(std::min(capacity_, kKeptEntries));
 }
 
 RecordQueue::~RecordQueue() {
@@ -41,13 +75,16 @@ void RecordQueue::stop() {
 }
 
 void RecordQueue::push(Item&& item) {
+  const std::size_t cost = item_bytes(item);
   bool wake = false;
   {
     std::lock_guard lock(mu_);
-    if (items_.size() >= capacity_) {
+    // The writer only lowers bytes_, so a check under mu_ never lets it pass max_bytes_.
+    if (items_.size() >= capacity_ || bytes_.load(std::memory_order_relaxed) + cost > max_bytes_) {
       dropped_.fetch_add(1, std::memory_order_relaxed);
       return;
     }
+    bytes_.fetch_add(cost, std::memory_order_relaxed);
     wake = items_.empty();
     items_.push_back(std::move(item));
   }
@@ -57,7 +94,7 @@ void RecordQueue::push(Item&& item) {
 
 void RecordQueue::loop() {
   std::vector<Item> batch;
-  batch.reserve(capacity_);
+  batch.reserve(std::min(capacity_, kKeptEntries));
   auto next = std::chrono::steady_clock::now() + std::chrono::nanoseconds(period_ns_);
   for (;;) {
     bool last = false;
@@ -67,10 +104,22 @@ void RecordQueue::loop() {
       batch.swap(items_);
       last = stopping_ && batch.empty();
     }
+    std::size_t written = 0;
     for (const Item& item : batch) {
-      std::visit([this](const auto& v) { out_.write(v); }, item);
+      if (const auto* r = std::get_if<ProbeRecord>(&item)) {
+        out_.write(*r);
+      } else if (const auto& e = std::get<std::unique_ptr<PathEvent>>(item)) {
+        out_.write(*e);
+      }
+      written += item_bytes(item);
     }
-    batch.clear();
+    bytes_.fetch_sub(written, std::memory_order_relaxed);
+    if (batch.capacity() > kKeptEntries) {
+      std::vector<Item>().swap(batch);  // a backlog's memory goes back, not kept for the next
+      batch.reserve(std::min(capacity_, kKeptEntries));
+    } else {
+      batch.clear();
+    }
     if (last || std::chrono::steady_clock::now() >= next) {
       out_.flush();
       if (periodic_) periodic_();

@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <variant>
@@ -22,10 +23,16 @@ namespace pathsentry::probe {
 /// a stuck disk) costs records, never reception. The writer thread calls `out.flush()` and
 /// `periodic()` every `period_ns` (and once more at stop()), e.g. to report write failures and
 /// to reopen the records file after SIGHUP.
+///
+/// Full means `capacity` entries or `max_bytes` of memory, whichever comes first. The bytes are
+/// those the entries hold (item_bytes: the entry itself and what its strings allocate) from
+/// the push until the writer has written them, so a writer that falls behind costs at most
+/// `max_bytes` of memory (plus one batch's vector), and the memory of a large batch is given
+/// back once it is written.
 class RecordQueue final : public RecordSink, public RecordOutput {
  public:
-  RecordQueue(std::size_t capacity, RecordOutput& out, std::function<void()> periodic,
-              std::int64_t period_ns = 200'000'000);
+  RecordQueue(std::size_t capacity, std::size_t max_bytes, RecordOutput& out,
+              std::function<void()> periodic, std::int64_t period_ns = 200'000'000);
   ~RecordQueue() override;
   RecordQueue(const RecordQueue&) = delete;
   RecordQueue& operator=(const RecordQueue&) = delete;
@@ -38,7 +45,7 @@ class RecordQueue final : public RecordSink, public RecordOutput {
   // Producers (any thread; never block on the output).
   void on_record(const ProbeRecord& r) override { push(Item(r)); }
   void write(const ProbeRecord& r) override { push(Item(r)); }
-  void write(const PathEvent& e) override { push(Item(e)); }
+  void write(const PathEvent& e) override { push(Item(std::make_unique<PathEvent>(e))); }
   /// The writer thread flushes on its own period.
   void flush() override {}
 
@@ -46,13 +53,23 @@ class RecordQueue final : public RecordSink, public RecordOutput {
   /// Records and events refused because the queue was full.
   [[nodiscard]] std::uint64_t dropped() const { return dropped_.load(); }
   [[nodiscard]] std::size_t capacity() const { return capacity_; }
+  [[nodiscard]] std::size_t max_bytes() const { return max_bytes_; }
+  /// Memory held by entries pushed and not yet written (item_bytes).
+  [[nodiscard]] std::size_t bytes() const { return bytes_.load(); }
+
+  /// An entry: events are rare and large (440 bytes), so they are boxed and a record entry
+  /// costs a record's size, not the largest alternative's.
+  using Item = std::variant<ProbeRecord, std::unique_ptr<PathEvent>>;
+  /// The memory one entry holds: its own size and its heap (strings past their small buffer,
+  /// the boxed event, taps_down).
+  [[nodiscard]] static std::size_t item_bytes(const Item& item);
 
  private:
-  using Item = std::variant<ProbeRecord, PathEvent>;
   void push(Item&& item);
   void loop();
 
   const std::size_t capacity_;
+  const std::size_t max_bytes_;
   RecordOutput& out_;
   std::function<void()> periodic_;
   const std::int64_t period_ns_;
@@ -62,6 +79,7 @@ class RecordQueue final : public RecordSink, public RecordOutput {
   bool stopping_ = false;    // guarded by mu_
   std::atomic<std::uint64_t> queued_{0};
   std::atomic<std::uint64_t> dropped_{0};
+  std::atomic<std::size_t> bytes_{0};  // changed under mu_ (push) or by the writer (after writing)
   std::thread thread_;
   bool started_ = false;
 };

@@ -2,8 +2,11 @@
 #include "record_queue.h"
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
+#include <thread>
 
 using pathsentry::PathEvent;
 using pathsentry::ProbeRecord;
@@ -73,7 +76,7 @@ ProbeRecord record(std::uint64_t seq) {
 TEST_CASE("record queue: a stuck output costs records, never blocks the producer", "[unit]") {
   StuckOutput out;
   int periods = 0;
-  RecordQueue q(4, out, [&] { ++periods; });
+  RecordQueue q(4, std::size_t{1} << 20, out, [&] { ++periods; });
   q.start();
   q.on_record(record(0));
   out.wait_first();  // the writer thread is stuck inside the output with record 0
@@ -92,7 +95,7 @@ TEST_CASE("record queue: a stuck output costs records, never blocks the producer
 TEST_CASE("record queue: stop writes out everything queued", "[unit]") {
   StuckOutput out;
   out.release();
-  RecordQueue q(100, out, nullptr);
+  RecordQueue q(100, std::size_t{1} << 20, out, nullptr);
   for (std::uint64_t i = 0; i < 50; ++i) q.write(record(i));  // queued before the thread runs
   q.write(PathEvent{});
   q.start();
@@ -101,4 +104,56 @@ TEST_CASE("record queue: stop writes out everything queued", "[unit]") {
   REQUIRE(out.records() == 50);
   REQUIRE(out.events() == 1);
   REQUIRE(q.dropped() == 0);
+}
+
+TEST_CASE("record queue: a writer that falls behind holds at most max_bytes", "[unit]") {
+  StuckOutput out;
+  const std::size_t per_record = RecordQueue::item_bytes(RecordQueue::Item(record(0)));
+  REQUIRE(per_record >= sizeof(ProbeRecord));
+  // Room for 10 short records' memory, 1000 entries: the memory bound comes first.
+  RecordQueue q(1000, 10 * per_record, out, nullptr);
+  q.start();
+  q.on_record(record(0));
+  out.wait_first();  // record 0 is being written: it still holds its memory
+  for (std::uint64_t i = 1; i <= 20; ++i) q.on_record(record(i));
+  REQUIRE(q.queued() == 10);  // record 0 and 9 more
+  REQUIRE(q.dropped() == 11);
+  REQUIRE(q.bytes() == 10 * per_record);
+
+  // A record whose strings allocate costs more: the target's 200 characters count.
+  ProbeRecord big = record(99);
+  big.target.assign(200, 'x');
+  const std::size_t big_bytes = RecordQueue::item_bytes(RecordQueue::Item(big));
+  REQUIRE(big_bytes >= per_record + 200);
+  // An event is boxed: its entry is a record's size plus the event's own.
+  PathEvent ev;
+  ev.reason.assign(100, 'r');
+  REQUIRE(RecordQueue::item_bytes(RecordQueue::Item(std::make_unique<PathEvent>(ev))) >=
+          sizeof(RecordQueue::Item) + sizeof(PathEvent) + 100);
+  REQUIRE(sizeof(RecordQueue::Item) < sizeof(PathEvent));
+
+  out.release();
+  q.stop();
+  REQUIRE(out.records() == 10);
+  REQUIRE(q.bytes() == 0);  // all written: nothing held
+}
+
+TEST_CASE("record queue: room comes back as the writer catches up", "[unit]") {
+  StuckOutput out;
+  out.release();
+  const std::size_t per_record = RecordQueue::item_bytes(RecordQueue::Item(record(0)));
+  RecordQueue q(1000, 4 * per_record, out, nullptr, 1'000'000);
+  q.start();
+  std::uint64_t pushed = 0;
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 4; ++i) q.on_record(record(pushed++));
+    // Wait until the writer has written this round: its memory is released after writing (a
+    // generous bound, so a leak fails rather than hangs).
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (q.bytes() != 0 && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+    REQUIRE(q.bytes() == 0);
+  }
+  q.stop();
+  REQUIRE(q.dropped() == 0);
+  REQUIRE(out.records() == 200);
 }

@@ -50,6 +50,10 @@ struct AgentConfig {
   /// Records output buffer while its writes fail (--records-buffer-kb, agent.records_buffer_kb):
   /// beyond it whole lines are dropped and counted.
   std::int64_t records_buffer_kb = 16384;
+  /// Memory of the records and events waiting for the writer thread (--record-queue-mb,
+  /// agent.record_queue_mb): beyond it (or beyond two seconds of records) they are dropped and
+  /// counted, so a writer that falls behind cannot grow the agent without bound.
+  std::int64_t record_queue_mb = 16;
   /// One entry per session (per target: ICMP then STAMP), with session ids assigned.
   std::vector<SessionConfig> sessions;
   /// For each session, the config key its socket options came from ("targets[0]" or
