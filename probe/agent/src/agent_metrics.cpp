@@ -88,6 +88,7 @@ struct AgentMetrics::Impl {
   struct TtlMirror {
     std::uint64_t sent = 0, no_answer = 0;
     std::map<std::string, std::uint64_t> per_path;
+    std::map<std::string, std::uint64_t> unused;  // by kind
   };
 
   // One line's health-check series (labels tap, path, target).
@@ -130,6 +131,7 @@ struct AgentMetrics::Impl {
   Family<Counter>& ttl_sent;
   Family<Counter>& ttl_hop_answers;
   Family<Counter>& ttl_no_answer;
+  Family<Counter>& ttl_unused;
   Family<Counter>& hc_probes;
   Family<Counter>& hc_answered;
   Family<Counter>& hc_unanswered;
@@ -262,6 +264,11 @@ AgentMetrics::Impl::Impl(prometheus::Registry& r, bool from_records)
                         .Name("pathsentry_ttl_no_answer_total")
                         .Help("TTL probes that timed out, by target")
                         .Register(r)),
+      ttl_unused(prometheus::BuildCounter()
+                     .Name("pathsentry_ttl_errors_unused_total")
+                     .Help("ICMP errors the TTL prober could not use, by target and kind: "
+                           "unmapped_hop, other_error, short_quote_refused, unmatched, late")
+                     .Register(r)),
       hc_probes(prometheus::BuildCounter()
                     .Name("pathsentry_healthcheck_probes_total")
                     .Help("The cloud's health-check probes seen on a line's tap")
@@ -536,6 +543,23 @@ void AgentMetrics::on_ttl_stats(const std::string& target, const TtlStats& st) {
   for (const auto& [path, n] : st.per_path) {
     metrics::advance(m.ttl_hop_answers.Add({{"target", target}, {"path", path}}), t.per_path[path],
                      n);
+  }
+  // Per-address counts stop at kTtlMaxAddresses addresses; the overflow counts the rest, so the
+  // totals here are exact whatever the number of addresses (a flood of forged errors).
+  auto sum = [](const std::map<std::string, std::uint64_t>& per_addr, std::uint64_t overflow) {
+    std::uint64_t n = overflow;
+    for (const auto& kv : per_addr) n += kv.second;
+    return n;
+  };
+  const std::pair<const char*, std::uint64_t> unused[] = {
+      {"unmapped_hop", sum(st.unmapped, st.unmapped_overflow)},
+      {"other_error", sum(st.other, st.other_overflow)},
+      {"short_quote_refused", st.short_quote_refused},
+      {"unmatched", st.unmatched},
+      {"late", st.late},
+  };
+  for (const auto& [kind, n] : unused) {
+    metrics::advance(m.ttl_unused.Add({{"target", target}, {"kind", kind}}), t.unused[kind], n);
   }
 }
 

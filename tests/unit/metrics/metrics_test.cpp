@@ -374,6 +374,24 @@ TEST_CASE("agent metrics: taps, TTL probes and the spool", "[unit]") {
   CHECK(value(r, "pathsentry_ttl_probes_sent_total") == 10);
   CHECK(value(r, "pathsentry_ttl_no_answer_total") == 2);
   CHECK(value(r, "pathsentry_ttl_hop_answers_total", {{"path", "ipsec"}}) == 8);
+  CHECK(value(r, "pathsentry_ttl_errors_unused_total", {{"kind", "unmapped_hop"}}) == 0);
+  // Errors it could not use, the addresses past the per-address limit included (issue 13: a
+  // flood of forged errors from many addresses is counted, not hidden).
+  tt.unmapped["192.0.2.1"] = 3;
+  tt.unmapped["192.0.2.2"] = 1;
+  tt.unmapped_overflow = 1000;
+  tt.other["192.0.2.9 3/3"] = 2;
+  tt.other_overflow = 5;
+  tt.short_quote_refused = 4;
+  tt.unmatched = 6;
+  tt.late = 1;
+  m.on_ttl_stats("10.1.0.10", tt);
+  CHECK(value(r, "pathsentry_ttl_errors_unused_total", {{"kind", "unmapped_hop"}}) == 1004);
+  CHECK(value(r, "pathsentry_ttl_errors_unused_total", {{"kind", "other_error"}}) == 7);
+  CHECK(value(r, "pathsentry_ttl_errors_unused_total", {{"kind", "short_quote_refused"}}) == 4);
+  CHECK(value(r, "pathsentry_ttl_errors_unused_total", {{"kind", "unmatched"}}) == 6);
+  CHECK(value(r, "pathsentry_ttl_errors_unused_total", {{"kind", "late"}}) == 1);
+  CHECK(value(r, "pathsentry_ttl_probes_sent_total") == 10);  // mirrored, not added again
   m.set_spool(3, 4096, 2);
   m.set_spool(1, 1024, 2);
   CHECK(value(r, "pathsentry_spool_files") == 1);
