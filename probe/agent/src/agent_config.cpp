@@ -265,6 +265,27 @@ std::uint32_t default_size_cycle(const AgentConfig& cfg) {
   return static_cast<std::uint32_t>(std::clamp(want, kDefaultCycleMin, kDefaultCycleMax));
 }
 
+// An ESP tap's default window (-200..+10000 us, reverse unset) is kept narrower than the
+// spacing of equal-sized probes, N / rate, with the default cycle capped at 64 sizes: from
+// ~6300 probes/s the default window would hold the next probe of the same size (every probe
+// ambiguous: 0 % attributed at 10 000/s). hi = 0.9 x N / rate + lo, at least 1 ms; a window
+// set to anything else is kept.
+void fit_default_windows(AgentConfig& cfg) {
+  double total_pps = 0;
+  for (const SessionConfig& s : cfg.sessions) total_pps += s.rate_pps;
+  if (cfg.size_cycle < 2 || total_pps <= 0) return;
+  const TapSpec defaults{};
+  for (TapSpec& t : cfg.tap.taps) {
+    if (t.encap != Encap::Esp || t.window_lo_ns != defaults.window_lo_ns ||
+        t.window_hi_ns != defaults.window_hi_ns || t.rev_window_lo_ns || t.rev_window_hi_ns) {
+      continue;
+    }
+    const double spacing_ns = static_cast<double>(cfg.size_cycle) * 1e9 / total_pps;
+    const auto fit = static_cast<std::int64_t>(0.9 * spacing_ns) + t.window_lo_ns;
+    t.window_hi_ns = std::clamp<std::int64_t>(fit, 1'000'000, t.window_hi_ns);
+  }
+}
+
 // Resolves the cycle, checks it against the taps' ESP blocks and the largest packet, and gives
 // every session the common base size and the cycle.
 void apply_size_cycle(AgentConfig& cfg, const Setting<std::int64_t>& cycle,
@@ -1021,6 +1042,7 @@ AgentConfig finish(Building& b, std::uint16_t run_nonce) {
   }
   assign_stamp_ssids(cfg);
   apply_size_cycle(cfg, b.size_cycle, b.size_step);
+  fit_default_windows(cfg);
   finish_collector(b);
   return std::move(cfg);
 }

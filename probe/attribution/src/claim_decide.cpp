@@ -197,6 +197,7 @@ std::int8_t ClaimDecide::decide(const Log& log, const LogEntry& e, Direction d) 
       ds.sum_ns += delay;
       ++ds.count;
       if (5 * (delay - spec.lo_ns(d)) >= 4 * (spec.hi_ns(d) - spec.lo_ns(d))) ++ds.near_hi;
+      if (d == Direction::Forward) ln.progress.push_back({e.anchor_ns, o.ts_ns});
       ln.has_last = true;
       ln.last = o;
       ln.npending = 0;

@@ -54,7 +54,7 @@ void Emission::try_sample_fwd(std::uint32_t si, Session& s, Slot& sl, std::int64
   const std::int8_t ev = evidence(sl.fwd_clear, sl.fwd_esp);
   if (loss_.fate_known(s, sl, ev, now)) {
     sample_fate(s, sl, Direction::Forward, ev, out);
-  } else if (ev == kNoEvidence && sl.anchor_ns + setup_.fwd_none_delay <= now) {
+  } else if (ev == kNoEvidence && loss_.unseen_due(sl) <= now) {
     if (loss_.late_esp(sl) || loss_.unseen_tap_down(s, sl)) {
       sample(s, sl, Direction::Forward, setup_.unknown_id, PathSample::Fate::MaybeLost, out);
     } else {
@@ -62,7 +62,9 @@ void Emission::try_sample_fwd(std::uint32_t si, Session& s, Slot& sl, std::int64
     }
   } else if (ev == kNoEvidence &&
              (unseen_.empty() || unseen_.back().seq != sl.seq || unseen_.back().session != si)) {
-    unseen_.push_back({sl.anchor_ns + setup_.fwd_none_delay, si, sl.seq});
+    // Looked at again when due, or sooner: a tunnel catching up brings the due time forward.
+    constexpr std::int64_t kRecheckNs = 10'000'000;
+    unseen_.push_back({std::min(loss_.unseen_due(sl), now + kRecheckNs), si, sl.seq});
   }
 }
 

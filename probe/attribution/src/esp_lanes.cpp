@@ -200,6 +200,11 @@ void EspLanes::evict_older(std::int64_t before_ns) {
       while (!ln.obs.empty() && ln.obs.front().ts_ns < before_ns) {
         evict_front(setup_.lane_tap[lane], ln, false);
       }
+      // A probe still judged has its anchor after before_ns and looks back esp_stall_wait_ns.
+      while (!ln.progress.empty() &&
+             ln.progress.front().anchor_ns < before_ns - setup_.cfg.esp_stall_wait_ns) {
+        ln.progress.pop_front();
+      }
     }
   }
 }

@@ -72,6 +72,13 @@ struct EspLane {
   std::array<std::uint32_t, 64> pending{};
   std::size_t npending = 0;
   bool pending_overflow = false;
+  // Forward: the probes attributed here, in decision (= anchor) order, with their packet's
+  // capture time: how far the tunnel has caught up (LossInference::late_span).
+  struct Progress {
+    std::int64_t anchor_ns = 0;
+    std::int64_t ts_ns = 0;
+  };
+  Ring<Progress> progress;
 };
 
 /// Per ESP tap, what happened since the last silent-tap check (the warning's evidence).

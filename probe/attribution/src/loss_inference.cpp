@@ -94,8 +94,7 @@ GapClass LossInference::gap_class(const Session& s, Slot& sl, std::int64_t last_
   // Seen leaving on no tap, with the late horizon past and no late ESP packet: it did not
   // leave (the taps cover every path), so it cannot be one of those that arrived.
   if (sl.has(kFwdDecided) && evidence(sl.fwd_clear, sl.fwd_esp) == kNoEvidence &&
-      sl.anchor_ns + setup_.fwd_none_delay <= last_now && !late_esp(sl) &&
-      !unseen_tap_down(s, sl)) {
+      unseen_due(sl) <= last_now && !late_esp(sl) && !unseen_tap_down(s, sl)) {
     return GapClass::NotLeft;
   }
   return GapClass::Open;
@@ -158,7 +157,7 @@ bool LossInference::fate_known(const Session& s, const Slot& sl, std::int8_t ev,
   if (!sl.has(kLoss)) return false;
   if (sl.rev_clear != 0) return true;
   if (counts(s) && (sl.hint == LossHint::FwdLost || sl.hint == LossHint::RevLost)) return true;
-  if (ev == kNoEvidence && sl.anchor_ns + setup_.fwd_none_delay > now) return false;
+  if (ev == kNoEvidence && unseen_due(sl) > now) return false;
   if (counts(s) && sl.hint == LossHint::None &&
       sl.lost_ns + setup_.cfg.stamp_evidence_wait_ns > now) {
     return false;
@@ -195,20 +194,57 @@ std::int8_t LossInference::rev_path_of(const Slot& sl) const {
   return sl.has(kReceived) || ev == kAmbiguous ? setup_.unknown_id : setup_.none_id;
 }
 
+LossInference::LateSpan LossInference::late_span(std::size_t lane, const Slot& sl) const {
+  const auto& tap = setup_.cfg.taps[setup_.lane_tap[lane]];
+  const std::int64_t wait = setup_.cfg.esp_stall_wait_ns;
+  LateSpan s;
+  s.from_ns = sl.anchor_ns + tap.hi_ns(Direction::Forward);
+  s.to_ns = s.from_ns + setup_.cfg.esp_late_horizon_ns;
+  // The first probe sent after this one that was attributed here (decisions run in send
+  // order), and whether the one before it was recent: the tunnel was carrying probes.
+  const auto& pr = lanes_.lane(lane, Direction::Forward).progress;
+  std::uint64_t lo = pr.begin_abs();
+  std::uint64_t hi = pr.end_abs();
+  while (lo < hi) {
+    const std::uint64_t mid = lo + (hi - lo) / 2;
+    if (pr.at(mid).anchor_ns <= sl.anchor_ns) {
+      lo = mid + 1;
+    } else {
+      hi = mid;
+    }
+  }
+  const bool carrying = lo > pr.begin_abs() && sl.anchor_ns - pr.at(lo - 1).anchor_ns <= wait;
+  if (lo < pr.end_abs() && pr.at(lo).anchor_ns - sl.anchor_ns <= wait) {
+    s.to_ns = std::max(s.to_ns, std::min(pr.at(lo).ts_ns, s.from_ns + wait));  // caught up
+  } else if (carrying) {
+    s.to_ns = std::max(s.to_ns, s.from_ns + wait);  // not yet: it may be stalled
+  }
+  // A packet at to_ns is in the windows of probes sent up to to_ns - lo: decided then.
+  s.due_ns = s.to_ns - tap.lo_ns(Direction::Forward) + setup_.fwd_decide_delay;
+  return s;
+}
+
+std::int64_t LossInference::unseen_due(const Slot& sl) const {
+  std::int64_t due = sl.anchor_ns + setup_.cfg.fwd_unseen_wait_ns;
+  for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
+    due = std::max(due, late_span(lane, sl).due_ns);
+  }
+  return due;
+}
+
 bool LossInference::late_esp(Slot& sl) {
   if (sl.has(kLateEsp)) return true;
   for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
-    const auto& tap = setup_.cfg.taps[setup_.lane_tap[lane]];
     const Ring<EspObs>& obs = lanes_.lane(lane, Direction::Forward).obs;
-    const std::int64_t from = sl.anchor_ns + tap.hi_ns(Direction::Forward);
-    const std::int64_t to = from + setup_.cfg.esp_late_horizon_ns;
+    const LateSpan span = late_span(lane, sl);
     const auto want = lanes_.expected_len(lane, Direction::Forward, sl.wire);
-    for (std::uint64_t i = EspLanes::lower_bound(obs, from); i < obs.end_abs(); ++i) {
+    for (std::uint64_t i = EspLanes::lower_bound(obs, span.from_ns); i < obs.end_abs(); ++i) {
       const EspObs& o = obs.at(i);
-      if (o.ts_ns > to) break;
+      if (o.ts_ns > span.to_ns) break;
       if (!o.attributed && (!want || o.len == *want)) {
         sl.flags |= kLateEsp;
         ++stats_.fwd_late_esp;
+        if (o.ts_ns > span.from_ns + setup_.cfg.esp_late_horizon_ns) ++stats_.fwd_late_esp_stalled;
         return true;
       }
     }

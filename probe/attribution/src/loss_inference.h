@@ -88,9 +88,25 @@ class LossInference {
   [[nodiscard]] std::int8_t rev_path_of(const Slot& sl) const;
   /// An ESP packet attributed to no probe (every window that could hold it has been decided),
   /// of this probe's expected length (any length when it is not known), on an ESP tap in the
-  /// forward direction after the probe's window closed and within the late horizon: the probe
-  /// may have left through the tunnel late.
+  /// forward direction after the probe's window closed and within its late span (late_span):
+  /// the probe may have left through the tunnel late. Meaningful once unseen_due() has passed.
   bool late_esp(Slot& sl);
+  /// When the forward fate of a probe seen nowhere can be judged: every ESP lane's late span
+  /// over and every window that could explain a packet in it decided (fwd_unseen_wait_ns after
+  /// it left, if later). May move earlier as the tunnel catches up: ask again.
+  [[nodiscard]] std::int64_t unseen_due(const Slot& sl) const;
+
+  /// How far past its window (capture time) a probe's packet may come on ESP lane `lane`, and
+  /// when every window that can hold a packet up to there is decided. The late horizon; on a
+  /// lane that was carrying probes when it left, up to the packet of the first probe sent after
+  /// it that was attributed there (the gateway keeps order, so its packet, had it entered the
+  /// tunnel, came before that one), or esp_stall_wait_ns while none is.
+  struct LateSpan {
+    std::int64_t from_ns = 0;
+    std::int64_t to_ns = 0;
+    std::int64_t due_ns = 0;
+  };
+  [[nodiscard]] LateSpan late_span(std::size_t lane, const Slot& sl) const;
 
  private:
   /// The times a tap's silence about this probe would be evidence: its forward window (clear

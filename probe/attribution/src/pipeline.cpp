@@ -701,7 +701,8 @@ std::vector<std::string> Pipeline::stats_lines() {
            ", conflicts clear " + std::to_string(st.clear_conflicts) + " esp " +
            std::to_string(st.esp_conflicts) + ", forward samples revised " +
            std::to_string(st.fwd_samples_revised) + ", unseen made unknown by late ESP " +
-           std::to_string(st.fwd_late_esp) + ", polls held back by a lagging capture " +
+           std::to_string(st.fwd_late_esp) + " (past the late horizon, a stalled tunnel " +
+           std::to_string(st.fwd_late_esp_stalled) + "), polls held back by a lagging capture " +
            std::to_string(capture_lag_polls_) + ", records with a tap down " +
            std::to_string(st.tap_down_records) + " (unseen made unknown " +
            std::to_string(st.fwd_unseen_tap_down) + ")";

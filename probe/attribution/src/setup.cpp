@@ -46,7 +46,7 @@ Setup::Setup(AttributorConfig c) : cfg(std::move(c)) {
     }
   }
   if (cfg.settle_ns < 0 || cfg.reorder_grace_ns < 0 || cfg.record_grace_ns < 0 ||
-      cfg.esp_late_horizon_ns < 0 || cfg.stamp_evidence_wait_ns < 0) {
+      cfg.esp_late_horizon_ns < 0 || cfg.esp_stall_wait_ns < 0 || cfg.stamp_evidence_wait_ns < 0) {
     throw ConfigError("", "attribution", "", "settle/grace times must not be negative");
   }
   unknown_id = static_cast<std::int8_t>(labels.size());
@@ -75,7 +75,10 @@ Setup::Setup(AttributorConfig c) : cfg(std::move(c)) {
   fwd_none_delay =
       std::max(cfg.fwd_unseen_wait_ns,
                lane_tap.empty() ? 0 : fwd_decide_delay + span / 2 + cfg.esp_late_horizon_ns);
-  retention = std::max(span + cfg.settle_ns, fwd_none_delay) + kRetentionMarginNs;
+  // A probe seen nowhere on a tap carrying probes may wait esp_stall_wait_ns longer.
+  retention = std::max(span + cfg.settle_ns,
+                       fwd_none_delay + (lane_tap.empty() ? 0 : cfg.esp_stall_wait_ns)) +
+              kRetentionMarginNs;
   bool learning = false;
   for (std::size_t t : lane_tap) learning = learning || !cfg.taps[t].transform;
   if (learning) retention += std::max<std::int64_t>(cfg.learn_hold_ns, 0);

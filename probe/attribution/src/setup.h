@@ -32,8 +32,10 @@ struct Setup {
   std::int64_t fwd_decide_delay = 0;
   std::int64_t rev_claim_delay = 0;
   std::int64_t rev_decide_delay = 0;
-  std::int64_t retention = 0;       // how long an ESP packet stays claimable
-  std::int64_t fwd_none_delay = 0;  // a probe seen nowhere is "none" this long after it left
+  std::int64_t retention = 0;  // how long an ESP packet stays claimable
+  // A probe seen nowhere is "none" this long after it left at the earliest (later while an ESP
+  // tap carrying probes has not caught up with it: LossInference::unseen_due).
+  std::int64_t fwd_none_delay = 0;
   // PATHSENTRY_EXPLAIN_UNKNOWN=1: a note per probe-direction an ESP tap leaves unexplained,
   // saying why (issue 8 item 3: where each unknown comes from).
   bool explain = false;

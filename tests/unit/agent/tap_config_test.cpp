@@ -229,3 +229,22 @@ interval_ms = 2500
   CHECK_THAT(test::agent_cfg::error_of({"--target", "192.0.2.1", "--healthcheck", "maybe"}),
              Contains("--healthcheck = 'maybe'"));
 }
+
+TEST_CASE("esp tap: the default window is fitted to the spacing of equal-sized probes", "[unit]") {
+  // 64 sizes (the default cycle's cap) at 10 000 probes/s: one size every 6.4 ms, narrower than
+  // the default 10.2 ms window, which would then hold the next probe of the same size.
+  auto tap_at = [](const std::string& rate, const std::string& tap) {
+    return test::agent_cfg::parse(
+               {"--target", "192.0.2.1", "--proto", "both", "--rate", rate, "--tap", tap})
+        .tap.taps.at(0);
+  };
+  const std::string dflt = "i:p:esp:1.2.3.4:5.6.7.8";
+  const TapSpec fast = tap_at("5000", dflt);  // 10 000/s in all
+  CHECK(fast.window_lo_ns == -200'000);
+  CHECK(fast.window_hi_ns == 5'560'000);  // 0.9 x 6.4 ms - 0.2 ms
+  CHECK(!fast.rev_window_hi_ns);          // the reverse one is learned (docs/attribution.md §2)
+  CHECK(tap_at("500", dflt).window_hi_ns == 10'000'000);  // 1000/s: the default fits
+  // A window set to anything else is kept.
+  CHECK(tap_at("5000", dflt + ":learn:-200:9000").window_hi_ns == 9'000'000);
+  CHECK(tap_at("5000", dflt + ":learn:-200:10000:-200:4000").window_hi_ns == 10'000'000);
+}

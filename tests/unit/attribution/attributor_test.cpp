@@ -390,6 +390,65 @@ TEST_CASE("forward none waits for the esp late horizon", "[unit][attributor]") {
   CHECK(first - kT0 <= 30 * kMs + cfg.settle_ns + 3 * span + kMs);
 }
 
+// The lab's userspace IPsec under load (ec-port realistic, CI 2026-12-04): the gateway stalls its
+// ESP output ~150 ms, then releases the backlog in a burst, far past each probe's window and the
+// 50 ms late horizon, while the return path is dead. Those probes did leave through the tunnel:
+// while the tap was carrying probes, a probe seen nowhere waits until a probe sent after it is
+// attributed there (the gateway keeps order), and the burst before that makes it unknown, its
+// loss undetermined — never a forward loss (before: 25 of them `none`, loss forward). The same
+// gap with no burst (the requests really died before the tap) is still a forward loss.
+TEST_CASE("a stalled tunnel's late burst is no forward loss", "[unit][attributor][detector]") {
+  World w;
+  auto at = [](std::uint64_t i) { return kT0 + static_cast<std::int64_t>(i) * 4 * kMs; };
+  const bool burst = GENERATE(true, false);
+  INFO((burst ? "stall, then a burst" : "requests lost before the tap"));
+  // Probes 0-19 through the tunnel (ESP 0.4 ms after), 20-57 stalled (their ESP all at
+  // at(57) + 3 ms, in order, 10 us apart; their replies lost), 58-99 through again.
+  for (std::uint64_t i = 0; i < 20; ++i) w.add({Proto::Icmp, i, at(i), Via::Ipsec, Via::Ipsec});
+  const std::uint32_t len = w.inet.transform->esp_length(w.icmp.wire_bytes);
+  for (std::uint64_t i = 20; i < 58; ++i) {
+    w.add({Proto::Icmp, i, at(i), Via::LostBeforeTaps});
+    if (burst)
+      w.esp(at(57) + 3 * kMs + static_cast<std::int64_t>(i - 20) * 10 * kUs, Direction::Forward,
+            len);
+  }
+  for (std::uint64_t i = 58; i < 100; ++i) w.add({Proto::Icmp, i, at(i), Via::Ipsec, Via::Ipsec});
+  const Drill d(w, w.config(), 1600 * kMs);
+  REQUIRE(d.records.size() == 100);
+  using Fate = PathSample::Fate;
+  for (std::uint64_t i = 20; i < 58; ++i) {
+    INFO("seq " << i);
+    CHECK(paths(d.by_key, 1, i) == (burst ? P{"unknown", "none"} : P{"none", "none"}));
+    CHECK(d.by_key.at({1, i}).loss ==
+          (burst ? LossDirection::Undetermined : LossDirection::Forward));
+  }
+  for (std::uint64_t i : {19u, 58u}) CHECK(paths(d.by_key, 1, i) == P{"ipsec", "ipsec"});
+  if (burst) {
+    // MaybeLost before the sender's loss, Undetermined after: never Lost.
+    const auto f = d.fates(1, Direction::Forward, 20, 58);
+    int n = 0;
+    for (const auto& [fate, k] : f) {
+      CHECK((fate == Fate::MaybeLost || fate == Fate::Undetermined));
+      n += k;
+    }
+    CHECK(n == 38);
+    CHECK(d.a->stats().fwd_late_esp == 38);
+    CHECK(d.a->stats().fwd_late_esp_stalled == 25);  // 20-44: past the 50 ms horizon
+    for (const auto& e : d.events) {
+      if (e.direction != Direction::Forward) continue;
+      INFO(describe(e));
+      CHECK(e.probes_lost == 0);
+      CHECK(e.outage_kind != OutageKind::Measured);
+    }
+  } else {
+    CHECK(d.fates(1, Direction::Forward, 20, 58) == std::map<Fate, int>{{Fate::Lost, 38}});
+    CHECK(d.a->stats().fwd_late_esp == 0);
+    const PathEvent* ob = d.find(EventType::OutageBegin, Direction::Forward, Proto::Icmp);
+    REQUIRE(ob != nullptr);
+    CHECK(ob->outage_kind == OutageKind::Measured);
+  }
+}
+
 // Without a configured transform the ESP length is learned from lone probes, then used.
 TEST_CASE("esp lengths are learned from lone probes", "[unit][attributor]") {
   World w;

@@ -67,6 +67,14 @@ struct AttributorConfig {
   /// forward "none" waits this long when ESP taps exist (absence is evidence only once the
   /// gateway's slowest ESP could have shown up).
   std::int64_t esp_late_horizon_ns = 50'000'000;
+  /// ESP taps: a userspace IPsec gateway under load stalls its ESP output for tens to hundreds
+  /// of milliseconds, then releases a burst, past any window and the late horizon. So while an
+  /// ESP tap was carrying probes (one attributed there at most this long before a probe seen
+  /// nowhere was sent), the probe's forward fate waits until a probe sent after it is attributed
+  /// there (the gateway keeps order: its packet, had it entered the tunnel, came before that
+  /// one; an unexplained packet of its length up to then makes it "unknown"), at most this long
+  /// past its window. Only then is absence evidence ("none", a forward loss).
+  std::int64_t esp_stall_wait_ns = 1'000'000'000;
   /// STAMP with a stateful reflector: a lost probe's direction comes from the reflector's
   /// counter in the next answered probe of its session. A lost probe waits for it this long
   /// after being declared lost, then its direction is decided without it (usually
@@ -138,8 +146,12 @@ struct AttributorStats {
   /// Forward samples whose record later said otherwise (e.g. seen nowhere, yet answered).
   std::uint64_t fwd_samples_revised = 0;
   /// Probes seen nowhere made "unknown" instead of "none": an unattributed ESP packet of their
-  /// length came after their window, within esp_late_horizon_ns (a slow tunnel gateway).
+  /// length came after their window, within esp_late_horizon_ns or, on a tap carrying probes,
+  /// before the tunnel caught up with them (a slow tunnel gateway; esp_stall_wait_ns).
   std::uint64_t fwd_late_esp = 0;
+  /// Of those, the ones whose packet came past esp_late_horizon_ns (a stalled gateway): each
+  /// would have been called a forward loss without waiting for the tunnel to catch up.
+  std::uint64_t fwd_late_esp_stalled = 0;
   /// Records emitted with taps_down (a tap was down during the probe's windows).
   std::uint64_t tap_down_records = 0;
   /// Probes seen nowhere made "unknown" instead of "none" because a tap was down.
