@@ -104,15 +104,18 @@ void ProbeSession::start(std::int64_t start_mono_ns, std::int64_t coalesce_ns,
   trial_ahead_ns_ = std::min(launch_ahead_ns_, std::max(coalesce_ns, period));
   catchup_gap_ns_ = period / 2;
   last_launch_ns_ = 0;
-  coalesce_ns = std::max(coalesce_ns, launch_ahead_ns_);
   // With coalescing, a wake-up sends at most twice the slots one coalescing interval holds
   // (plus one): after a stall the backlog goes out at up to twice the rate, one wake-up after
-  // the other, never in one burst.
-  per_wake_ = std::numeric_limits<std::uint64_t>::max();
-  if (coalesce_ns > 0) {
-    const double per_interval = cfg_.rate_pps * static_cast<double>(coalesce_ns) / 1e9;
-    per_wake_ = 2 * static_cast<std::uint64_t>(std::ceil(per_interval)) + 1;
-  }
+  // the other, never in one burst. With launch times, twice what the lookahead holds (the
+  // kernel then spaces the backlog half a period apart); without (off, or fallen back), the
+  // coalescing interval's cap again.
+  const auto cap = [this](std::int64_t interval_ns) {
+    if (interval_ns <= 0) return std::numeric_limits<std::uint64_t>::max();
+    const double per_interval = cfg_.rate_pps * static_cast<double>(interval_ns) / 1e9;
+    return 2 * static_cast<std::uint64_t>(std::ceil(per_interval)) + 1;
+  };
+  per_wake_ = cap(coalesce_ns);
+  per_wake_launch_ = cap(std::max(coalesce_ns, launch_ahead_ns_));
 }
 
 void ProbeSession::stop_at(std::int64_t end_mono_ns) {
@@ -158,8 +161,8 @@ std::string ProbeSession::launch_time_note() const {
 std::size_t ProbeSession::send_due(const Clock& clock) {
   const std::int64_t now = clock.monotonic_ns();
   std::size_t total_sent = 0;
-  std::uint64_t budget = per_wake_;
   const std::int64_t ahead = send_ahead_ns();
+  std::uint64_t budget = ahead > 0 ? per_wake_launch_ : per_wake_;
   for (;;) {
     const std::uint64_t want = std::min<std::uint64_t>(kBatch, budget);
     if (want == 0) break;

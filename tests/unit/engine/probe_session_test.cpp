@@ -763,6 +763,10 @@ TEST_CASE("session turns launch times off when a probe leaves before its launch 
   CHECK(rig.roll_interval_rejected() == 0);
   REQUIRE(rig.sink.for_seq(1).size() == 1);
   CHECK(rig.sink.for_seq(1)[0].tx_ns == rig.tx(1));
+  // Fallen back, a backlog after a stall goes out as without launch times: at most
+  // 2 x (slots per coalescing interval) + 1 a wake-up, not the lookahead's 17.
+  rig.clock.advance(20ms);
+  CHECK(rig.s->send_due(rig.clock) == 3);
 }
 
 // A socket that refuses SO_TXTIME (an old kernel) leaves the session paced as before, and says

@@ -302,7 +302,8 @@ class ProbeSession {
   SizeCycle own_cycle_;
   SizeCycle* cycle_ = &own_cycle_;
   Pacer pacer_;
-  std::uint64_t per_wake_ = ~std::uint64_t{0};  // slots one send_due() sends at most
+  std::uint64_t per_wake_ = ~std::uint64_t{0};         // slots one send_due() sends at most
+  std::uint64_t per_wake_launch_ = ~std::uint64_t{0};  // ... with launch times
   std::int64_t coalesce_ns_ = 0;
   std::int64_t launch_ahead_ns_ = 0;  // asked for (0 = off)
   std::int64_t trial_ahead_ns_ = 0;   // while on trial
