@@ -27,9 +27,11 @@ constexpr int kScmTsOptId = SCM_TS_OPT_ID;
 #endif
 
 constexpr std::size_t kMaxBatch = 64;
-// Per datagram: the TX timestamp id and the launch time.
+// Per datagram: the TX timestamp id and the launch time (a multiple of cmsghdr's alignment, so
+// each datagram's control block in the array stays aligned).
 constexpr std::size_t kTxControl =
     CMSG_SPACE(sizeof(std::uint32_t)) + CMSG_SPACE(sizeof(std::uint64_t));
+static_assert(kTxControl % alignof(cmsghdr) == 0);
 constexpr std::size_t kIdRing = 1 << 16;
 
 std::error_code last_error() {
@@ -165,7 +167,7 @@ class KernelSocket final : public DatagramSocket {
   std::vector<std::atomic<std::uint32_t>> id_ring_;
   std::array<mmsghdr, kMaxBatch> tx_msgs_{};
   std::array<iovec, kMaxBatch> tx_iov_{};
-  std::array<std::array<char, kTxControl>, kMaxBatch> tx_control_{};
+  alignas(cmsghdr) std::array<std::array<char, kTxControl>, kMaxBatch> tx_control_{};
   std::array<mmsghdr, kMaxBatch> rx_msgs_{};
   std::array<iovec, kMaxBatch> rx_iov_{};
   std::array<std::array<char, kControlSize>, kMaxBatch> rx_control_{};
