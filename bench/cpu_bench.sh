@@ -19,7 +19,10 @@
 # Usage (root):  bash bench/cpu_bench.sh [BUILD_DIR]
 # Knobs (defaults in brackets): OUT [bench/results/cpu-<date>], PARTS ["cpu miss load"],
 #   RATES ["1000 10000"], WARM_S [2], MEASURE_S [10], MISS_RATES ["2000 10000"], MISS_S [60],
-#   MISS_LOAD_S [10], LOAD_PROCS [2], BEFORE [""], TAP [1], PROBE_ARGS [""].
+#   MISS_LOAD_S [10], LOAD_PROCS [2], BEFORE [""], TAP [1], PROBE_ARGS [""],
+#   QDISC [""]: the root qdisc of the agent's veth (e.g. fq; default: the veth's own, noqueue),
+#   LAUNCH_AHEAD_US [""]: adds rows "pathsentry PROTO launch" run with --launch-ahead-us N
+#   (launch-time pacing; its log line says whether the qdisc honoured it).
 #
 # Network safety: namespaces psc-<pid>-a / psc-<pid>-b joined only by a veth made here
 # (198.18.0.1 <-> 198.18.0.2, RFC 2544 space, static neighbours, IPv6 off), no other link. On
@@ -44,6 +47,8 @@ LOAD_PROCS=${LOAD_PROCS:-2}
 BEFORE=${BEFORE:-}
 TAP=${TAP:-1}
 PROBE_ARGS=${PROBE_ARGS:-}
+QDISC=${QDISC:-}
+LAUNCH_AHEAD_US=${LAUNCH_AHEAD_US:-}
 RAW_PORT=9000
 
 NS_A=psc-$$-a
@@ -101,9 +106,15 @@ for ns in "$NS_A" "$NS_B"; do
   ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
 veth_pair "$NS_A" "$NS_B" "$A4" "$B4"
+if [ -n "$QDISC" ]; then
+  # shellcheck disable=SC2086
+  ip netns exec "$NS_A" tc qdisc replace dev va root $QDISC ||
+    die "QDISC=$QDISC: this kernel has no such qdisc (sch_fq / sch_etf: CONFIG_NET_SCH_FQ, _ETF)"
+fi
+qdisc_now=$(ip netns exec "$NS_A" tc qdisc show dev va | awk 'NR == 1 { print $2 }')
 
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-header="cpu_bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpus=$(nproc)  load=$(cut -d' ' -f1-3 /proc/loadavg)  kernel=$(uname -r)  commit=$commit${BEFORE:+  before=$BEFORE}"
+header="cpu_bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpus=$(nproc)  load=$(cut -d' ' -f1-3 /proc/loadavg)  kernel=$(uname -r)  qdisc=$qdisc_now  commit=$commit${BEFORE:+  before=$BEFORE}"
 log "$header"
 echo "$header" >"$OUT/header.txt"
 
@@ -165,6 +176,12 @@ if [[ " $PARTS " == *" cpu "* ]]; then
         # shellcheck disable=SC2086
         measure "pathsentry $proto + tap" "$rate" "$PROBE" --target "$B4" --proto "$proto" \
           --rate "$rate" --quiet --tap va:bench:clear $PROBE_ARGS
+      fi
+      if [ -n "$LAUNCH_AHEAD_US" ]; then
+        # shellcheck disable=SC2086
+        measure "pathsentry $proto launch" "$rate" "$PROBE" --target "$B4" --proto "$proto" \
+          --rate "$rate" --quiet --launch-ahead-us "$LAUNCH_AHEAD_US" $PROBE_ARGS
+        grep -h "launch-time" "$OUT/run.log" >&2 || true
       fi
       if [ -n "$BEFORE" ]; then
         measure "before $proto" "$rate" "$BEFORE/pathsentry-probe" --target "$B4" --proto "$proto" \

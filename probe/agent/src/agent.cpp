@@ -445,6 +445,7 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
   eo.duration_ns = cfg.duration_ns;
   eo.rt_priority = cfg.rt_priority;
   eo.send_coalesce_ns = cfg.send_coalesce_ns;
+  eo.launch_ahead_ns = cfg.launch_ahead_ns;
   eo.drain_ns = cfg.drain_ns;
   eo.log = [](const std::string& m) { log(m); };
   engine = std::make_unique<Engine>(clock, eo);

@@ -59,7 +59,7 @@ void Engine::run() {
   const std::int64_t coalesce = send_coalesce_ns();
   const std::int64_t start = clock_.monotonic_ns() + options_.start_delay_ns;
   for (auto& s : sessions_) {
-    s->start(start, coalesce);
+    s->start(start, coalesce, options_.launch_ahead_ns);
     if (options_.duration_ns > 0) s->stop_at(start + options_.duration_ns);
   }
   // A thread that throws ends the process (thread_runner.h): a half-running engine would
@@ -108,7 +108,7 @@ void Engine::sender_loop(std::int64_t start_ns, std::int64_t coalesce_ns) {
     for (auto& s : sessions_) {
       if (s->sending_finished()) continue;
       s->send_due(clock_);
-      next = std::min(next, s->next_deadline_ns());
+      next = std::min(next, s->next_wake_ns());
       active = active || !s->sending_finished();
     }
     if (!active) return;
@@ -155,6 +155,26 @@ void Engine::receiver_loop() {
   };
   schedule();
   std::int64_t drain_start = -1;  // when the sender was first seen gone
+  // Launch-time pacing per session as last logged (it changes on the receiver thread).
+  std::vector<ProbeSession::LaunchTime> launch(sessions_.size(), ProbeSession::LaunchTime::Off);
+  const auto log_launch = [&](std::size_t i, bool at_start) {
+    const ProbeSession& s = *sessions_[i];
+    const ProbeSession::LaunchTime now = s.launch_time();
+    if (now == launch[i] && !at_start) return;
+    const bool asked = options_.launch_ahead_ns > 0;
+    launch[i] = now;
+    if (!options_.log || !asked) return;
+    const std::string who = "session " + s.config().target.to_string() + ": launch-time pacing ";
+    if (now == ProbeSession::LaunchTime::On) {
+      options_.log(who +
+                   "on (the egress qdisc holds each probe until its slot; probes are handed "
+                   "over up to " +
+                   std::to_string(options_.launch_ahead_ns / 1000) + " us ahead)");
+    } else if (now == ProbeSession::LaunchTime::Off) {
+      options_.log(who + "off (" + s.launch_time_note() + "): one wake-up per coalescing interval");
+    }
+  };
+  for (std::size_t i = 0; i < sessions_.size(); ++i) log_launch(i, true);
   for (;;) {
     const std::int64_t to_second = next_due - clock_.monotonic_ns();
     const std::int64_t tick = std::clamp<std::int64_t>(options_.rx_tick_ns, 1, kReceiverTickNs);
@@ -164,8 +184,11 @@ void Engine::receiver_loop() {
     const int n = epoll_wait(ep, events.data(), static_cast<int>(events.size()), 0);
     if (n < 0 && errno != EINTR)
       throw std::system_error(errno, std::system_category(), "epoll_wait");
-    for (int i = 0; i < n; ++i)
-      sessions_[events[static_cast<std::size_t>(i)].data.u64]->service_io(clock_);
+    for (int i = 0; i < n; ++i) {
+      const auto k = static_cast<std::size_t>(events[static_cast<std::size_t>(i)].data.u64);
+      sessions_[k]->service_io(clock_);
+      log_launch(k, false);
+    }
     const std::int64_t now = clock_.monotonic_ns();
     // Once the sender thread is gone (finished, stopped or failed) nothing new is published:
     // the run ends when every probe is resolved.

@@ -29,9 +29,11 @@ std::uint64_t Pacer::slots_before(std::int64_t t) const {
   return static_cast<std::uint64_t>((num + kScale - 1) / kScale);
 }
 
-Pacer::Due Pacer::poll(std::int64_t now_ns, std::uint64_t max_send) {
+Pacer::Due Pacer::poll(std::int64_t now_ns, std::uint64_t max_send, std::int64_t until_ns) {
   Due due;
-  std::uint64_t due_end = slots_before(now_ns == kNever ? now_ns : now_ns + 1);  // deadline <= now
+  until_ns = std::max(until_ns, now_ns);
+  std::uint64_t due_end =
+      slots_before(until_ns == kNever ? until_ns : until_ns + 1);  // deadline <= until
   if (end_ns_ != kNever) due_end = std::min(due_end, slots_before(end_ns_));
   if (due_end <= next_) return due;
   // Slots whose deadline is more than the allowed lag behind `now` are missed, not sent late.

@@ -80,17 +80,42 @@ void ProbeSession::share_size_cycle(SizeCycle& cycle) {
 
 // ---------------------------------------------------------------- sender thread
 
-void ProbeSession::start(std::int64_t start_mono_ns, std::int64_t coalesce_ns) {
+void ProbeSession::start(std::int64_t start_mono_ns, std::int64_t coalesce_ns,
+                         std::int64_t launch_ahead_ns) {
   coalesce_ns = std::max<std::int64_t>(0, coalesce_ns);
+  coalesce_ns_ = coalesce_ns;
   pacer_ = Pacer(cfg_.rate_pps, start_mono_ns, cfg_.max_lag_ns + coalesce_ns);
+  const std::int64_t period = pacer_.deadline_ns(1) - pacer_.deadline_ns(0);
+  launch_ahead_ns_ = std::max<std::int64_t>(0, launch_ahead_ns);
+  launch_state_.store(LaunchTime::Off);
+  launch_refused_.store(false);
+  launch_early_ns_.store(0);
+  if (launch_ahead_ns_ > 0) {
+    if (auto r = socket_->enable_launch_time(); r) {
+      launch_state_.store(LaunchTime::Trial);
+    } else {
+      launch_error_ = r.error();
+      launch_refused_.store(true);
+    }
+  }
+  // On trial the sender looks ahead one coalescing interval (at least one period, at most the
+  // lookahead asked for): if the qdisc sends at once, probes leave that much early but still
+  // evenly spaced.
+  trial_ahead_ns_ = std::min(launch_ahead_ns_, std::max(coalesce_ns, period));
+  catchup_gap_ns_ = period / 2;
+  last_launch_ns_ = 0;
   // With coalescing, a wake-up sends at most twice the slots one coalescing interval holds
   // (plus one): after a stall the backlog goes out at up to twice the rate, one wake-up after
-  // the other, never in one burst.
-  per_wake_ = std::numeric_limits<std::uint64_t>::max();
-  if (coalesce_ns > 0) {
-    const double per_interval = cfg_.rate_pps * static_cast<double>(coalesce_ns) / 1e9;
-    per_wake_ = 2 * static_cast<std::uint64_t>(std::ceil(per_interval)) + 1;
-  }
+  // the other, never in one burst. With launch times, twice what the lookahead holds (the
+  // kernel then spaces the backlog half a period apart); without (off, or fallen back), the
+  // coalescing interval's cap again.
+  const auto cap = [this](std::int64_t interval_ns) {
+    if (interval_ns <= 0) return std::numeric_limits<std::uint64_t>::max();
+    const double per_interval = cfg_.rate_pps * static_cast<double>(interval_ns) / 1e9;
+    return 2 * static_cast<std::uint64_t>(std::ceil(per_interval)) + 1;
+  };
+  per_wake_ = cap(coalesce_ns);
+  per_wake_launch_ = cap(std::max(coalesce_ns, launch_ahead_ns_));
 }
 
 void ProbeSession::stop_at(std::int64_t end_mono_ns) {
@@ -98,14 +123,50 @@ void ProbeSession::stop_at(std::int64_t end_mono_ns) {
   if (pacer_.finished()) sender_done_.store(true);
 }
 
+std::int64_t ProbeSession::send_ahead_ns() const {
+  switch (launch_state_.load(std::memory_order_relaxed)) {
+    case LaunchTime::On:
+      return launch_ahead_ns_;
+    case LaunchTime::Trial:
+      return trial_ahead_ns_;
+    case LaunchTime::Off:
+      break;
+  }
+  return 0;
+}
+
+std::int64_t ProbeSession::next_wake_ns() const {
+  const std::int64_t d = pacer_.next_deadline_ns();
+  if (d == Pacer::kNever) return d;
+  const std::int64_t ahead = send_ahead_ns();
+  // On, wake a quarter of the lookahead (at least a coalescing interval) before the next
+  // deadline, the margin for a late wake-up: each wake-up then hands over ~3/4 of it. On trial
+  // (or off) wake when the next slot is as far away as the sender looks ahead.
+  const std::int64_t lead = launch_state_.load(std::memory_order_relaxed) == LaunchTime::On
+                                ? std::min(ahead, std::max(coalesce_ns_, ahead / 4))
+                                : ahead;
+  return d - lead;
+}
+
+std::string ProbeSession::launch_time_note() const {
+  if (launch_refused_.load()) return "SO_TXTIME refused: " + launch_error_.message();
+  const std::int64_t early = launch_early_ns_.load();
+  if (early > 0) {
+    return "a probe left " + std::to_string(early / 1000) +
+           " us before its launch time: the egress qdisc does not hold probes (fq does)";
+  }
+  return "";
+}
+
 std::size_t ProbeSession::send_due(const Clock& clock) {
   const std::int64_t now = clock.monotonic_ns();
   std::size_t total_sent = 0;
-  std::uint64_t budget = per_wake_;
+  const std::int64_t ahead = send_ahead_ns();
+  std::uint64_t budget = ahead > 0 ? per_wake_launch_ : per_wake_;
   for (;;) {
     const std::uint64_t want = std::min<std::uint64_t>(kBatch, budget);
     if (want == 0) break;
-    const Pacer::Due due = pacer_.poll(now, want);
+    const Pacer::Due due = pacer_.poll(now, want, now + ahead);
     budget -= due.send;
     if (due.missed) missed_late_.fetch_add(due.missed, std::memory_order_relaxed);
     std::uint64_t n = due.send;
@@ -125,19 +186,30 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
       max_send_lag_.store(lag, std::memory_order_relaxed);
     }
     const std::int64_t tx_user = clock.system_ns();
+    const std::uint64_t first_slot = pacer_.next_slot() - due.send;
     for (std::uint64_t i = 0; i < n; ++i) {
       const std::uint64_t seq = next_seq_ + i;
       const std::uint32_t extra = cycle_->next();
       const std::size_t size = wire_.datagram_size + extra;
+      // With launch times a probe leaves at its deadline; a late one at once, but a backlog
+      // no faster than twice the rate.
+      std::int64_t launch = 0;
+      if (ahead > 0) {
+        launch =
+            std::max({pacer_.deadline_ns(first_slot + i), now, last_launch_ns_ + catchup_gap_ns_});
+        last_launch_ns_ = launch;
+      }
+      const std::int64_t leave = launch > 0 ? launch : now;
       TxSlot& s = slots_[seq & mask_];
       s.seq = seq;
-      s.tx_user_ns = tx_user;
-      s.tx_mono_ns = now;
+      s.tx_user_ns = tx_user + (leave - now);  // when it leaves, also in the payload
+      s.tx_mono_ns = leave;
+      s.ahead_ns = leave - now;
       s.wire_bytes = wire_bytes_ + extra;
       s.failed.store(false, std::memory_order_relaxed);
       auto buf = std::span(tx_buffers_).subspan(i * max_datagram_, size);
-      build_request(wire_, seq, tx_user, buf, size);
-      tx_batch_[i] = TxDatagram{buf, static_cast<std::uint32_t>(seq)};
+      build_request(wire_, seq, s.tx_user_ns, buf, size);
+      tx_batch_[i] = TxDatagram{buf, static_cast<std::uint32_t>(seq), launch};
     }
     // Publish before sending: on a short path the reply can arrive before send() returns.
     const std::uint64_t first = next_seq_;
@@ -209,11 +281,24 @@ void ProbeSession::on_tx_timestamp(const io::TxTimestamp& ts) {
   if (published == 0) return;
   const auto seq = unwrap_seq(ts.id, 32, published - 1);
   if (!seq || *seq < resolved_.load(std::memory_order_relaxed)) return;  // too late to matter
+  check_launch(slots_[*seq & mask_], ts.ns);
   RxSlot& rx = rx_slot(*seq);
   rx.tx_kernel_ns = ts.ns;
   if (rx.state == State::Replied) {
     rx.state = State::Received;
     emit(*seq, rx, slots_[*seq & mask_].tx_user_ns, false);
+  }
+}
+
+void ProbeSession::check_launch(const TxSlot& tx, std::int64_t tx_kernel_ns) {
+  const LaunchTime state = launch_state_.load(std::memory_order_relaxed);
+  if (state == LaunchTime::Off || tx.ahead_ns <= 0) return;
+  const std::int64_t early = tx.tx_user_ns - tx_kernel_ns;  // planned - actual departure
+  if (early > kLaunchEarlyNs) {
+    launch_early_ns_.store(early);
+    launch_state_.store(LaunchTime::Off);
+  } else if (state == LaunchTime::Trial && tx.ahead_ns >= kLaunchConfirmNs) {
+    launch_state_.store(LaunchTime::On);
   }
 }
 

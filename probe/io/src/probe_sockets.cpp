@@ -1,10 +1,12 @@
 #include "pathsentry/probe/io/probe_sockets.h"
 
 #include <linux/filter.h>
+#include <linux/net_tstamp.h>
 #include <net/if.h>
 #include <netinet/icmp6.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <array>
@@ -25,6 +27,11 @@ constexpr int kScmTsOptId = SCM_TS_OPT_ID;
 #endif
 
 constexpr std::size_t kMaxBatch = 64;
+// Per datagram: the TX timestamp id and the launch time (a multiple of cmsghdr's alignment, so
+// each datagram's control block in the array stays aligned).
+constexpr std::size_t kTxControl =
+    CMSG_SPACE(sizeof(std::uint32_t)) + CMSG_SPACE(sizeof(std::uint64_t));
+static_assert(kTxControl % alignof(cmsghdr) == 0);
 constexpr std::size_t kIdRing = 1 << 16;
 
 std::error_code last_error() {
@@ -56,14 +63,26 @@ class KernelSocket final : public DatagramSocket {
       h = msghdr{};
       h.msg_iov = &tx_iov_[i];
       h.msg_iovlen = 1;
+      const bool with_time = launch_time_ && batch[i].launch_mono_ns > 0;
+      if (!with_id && !with_time) continue;
+      h.msg_control = tx_control_[i].data();
+      h.msg_controllen = (with_id ? CMSG_SPACE(sizeof(std::uint32_t)) : 0) +
+                         (with_time ? CMSG_SPACE(sizeof(std::uint64_t)) : 0);
+      cmsghdr* c = CMSG_FIRSTHDR(&h);
       if (with_id) {
-        h.msg_control = tx_control_[i].data();
-        h.msg_controllen = CMSG_SPACE(sizeof(std::uint32_t));
-        cmsghdr* c = CMSG_FIRSTHDR(&h);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = kScmTsOptId;
         c->cmsg_len = CMSG_LEN(sizeof(std::uint32_t));
         std::memcpy(CMSG_DATA(c), &batch[i].ts_id, sizeof(std::uint32_t));
+        // The next header by hand: CMSG_NXTHDR reads the (stale) length of the next one.
+        c = reinterpret_cast<cmsghdr*>(tx_control_[i].data() + CMSG_SPACE(sizeof(std::uint32_t)));
+      }
+      if (with_time) {
+        const auto t = static_cast<std::uint64_t>(batch[i].launch_mono_ns);
+        c->cmsg_level = SOL_SOCKET;
+        c->cmsg_type = SCM_TXTIME;
+        c->cmsg_len = CMSG_LEN(sizeof(std::uint64_t));
+        std::memcpy(CMSG_DATA(c), &t, sizeof t);
       }
     }
     int r;
@@ -126,17 +145,29 @@ class KernelSocket final : public DatagramSocket {
     return n;
   }
 
+  tl::expected<void, std::error_code> enable_launch_time() override {
+    sock_txtime cfg{};
+    cfg.clockid = CLOCK_MONOTONIC;  // fq's clock; needs no privilege
+    cfg.flags = 0;
+    if (setsockopt(fd_, SOL_SOCKET, SO_TXTIME, &cfg, sizeof cfg) != 0) {
+      return tl::unexpected(last_error());
+    }
+    launch_time_ = true;
+    return {};
+  }
+
   int native_handle() const override { return fd_; }
 
  private:
   int fd_;
+  bool launch_time_ = false;  // SO_TXTIME set: launch times go into a cmsg
   std::atomic<bool> opt_id_cmsg_{true};
   // Fallback: the kernel's OPT_ID counter value -> the ts_id the caller asked for.
   std::uint64_t kernel_next_id_ = 0;
   std::vector<std::atomic<std::uint32_t>> id_ring_;
   std::array<mmsghdr, kMaxBatch> tx_msgs_{};
   std::array<iovec, kMaxBatch> tx_iov_{};
-  std::array<std::array<char, CMSG_SPACE(sizeof(std::uint32_t))>, kMaxBatch> tx_control_{};
+  alignas(cmsghdr) std::array<std::array<char, kTxControl>, kMaxBatch> tx_control_{};
   std::array<mmsghdr, kMaxBatch> rx_msgs_{};
   std::array<iovec, kMaxBatch> rx_iov_{};
   std::array<std::array<char, kControlSize>, kMaxBatch> rx_control_{};

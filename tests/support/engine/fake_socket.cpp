@@ -56,12 +56,24 @@ tl::expected<std::size_t, std::error_code> FakeSocket::send(
     s.bytes.assign(d.bytes.begin(), d.bytes.end());
     s.ts_id = d.ts_id;
     s.tx_ns = clock_.system_ns() + tx_delay_ns;
+    if (launch_enabled_ && d.launch_mono_ns > 0) {
+      s.launch_mono_ns = d.launch_mono_ns;
+      if (qdisc_holds)
+        s.tx_ns += std::max<std::int64_t>(0, d.launch_mono_ns - clock_.monotonic_ns());
+    }
     if (tx_timestamps) tx_queue_.push_back({d.ts_id, s.tx_ns});
     sent.push_back(std::move(s));
     ++n;
   }
   update_readiness();
   return n;
+}
+
+tl::expected<void, std::error_code> FakeSocket::enable_launch_time() {
+  std::lock_guard lock(mu_);
+  if (!launch_time) return tl::unexpected(std::make_error_code(std::errc::operation_not_supported));
+  launch_enabled_ = true;
+  return {};
 }
 
 tl::expected<std::size_t, std::error_code> FakeSocket::receive(std::span<probe::RxDatagram> b) {

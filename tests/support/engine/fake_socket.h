@@ -28,7 +28,8 @@ class FakeSocket final : public probe::DatagramSocket {
   struct Sent {
     std::vector<std::uint8_t> bytes;
     std::uint32_t ts_id = 0;
-    std::int64_t tx_ns = 0;  ///< the TX timestamp the fake reported
+    std::int64_t tx_ns = 0;           ///< the TX timestamp the fake reported
+    std::int64_t launch_mono_ns = 0;  ///< the launch time it was handed with (0 = none)
   };
 
   explicit FakeSocket(const Clock& clock);
@@ -39,6 +40,11 @@ class FakeSocket final : public probe::DatagramSocket {
   std::deque<Sent> sent;
   bool tx_timestamps = true;
   std::int64_t tx_delay_ns = 1'000;
+  /// Launch times (enable_launch_time): `launch_time` = the socket takes SO_TXTIME;
+  /// `qdisc_holds` = its qdisc holds each datagram until its launch time (fq): the TX timestamp
+  /// is then the launch time (plus tx_delay_ns), else the send time, as noqueue does.
+  bool launch_time = true;
+  bool qdisc_holds = true;
   /// The next `fail_sends` datagrams are refused with `fail_code`.
   int fail_sends = 0;
   std::errc fail_code = std::errc::no_buffer_space;
@@ -52,6 +58,7 @@ class FakeSocket final : public probe::DatagramSocket {
   tl::expected<std::size_t, std::error_code> receive(std::span<probe::RxDatagram> b) override;
   tl::expected<std::size_t, std::error_code> read_tx_timestamps(
       std::span<probe::io::TxTimestamp> out) override;
+  tl::expected<void, std::error_code> enable_launch_time() override;
   int native_handle() const override { return event_fd_; }
 
  private:
@@ -63,6 +70,7 @@ class FakeSocket final : public probe::DatagramSocket {
   mutable std::mutex mu_;
   std::deque<std::pair<std::vector<std::uint8_t>, std::int64_t>> inbox_;
   std::deque<probe::io::TxTimestamp> tx_queue_;
+  bool launch_enabled_ = false;
 };
 
 /// The echo reply a host would send to ICMP echo `request` (as our session built it): type

@@ -214,6 +214,12 @@ TEST_CASE("config: pacing lag and send coalescing", "[unit][config]") {
   for (const auto& s : c.sessions) REQUIRE(s.max_lag_ns == 300'000);
   REQUIRE_THAT(error_of({"--target", "198.18.0.2", "--send-coalesce-us", "-1"}),
                Contains("--send-coalesce-us = '-1'"));
+  // Launch-time pacing: off unless asked for.
+  REQUIRE(d.launch_ahead_ns == 0);
+  REQUIRE(parse({"--target", "198.18.0.2", "--launch-ahead-us", "8000"}).launch_ahead_ns ==
+          8'000'000);
+  REQUIRE_THAT(error_of({"--target", "198.18.0.2", "--launch-ahead-us", "-5"}),
+               Contains("--launch-ahead-us = '-5'"));
   REQUIRE_THAT(error_of({"--target", "198.18.0.2", "--send-coalesce-us", "200000"}),
                Contains("--send-coalesce-us = '200000'"));
 }

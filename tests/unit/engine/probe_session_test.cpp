@@ -683,3 +683,105 @@ TEST_CASE("session refuses truncated icmp replies once the payload came back who
   REQUIRE(sum.counters.received == 2);
   REQUIRE(sum.counters.rejected_send_time == 1);
 }
+
+// Issue 14 goal 1, launch-time pacing: once the qdisc is seen to hold probes until their launch
+// time (a probe handed over ahead left at its slot, not at the send call), the sender hands
+// several slots over per wake-up, each with its own deadline as launch time: the probes still
+// leave one period apart (the 1 ms time resolution at 1000/s) with a wake-up per ~6 ms.
+TEST_CASE("session hands slots over ahead with launch times once the qdisc holds them",
+          "[unit][session]") {
+  Rig rig(Proto::Icmp, 1'000'000'000, 1000);
+  const std::int64_t t0 = rig.clock.monotonic_ns();
+  rig.s->start(t0, 1'000'000, 8'000'000);  // 1 ms coalescing, 8 ms ahead
+  REQUIRE(rig.s->launch_time() == ProbeSession::LaunchTime::Trial);
+  // On trial: one coalescing interval ahead only (slots 0 and 1).
+  REQUIRE(rig.s->send_due(rig.clock) == 2);
+  REQUIRE(rig.sock->sent.at(1).launch_mono_ns == t0 + 1'000'000);
+  rig.io();  // slot 1's TX timestamp is its launch time: the qdisc held it
+  REQUIRE(rig.s->launch_time() == ProbeSession::LaunchTime::On);
+  REQUIRE(rig.s->launch_time_note().empty());
+  // A simulated second of wake-ups, each when the session asks for one.
+  int wakes = 0;
+  while (rig.s->sequences_used() < 1000) {
+    const std::int64_t wake = rig.s->next_wake_ns();
+    if (wake > rig.clock.monotonic_ns()) {
+      rig.clock.advance(std::chrono::nanoseconds(wake - rig.clock.monotonic_ns()));
+    }
+    rig.s->send_due(rig.clock);
+    ++wakes;
+  }
+  CHECK(wakes <= 1000 / 6 + 2);  // 8 ms ahead, woken 2 ms before the next slot: 6 a wake-up
+  // Every probe left at its own slot: 1 ms apart, as without launch times but for the wake-ups.
+  for (std::uint64_t k = 0; k < 1000; ++k) {
+    REQUIRE(rig.sock->sent.at(k).launch_mono_ns == t0 + static_cast<std::int64_t>(k) * 1'000'000);
+    if (k > 0) REQUIRE(rig.tx(k) - rig.tx(k - 1) == 1'000'000);
+  }
+  // The send time in the packet and in the record is the launch time.
+  rig.reply(900);
+  rig.io();
+  const auto recs = rig.sink.for_seq(900);
+  REQUIRE(recs.size() == 1);
+  CHECK(recs[0].tx_ns == rig.tx(900));
+  CHECK(rig.roll_interval_rejected() == 0);
+  // After a 20 ms stall the late slots go out at once in the kernel's hands but spread at
+  // twice the rate (half a period apart), never as one burst.
+  rig.clock.advance(20ms);
+  const std::uint64_t before = rig.sock->sent.size();
+  rig.s->send_due(rig.clock);
+  const std::int64_t now = rig.clock.monotonic_ns();
+  for (std::uint64_t k = before + 1; k < rig.sock->sent.size(); ++k) {
+    const std::int64_t gap =
+        rig.sock->sent.at(k).launch_mono_ns - rig.sock->sent.at(k - 1).launch_mono_ns;
+    REQUIRE(gap >= 500'000);
+    if (rig.sock->sent.at(k).launch_mono_ns <= now + 1'000'000) REQUIRE(gap == 500'000);
+  }
+  CHECK(rig.s->summary().counters.missed_slots == 0);
+}
+
+// Where the qdisc sends at once (noqueue, pfifo, fq_codel: most), a probe handed over ahead
+// leaves early: the TX timestamp shows it, launch-time pacing turns off for the run and the
+// session is paced as before, one wake-up per slot (or coalescing interval) sending what is due.
+// The probes of the trial left at most one coalescing interval early, still one period apart.
+TEST_CASE("session turns launch times off when a probe leaves before its launch time",
+          "[unit][session]") {
+  Rig rig(Proto::Stamp, 1'000'000'000, 1000);
+  rig.sock->qdisc_holds = false;
+  const std::int64_t t0 = rig.clock.monotonic_ns();
+  rig.s->start(t0, 1'000'000, 8'000'000);
+  REQUIRE(rig.s->send_due(rig.clock) == 2);  // slot 1 handed over 1 ms ahead, left at once
+  rig.io();
+  REQUIRE(rig.s->launch_time() == ProbeSession::LaunchTime::Off);
+  CHECK_THAT(rig.s->launch_time_note(), Catch::Contains("999 us before its launch time"));
+  // Back to plain pacing: woken at each deadline, sends what is due then, no launch time.
+  REQUIRE(rig.s->next_wake_ns() == t0 + 2'000'000);
+  rig.clock.advance(2ms);
+  REQUIRE(rig.s->send_due(rig.clock) == 1);
+  REQUIRE(rig.sock->sent.at(2).launch_mono_ns == 0);
+  // The reply to the probe that left early is matched and timed from its kernel timestamp.
+  rig.stamp_reply(1, 1);
+  rig.io();
+  CHECK(rig.roll_interval_rejected() == 0);
+  REQUIRE(rig.sink.for_seq(1).size() == 1);
+  CHECK(rig.sink.for_seq(1)[0].tx_ns == rig.tx(1));
+  // Fallen back, a backlog after a stall goes out as without launch times: at most
+  // 2 x (slots per coalescing interval) + 1 a wake-up, not the lookahead's 17.
+  rig.clock.advance(20ms);
+  CHECK(rig.s->send_due(rig.clock) == 3);
+}
+
+// A socket that refuses SO_TXTIME (an old kernel) leaves the session paced as before, and says
+// why.
+TEST_CASE("session without SO_TXTIME paces as before and says why", "[unit][session]") {
+  Rig rig(Proto::Icmp, 1'000'000'000, 1000);
+  rig.sock->launch_time = false;
+  const std::int64_t t0 = rig.clock.monotonic_ns();
+  rig.s->start(t0, 1'000'000, 8'000'000);
+  REQUIRE(rig.s->launch_time() == ProbeSession::LaunchTime::Off);
+  CHECK_THAT(rig.s->launch_time_note(), Catch::Contains("SO_TXTIME refused"));
+  REQUIRE(rig.s->send_due(rig.clock) == 1);
+  REQUIRE(rig.s->next_wake_ns() == t0 + 1'000'000);
+  // And without the option nothing changes either.
+  rig.s->start(rig.clock.monotonic_ns(), 1'000'000, 0);
+  REQUIRE(rig.s->launch_time() == ProbeSession::LaunchTime::Off);
+  CHECK(rig.s->launch_time_note().empty());
+}

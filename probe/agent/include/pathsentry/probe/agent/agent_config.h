@@ -43,6 +43,9 @@ struct AgentConfig {
   /// sender waits to send 8 probes' worth of slots together; 0 = a wake-up per slot
   /// (EngineOptions::send_coalesce_ns).
   std::int64_t send_coalesce_ns = 1'000'000;
+  /// Launch-time pacing (--launch-ahead-us, agent.launch_ahead_us;
+  /// EngineOptions::launch_ahead_ns): 0 = off.
+  std::int64_t launch_ahead_ns = 0;
   /// On SIGINT/SIGTERM (or at the end of the duration), the longest wait for outstanding
   /// replies (--drain-ms, agent.drain_ms; 0 = each session's timeout): well under systemd's
   /// stop timeout, so the records are flushed before a SIGKILL.

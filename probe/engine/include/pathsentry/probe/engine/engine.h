@@ -32,6 +32,12 @@ struct EngineOptions {
   /// deadline.
   std::int64_t send_coalesce_ns = 1'000'000;
   std::uint32_t send_coalesce_probes = 8;
+  /// Launch-time pacing (ProbeSession::start, docs/probe.md "Pacing"): the sender hands slots
+  /// to the kernel up to this long before their deadline, each with its deadline as launch
+  /// time (SO_TXTIME), and wakes ~3/4 of it apart; a qdisc that schedules by launch time (fq)
+  /// sends each at its deadline. Falls back to plain coalescing, said in `log`, when the socket
+  /// refuses it or a probe leaves early (a qdisc that ignores launch times). 0 = off.
+  std::int64_t launch_ahead_ns = 0;
   /// The receiver wakes this often, drains every socket (replies and TX timestamps), expires
   /// probes and rolls intervals; it is not woken per packet, so at any rate it costs at most
   /// 1 / rx_tick_ns wake-ups a second. Kernel timestamps make this free for accuracy; it only

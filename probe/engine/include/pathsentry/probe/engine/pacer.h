@@ -28,7 +28,11 @@ class Pacer {
 
   /// Advances over the slots due at `now_ns`. At most `max_send` are returned for sending;
   /// the rest stay due for the next poll (if still within the allowed lag then).
-  Due poll(std::int64_t now_ns, std::uint64_t max_send);
+  /// `until_ns` (>= now_ns) hands out slots due up to then as well, ahead of their deadline
+  /// (launch-time pacing: the kernel holds each until its deadline); the lag that makes a slot
+  /// missed is still measured from `now_ns`.
+  Due poll(std::int64_t now_ns, std::uint64_t max_send, std::int64_t until_ns);
+  Due poll(std::int64_t now_ns, std::uint64_t max_send) { return poll(now_ns, max_send, now_ns); }
 
   /// Counts the next `n` due slots as missed without sending them (e.g. when the sender has no
   /// free slot to track them). `n` must not exceed what poll() returned as `send`.

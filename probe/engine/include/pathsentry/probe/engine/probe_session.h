@@ -188,13 +188,37 @@ class ProbeSession {
   /// send_due() then sends at most 2 x ceil(rate x coalesce_ns) + 1 slots, so a backlog after a
   /// stall is caught up at no more than twice the rate over the following wake-ups instead of
   /// in one burst. 0 = no coalescing, no cap.
-  void start(std::int64_t start_mono_ns, std::int64_t coalesce_ns = 0);
+  ///
+  /// `launch_ahead_ns` > 0 turns on launch-time pacing (docs/probe.md "Pacing"): slots are
+  /// handed to the kernel up to that long before their deadline, each with its deadline as
+  /// launch time (DatagramSocket::enable_launch_time), so one wake-up sends several probes that
+  /// still leave one period apart. Whether the egress qdisc honours launch times is seen in the
+  /// TX timestamps: until one probe handed over ahead has left on time (LaunchTime::Trial) the
+  /// sender looks ahead one coalescing interval only; a probe that leaves early turns it off
+  /// for the run (LaunchTime::Off: today's coalescing), as does a socket that refuses it.
+  void start(std::int64_t start_mono_ns, std::int64_t coalesce_ns = 0,
+             std::int64_t launch_ahead_ns = 0);
   /// No slot due at or after `end_mono_ns` is sent.
   void stop_at(std::int64_t end_mono_ns);
   /// Sends every slot due now (clock.monotonic_ns()), in batches. Returns probes sent.
   std::size_t send_due(const Clock& clock);
   /// When the next slot is due (CLOCK_MONOTONIC ns), Pacer::kNever when finished.
   [[nodiscard]] std::int64_t next_deadline_ns() const { return pacer_.next_deadline_ns(); }
+  /// When the sender should wake for this session: the next deadline less the time slots are
+  /// handed over ahead of it (launch-time pacing), Pacer::kNever when finished.
+  [[nodiscard]] std::int64_t next_wake_ns() const;
+
+  /// Launch-time pacing: off (not asked, refused, or the qdisc sent a probe early), on trial
+  /// (asked, not yet seen honoured), on (a probe handed over ahead left at its launch time).
+  enum class LaunchTime : std::uint8_t { Off, Trial, On };
+  [[nodiscard]] LaunchTime launch_time() const { return launch_state_.load(); }
+  /// Why launch-time pacing is off ("" when it was never asked for or is on).
+  [[nodiscard]] std::string launch_time_note() const;
+  /// A probe whose TX timestamp is this much before its launch time proves the qdisc ignores
+  /// launch times; one handed over at least kLaunchConfirmNs ahead and not early proves it
+  /// honours them.
+  static constexpr std::int64_t kLaunchEarlyNs = 200'000;
+  static constexpr std::int64_t kLaunchConfirmNs = 400'000;
 
   // --- receiver thread ---
   /// Reads every pending reply and TX timestamp from the socket and matches them. `clock`
@@ -235,6 +259,7 @@ class ProbeSession {
     std::int64_t tx_user_ns = 0;   // CLOCK_REALTIME read before send (also in the payload)
     std::int64_t tx_mono_ns = 0;   // for the timeout
     std::uint32_t wire_bytes = 0;  // IP total length (size cycling)
+    std::int64_t ahead_ns = 0;     // handed to the kernel this long before its launch time
     std::atomic<bool> failed{false};
   };
   enum class State : std::uint8_t { Pending, Replied, Received, Lost, LateReceived };
@@ -253,6 +278,8 @@ class ProbeSession {
   };
 
   RxSlot& rx_slot(std::uint64_t seq);
+  // Launch-time pacing: did the probe leave at its launch time? (receiver thread)
+  void check_launch(const TxSlot& tx, std::int64_t tx_kernel_ns);
   void announce();
   void emit(std::uint64_t seq, const RxSlot& rx, std::int64_t tx_user_ns, bool late);
   void emit_lost(std::uint64_t seq, std::int64_t tx_user_ns);
@@ -275,7 +302,14 @@ class ProbeSession {
   SizeCycle own_cycle_;
   SizeCycle* cycle_ = &own_cycle_;
   Pacer pacer_;
-  std::uint64_t per_wake_ = ~std::uint64_t{0};  // slots one send_due() sends at most
+  std::uint64_t per_wake_ = ~std::uint64_t{0};         // slots one send_due() sends at most
+  std::uint64_t per_wake_launch_ = ~std::uint64_t{0};  // ... with launch times
+  std::int64_t coalesce_ns_ = 0;
+  std::int64_t launch_ahead_ns_ = 0;  // asked for (0 = off)
+  std::int64_t trial_ahead_ns_ = 0;   // while on trial
+  std::int64_t catchup_gap_ns_ = 0;   // launch spacing of late slots: half a period
+  std::int64_t last_launch_ns_ = 0;
+  [[nodiscard]] std::int64_t send_ahead_ns() const;
   std::uint64_t next_seq_ = 0;
   std::vector<std::uint8_t> tx_buffers_;
   std::vector<TxDatagram> tx_batch_;
@@ -290,6 +324,10 @@ class ProbeSession {
   std::atomic<std::uint64_t> missed_ring_{0};  // missed: no free TX ring slot
   std::atomic<std::int64_t> max_send_lag_{0};  // written by the sender only
   std::atomic<std::uint64_t> send_errors_{0};
+  std::atomic<LaunchTime> launch_state_{LaunchTime::Off};  // receiver turns it on/off
+  std::atomic<bool> launch_refused_{false};       // enable_launch_time() failed (error below)
+  std::error_code launch_error_;                  // written before the threads start
+  std::atomic<std::int64_t> launch_early_ns_{0};  // how early the probe that turned it off left
 
   // Receiver-owned.
   std::uint64_t announced_ = 0;   // sequences below this were passed to sink_.on_sent()

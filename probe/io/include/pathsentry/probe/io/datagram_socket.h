@@ -15,6 +15,9 @@ struct TxDatagram {
   std::span<const std::uint8_t> bytes;
   /// Id that the kernel TX timestamp of this datagram will carry (TxTimestamp::id).
   std::uint32_t ts_id = 0;
+  /// When to leave (CLOCK_MONOTONIC ns): after enable_launch_time() the kernel's qdisc may hold
+  /// the datagram until then (SO_TXTIME). 0, or a time already past, = at once.
+  std::int64_t launch_mono_ns = 0;
 };
 
 /// One received datagram. The caller provides `buffer`; receive() fills the rest.
@@ -46,6 +49,13 @@ class DatagramSocket {
   /// Reads pending TX timestamps; each carries the ts_id its datagram was sent with.
   [[nodiscard]] virtual tl::expected<std::size_t, std::error_code> read_tx_timestamps(
       std::span<io::TxTimestamp> out) = 0;
+
+  /// Asks the kernel to honour TxDatagram::launch_mono_ns (SO_TXTIME, CLOCK_MONOTONIC). Only
+  /// a qdisc that schedules by launch time (fq, etf) holds a datagram until then; others send
+  /// it at once, which the caller sees in the TX timestamps. Call before the first send().
+  [[nodiscard]] virtual tl::expected<void, std::error_code> enable_launch_time() {
+    return tl::unexpected(std::make_error_code(std::errc::operation_not_supported));
+  }
 
   /// File descriptor to wait on (readable: datagrams; error: TX timestamps). A fake gives one
   /// too (an eventfd), so every socket is waited on the same way.
