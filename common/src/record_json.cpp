@@ -460,8 +460,39 @@ struct FastWriter {
     std::memcpy(p, s, N - 1);
     p += N - 1;
   }
-  void i64(std::int64_t v) { p = std::to_chars(p, p + 20, v).ptr; }
-  void u64(std::uint64_t v) { p = std::to_chars(p, p + 20, v).ptr; }
+  void i64(std::int64_t v) {
+    if (v < 0) {
+      *p++ = '-';
+      u64(std::uint64_t{0} - static_cast<std::uint64_t>(v));  // INT64_MIN included
+    } else {
+      u64(static_cast<std::uint64_t>(v));
+    }
+  }
+  /// std::to_chars's digits, 8 at a time with 32-bit arithmetic: a record's nanosecond
+  /// timestamps have 19 digits, and to_chars takes them two at a time in 64 bits.
+  void u64(std::uint64_t v) {
+    if (v < 100'000'000) {
+      p = std::to_chars(p, p + 8, static_cast<std::uint32_t>(v)).ptr;
+      return;
+    }
+    const std::uint64_t hi = v / 100'000'000;
+    u64(hi);  // at most 12 digits: recurses once more at most
+    eight(static_cast<std::uint32_t>(v - hi * 100'000'000));
+  }
+  /// Exactly 8 digits of `v` (< 10^8), zero-padded.
+  void eight(std::uint32_t v) {
+    static constexpr char kPairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    const std::uint32_t a = v / 10'000;
+    const std::uint32_t b = v - a * 10'000;
+    std::memcpy(p, kPairs + 2 * (a / 100), 2);
+    std::memcpy(p + 2, kPairs + 2 * (a % 100), 2);
+    std::memcpy(p + 4, kPairs + 2 * (b / 100), 2);
+    std::memcpy(p + 6, kPairs + 2 * (b % 100), 2);
+    p += 8;
+  }
   void boolean(bool v) {
     if (v) {
       lit("true");

@@ -199,6 +199,27 @@ TEST_CASE("record json: the one-pass encoder writes the reference layout", "[uni
     r.rtt_ns = 5;
     expect_same(r, "");
   }
+  SECTION("every number of digits, each side of each power of ten") {
+    std::uint64_t p10 = 1;
+    for (int k = 0; k <= 19; ++k) {
+      for (const std::uint64_t u : {p10 - 1, p10, p10 + 1, 2 * p10 - 1, 5 * p10 + 7}) {
+        r.seq = u;
+        r.tx_ns = static_cast<std::int64_t>(u & 0x7FFFFFFFFFFFFFFF);
+        r.rx_ns = -static_cast<std::int64_t>(u & 0x7FFFFFFFFFFFFFFF);
+        r.rtt_ns = static_cast<std::int64_t>(u);  // wraps to negative for the largest
+        r.session_id = static_cast<std::uint32_t>(u);
+        r.reflector_seq = static_cast<std::uint32_t>(u >> 3);
+        r.reflector_rx_ns = r.rtt_ns;
+        r.reflector_tx_ns = -r.tx_ns;
+        expect_same(r, "");
+      }
+      if (k < 19) p10 *= 10;
+    }
+    r.seq = std::numeric_limits<std::uint64_t>::max();
+    r.tx_ns = kMin;
+    r.rx_ns = kMin + 1;
+    expect_same(r, "");
+  }
   SECTION("escaping in every string field, the agent and taps_down") {
     r.target = nasty();
     r.fwd_path = nasty();
