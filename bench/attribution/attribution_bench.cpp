@@ -2,7 +2,7 @@
 // of the same capture files in the same run (architecture §9).
 //
 //   bench-attribution [--probes N] [--rate PPS] [--sessions S] [--esp-share F] [--repeat R]
-//                     [--dir DIR]
+//                     [--dir DIR] [--hash]
 //
 // It writes a recorded capture of a drill — two nanosecond pcap files, one per tap (Express
 // Connect: clear probes; IPsec: ESP-in-UDP) — plus the sender's events for the same probes,
@@ -10,7 +10,11 @@
 //   bare    pcap_next_ex over both files, touching each frame (the floor of any reader)
 //   decode  PacketSource + decode_frame for every frame (the tap layer)
 //   full    reading + decoding + Attributor (announcements, records, observations, poll every
-//           1 ms of capture time) + Detector: probes/s attributed, the figure that matters
+//           1 ms of capture time) + Detector + every record's JSON: probes/s attributed, the
+//           figure that matters; timed twice: each tap read and decoded on the attribution
+//           thread, then on a thread of its own (as the agent's capture threads), which must
+//           give the same result (else exit 1). --hash adds an FNV-1a of all the records' JSON
+//           (to compare builds: it costs time, do not quote those figures)
 // The probes: S sessions (half ICMP, half STAMP), round robin at PPS in total; the first
 // (1 - F) of the run goes over Express Connect, the rest over IPsec (a switchover mid-run).
 // IPsec probes cycle through 32 sizes so that dense probes have distinct ESP lengths.
@@ -20,11 +24,15 @@
 #include <pcap/pcap.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <iostream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <vector>
 
@@ -55,6 +63,7 @@ struct Options {
   double esp_share = 0.5;
   int repeat = 3;
   std::string dir;
+  bool hash = false;
 };
 
 struct SenderEvent {
@@ -239,6 +248,99 @@ struct Cursor {
   }
 };
 
+/// A tap read and decoded on its own thread, as the agent's capture threads do: batches of
+/// observations handed to the attribution thread through a short bounded queue (same order).
+class ThreadedCursor {
+ public:
+  ThreadedCursor() = default;
+  ThreadedCursor(const ThreadedCursor&) = delete;
+  ThreadedCursor& operator=(const ThreadedCursor&) = delete;
+  ~ThreadedCursor() {
+    {
+      const std::lock_guard<std::mutex> l(m_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  void start(const std::string& file, const TapSpec& tap, std::size_t tap_index) {
+    index = tap_index;
+    thread_ = std::thread([this, file, tap] { run(file, tap); });
+  }
+  std::size_t index = 0;
+  bool has = false;
+  Observation obs;
+  void advance() {
+    if (pos_ == cur_.size() && !refill()) {
+      has = false;
+      return;
+    }
+    obs = cur_[pos_++];
+    has = true;
+  }
+
+ private:
+  static constexpr std::size_t kBatch = 1024;
+  static constexpr std::size_t kDepth = 16;
+  bool refill() {
+    std::unique_lock<std::mutex> l(m_);
+    cv_.wait(l, [&] { return !q_.empty() || done_; });
+    if (q_.empty()) {
+      if (!error_.empty()) throw std::runtime_error(error_);
+      return false;
+    }
+    cur_ = std::move(q_.front());
+    q_.pop_front();
+    pos_ = 0;
+    l.unlock();
+    cv_.notify_all();
+    return true;
+  }
+  void finish(std::string error) {
+    const std::lock_guard<std::mutex> l(m_);
+    error_ = std::move(error);
+    done_ = true;
+    cv_.notify_all();
+  }
+  void run(const std::string& file, const TapSpec& tap) {
+    auto src = open_file(file);
+    if (!src) return finish(src.error());
+    const DecodeContext ctx{kAgent, kStampPort};
+    Frame f;
+    bool end = false;
+    while (!end) {
+      std::vector<Observation> batch;
+      batch.reserve(kBatch);
+      while (batch.size() < kBatch) {
+        auto st = (*src)->next(f);
+        if (!st) return finish(st.error());
+        if (*st != ReadStatus::Frame) {
+          end = true;
+          break;
+        }
+        auto o = decode_frame(tap, ctx, f.ts_ns, f.linktype, f.bytes);
+        if (o) batch.push_back(*o);
+      }
+      std::unique_lock<std::mutex> l(m_);
+      cv_.wait(l, [&] { return q_.size() < kDepth || stop_; });
+      if (stop_) return;
+      if (!batch.empty()) q_.push_back(std::move(batch));
+      l.unlock();
+      cv_.notify_all();
+    }
+    finish({});
+  }
+  std::thread thread_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::vector<Observation>> q_;
+  bool done_ = false;
+  bool stop_ = false;
+  std::string error_;
+  std::vector<Observation> cur_;
+  std::size_t pos_ = 0;
+};
+
 struct FullResult {
   std::vector<std::uint64_t> fwd_counts;
   std::vector<std::uint64_t> rev_counts;
@@ -246,6 +348,8 @@ struct FullResult {
   std::uint64_t records = 0;
   std::uint64_t events = 0;
   std::uint64_t json_bytes = 0;
+  std::uint64_t json_hash = 0;  // FNV-1a of every record's JSON, with --hash
+  friend bool operator==(const FullResult&, const FullResult&) = default;
 };
 
 /// The agent's attribution side, built before the clock starts (once per agent run).
@@ -262,19 +366,11 @@ struct Pipeline {
   Detector det;
 };
 
-/// Everything the agent does between the capture and the output, in capture-time order.
-FullResult full(const Drill& d, Pipeline& p) {
+/// The attribution side over two taps' cursors (already advanced to their first observation).
+template <class C>
+FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash) {
   Attributor& a = p.a;
   Detector& det = p.det;
-  Cursor cur[2];
-  for (std::size_t t = 0; t < 2; ++t) {
-    auto src = open_file(d.files[t]);
-    if (!src) throw std::runtime_error(src.error());
-    cur[t].src = std::move(*src);
-    cur[t].tap = d.taps[t];
-    cur[t].index = t;
-    cur[t].advance();
-  }
   std::vector<ProbeRecord> records;
   std::vector<PathSample> samples;
   std::vector<PathEvent> events;
@@ -282,6 +378,7 @@ FullResult full(const Drill& d, Pipeline& p) {
   FullResult res;
   std::size_t ev = 0;
   std::int64_t next_poll = kT0;
+  if (hash) res.json_hash = 14695981039346656037ull;
   auto drain = [&](std::int64_t now) {
     a.poll(now, records, &samples);
     for (const auto& s : samples) det.on_sample(s, now, events);
@@ -289,6 +386,11 @@ FullResult full(const Drill& d, Pipeline& p) {
     res.records += records.size();
     res.events += events.size();
     res.json_bytes += json.size();
+    if (hash) {
+      for (const char c : json) {
+        res.json_hash = (res.json_hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+      }
+    }
     records.clear();
     samples.clear();
     events.clear();
@@ -334,6 +436,27 @@ FullResult full(const Drill& d, Pipeline& p) {
   return res;
 }
 
+/// Everything the agent does between the capture and the output, in capture-time order; each
+/// tap read and decoded on this thread, or (`threaded`) on a thread of its own.
+FullResult full(const Drill& d, Pipeline& p, bool threaded, bool hash) {
+  if (!threaded) {
+    Cursor cur[2];
+    for (std::size_t t = 0; t < 2; ++t) {
+      auto src = open_file(d.files[t]);
+      if (!src) throw std::runtime_error(src.error());
+      cur[t].src = std::move(*src);
+      cur[t].tap = d.taps[t];
+      cur[t].index = t;
+      cur[t].advance();
+    }
+    return attribute(d, p, cur, hash);
+  }
+  ThreadedCursor cur[2];
+  for (std::size_t t = 0; t < 2; ++t) cur[t].start(d.files[t], d.taps[t], t);
+  for (auto& c : cur) c.advance();
+  return attribute(d, p, cur, hash);
+}
+
 /// This process's CPU time (user + system) in ns: the bench is single-threaded, so on a shared
 /// machine it counts only the bench's own work, where wall time also counts the waits for a CPU.
 std::int64_t cpu_ns() {
@@ -366,7 +489,7 @@ Timing best_seconds(int repeat, F&& f) {
 
 int usage() {
   std::cerr << "usage: bench-attribution [--probes N] [--rate PPS] [--sessions S] "
-               "[--esp-share F] [--repeat R] [--dir DIR]\n";
+               "[--esp-share F] [--repeat R] [--dir DIR] [--hash]\n";
   return 2;
 }
 
@@ -376,6 +499,10 @@ int main(int argc, char** argv) {
   Options o;
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
+    if (a == "--hash") {
+      o.hash = true;
+      continue;
+    }
     if (i + 1 >= argc) return usage();
     const char* v = argv[++i];
     try {
@@ -417,18 +544,26 @@ int main(int argc, char** argv) {
     const Timing bare = best_seconds(o.repeat, [&] { sink += bare_read(d); });
     std::cerr << "bench-attribution: decode...\n";
     const Timing dec = best_seconds(o.repeat, [&] { sink += decode_only(d); });
-    std::cerr << "bench-attribution: full attribution...\n";
-    FullResult res;
-    Timing att;
+    // The full chain twice: reading and decoding on the attribution thread, then on a thread
+    // per tap (as the agent's capture threads); both must give the same result.
+    FullResult res[2];
+    Timing att[2];
     double setup = 1e300;
-    for (int r = 0; r < o.repeat; ++r) {
-      const auto t0 = bench::monotonic_ns();
-      Pipeline p(d);
-      const auto t1 = bench::monotonic_ns();
-      const auto c1 = cpu_ns();
-      res = full(d, p);
-      att.add(bench::monotonic_ns() - t1, cpu_ns() - c1);
-      setup = std::min(setup, static_cast<double>(t1 - t0) / 1e9);
+    for (int threaded = 0; threaded < 2; ++threaded) {
+      std::cerr << "bench-attribution: full attribution"
+                << (threaded != 0 ? ", a reader thread per tap" : "") << "...\n";
+      for (int r = 0; r < o.repeat; ++r) {
+        const auto t0 = bench::monotonic_ns();
+        Pipeline p(d);
+        const auto t1 = bench::monotonic_ns();
+        const auto c1 = cpu_ns();
+        res[threaded] = full(d, p, threaded != 0, o.hash);
+        att[threaded].add(bench::monotonic_ns() - t1, cpu_ns() - c1);
+        setup = std::min(setup, static_cast<double>(t1 - t0) / 1e9);
+      }
+    }
+    if (!(res[0] == res[1])) {
+      throw std::runtime_error("the threaded readers gave another result than the single thread");
     }
     const auto nf = static_cast<double>(frames);
     nlohmann::json j;
@@ -443,31 +578,45 @@ int main(int argc, char** argv) {
         {"seconds", bare.wall}, {"frames_per_s", nf / bare.wall}, {"cpu_seconds", bare.cpu}};
     j["decode"] = {
         {"seconds", dec.wall}, {"frames_per_s", nf / dec.wall}, {"cpu_seconds", dec.cpu}};
-    j["attribution"] = {
-        {"seconds", att.wall},           {"probes_per_s", static_cast<double>(o.probes) / att.wall},
-        {"frames_per_s", nf / att.wall}, {"cpu_seconds", att.cpu},
-        {"setup_seconds", setup},        {"records", res.records},
-        {"events", res.events}};
-    j["ratio_attribution_vs_bare"] = bare.wall / att.wall;
+    const auto phase = [&](int t) {
+      return nlohmann::json{{"seconds", att[t].wall},
+                            {"probes_per_s", static_cast<double>(o.probes) / att[t].wall},
+                            {"frames_per_s", nf / att[t].wall},
+                            {"cpu_seconds", att[t].cpu},
+                            {"setup_seconds", setup},
+                            {"records", res[t].records},
+                            {"events", res[t].events},
+                            {"json_bytes", res[t].json_bytes}};
+    };
+    j["attribution"] = phase(0);
+    j["attribution_threaded"] = phase(1);
+    if (o.hash) j["json_fnv1a"] = res[0].json_hash;
+    j["ratio_attribution_vs_bare"] = bare.wall / att[0].wall;
+    j["ratio_attribution_threaded_vs_bare"] = bare.wall / att[1].wall;
     j["ratio_decode_vs_bare"] = bare.wall / dec.wall;
-    j["cpu_ratio_attribution_vs_bare"] = bare.cpu / att.cpu;
+    j["cpu_ratio_attribution_vs_bare"] = bare.cpu / att[0].cpu;
+    j["cpu_ratio_attribution_threaded_vs_bare"] = bare.cpu / att[1].cpu;
     j["cpu_ratio_decode_vs_bare"] = bare.cpu / dec.cpu;
     nlohmann::json paths;
-    for (std::size_t i = 0; i < res.labels.size(); ++i) {
-      paths[res.labels[i]] = {{"fwd", res.fwd_counts[i]}, {"rev", res.rev_counts[i]}};
+    for (std::size_t i = 0; i < res[0].labels.size(); ++i) {
+      paths[res[0].labels[i]] = {{"fwd", res[0].fwd_counts[i]}, {"rev", res[0].rev_counts[i]}};
     }
     j["paths"] = paths;
     j["checksum"] = sink;  // keeps the timed loops from being optimised away
     std::cout << j.dump(2) << "\n";
     std::fprintf(stderr,
                  "bare libpcap %.0f frames/s | decode %.0f frames/s (%.2fx of bare) | "
-                 "attribution %.0f probes/s = %.0f frames/s (%.2fx of bare)\n"
+                 "attribution %.0f probes/s = %.0f frames/s (%.2fx of bare) | "
+                 "a reader thread per tap: %.0f probes/s (%.2fx of bare)\n"
                  "by CPU time: bare %.0f frames/s | decode %.2fx of bare | attribution %.0f "
-                 "probes/s (%.2fx of bare)\n",
+                 "probes/s (%.2fx of bare) | a reader thread per tap: %.0f probes/s (%.2fx of "
+                 "bare)\n",
                  nf / bare.wall, nf / dec.wall, bare.wall / dec.wall,
-                 static_cast<double>(o.probes) / att.wall, nf / att.wall, bare.wall / att.wall,
-                 nf / bare.cpu, bare.cpu / dec.cpu, static_cast<double>(o.probes) / att.cpu,
-                 bare.cpu / att.cpu);
+                 static_cast<double>(o.probes) / att[0].wall, nf / att[0].wall,
+                 bare.wall / att[0].wall, static_cast<double>(o.probes) / att[1].wall,
+                 bare.wall / att[1].wall, nf / bare.cpu, bare.cpu / dec.cpu,
+                 static_cast<double>(o.probes) / att[0].cpu, bare.cpu / att[0].cpu,
+                 static_cast<double>(o.probes) / att[1].cpu, bare.cpu / att[1].cpu);
   } catch (const std::exception& e) {
     std::cerr << "bench-attribution: " << e.what() << "\n";
     return 1;

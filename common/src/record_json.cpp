@@ -450,56 +450,153 @@ const char* to_string(EventType t) {
   return "unknown";
 }
 
-void append_json(const ProbeRecord& r, std::string& out, std::string_view agent) {
-  head(out, "probe", agent);
-  kv(out, "target", r.target);
-  kv(out, "proto", to_string(r.proto));
-  kv_uint(out, "session_id", r.session_id);
-  kv_uint(out, "seq", r.seq);
-  kv_int(out, "tx_ns", r.tx_ns);
-  key(out, "rx_ns");
-  if (r.rx_ns) {
-    put_int(out, *r.rx_ns);
-  } else {
-    put_raw(out, "null");
+namespace {
+
+/// A writer into a buffer sized beforehand: no capacity check per byte.
+struct FastWriter {
+  char* p;
+  template <std::size_t N>
+  void lit(const char (&s)[N]) {
+    std::memcpy(p, s, N - 1);
+    p += N - 1;
   }
-  key(out, "rtt_ns");
-  if (r.rx_ns) {
-    put_int(out, r.rtt_ns);
-  } else {
-    put_raw(out, "null");
-  }
-  kv_bool(out, "tx_kernel_ts", r.tx_kernel_ts);
-  kv(out, "fwd_path", r.fwd_path);
-  kv(out, "rev_path", r.rev_path);
-  key(out, "loss");
-  if (r.loss == LossDirection::None) {
-    put_raw(out, "null");
-  } else {
-    put_str(out, to_string(r.loss));
-  }
-  kv_bool(out, "late", r.late);
-  if (!r.taps_down.empty()) {
-    key(out, "taps_down");
-    out.push_back('[');
-    for (std::size_t i = 0; i < r.taps_down.size(); ++i) {
-      if (i != 0) out.push_back(',');
-      put_str(out, r.taps_down[i]);
+  void i64(std::int64_t v) {
+    if (v < 0) {
+      *p++ = '-';
+      u64(std::uint64_t{0} - static_cast<std::uint64_t>(v));  // INT64_MIN included
+    } else {
+      u64(static_cast<std::uint64_t>(v));
     }
-    out.push_back(']');
   }
-  key(out, "reflector");
-  if (r.reflector_seq) {
-    out.push_back('{');
-    kv_uint(out, "seq", *r.reflector_seq);
-    kv_int(out, "rx_ns", r.reflector_rx_ns.value_or(0));
-    kv_int(out, "tx_ns", r.reflector_tx_ns.value_or(0));
-    kv_bool(out, "clock_synced", r.reflector_clock_synced);
-    out.push_back('}');
+  /// std::to_chars's digits, 8 at a time with 32-bit arithmetic: a record's nanosecond
+  /// timestamps have 19 digits, and to_chars takes them two at a time in 64 bits.
+  void u64(std::uint64_t v) {
+    if (v < 100'000'000) {
+      p = std::to_chars(p, p + 8, static_cast<std::uint32_t>(v)).ptr;
+      return;
+    }
+    const std::uint64_t hi = v / 100'000'000;
+    u64(hi);  // at most 12 digits: recurses once more at most
+    eight(static_cast<std::uint32_t>(v - hi * 100'000'000));
+  }
+  /// Exactly 8 digits of `v` (< 10^8), zero-padded.
+  void eight(std::uint32_t v) {
+    static constexpr char kPairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+        "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+        "8081828384858687888990919293949596979899";
+    const std::uint32_t a = v / 10'000;
+    const std::uint32_t b = v - a * 10'000;
+    std::memcpy(p, kPairs + 2 * (a / 100), 2);
+    std::memcpy(p + 2, kPairs + 2 * (a % 100), 2);
+    std::memcpy(p + 4, kPairs + 2 * (b / 100), 2);
+    std::memcpy(p + 6, kPairs + 2 * (b % 100), 2);
+    p += 8;
+  }
+  void boolean(bool v) {
+    if (v) {
+      lit("true");
+    } else {
+      lit("false");
+    }
+  }
+  /// append_json_string's output: quoted, `"` and `\\` escaped, control characters as \u00XX.
+  void str(std::string_view s) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    *p++ = '"';
+    for (const char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c == '"' || c == '\\') {
+        *p++ = '\\';
+        *p++ = ch;
+      } else if (c < 0x20) {
+        std::memcpy(p, "\\u00", 4);
+        p[4] = kHex[c >> 4];
+        p[5] = kHex[c & 0xF];
+        p += 6;
+      } else {
+        *p++ = ch;
+      }
+    }
+    *p++ = '"';
+  }
+};
+
+/// The most bytes str() writes for `s` (every byte escaped as \u00XX, the quotes).
+std::size_t str_bound(std::string_view s) {
+  return 6 * s.size() + 2;
+}
+
+}  // namespace
+
+void append_json(const ProbeRecord& r, std::string& out, std::string_view agent) {
+  // Fixed keys and punctuation (416 bytes at most with 20-character numbers), the strings
+  // escaped. One resize: no capacity check per byte (this runs for every probe).
+  std::size_t bound =
+      512 + str_bound(agent) + str_bound(r.target) + str_bound(r.fwd_path) + str_bound(r.rev_path);
+  for (const auto& t : r.taps_down) bound += str_bound(t) + 1;
+  const std::size_t at = out.size();
+  out.resize(at + bound);
+  FastWriter w{out.data() + at};
+  w.lit(R"({"type":"probe")");
+  if (!agent.empty()) {
+    w.lit(R"(,"agent":)");
+    w.str(agent);
+  }
+  w.lit(R"(,"target":)");
+  w.str(r.target);
+  w.lit(R"(,"proto":)");
+  w.str(to_string(r.proto));
+  w.lit(R"(,"session_id":)");
+  w.u64(r.session_id);
+  w.lit(R"(,"seq":)");
+  w.u64(r.seq);
+  w.lit(R"(,"tx_ns":)");
+  w.i64(r.tx_ns);
+  if (r.rx_ns) {
+    w.lit(R"(,"rx_ns":)");
+    w.i64(*r.rx_ns);
+    w.lit(R"(,"rtt_ns":)");
+    w.i64(r.rtt_ns);
   } else {
-    put_raw(out, "null");
+    w.lit(R"(,"rx_ns":null,"rtt_ns":null)");
   }
-  out.append("}\n");
+  w.lit(R"(,"tx_kernel_ts":)");
+  w.boolean(r.tx_kernel_ts);
+  w.lit(R"(,"fwd_path":)");
+  w.str(r.fwd_path);
+  w.lit(R"(,"rev_path":)");
+  w.str(r.rev_path);
+  if (r.loss == LossDirection::None) {
+    w.lit(R"(,"loss":null)");
+  } else {
+    w.lit(R"(,"loss":)");
+    w.str(to_string(r.loss));
+  }
+  w.lit(R"(,"late":)");
+  w.boolean(r.late);
+  if (!r.taps_down.empty()) {
+    w.lit(R"(,"taps_down":[)");
+    for (std::size_t i = 0; i < r.taps_down.size(); ++i) {
+      if (i != 0) *w.p++ = ',';
+      w.str(r.taps_down[i]);
+    }
+    *w.p++ = ']';
+  }
+  if (r.reflector_seq) {
+    w.lit(R"(,"reflector":{"seq":)");
+    w.u64(*r.reflector_seq);
+    w.lit(R"(,"rx_ns":)");
+    w.i64(r.reflector_rx_ns.value_or(0));
+    w.lit(R"(,"tx_ns":)");
+    w.i64(r.reflector_tx_ns.value_or(0));
+    w.lit(R"(,"clock_synced":)");
+    w.boolean(r.reflector_clock_synced);
+    w.lit("}}\n");
+  } else {
+    w.lit(",\"reflector\":null}\n");
+  }
+  out.resize(static_cast<std::size_t>(w.p - out.data()));
 }
 
 void append_json(const PathEvent& e, std::string& out, std::string_view agent) {

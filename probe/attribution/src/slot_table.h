@@ -138,9 +138,27 @@ struct SlotTable {
   std::unordered_map<std::uint32_t, std::uint32_t> by_id;
   std::unordered_map<StampKey, std::uint32_t, StampKeyHash> by_stamp;
 
-  Session* find_session(std::uint32_t id) {
+  /// by_id for ids below kDenseIds, as a flat array (kNoSession: none): three lookups per probe.
+  static constexpr std::uint32_t kDenseIds = 1u << 16;
+  static constexpr std::uint32_t kNoSession = ~std::uint32_t{0};
+  std::vector<std::uint32_t> dense_id;
+
+  void add_id(std::uint32_t id, std::uint32_t index) {
+    by_id.emplace(id, index);
+    if (id < kDenseIds) {
+      if (dense_id.size() <= id) dense_id.resize(std::size_t{id} + 1, kNoSession);
+      dense_id[id] = index;
+    }
+  }
+  /// The session's index, or kNoSession.
+  [[nodiscard]] std::uint32_t index_of(std::uint32_t id) const {
+    if (id < kDenseIds) return id < dense_id.size() ? dense_id[id] : kNoSession;
     const auto it = by_id.find(id);
-    return it == by_id.end() ? nullptr : &sessions[it->second];
+    return it == by_id.end() ? kNoSession : it->second;
+  }
+  Session* find_session(std::uint32_t id) {
+    const std::uint32_t i = index_of(id);
+    return i == kNoSession ? nullptr : &sessions[i];
   }
   /// The slot for `seq`, taking over a finished or empty one; nullptr when `seq` is older than
   /// what the ring holds there (stale) or the state cannot grow. Dropping an unfinished probe's

@@ -1,11 +1,16 @@
 // libpcap-backed PacketSource: live capture (immediate mode, sized ring, BPF, ns timestamps)
-// and offline reading of pcap/pcapng files.
+// and offline reading of pcap/pcapng files (plain pcap files' regular records read in place).
 
+#include <fcntl.h>
 #include <net/if.h>
 #include <pcap/pcap.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
@@ -47,6 +52,111 @@ std::optional<short> interface_flags(int fd, const std::string& interface) {
   return ifr.ifr_flags;
 }
 
+/// A classic pcap file (version 2.4, either byte order, µs or ns) mapped into memory: its records
+/// read in place, without libpcap's two fread calls per frame (the offline attribution reads
+/// millions). Only regular records are read this way; at the first one that is not (cut short,
+/// longer than the file's snap length) the reader stops and libpcap takes over from that record,
+/// so whatever libpcap does with it (an error, a truncation) is what happens.
+class MappedPcap {
+ public:
+  MappedPcap(const MappedPcap&) = delete;
+  MappedPcap& operator=(const MappedPcap&) = delete;
+  ~MappedPcap() {
+    if (base_ != nullptr) ::munmap(const_cast<std::uint8_t*>(base_), size_);
+  }
+
+  /// nullptr when the file is not a plain pcap file this reader takes (libpcap reads it then).
+  static std::unique_ptr<MappedPcap> open(const std::string& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return nullptr;
+    struct stat st {};
+    void* m = MAP_FAILED;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size >= static_cast<off_t>(kFileHeader)) {
+      m = ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0);
+    }
+    ::close(fd);
+    if (m == MAP_FAILED) return nullptr;
+    std::unique_ptr<MappedPcap> r(
+        new MappedPcap(static_cast<const std::uint8_t*>(m), static_cast<std::size_t>(st.st_size)));
+    if (!r->header()) return nullptr;
+    ::madvise(m, r->size_, MADV_SEQUENTIAL);
+    return r;
+  }
+
+  /// The next record: Frame or End; nullopt when the record is not a regular one (libpcap's).
+  std::optional<ReadStatus> next(Frame& out, int link) {
+    if (off_ == size_) return ReadStatus::End;
+    if (size_ - off_ < kRecordHeader) return std::nullopt;
+    const std::uint8_t* h = base_ + off_;
+    const std::uint32_t caplen = field(h + 8);
+    if (caplen > snaplen_ || caplen > size_ - off_ - kRecordHeader) return std::nullopt;
+    // As libpcap reads them: the seconds and fraction signed 32-bit in a file of this host's
+    // byte order, unsigned in a byte-swapped one.
+    const std::int64_t sec =
+        swapped_ ? std::int64_t{field(h)} : static_cast<std::int32_t>(field(h));
+    const std::int64_t frac =
+        swapped_ ? std::int64_t{field(h + 4)} : static_cast<std::int32_t>(field(h + 4));
+    out.ts_ns = sec * 1'000'000'000 + (nano_ ? frac : frac * 1000);
+    out.bytes = std::span<const std::uint8_t>(h + kRecordHeader, caplen);
+    out.wire_len = field(h + 12);
+    out.linktype = link;
+    off_ += kRecordHeader + caplen;
+    ++taken_;
+    return ReadStatus::Frame;
+  }
+  /// Records read so far (libpcap skips as many when it takes over).
+  [[nodiscard]] std::uint64_t taken() const { return taken_; }
+
+ private:
+  static constexpr std::size_t kFileHeader = 24;
+  static constexpr std::size_t kRecordHeader = 16;
+  static constexpr std::uint32_t kMaxSnaplen = 262144;  // libpcap's largest for most link types
+
+  MappedPcap(const std::uint8_t* base, std::size_t size) : base_(base), size_(size) {}
+
+  [[nodiscard]] std::uint32_t field(const std::uint8_t* p) const {
+    std::uint32_t v = 0;
+    std::memcpy(&v, p, 4);
+    return swapped_ ? __builtin_bswap32(v) : v;
+  }
+  [[nodiscard]] std::uint16_t field16(const std::uint8_t* p) const {
+    std::uint16_t v = 0;
+    std::memcpy(&v, p, 2);
+    return swapped_ ? __builtin_bswap16(v) : v;
+  }
+  bool header() {
+    std::uint32_t magic = 0;
+    std::memcpy(&magic, base_, 4);
+    switch (magic) {
+      case 0xa1b2c3d4:
+        break;
+      case 0xa1b23c4d:
+        nano_ = true;
+        break;
+      case 0xd4c3b2a1:
+        swapped_ = true;
+        break;
+      case 0x4d3cb2a1:
+        swapped_ = nano_ = true;
+        break;
+      default:
+        return false;  // pcapng, modified pcap formats, junk: libpcap's
+    }
+    if (field16(base_ + 4) != 2 || field16(base_ + 6) != 4) return false;
+    snaplen_ = field(base_ + 16);
+    return snaplen_ != 0 && snaplen_ <= kMaxSnaplen;
+  }
+
+  const std::uint8_t* base_;
+  std::size_t size_;
+  std::size_t off_ = kFileHeader;
+  std::uint64_t taken_ = 0;
+  bool swapped_ = false;
+  bool nano_ = false;
+  std::uint32_t snaplen_ = 0;
+};
+
 class PcapSource final : public PacketSource {
  public:
   PcapSource(PcapPtr p, bool nano, bool live, std::string interface = {})
@@ -72,7 +182,23 @@ class PcapSource final : public PacketSource {
     return std::nullopt;
   }
 
+  /// Reads the file's records in place through `m` while they are regular (files only).
+  void map(std::unique_ptr<MappedPcap> m) { mapped_ = std::move(m); }
+
   tl::expected<ReadStatus, std::string> next(Frame& out) override {
+    if (mapped_) {
+      if (const auto st = mapped_->next(out, link_)) return *st;
+      // libpcap takes over at this record: it has read the file header only so far.
+      const std::uint64_t skip = mapped_->taken();
+      mapped_.reset();
+      pcap_pkthdr* h = nullptr;
+      const u_char* d = nullptr;
+      for (std::uint64_t i = 0; i < skip; ++i) {
+        if (pcap_next_ex(p_.get(), &h, &d) != 1) {
+          return tl::unexpected(std::string("pcap read: the file changed while being read"));
+        }
+      }
+    }
     pcap_pkthdr* hdr = nullptr;
     const u_char* data = nullptr;
     const int rc = pcap_next_ex(p_.get(), &hdr, &data);
@@ -114,6 +240,7 @@ class PcapSource final : public PacketSource {
   int link_;
   std::string interface_;
   bool check_link_ = false;
+  std::unique_ptr<MappedPcap> mapped_;
 };
 
 }  // namespace
@@ -153,7 +280,17 @@ tl::expected<std::unique_ptr<PacketSource>, std::string> open_file(const std::st
   if (auto f = apply_filter(p.get(), filter, "pcap file " + path); !f) {
     return tl::unexpected(f.error());
   }
-  return std::make_unique<PcapSource>(std::move(p), true, false);
+  auto src = std::make_unique<PcapSource>(std::move(p), true, false);
+  // Without a filter, a plain pcap file's records are read in place (libpcap opened it: the
+  // header and link type are its). With a filter every frame goes through libpcap's BPF.
+  // Only the link types the decoder takes (libpcap rewrites some others' headers in
+  // byte-swapped files: USB, NFLOG).
+  const int link = src->linktype();
+  const bool plain_link = link == linktype::kNull || link == linktype::kEthernet ||
+                          link == linktype::kRaw || link == linktype::kRawBsd ||
+                          link == linktype::kLinuxSll || link == linktype::kLinuxSll2;
+  if (filter.empty() && plain_link) src->map(MappedPcap::open(path));
+  return src;
 }
 
 tl::expected<void, std::string> check_filter(std::string_view filter, int link, int snaplen) {

@@ -1013,3 +1013,68 @@ TEST_CASE("a down tap's silence is no evidence", "[unit][attributor]") {
     CHECK(m.at({1, 4}).loss == LossDirection::Forward);
   }
 }
+
+// Sessions are found by id through a flat array below 65536 and the hash map above (issue 14:
+// three lookups per probe): ids at both ends of each range are attributed, unknown ids in
+// either range are counted and ignored.
+TEST_CASE("attributor: session ids across the flat and hashed lookups", "[unit][attribution]") {
+  AttributorConfig cfg;
+  TapSpec ec;
+  ec.interface = "tap-ec";
+  ec.path = "express-connect";
+  cfg.taps = {ec};
+  Attributor a(cfg);
+  const std::vector<std::uint32_t> ids = {0, 1, 65535, 65536, 0xFFFFFFFFu};
+  const auto target = addr("192.168.20.1");
+  for (const auto id : ids) {
+    SessionSpec s;
+    s.session_id = id;
+    s.target = target;
+    s.wire_bytes = 84;
+    a.add_session(s);
+  }
+  constexpr std::int64_t kT = 1'700'000'000'000'000'000;
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    const auto tx = kT + static_cast<std::int64_t>(i) * 1'000'000;
+    a.on_sent({ids[i], 0, tx, 0});
+    for (const auto dir : {Direction::Forward, Direction::Reverse}) {
+      Observation o;
+      o.ts_ns = dir == Direction::Forward ? tx + 10'000 : tx + 990'000;
+      o.kind = ObsKind::Icmp;
+      o.dir = dir;
+      o.target = target;
+      o.session_id = ids[i];
+      o.seq = 0;
+      a.on_observation(0, o);
+    }
+    ProbeRecord r;
+    r.target = "192.168.20.1";
+    r.session_id = ids[i];
+    r.seq = 0;
+    r.tx_ns = tx;
+    r.rx_ns = tx + 1'000'000;
+    r.rtt_ns = 1'000'000;
+    a.on_record(r);
+  }
+  for (const std::uint32_t unknown : {2u, 65534u, 65537u, 0xFFFFFFFEu}) {
+    a.on_sent({unknown, 0, kT, 0});
+    ProbeRecord r;
+    r.session_id = unknown;
+    r.tx_ns = kT;
+    a.on_record(r);
+  }
+  std::vector<ProbeRecord> out;
+  a.flush(out, nullptr);
+  REQUIRE(out.size() == ids.size());
+  std::vector<std::uint32_t> got;
+  for (const auto& r : out) {
+    got.push_back(r.session_id);
+    CHECK(r.fwd_path == "express-connect");
+    CHECK(r.rev_path == "express-connect");
+  }
+  std::sort(got.begin(), got.end());
+  CHECK(got == ids);
+  CHECK(a.stats().unknown_session == 8);
+  CHECK(a.session_losses(65536));
+  CHECK_FALSE(a.session_losses(65537));
+}

@@ -86,7 +86,10 @@ struct LiveOptions {
     const LiveOptions& options);
 
 /// Opens a pcap (or pcapng) file for offline reading with nanosecond timestamps, optionally
-/// applying a BPF filter.
+/// applying a BPF filter. Without a filter, a plain pcap file (version 2.4, a link type the
+/// decoder takes) is mapped and its records read in place, libpcap taking over at the first
+/// irregular record: the same frames, timestamps, end and errors as libpcap's own reading,
+/// without its two fread calls per frame.
 [[nodiscard]] tl::expected<std::unique_ptr<PacketSource>, std::string> open_file(
     const std::string& path, const std::string& filter = {});
 
