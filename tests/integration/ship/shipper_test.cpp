@@ -287,11 +287,11 @@ TEST_CASE(
   CHECK(gap(2) >= 200);
   CHECK(gap(3) >= 300);
   CHECK(gap(4) >= 300);
-  CHECK(gap(4) < 700);
-  // The dropped request was resent at once on a fresh connection (no backoff: that would be
-  // 300 ms now).
+  // Only lower bounds are timed (a loaded machine only makes gaps longer): the cap itself is
+  // checked in the log below ("attempt 4, next in 300 ms", not 800), and the dropped request's
+  // immediate resend by the failure count (a backoff would count a fifth failure).
+  // The dropped request was resent on a fresh connection.
   CHECK(reqs[5].connection == reqs[4].connection + 1);
-  CHECK(gap(5) < 250);
 
   const Received r = received(collector);
   r.check_order();
