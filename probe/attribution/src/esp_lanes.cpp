@@ -217,18 +217,4 @@ void EspLanes::evict_front(std::size_t tap, EspLane& ln, bool overflow) {
   ln.obs.pop_front();
 }
 
-std::uint64_t EspLanes::lower_bound(const Ring<EspObs>& r, std::int64_t ts) {
-  std::uint64_t lo = r.begin_abs();
-  std::uint64_t hi = r.end_abs();
-  while (lo < hi) {
-    const std::uint64_t mid = lo + (hi - lo) / 2;
-    if (r.at(mid).ts_ns < ts) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
-  return lo;
-}
-
 }  // namespace pathsentry::probe::attr

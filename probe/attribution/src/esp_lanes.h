@@ -131,7 +131,25 @@ class EspLanes {
   /// Drops the packets no window can claim any more (older than `before_ns`).
   void evict_older(std::int64_t before_ns);
   /// The first packet at or after `ts` (absolute index).
-  static std::uint64_t lower_bound(const Ring<EspObs>& r, std::int64_t ts);
+  static std::uint64_t lower_bound(const Ring<EspObs>& r, std::int64_t ts) {
+    return partition_point(r, [ts](const EspObs& o) { return o.ts_ns < ts; });
+  }
+  /// The first entry (absolute index) for which `before` is false, in a ring ordered so that
+  /// `before` holds for a prefix of it.
+  template <class T, class Before>
+  static std::uint64_t partition_point(const Ring<T>& r, Before before) {
+    std::uint64_t lo = r.begin_abs();
+    std::uint64_t hi = r.end_abs();
+    while (lo < hi) {
+      const std::uint64_t mid = lo + (hi - lo) / 2;
+      if (before(r.at(mid))) {
+        lo = mid + 1;
+      } else {
+        hi = mid;
+      }
+    }
+    return lo;
+  }
 
  private:
   void evict_front(std::size_t tap, EspLane& ln, bool overflow);

@@ -203,16 +203,8 @@ LossInference::LateSpan LossInference::late_span(std::size_t lane, const Slot& s
   // The first probe sent after this one that was attributed here (decisions run in send
   // order), and whether the one before it was recent: the tunnel was carrying probes.
   const auto& pr = lanes_.lane(lane, Direction::Forward).progress;
-  std::uint64_t lo = pr.begin_abs();
-  std::uint64_t hi = pr.end_abs();
-  while (lo < hi) {
-    const std::uint64_t mid = lo + (hi - lo) / 2;
-    if (pr.at(mid).anchor_ns <= sl.anchor_ns) {
-      lo = mid + 1;
-    } else {
-      hi = mid;
-    }
-  }
+  const std::uint64_t lo =
+      EspLanes::partition_point(pr, [&](const auto& p) { return p.anchor_ns <= sl.anchor_ns; });
   const bool carrying = lo > pr.begin_abs() && sl.anchor_ns - pr.at(lo - 1).anchor_ns <= wait;
   if (lo < pr.end_abs() && pr.at(lo).anchor_ns - sl.anchor_ns <= wait) {
     s.to_ns = std::max(s.to_ns, std::min(pr.at(lo).ts_ns, s.from_ns + wait));  // caught up
