@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "capture/pcap_builder.h"
+#include "capture/pcap_read_both.h"
 #include "pathsentry/probe/capture/packet_source.h"
 
 using namespace pathsentry;
@@ -74,63 +75,24 @@ void write(const std::string& path, const FileSpec& f, const std::vector<Record>
   std::fclose(out);
 }
 
-struct Got {
-  std::int64_t ts_ns;
-  std::vector<std::uint8_t> bytes;
-  std::uint32_t wire_len;
-  int link;
-  friend bool operator==(const Got&, const Got&) = default;
-};
-
-struct Read {
-  std::vector<Got> frames;
-  std::string end;  // "end" or the error
-};
-
-/// libpcap directly, as open_file's source did before.
-Read by_libpcap(const std::string& path) {
-  Read r;
-  char err[PCAP_ERRBUF_SIZE] = {};
-  pcap_t* p =
-      pcap_open_offline_with_tstamp_precision(path.c_str(), PCAP_TSTAMP_PRECISION_NANO, err);
-  REQUIRE(p != nullptr);
-  pcap_pkthdr* h = nullptr;
-  const u_char* d = nullptr;
-  int rc = 0;
-  while ((rc = pcap_next_ex(p, &h, &d)) == 1) {
-    r.frames.push_back({std::int64_t{h->ts.tv_sec} * 1'000'000'000 + h->ts.tv_usec,
-                        std::vector<std::uint8_t>(d, d + h->caplen), h->len, pcap_datalink(p)});
-  }
-  r.end = rc == PCAP_ERROR_BREAK ? "end" : std::string("pcap read: ") + pcap_geterr(p);
-  pcap_close(p);
+/// libpcap directly, as open_file's source did before; both must accept the file.
+test::PcapRead by_libpcap(const std::string& path) {
+  test::PcapRead r = test::read_by_libpcap(path);
+  REQUIRE(r.opened);
   return r;
 }
 
-Read by_open_file(const std::string& path) {
-  Read r;
-  auto src = open_file(path);
-  REQUIRE(src);
-  Frame f;
-  for (;;) {
-    const auto st = (*src)->next(f);
-    if (!st) {
-      r.end = st.error();
-      break;
-    }
-    REQUIRE(*st != ReadStatus::Timeout);
-    if (*st == ReadStatus::End) {
-      r.end = "end";
-      break;
-    }
-    r.frames.push_back({f.ts_ns, std::vector<std::uint8_t>(f.bytes.begin(), f.bytes.end()),
-                        f.wire_len, f.linktype});
-  }
+/// open_file; a file never times out.
+test::PcapRead by_open_file(const std::string& path) {
+  test::PcapRead r = test::read_by_open_file(path);
+  REQUIRE(r.opened);
+  REQUIRE(r.end != "timeout");
   return r;
 }
 
 void expect_same(const std::string& path, std::size_t frames, const std::string& end = "end") {
-  const Read want = by_libpcap(path);
-  const Read got = by_open_file(path);
+  const test::PcapRead want = by_libpcap(path);
+  const test::PcapRead got = by_open_file(path);
   CHECK(want.frames.size() == frames);
   CHECK(got.frames.size() == want.frames.size());
   for (std::size_t i = 0; i < std::min(got.frames.size(), want.frames.size()); ++i) {
@@ -210,8 +172,8 @@ TEST_CASE("pcap file: damaged records go to libpcap", "[integration][tap]") {
     recs[2].incl = 200;
     recs.push_back({7, 8, 64, 64});
     write(path, f, recs);
-    const Read want = by_libpcap(path);
-    const Read got = by_open_file(path);
+    const test::PcapRead want = by_libpcap(path);
+    const test::PcapRead got = by_open_file(path);
     CHECK(got.frames == want.frames);
     CHECK(got.end == want.end);
   }
