@@ -14,7 +14,8 @@ drills (each prints progress, then the ground-truth timeline; results in $PS_LAB
   both-down   shut both gateway uplinks (Express Connect and internet), then restore them
   ipsec-down  tear the IPsec tunnel down while the line is up (no effect expected), re-initiate
   flap        Express Connect port down/up FLAP_CYCLES times (FLAP_DOWN_S down, FLAP_UP_S up)
-  blackhole   the line silently drops everything, both directions, links stay up; then heals
+  blackhole   the line silently drops everything, both directions, links stay up; heals once
+              the routes moved and both ends' BGP sessions are down (timers, BFD)
   hc-blocked  only the health check fails: the gateway has no route back to the prober (a
               blackhole route), the line stays up; the cloud moves the return path anyway
   hc-off      the health check is switched off (its prober paused) while the line works; then on
@@ -220,9 +221,23 @@ drill_flap() {
   sleep "$DRILL_SETTLE_S"
 }
 
+# Each end of the line's BGP session times out on its own hold timer (with BFD both go within
+# milliseconds; without, up to one keepalive interval apart). Healed before the VBR's expires,
+# the cloud router's return route would come back over the line when the health check rises,
+# leave again when the VBR's session drops, and return with BGP: a real sequence, but not the
+# one drill the expectations describe, and which one ran would be down to timer phases.
+vbr_session_down() { ! bgp_established vbr dcgw; }
+
 drill_blackhole() {
+  local t0
   act "line: silent black hole in both directions (ports keep their link)" line_blackhole
   observe ipsec ipsec "$DRILL_TIMEOUT_S" || true
+  t0=$(now_us)
+  if wait_for "$DRILL_TIMEOUT_S" "the VBR's BGP session to the gateway to go" vbr_session_down; then
+    say "vbr: BGP session to the gateway down (after $((($(now_us) - t0) / 1000)) ms more)"
+  else
+    say "vbr: BGP session to the gateway still up after $DRILL_TIMEOUT_S s"
+  fi
   sleep "$DRILL_HOLD_S"
   act "line: carries traffic again" line_connect
   observe ec ec "$DRILL_TIMEOUT_S" || true
