@@ -8,7 +8,9 @@
 # Checks the truth's paths, losses and events (no reverse outage over the black hole), that a
 # faithful agent (STAMP: every loss's direction proven; ICMP: all `undetermined`) passes every
 # assertion, and that each kind of error makes exactly its assertions fail: a wrong path, a
-# `none` for a delivered probe, an outage off by 3 intervals, a missing and an extra event, a
+# `none` for a delivered probe, an outage off by 3 intervals, a switchover bracket widened by
+# `unknown` probes over the sender's 5 ms pause (passes with the truth's gap over it, fails
+# when off or when the widening has no unknowns), a missing and an extra event, a
 # `reverse` loss for a request that never arrived, a `forward` loss for one that did, proven
 # losses off by more than 2 %, too few undetermined losses, proven losses the truth does not
 # have, outage kinds `measured` without loss and `bound` with loss, and the issue-8 agent (a
@@ -28,6 +30,11 @@ DC, ECS = "172.16.1.188", "192.168.20.161"
 T0 = 1_800_000_000_000_000_000
 MS = 1_000_000
 N = 160
+PAUSE = 35  # the sender pauses 5 ms before this probe (a loaded host): the longest gap there
+
+
+def at(seq):
+    return seq * MS + (5 * MS if seq >= PAUSE else 0)
 ICMP_SID, STAMP_SID = 0xA1B20001, 0xA1B20002  # STAMP SSID on the wire: low 16 bits
 fails = []
 
@@ -107,7 +114,7 @@ caps = {"probes-dc": [], "probes-ecs": [], "probes-cen-ec": [], "probes-cen-ipse
 cen = {"express-connect": "probes-cen-ec", "ipsec": "probes-cen-ipsec"}
 for proto, off in (("icmp", 0), ("stamp", 30_000)):
     for seq in range(N):
-        tx = T0 + seq * MS + off
+        tx = T0 + at(seq) + off
         req, rep = packet(proto, False, seq), packet(proto, True, seq)
         caps["probes-dc"].append((tx, req))
         if not delivered_fwd(seq):
@@ -126,9 +133,9 @@ for name, frames in caps.items():
 with open(os.path.join(drill, "meta.env"), "w") as f:
     f.write("DRILL=selftest\nPROFILE=fast\nDC_HOST=%s\nECS=%s\nPROBE_STAMP_PORT=862\n"
             "T_STREAM_START=%.6f\nT_STREAM_END=%.6f\n" % (DC, ECS, (T0 - MS) / 1e9,
-                                                          (T0 + (N + 1) * MS) / 1e9))
+                                                          (T0 + at(N + 1)) / 1e9))
 with open(os.path.join(drill, "actions.log"), "w") as f:
-    f.write("%.6f selftest: the line dies\n" % ((T0 + 39.5 * MS) / 1e9))
+    f.write("%.6f selftest: the line dies\n" % ((T0 + at(39) + MS / 2) / 1e9))
 
 truth_json = os.path.join(drill, "probes.json")
 r = subprocess.run([sys.executable, os.path.join(repo, "deploy/lab/probetruth"), drill,
@@ -174,7 +181,7 @@ def agent_lines(mutate=None):
     lines = []
     for proto, sid, off in (("icmp", ICMP_SID, 0), ("stamp", STAMP_SID, 30_000)):
         def tx(seq):
-            return T0 + seq * MS + off + 3_000  # the agent's clock reads 3 us later
+            return T0 + at(seq) + off + 3_000  # the agent's clock reads 3 us later
 
         for seq in range(N):
             loss = truth_loss(seq)
@@ -278,14 +285,32 @@ def missing_event(lines):
 
 def extra_event(lines):
     e = dict(find_ev(lines, "icmp", "forward", "outage_begin", 42))
-    e.update(seq=80, ts_ns=T0 + 80 * MS, **{"from": "ipsec"})
+    e.update(seq=80, ts_ns=T0 + at(80), **{"from": "ipsec"})
     lines.append(e)
 
 
 def tap_down(lines):
     lines.append({"type": "event", "agent": "1", "event": "tap_down", "tap": "tap-ec",
                   "path": "express-connect", "reason": "pcap read: The interface disappeared",
-                  "ts_ns": T0 + 90 * MS, "detected_ns": T0 + 91 * MS})
+                  "ts_ns": T0 + at(90), "detected_ns": T0 + at(91)})
+
+
+def unknown_widened(lines, claim_ms=6, unknown=True):
+    # probes 30..39 through but unattributed forward: the agent's bracket of the forward
+    # switchover is 29 -> 40, whose longest gap is the sender's 5 ms pause (34 -> 35: 6 ms)
+    if unknown:
+        for seq in range(30, 40):
+            find(lines, "stamp", seq)["fwd_path"] = "unknown"
+    e = find_ev(lines, "stamp", "forward", "switchover", 42)
+    e.update(last_ok_on_old_ns=find(lines, "stamp", 29)["tx_ns"], outage_ns=claim_ms * MS)
+
+
+def unknown_widened_wrong(lines):
+    unknown_widened(lines, claim_ms=12)
+
+
+def widened_without_unknown(lines):
+    unknown_widened(lines, unknown=False)
 
 
 def reverse_not_arrived(lines):
@@ -333,6 +358,11 @@ def issue8_agent(lines):
 S, I = "stamp session %d" % STAMP_SID, "icmp session %d" % ICMP_SID
 for name, mutate, want in (
         ("tap-down", tap_down, ["no tap went down during the drill"]),
+        ("unknown-widened-bracket", unknown_widened, []),
+        ("unknown-widened-bracket-wrong", unknown_widened_wrong,
+         [S + " forward: switchover outage 12.000 ms"]),
+        ("bracket-widened-without-unknown", widened_without_unknown,
+         [S + " forward: switchover outage 6.000 ms"]),
         ("wrong-path", wrong_path, [I + " forward: zero probes"]),
         ("none-delivered", none_delivered, [S + " reverse: zero probes"]),
         ("outage-off", outage_off, [I + " reverse: switchover outage"]),
