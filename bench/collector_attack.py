@@ -2,7 +2,8 @@
 """The collector under attack (issue 13), on loopback: honest clients (wrk, GET /api/v1/targets,
 from 127.0.0.1) measured alone and beside each attack (from 127.0.0.2, so a per-source cap can
 tell them apart): slowloris, oversized bodies, a huge head, a connection flood over the cap,
-bad tokens at a high rate, read endpoints hammered with bad parameters.
+bad tokens at a high rate (401 until the address's wrong-token limit, then 429), read endpoints
+hammered with bad parameters.
 
 Prints the honest clients' p50/p99 latency and error counts per run (figures only, no timed
 assertion). With --check it exits 1 unless these functional facts hold: the collector is alive
@@ -169,6 +170,10 @@ def huge_header(port, stop, count):
     count[0] += 1
 
 
+BAD_TOKEN_STATUS = {}
+BAD_TOKEN_LOCK = threading.Lock()
+
+
 def bad_tokens(port, stop, count):
     s = connect(port)
     body = batch("attacker", time.time_ns(), 1)
@@ -182,6 +187,9 @@ def bad_tokens(port, stop, count):
             if not r:
                 break
             count[0] += 1
+            st = r[9:12].decode("ascii", "replace")
+            with BAD_TOKEN_LOCK:
+                BAD_TOKEN_STATUS[st] = BAD_TOKEN_STATUS.get(st, 0) + 1
     finally:
         s.close()
 
@@ -328,6 +336,13 @@ def main():
         for name, r, n in rows:
             print(f"{name:<20} {n:>12} {r['requests']:>10} {r['p50']:>9} {r['p99']:>9}"
                   f" {r['non2xx']:>8} {r['errors']:>8}")
+        print("bad tokens answered: " + ", ".join(
+            f"{k} x{v}" for k, v in sorted(BAD_TOKEN_STATUS.items())) +
+            " (401 until the address's wrong-token limit, then 429)")
+        if BAD_TOKEN_STATUS and not BAD_TOKEN_STATUS.get("429"):
+            failures.append("bad tokens: the address's wrong-token limit never engaged (no 429)")
+        if set(BAD_TOKEN_STATUS) - {"401", "429"}:
+            failures.append(f"bad tokens: answers other than 401/429: {BAD_TOKEN_STATUS}")
     finally:
         alive = proc.poll() is None
         if alive:

@@ -159,6 +159,21 @@ const options::OptionTable<Building>& table() {
            b.c.token_file = (std::filesystem::path(v.file).parent_path() / b.c.token_file).string();
          }
        }},
+      {"",
+       {"ingest.auth_fail_limit"},
+       "",
+       "wrong bearer tokens one address may present per window before its ingests are refused "
+       "(429) for the rest of it (default 20; 0 = no limit)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.c.auth_fail_limit = static_cast<std::uint32_t>(v.integer(0, 1'000'000));
+       }},
+      {"",
+       {"ingest.auth_fail_window_s"},
+       "",
+       "the window of auth_fail_limit, in seconds (default 60)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.c.auth_fail_window_ns = seconds_ns(v, 1); }},
       {"--db",
        {"db.path"},
        "FILE",
@@ -371,7 +386,9 @@ std::string describe(const CollectorConfig& c) {
          " body_timeout_s=" + seconds_text(s.body_timeout.count() * 1'000'000) +
          " idle_timeout_s=" + seconds_text(s.idle_timeout.count() * 1'000'000) +
          " worker_threads=" + std::to_string(s.worker_threads) +
-         " tokens=" + std::to_string(c.tokens.size()) + " db.path=" + c.store.path +
+         " tokens=" + std::to_string(c.tokens.size()) +
+         " auth_fail_limit=" + std::to_string(c.auth_fail_limit) +
+         " auth_fail_window_s=" + seconds_text(c.auth_fail_window_ns) + " db.path=" + c.store.path +
          " raw_keep_s=" + seconds_text(c.store.raw_keep_ns) +
          " event_window_s=" + seconds_text(c.store.event_window_ns) +
          " rollup_keep_days=" + std::to_string(c.store.rollup_keep_ns / kDayNs) +

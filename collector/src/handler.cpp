@@ -303,7 +303,12 @@ const std::string& Handler::keepalive_message() {
 }
 
 Handler::Handler(db::Store& store, const Clock& clock, HandlerConfig config)
-    : store_(store), clock_(clock), config_(std::move(config)), hub_(config_.stream_queue) {
+    : store_(store),
+      clock_(clock),
+      config_(std::move(config)),
+      hub_(config_.stream_queue),
+      throttle_(AuthThrottle::Options{.limit = config_.auth_fail_limit,
+                                      .window_ns = config_.auth_fail_window_ns}) {
   add_route("POST", "/api/v1/ingest", [this](const Request& r) { return ingest(r); });
   add_route("GET", "/api/v1/agents", [this](const Request& r) { return agents(r); });
   add_route("GET", "/api/v1/targets", [this](const Request& r) { return targets(r); });
@@ -388,11 +393,27 @@ Response Handler::ingest(const Request& request) {
     ++counters_.ingest_rejected;
     if (config_.on_ingest_failure) {
       config_.on_ingest_failure(status == 401   ? "unauthorized"
+                                : status == 429 ? "throttled"
                                 : status == 413 ? "too_large"
                                                 : "bad_request");
     }
     return Response::error(status, why);
   };
+  // A source that presented too many wrong tokens is refused before its token is looked at:
+  // guessing goes no faster than the limit.
+  const std::int64_t now = clock_.monotonic_ns();
+  auto retry_after = [](std::int64_t ns) {
+    return std::to_string(std::max<std::int64_t>(1, (ns + 999'999'999) / 1'000'000'000));
+  };
+  if (const auto v = throttle_.check(request.source, now); v.refused) {
+    ++counters_.ingest_throttled;
+    Response r = reject(429, "too many wrong bearer tokens from " + request.source + " (" +
+                                 std::to_string(v.failures) + " within " +
+                                 std::to_string(config_.auth_fail_window_ns / 1'000'000'000) +
+                                 " s): refused for " + retry_after(v.retry_after_ns) + " s");
+    r.headers.emplace_back("Retry-After", retry_after(v.retry_after_ns));
+    return r;
+  }
   // The token first: nothing about the body is told to a client without one.
   constexpr std::string_view kBearer = "Bearer ";
   bool authorized = false;
@@ -408,10 +429,19 @@ Response Handler::ingest(const Request& request) {
       authorized = constant_time_equal(presented, t) || authorized;
   }
   if (!authorized) {
+    if (const auto v = throttle_.failed(request.source, now);
+        v.refused && v.failures == config_.auth_fail_limit) {
+      spdlog::warn(
+          "ingest from {}: {} wrong or missing bearer tokens within {} s: its ingests are refused "
+          "(429) for {} s",
+          request.source, v.failures, config_.auth_fail_window_ns / 1'000'000'000,
+          retry_after(v.retry_after_ns));
+    }
     Response r = reject(401, "missing or wrong bearer token");
     r.headers.emplace_back("WWW-Authenticate", "Bearer");
     return r;
   }
+  throttle_.succeeded(request.source);
   if (request.body.size() > config_.max_body_bytes) {
     return reject(413, "body of " + std::to_string(request.body.size()) +
                            " bytes is over max_body_bytes " +

@@ -294,6 +294,7 @@ class Session final : public SessionBase,
     req.last_event_id = std::string(msg["Last-Event-ID"]);
     req.content_type = std::string(msg[http::field::content_type]);
     req.body = std::move(msg.body());
+    if (source_) req.source = source_->to_string();
     keep_alive_ = msg.keep_alive();
     version_ = msg.version();
     lowest().expires_never();  // the handler may wait for the store; no socket I/O meanwhile

@@ -19,6 +19,8 @@ TEST_CASE("collector config: defaults", "[unit]") {
   CHECK(c.store.rollup_keep_ns == 400LL * 86'400 * 1'000'000'000);
   CHECK(c.store.event_keep_ns == 0);
   CHECK(c.tokens.empty());
+  CHECK(c.auth_fail_limit == 20);
+  CHECK(c.auth_fail_window_ns == 60LL * 1'000'000'000);
 }
 
 TEST_CASE("collector config: every key", "[unit]") {
@@ -27,6 +29,7 @@ TEST_CASE("collector config: every key", "[unit]") {
       "max_body_bytes = 4096\nmax_connections = 9\nheader_timeout_s = 2.5\nbody_timeout_s = 7\n"
       "idle_timeout_s = 30\nworker_threads = 3\nlog_level = \"debug\"\n"
       "[ingest]\ntokens = [\"aaaaaaaaaaaaaaaa\", \"bbbbbbbbbbbbbbbb\"]\ntoken_file = \"t\"\n"
+      "auth_fail_limit = 5\nauth_fail_window_s = 300\n"
       "[db]\npath = \"/srv/c.db\"\nraw_keep_s = 120\nevent_window_s = 5\nrollup_keep_days = 30\n"
       "event_keep_days = 700\n",
       "/etc/pathsentry/collector.toml");
@@ -41,6 +44,9 @@ TEST_CASE("collector config: every key", "[unit]") {
   CHECK(c.log_level == "debug");
   CHECK(c.tokens == std::vector<std::string>{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"});
   CHECK(c.token_file == "/etc/pathsentry/t");  // relative to the config file
+  CHECK(c.auth_fail_limit == 5);
+  CHECK(c.auth_fail_window_ns == 300LL * 1'000'000'000);
+  CHECK(parse_collector_config("[ingest]\nauth_fail_limit = 0\n", "c").auth_fail_limit == 0);
   CHECK(c.store.path == "/srv/c.db");
   CHECK(c.store.raw_keep_ns == 120LL * 1'000'000'000);
   CHECK(c.store.event_window_ns == 5LL * 1'000'000'000);
@@ -59,6 +65,8 @@ TEST_CASE("collector config: refusals name file, key and value", "[unit]") {
       {"[ingest]\ntoken = \"\"\n", "ingest.token"},
       {"[ingest]\ntokens = [1]\n", "ingest.tokens[0]"},
       {"[db]\nraw_keep_s = 0\n", "db.raw_keep_s"},
+      {"[ingest]\nauth_fail_limit = -1\n", "ingest.auth_fail_limit"},
+      {"[ingest]\nauth_fail_window_s = 0\n", "ingest.auth_fail_window_s"},
       {"[db]\nvacuum = true\n", "db.vacuum"},
       {"collector = 1\n", "collector"},
   };

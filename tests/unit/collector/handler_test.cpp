@@ -163,6 +163,51 @@ TEST_CASE("ingest refuses bad requests with a reason and writes nothing", "[unit
   }
 }
 
+TEST_CASE("ingest refuses an address after too many wrong tokens, with Retry-After", "[unit]") {
+  FakeStore store;
+  ManualClock clock{1'000'000'000, kT0 + 10 * kSec};
+  HandlerConfig c;
+  c.tokens = {kToken};
+  c.auth_fail_limit = 5;
+  c.auth_fail_window_ns = 60 * kSec;
+  std::vector<std::string> reasons;
+  c.on_ingest_failure = [&](std::string_view r) { reasons.emplace_back(r); };
+  Handler handler{store, clock, c};
+  auto post = [&](const std::string& source, const std::string& token) {
+    Request r;
+    r.method = "POST";
+    r.target = "/api/v1/ingest";
+    r.authorization = "Bearer " + token;
+    r.content_type = "application/x-ndjson";
+    r.body = good_body().text;
+    r.source = source;
+    return handler.handle(r);
+  };
+  // A right token between wrong ones clears the count.
+  for (int i = 0; i < 4; ++i) CHECK(post("10.0.0.9", "guess").status == 401);
+  CHECK(post("10.0.0.9", kToken).status == 200);
+  for (int i = 0; i < 5; ++i) CHECK(post("10.0.0.9", "guess-" + std::to_string(i)).status == 401);
+  CHECK(reasons == std::vector<std::string>(9, "unauthorized"));
+  clock.advance(std::chrono::seconds(20));
+  // Refused now whatever the token, before it is looked at; nothing written.
+  const std::uint64_t calls = store.ingest_calls();
+  const auto r = post("10.0.0.9", kToken);
+  CHECK(r.status == 429);
+  CHECK(body_of(r).at("error") ==
+        "too many wrong bearer tokens from 10.0.0.9 (5 within 60 s): refused for 40 s");
+  CHECK(r.headers == decltype(r.headers){{"Retry-After", "40"}});
+  CHECK(post("10.0.0.9", "guess").status == 429);
+  CHECK(store.ingest_calls() == calls);
+  CHECK(reasons.back() == "throttled");
+  CHECK(handler.counters().ingest_throttled == 2);
+  // Other addresses and the Unix socket (no address) are not concerned.
+  CHECK(post("10.0.0.10", kToken).status == 200);
+  CHECK(post("", kToken).status == 200);
+  // The window over: the right token is taken again.
+  clock.advance(std::chrono::seconds(40));
+  CHECK(post("10.0.0.9", kToken).status == 200);
+}
+
 TEST_CASE("ingest answers 503 with the store's reason and Retry-After for each failure", "[unit]") {
   Fixture f;
   using db::ErrorKind;

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "pathsentry/collector/auth_throttle.h"
 #include "pathsentry/collector/event_hub.h"
 #include "pathsentry/collector/http.h"
 #include "pathsentry/collector/live_state.h"
@@ -23,11 +24,16 @@ struct HandlerConfig {
   std::size_t max_body_bytes = std::size_t{16} << 20;
   std::size_t stream_queue = 4096;    ///< messages an SSE subscriber may have pending
   std::size_t stream_replay = 10000;  ///< events replayed after a Last-Event-ID, at most
+  /// Wrong bearer tokens a source address may present per window before its ingests are
+  /// refused (429) for the rest of it (AuthThrottle); 0 = no limit.
+  std::uint32_t auth_fail_limit = 20;
+  std::int64_t auth_fail_window_ns = 60'000'000'000;
   /// Called after each committed ingest with the agent and what was stored (the /metrics
   /// families, metrics/collector_metrics.h). Optional; runs on the worker thread.
   std::function<void(const std::string& agent, const db::IngestCounts& counts)> on_ingest;
   /// Called for each refused or failed ingest with its reason: bad_request, unauthorized,
-  /// too_large, or store_busy / store_full / store_readonly / store_corrupt / store_io.
+  /// throttled (too many wrong tokens from its address), too_large, or store_busy / store_full /
+  /// store_readonly / store_corrupt / store_io.
   std::function<void(std::string_view reason)> on_ingest_failure;
 };
 
@@ -37,9 +43,10 @@ struct HandlerConfig {
 /// Counters for logs and /metrics; all monotonic since start.
 struct HandlerCounters {
   std::atomic<std::uint64_t> requests{0};
-  std::atomic<std::uint64_t> ingest_batches{0};                 ///< committed
-  std::atomic<std::uint64_t> ingest_rejected{0};                ///< 4xx (bad body, token, size)
-  std::atomic<std::uint64_t> ingest_failed{0};                  ///< 503 (the store failed)
+  std::atomic<std::uint64_t> ingest_batches{0};    ///< committed
+  std::atomic<std::uint64_t> ingest_rejected{0};   ///< 4xx (bad body, token, size)
+  std::atomic<std::uint64_t> ingest_throttled{0};  ///< of those, 429 (wrong tokens, AuthThrottle)
+  std::atomic<std::uint64_t> ingest_failed{0};     ///< 503 (the store failed)
   std::atomic<std::uint64_t> probes{0}, rollups{0}, events{0};  ///< rows inserted
   std::atomic<std::uint64_t> duplicates{0};                     ///< rows already there
 };
@@ -72,6 +79,7 @@ class Handler {
   [[nodiscard]] LiveState& live() { return live_; }
   [[nodiscard]] const HandlerCounters& counters() const { return counters_; }
   [[nodiscard]] db::Store& store() { return store_; }
+  [[nodiscard]] const AuthThrottle& auth_throttle() const { return throttle_; }
 
  private:
   struct Route {
@@ -102,6 +110,7 @@ class Handler {
   EventHub hub_;
   LiveState live_;
   HandlerCounters counters_;
+  AuthThrottle throttle_;
 
   std::mutex publish_mutex_;
   std::int64_t last_published_id_ = 0;

@@ -22,6 +22,7 @@ struct Request {
   std::string last_event_id;  ///< the Last-Event-ID header (SSE resume)
   std::string content_type;
   std::string body;
+  std::string source;  ///< the peer's address over TCP ("" over a Unix socket)
 };
 
 /// The handler's answer. A normal answer is status + headers + body. A stream answer (the

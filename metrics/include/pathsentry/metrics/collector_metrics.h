@@ -21,9 +21,10 @@ class CollectorMetrics {
   /// The kinds of ingested rows (label `kind`), as the ingest answer counts them.
   static constexpr std::string_view kKinds[] = {"probe", "rollup", "event"};
   /// Why an ingest request failed (label `reason`): bad_request (400), unauthorized (401),
-  /// too_large (413), store_busy / store_full / store_readonly / store_corrupt / store_io (503).
+  /// throttled (429: too many wrong tokens from its address), too_large (413), store_busy /
+  /// store_full / store_readonly / store_corrupt / store_io (503).
   static constexpr std::string_view kFailureReasons[] = {
-      "bad_request", "unauthorized",   "too_large",     "store_busy",
+      "bad_request", "unauthorized",   "throttled",     "too_large", "store_busy",
       "store_full",  "store_readonly", "store_corrupt", "store_io"};
 
   explicit CollectorMetrics(prometheus::Registry& registry);
