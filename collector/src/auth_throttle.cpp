@@ -10,11 +10,14 @@ AuthThrottle::Verdict AuthThrottle::check(std::string_view source, std::int64_t 
   const std::lock_guard lock(mu_);
   const auto it = sources_.find(std::string(source));
   if (it == sources_.end()) return {};
-  const Entry& e = it->second;
-  if (expired(e, now_ns)) {
+  if (expired(it->second, now_ns)) {
     sources_.erase(it);
     return {};
   }
+  return verdict(it->second, now_ns);
+}
+
+AuthThrottle::Verdict AuthThrottle::verdict(const Entry& e, std::int64_t now_ns) const {
   Verdict v;
   v.failures = e.failures;
   if (e.failures >= opt_.limit) {
@@ -39,13 +42,7 @@ AuthThrottle::Verdict AuthThrottle::failed(std::string_view source, std::int64_t
   Entry& e = it->second;
   if (expired(e, now_ns)) e = Entry{now_ns, 0};
   ++e.failures;
-  Verdict v;
-  v.failures = e.failures;
-  if (e.failures >= opt_.limit) {
-    v.refused = true;
-    v.retry_after_ns = e.window_start_ns + opt_.window_ns - now_ns;
-  }
-  return v;
+  return verdict(e, now_ns);
 }
 
 void AuthThrottle::succeeded(std::string_view source) {

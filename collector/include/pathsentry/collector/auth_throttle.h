@@ -52,6 +52,7 @@ class AuthThrottle {
   [[nodiscard]] bool expired(const Entry& e, std::int64_t now_ns) const {
     return now_ns - e.window_start_ns >= opt_.window_ns;
   }
+  [[nodiscard]] Verdict verdict(const Entry& e, std::int64_t now_ns) const;
   void evict_expired(std::int64_t now_ns);
 
   Options opt_;
