@@ -79,6 +79,7 @@ int threads_share_arenas() {
   std::latch allocated(kThreads + 1);
   std::latch done(1);
   std::vector<std::thread> ts;
+  ts.reserve(kThreads);
   for (int i = 0; i < kThreads; ++i) {
     ts.emplace_back([&] {
       void* p = std::malloc(1024);
