@@ -898,3 +898,41 @@ TEST_CASE("pipeline: the hand-off buffers give a burst's memory back", "[integra
   INFO("hand-off bytes after the burst: " << held);
   CHECK(released);
 }
+
+TEST_CASE("pipeline: a backlog of announcements takes their own size in the hand-off",
+          "[integration]") {
+  // Issue 14 goal 6: the sender's announcements (32 bytes) were queued as a 240-byte variant
+  // beside the records, so a held-back worker's backlog of them took 7 times their size. Here
+  // 20 000 announcements arrive while the worker is held: their poll's buffers must hold about
+  // 20 000 x 32 bytes (x 2 for the vector's growth), not 20 000 x 240.
+  constexpr std::uint64_t kProbes = 20'000;
+  Lab lab;
+  TempDir dir;
+  const SessionSpec spec = icmp_session(lab);
+  { PcapFile ec(dir.file("ec.pcap")); }
+  ManualClock clock(1'000'000'000, kBase - kNsPerSec);
+  PipelineOptions po;
+  po.taps = {clear_tap("ec", "express-connect")};
+  po.decode = DecodeContext{kAgentId, 862};
+  po.drain_ns = 0;
+  HeldWaiter waiter;
+  Pipeline p(clock, po, waiter);
+  p.add_session(spec);
+  auto src = open_file(dir.file("ec.pcap"));
+  REQUIRE(src);
+  p.set_source(0, std::make_unique<LatchedSource>(std::move(*src)));  // never opened: no copies
+  p.start();
+  REQUIRE(wait_for([&] { return waiter.sleeps() >= 1; }));
+  for (std::uint64_t seq = 0; seq < kProbes; ++seq) {
+    const std::int64_t tx = kBase + static_cast<std::int64_t>(seq) * kInterval;
+    p.on_sent(SentNotice{kSession, seq, tx, spec.wire_bytes});
+  }
+  const int before = waiter.sleeps();
+  waiter.release();
+  REQUIRE(wait_for([&] { return waiter.sleeps() >= before + 2; }));
+  const std::size_t peak = p.peak_handoff_bytes();
+  p.stop();
+  INFO("hand-off peak: " << peak << " bytes");
+  CHECK(peak >= kProbes * sizeof(SentNotice));  // the burst was in one poll
+  CHECK(peak <= 2 * kProbes * sizeof(SentNotice) + 4 * Pipeline::kHandoffKeepBytes);
+}
