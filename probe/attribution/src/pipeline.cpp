@@ -243,7 +243,7 @@ void Pipeline::on_sent(const SentNotice& sent) {
   SentNotice s = sent;
   s.tx_ns = steps_.to_internal(s.tx_ns);
   std::lock_guard lock(in_mu_);
-  sent_.push_back(s);
+  inputs_.emplace_back(s);
 }
 
 void Pipeline::on_record(const ProbeRecord& record) {
@@ -470,14 +470,12 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   }
   {
     std::lock_guard lock(in_mu_);
-    sent_scratch_.swap(sent_);
     in_scratch_.swap(inputs_);
     obs_scratch_.swap(observations_);
     changes_scratch_.swap(tap_changes_);
     echo_scratch_.swap(echoes_);
-    live_bytes_ = bytes_of(sent_) + bytes_of(inputs_) + bytes_of(observations_) + bytes_of(echoes_);
+    live_bytes_ = bytes_of(inputs_) + bytes_of(observations_) + bytes_of(echoes_);
   }
-  const std::size_t sent_used = sent_scratch_.size();
   const std::size_t in_used = in_scratch_.size();
   const std::size_t obs_used = obs_scratch_.size();
   const std::size_t echo_used = echo_scratch_.size();
@@ -487,14 +485,10 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   // smallest slot ring), so a batch holding more than that per session (the worker late by
   // ~20 ms at 50 000 probes/s a session) would leave the later copies unmatched and their
   // probes "unknown" if the copies came first. Nothing is decided before poll() below.
-  // The batch's announcements before its records: each probe's announcement was queued before
-  // its record (nothing is decided before poll(), so the order between probes does not matter).
-  for (const SentNotice& s : sent_scratch_) {
-    attributor_.on_sent(ProbeSent{s.session_id, s.seq, s.tx_ns, s.wire_bytes});
-  }
-  sent_scratch_.clear();
   for (const Input& in : in_scratch_) {
-    if (const auto* t = std::get_if<TtlResult>(&in)) {
+    if (const auto* s = std::get_if<SentNotice>(&in)) {
+      attributor_.on_sent(ProbeSent{s->session_id, s->seq, s->tx_ns, s->wire_bytes});
+    } else if (const auto* t = std::get_if<TtlResult>(&in)) {
       auto it = ttl_targets_.find(t->session_id);
       if (it == ttl_targets_.end()) continue;
       ProbeRecord r;
@@ -594,21 +588,13 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     }
   }
   const bool changed = !samples_.empty();
-  {
-    const std::size_t held = live_bytes_ + bytes_of(sent_scratch_) + bytes_of(in_scratch_) +
-                             bytes_of(obs_scratch_) + bytes_of(echo_scratch_) + bytes_of(records_) +
-                             bytes_of(samples_);
-    if (held > peak_handoff_bytes_.load()) peak_handoff_bytes_.store(held);
-  }
   release_after_burst(records_, records_.size(), Pipeline::kHandoffKeepBytes);
   release_after_burst(samples_, samples_.size(), Pipeline::kHandoffKeepBytes);
-  release_after_burst(sent_scratch_, sent_used, Pipeline::kHandoffKeepBytes);
   release_after_burst(in_scratch_, in_used, Pipeline::kHandoffKeepBytes);
   release_after_burst(obs_scratch_, obs_used, Pipeline::kHandoffKeepBytes);
   release_after_burst(echo_scratch_, echo_used, Pipeline::kHandoffKeepBytes);
-  handoff_bytes_.store(live_bytes_ + bytes_of(sent_scratch_) + bytes_of(in_scratch_) +
-                       bytes_of(obs_scratch_) + bytes_of(echo_scratch_) + bytes_of(records_) +
-                       bytes_of(samples_));
+  handoff_bytes_.store(live_bytes_ + bytes_of(in_scratch_) + bytes_of(obs_scratch_) +
+                       bytes_of(echo_scratch_) + bytes_of(records_) + bytes_of(samples_));
   records_.clear();
   ttl_records_.clear();
   samples_.clear();

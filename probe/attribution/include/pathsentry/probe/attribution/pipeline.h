@@ -243,9 +243,6 @@ class Pipeline final : public RecordSink {
   /// them; a poll whose batch fills less than a quarter of a buffer above kHandoffKeepBytes
   /// gives that buffer's memory back.
   [[nodiscard]] std::size_t handoff_bytes() const { return handoff_bytes_.load(); }
-  /// The most handoff_bytes() was at the end of any poll, taken before buffers are given back
-  /// (any thread).
-  [[nodiscard]] std::size_t peak_handoff_bytes() const { return peak_handoff_bytes_.load(); }
   /// A hand-off or per-poll buffer keeps up to this much allocated between polls.
   static constexpr std::size_t kHandoffKeepBytes = std::size_t{256} << 10;
   /// Steps of the realtime clock noticed so far (any thread).
@@ -253,9 +250,7 @@ class Pipeline final : public RecordSink {
 
  private:
   struct TapThread;
-  /// The sender's records and the TTL results (announcements have a queue of their own: a
-  /// 32-byte SentNotice in a 240-byte variant made a stalled worker's backlog 7 times larger).
-  using Input = std::variant<ProbeRecord, TtlResult>;
+  using Input = std::variant<SentNotice, ProbeRecord, TtlResult>;
   /// A tap's capture failed (down) or was reopened (up): from its capture thread to the worker.
   struct TapChange {
     std::size_t tap = 0;
@@ -296,7 +291,6 @@ class Pipeline final : public RecordSink {
   std::vector<std::unique_ptr<TapThread>> taps_;
 
   std::mutex in_mu_;
-  std::vector<SentNotice> sent_;
   std::vector<Input> inputs_;
   std::vector<std::pair<std::size_t, Observation>> observations_;
   std::vector<std::pair<std::size_t, EchoFrame>> echoes_;  // health-check frames
@@ -312,7 +306,6 @@ class Pipeline final : public RecordSink {
   bool stopped_ = false;
 
   // worker-only scratch
-  std::vector<SentNotice> sent_scratch_;
   std::vector<Input> in_scratch_;
   std::vector<std::pair<std::size_t, Observation>> obs_scratch_;
   std::vector<TapChange> changes_scratch_;
@@ -332,7 +325,6 @@ class Pipeline final : public RecordSink {
   std::int64_t hc_status_due_ns_ = 0;
   std::size_t live_bytes_ = 0;  // the queues' capacity at the last swap (worker)
   std::atomic<std::size_t> handoff_bytes_{0};
-  std::atomic<std::size_t> peak_handoff_bytes_{0};
 };
 
 }  // namespace pathsentry::probe
