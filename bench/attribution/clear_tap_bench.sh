@@ -4,7 +4,8 @@
 # rising probe rates. Per step: probes sent and answered (the baseline: what the path and the
 # reflector carried), the share of answered probes attributed to the path they took, per
 # direction, "wrong" (attributed to the idle path, which cannot have carried them), "unknown",
-# the taps' pcap drops (kernel ring full), the agent's CPU and max RSS (bench-runstat). Each
+# the taps' pcap drops (kernel ring full), the agent's CPU and max RSS (bench-runstat), and its
+# resident RSS (median VmRSS over the step's second half, read every ~0.2 s). Each
 # step also runs the same probes without taps: the agent's CPU and RSS beside it, same run.
 #
 # Usage: sudo bash bench/attribution/clear_tap_bench.sh BUILD_DIR [options]
@@ -120,8 +121,21 @@ run_step() { # RATE TAPS(0|1)
   "$RUNSTAT" --out "$dir/runstat.json" -- ip netns exec "$NS_A" "$PROBE" --target "$B4" \
     --proto both --rate "$half" --duration "$STEP_S" --source "$A4" --timeout-ms 500 --quiet \
     --metrics-listen off "${recargs[@]}" --summary-json "$dir/summary.json" \
-    "${tapargs[@]}" $AGENT_ARGS >"$dir/agent.log" 2>&1 ||
-    echo "clear_tap_bench: agent exited $? at $rate/s (taps $taps)" >&2
+    "${tapargs[@]}" $AGENT_ARGS >"$dir/agent.log" 2>&1 &
+  # The agent's VmRSS about every 0.2 s (runstat's child: `ip netns exec` execs the agent in
+  # place): the "resident" figure is the median over the second half of the step, what the
+  # agent holds once running; runstat's max RSS also counts short peaks given back at once.
+  local rs_pid=$! agent_pid="" rc=0
+  : >"$dir/rss.txt"
+  while kill -0 "$rs_pid" 2>/dev/null; do
+    [ -n "$agent_pid" ] || agent_pid=$(pgrep -P "$rs_pid" | head -n 1 || true)
+    if [ -n "$agent_pid" ]; then
+      awk '/^VmRSS:/ {print $2}' "/proc/$agent_pid/status" >>"$dir/rss.txt" 2>/dev/null || true
+    fi
+    sleep 0.2
+  done
+  wait "$rs_pid" || rc=$?
+  [ "$rc" = 0 ] || echo "clear_tap_bench: agent exited $rc at $rate/s (taps $taps)" >&2
   python3 - "$dir" "$rate" "$taps" "$STEP_S" "$load0 -> $(cut -d' ' -f1-3 /proc/loadavg)" \
     >>"$ROWS" <<'PY'
 import json, re, sys
@@ -148,6 +162,12 @@ row = {"rate": int(rate), "taps": taps == "1", "step_s": float(step_s), "load": 
        "lost": sum(s["lost"] for s in sess), "missed_slots": sum(s["missed_slots"] for s in sess),
        "records": len(recs), "cpu_pct": round(rs["cpu_pct"]) if "cpu_pct" in rs else None, "max_rss_mb":
        round(rs["max_rss_kb"] / 1024, 1) if "max_rss_kb" in rs else None}
+try:
+    kb = [int(x) for x in open(d + "/rss.txt").read().split()]
+except (FileNotFoundError, ValueError):
+    kb = []
+half = sorted(kb[len(kb) // 2:])
+row["resident_mb"] = round(half[len(half) // 2] / 1024, 1) if half else None
 answered = [r for r in recs.values() if r["rx_ns"] is not None]
 row["answered"] = len(answered)
 row["answered_per_s"] = round(len(answered) / float(step_s))
@@ -195,9 +215,10 @@ PY
   python3 - "$ROWS" <<'PY'
 import json, sys
 r = [json.loads(l) for l in open(sys.argv[1])][-1]
-line = "  %7d/s %-7s sent %7d answered %7d (%6d/s) lost %d missed %d | cpu %s%% rss %s MB" % (
+line = ("  %7d/s %-7s sent %7d answered %7d (%6d/s) lost %d missed %d | cpu %s%% rss %s MB"
+        " resident %s MB") % (
     r["rate"], "taps" if r["taps"] else "no taps", r["sent"], r["answered"], r["answered_per_s"],
-    r["lost"], r["missed_slots"], r["cpu_pct"], r["max_rss_mb"])
+    r["lost"], r["missed_slots"], r["cpu_pct"], r["max_rss_mb"], r.get("resident_mb"))
 if r["taps"]:
     line += " | fwd %.3f%% wrong %d unk %d | rev %.3f%% wrong %d unk %d | pcap drops %d | %s" % (
         r["fwd"]["attributed_pct"], r["fwd"]["wrong"], r["fwd"]["unknown"],
@@ -216,8 +237,8 @@ done
 python3 - "$ROWS" "$JSON_OUT" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
-print("| rate/s | taps | sent | answered/s | lost | missed slots | fwd attributed % | rev attributed % | wrong | unknown fwd/rev | pcap drops | agent cpu % | max RSS MB | load |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| rate/s | taps | sent | answered/s | lost | missed slots | fwd attributed % | rev attributed % | wrong | unknown fwd/rev | pcap drops | agent cpu % | max RSS MB | resident MB | load |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for r in rows:
     if r["taps"]:
         t = ("%.3f" % r["fwd"]["attributed_pct"], "%.3f" % r["rev"]["attributed_pct"],
@@ -225,9 +246,10 @@ for r in rows:
              "%d / %d" % (r["fwd"]["unknown"], r["rev"]["unknown"]), str(r["pcap_drops"]))
     else:
         t = ("-",) * 5
-    print("| %d | %s | %d | %d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
+    print("| %d | %s | %d | %d | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % tuple(
         (r["rate"], "yes" if r["taps"] else "no", r["sent"], r["answered_per_s"], r["lost"],
-         r["missed_slots"]) + t + (r["cpu_pct"], r["max_rss_mb"], r["load"])))
+         r["missed_slots"]) + t + (r["cpu_pct"], r["max_rss_mb"], r.get("resident_mb"),
+                                   r["load"])))
 ok = [r for r in rows if r["taps"] and r["ok"]]
 print("\nhighest rate with >= 99.9 %% of answered probes attributed, 0 wrong, 0 pcap drops: %s" % (
     "%d probes/s" % max(r["rate"] for r in ok) if ok else "none"))

@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "malloc_tuning.h"
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/common/privileges.h"
 #include "pathsentry/common/thread_runner.h"
@@ -757,6 +758,8 @@ int run_agent(const AgentConfig& cfg) {
 }  // namespace
 
 int agent_main(int argc, char** argv) {
+  // Before any thread starts: the arenas and the mmap threshold (malloc_tuning.h).
+  tune_malloc_for_agent();
   std::vector<std::string_view> args(argv + 1, argv + argc);
   std::random_device rd;
   const auto nonce = static_cast<std::uint16_t>(rd());

@@ -71,6 +71,23 @@ constexpr std::int64_t kDrainSlackNs = 20'000'000;
 // The attributor's settle_ns: windows ending at the watermark are complete this much later.
 constexpr std::int64_t kWatermarkGraceNs = 20'000'000;
 
+template <class V>
+std::size_t bytes_of(const V& v) {
+  return v.capacity() * sizeof(typename V::value_type);
+}
+
+// A buffer that a burst grew (a worker held back under load: up to a second of announcements,
+// records and tap copies, tens of MB at 100 000 probes/s) gives its memory back once a poll's
+// batch (`used`) fills less than a quarter of it; up to keep_bytes it stays for the next polls.
+template <class V>
+void release_after_burst(V& v, std::size_t used, std::size_t keep_bytes) {
+  if (bytes_of(v) <= keep_bytes || used * 4 >= v.capacity()) return;
+  V fresh;
+  fresh.reserve(used);
+  v.clear();
+  v.swap(fresh);
+}
+
 }  // namespace
 
 std::int64_t reopen_backoff_ns(std::uint32_t attempt, std::int64_t initial_ns,
@@ -457,7 +474,11 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     obs_scratch_.swap(observations_);
     changes_scratch_.swap(tap_changes_);
     echo_scratch_.swap(echoes_);
+    live_bytes_ = bytes_of(inputs_) + bytes_of(observations_) + bytes_of(echoes_);
   }
+  const std::size_t in_used = in_scratch_.size();
+  const std::size_t obs_used = obs_scratch_.size();
+  const std::size_t echo_used = echo_scratch_.size();
   handle_tap_changes();
   // The sender's side first, then the taps' copies: a clear copy whose probe has not been
   // announced is only taken for a sequence just ahead of the last one announced (1024, the
@@ -567,6 +588,13 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
     }
   }
   const bool changed = !samples_.empty();
+  release_after_burst(records_, records_.size(), Pipeline::kHandoffKeepBytes);
+  release_after_burst(samples_, samples_.size(), Pipeline::kHandoffKeepBytes);
+  release_after_burst(in_scratch_, in_used, Pipeline::kHandoffKeepBytes);
+  release_after_burst(obs_scratch_, obs_used, Pipeline::kHandoffKeepBytes);
+  release_after_burst(echo_scratch_, echo_used, Pipeline::kHandoffKeepBytes);
+  handoff_bytes_.store(live_bytes_ + bytes_of(in_scratch_) + bytes_of(obs_scratch_) +
+                       bytes_of(echo_scratch_) + bytes_of(records_) + bytes_of(samples_));
   records_.clear();
   ttl_records_.clear();
   samples_.clear();

@@ -238,6 +238,13 @@ class Pipeline final : public RecordSink {
       std::uint32_t session_id) const;
   /// The TTL cross-check's counters (after stop(), or from the worker's thread).
   [[nodiscard]] const CrossCheckStats& crosscheck_stats() const { return crosscheck_.stats(); }
+  /// Bytes the hand-off queues and the worker's per-poll buffers hold allocated (their
+  /// capacity), as of the worker's last poll; any thread. A burst (a worker held back) grows
+  /// them; a poll whose batch fills less than a quarter of a buffer above kHandoffKeepBytes
+  /// gives that buffer's memory back.
+  [[nodiscard]] std::size_t handoff_bytes() const { return handoff_bytes_.load(); }
+  /// A hand-off or per-poll buffer keeps up to this much allocated between polls.
+  static constexpr std::size_t kHandoffKeepBytes = std::size_t{256} << 10;
   /// Steps of the realtime clock noticed so far (any thread).
   [[nodiscard]] std::uint64_t clock_steps() const { return steps_.steps(); }
 
@@ -316,6 +323,8 @@ class Pipeline final : public RecordSink {
   std::vector<std::pair<std::size_t, EchoFrame>> echo_scratch_;
   std::vector<std::int64_t> hc_watermarks_;
   std::int64_t hc_status_due_ns_ = 0;
+  std::size_t live_bytes_ = 0;  // the queues' capacity at the last swap (worker)
+  std::atomic<std::size_t> handoff_bytes_{0};
 };
 
 }  // namespace pathsentry::probe
