@@ -21,7 +21,9 @@ void ClaimDecide::claim(LogEntry& e, Direction d) {
     Claim& c = e.claims[lane];
     c = Claim{};
     c.incomplete = from <= ln.evicted_through_ns;
-    for (std::uint64_t i = EspLanes::lower_bound(ln.obs, from); i < ln.obs.end_abs(); ++i) {
+    const std::uint64_t first = EspLanes::lower_bound_from(ln.obs, from, ln.claim_hint);
+    ln.claim_hint = first;
+    for (std::uint64_t i = first; i < ln.obs.end_abs(); ++i) {
       EspObs& o = ln.obs.at(i);
       if (o.ts_ns > to) break;
       if (o.any_claims < 0xFFFF) ++o.any_claims;

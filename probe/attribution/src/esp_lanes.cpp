@@ -49,23 +49,17 @@ void EspLanes::learn_window(Direction d, std::int64_t anchor_ns, std::uint32_t w
     EspLane& ln = lanes_[lane][di];
     const auto [from, to] = window_of(tap, d, anchor_ns);
     if (from <= ln.evicted_through_ns) continue;
-    // The distinct lengths in the window, in the order first seen (at most 64), through a small
-    // open-addressing set: a dense window holds dozens of packets.
-    std::array<std::uint32_t, 64> lens{};
-    std::array<std::uint64_t, 2 * lens.size()> seen{};  // length + 1; 0 = empty
-    std::size_t n = 0;
-    for (std::uint64_t i = lower_bound(ln.obs, from); i < ln.obs.end_abs() && n < lens.size();
-         ++i) {
+    // The distinct lengths in the window, in the order first seen (at most 64).
+    DistinctLens& lens = window_lens_;
+    lens.start();
+    const std::uint64_t first = lower_bound_from(ln.obs, from, ln.learn_hint);
+    ln.learn_hint = first;
+    for (std::uint64_t i = first; i < ln.obs.end_abs() && !lens.full(); ++i) {
       const EspObs& o = ln.obs.at(i);
       if (o.ts_ns > to) break;
-      const std::uint64_t k = std::uint64_t{o.len} + 1;
-      std::size_t h = (o.len * 2654435761u) >> 25;  // 7 bits: 128 slots
-      while (seen[h] != 0 && seen[h] != k) h = (h + 1) & (seen.size() - 1);
-      if (seen[h] != 0) continue;
-      seen[h] = k;
-      lens[n++] = o.len;
+      lens.add(o.len);
     }
-    ln.learner.on_window(wire, lens.data(), n);
+    ln.learner.on_window(wire, lens.data(), lens.size());
     ++ln.windows_learned;
   }
 }

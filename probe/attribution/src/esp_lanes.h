@@ -3,6 +3,7 @@
 // ESP lanes: per ESP tap and direction, the ESP packets seen, per-SA sequence gaps, the lengths
 // and transforms learned, the silent-tap warning. docs/attribution.md §2–3 has the rules.
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -60,6 +61,10 @@ struct EspLane {
     bool learned = false;
   };
   std::vector<Learned> learned;
+  // Where the last learning and claim windows started (absolute indices): windows are taken in
+  // anchor order, so the next one starts at or a little after (lower_bound_from).
+  std::uint64_t learn_hint = 0;
+  std::uint64_t claim_hint = 0;
   // The transform learned from the lengths seen (docs/attribution.md §2).
   EspLearner learner;
   std::int64_t first_esp_ns = 0;  // capture time of the first ESP packet (0: none yet)
@@ -91,6 +96,43 @@ struct SilentPeriod {
   std::uint64_t unlearned = 0;  // ESP in the window, no expected length known
   std::uint64_t collapsed = 0;  // ambiguous under a learned TFC padding
   bool warned = false;          // the last period warned (the next says "still")
+};
+
+/// The distinct ESP lengths of one window, in the order first seen (at most kCap), through a
+/// small open-addressing set that is never cleared: a slot belongs to the current window when
+/// its stamp is the window's (a dense window holds dozens of packets; clearing the set per
+/// window was a third of the learning's time).
+class DistinctLens {
+ public:
+  static constexpr std::size_t kCap = 64;
+  /// Starts a window (`gen`: the first window's stamp, for the wrap-around test).
+  explicit DistinctLens(std::uint32_t gen = 0) : gen_(gen) {}
+  void start() {
+    n_ = 0;
+    if (++gen_ == 0) {  // wrapped: no slot may carry a stale stamp equal to the new one
+      stamp_.fill(0);
+      gen_ = 1;
+    }
+  }
+  [[nodiscard]] bool full() const { return n_ == kCap; }
+  void add(std::uint32_t len) {
+    std::size_t h = (len * 2654435761u) >> 25;  // 7 bits: 128 slots
+    while (stamp_[h] == gen_ && key_[h] != len) h = (h + 1) & (kSlots - 1);
+    if (stamp_[h] == gen_) return;
+    stamp_[h] = gen_;
+    key_[h] = len;
+    lens_[n_++] = len;
+  }
+  [[nodiscard]] const std::uint32_t* data() const { return lens_.data(); }
+  [[nodiscard]] std::size_t size() const { return n_; }
+
+ private:
+  static constexpr std::size_t kSlots = 2 * kCap;
+  std::array<std::uint32_t, kSlots> stamp_{};
+  std::array<std::uint32_t, kSlots> key_{};
+  std::array<std::uint32_t, kCap> lens_{};
+  std::size_t n_ = 0;
+  std::uint32_t gen_ = 0;
 };
 
 /// The ESP lanes: one per ESP tap (Setup::lane_tap), each with a forward and a reverse EspLane.
@@ -134,6 +176,20 @@ class EspLanes {
   static std::uint64_t lower_bound(const Ring<EspObs>& r, std::int64_t ts) {
     return partition_point(r, [ts](const EspObs& o) { return o.ts_ns < ts; });
   }
+  /// lower_bound(r, ts), starting from `hint` (a previous result for an earlier `ts`): a few
+  /// steps forward from it when it is still at or before the answer, else the binary search.
+  /// The ring is in time order (add_esp), so the result is lower_bound's whatever the hint.
+  static std::uint64_t lower_bound_from(const Ring<EspObs>& r, std::int64_t ts,
+                                        std::uint64_t hint) {
+    std::uint64_t i = std::max(hint, r.begin_abs());
+    if (i > r.end_abs() || (i > r.begin_abs() && r.at(i - 1).ts_ns >= ts)) {
+      return lower_bound(r, ts);
+    }
+    for (int step = 0; step < 16; ++step, ++i) {
+      if (i == r.end_abs() || r.at(i).ts_ns >= ts) return i;
+    }
+    return lower_bound(r, ts);
+  }
   /// The first entry (absolute index) for which `before` is false, in a ring ordered so that
   /// `before` holds for a prefix of it.
   template <class T, class Before>
@@ -159,6 +215,7 @@ class EspLanes {
   std::vector<std::string>& notes_;
   std::vector<std::array<EspLane, 2>> lanes_;  // [lane][direction]
   std::vector<SilentPeriod> silent_;           // per lane
+  DistinctLens window_lens_;                   // learn_window's scratch
 };
 
 }  // namespace pathsentry::probe::attr
