@@ -662,6 +662,24 @@ class LatchedSource final : public PacketSource {
 
 }  // namespace
 
+namespace {
+
+// A clear tap's capture of `probes` ICMP probes one interval apart, each request 50 us after
+// its send and its reply 50 us before the RTT.
+void write_answered_icmp(const std::string& path, const Lab& lab, const SessionSpec& spec,
+                         std::uint64_t probes) {
+  PcapFile ec(path);
+  for (std::uint64_t seq = 0; seq < probes; ++seq) {
+    const std::int64_t tx = kBase + static_cast<std::int64_t>(seq) * kInterval;
+    ec.add(tx + 50'000, ethernet(icmp_probe(lab.agent, lab.target, true, kAgentId, kSession, seq,
+                                            tx, spec.wire_bytes)));
+    ec.add(tx + kRtt - 50'000, ethernet(icmp_probe(lab.target, lab.agent, false, kAgentId, kSession,
+                                                   seq, tx, spec.wire_bytes)));
+  }
+}
+
+}  // namespace
+
 TEST_CASE("pipeline: a poll's batch is announced before its tap copies are matched",
           "[integration]") {
   // Issue 14: at 50 000 probes/s a session, a worker ~20 ms late takes more than 1024 probes'
@@ -675,16 +693,7 @@ TEST_CASE("pipeline: a poll's batch is announced before its tap copies are match
   Lab lab;
   TempDir dir;
   const SessionSpec spec = icmp_session(lab);
-  {
-    PcapFile ec(dir.file("ec.pcap"));
-    for (std::uint64_t seq = 0; seq < kProbes; ++seq) {
-      const std::int64_t tx = kBase + static_cast<std::int64_t>(seq) * kInterval;
-      ec.add(tx + 50'000, ethernet(icmp_probe(lab.agent, lab.target, true, kAgentId, kSession, seq,
-                                              tx, spec.wire_bytes)));
-      ec.add(tx + kRtt - 50'000, ethernet(icmp_probe(lab.target, lab.agent, false, kAgentId,
-                                                     kSession, seq, tx, spec.wire_bytes)));
-    }
-  }
+  write_answered_icmp(dir.file("ec.pcap"), lab, spec, kProbes);
   ManualClock clock(1'000'000'000, kBase - kNsPerSec);  // nothing decided before the flush
   JsonLinesWriter out(dir.file("out.jsonl"), "dc1");
   PipelineOptions po;
@@ -855,16 +864,7 @@ TEST_CASE("pipeline: the hand-off buffers give a burst's memory back", "[integra
   Lab lab;
   TempDir dir;
   const SessionSpec spec = icmp_session(lab);
-  {
-    PcapFile ec(dir.file("ec.pcap"));
-    for (std::uint64_t seq = 0; seq < kProbes; ++seq) {
-      const std::int64_t tx = kBase + static_cast<std::int64_t>(seq) * kInterval;
-      ec.add(tx + 50'000, ethernet(icmp_probe(lab.agent, lab.target, true, kAgentId, kSession, seq,
-                                              tx, spec.wire_bytes)));
-      ec.add(tx + kRtt - 50'000, ethernet(icmp_probe(lab.target, lab.agent, false, kAgentId,
-                                                     kSession, seq, tx, spec.wire_bytes)));
-    }
-  }
+  write_answered_icmp(dir.file("ec.pcap"), lab, spec, kProbes);
   ManualClock clock(1'000'000'000, kBase - kNsPerSec);
   PipelineOptions po;
   po.taps = {clear_tap("ec", "express-connect")};
