@@ -76,8 +76,7 @@ int collector_main(int argc, char** argv) {
     HandlerConfig hc;
     hc.tokens = config.tokens;
     hc.max_body_bytes = config.server.max_body_bytes;
-    hc.auth_fail_limit = config.auth_fail_limit;
-    hc.auth_fail_window_ns = config.auth_fail_window_ns;
+    hc.auth_throttle = config.auth_throttle;
     hc.on_ingest = [&cm, &clock](const std::string& agent, const db::IngestCounts& c) {
       cm.add_batch(agent, c.probes, c.rollups, c.events, c.duplicate_probes, c.duplicate_rollups,
                    c.duplicate_events);

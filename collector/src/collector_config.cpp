@@ -166,14 +166,14 @@ const options::OptionTable<Building>& table() {
        "(429) for the rest of it (default 20; 0 = no limit)",
        Arg::One,
        [](Building& b, const Value& v) {
-         b.c.auth_fail_limit = static_cast<std::uint32_t>(v.integer(0, 1'000'000));
+         b.c.auth_throttle.limit = static_cast<std::uint32_t>(v.integer(0, 1'000'000));
        }},
       {"",
        {"ingest.auth_fail_window_s"},
        "",
        "the window of auth_fail_limit, in seconds (default 60)",
        Arg::One,
-       [](Building& b, const Value& v) { b.c.auth_fail_window_ns = seconds_ns(v, 1); }},
+       [](Building& b, const Value& v) { b.c.auth_throttle.window_ns = seconds_ns(v, 1); }},
       {"--db",
        {"db.path"},
        "FILE",
@@ -387,9 +387,9 @@ std::string describe(const CollectorConfig& c) {
          " idle_timeout_s=" + seconds_text(s.idle_timeout.count() * 1'000'000) +
          " worker_threads=" + std::to_string(s.worker_threads) +
          " tokens=" + std::to_string(c.tokens.size()) +
-         " auth_fail_limit=" + std::to_string(c.auth_fail_limit) +
-         " auth_fail_window_s=" + seconds_text(c.auth_fail_window_ns) + " db.path=" + c.store.path +
-         " raw_keep_s=" + seconds_text(c.store.raw_keep_ns) +
+         " auth_fail_limit=" + std::to_string(c.auth_throttle.limit) +
+         " auth_fail_window_s=" + seconds_text(c.auth_throttle.window_ns) +
+         " db.path=" + c.store.path + " raw_keep_s=" + seconds_text(c.store.raw_keep_ns) +
          " event_window_s=" + seconds_text(c.store.event_window_ns) +
          " rollup_keep_days=" + std::to_string(c.store.rollup_keep_ns / kDayNs) +
          " event_keep_days=" + std::to_string(c.store.event_keep_ns / kDayNs);

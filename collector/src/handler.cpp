@@ -307,8 +307,7 @@ Handler::Handler(db::Store& store, const Clock& clock, HandlerConfig config)
       clock_(clock),
       config_(std::move(config)),
       hub_(config_.stream_queue),
-      throttle_(AuthThrottle::Options{.limit = config_.auth_fail_limit,
-                                      .window_ns = config_.auth_fail_window_ns}) {
+      throttle_(config_.auth_throttle) {
   add_route("POST", "/api/v1/ingest", [this](const Request& r) { return ingest(r); });
   add_route("GET", "/api/v1/agents", [this](const Request& r) { return agents(r); });
   add_route("GET", "/api/v1/targets", [this](const Request& r) { return targets(r); });
@@ -409,7 +408,7 @@ Response Handler::ingest(const Request& request) {
     ++counters_.ingest_throttled;
     Response r = reject(429, "too many wrong bearer tokens from " + request.source + " (" +
                                  std::to_string(v.failures) + " within " +
-                                 std::to_string(config_.auth_fail_window_ns / 1'000'000'000) +
+                                 std::to_string(config_.auth_throttle.window_ns / 1'000'000'000) +
                                  " s): refused for " + retry_after(v.retry_after_ns) + " s");
     r.headers.emplace_back("Retry-After", retry_after(v.retry_after_ns));
     return r;
@@ -430,11 +429,11 @@ Response Handler::ingest(const Request& request) {
   }
   if (!authorized) {
     if (const auto v = throttle_.failed(request.source, now);
-        v.refused && v.failures == config_.auth_fail_limit) {
+        v.refused && v.failures == config_.auth_throttle.limit) {
       spdlog::warn(
           "ingest from {}: {} wrong or missing bearer tokens within {} s: its ingests are refused "
           "(429) for {} s",
-          request.source, v.failures, config_.auth_fail_window_ns / 1'000'000'000,
+          request.source, v.failures, config_.auth_throttle.window_ns / 1'000'000'000,
           retry_after(v.retry_after_ns));
     }
     Response r = reject(401, "missing or wrong bearer token");

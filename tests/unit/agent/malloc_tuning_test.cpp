@@ -122,28 +122,23 @@ int nothing_applied() {
   return tune_malloc_for_agent().empty() ? 0 : 1;
 }
 
+// glibc's behaviour in a child; under AddressSanitizer, that the agent applies nothing.
+int glibc_case(int (*body)()) {
+  if (!kSanitizerMalloc) return in_child(body);
+  WARN(
+      "AddressSanitizer's malloc: glibc's behaviour not observable; checked that the agent "
+      "applies nothing");
+  return in_child(nothing_applied);
+}
+
 }  // namespace
 
 TEST_CASE("malloc tuning: a large block freed does not keep the next one in an arena", "[unit]") {
-  if (kSanitizerMalloc) {
-    WARN(
-        "AddressSanitizer's malloc: glibc's mmap threshold not observable; checked that the "
-        "agent applies nothing");
-    REQUIRE(in_child(nothing_applied) == 0);
-    return;
-  }
-  REQUIRE(in_child(large_blocks_mmapped) == 0);
+  REQUIRE(glibc_case(large_blocks_mmapped) == 0);
 }
 
 TEST_CASE("malloc tuning: the agent's threads share at most two arenas", "[unit]") {
-  if (kSanitizerMalloc) {
-    WARN(
-        "AddressSanitizer's malloc: glibc's arenas not observable; checked that the agent "
-        "applies nothing");
-    REQUIRE(in_child(nothing_applied) == 0);
-    return;
-  }
-  REQUIRE(in_child(threads_share_arenas) == 0);
+  REQUIRE(glibc_case(threads_share_arenas) == 0);
 }
 
 TEST_CASE("malloc tuning: settings from the environment win", "[unit]") {

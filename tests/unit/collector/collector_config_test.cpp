@@ -19,8 +19,8 @@ TEST_CASE("collector config: defaults", "[unit]") {
   CHECK(c.store.rollup_keep_ns == 400LL * 86'400 * 1'000'000'000);
   CHECK(c.store.event_keep_ns == 0);
   CHECK(c.tokens.empty());
-  CHECK(c.auth_fail_limit == 20);
-  CHECK(c.auth_fail_window_ns == 60LL * 1'000'000'000);
+  CHECK(c.auth_throttle.limit == 20);
+  CHECK(c.auth_throttle.window_ns == 60LL * 1'000'000'000);
 }
 
 TEST_CASE("collector config: every key", "[unit]") {
@@ -44,9 +44,9 @@ TEST_CASE("collector config: every key", "[unit]") {
   CHECK(c.log_level == "debug");
   CHECK(c.tokens == std::vector<std::string>{"aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"});
   CHECK(c.token_file == "/etc/pathsentry/t");  // relative to the config file
-  CHECK(c.auth_fail_limit == 5);
-  CHECK(c.auth_fail_window_ns == 300LL * 1'000'000'000);
-  CHECK(parse_collector_config("[ingest]\nauth_fail_limit = 0\n", "c").auth_fail_limit == 0);
+  CHECK(c.auth_throttle.limit == 5);
+  CHECK(c.auth_throttle.window_ns == 300LL * 1'000'000'000);
+  CHECK(parse_collector_config("[ingest]\nauth_fail_limit = 0\n", "c").auth_throttle.limit == 0);
   CHECK(c.store.path == "/srv/c.db");
   CHECK(c.store.raw_keep_ns == 120LL * 1'000'000'000);
   CHECK(c.store.event_window_ns == 5LL * 1'000'000'000);

@@ -168,8 +168,8 @@ TEST_CASE("ingest refuses an address after too many wrong tokens, with Retry-Aft
   ManualClock clock{1'000'000'000, kT0 + 10 * kSec};
   HandlerConfig c;
   c.tokens = {kToken};
-  c.auth_fail_limit = 5;
-  c.auth_fail_window_ns = 60 * kSec;
+  c.auth_throttle.limit = 5;
+  c.auth_throttle.window_ns = 60 * kSec;
   std::vector<std::string> reasons;
   c.on_ingest_failure = [&](std::string_view r) { reasons.emplace_back(r); };
   Handler handler{store, clock, c};

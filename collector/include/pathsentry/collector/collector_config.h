@@ -8,6 +8,7 @@
 #include <utility>
 #include <vector>
 
+#include "pathsentry/collector/auth_throttle.h"
 #include "pathsentry/collector/server.h"
 #include "pathsentry/db/store.h"
 
@@ -17,10 +18,10 @@ namespace pathsentry::collector {
 /// docs/collector.md "Configuration"; defaults are the values below and ServerConfig's.
 struct CollectorConfig {
   ServerConfig server;
-  std::vector<std::string> tokens;     ///< [ingest] token, tokens and the token_file's lines
-  std::string token_file;              ///< [ingest] token_file ("" = none)
-  std::uint32_t auth_fail_limit = 20;  ///< [ingest] auth_fail_limit (0 = no limit)
-  std::int64_t auth_fail_window_ns = 60'000'000'000;  ///< [ingest] auth_fail_window_s
+  std::vector<std::string> tokens;  ///< [ingest] token, tokens and the token_file's lines
+  std::string token_file;           ///< [ingest] token_file ("" = none)
+  /// [ingest] auth_fail_limit (0 = no limit), auth_fail_window_s
+  AuthThrottle::Options auth_throttle;
   db::StoreConfig store{.path = "/var/lib/pathsentry/collector.db"};
   std::int64_t retention_interval_ns = 60'000'000'000;  ///< how often retention runs
   std::string log_level = "info";

@@ -25,9 +25,8 @@ struct HandlerConfig {
   std::size_t stream_queue = 4096;    ///< messages an SSE subscriber may have pending
   std::size_t stream_replay = 10000;  ///< events replayed after a Last-Event-ID, at most
   /// Wrong bearer tokens a source address may present per window before its ingests are
-  /// refused (429) for the rest of it (AuthThrottle); 0 = no limit.
-  std::uint32_t auth_fail_limit = 20;
-  std::int64_t auth_fail_window_ns = 60'000'000'000;
+  /// refused (429) for the rest of it (AuthThrottle; limit 0 = no limit).
+  AuthThrottle::Options auth_throttle;
   /// Called after each committed ingest with the agent and what was stored (the /metrics
   /// families, metrics/collector_metrics.h). Optional; runs on the worker thread.
   std::function<void(const std::string& agent, const db::IngestCounts& counts)> on_ingest;
