@@ -19,7 +19,17 @@ bash scripts/format.sh --check
 echo "== clang-tidy"
 bash scripts/tidy.sh "$build"
 echo "== tests"
-(cd "$build" && ctest --output-on-failure -j1 "$@")
+# A failing test's own output sits in the middle of a long log; on failure its failed checks
+# (e2e "FAIL" lines with the detail printed before each, Catch2 "FAILED:" blocks) are printed
+# again at the very end, where a log's tail shows them.
+ctest_rc=0
+(cd "$build" && ctest --output-on-failure -j1 "$@") || ctest_rc=$?
+if [ "$ctest_rc" -ne 0 ]; then
+  echo "== failed checks (again, from $build/Testing/Temporary/LastTest.log)"
+  grep -a -B2 -A3 -E '^  FAIL |FAILED:$|^FAIL: ' "$build/Testing/Temporary/LastTest.log" |
+    cut -c1-700 | tail -n 120 || true
+  exit "$ctest_rc"
+fi
 if [ "${PS_SKIP_ASAN:-0}" != 1 ]; then
   echo "== unit and integration tests under AddressSanitizer + UBSan"
   cmake --preset asan >/dev/null

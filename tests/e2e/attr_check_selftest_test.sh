@@ -8,7 +8,8 @@
 # Checks the truth's paths, losses and events (no reverse outage over the black hole), that a
 # faithful agent (STAMP: every loss's direction proven; ICMP: all `undetermined`) passes every
 # assertion, and that each kind of error makes exactly its assertions fail: a wrong path, a
-# `none` for a delivered probe, an outage off by 3 intervals, a switchover bracket widened by
+# `none` for a delivered probe, an outage off by 3 intervals (and, only when the agent logged a
+# realtime clock step, passes one 3 ms short of its realtime bracket), a switchover bracket widened by
 # `unknown` probes over the sender's 5 ms pause (passes with the truth's gap over it, fails
 # when off or when the widening has no unknowns), a missing and an extra event, a
 # `reverse` loss for a request that never arrived, a `forward` loss for one that did, proven
@@ -233,7 +234,7 @@ def agent_lines(mutate=None):
     return lines
 
 
-def run_check(name, lines):
+def run_check(name, lines, extra=()):
     path = os.path.join(work, name + ".jsonl")
     with open(path, "w") as f:
         for o in lines:
@@ -242,7 +243,8 @@ def run_check(name, lines):
     r = subprocess.run([sys.executable, os.path.join(repo, "deploy/lab/attrcheck"), path,
                         truth_json, "--json", out, "--expect-switchovers",
                         "forward=express-connect>ipsec,ipsec>express-connect", "--expect-switchovers",
-                        "reverse=express-connect>ipsec,ipsec>express-connect"], capture_output=True, text=True)
+                        "reverse=express-connect>ipsec,ipsec>express-connect", *extra], capture_output=True,
+                       text=True)
     if r.returncode != 0:
         print(r.stdout, r.stderr)
         return None
@@ -277,6 +279,20 @@ def outage_off(lines):
     e = find_ev(lines, "icmp", "reverse", "switchover", 62)
     e["first_ok_on_new_ns"] += 3 * MS
     e["outage_ns"] += 3 * MS
+
+
+def clock_step(lines):
+    # the host stepped its realtime clock 3 ms forward inside the bracket: the agent's duration
+    # (monotonic) is 3 ms short of its two probes' realtime tx times, which match the captures
+    e = find_ev(lines, "icmp", "reverse", "switchover", 62)
+    e["outage_ns"] -= 3 * MS
+
+
+def clock_step_off(lines):
+    # the same step, but the agent's realtime bracket is off from the captures' by 3 intervals
+    e = find_ev(lines, "icmp", "reverse", "switchover", 62)
+    e["outage_ns"] -= 3 * MS
+    e["first_ok_on_new_ns"] += 3 * MS
 
 
 def missing_event(lines):
@@ -366,6 +382,7 @@ for name, mutate, want in (
         ("wrong-path", wrong_path, [I + " forward: zero probes"]),
         ("none-delivered", none_delivered, [S + " reverse: zero probes"]),
         ("outage-off", outage_off, [I + " reverse: switchover outage"]),
+        ("clock-step-not-logged", clock_step, [I + " reverse: switchover outage"]),
         ("missing-event", missing_event, [S + " reverse: the agent's events are exactly"]),
         ("extra-event", extra_event, [I + " forward: the agent's events are exactly"]),
         ("reverse-loss-never-arrived", reverse_not_arrived,
@@ -392,6 +409,18 @@ for name, mutate, want in (
        failed is not None and all(any(w.startswith(x) for x in want) for w in whats) and
        all(any(w.startswith(x) for w in whats) for x in want))
 
+
+
+# with the agent's log saying the realtime clock stepped (--clock-stepped)
+for name, mutate, want in (
+        ("clock-step-in-bracket", clock_step, []),
+        ("clock-step-bracket-off", clock_step_off, [I + " reverse: switchover outage"]),
+        ("clock-step-no-excuse", outage_off, [I + " reverse: switchover outage"])):
+    failed = run_check(name, agent_lines(mutate), ["--clock-stepped"])
+    whats = [a["what"] for a in failed or []]
+    ok("%s (clock stepped): exactly the matching assertions fail (%s)" % (name, whats),
+       failed is not None and all(any(w.startswith(x) for x in want) for w in whats) and
+       all(any(w.startswith(x) for w in whats) for x in want))
 
 
 def healthcheck_events(lines):

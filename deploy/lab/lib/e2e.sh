@@ -208,8 +208,11 @@ attr_drill() {
   }
   ATTR_JSON=$E2E_RESULTS/attrcheck.json
   # the detector's rules the agent implements (deploy/lab/probetruth's Model, --rules)
+  # the host's time sync may step the realtime clock mid-drill (the agent says so at exit)
+  local stepped=()
+  if grep -q 'realtime clock stepped' "$ATTR_LOG"; then stepped=(--clock-stepped); fi
   python3 "$E2E_REPO/deploy/lab/attrcheck" "$ATTR_OUT" "$dir/probes.json" --json "$ATTR_JSON" \
-    --summary "$ATTR_SUMMARY" \
+    --summary "$ATTR_SUMMARY" "${stepped[@]}" \
     --rules "${PS_E2E_RULES:-2}" "$@" | sed 's/^/    /'
   # every assertion a check: one line each, "ok|fail<TAB>what<TAB>detail"
   local n=0 st what detail
