@@ -344,6 +344,22 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
       ++interval_.duplicates;
       return;
     }
+    // The kernel received it after the probe's timeout, but this thread ran expire() only
+    // after it (a stall): the probe was lost at its timeout, as it would have been declared
+    // had the thread run; the reply is late. Without this, a reply 4 s after a 1 s timeout
+    // came out as an on-time answer with a 4 s RTT (and, with taps, as a second record for a
+    // probe the attributor had already declared lost when no record came).
+    const TxSlot& tx = slots_[seq & mask_];
+    const std::int64_t sent_ns = rx->tx_kernel_ns != 0 ? rx->tx_kernel_ns : tx.tx_user_ns;
+    if (rx_ns - sent_ns > cfg_.timeout_ns) {
+      rx->state = State::Lost;
+      rx->tx_user_ns = tx.tx_user_ns;
+      emit_lost(seq, tx.tx_user_ns);
+      if (total_.lost > 0) --total_.lost;  // the run's loss count keeps never-answered only
+      late = true;
+      ++total_.late;
+      ++interval_.late;
+    }
   } else {
     // Already resolved. Its receiver slot still knows how, unless a newer probe took it.
     RxSlot& old = rx_slots_[seq & mask_];
@@ -513,7 +529,8 @@ void ProbeSession::expire(std::int64_t now_mono_ns) {
     const TxSlot& tx = slots_[seq & mask_];
     if (tx.failed.load(std::memory_order_acquire)) continue;
     RxSlot& rx = rx_slot(seq);
-    if (rx.state == State::Received) continue;
+    // Received, or lost and answered late already (on_datagram: a reply past the timeout)
+    if (rx.state == State::Received || rx.state == State::LateReceived) continue;
     if (now_mono_ns - tx.tx_mono_ns < cfg_.timeout_ns) break;  // later probes are younger
     if (rx.state == State::Replied) {
       // Answered, but its TX timestamp never came: time it with the userspace send time.

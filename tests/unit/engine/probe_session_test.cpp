@@ -179,6 +179,41 @@ TEST_CASE("session handles late replies", "[unit][session]") {
   REQUIRE(rig.s->roll_interval().counters.lost == 1);
 }
 
+// A reply the kernel received after the timeout is late even when the receiver thread reads it
+// before it ran the expiry (a stalled thread): the probe was lost at its timeout. Before, it
+// came out as an on-time answer with an RTT above the timeout (CI under load: 4 s at a 1 s
+// timeout, and a second record for a probe the attributor had declared lost).
+TEST_CASE("session makes a reply received past the timeout late, whenever it is read",
+          "[unit][session]") {
+  Rig rig(Proto::Icmp);  // 100 ms timeout
+  rig.send(3);
+  rig.reply(0);
+  rig.sock->deliver(test::icmp_echo_reply(rig.wf, rig.sock->sent.at(1).bytes),
+                    rig.tx(1) + 100'000'000 + 1'000'000);  // 101 ms after it left
+  rig.sock->deliver(test::icmp_echo_reply(rig.wf, rig.sock->sent.at(2).bytes),
+                    rig.tx(2) + 100'000'000 - 1'000'000);  // 99 ms: in time
+  rig.io();                                                // no expire() ran in between
+  const auto r1 = rig.sink.for_seq(1);
+  REQUIRE(r1.size() == 2);
+  CHECK_FALSE(r1[0].rx_ns.has_value());
+  CHECK_FALSE(r1[0].late);
+  CHECK(r1[1].late);
+  // timed from the user-space send time here (the fake's TX timestamps come after the replies)
+  CHECK(r1[1].rtt_ns >= 101'000'000);
+  CHECK(r1[1].rtt_ns < 101'100'000);
+  const auto r2 = rig.sink.for_seq(2);
+  REQUIRE(r2.size() == 1);
+  CHECK_FALSE(r2[0].late);
+  CHECK(r2[0].rtt_ns == 99'000'000);
+  rig.expire_after_timeout();  // the expiry passes over it: no third record
+  CHECK(rig.sink.for_seq(1).size() == 2);
+  const auto sum = rig.s->summary();
+  CHECK(sum.counters.late == 1);
+  CHECK(sum.counters.lost == 0);
+  CHECK(sum.rtt.max == 99'000'000);  // a late reply is not in the RTT statistics
+  CHECK(rig.s->roll_interval().counters.lost == 1);
+}
+
 // A reply whose probe's slot has since been reused is still recognised as late, timed from
 // the send time the packet carried.
 TEST_CASE("session recognises very late replies from the packet", "[unit][session]") {
