@@ -201,10 +201,12 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
       }
       const std::int64_t leave = launch > 0 ? launch : now;
       TxSlot& s = slots_[seq & mask_];
-      s.seq = seq;
-      s.tx_user_ns = tx_user + (leave - now);  // when it leaves, also in the payload
+      const std::int64_t handed_ahead_ns = leave - now;
+      s.tx_user_ns = tx_user + handed_ahead_ns;  // when it leaves, also in the payload
       s.tx_mono_ns = leave;
-      s.ahead_ns = leave - now;
+      s.ahead = handed_ahead_ns <= 0                 ? Ahead::None
+                : handed_ahead_ns < kLaunchConfirmNs ? Ahead::Short
+                                                     : Ahead::Confirm;
       s.wire_bytes = wire_bytes_ + extra;
       s.failed.store(false, std::memory_order_relaxed);
       auto buf = std::span(tx_buffers_).subspan(i * max_datagram_, size);
@@ -292,12 +294,12 @@ void ProbeSession::on_tx_timestamp(const io::TxTimestamp& ts) {
 
 void ProbeSession::check_launch(const TxSlot& tx, std::int64_t tx_kernel_ns) {
   const LaunchTime state = launch_state_.load(std::memory_order_relaxed);
-  if (state == LaunchTime::Off || tx.ahead_ns <= 0) return;
+  if (state == LaunchTime::Off || tx.ahead == Ahead::None) return;
   const std::int64_t early = tx.tx_user_ns - tx_kernel_ns;  // planned - actual departure
   if (early > kLaunchEarlyNs) {
     launch_early_ns_.store(early);
     launch_state_.store(LaunchTime::Off);
-  } else if (state == LaunchTime::Trial && tx.ahead_ns >= kLaunchConfirmNs) {
+  } else if (state == LaunchTime::Trial && tx.ahead == Ahead::Confirm) {
     launch_state_.store(LaunchTime::On);
   }
 }
