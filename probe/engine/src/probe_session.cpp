@@ -350,7 +350,7 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
     // Already resolved. Its receiver slot still knows how, unless a newer probe took it.
     RxSlot& old = rx_slots_[seq & mask_];
     const bool kept = old.seq == seq && old.state == State::Lost;
-    if (!accept(*reply, kept ? std::optional(old.tx_user_ns) : std::nullopt)) return;
+    if (!accept(*reply, kept ? std::optional(old.lost_tx_user_ns()) : std::nullopt)) return;
     if (old.seq == seq && (old.state == State::Received || old.state == State::LateReceived)) {
       ++total_.duplicates;
       ++interval_.duplicates;
@@ -392,6 +392,9 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
     if (!reply->has_sender_tx) return;
     rx = &scratch;
   }
+  // A late reply: the TX slot may already hold a newer probe, so it is timed with the receiver
+  // slot's copy of the send time (read before rx_ns takes its place), or the packet's.
+  const std::int64_t late_tx_user_ns = rx == &scratch ? reply->sender_tx_ns : rx->lost_tx_user_ns();
   rx->rx_ns = rx_ns;
   rx->has_reflector = reply->reflector_seq.has_value();
   rx->reflector_seq = reply->reflector_seq.value_or(0);
@@ -401,9 +404,7 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
 
   if (late) {
     rx->state = State::LateReceived;
-    // The TX slot may already hold a newer probe: use the receiver slot's copy of the send
-    // time, or the one the packet carried.
-    emit(seq, *rx, rx == &scratch ? reply->sender_tx_ns : rx->tx_user_ns, true);
+    emit(seq, *rx, late_tx_user_ns, true);
     return;
   }
   if (rx->tx_kernel_ns != 0) {
@@ -523,7 +524,7 @@ void ProbeSession::expire(std::int64_t now_mono_ns) {
       emit(seq, rx, tx.tx_user_ns, false);
     } else {
       rx.state = State::Lost;
-      rx.tx_user_ns = tx.tx_user_ns;
+      rx.set_lost_tx_user_ns(tx.tx_user_ns);
       emit_lost(seq, tx.tx_user_ns);
     }
   }

@@ -277,7 +277,9 @@ class ProbeSession {
   struct RxSlot {
     std::uint64_t seq = ~std::uint64_t{0};
     std::int64_t tx_kernel_ns = 0;
-    std::int64_t tx_user_ns = 0;  // copied from the TX slot when declared lost
+    // Answered: the reply's rx. Lost: the userspace send time, copied from the TX slot (which a
+    // newer probe may take) for a late reply (lost_tx_user_ns()). One field for both: a lost
+    // probe has no rx, and the late reply that writes it ends the Lost state.
     std::int64_t rx_ns = 0;
     std::int64_t reflector_rx_ns = 0;
     std::int64_t reflector_tx_ns = 0;
@@ -285,8 +287,10 @@ class ProbeSession {
     State state = State::Pending;
     bool reflector_synced = false;
     bool has_reflector = false;
+    [[nodiscard]] std::int64_t lost_tx_user_ns() const { return rx_ns; }
+    void set_lost_tx_user_ns(std::int64_t ns) { rx_ns = ns; }
   };
-  static_assert(sizeof(RxSlot) <= 56, "an RX slot grew");
+  static_assert(sizeof(RxSlot) <= 48, "an RX slot grew");
 
   RxSlot& rx_slot(std::uint64_t seq);
   // Launch-time pacing: did the probe leave at its launch time? (receiver thread)
