@@ -70,7 +70,7 @@ void Attributor::Impl::on_sent(const ProbeSent& p) {
     return;
   }
   // The slot the session's probe 8 sequences on takes was last used a whole ring ago (seconds:
-  // out of the caches by now); start fetching it (96 bytes, up to two cache lines).
+  // out of the caches by now); start fetching it (64 bytes, up to two cache lines).
   const char* ahead = reinterpret_cast<const char*>(&s.slots[(p.seq + 8) & s.mask]);
   __builtin_prefetch(ahead, 1, 3);
   __builtin_prefetch(ahead + sizeof(Slot) - 1, 1, 3);
@@ -116,10 +116,13 @@ void Attributor::Impl::on_record(const ProbeRecord& r) {
   sl->rx_ns = *r.rx_ns;
   sl->rtt_ns = r.rtt_ns;
   sl->has_reflector = r.reflector_seq.has_value();
-  sl->reflector_seq = r.reflector_seq.value_or(0);
-  sl->reflector_rx_ns = r.reflector_rx_ns.value_or(0);
-  sl->reflector_tx_ns = r.reflector_tx_ns.value_or(0);
-  sl->reflector_synced = r.reflector_clock_synced;
+  if (sl->has_reflector) {
+    ReflectorFields& rf = SlotTable::reflector_of(s, *sl);
+    rf.seq = *r.reflector_seq;
+    rf.rx_ns = r.reflector_rx_ns.value_or(0);
+    rf.tx_ns = r.reflector_tx_ns.value_or(0);
+    rf.synced = r.reflector_clock_synced;
+  }
   LogEntry e;
   e.anchor_ns = *r.rx_ns;
   e.session = si;

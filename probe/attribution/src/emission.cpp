@@ -100,10 +100,11 @@ void Emission::emit(Session& s, Slot& sl, Out& out) {
     r.rtt_ns = sl.rtt_ns;
   }
   if (sl.has_reflector) {
-    r.reflector_seq = sl.reflector_seq;
-    r.reflector_rx_ns = sl.reflector_rx_ns;
-    r.reflector_tx_ns = sl.reflector_tx_ns;
-    r.reflector_clock_synced = sl.reflector_synced;
+    const ReflectorFields& rf = SlotTable::reflector_of(std::as_const(s), sl);
+    r.reflector_seq = rf.seq;
+    r.reflector_rx_ns = rf.rx_ns;
+    r.reflector_tx_ns = rf.tx_ns;
+    r.reflector_clock_synced = rf.synced;
   }
   r.fwd_path = setup_.labels[static_cast<std::size_t>(fwd)];
   r.rev_path = setup_.labels[static_cast<std::size_t>(rev)];

@@ -159,7 +159,7 @@ bool LossInference::fate_known(const Session& s, const Slot& sl, std::int8_t ev,
   if (counts(s) && (sl.hint == LossHint::FwdLost || sl.hint == LossHint::RevLost)) return true;
   if (ev == kNoEvidence && unseen_due(sl) > now) return false;
   if (counts(s) && sl.hint == LossHint::None &&
-      sl.lost_ns + setup_.cfg.stamp_evidence_wait_ns > now) {
+      sl.lost_ns() + setup_.cfg.stamp_evidence_wait_ns > now) {
     return false;
   }
   return true;
@@ -246,7 +246,7 @@ bool LossInference::late_esp(Slot& sl) {
 
 void LossInference::mark_lost(std::uint32_t si, Session& s, Slot& sl, std::int64_t now) {
   sl.flags |= kLoss;
-  sl.lost_ns = now;
+  sl.set_lost_ns(now);
   if (counts(s) && sl.hint == LossHint::None && sl.rev_clear == 0) {
     held_.push_back({now + setup_.cfg.stamp_evidence_wait_ns, si, sl.seq});
   }

@@ -6,13 +6,19 @@ namespace pathsentry::probe::attr {
 
 void SlotTable::grow(Session& s) {
   std::vector<Slot> ns(s.slots.size() * 2);
+  std::vector<ReflectorFields> nr(s.reflector.empty() ? 0 : ns.size());
   const std::uint64_t nmask = ns.size() - 1;
-  for (const Slot& sl : s.slots) {
+  for (std::size_t i = 0; i < s.slots.size(); ++i) {
+    const Slot& sl = s.slots[i];
     if (sl.seq == kNoSeq) continue;
     Slot& d = ns[sl.seq & nmask];
-    if (d.seq == kNoSeq || d.seq < sl.seq) d = sl;
+    if (d.seq == kNoSeq || d.seq < sl.seq) {
+      d = sl;
+      if (!nr.empty()) nr[sl.seq & nmask] = s.reflector[i];
+    }
   }
   s.slots = std::move(ns);
+  s.reflector = std::move(nr);
   s.mask = nmask;
 }
 

@@ -48,12 +48,11 @@ struct Slot {
   std::uint64_t seq = kNoSeq;
   std::int64_t anchor_ns = 0;  // forward window anchor (announced tx)
   std::int64_t tx_ns = 0;      // the record's tx (kernel when available)
+  // Answered (kReceived): the reply's rx. Unanswered and declared lost (kLoss): when it was
+  // declared lost (the reflector's evidence waits from it; lost_ns()). One field for both: a
+  // probe is declared lost only while unanswered, and an answer clears kLoss for good.
   std::int64_t rx_ns = 0;
   std::int64_t rtt_ns = 0;
-  std::int64_t reflector_rx_ns = 0;
-  std::int64_t reflector_tx_ns = 0;
-  std::int64_t lost_ns = 0;  // when it was declared lost (the reflector's evidence waits from it)
-  std::uint32_t reflector_seq = 0;
   std::uint32_t wire = 0;
   std::uint32_t fwd_clear = 0;  // bit per path id seen exactly
   std::uint32_t rev_clear = 0;
@@ -63,11 +62,26 @@ struct Slot {
   std::int8_t fwd_sampled = kNoEvidence;             // the path its forward sample said
   LossDirection emitted_loss = LossDirection::None;  // what its last record said
   LossHint hint = LossHint::None;
-  bool has_reflector = false;
-  bool reflector_synced = false;
+  bool has_reflector = false;  // its Session::reflector entry is this probe's
   bool tx_kernel = false;
   [[nodiscard]] bool has(std::uint16_t f) const { return (flags & f) != 0; }
+  [[nodiscard]] std::int64_t lost_ns() const { return rx_ns; }
+  void set_lost_ns(std::int64_t ns) { rx_ns = ns; }
 };
+// 2 sessions x 65 536 slots at 100 000 probes/s: this is most of the attributor's memory (it
+// was 96 bytes before the reflector's fields moved out and the loss time shared rx_ns).
+static_assert(sizeof(Slot) <= 64, "a slot grew: see docs/bench.md, issue 14 session 10");
+
+/// A STAMP reply's reflector fields, beside its slot (Session::reflector, indexed like
+/// Session::slots), valid while that slot says has_reflector: sessions whose records carry none
+/// (ICMP) do not pay for them.
+struct ReflectorFields {
+  std::int64_t rx_ns = 0;
+  std::int64_t tx_ns = 0;
+  std::uint32_t seq = 0;
+  bool synced = false;
+};
+static_assert(sizeof(ReflectorFields) <= 24, "see Slot");
 
 /// A probe to look at again once `due_ns` has passed (a forward sample waiting for the late
 /// horizon, a lost STAMP probe waiting for the reflector's counter).
@@ -89,6 +103,8 @@ struct Session {
   SessionSpec spec;
   std::string target_text;
   std::vector<Slot> slots;
+  // Empty until one of the session's records carries reflector fields, then as large as slots.
+  std::vector<ReflectorFields> reflector;
   std::uint64_t mask = 0;
   bool any = false;
   std::uint64_t max_seq = 0;
@@ -123,8 +139,9 @@ struct StampKeyHash {
 /// stay findable, twice the sender's timeout (the sender keeps a probe that long for a late
 /// answer: its ring holds 2 x rate x timeout) plus the decide delays. Probes still unresolved
 /// (no record yet, up to timeout + record_grace_ns) are never overwritten: the table grows
-/// when one would be (SlotTable::acquire). The slots dominate the attributor's memory (96 bytes
-/// each: 6 MiB per 65536), so the table starts no larger than that.
+/// when one would be (SlotTable::acquire). The slots dominate the attributor's memory (64 bytes
+/// each, 4 MiB per 65536; 24 more for a STAMP session's reflector fields), so the table starts
+/// no larger than that.
 inline std::size_t ring_size_for(const SessionSpec& s) {
   const double horizon_s = 2.0 * static_cast<double>(s.timeout_ns) / 1e9 + 0.25;
   const double want = std::max(1.0, s.rate_pps) * horizon_s;
@@ -177,6 +194,15 @@ struct SlotTable {
   static void advance_lowest(Session& s);
   /// Doubles the session's ring, keeping the newest probe per slot.
   static void grow(Session& s);
+  /// The reflector fields of `sl` (a slot of `s`), allocating the session's on first use.
+  static ReflectorFields& reflector_of(Session& s, const Slot& sl) {
+    if (s.reflector.empty()) s.reflector.resize(s.slots.size());
+    return s.reflector[sl.seq & s.mask];
+  }
+  /// The reflector fields of `sl`; precondition: sl.has_reflector.
+  static const ReflectorFields& reflector_of(const Session& s, const Slot& sl) {
+    return s.reflector[sl.seq & s.mask];
+  }
 };
 
 }  // namespace pathsentry::probe::attr

@@ -201,10 +201,12 @@ std::size_t ProbeSession::send_due(const Clock& clock) {
       }
       const std::int64_t leave = launch > 0 ? launch : now;
       TxSlot& s = slots_[seq & mask_];
-      s.seq = seq;
-      s.tx_user_ns = tx_user + (leave - now);  // when it leaves, also in the payload
+      const std::int64_t handed_ahead_ns = leave - now;
+      s.tx_user_ns = tx_user + handed_ahead_ns;  // when it leaves, also in the payload
       s.tx_mono_ns = leave;
-      s.ahead_ns = leave - now;
+      s.ahead = handed_ahead_ns <= 0                 ? Ahead::None
+                : handed_ahead_ns < kLaunchConfirmNs ? Ahead::Short
+                                                     : Ahead::Confirm;
       s.wire_bytes = wire_bytes_ + extra;
       s.failed.store(false, std::memory_order_relaxed);
       auto buf = std::span(tx_buffers_).subspan(i * max_datagram_, size);
@@ -292,12 +294,12 @@ void ProbeSession::on_tx_timestamp(const io::TxTimestamp& ts) {
 
 void ProbeSession::check_launch(const TxSlot& tx, std::int64_t tx_kernel_ns) {
   const LaunchTime state = launch_state_.load(std::memory_order_relaxed);
-  if (state == LaunchTime::Off || tx.ahead_ns <= 0) return;
+  if (state == LaunchTime::Off || tx.ahead == Ahead::None) return;
   const std::int64_t early = tx.tx_user_ns - tx_kernel_ns;  // planned - actual departure
   if (early > kLaunchEarlyNs) {
     launch_early_ns_.store(early);
     launch_state_.store(LaunchTime::Off);
-  } else if (state == LaunchTime::Trial && tx.ahead_ns >= kLaunchConfirmNs) {
+  } else if (state == LaunchTime::Trial && tx.ahead == Ahead::Confirm) {
     launch_state_.store(LaunchTime::On);
   }
 }
@@ -353,7 +355,7 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
     const std::int64_t sent_ns = rx->tx_kernel_ns != 0 ? rx->tx_kernel_ns : tx.tx_user_ns;
     if (rx_ns - sent_ns > cfg_.timeout_ns) {
       rx->state = State::Lost;
-      rx->tx_user_ns = tx.tx_user_ns;
+      rx->set_lost_tx_user_ns(tx.tx_user_ns);
       emit_lost(seq, tx.tx_user_ns);
       if (total_.lost > 0) --total_.lost;  // the run's loss count keeps never-answered only
       late = true;
@@ -364,7 +366,7 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
     // Already resolved. Its receiver slot still knows how, unless a newer probe took it.
     RxSlot& old = rx_slots_[seq & mask_];
     const bool kept = old.seq == seq && old.state == State::Lost;
-    if (!accept(*reply, kept ? std::optional(old.tx_user_ns) : std::nullopt)) return;
+    if (!accept(*reply, kept ? std::optional(old.lost_tx_user_ns()) : std::nullopt)) return;
     if (old.seq == seq && (old.state == State::Received || old.state == State::LateReceived)) {
       ++total_.duplicates;
       ++interval_.duplicates;
@@ -406,6 +408,9 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
     if (!reply->has_sender_tx) return;
     rx = &scratch;
   }
+  // A late reply: the TX slot may already hold a newer probe, so it is timed with the receiver
+  // slot's copy of the send time (read before rx_ns takes its place), or the packet's.
+  const std::int64_t late_tx_user_ns = rx == &scratch ? reply->sender_tx_ns : rx->lost_tx_user_ns();
   rx->rx_ns = rx_ns;
   rx->has_reflector = reply->reflector_seq.has_value();
   rx->reflector_seq = reply->reflector_seq.value_or(0);
@@ -415,9 +420,7 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
 
   if (late) {
     rx->state = State::LateReceived;
-    // The TX slot may already hold a newer probe: use the receiver slot's copy of the send
-    // time, or the one the packet carried.
-    emit(seq, *rx, rx == &scratch ? reply->sender_tx_ns : rx->tx_user_ns, true);
+    emit(seq, *rx, late_tx_user_ns, true);
     return;
   }
   if (rx->tx_kernel_ns != 0) {
@@ -538,7 +541,7 @@ void ProbeSession::expire(std::int64_t now_mono_ns) {
       emit(seq, rx, tx.tx_user_ns, false);
     } else {
       rx.state = State::Lost;
-      rx.tx_user_ns = tx.tx_user_ns;
+      rx.set_lost_tx_user_ns(tx.tx_user_ns);
       emit_lost(seq, tx.tx_user_ns);
     }
   }

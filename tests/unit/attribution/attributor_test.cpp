@@ -1101,3 +1101,82 @@ TEST_CASE("attributor: session ids across the flat and hashed lookups", "[unit][
   CHECK(a.session_losses(65536));
   CHECK_FALSE(a.session_losses(65537));
 }
+
+// A probe's reflector fields are kept beside its slot (for sessions whose records carry them)
+// and follow it when the slot table grows; a lost probe's loss time shares its slot's rx time.
+TEST_CASE("attributor: reflector fields survive the slot table's growth", "[unit][attribution]") {
+  AttributorConfig cfg;
+  TapSpec ec;
+  ec.interface = "tap-ec";
+  ec.path = "express-connect";
+  cfg.taps = {ec};
+  Attributor a(cfg);
+  const auto target = addr("192.168.20.1");
+  for (const auto proto : {Proto::Icmp, Proto::Stamp}) {
+    SessionSpec s;
+    s.session_id = proto == Proto::Icmp ? 1 : 2;
+    s.proto = proto;
+    s.target = target;
+    s.wire_bytes = 84;
+    s.rate_pps = 1;  // the smallest table (kMinRing): 3 000 unfinished probes make it grow twice
+    a.add_session(s);
+  }
+  constexpr std::int64_t kT = 1'700'000'000'000'000'000;
+  constexpr std::uint64_t kProbes = 3000;
+  const auto answered = [](std::uint64_t seq) { return seq % 7 != 3; };
+  for (std::uint64_t seq = 0; seq < kProbes; ++seq) {
+    for (const std::uint32_t id : {1u, 2u}) {
+      const std::int64_t tx = kT + static_cast<std::int64_t>(seq) * 1'000'000;
+      a.on_sent({id, seq, tx, 0});
+      ProbeRecord r;
+      r.target = "192.168.20.1";
+      r.proto = id == 1 ? Proto::Icmp : Proto::Stamp;
+      r.session_id = id;
+      r.seq = seq;
+      r.tx_ns = tx + 7;
+      r.tx_kernel_ts = seq % 2 == 0;
+      if (answered(seq)) {
+        r.rx_ns = tx + 500'000 + static_cast<std::int64_t>(seq);
+        r.rtt_ns = 499'993 + static_cast<std::int64_t>(seq);
+        if (id == 2) {
+          r.reflector_seq = static_cast<std::uint32_t>(seq * 3 + 1);
+          r.reflector_rx_ns = tx + 250'000 + static_cast<std::int64_t>(seq);
+          r.reflector_tx_ns = tx + 260'000 - static_cast<std::int64_t>(seq);
+          r.reflector_clock_synced = seq % 3 == 0;
+        }
+      }
+      a.on_record(r);
+    }
+  }
+  std::vector<ProbeRecord> out;
+  a.flush(out, nullptr);
+  REQUIRE(out.size() == 2 * kProbes);
+  CHECK(a.stats().state_overruns == 0);
+  std::size_t checked = 0;
+  for (const auto& r : out) {
+    const std::int64_t tx = kT + static_cast<std::int64_t>(r.seq) * 1'000'000;
+    CHECK(r.tx_ns == tx + 7);
+    CHECK(r.tx_kernel_ts == (r.seq % 2 == 0));
+    if (!answered(r.seq)) {
+      CHECK_FALSE(r.rx_ns);
+      CHECK_FALSE(r.reflector_seq);
+      continue;
+    }
+    REQUIRE(r.rx_ns);
+    CHECK(*r.rx_ns == tx + 500'000 + static_cast<std::int64_t>(r.seq));
+    CHECK(r.rtt_ns == 499'993 + static_cast<std::int64_t>(r.seq));
+    if (r.session_id == 1) {
+      CHECK_FALSE(r.reflector_seq);
+      continue;
+    }
+    REQUIRE(r.reflector_seq);
+    CHECK(*r.reflector_seq == r.seq * 3 + 1);
+    CHECK(r.reflector_rx_ns == tx + 250'000 + static_cast<std::int64_t>(r.seq));
+    CHECK(r.reflector_tx_ns == tx + 260'000 - static_cast<std::int64_t>(r.seq));
+    CHECK(r.reflector_clock_synced == (r.seq % 3 == 0));
+    ++checked;
+  }
+  std::size_t want = 0;
+  for (std::uint64_t seq = 0; seq < kProbes; ++seq) want += answered(seq) ? 1 : 0;
+  CHECK(checked == want);
+}

@@ -214,6 +214,29 @@ TEST_CASE("session makes a reply received past the timeout late, whenever it is 
   CHECK(rig.s->roll_interval().counters.lost == 1);
 }
 
+// Without a TX timestamp, a late reply is timed from the userspace send time the receiver kept
+// when it declared the probe lost (the receiver slot holds it where the reply's rx then goes).
+TEST_CASE("session times a late reply without a TX timestamp from the kept send time",
+          "[unit][session]") {
+  Rig rig(Proto::Icmp);
+  rig.sock->tx_timestamps = false;
+  rig.send(2);
+  rig.expire_after_timeout();
+  REQUIRE(rig.s->summary().counters.lost == 2);
+  const std::int64_t user_tx = rig.tx(1) - rig.sock->tx_delay_ns;  // the userspace read
+  const std::int64_t rx = rig.clock.system_ns();
+  rig.sock->deliver(test::icmp_echo_reply(rig.wf, rig.sock->sent.at(1).bytes), rx);
+  rig.io();
+  const auto r = rig.sink.for_seq(1);
+  REQUIRE(r.size() == 2);
+  CHECK(r[0].tx_ns == user_tx);
+  REQUIRE(r[1].late);
+  CHECK_FALSE(r[1].tx_kernel_ts);
+  CHECK(r[1].tx_ns == user_tx);
+  CHECK(r[1].rx_ns == rx);
+  CHECK(r[1].rtt_ns == rx - user_tx);
+}
+
 // A reply whose probe's slot has since been reused is still recognised as late, timed from
 // the send time the packet carried.
 TEST_CASE("session recognises very late replies from the packet", "[unit][session]") {

@@ -252,30 +252,45 @@ class ProbeSession {
   [[nodiscard]] std::uint64_t sequences_used() const { return sent_count_.load(); }
 
  private:
+  // How long before its launch time a probe was handed to the kernel, as far as check_launch
+  // needs to know.
+  enum class Ahead : std::uint8_t {
+    None,     // not ahead (<= 0: no launch time, or late)
+    Short,    // less than kLaunchConfirmNs
+    Confirm,  // at least kLaunchConfirmNs: leaving on time proves launch times honoured
+  };
   // Written by the sender before the probe is published; read by the receiver while the probe
-  // is outstanding (seq >= resolved_).
+  // is outstanding (seq >= resolved_). Its seq is the index's (the ring holds seq mod capacity).
   struct TxSlot {
-    std::uint64_t seq = 0;
     std::int64_t tx_user_ns = 0;   // CLOCK_REALTIME read before send (also in the payload)
     std::int64_t tx_mono_ns = 0;   // for the timeout
     std::uint32_t wire_bytes = 0;  // IP total length (size cycling)
-    std::int64_t ahead_ns = 0;     // handed to the kernel this long before its launch time
+    Ahead ahead = Ahead::None;     // handed to the kernel ahead of its launch time
     std::atomic<bool> failed{false};
   };
+  // Each ring holds capacity() slots (>= 2 x rate x timeout: 65 536 at 50 000/s and 500 ms),
+  // a fixed part of the agent's memory: TxSlot was 48 bytes and RxSlot 64 before issue 14
+  // session 10 (docs/bench.md).
+  static_assert(sizeof(TxSlot) <= 24, "a TX slot grew");
   enum class State : std::uint8_t { Pending, Replied, Received, Lost, LateReceived };
   // Receiver-private.
   struct RxSlot {
     std::uint64_t seq = ~std::uint64_t{0};
-    State state = State::Pending;
-    bool reflector_synced = false;
-    std::uint32_t reflector_seq = 0;
-    bool has_reflector = false;
     std::int64_t tx_kernel_ns = 0;
-    std::int64_t tx_user_ns = 0;  // copied from the TX slot when declared lost
+    // Answered: the reply's rx. Lost: the userspace send time, copied from the TX slot (which a
+    // newer probe may take) for a late reply (lost_tx_user_ns()). One field for both: a lost
+    // probe has no rx, and the late reply that writes it ends the Lost state.
     std::int64_t rx_ns = 0;
     std::int64_t reflector_rx_ns = 0;
     std::int64_t reflector_tx_ns = 0;
+    std::uint32_t reflector_seq = 0;
+    State state = State::Pending;
+    bool reflector_synced = false;
+    bool has_reflector = false;
+    [[nodiscard]] std::int64_t lost_tx_user_ns() const { return rx_ns; }
+    void set_lost_tx_user_ns(std::int64_t ns) { rx_ns = ns; }
   };
+  static_assert(sizeof(RxSlot) <= 48, "an RX slot grew");
 
   RxSlot& rx_slot(std::uint64_t seq);
   // Launch-time pacing: did the probe leave at its launch time? (receiver thread)
