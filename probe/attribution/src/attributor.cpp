@@ -108,9 +108,7 @@ void Attributor::Impl::on_record(const ProbeRecord& r) {
   if (sl->has(kReceived)) return;  // duplicate report
   const bool was_emitted = sl->has(kEmitted);
   sl->flags = static_cast<std::uint16_t>((sl->flags | kHaveRecord | kReceived) & ~kLoss);
-  // A late answer: to a probe whose lost record went out, or one the sender calls late (its
-  // lost record reached a slot since taken over: the sender's word keeps it a revision).
-  if (was_emitted || r.late) {
+  if (was_emitted) {
     sl->flags = static_cast<std::uint16_t>((sl->flags | kLate) & ~kEmitted);
   }
   sl->rx_ns = *r.rx_ns;

@@ -544,29 +544,6 @@ TEST_CASE("early loss and late replies", "[unit][attributor]") {
   CHECK(a->stats().late_records == 1);
 }
 
-// The sender's late flag survives a slot that never saw the probe's lost record (taken over
-// under a long stall): the record it emits is a revision, never a second on-time answer.
-TEST_CASE("a late record from the sender stays late", "[unit][attributor]") {
-  World w;
-  w.add({Proto::Icmp, 0, kT0, Via::Ec, Via::Ec});
-  auto cfg = w.config();
-  auto a = w.make(cfg);
-  a->on_sent(w.sent[0]);
-  for (const auto& [ts, f] : w.frames[0]) {
-    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
-  }
-  ProbeRecord late = w.records[0];
-  late.late = true;
-  a->on_record(late);
-  std::vector<ProbeRecord> out;
-  a->poll(*late.rx_ns + 2000 * kMs, out);
-  REQUIRE(out.size() == 1);
-  CHECK(out[0].seq == 0);
-  CHECK(out[0].late);
-  CHECK(out[0].loss == LossDirection::None);
-  CHECK(a->stats().late_records == 1);
-}
-
 // An answered probe's record is finished once its windows and the settle time have passed,
 // and not before.
 TEST_CASE("record is finished after its windows settle", "[unit][attributor]") {
