@@ -544,6 +544,37 @@ TEST_CASE("early loss and late replies", "[unit][attributor]") {
   CHECK(a->stats().late_records == 1);
 }
 
+// The sender's lost record and its late answer, both in before the attributor emitted the
+// loss: one record, an answer, not late: the output's `late` marks a revision of a record that
+// went out, and the rollups count only records that are not late (collector_fault_test lost
+// 5 289 probes from its rollups when the sender's flag was copied, session 10).
+TEST_CASE("a loss not yet emitted and its late answer make one on-time record",
+          "[unit][attributor]") {
+  World w;
+  w.add({Proto::Icmp, 0, kT0, Via::Ec, Via::Ec});
+  auto cfg = w.config();
+  auto a = w.make(cfg);
+  a->on_sent(w.sent[0]);
+  for (const auto& [ts, f] : w.frames[0]) {
+    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
+  }
+  ProbeRecord lost = w.records[0];
+  lost.rx_ns.reset();
+  lost.rtt_ns = 0;
+  a->on_record(lost);
+  ProbeRecord late = w.records[0];
+  late.late = true;
+  a->on_record(late);
+  std::vector<ProbeRecord> out;
+  a->poll(*late.rx_ns + 2000 * kMs, out);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].seq == 0);
+  CHECK_FALSE(out[0].late);
+  CHECK(out[0].rx_ns == late.rx_ns);
+  CHECK(out[0].loss == LossDirection::None);
+  CHECK(a->stats().late_records == 0);
+}
+
 // An answered probe's record is finished once its windows and the settle time have passed,
 // and not before.
 TEST_CASE("record is finished after its windows settle", "[unit][attributor]") {
