@@ -148,6 +148,15 @@ class World {
                                             len, true)));
   }
 
+  /// Feeds tap `t`'s frames (0 = tap-ec, 1 = tap-inet) in the order they were made, decoding
+  /// each as that tap does (link type 1, as the tests that feed one tap by hand always did).
+  void observe(Attributor& a, std::size_t t) const {
+    const TapSpec& spec = t == 0 ? ec : inet;
+    for (const auto& [ts, f] : frames[t]) {
+      a.on_observation(t, *decode_frame(spec, DecodeContext{kAgent, 862}, ts, 1, f));
+    }
+  }
+
   /// Feeds everything (decoding each frame), then flushes. Returns records by (session, seq).
   std::map<Key, ProbeRecord> run(Attributor& a) {
     feed_sender_before(a);

@@ -104,6 +104,16 @@ struct Drill {
   }
 };
 
+// A configuration with the one clear tap tap-ec (express-connect).
+AttributorConfig one_ec_tap() {
+  AttributorConfig cfg;
+  TapSpec ec;
+  ec.interface = "tap-ec";
+  ec.path = "express-connect";
+  cfg.taps = {ec};
+  return cfg;
+}
+
 }  // namespace
 
 // The return path may be slower than the forward one: its own window catches the reply's ESP
@@ -506,9 +516,7 @@ TEST_CASE("early loss and late replies", "[unit][attributor]") {
   auto cfg = w.config();
   auto a = w.make(cfg);
   for (const auto& s : w.sent) a->on_sent(s);
-  for (const auto& [ts, f] : w.frames[0]) {
-    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
-  }
+  w.observe(*a, 0);
   // Only probe 1's reply comes back in time.
   a->on_record(w.records[1]);
   const std::int64_t rx1 = *w.records[1].rx_ns;
@@ -552,13 +560,10 @@ TEST_CASE("a loss not yet emitted and its late answer make one on-time record",
           "[unit][attributor]") {
   World w;
   w.add({Proto::Icmp, 0, kT0, Via::Ec, Via::Ec});
-  auto cfg = w.config();
-  auto a = w.make(cfg);
-  a->on_sent(w.sent[0]);
-  for (const auto& [ts, f] : w.frames[0]) {
-    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
-  }
+  auto a = w.make();
   ProbeRecord lost = w.records[0];
+  a->on_sent(w.sent[0]);
+  w.observe(*a, 0);
   lost.rx_ns.reset();
   lost.rtt_ns = 0;
   a->on_record(lost);
@@ -583,9 +588,7 @@ TEST_CASE("record is finished after its windows settle", "[unit][attributor]") {
   auto cfg = w.config();
   auto a = w.make(cfg);
   a->on_sent(w.sent[0]);
-  for (const auto& [ts, f] : w.frames[1]) {
-    a->on_observation(1, *decode_frame(w.inet, DecodeContext{kAgent, 862}, ts, 1, f));
-  }
+  w.observe(*a, 1);
   a->on_record(w.records[0]);
   const std::int64_t rx = *w.records[0].rx_ns;
   // Reverse decision: rx + hi - 2*lo + settle.
@@ -606,9 +609,7 @@ TEST_CASE("observation before announcement is kept", "[unit][attributor]") {
   w.add({Proto::Stamp, 1, kT0 + kMs});
   auto a = w.make();
   a->on_sent(w.sent[0]);
-  for (const auto& [ts, f] : w.frames[0]) {
-    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
-  }
+  w.observe(*a, 0);
   a->on_sent(w.sent[1]);
   for (const auto& r : w.records) a->on_record(r);
   std::vector<ProbeRecord> out;
@@ -623,9 +624,7 @@ TEST_CASE("records without announcements", "[unit][attributor]") {
   for (std::uint64_t i = 0; i < 5; ++i)
     w.add({Proto::Icmp, i, kT0 + static_cast<std::int64_t>(i) * kMs});
   auto a = w.make();
-  for (const auto& [ts, f] : w.frames[0]) {
-    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
-  }
+  w.observe(*a, 0);
   for (const auto& r : w.records) a->on_record(r);
   std::vector<ProbeRecord> out;
   a->flush(out);
@@ -953,9 +952,7 @@ TEST_CASE("early loss waits for twice the recent rtt", "[unit][attributor]") {
   auto cfg = w.config();
   auto a = w.make(cfg);
   for (const auto& s : w.sent) a->on_sent(s);
-  for (const auto& [ts, f] : w.frames[0]) {
-    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
-  }
+  w.observe(*a, 0);
   a->on_record(w.records[0]);  // answered after 200 ms
   a->on_record(w.records[2]);  // answered after 1 ms, overtaking probe 1's reply
   const std::int64_t rx2 = *w.records[2].rx_ns;
@@ -1049,12 +1046,7 @@ TEST_CASE("a down tap's silence is no evidence", "[unit][attributor]") {
 // three lookups per probe): ids at both ends of each range are attributed, unknown ids in
 // either range are counted and ignored.
 TEST_CASE("attributor: session ids across the flat and hashed lookups", "[unit][attribution]") {
-  AttributorConfig cfg;
-  TapSpec ec;
-  ec.interface = "tap-ec";
-  ec.path = "express-connect";
-  cfg.taps = {ec};
-  Attributor a(cfg);
+  Attributor a(one_ec_tap());
   const std::vector<std::uint32_t> ids = {0, 1, 65535, 65536, 0xFFFFFFFFu};
   const auto target = addr("192.168.20.1");
   for (const auto id : ids) {
@@ -1113,12 +1105,7 @@ TEST_CASE("attributor: session ids across the flat and hashed lookups", "[unit][
 // A probe's reflector fields are kept beside its slot (for sessions whose records carry them)
 // and follow it when the slot table grows; a lost probe's loss time shares its slot's rx time.
 TEST_CASE("attributor: reflector fields survive the slot table's growth", "[unit][attribution]") {
-  AttributorConfig cfg;
-  TapSpec ec;
-  ec.interface = "tap-ec";
-  ec.path = "express-connect";
-  cfg.taps = {ec};
-  Attributor a(cfg);
+  Attributor a(one_ec_tap());
   const auto target = addr("192.168.20.1");
   for (const auto proto : {Proto::Icmp, Proto::Stamp}) {
     SessionSpec s;
