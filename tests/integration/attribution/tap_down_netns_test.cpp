@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
@@ -61,12 +62,12 @@ void make_mirror(const std::string& ns) {
 
 // Runs the agent at 200/s for 7 s with one clear tap on mir1 in namespace pair `pair`, calls
 // `disrupt` ~1.5 s in, and checks what a tap failure must look like: tap_down (its reason
-// containing `reason`), then tap_up; no path event (no switchover, no outage: every probe was
-// answered); the records of the gap carry taps_down and are "unknown" (never "none"); probes
+// containing one of `reasons`), then tap_up; no path event (no switchover, no outage: every probe
+// was answered); the records of the gap carry taps_down and are "unknown" (never "none"); probes
 // are attributed to the tap's path again after tap_up; the capture was reopened although the
 // agent had dropped its capabilities.
 void check_tap_failure(const NetnsPair& pair, const std::function<void()>& disrupt,
-                       const std::string& reason) {
+                       const std::vector<std::string>& reasons) {
   TempDir dir;
   const std::int64_t shift_before = realtime_minus_monotonic();
   const pid_t pid =
@@ -111,7 +112,10 @@ void check_tap_failure(const NetnsPair& pair, const std::function<void()>& disru
   REQUIRE(up.type == EventType::TapUp);
   CHECK(down.tap == "mir1");
   CHECK(down.path == "direct");
-  CHECK_THAT(down.reason, Contains(reason));
+  INFO("tap_down reason: " << down.reason);
+  CHECK(std::any_of(reasons.begin(), reasons.end(), [&](const std::string& r) {
+    return down.reason.find(r) != std::string::npos;
+  }));
   CHECK(up.ts_ns > down.ts_ns);
   // The duration runs on the monotonic clock, the timestamps on the realtime one: they agree
   // unless the host stepped its realtime clock meanwhile (a CI machine's time sync did, by
@@ -179,7 +183,9 @@ TEST_CASE("a tap whose interface disappears and comes back", "[privileged][tap_d
         std::this_thread::sleep_for(std::chrono::milliseconds(1200));
         make_mirror(pair.a());
       },
-      "disappeared");
+      // pcap's read error, or the link check's, whichever notices first: deleting a veth
+      // takes it down before it unregisters (seen under load)
+      {"disappeared", "is down"});
 }
 
 TEST_CASE("a tap whose interface loses its carrier and gets it back", "[privileged][tap_down]") {
@@ -189,12 +195,11 @@ TEST_CASE("a tap whose interface loses its carrier and gets it back", "[privileg
   NetnsPair pair;
   REQUIRE(NetnsPair::exec(pair.a(), "ping -c1 -W2 198.18.0.2 >/dev/null") == 0);
   make_mirror(pair.a());
-  check_tap_failure(
-      pair,
-      [&] {
-        pathsentry::test::run_or_throw("ip -n " + pair.a() + " link set mir0 down");
-        std::this_thread::sleep_for(std::chrono::milliseconds(1200));
-        pathsentry::test::run_or_throw("ip -n " + pair.a() + " link set mir0 up");
-      },
-      "no carrier");
+  check_tap_failure(pair,
+                    [&] {
+                      pathsentry::test::run_or_throw("ip -n " + pair.a() + " link set mir0 down");
+                      std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+                      pathsentry::test::run_or_throw("ip -n " + pair.a() + " link set mir0 up");
+                    },
+                    {"no carrier"});
 }
