@@ -27,6 +27,10 @@ echo "== tests"
 # detail printed before each, Catch2 "FAILED:" blocks) are printed again at the very end, where
 # a log's tail shows them. Arguments go to both ctest runs (e.g. -R NAME).
 mkdir -p "$build/test-logs"
+# failed_checks LOG...: the failed checks in ctest logs, the last N (120 by default) lines
+failed_checks() {
+  grep -a -h -B2 -A3 -E '^  FAIL |FAILED:$|^FAIL: ' "$@" | cut -c1-700 | tail -n "${N:-120}" || true
+}
 ctest_rc=0
 (cd "$build" && ctest --output-on-failure -j1 -LE e2e "$@") 2>&1 |
   tee "$build/test-logs/ctest.log" || ctest_rc=$?
@@ -37,13 +41,11 @@ retried=$(grep -a -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*\*\*\*(Failed|Timeout)' 
 if [ -n "$retried" ]; then
   echo "== e2e drills that failed a first attempt (output above; run again):"
   printf '   %s\n' $retried
-  grep -a -B2 -A3 -E '^  FAIL |FAILED:$|^FAIL: ' "$build/test-logs/ctest-e2e.log" |
-    cut -c1-700 | tail -n 80 || true
+  N=80 failed_checks "$build/test-logs/ctest-e2e.log"
 fi
 if [ "$ctest_rc" -ne 0 ]; then
   echo "== failed checks (again, from $build/test-logs)"
-  grep -a -h -B2 -A3 -E '^  FAIL |FAILED:$|^FAIL: ' "$build/test-logs/ctest.log" \
-    "$build/test-logs/ctest-e2e.log" | cut -c1-700 | tail -n 120 || true
+  failed_checks "$build/test-logs/ctest.log" "$build/test-logs/ctest-e2e.log"
   exit "$ctest_rc"
 fi
 if [ "${PS_SKIP_ASAN:-0}" != 1 ]; then

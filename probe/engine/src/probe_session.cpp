@@ -354,13 +354,8 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
     const TxSlot& tx = slots_[seq & mask_];
     const std::int64_t sent_ns = rx->tx_kernel_ns != 0 ? rx->tx_kernel_ns : tx.tx_user_ns;
     if (rx_ns - sent_ns > cfg_.timeout_ns) {
-      rx->state = State::Lost;
-      rx->set_lost_tx_user_ns(tx.tx_user_ns);
-      emit_lost(seq, tx.tx_user_ns);
-      if (total_.lost > 0) --total_.lost;  // the run's loss count keeps never-answered only
+      declare_lost(seq, *rx, tx);
       late = true;
-      ++total_.late;
-      ++interval_.late;
     }
   } else {
     // Already resolved. Its receiver slot still knows how, unless a newer probe took it.
@@ -373,10 +368,12 @@ void ProbeSession::on_datagram(std::span<const std::uint8_t> bytes, std::int64_t
       return;
     }
     late = true;
-    if (kept) {
-      rx = &old;
-      if (total_.lost > 0) --total_.lost;  // the run's loss count keeps never-answered only
-    }
+    if (kept) rx = &old;
+  }
+  if (late) {
+    // the run's loss count keeps never-answered only (a reply too old for any slot was never
+    // counted lost here)
+    if (rx != nullptr && total_.lost > 0) --total_.lost;
     ++total_.late;
     ++interval_.late;
   }
@@ -506,6 +503,12 @@ void ProbeSession::emit(std::uint64_t seq, const RxSlot& rx, std::int64_t tx_use
   sink_.on_record(r);
 }
 
+void ProbeSession::declare_lost(std::uint64_t seq, RxSlot& rx, const TxSlot& tx) {
+  rx.state = State::Lost;
+  rx.set_lost_tx_user_ns(tx.tx_user_ns);
+  emit_lost(seq, tx.tx_user_ns);
+}
+
 void ProbeSession::emit_lost(std::uint64_t seq, std::int64_t tx_user_ns) {
   ++total_.lost;
   ++interval_.lost;
@@ -540,9 +543,7 @@ void ProbeSession::expire(std::int64_t now_mono_ns) {
       rx.state = State::Received;
       emit(seq, rx, tx.tx_user_ns, false);
     } else {
-      rx.state = State::Lost;
-      rx.set_lost_tx_user_ns(tx.tx_user_ns);
-      emit_lost(seq, tx.tx_user_ns);
+      declare_lost(seq, rx, tx);
     }
   }
   resolved_.store(seq, std::memory_order_release);

@@ -297,6 +297,9 @@ class ProbeSession {
   void check_launch(const TxSlot& tx, std::int64_t tx_kernel_ns);
   void announce();
   void emit(std::uint64_t seq, const RxSlot& rx, std::int64_t tx_user_ns, bool late);
+  /// The probe is lost: its receiver slot keeps the send time for a late reply, and its
+  /// record goes out.
+  void declare_lost(std::uint64_t seq, RxSlot& rx, const TxSlot& tx);
   void emit_lost(std::uint64_t seq, std::int64_t tx_user_ns);
   void count_reply(std::uint64_t seq, std::int64_t rtt_ns);
   // False (and counted) when `reply` must not be trusted; `stored` is the send time kept for
