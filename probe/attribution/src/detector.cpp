@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <deque>
 #include <limits>
 #include <unordered_map>
 
@@ -34,6 +35,23 @@ struct Snap {
   bool settled = true;  // this probe was on the confirmed path, no new path in sight
   bool outage = false;
 };
+
+/// A sample processed in order since the direction's last probe through that was not through
+/// (a loss, a maybe-lost, a not-applicable), kept so that a late answer can revise it.
+struct Pending {
+  std::uint64_t seq = 0;
+  std::int64_t tx_ns = 0;
+  std::int16_t path = kNone;       // its code when processed
+  std::int16_t revised = kNoPath;  // kNoPath, or the code of the late answer's path
+  [[nodiscard]] bool loss() const {
+    return revised == kNoPath && (path == kNone || path == kUndet);
+  }
+  [[nodiscard]] bool through() const { return revised != kNoPath; }
+};
+
+/// At most this many Pending per direction (the newest): a late answer revises a probe at most
+/// a few timeouts old, at the end of an outage.
+constexpr std::size_t kMaxPending = 1 << 16;
 
 /// Processed snaps not yet paired with the other direction (no allocation in steady state).
 using SnapQueue = Ring<Snap, 64>;
@@ -74,6 +92,10 @@ struct DirState {
   std::uint32_t loss_run = 0;  // consecutive losses, undetermined ones included
   std::uint32_t run_proven = 0;
   bool outage = false;
+  // Samples since the last probe through, in sequence order (newest kMaxPending), and how many
+  // of them a late answer revised to through.
+  std::deque<Pending> pending;
+  std::size_t revised = 0;
 };
 
 struct Stream {
@@ -161,6 +183,13 @@ struct Detector::Impl {
     // lost forward), so the return path was not exercised: not a loss, not a probe through,
     // and not a checkpoint either — a reverse figure over a forward black hole says "no loss
     // seen, at most" the whole gap between the replies around it, never less.
+    if (v == kMaybe || v == kNotApp || v == kNone || v == kUndet) {
+      if (s.pending.size() >= kMaxPending) {
+        if (s.pending.front().through()) --s.revised;
+        s.pending.pop_front();
+      }
+      s.pending.push_back(Pending{seq, tx, v});
+    }
     if (v == kMaybe || v == kNotApp) return;
     if (s.has_through && !s.has_after) {
       s.has_after = true;
@@ -201,14 +230,24 @@ struct Detector::Impl {
     // The probe got through this way (on a known path or not).
     s.loss_run = 0;
     s.run_proven = 0;
-    const auto [gap, res] = gap_to(s, tx);
+    auto [gap, res] = gap_to(s, tx);
+    // Late answers may have shown that probes counted lost got through: the outage ended at
+    // the first of the last run of probes through, and began after the last one before it.
+    Pending first{seq, tx, kNone, v};
+    if (s.revised > 0) {
+      const std::int64_t plain = gap;
+      revised_gap(s, first, gap, res);
+      if (gap != plain || first.seq != seq) ++stats.revised_gaps;
+    }
+    s.pending.clear();
+    s.revised = 0;
     if (s.outage) {
       s.outage = false;
-      PathEvent& e = event(st, EventType::OutageEnd, d, seq, tx, now, out);
+      PathEvent& e = event(st, EventType::OutageEnd, d, first.seq, first.tx_ns, now, out);
       e.from = kPathNone;
-      e.to = label(v);
+      e.to = label(first.revised);
       e.last_ok_on_old_ns = s.has_ok ? s.last_ok_tx : 0;
-      e.first_ok_on_new_ns = tx;
+      e.first_ok_on_new_ns = first.tx_ns;
       e.outage_ns = gap;  // since the last probe through, whatever its label
       e.resolution_ns = res;
       e.probes_lost = s.lost_since_ok;
@@ -254,6 +293,94 @@ struct Detector::Impl {
     s.has_ok = true;
     s.last_ok_tx = tx;
     reset_since_ok(s);
+  }
+
+  /// The gap and resolution an in-order probe through at `end` (seq, tx, revised = its code)
+  /// ends, given the late answers that revised pending samples: the gap runs from the probe
+  /// through before the last run of losses (a revised one, else the last in order) to the first
+  /// probe through after that run (a revised one, else `end`, which is then updated to it).
+  void revised_gap(const DirState& s, Pending& end, std::int64_t& gap, std::int64_t& res) {
+    const std::deque<Pending>& p = s.pending;
+    std::size_t last_loss = p.size();  // the last loss not revised
+    for (std::size_t i = p.size(); i-- > 0;) {
+      if (p[i].loss()) {
+        last_loss = i;
+        break;
+      }
+    }
+    for (std::size_t j = last_loss == p.size() ? 0 : last_loss + 1; j < p.size(); ++j) {
+      if (p[j].through()) {
+        end = p[j];
+        break;
+      }
+    }
+    if (last_loss == p.size()) {  // every loss was answered late: no gap beyond the spacing
+      gap = res = s.has_through ? end.tx_ns - s.last_through_tx : 0;
+      return;
+    }
+    std::size_t start = p.size();  // the last revised sample before that loss
+    for (std::size_t k = last_loss; k-- > 0;) {
+      if (p[k].through()) {
+        start = k;
+        break;
+      }
+    }
+    if (start == p.size() && !s.has_through) {
+      gap = res = 0;
+      return;
+    }
+    const std::int64_t start_tx = start == p.size() ? s.last_through_tx : p[start].tx_ns;
+    // The first loss after start (the oldest pending may have been dropped: then has_after's).
+    std::int64_t after = s.has_after ? s.after_through_tx : p[last_loss].tx_ns;
+    if (start != p.size()) {
+      for (std::size_t j = start + 1; j <= last_loss; ++j) {
+        if (p[j].loss()) {
+          after = p[j].tx_ns;
+          break;
+        }
+      }
+    }
+    gap = end.tx_ns - start_tx;
+    res = std::max(after - start_tx, end.tx_ns - p[last_loss].tx_ns);
+  }
+
+  /// A late answer for a probe this direction already processed as not through: revises its
+  /// pending sample (the loss counts drop, the current run of losses is recounted). A sample
+  /// still held for reordering takes the new code instead. Anything else is late.
+  void revise(Stream& st, const PathSample& smp, std::int16_t code) {
+    DirState& ds = st.dir[static_cast<std::size_t>(smp.dir)];
+    if (code < 0 && code != kUnknown) {  // not through: nothing to revise
+      ++stats.late;
+      return;
+    }
+    if (ds.started && smp.seq >= ds.next) {
+      Entry& e = ds.ring[smp.seq & (ds.ring.size() - 1)];
+      if (smp.seq - ds.next < ds.ring.size() && e.valid && e.seq == smp.seq) {
+        e.path = code;
+        ++stats.revisions;
+      } else {
+        ++stats.late;
+      }
+      return;
+    }
+    auto it = std::lower_bound(ds.pending.begin(), ds.pending.end(), smp.seq,
+                               [](const Pending& p, std::uint64_t q) { return p.seq < q; });
+    if (it == ds.pending.end() || it->seq != smp.seq || it->through()) {
+      ++stats.late;
+      return;
+    }
+    if (it->path == kNone && ds.lost_since_ok > 0) --ds.lost_since_ok;
+    if (it->path == kUndet && ds.und_since_ok > 0) --ds.und_since_ok;
+    it->revised = code;
+    ++ds.revised;
+    ++stats.revisions;
+    ds.loss_run = 0;
+    ds.run_proven = 0;
+    for (auto r = ds.pending.rbegin(); r != ds.pending.rend() && !r->through(); ++r) {
+      if (!r->loss()) continue;
+      ++ds.loss_run;
+      if (r->path == kNone) ++ds.run_proven;
+    }
   }
 
   static void reset_since_ok(DirState& s) {
@@ -395,6 +522,10 @@ struct Detector::Impl {
       ds.started = true;
       ds.next = smp.seq;
     }
+    if (smp.revision) {
+      revise(st, smp, code_of(smp));
+      return;
+    }
     if (smp.seq < ds.next) {
       ++stats.late;
       return;
@@ -467,6 +598,7 @@ PathSample sample_of(const ProbeRecord& r, Direction d) {
   s.tx_ns = r.tx_ns;
   s.path = d == Direction::Forward ? r.fwd_path : r.rev_path;
   s.fate = fate_of(r, d);
+  s.revision = r.late && r.rx_ns.has_value();
   return s;
 }
 

@@ -12,7 +12,7 @@ Emission::Emission(const Setup& setup, LossInference& loss, AttributorStats& sta
     : setup_(setup), loss_(loss), stats_(stats) {}
 
 void Emission::sample(const Session& s, Slot& sl, Direction d, std::int8_t path,
-                      PathSample::Fate fate, Out& out) {
+                      PathSample::Fate fate, Out& out, bool revision) {
   if (d == Direction::Forward) {
     sl.flags |= kFwdSampled;
     sl.fwd_sampled = path;
@@ -31,6 +31,7 @@ void Emission::sample(const Session& s, Slot& sl, Direction d, std::int8_t path,
   p.path = setup_.labels[idx];
   p.path_id = static_cast<std::int16_t>(idx);
   p.fate = fate;
+  p.revision = revision;
 }
 
 void Emission::sample_fate(const Session& s, Slot& sl, Direction d, std::int8_t ev, Out& out) {
@@ -82,12 +83,21 @@ void Emission::emit(Session& s, Slot& sl, Out& out) {
   const LossDirection loss = sl.has(kReceived) ? LossDirection::None : loss_.loss_of(s, sl, ev);
   const std::int8_t fwd = loss_.fwd_path_of(sl, ev, loss);
   const std::int8_t rev = loss_.rev_path_of(sl);
+  // A late answer to a probe already emitted as lost: it got through after all, in each
+  // direction its earlier sample did not say so (the detector revises that sample).
+  const bool answered_late = sl.has(kLate) && sl.has(kReceived);
   if (!sl.has(kFwdSampled)) {
     sample_fate(s, sl, Direction::Forward, ev, out);
+  } else if (answered_late && sl.emitted_loss != LossDirection::Reverse) {
+    sample(s, sl, Direction::Forward, fwd, PathSample::Fate::Through, out, true);
   } else if (sl.fwd_sampled != fwd && !sl.has(kLate)) {
     ++stats_.fwd_samples_revised;
   }
-  if (!sl.has(kRevSampled)) sample_fate(s, sl, Direction::Reverse, ev, out);
+  if (!sl.has(kRevSampled)) {
+    sample_fate(s, sl, Direction::Reverse, ev, out);
+  } else if (answered_late) {
+    sample(s, sl, Direction::Reverse, rev, PathSample::Fate::Through, out, true);
+  }
   ProbeRecord& r = out.records.emplace_back();
   r.target = s.target_text;
   r.proto = s.spec.proto;

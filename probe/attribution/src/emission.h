@@ -49,8 +49,9 @@ class Emission {
   Ring<Recheck>& unseen() { return unseen_; }
 
  private:
+  /// A direction's sample; `revision`: a late answer's, revising an earlier one (PathSample).
   void sample(const Session& s, Slot& sl, Direction d, std::int8_t path, PathSample::Fate fate,
-              Out& out);
+              Out& out, bool revision = false);
   /// A direction's sample of a probe whose fate is known.
   void sample_fate(const Session& s, Slot& sl, Direction d, std::int8_t ev, Out& out);
   void emit(Session& s, Slot& sl, Out& out);

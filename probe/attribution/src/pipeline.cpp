@@ -543,7 +543,9 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   const bool crosscheck = attribute_ && !ttl_targets_.empty();
   if (crosscheck) {
     for (const PathSample& s : samples_) {
-      if (s.dir == Direction::Forward) crosscheck_.on_tap_sample(s.target, s.tx_ns, s.path);
+      if (s.dir == Direction::Forward && !s.revision) {
+        crosscheck_.on_tap_sample(s.target, s.tx_ns, s.path);
+      }
     }
   }
   for (const ProbeRecord& r : ttl_records_) {
@@ -735,6 +737,12 @@ std::vector<std::string> Pipeline::stats_lines() {
            std::to_string(st.tap_down_records) + " (unseen made unknown " +
            std::to_string(st.fwd_unseen_tap_down) + ")";
   out.push_back(paths);
+  const DetectorStats& dst = detector_.stats();
+  out.push_back("detector: " + std::to_string(dst.events) + " events, samples late " +
+                std::to_string(dst.late) + " duplicate " + std::to_string(dst.duplicates) +
+                " skipped " + std::to_string(dst.skipped) + ", revised by late answers " +
+                std::to_string(dst.revisions) + " (gaps re-measured " +
+                std::to_string(dst.revised_gaps) + ")");
   if (const std::uint64_t steps = steps_.steps(); steps != 0) {
     out.push_back("realtime clock stepped " + std::to_string(steps) +
                   " time(s): deadlines ran on the monotonic clock, timestamps stay realtime");

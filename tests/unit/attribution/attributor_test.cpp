@@ -542,7 +542,8 @@ TEST_CASE("early loss and late replies", "[unit][attributor]") {
   late.rx_ns = rx1 + 60 * kMs;
   late.rtt_ns = *late.rx_ns - late.tx_ns;
   a->on_record(late);
-  a->poll(*late.rx_ns + 100 * kMs, out);
+  std::vector<PathSample> samples;
+  a->poll(*late.rx_ns + 100 * kMs, out, &samples);
   REQUIRE(out.size() == 1);
   CHECK(out[0].seq == 0);
   CHECK(out[0].late);
@@ -550,6 +551,56 @@ TEST_CASE("early loss and late replies", "[unit][attributor]") {
   CHECK(out[0].rx_ns == late.rx_ns);
   CHECK(out[0].rev_path == "express-connect");
   CHECK(a->stats().late_records == 1);
+  // The detector hears of it: the reverse sample (a loss) is revised; the forward one already
+  // said through.
+  REQUIRE(samples.size() == 1);
+  CHECK(samples[0].seq == 0);
+  CHECK(samples[0].dir == Direction::Reverse);
+  CHECK(samples[0].fate == PathSample::Fate::Through);
+  CHECK(samples[0].path == "express-connect");
+  CHECK(samples[0].revision);
+}
+
+// A probe seen nowhere, emitted as lost forward, then answered after all (a tunnel that held
+// it past the late horizon): its late record comes with a revision in both directions (forward
+// lost, reverse not applicable before), each on the path the answer shows ("unknown" here).
+TEST_CASE("a late answer to a forward loss revises both directions' samples",
+          "[unit][attributor]") {
+  World w;
+  w.add({Proto::Icmp, 0, kT0, Via::Ec, Via::Ec});
+  auto cfg = w.config();
+  auto a = w.make(cfg);
+  a->on_sent(w.sent[0]);
+  // No tap copy at all: the request did not leave, as far as the taps know.
+  ProbeRecord lost = w.records[0];
+  lost.rx_ns.reset();
+  lost.rtt_ns = 0;
+  a->on_record(lost);
+  std::vector<ProbeRecord> out;
+  std::vector<PathSample> samples;
+  a->poll(kT0 + 3000 * kMs, out, &samples);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].loss == LossDirection::Forward);
+  for (const PathSample& s : samples) CHECK_FALSE(s.revision);
+  out.clear();
+  samples.clear();
+  ProbeRecord late = w.records[0];
+  late.rx_ns = kT0 + 3100 * kMs;
+  late.rtt_ns = *late.rx_ns - late.tx_ns;
+  late.late = true;
+  a->on_record(late);
+  a->poll(*late.rx_ns + 3000 * kMs, out, &samples);
+  REQUIRE(out.size() == 1);
+  CHECK(out[0].late);
+  REQUIRE(samples.size() == 2);
+  for (const PathSample& s : samples) {
+    CHECK(s.seq == 0);
+    CHECK(s.revision);
+    CHECK(s.fate == PathSample::Fate::Through);
+    CHECK(s.path == "unknown");
+  }
+  CHECK(samples[0].dir == Direction::Forward);
+  CHECK(samples[1].dir == Direction::Reverse);
 }
 
 // The sender's lost record and its late answer, both in before the attributor emitted the

@@ -671,3 +671,188 @@ TEST_CASE("detector: a record's directions as samples", "[unit][detector]") {
   CHECK(b.path == kPathNone);
   CHECK(b.fate == Fate::Lost);
 }
+
+namespace {
+
+/// Samples fed one at a time, each "now" its tx + 30 ms: for the late-answer revisions.
+struct Feed {
+  explicit Feed(DetectorConfig c = {}) : d(c) {}
+  void at(std::uint64_t seq, Direction dir, Fate fate, const char* path = "express-connect",
+          bool revision = false) {
+    PathSample s;
+    s.session_id = kSession;
+    s.target = "192.168.20.161";
+    s.proto = Proto::Stamp;
+    s.dir = dir;
+    s.seq = seq;
+    s.tx_ns = tx(seq);
+    s.path = path;
+    s.fate = fate;
+    s.revision = revision;
+    d.on_sample(s, tx(seq) + 30 * kMs, events);
+  }
+  /// Forward samples [from, to) with one fate.
+  void fwd(std::uint64_t from, std::uint64_t to, Fate fate, const char* path = "express-connect") {
+    for (std::uint64_t s = from; s < to; ++s) at(s, Direction::Forward, fate, path);
+  }
+  /// A late answer: forward through on an unknown path, revising [from, to).
+  void late(std::uint64_t from, std::uint64_t to, Direction dir = Direction::Forward) {
+    for (std::uint64_t s = from; s < to; ++s) at(s, dir, Fate::Through, "unknown", true);
+  }
+  std::vector<PathEvent> of(EventType t, Direction dir = Direction::Forward) const {
+    std::vector<PathEvent> v;
+    for (const auto& e : events) {
+      if (e.type == t && e.direction == dir) v.push_back(e);
+    }
+    return v;
+  }
+  Detector d;
+  std::vector<PathEvent> events;
+};
+
+}  // namespace
+
+// Both paths down, the tunnel back first but slow (session 10, attr_both_down_realistic under
+// load): the first probes through it were answered after their timeout, so they were processed
+// as losses and came back as late answers before the first answer in time. The outage ended at
+// the first of them (the truth's figure), not at the first answer in time, and they are no
+// losses.
+TEST_CASE("detector: late answers end the outage at the first probe through", "[unit][detector]") {
+  for (const bool interleaved : {false, true}) {
+    CAPTURE(interleaved);
+    Feed f;
+    f.fwd(0, 100, Fate::Through);
+    f.fwd(100, 200, Fate::Lost);  // the outage
+    if (interleaved) {
+      // Each late answer comes a few probes after its own loss was processed.
+      for (std::uint64_t s = 200; s < 215; ++s) {
+        f.at(s, Direction::Forward, Fate::Lost);
+        if (s >= 205) f.late(s - 5, s - 4);
+      }
+      f.late(210, 215);
+    } else {
+      f.fwd(200, 215, Fate::Lost);
+      f.late(200, 215);
+    }
+    CHECK(f.d.in_outage(kSession, Direction::Forward));  // still: nothing in time yet
+    f.fwd(215, 220, Fate::Through, "ipsec");
+    const auto begin = f.of(EventType::OutageBegin);
+    const auto end = f.of(EventType::OutageEnd);
+    REQUIRE(begin.size() == 1);
+    CHECK(begin[0].seq == 102);
+    REQUIRE(end.size() == 1);
+    CHECK(end[0].seq == 200);
+    CHECK(end[0].ts_ns == tx(200));
+    CHECK(end[0].first_ok_on_new_ns == tx(200));
+    CHECK(end[0].outage_ns == tx(200) - tx(99));
+    CHECK(end[0].resolution_ns == 1 * kMs);
+    CHECK(end[0].probes_lost == 100);  // 100..199: the late ones were through
+    CHECK(end[0].to == "unknown");
+    CHECK(end[0].detected_ns == tx(215) + 30 * kMs);  // live, it ended with the answer in time
+    CHECK(f.d.stats().revisions == 15);
+    CHECK(f.d.stats().revised_gaps == 1);
+    CHECK(f.d.stats().late == 0);
+    CHECK_FALSE(f.d.in_outage(kSession, Direction::Forward));
+  }
+}
+
+// Without late answers the same stream ends the outage at the first answer in time: the test
+// above measures the revisions, not a changed rule.
+TEST_CASE("detector: without late answers the outage ends at the first answer in time",
+          "[unit][detector]") {
+  Feed f;
+  f.fwd(0, 100, Fate::Through);
+  f.fwd(100, 215, Fate::Lost);
+  f.fwd(215, 220, Fate::Through, "ipsec");
+  const auto end = f.of(EventType::OutageEnd);
+  REQUIRE(end.size() == 1);
+  CHECK(end[0].seq == 215);
+  CHECK(end[0].outage_ns == tx(215) - tx(99));
+  CHECK(end[0].probes_lost == 115);
+  CHECK(f.d.stats().revisions == 0);
+  CHECK(f.d.stats().revised_gaps == 0);
+}
+
+// A late answer early in an outage, real losses after it: the outage still ends at the first
+// answer in time, but it began after that late probe.
+TEST_CASE("detector: a late answer before more losses moves the outage's start",
+          "[unit][detector]") {
+  Feed f;
+  f.fwd(0, 100, Fate::Through);
+  f.fwd(100, 200, Fate::Lost);
+  f.late(101, 102);  // probe 101 got through after all
+  f.fwd(200, 205, Fate::Through);
+  const auto end = f.of(EventType::OutageEnd);
+  REQUIRE(end.size() == 1);
+  CHECK(end[0].seq == 200);
+  CHECK(end[0].outage_ns == tx(200) - tx(101));
+  CHECK(end[0].resolution_ns == 1 * kMs);
+  CHECK(end[0].probes_lost == 99);
+  CHECK(f.d.stats().revised_gaps == 1);
+}
+
+// Late answers to the first losses of a run: no outage opens on the run they broke.
+TEST_CASE("detector: late answers break a loss run before it makes an outage", "[unit][detector]") {
+  Feed f;
+  f.fwd(0, 50, Fate::Through);
+  f.fwd(50, 52, Fate::Lost);
+  f.late(50, 52);
+  f.fwd(52, 54, Fate::Lost);  // two more: a run of 2, below the 3 an outage takes
+  f.fwd(54, 60, Fate::Through);
+  CHECK(f.of(EventType::OutageBegin).empty());
+  f.fwd(60, 63, Fate::Lost);  // three in a row still make one
+  CHECK(f.of(EventType::OutageBegin).size() == 1);
+}
+
+// The reverse samples of requests lost forward are not losses, but when the requests were
+// answered late after all their replies came back: the reverse outage (from undetermined
+// losses before them) ended there too.
+TEST_CASE("detector: late answers revise not-applicable reverse samples", "[unit][detector]") {
+  Feed f;
+  for (std::uint64_t s = 0; s < 100; ++s) f.at(s, Direction::Reverse, Fate::Through);
+  for (std::uint64_t s = 100; s < 103; ++s) f.at(s, Direction::Reverse, Fate::Undetermined);
+  for (std::uint64_t s = 103; s < 200; ++s) f.at(s, Direction::Reverse, Fate::NotApplicable);
+  f.late(150, 200, Direction::Reverse);
+  for (std::uint64_t s = 200; s < 203; ++s) f.at(s, Direction::Reverse, Fate::Through);
+  const auto end = f.of(EventType::OutageEnd, Direction::Reverse);
+  REQUIRE(end.size() == 1);
+  CHECK(end[0].seq == 150);
+  CHECK(end[0].outage_ns == tx(150) - tx(99));
+  CHECK(end[0].probes_lost_undetermined == 3);
+}
+
+// A late answer for a sample still held for reordering takes its place; one for a probe whose
+// outage already ended, or that was through, is only counted late.
+TEST_CASE("detector: revisions of held and finished samples", "[unit][detector]") {
+  Feed f;
+  f.fwd(0, 10, Fate::Through);
+  f.at(11, Direction::Forward, Fate::Lost);  // held: 10 is missing
+  f.late(11, 12);
+  f.fwd(12, 15, Fate::Lost);
+  f.fwd(10, 11, Fate::Through);  // releases 10..14: 11 through now, 12..14 lost
+  CHECK(f.d.stats().revisions == 1);
+  const auto begin = f.of(EventType::OutageBegin);
+  REQUIRE(begin.size() == 1);
+  CHECK(begin[0].seq == 14);
+  CHECK(begin[0].probes_lost == 3);
+  f.fwd(15, 20, Fate::Through);
+  f.late(13, 14);  // its outage is over
+  f.late(5, 6);    // it was through
+  CHECK(f.d.stats().late == 2);
+  CHECK(f.d.stats().revisions == 1);
+  REQUIRE(f.of(EventType::OutageEnd).size() == 1);
+  CHECK(f.of(EventType::OutageEnd)[0].outage_ns == tx(15) - tx(11));
+}
+
+// A late answered record fed as a record revises like a sample.
+TEST_CASE("detector: a late answered record is a revision", "[unit][detector]") {
+  ProbeRecord r = rec(3, "unknown", "unknown");
+  r.late = true;
+  CHECK(sample_of(r, Direction::Forward).revision);
+  CHECK(sample_of(r, Direction::Reverse).revision);
+  r.late = false;
+  CHECK_FALSE(sample_of(r, Direction::Forward).revision);
+  ProbeRecord lost = rec(3, kPathNone, kPathNone);
+  lost.late = true;  // a late loss: no answer, nothing to revise with
+  CHECK_FALSE(sample_of(lost, Direction::Forward).revision);
+}

@@ -58,6 +58,11 @@ struct PathSample {
   /// `path` is looked up by its text).
   std::int16_t path_id = -1;
   Fate fate = Fate::Through;
+  /// A late answer (Fate::Through) for a probe whose earlier sample in this direction was not
+  /// through (lost, undetermined, maybe lost, not applicable): it revises that sample. The
+  /// outage still open, or the loss run, is then measured as if the probe had been through
+  /// (Detector). A revision for a probe no longer pending is counted late and ignored.
+  bool revision = false;
 };
 
 /// The fate a record implies for a direction, for callers that only have records: answered →
@@ -77,6 +82,8 @@ struct DetectorStats {
   std::uint64_t duplicates = 0;  ///< a sequence held twice (ignored)
   std::uint64_t skipped = 0;     ///< sequences never seen, given up after reorder_hold_ns
   std::uint64_t events = 0;
+  std::uint64_t revisions = 0;     ///< late answers that revised a sample not through
+  std::uint64_t revised_gaps = 0;  ///< gaps (outages) measured differently for revisions
 };
 
 /// Path state machine per probe stream (one session: a target and a protocol) and direction.
