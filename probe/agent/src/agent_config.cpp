@@ -775,6 +775,15 @@ const options::OptionTable<Building>& table() {
        "consecutive losses that make an outage (default 3)",
        Arg::One,
        [](Building& b, const Value& v) { b.cfg.tap.detector.outage_losses = count_of(v); }},
+      {"--late-hold-ms",
+       {"detector.late_hold_ms"},
+       "N",
+       "after a late answer, how long a lost probe waits for its own before the\n"
+       "detector counts it (for 10 s; 0 = never wait; default 1000)",
+       Arg::One,
+       [](Building& b, const Value& v) {
+         b.cfg.tap.detector.late_hold_ns = v.integer(0, 60'000) * 1'000'000;
+       }},
       // The cloud's health check of the line, watched on every clear tap (docs/healthcheck.md).
       {"--healthcheck",
        {"healthcheck.enabled"},

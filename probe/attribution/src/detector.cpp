@@ -96,6 +96,8 @@ struct DirState {
   // of them a late answer revised to through.
   std::deque<Pending> pending;
   std::size_t revised = 0;
+  // Until then a sample not through waits up to late_hold_ns for a late answer (0: never yet).
+  std::int64_t late_seen_until = 0;
 };
 
 struct Stream {
@@ -296,9 +298,12 @@ struct Detector::Impl {
   }
 
   /// The gap and resolution an in-order probe through at `end` (seq, tx, revised = its code)
-  /// ends, given the late answers that revised pending samples: the gap runs from the probe
-  /// through before the last run of losses (a revised one, else the last in order) to the first
-  /// probe through after that run (a revised one, else `end`, which is then updated to it).
+  /// ends, given the late answers that revised pending samples: the gap ends at the first
+  /// probe through after the last loss not revised (a revised one, else `end`, which is then
+  /// updated to it). Its start stays the last probe through in order: a revised probe before
+  /// losses that are not revised (yet) does not move it, since those may be answered late too
+  /// (then the gap before the revised probe was the outage, not the one after it), so the
+  /// figure only ever moves towards what a later answer would show.
   void revised_gap(const DirState& s, Pending& end, std::int64_t& gap, std::int64_t& res) {
     const std::deque<Pending>& p = s.pending;
     std::size_t last_loss = p.size();  // the last loss not revised
@@ -314,41 +319,26 @@ struct Detector::Impl {
         break;
       }
     }
-    if (last_loss == p.size()) {  // every loss was answered late: no gap beyond the spacing
-      gap = res = s.has_through ? end.tx_ns - s.last_through_tx : 0;
-      return;
-    }
-    std::size_t start = p.size();  // the last revised sample before that loss
-    for (std::size_t k = last_loss; k-- > 0;) {
-      if (p[k].through()) {
-        start = k;
-        break;
-      }
-    }
-    if (start == p.size() && !s.has_through) {
+    if (!s.has_through) {
       gap = res = 0;
       return;
     }
-    const std::int64_t start_tx = start == p.size() ? s.last_through_tx : p[start].tx_ns;
-    // The first loss after start (the oldest pending may have been dropped: then has_after's).
-    std::int64_t after = s.has_after ? s.after_through_tx : p[last_loss].tx_ns;
-    if (start != p.size()) {
-      for (std::size_t j = start + 1; j <= last_loss; ++j) {
-        if (p[j].loss()) {
-          after = p[j].tx_ns;
-          break;
-        }
-      }
+    if (last_loss == p.size()) {  // every loss was answered late: no gap beyond the spacing
+      gap = res = end.tx_ns - s.last_through_tx;
+      return;
     }
-    gap = end.tx_ns - start_tx;
-    res = std::max(after - start_tx, end.tx_ns - p[last_loss].tx_ns);
+    const std::int64_t after = s.has_after ? s.after_through_tx : p[last_loss].tx_ns;
+    gap = end.tx_ns - s.last_through_tx;
+    res = std::max(after - s.last_through_tx, end.tx_ns - p[last_loss].tx_ns);
   }
 
   /// A late answer for a probe this direction already processed as not through: revises its
   /// pending sample (the loss counts drop, the current run of losses is recounted). A sample
   /// still held for reordering takes the new code instead. Anything else is late.
-  void revise(Stream& st, const PathSample& smp, std::int16_t code) {
+  void revise(Stream& st, const PathSample& smp, std::int16_t code, std::int64_t now,
+              std::vector<PathEvent>& out) {
     DirState& ds = st.dir[static_cast<std::size_t>(smp.dir)];
+    ds.late_seen_until = now + cfg.late_hold_for_ns;
     if (code < 0 && code != kUnknown) {  // not through: nothing to revise
       ++stats.late;
       return;
@@ -358,6 +348,7 @@ struct Detector::Impl {
       if (smp.seq - ds.next < ds.ring.size() && e.valid && e.seq == smp.seq) {
         e.path = code;
         ++stats.revisions;
+        release(st, smp.dir, now, out);  // it may have been waiting for this answer
       } else {
         ++stats.late;
       }
@@ -464,13 +455,27 @@ struct Detector::Impl {
     }
   }
 
-  /// Processes this direction's samples in order from `next` on.
-  void release(Stream& st, Direction d, std::int64_t now, std::vector<PathEvent>& out) {
+  /// True when `e` must wait for a late answer: the direction saw one recently (late answers
+  /// come in runs: a slow tunnel's backlog), and `e` is not through and came less than
+  /// late_hold_ns ago (never longer than the reorder hold).
+  [[nodiscard]] bool late_held(const DirState& ds, const Entry& e, std::int64_t now) const {
+    if (now >= ds.late_seen_until || (e.path >= 0 || e.path == kUnknown)) return false;
+    return now < e.arrived_ns + std::min(cfg.late_hold_ns, cfg.reorder_hold_ns);
+  }
+
+  /// Processes this direction's samples in order from `next` on; `force`: even those waiting
+  /// for a late answer (the ring is full).
+  void release(Stream& st, Direction d, std::int64_t now, std::vector<PathEvent>& out,
+               bool force = false) {
     DirState& ds = st.dir[static_cast<std::size_t>(d)];
     const std::size_t mask = ds.ring.size() - 1;
     while (ds.held > 0) {
       Entry& e = ds.ring[ds.next & mask];
       if (!e.valid || e.seq != ds.next) break;
+      if (!force && late_held(ds, e, now)) {
+        ++stats.late_holds;
+        break;
+      }
       const Entry copy = e;
       e.valid = false;
       --ds.held;
@@ -523,7 +528,7 @@ struct Detector::Impl {
       ds.next = smp.seq;
     }
     if (smp.revision) {
-      revise(st, smp, code_of(smp));
+      revise(st, smp, code_of(smp), now, out);
       return;
     }
     if (smp.seq < ds.next) {
@@ -539,6 +544,10 @@ struct Detector::Impl {
         ds.next = smp.seq - mask;
         break;
       }
+      if (ds.ring[ds.next & mask].valid) {
+        release(st, smp.dir, now, out, true);  // held for a late answer: no room to wait
+        continue;
+      }
       skip_gap(ds);
       release(st, smp.dir, now, out);
     }
@@ -553,10 +562,12 @@ struct Detector::Impl {
   }
 
   void poll(std::int64_t now, std::vector<PathEvent>& out) {
-    // A sample that waited reorder_hold_ns for its predecessors stops waiting for them.
+    // A sample that waited reorder_hold_ns for its predecessors stops waiting for them; one
+    // that waited late_hold_ns for a late answer is processed.
     for (auto& [id, st] : streams) {
       for (auto d : {Direction::Forward, Direction::Reverse}) {
         DirState& ds = st.dir[static_cast<std::size_t>(d)];
+        if (ds.held > 0 && ds.late_seen_until != 0) release(st, d, now, out);
         while (ds.held > 0 && oldest_held(ds).arrived_ns + cfg.reorder_hold_ns <= now) {
           skip_gap(ds);
           release(st, d, now, out);

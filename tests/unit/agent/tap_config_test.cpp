@@ -115,6 +115,7 @@ rev_window_hi_us = 1200
 [detector]
 confirm_probes = 5
 outage_losses = 4
+late_hold_ms = 250
 )");
   REQUIRE(s.taps.size() == 2);
   CHECK(s.taps[0].encap == Encap::Clear);
@@ -125,6 +126,7 @@ outage_losses = 4
   CHECK(s.tap_keys == std::vector<std::string>{"tap[0]", "tap[1]"});
   CHECK(s.detector.confirm_probes == 5);
   CHECK(s.detector.outage_losses == 4);
+  CHECK(s.detector.late_hold_ns == 250'000'000);
 }
 
 TEST_CASE("tap toml: errors name file, key and value", "[unit]") {
@@ -145,6 +147,7 @@ TEST_CASE("tap toml: errors name file, key and value", "[unit]") {
   CHECK_THAT(toml_error("[detector]\nconfirm_probes = 0\n"),
              Contains("detector.confirm_probes") && Contains("between 1"));
   CHECK_THAT(toml_error("[detector]\nhold = 1\n"), Contains("detector.hold"));
+  CHECK_THAT(toml_error("[detector]\nlate_hold_ms = -1\n"), Contains("detector.late_hold_ms"));
   CHECK_THAT(toml_error("tap = 3\n"), Contains("[[tap]]"));
 }
 
@@ -157,7 +160,8 @@ TEST_CASE("agent flags: --tap replaces the taps, detector flags set N and K", "[
                                    "--tap=tap-inet:ipsec:esp:198.51.100.68:203.0.113.10",
                                    "--confirm-probes",
                                    "2",
-                                   "--outage-losses=7"};
+                                   "--outage-losses=7",
+                                   "--late-hold-ms=0"};
   std::vector<std::string_view> v(argv.begin(), argv.end());
   const AgentConfig cfg = parse_agent_config(v, 1);
   REQUIRE(cfg.tap.taps.size() == 2);
@@ -165,6 +169,8 @@ TEST_CASE("agent flags: --tap replaces the taps, detector flags set N and K", "[
   CHECK(cfg.tap.tap_keys == std::vector<std::string>{"--tap", "--tap"});
   CHECK(cfg.tap.detector.confirm_probes == 2);
   CHECK(cfg.tap.detector.outage_losses == 7);
+  CHECK(cfg.tap.detector.late_hold_ns == 0);
+  CHECK(AgentConfig{}.tap.detector.late_hold_ns == 1'000'000'000);
 }
 
 TEST_CASE("agent flags: two --tap on one interface are refused", "[unit]") {

@@ -24,6 +24,12 @@ struct DetectorConfig {
   std::int64_t reorder_hold_ns = 3'000'000'000;
   /// Records held per stream while waiting; beyond it the oldest gap is skipped.
   std::size_t reorder_window = std::size_t{1} << 16;
+  /// For late_hold_for_ns after a late answer (a revision) in a direction, a sample of it that
+  /// is not through waits up to late_hold_ns (at most reorder_hold_ns) for its own late answer
+  /// before it is processed: a slow tunnel's backlog is answered late in a run, and an outage
+  /// closed before those answers came could not use them. 0: never wait.
+  std::int64_t late_hold_ns = 1'000'000'000;
+  std::int64_t late_hold_for_ns = 10'000'000'000;
 };
 
 /// One direction of one probe, as the detector consumes it. The attributor emits these as soon
@@ -84,6 +90,7 @@ struct DetectorStats {
   std::uint64_t events = 0;
   std::uint64_t revisions = 0;     ///< late answers that revised a sample not through
   std::uint64_t revised_gaps = 0;  ///< gaps (outages) measured differently for revisions
+  std::uint64_t late_holds = 0;    ///< times processing stopped to wait for a late answer
 };
 
 /// Path state machine per probe stream (one session: a target and a protocol) and direction.
@@ -105,6 +112,9 @@ struct DetectorStats {
 /// - OutageBegin after K consecutive losses (a candidate new path seen before it is dropped:
 ///   the path after the outage is confirmed afresh); OutageEnd with the first probe through
 ///   again, outage_ns since the last probe through before it.
+/// - Late answers (PathSample::revision) revise a pending loss to through: it counts in no
+///   loss, and an outage, which still ends with a probe through in order, is measured to the
+///   first probe through after its last run of losses (docs/attribution.md §3).
 /// - AsymmetricBegin/End: both directions have a confirmed path, neither is in an outage, and
 ///   the paths differ / no longer do. Judged probe by probe once both directions have processed
 ///   the probe, and only on probes that both directions saw on their confirmed paths with no
