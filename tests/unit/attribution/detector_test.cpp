@@ -37,6 +37,15 @@ ProbeRecord rec(std::uint64_t seq, const std::string& fwd, const std::string& re
   return r;
 }
 
+/// The events of one type and direction.
+std::vector<PathEvent> events_of(const std::vector<PathEvent>& events, EventType t, Direction dir) {
+  std::vector<PathEvent> v;
+  for (const auto& e : events) {
+    if (e.type == t && e.direction == dir) v.push_back(e);
+  }
+  return v;
+}
+
 /// A stream of records and the detector fed with them.
 struct Run {
   explicit Run(DetectorConfig c = {}) : d(c) {}
@@ -50,11 +59,7 @@ struct Run {
     return events;
   }
   std::vector<PathEvent> of(EventType t, Direction dir = Direction::Forward) const {
-    std::vector<PathEvent> v;
-    for (const auto& e : events) {
-      if (e.type == t && e.direction == dir) v.push_back(e);
-    }
-    return v;
+    return events_of(events, t, dir);
   }
   Detector d;
   std::vector<ProbeRecord> records;
@@ -700,11 +705,7 @@ struct Feed {
     for (std::uint64_t s = from; s < to; ++s) at(s, dir, Fate::Through, "unknown", true);
   }
   std::vector<PathEvent> of(EventType t, Direction dir = Direction::Forward) const {
-    std::vector<PathEvent> v;
-    for (const auto& e : events) {
-      if (e.type == t && e.direction == dir) v.push_back(e);
-    }
-    return v;
+    return events_of(events, t, dir);
   }
   Detector d;
   std::vector<PathEvent> events;
