@@ -8,21 +8,26 @@
 # preset "fuzz", build-fuzz/; PS_SKIP_FUZZ=1 skips it). A crash fails the tests.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# stage NAME: a stage's heading with the time since the start, so a log shows where the wall
+# time went (the whole command must stay well inside CI's 90 minutes).
+stage() { printf '== %s (at %dm%02ds)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)); }
+stage "dependencies"
 bash scripts/deps.sh
+stage "dev build"
 # Line tables only (-g1: file:line in backtraces, perf and sanitizer reports; no variables or
 # types) in the test command's dev build: full -g cost a quarter of the compile time of the
 # Beast-heavy files (collector/src/server.cpp 122 s -> 94 s, compiled side by side). Still
 # RelWithDebInfo (-O2) and -Werror; scripts/build.sh alone keeps full -g.
 bash scripts/build.sh -DCMAKE_CXX_FLAGS_RELWITHDEBINFO="-O2 -g1 -DNDEBUG"
 build=${BUILD_DIR:-build}
-echo "== release build (the packagers' preset: no -Werror, -O3, no tests)"
+stage "release build (the packagers' preset: no -Werror, -O3, no tests)"
 cmake --preset release >/dev/null
 cmake --build --preset release -j"$(nproc)"
-echo "== format check"
+stage "format check"
 bash scripts/format.sh --check
-echo "== clang-tidy"
+stage "clang-tidy"
 bash scripts/tidy.sh "$build"
-echo "== tests"
+stage "tests (unit, integration, privileged)"
 # Unit, integration and privileged tests run once. The e2e lab drills run real BGP and IPsec
 # timers whose phases differ from run to run: a drill that fails is run once more (ctest
 # --repeat until-pass:2), its first attempt's output kept in the log and named again at the
@@ -38,6 +43,7 @@ failed_checks() {
 ctest_rc=0
 (cd "$build" && ctest --output-on-failure -j1 -LE e2e "$@") 2>&1 |
   tee "$build/test-logs/ctest.log" || ctest_rc=$?
+stage "e2e lab drills"
 (cd "$build" && ctest --output-on-failure -j1 -L e2e --repeat until-pass:2 "$@") 2>&1 |
   tee "$build/test-logs/ctest-e2e.log" || ctest_rc=$?
 retried=$(grep -a -E '^ *[0-9]+/[0-9]+ Test +#[0-9]+: .*\*\*\*(Failed|Timeout)' \
@@ -53,12 +59,13 @@ if [ "$ctest_rc" -ne 0 ]; then
   exit "$ctest_rc"
 fi
 if [ "${PS_SKIP_ASAN:-0}" != 1 ]; then
-  echo "== unit and integration tests under AddressSanitizer + UBSan"
+  stage "unit and integration tests under AddressSanitizer + UBSan"
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j"$(nproc)"
   ctest --preset asan
 fi
 if [ "${PS_SKIP_FUZZ:-0}" != 1 ]; then
-  echo "== fuzzing: each libFuzzer target for ${PS_FUZZ_SECONDS:-10} s from its seed corpus"
+  stage "fuzzing: each libFuzzer target for ${PS_FUZZ_SECONDS:-10} s from its seed corpus"
   bash scripts/fuzz.sh
 fi
+stage "done"
