@@ -37,6 +37,19 @@ ProbeRecord rec(std::uint64_t seq, const std::string& fwd, const std::string& re
   return r;
 }
 
+/// A STAMP sample of the test session at seq's tx time (fate Through).
+PathSample sample_at(std::uint64_t seq, Direction dir, const char* path) {
+  PathSample s;
+  s.session_id = kSession;
+  s.target = "192.168.20.161";
+  s.proto = Proto::Stamp;
+  s.dir = dir;
+  s.seq = seq;
+  s.tx_ns = tx(seq);
+  s.path = path;
+  return s;
+}
+
 /// The events of one type and direction.
 std::vector<PathEvent> events_of(const std::vector<PathEvent>& events, EventType t, Direction dir) {
   std::vector<PathEvent> v;
@@ -325,15 +338,7 @@ TEST_CASE("detector forward does not wait for reverse", "[unit][detector]") {
   Detector d(DetectorConfig{});
   std::vector<PathEvent> ev;
   auto sample = [&](std::uint64_t seq, Direction dir, const char* path) {
-    PathSample s;
-    s.session_id = kSession;
-    s.target = "192.168.20.161";
-    s.proto = Proto::Stamp;
-    s.dir = dir;
-    s.seq = seq;
-    s.tx_ns = tx(seq);
-    s.path = path;
-    d.on_sample(s, 0, ev);
+    d.on_sample(sample_at(seq, dir, path), 0, ev);
   };
   for (std::uint64_t s = 0; s < 5; ++s) sample(s, Direction::Reverse, "express-connect");
   for (std::uint64_t s = 0; s < 5; ++s) sample(s, Direction::Forward, "express-connect");
@@ -506,25 +511,13 @@ struct FateRun {
   void add(std::uint64_t from, std::uint64_t to, Direction dir, const char* path,
            PathSample::Fate fate) {
     for (std::uint64_t seq = from; seq < to; ++seq) {
-      PathSample s;
-      s.session_id = kSession;
-      s.target = "192.168.20.161";
-      s.proto = Proto::Stamp;
-      s.dir = dir;
-      s.seq = seq;
+      PathSample s = sample_at(seq, dir, path);
       s.tx_ns = kT0 + static_cast<std::int64_t>(seq) * interval_ns;
-      s.path = path;
       s.fate = fate;
       d.on_sample(s, s.tx_ns + 30 * kMs, events);
     }
   }
-  std::vector<PathEvent> of(EventType t, Direction dir) const {
-    std::vector<PathEvent> v;
-    for (const auto& e : events) {
-      if (e.type == t && e.direction == dir) v.push_back(e);
-    }
-    return v;
-  }
+  std::vector<PathEvent> of(EventType t, Direction dir) const { return events_of(events, t, dir); }
   std::int64_t interval_ns;
   Detector d{DetectorConfig{}};
   std::vector<PathEvent> events;
@@ -684,14 +677,7 @@ struct Feed {
   explicit Feed(DetectorConfig c = {}) : d(c) {}
   void at(std::uint64_t seq, Direction dir, Fate fate, const char* path = "express-connect",
           bool revision = false) {
-    PathSample s;
-    s.session_id = kSession;
-    s.target = "192.168.20.161";
-    s.proto = Proto::Stamp;
-    s.dir = dir;
-    s.seq = seq;
-    s.tx_ns = tx(seq);
-    s.path = path;
+    PathSample s = sample_at(seq, dir, path);
     s.fate = fate;
     s.revision = revision;
     d.on_sample(s, tx(seq) + 30 * kMs, events);
@@ -900,17 +886,9 @@ TEST_CASE("detector: losses wait for late answers after one came", "[unit][detec
   CHECK(f.d.stats().late_holds > 0);
   // Long after the last late answer a loss is processed at once.
   const std::int64_t quiet = tx(14) + 30 * kMs + 10'000 * kMs;
-  PathSample s;
-  s.session_id = kSession;
-  s.target = "192.168.20.161";
-  s.proto = Proto::Stamp;
-  s.dir = Direction::Forward;
-  s.path = "express-connect";
-  s.fate = Fate::Lost;
-  std::uint64_t seq = 25;
-  for (; seq < 28; ++seq) {
-    s.seq = seq;
-    s.tx_ns = tx(seq);
+  for (std::uint64_t seq = 25; seq < 28; ++seq) {
+    PathSample s = sample_at(seq, Direction::Forward, "express-connect");
+    s.fate = Fate::Lost;
     f.d.on_sample(s, quiet, f.events);
   }
   CHECK(f.of(EventType::OutageBegin).size() == 2);
