@@ -19,6 +19,11 @@ constexpr std::int16_t kMaybe = -4;    // unknown whether it got through: no evi
 constexpr std::int16_t kUndet = -5;    // lost, direction undetermined (counts in both)
 constexpr std::int16_t kNotApp = -6;   // reverse of a forward loss: no reply was ever sent
 
+/// A sample code that says the probe got through this way (on a path label or "unknown").
+constexpr bool is_through(std::int16_t code) {
+  return code >= 0 || code == kUnknown;
+}
+
 struct Entry {
   std::uint64_t seq = 0;
   std::int64_t tx_ns = 0;
@@ -185,7 +190,7 @@ struct Detector::Impl {
     // lost forward), so the return path was not exercised: not a loss, not a probe through,
     // and not a checkpoint either — a reverse figure over a forward black hole says "no loss
     // seen, at most" the whole gap between the replies around it, never less.
-    if (v == kMaybe || v == kNotApp || v == kNone || v == kUndet) {
+    if (!is_through(v)) {
       if (s.pending.size() >= kMaxPending) {
         if (s.pending.front().through()) --s.revised;
         s.pending.pop_front();
@@ -234,7 +239,7 @@ struct Detector::Impl {
     s.run_proven = 0;
     auto [gap, res] = gap_to(s, tx);
     // Late answers may have shown that probes counted lost got through: the outage ended at
-    // the first of the last run of probes through, and began after the last one before it.
+    // the first of them after the last loss not revised (revised_gap).
     Pending first{seq, tx, kNone, v};
     if (s.revised > 0) {
       const std::int64_t plain = gap;
@@ -339,7 +344,7 @@ struct Detector::Impl {
               std::vector<PathEvent>& out) {
     DirState& ds = st.dir[static_cast<std::size_t>(smp.dir)];
     ds.late_seen_until = now + cfg.late_hold_for_ns;
-    if (code < 0 && code != kUnknown) {  // not through: nothing to revise
+    if (!is_through(code)) {  // nothing to revise with
       ++stats.late;
       return;
     }
@@ -459,7 +464,7 @@ struct Detector::Impl {
   /// come in runs: a slow tunnel's backlog), and `e` is not through and came less than
   /// late_hold_ns ago (never longer than the reorder hold).
   [[nodiscard]] bool late_held(const DirState& ds, const Entry& e, std::int64_t now) const {
-    if (now >= ds.late_seen_until || (e.path >= 0 || e.path == kUnknown)) return false;
+    if (now >= ds.late_seen_until || is_through(e.path)) return false;
     return now < e.arrived_ns + std::min(cfg.late_hold_ns, cfg.reorder_hold_ns);
   }
 
@@ -567,7 +572,7 @@ struct Detector::Impl {
     for (auto& [id, st] : streams) {
       for (auto d : {Direction::Forward, Direction::Reverse}) {
         DirState& ds = st.dir[static_cast<std::size_t>(d)];
-        if (ds.held > 0 && ds.late_seen_until != 0) release(st, d, now, out);
+        if (ds.held > 0) release(st, d, now, out);
         while (ds.held > 0 && oldest_held(ds).arrived_ns + cfg.reorder_hold_ns <= now) {
           skip_gap(ds);
           release(st, d, now, out);
