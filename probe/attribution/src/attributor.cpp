@@ -66,7 +66,7 @@ void Attributor::Impl::on_sent(const ProbeSent& p) {
   Session& s = table.sessions[si];
   Slot* sl = SlotTable::acquire(s, p.seq, stats.state_overruns);
   if (sl == nullptr) {
-    ++stats.state_overruns;
+    ++stats.superseded_inputs;
     return;
   }
   // The slot the session's probe 8 sequences on takes was last used a whole ring ago (seconds:
@@ -87,7 +87,7 @@ void Attributor::Impl::on_record(const ProbeRecord& r) {
   Session& s = table.sessions[si];
   Slot* sl = SlotTable::acquire(s, r.seq, stats.state_overruns);
   if (sl == nullptr) {
-    ++stats.state_overruns;
+    ++stats.superseded_inputs;
     return;
   }
   if (!sl->has(kAnnounced)) {
@@ -169,19 +169,13 @@ void Attributor::Impl::on_clear(std::size_t tap, const Observation& o) {
   Slot* sl = SlotTable::lookup(*s, seq);
   if (sl == nullptr) {
     // The capture may beat the sender's announcement: take the slot early then, but only
-    // for a sequence just ahead of what was sent and a slot no unfinished probe holds.
-    Slot& cand = s->slots[seq & s->mask];
+    // for a sequence just ahead of what was sent.
     const bool plausible = !s->any || (seq > s->max_seq && seq - s->max_seq <= kMinRing);
-    const bool free =
-        cand.seq == kNoSeq ||
-        (cand.seq < seq && (cand.has(kEmitted) || !cand.has(kAnnounced | kHaveRecord)));
-    if (!plausible || !free) {
+    sl = plausible ? SlotTable::take_early(*s, seq) : nullptr;
+    if (sl == nullptr) {
       ++stats.taps[tap].unmatched;
       return;
     }
-    cand = Slot{};
-    cand.seq = seq;
-    sl = &cand;
   }
   if (sl->has(kEmitted)) {
     ++stats.taps[tap].unmatched;

@@ -22,7 +22,12 @@ void SlotTable::grow(Session& s) {
   s.mask = nmask;
 }
 
-Slot* SlotTable::acquire(Session& s, std::uint64_t seq, std::uint64_t& overruns) {
+namespace {
+
+// The slot for `seq`: its own, or one an older probe left. An older unfinished probe there makes
+// the table grow; at its largest, that probe's state is dropped (counted in *overruns) or, with
+// no counter, nothing is taken. nullptr when a newer probe holds the place.
+Slot* place(Session& s, std::uint64_t seq, std::uint64_t* overruns) {
   for (;;) {
     Slot& sl = s.slots[seq & s.mask];
     if (sl.seq == seq) return &sl;
@@ -30,15 +35,26 @@ Slot* SlotTable::acquire(Session& s, std::uint64_t seq, std::uint64_t& overruns)
     const bool live = sl.seq != kNoSeq && !sl.has(kEmitted) && sl.has(kAnnounced | kHaveRecord);
     if (live) {
       if (s.slots.size() < kMaxRing) {
-        grow(s);
+        SlotTable::grow(s);
         continue;
       }
-      ++overruns;  // the older probe's state is dropped: it is never emitted
+      if (overruns == nullptr) return nullptr;
+      ++*overruns;  // the older probe's state is dropped: it is never emitted
     }
     sl = Slot{};
     sl.seq = seq;
     return &sl;
   }
+}
+
+}  // namespace
+
+Slot* SlotTable::acquire(Session& s, std::uint64_t seq, std::uint64_t& overruns) {
+  return place(s, seq, &overruns);
+}
+
+Slot* SlotTable::take_early(Session& s, std::uint64_t seq) {
+  return place(s, seq, nullptr);
 }
 
 void SlotTable::advance_lowest(Session& s) {

@@ -181,6 +181,12 @@ struct SlotTable {
   /// what the ring holds there (stale) or the state cannot grow. Dropping an unfinished probe's
   /// state (the ring at its largest) counts in `overruns`.
   static Slot* acquire(Session& s, std::uint64_t seq, std::uint64_t& overruns);
+  /// The slot for a probe a tap saw before the sender announced it (seq just ahead of what was
+  /// sent). An older unfinished probe in its place makes the table grow, as acquire() does for
+  /// the announcement: under load the decisions on older probes lag (a long outage's losses
+  /// wait for their evidence), and dropping the copy would make a probe that left `none`.
+  /// nullptr only when a newer probe holds the place or the table cannot grow.
+  static Slot* take_early(Session& s, std::uint64_t seq);
   static Slot* lookup(Session& s, std::uint64_t seq) {
     Slot& sl = s.slots[seq & s.mask];
     return sl.seq == seq ? &sl : nullptr;

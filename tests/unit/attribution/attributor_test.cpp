@@ -669,6 +669,43 @@ TEST_CASE("observation before announcement is kept", "[unit][attributor]") {
   for (const auto& r : out) CHECK(r.fwd_path == "express-connect");
 }
 
+// Under load the decisions on older probes lag (a long outage's losses wait for their evidence,
+// a lagging capture holds polls back) while a tap's copy of a new probe beats the sender's
+// announcement to a slot an unfinished older probe still holds (lab, both-down drill beside a
+// build: 6 copies on the clear tap unmatched, their probes `none` and lost forward although
+// they reached the ECS). The table grows for the copy as it would for the announcement.
+TEST_CASE("a copy before its announcement, into a slot an unfinished probe holds",
+          "[unit][attributor]") {
+  World w;
+  constexpr std::uint64_t kUnfinished = 4096;  // the ICMP session's first table (1000/s, 1 s)
+  for (std::uint64_t i = 0; i <= kUnfinished; ++i) {
+    w.add({Proto::Icmp, i, kT0 + static_cast<std::int64_t>(i) * kMs});
+  }
+  auto a = w.make();
+  for (std::uint64_t i = 0; i < kUnfinished; ++i) a->on_sent(w.sent[i]);
+  // The new probe's request copy (frames[0] holds each probe's request, then its reply).
+  const auto& [ts, f] = w.frames[0][2 * kUnfinished];
+  a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, ts, 1, f));
+  CHECK(a->stats().taps[0].unmatched == 0);
+  a->on_sent(w.sent[kUnfinished]);
+  for (std::size_t i = 0; i < w.frames[0].size(); ++i) {
+    if (i == 2 * kUnfinished) continue;
+    const auto& [t, fr] = w.frames[0][i];
+    a->on_observation(0, *decode_frame(w.ec, DecodeContext{kAgent, 862}, t, 1, fr));
+  }
+  for (const auto& r : w.records) a->on_record(r);
+  std::vector<ProbeRecord> out;
+  a->flush(out);
+  REQUIRE(out.size() == kUnfinished + 1);
+  CHECK(a->stats().taps[0].unmatched == 0);
+  CHECK(a->stats().state_overruns == 0);
+  for (const auto& r : out) {
+    INFO("seq " << r.seq);
+    CHECK(r.fwd_path == "express-connect");
+    CHECK(r.rev_path == "express-connect");
+  }
+}
+
 // With records only (no announcements) clear attribution still works, and it is counted.
 TEST_CASE("records without announcements", "[unit][attributor]") {
   World w;

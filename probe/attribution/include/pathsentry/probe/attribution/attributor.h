@@ -143,6 +143,9 @@ struct AttributorStats {
   std::uint64_t clear_conflicts = 0;  ///< probes seen exactly on taps of different paths
   std::uint64_t esp_conflicts = 0;    ///< ESP correlation contradicted by an exact clear match
   std::uint64_t state_overruns = 0;   ///< probe state dropped (a session's ring was full)
+  /// Announcements and sender records dropped: a newer probe already held their slot (their
+  /// probe is never emitted; on the agent's `attribution:` line, never expected).
+  std::uint64_t superseded_inputs = 0;
   /// Forward samples whose record later said otherwise (e.g. seen nowhere, yet answered).
   std::uint64_t fwd_samples_revised = 0;
   /// Probes seen nowhere made "unknown" instead of "none": an unattributed ESP packet of their
