@@ -20,6 +20,7 @@
 # Knobs (defaults in brackets): OUT [bench/results/cpu-<date>], PARTS ["cpu miss load"],
 #   RATES ["1000 10000"], WARM_S [2], MEASURE_S [10], MISS_RATES ["2000 10000"], MISS_S [60],
 #   MISS_LOAD_S [10], LOAD_PROCS [2], BEFORE [""], TAP [1], PROBE_ARGS [""],
+#   FAR_RPS [0]: 1 = the far side's receive path on a CPU of its own (RPS, bench/lib.sh far_rps),
 #   QDISC [""]: the root qdisc of the agent's veth (e.g. fq; default: the veth's own, noqueue),
 #   LAUNCH_AHEAD_US [""]: adds rows "pathsentry PROTO launch" run with --launch-ahead-us N
 #   (launch-time pacing; its log line says whether the qdisc honoured it).
@@ -49,6 +50,7 @@ TAP=${TAP:-1}
 PROBE_ARGS=${PROBE_ARGS:-}
 QDISC=${QDISC:-}
 LAUNCH_AHEAD_US=${LAUNCH_AHEAD_US:-}
+FAR_RPS=${FAR_RPS:-0}
 RAW_PORT=9000
 
 NS_A=psc-$$-a
@@ -106,6 +108,7 @@ for ns in "$NS_A" "$NS_B"; do
   ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
 done
 veth_pair "$NS_A" "$NS_B" "$A4" "$B4"
+[ "$FAR_RPS" = 1 ] && far_rps "$NS_A" "$NS_B"
 if [ -n "$QDISC" ]; then
   # shellcheck disable=SC2086
   ip netns exec "$NS_A" tc qdisc replace dev va root $QDISC ||
@@ -114,7 +117,7 @@ fi
 qdisc_now=$(ip netns exec "$NS_A" tc qdisc show dev va | awk 'NR == 1 { print $2 }')
 
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
-header="cpu_bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpus=$(nproc)  load=$(cut -d' ' -f1-3 /proc/loadavg)  kernel=$(uname -r)  qdisc=$qdisc_now  commit=$commit${BEFORE:+  before=$BEFORE}"
+header="cpu_bench  $(date -u +%Y-%m-%dT%H:%M:%SZ)  cpus=$(nproc)  load=$(cut -d' ' -f1-3 /proc/loadavg)  kernel=$(uname -r)  qdisc=$qdisc_now  far_rps=$FAR_RPS  commit=$commit${BEFORE:+  before=$BEFORE}"
 log "$header"
 echo "$header" >"$OUT/header.txt"
 

@@ -38,6 +38,18 @@ cpu_ticks() { # utime+stime of PID (all its threads) in clock ticks (fields 14, 
   set -- $s
   echo $((${12} + ${13}))
 }
+far_rps() { # NS_A NS_B: the far side as a host of its own (FAR_RPS=1 in the benches). RPS
+  # steers vb's receive path (the far side's: the kernel's ICMP echo, the reflector's UDP
+  # receive) to the last CPU and va's (the replies) to CPU 0. Without it a veth runs the far
+  # side's receive path in the sender's softirq, charged to the sender's CPU; over a real link
+  # that work is another machine's, and reply reception is softirq work of the receiving host.
+  local na=$1 nb=$2 last
+  last=$(($(nproc) - 1))
+  [ "$last" -ge 1 ] || { echo "FAR_RPS=1 needs 2 CPUs" >&2; return 1; }
+  ip netns exec "$nb" sh -c "printf %x $((1 << last)) >/sys/class/net/vb/queues/rx-0/rps_cpus"
+  ip netns exec "$na" sh -c "echo 1 >/sys/class/net/va/queues/rx-0/rps_cpus"
+  echo "FAR_RPS: vb rx on CPU $last (mask $(ip netns exec "$nb" cat /sys/class/net/vb/queues/rx-0/rps_cpus)), va rx on CPU 0" >&2
+}
 veth_pair() { # NS_A NS_B A4 B4: one veth va (in NS_A, A4/24) <-> vb (in NS_B, B4/24), both up,
   # with static neighbours (no ARP resolution inside any measured step) and no other link
   local na=$1 nb=$2 a4=$3 b4=$4 ns mac_a mac_b

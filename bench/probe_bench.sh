@@ -15,7 +15,7 @@
 #   RATES ["1000 10000 25000 50000 75000 100000 150000 200000 300000 400000 600000 800000"],
 #   PROTOS ["stamp icmp"], REFINE [2], TIMEOUT_MS [500], RTT_RATE [1000], RTT_S [5],
 #   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PCAP_IMMEDIATE [0], BENCH_NICE [-10],
-#   RAW_RT_PRIORITY [10],
+#   RAW_RT_PRIORITY [10], FAR_RPS [0],
 #   PROBE_ARGS [""] (extra flags for pathsentry-probe), REFLECTOR_ARGS [see below].
 #
 # Network safety: creates namespaces psb-<pid>-a / psb-<pid>-b joined only by a veth made here
@@ -52,6 +52,12 @@ BENCH_NICE=${BENCH_NICE:--10} # nice value of every measured process (0 = as sta
 # the raw client does too, at this priority (0 = normal scheduling); the raw echo server, like
 # the reflector, runs normally.
 RAW_RT_PRIORITY=${RAW_RT_PRIORITY:-10}
+# 1 = the far side as a host of its own: the far veth's receive path (the kernel's ICMP echo, the
+# UDP receive of the reflector's and the raw echo server's requests) is steered by RPS to the
+# last CPU, and the near veth's (the replies) to CPU 0. Without it the far side's receive path
+# runs in the sender's softirq, on the sender's CPU: over a real link the target's kernel is
+# another machine's. Applies to every row alike (the raw echo too); meta.json says which.
+FAR_RPS=${FAR_RPS:-0}
 # The reflector rate-limits each source (default 10000/s): lift it, or the bench measures that.
 REFLECTOR_ARGS=${REFLECTOR_ARGS:-"--rate-limit 100000000 --burst 1000000 --log-level warn"}
 
@@ -145,6 +151,7 @@ cpu_pct() { # TICKS0 TICKS1 NS0 NS1
 ip netns add "$NS_A"
 ip netns add "$NS_B"
 veth_pair "$NS_A" "$NS_B" "$A4" "$B4"
+[ "$FAR_RPS" = 1 ] && far_rps "$NS_A" "$NS_B"
 
 commit=${COMMIT:-$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)}
 cat >"$OUT/meta.json" <<EOF
@@ -153,7 +160,7 @@ cat >"$OUT/meta.json" <<EOF
  "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "commit": "$commit", "build": "$build",
  "ns_a": "$NS_A", "ns_b": "$NS_B", "step_s": $STEP_S, "timeout_ms": $TIMEOUT_MS,
  "raw_size": $RAW_SIZE, "rates": "$RATES", "probe_args": "$PROBE_ARGS",
- "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE, "raw_rt_priority": $RAW_RT_PRIORITY,
+ "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE, "raw_rt_priority": $RAW_RT_PRIORITY, "far_rps": $FAR_RPS,
  "sched_autogroup": $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo null),
  "reflector_args": "$REFLECTOR_ARGS"}
 EOF
