@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-${BUILD_DIR:-build}}
 step() { printf '== background: %s (at %dm%02ds)\n' "$1" $((SECONDS / 60)) $((SECONDS % 60)); }
-step "release build (the packagers' preset: no -Werror, -O3, no tests)"
+step "release build (the packagers' preset: no -Werror, -O3, no tests or benchmarks)"
 cmake --preset release >/dev/null
 cmake --build --preset release -j"$(nproc)"
 step "clang-tidy"

@@ -100,7 +100,9 @@ fi
 [ "$builds_rc" -eq 0 ] || exit "$builds_rc"
 if [ "${PS_SKIP_ASAN:-0}" != 1 ]; then
   stage "unit and integration tests under AddressSanitizer + UBSan"
-  ctest --preset asan
+  # In parallel: 536 short test processes whose time is mostly ASan's start-up (no test may
+  # assert on timing; the few that must run alone are RUN_SERIAL).
+  ctest --preset asan -j"$(nproc)"
 fi
 if [ "${PS_SKIP_FUZZ:-0}" != 1 ]; then
   stage "fuzzing: each libFuzzer target for ${PS_FUZZ_SECONDS:-10} s from its seed corpus"
