@@ -85,6 +85,18 @@ void Attributor::Impl::on_record(const ProbeRecord& r) {
     return;
   }
   Session& s = table.sessions[si];
+  if (r.late && r.rx_ns && SlotTable::lookup(s, r.seq) == nullptr) {
+    // The sender's late answer to a probe it declared lost long ago: its slot was taken by a
+    // newer probe or emptied when the table grew. Not a new probe (acquire() would make one,
+    // and a second, on-time record for it), not dropped: a late record, paths unknown.
+    ProbeRecord& f = forgotten.emplace_back(r);
+    f.fwd_path = setup.labels[static_cast<std::size_t>(setup.unknown_id)];
+    f.rev_path = f.fwd_path;
+    f.loss = LossDirection::None;
+    f.late = true;
+    ++stats.late_forgotten;
+    return;
+  }
   Slot* sl = SlotTable::acquire(s, r.seq, stats.state_overruns);
   if (sl == nullptr) {
     ++stats.superseded_inputs;
@@ -193,6 +205,12 @@ void Attributor::Impl::on_clear(std::size_t tap, const Observation& o) {
 
 void Attributor::Impl::poll(std::int64_t now, Out& out) {
   last_now = std::max(last_now, now);
+  for (ProbeRecord& f : forgotten) {
+    out.records.push_back(std::move(f));
+    ++stats.records;
+    ++stats.late_records;
+  }
+  forgotten.clear();
   // Learning first: the learners see every window as soon as it is complete, and the claims
   // wait (learn_hold) while a transform is still being learned.
   logs.learn_due(Direction::Forward, now);

@@ -40,6 +40,9 @@ struct Attributor::Impl {
   attr::LossInference loss;
   attr::Emission emission;
   attr::ReadyList ready;  // probes to look at again in the next poll
+  /// Late answers to probes the table no longer holds (their records left long ago): they
+  /// leave as late records at the next poll, paths unknown (no evidence is kept for them).
+  std::vector<ProbeRecord> forgotten;
   std::int64_t last_now = std::numeric_limits<std::int64_t>::min();
 
   explicit Impl(AttributorConfig c);

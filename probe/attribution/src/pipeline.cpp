@@ -727,7 +727,8 @@ std::vector<std::string> Pipeline::stats_lines() {
   paths += " lost forward " + std::to_string(st.losses[0]) + " reverse " +
            std::to_string(st.losses[1]) + " undetermined " + std::to_string(st.losses[2]) + ";";
   paths += " early losses " + std::to_string(st.early_losses) + ", late records " +
-           std::to_string(st.late_records) + ", no record " + std::to_string(st.no_record) +
+           std::to_string(st.late_records) + " (to probes already let go " +
+           std::to_string(st.late_forgotten) + "), no record " + std::to_string(st.no_record) +
            ", probe state dropped " + std::to_string(st.state_overruns) +
            " (inputs for a slot a newer probe held " + std::to_string(st.superseded_inputs) + ")" +
            ", conflicts clear " + std::to_string(st.clear_conflicts) + " esp " +

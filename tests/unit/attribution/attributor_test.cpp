@@ -706,6 +706,78 @@ TEST_CASE("a copy before its announcement, into a slot an unfinished probe holds
   }
 }
 
+// A late answer can come seconds after the probe's loss (a userspace tunnel's backlog: 6.4 s at
+// 10 000/s in the collector-fault drill), when the table has let the probe go: its slot taken by
+// a newer probe, or left empty when the table grew (a growth moves each slot's newest probe
+// only). It still comes out, once, as a late record with its paths unknown: before, it was
+// dropped (taken slot) or came out as a second, on-time record of a new probe (empty slot).
+TEST_CASE("a late answer to a probe the table let go is one late record", "[unit][attributor]") {
+  const auto target = addr("192.168.20.1");
+  for (const bool grown : {false, true}) {
+    INFO((grown ? "slot emptied by a growth" : "slot taken by a newer probe"));
+    Attributor a(one_ec_tap());
+    SessionSpec spec;
+    spec.session_id = 1;
+    spec.proto = Proto::Icmp;
+    spec.target = target;
+    spec.wire_bytes = 84;
+    spec.rate_pps = 1;  // the smallest table: 1 024 slots
+    a.add_session(spec);
+    constexpr std::int64_t kT = 1'700'000'000'000'000'000;
+    constexpr std::int64_t kSecond = 1'000'000'000;
+    constexpr std::uint64_t kLost = 100;
+    // With `grown`, the records from probe kUnfinished on come only at the end: it stays
+    // unfinished, and probe kUnfinished + 1 024 (the last) makes the table grow. Probe 1 124
+    // had taken probe 100's slot; the growth moves it and leaves slot 100 empty.
+    constexpr std::uint64_t kUnfinished = 1040;
+    constexpr std::uint64_t kProbes = kUnfinished + 1024 + 1;
+    std::vector<ProbeRecord> out;
+    const auto record = [&](std::uint64_t seq, bool answered) {
+      ProbeRecord r;
+      r.target = "192.168.20.1";
+      r.proto = Proto::Icmp;
+      r.session_id = 1;
+      r.seq = seq;
+      r.tx_ns = kT + static_cast<std::int64_t>(seq) * kMs;
+      if (answered) {
+        r.rx_ns = r.tx_ns + 8 * kMs;
+        r.rtt_ns = 8 * kMs;
+      }
+      return r;
+    };
+    for (std::uint64_t seq = 0; seq < kProbes; ++seq) {
+      a.on_sent({1, seq, kT + static_cast<std::int64_t>(seq) * kMs, 0});
+      if (!grown || seq < kUnfinished) a.on_record(record(seq, seq != kLost));
+      a.poll(kT + static_cast<std::int64_t>(seq) * kMs, out);
+    }
+    ProbeRecord late = record(kLost, true);
+    late.rx_ns = late.tx_ns + 6 * kSecond;
+    late.rtt_ns = 6 * kSecond;
+    late.late = true;
+    a.on_record(late);
+    if (grown) {
+      for (std::uint64_t seq = kUnfinished; seq < kProbes; ++seq) a.on_record(record(seq, true));
+    }
+    a.flush(out);
+    std::vector<ProbeRecord> lost;
+    for (const auto& r : out) {
+      if (r.seq == kLost) lost.push_back(r);
+    }
+    REQUIRE(lost.size() == 2);
+    CHECK_FALSE(lost[0].late);
+    CHECK(lost[0].loss != LossDirection::None);
+    CHECK(lost[1].late);
+    CHECK(lost[1].rtt_ns == 6 * kSecond);
+    CHECK(lost[1].fwd_path == "unknown");
+    CHECK(lost[1].rev_path == "unknown");
+    CHECK(lost[1].loss == LossDirection::None);
+    CHECK(a.stats().late_forgotten == 1);
+    CHECK(a.stats().superseded_inputs == 0);
+    CHECK(a.stats().state_overruns == 0);
+    CHECK(out.size() == kProbes + 1);
+  }
+}
+
 // With records only (no announcements) clear attribution still works, and it is counted.
 TEST_CASE("records without announcements", "[unit][attributor]") {
   World w;

@@ -134,8 +134,11 @@ struct TapAttribution {
 
 /// Counters of the attributor. Path counts are indexed like Attributor::path_labels().
 struct AttributorStats {
-  std::uint64_t records = 0;          ///< records emitted (late corrections included)
-  std::uint64_t late_records = 0;     ///< records re-emitted because a reply came after a loss
+  std::uint64_t records = 0;       ///< records emitted (late corrections included)
+  std::uint64_t late_records = 0;  ///< records re-emitted because a reply came after a loss
+  /// Of those: late answers to probes whose state the table had let go (a slot taken by a newer
+  /// probe, or emptied by a growth), passed on with their paths unknown.
+  std::uint64_t late_forgotten = 0;
   std::uint64_t early_losses = 0;     ///< declared lost because a later probe was answered
   std::uint64_t unannounced = 0;      ///< records for probes never passed to on_sent()
   std::uint64_t no_record = 0;        ///< announced probes the sender never reported (lost)
