@@ -7,7 +7,6 @@
 # build-fuzz/crashes/<target>-crash-… and the exit status is 1.
 #   PS_FUZZ_SECONDS  seconds per target (default 10)
 #   PS_FUZZ_JOBS     targets run at once (default: the number of CPUs)
-#   PS_FUZZ_BUILD_ONLY=1  build the targets and stop (scripts/test-builds.sh)
 #   arguments        target names (decode_frame, stamp, …) to run only those
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,7 +16,6 @@ launcher=()
 command -v ccache >/dev/null 2>&1 && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 cmake --preset fuzz "${launcher[@]}" >/dev/null
 cmake --build --preset fuzz -j"$(nproc)" --target fuzz_all
-[ "${PS_FUZZ_BUILD_ONLY:-0}" = 1 ] && exit 0
 
 bin=build-fuzz/fuzz
 crashes=build-fuzz/crashes
