@@ -251,7 +251,7 @@ void Attributor::Impl::decide_due(Direction d, std::int64_t now, std::int64_t ho
         sl->rev_esp = v;
         sl->flags |= kRevDecided;
       }
-      emission.try_finish(s, *sl, now, out);
+      emission.try_finish(e.session, s, *sl, now, out);
     }
     logs.pop_front(d);
   }
@@ -262,7 +262,7 @@ void Attributor::Impl::recheck(std::int64_t now, Out& out) {
     Session& s = table.sessions[si];
     if (Slot* sl = SlotTable::lookup(s, seq)) {
       emission.try_sample_fwd(si, s, *sl, now, out);
-      emission.try_finish(s, *sl, now, out);
+      emission.try_finish(si, s, *sl, now, out);
     }
   }
   ready.clear();
@@ -273,7 +273,7 @@ void Attributor::Impl::recheck(std::int64_t now, Out& out) {
       Session& s = table.sessions[u.session];
       if (Slot* sl = SlotTable::lookup(s, u.seq)) {
         emission.try_sample_fwd(u.session, s, *sl, now, out);
-        emission.try_finish(s, *sl, now, out);
+        emission.try_finish(u.session, s, *sl, now, out);
       }
     }
   }

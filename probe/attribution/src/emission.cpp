@@ -61,12 +61,16 @@ void Emission::try_sample_fwd(std::uint32_t si, Session& s, Slot& sl, std::int64
     } else {
       sample(s, sl, Direction::Forward, setup_.none_id, PathSample::Fate::Lost, out);
     }
-  } else if (ev == kNoEvidence &&
-             (unseen_.empty() || unseen_.back().seq != sl.seq || unseen_.back().session != si)) {
-    // Looked at again when due, or sooner: a tunnel catching up brings the due time forward.
-    constexpr std::int64_t kRecheckNs = 10'000'000;
-    unseen_.push_back({std::min(loss_.unseen_due(sl), now + kRecheckNs), si, sl.seq});
+  } else if (ev == kNoEvidence) {
+    look_again(si, sl, now);
   }
+}
+
+void Emission::look_again(std::uint32_t si, const Slot& sl, std::int64_t now) {
+  if (!unseen_.empty() && unseen_.back().seq == sl.seq && unseen_.back().session == si) return;
+  // When due, or sooner: a tunnel catching up brings the due time forward.
+  constexpr std::int64_t kRecheckNs = 10'000'000;
+  unseen_.push_back({std::min(loss_.unseen_due(sl), now + kRecheckNs), si, sl.seq});
 }
 
 void Emission::emit(Session& s, Slot& sl, Out& out) {
@@ -150,19 +154,29 @@ void Emission::emit(Session& s, Slot& sl, Out& out) {
   sl.emitted_loss = loss;
 }
 
-void Emission::try_finish(Session& s, Slot& sl, std::int64_t now, Out& out) {
+void Emission::try_finish(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
   if (sl.has(kEmitted) || !sl.has(kFwdDecided)) return;
   if (sl.has(kReceived) ? !sl.has(kRevDecided) : !sl.has(kLoss)) return;
   // A lost probe waits until its direction can be decided (the ESP late horizon, the
   // reflector's counter), like its samples.
-  if (!loss_.fate_known(s, sl, evidence(sl.fwd_clear, sl.fwd_esp), now)) return;
+  const std::int8_t ev = evidence(sl.fwd_clear, sl.fwd_esp);
+  if (!loss_.fate_known(s, sl, ev, now)) {
+    // Seen nowhere, its late span not over: looked at again then. Its forward sample may have
+    // left already (its queue entry gone) while a later probe attributed on the tunnel moved
+    // the span's end past now; without this nothing looked at it again, and its record never
+    // came out (lab: 4-5 ICMP records missing where a tunnel went down).
+    // Only then: a probe that waits for something else (the reflector's counter) is on the
+    // held queue, and one due now would be taken off this queue and put back for ever.
+    if (ev == kNoEvidence && loss_.unseen_due(sl) > now) look_again(si, sl, now);
+    return;
+  }
   emit(s, sl, out);
 }
 
 void Emission::declare_loss(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out) {
   loss_.mark_lost(si, s, sl, now);
   try_sample_fwd(si, s, sl, now, out);
-  try_finish(s, sl, now, out);
+  try_finish(si, s, sl, now, out);
 }
 
 }  // namespace pathsentry::probe::attr

@@ -36,8 +36,9 @@ class Emission {
   /// passed (or fwd_unseen_wait_ns, if larger): it did not leave (a forward loss), or, with an
   /// unexplained ESP packet of its length late, it may have (MaybeLost while its fate is open).
   void try_sample_fwd(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out);
-  /// Emits the probe's record once both directions are decided and its fate is known.
-  void try_finish(Session& s, Slot& sl, std::int64_t now, Out& out);
+  /// Emits the probe's record once both directions are decided and its fate is known; a probe
+  /// seen nowhere whose fate waits for its late span is queued to be looked at again.
+  void try_finish(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out);
   /// A probe is declared lost now: its forward sample and record, when final.
   void declare_loss(std::uint32_t si, Session& s, Slot& sl, std::int64_t now, Out& out);
   /// A probe seen nowhere: its forward sample is judged from the unseen queue after the late
@@ -55,6 +56,9 @@ class Emission {
   /// A direction's sample of a probe whose fate is known.
   void sample_fate(const Session& s, Slot& sl, Direction d, std::int8_t ev, Out& out);
   void emit(Session& s, Slot& sl, Out& out);
+  /// Queues probe `sl` of session `si` on the unseen queue (once: not when it is the last one
+  /// queued), due when its late span is over or within 10 ms.
+  void look_again(std::uint32_t si, const Slot& sl, std::int64_t now);
 
   const Setup& setup_;
   LossInference& loss_;
