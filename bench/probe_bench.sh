@@ -56,7 +56,9 @@ RAW_RT_PRIORITY=${RAW_RT_PRIORITY:-10}
 # UDP receive of the reflector's and the raw echo server's requests) is steered by RPS to the
 # last CPU, and the near veth's (the replies) to CPU 0. Without it the far side's receive path
 # runs in the sender's softirq, on the sender's CPU: over a real link the target's kernel is
-# another machine's. Applies to every row alike (the raw echo too); meta.json says which.
+# another machine's. Applies to every row alike (the raw echo too); meta.json says which. It
+# costs the single-threaded raw echo far more than the agent (docs/bench.md, session 12: the raw
+# limit 281 451 -> 123 369/s), so issue 14's ratios are taken with the default, 0.
 FAR_RPS=${FAR_RPS:-0}
 # The reflector rate-limits each source (default 10000/s): lift it, or the bench measures that.
 REFLECTOR_ARGS=${REFLECTOR_ARGS:-"--rate-limit 100000000 --burst 1000000 --log-level warn"}
