@@ -205,6 +205,7 @@ void Attributor::Impl::on_clear(std::size_t tap, const Observation& o) {
 
 void Attributor::Impl::poll(std::int64_t now, Out& out) {
   last_now = std::max(last_now, now);
+  loss.set_poll_time(now);
   for (ProbeRecord& f : forgotten) {
     out.records.push_back(std::move(f));
     ++stats.records;

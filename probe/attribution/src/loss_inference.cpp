@@ -33,8 +33,10 @@ bool LossInference::any_tap_down(std::int64_t from, std::int64_t to) const {
 }
 
 bool LossInference::tap_down_during(std::size_t tap, std::int64_t from, std::int64_t to) const {
+  // A window ending at a span's start was judged complete (tap_down: poll() had got that far
+  // with the tap up), so the span starts just after it.
   for (const DownSpan& d : down_spans_[tap]) {
-    if (d.from_ns <= to && from <= d.to_ns) return true;
+    if (d.from_ns < to && from <= d.to_ns) return true;
   }
   return false;
 }
@@ -46,8 +48,15 @@ bool LossInference::probe_tap_down(const Session& s, const Slot& sl, std::size_t
     fwd_to = std::max(
         fwd_to, setup_.cfg.taps[t].hi_ns(Direction::Forward) + setup_.cfg.esp_late_horizon_ns);
   }
-  if (tap_down_during(tap, sl.anchor_ns - setup_.cfg.settle_ns,
-                      sl.anchor_ns + fwd_to + setup_.cfg.settle_ns)) {
+  // A span that starts at or after the poll under way came after this probe's decisions (in
+  // the pipeline a tap's failure and the worker's poll race: the answer must not depend on
+  // which came first). Its windows may reach past that poll (the ESP late horizon of a probe
+  // already seen), but nothing after it was needed to judge the probe.
+  const std::int64_t to_cap = poll_ns_;
+  auto during = [&](std::int64_t from, std::int64_t to) {
+    return tap_down_during(tap, from, std::min(to, to_cap));
+  };
+  if (during(sl.anchor_ns - setup_.cfg.settle_ns, sl.anchor_ns + fwd_to + setup_.cfg.settle_ns)) {
     return true;
   }
   if (fwd_only) return false;
@@ -55,11 +64,9 @@ bool LossInference::probe_tap_down(const Session& s, const Slot& sl, std::size_t
     std::int64_t rev_from = 0;
     for (std::size_t t : setup_.lane_tap)
       rev_from = std::max(rev_from, setup_.cfg.taps[t].hi_ns(Direction::Reverse));
-    return tap_down_during(tap, sl.rx_ns - rev_from - setup_.cfg.settle_ns,
-                           sl.rx_ns + setup_.cfg.settle_ns);
+    return during(sl.rx_ns - rev_from - setup_.cfg.settle_ns, sl.rx_ns + setup_.cfg.settle_ns);
   }
-  return tap_down_during(tap, sl.anchor_ns,
-                         sl.anchor_ns + s.spec.timeout_ns + setup_.cfg.settle_ns);
+  return during(sl.anchor_ns, sl.anchor_ns + s.spec.timeout_ns + setup_.cfg.settle_ns);
 }
 
 bool LossInference::fwd_tap_down(const Session& s, const Slot& sl) const {

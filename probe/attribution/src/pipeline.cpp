@@ -391,7 +391,12 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
     // Queued before the watermark moves past `from`: the worker tells the attributor about the
     // down span before it decides any window after it.
     std::lock_guard lock(in_mu_);
-    tap_changes_.push_back(TapChange{t.index, true, from, detected, 0, reason});
+    // The worker may already have polled up to the watermark plus the grace and decided
+    // windows ending there with this tap's evidence: for the attributor the tap is down
+    // after that time only (so a record does not depend on whether that poll came first).
+    const std::int64_t judged =
+        wm == std::numeric_limits<std::int64_t>::min() ? from : from + kWatermarkGraceNs;
+    tap_changes_.push_back(TapChange{t.index, true, from, judged, detected, 0, reason});
   }
   std::uint32_t attempt = 0;
   std::string last_error = reason;
@@ -415,7 +420,7 @@ bool Pipeline::recover(TapThread& t, const std::string& reason) {
         t.tap->count_up(down_ns);
         {
           std::lock_guard lock(in_mu_);
-          tap_changes_.push_back(TapChange{t.index, false, up, up, down_ns, reason});
+          tap_changes_.push_back(TapChange{t.index, false, up, up, up, down_ns, reason});
         }
         t.down_since_ns.store(TapThread::kUp);
         return true;
@@ -634,7 +639,7 @@ void Pipeline::handle_verdicts() {
 void Pipeline::handle_tap_changes() {
   for (const TapChange& c : changes_scratch_) {
     if (c.down) {
-      attributor_.tap_down(c.tap, c.ts_ns);
+      attributor_.tap_down(c.tap, c.judged_ns);
     } else {
       attributor_.tap_up(c.tap, c.ts_ns);
     }

@@ -1202,6 +1202,62 @@ TEST_CASE("a down tap's silence is no evidence", "[unit][attributor]") {
   }
 }
 
+// In the pipeline a tap's failure and the worker's poll race: the capture thread reports the
+// failure with the time up to which the worker may already have judged windows. The records
+// that poll decided must not depend on which came first (CI, session 12: the pipeline test's
+// probe 4 named the tap in taps_down when the failure was handled before the poll).
+TEST_CASE("a tap that fails just after a poll: that poll's records do not name it",
+          "[unit][attributor]") {
+  auto at = [](int i) { return kT0 + i * 100 * kMs; };
+  World w;
+  for (int i = 0; i < 6; ++i) {
+    w.add({Proto::Icmp, static_cast<std::uint64_t>(i), at(i), Via::Ec, Via::Ec});
+  }
+  auto feed = [&](Attributor& a) {
+    for (const auto& snt : w.sent) a.on_sent(snt);
+    for (std::size_t t = 0; t < 2; ++t) {
+      for (const auto& [ts, f] : w.frames[t]) {
+        a.on_observation(
+            t, *decode_frame(t == 0 ? w.ec : w.inet, DecodeContext{kAgent, 862}, ts, 1, f));
+      }
+    }
+    for (const auto& r : w.records) a.on_record(r);
+  };
+  // The first poll time at which probe 2's record comes out.
+  std::int64_t fail_at = at(2);
+  {
+    auto a = w.make();
+    feed(*a);
+    std::vector<ProbeRecord> out;
+    while (std::none_of(out.begin(), out.end(), [](const auto& r) { return r.seq == 2; })) {
+      fail_at += kMs;
+      a->poll(fail_at, out);
+    }
+  }
+  // Probe 2's windows reach past that time (the ESP tap's late horizon).
+  REQUIRE(fail_at < at(3));
+  // The EC tap captured nothing after it.
+  std::erase_if(w.frames[0], [&](const auto& f) { return f.first > fail_at; });
+  for (const bool poll_first : {true, false}) {
+    INFO((poll_first ? "the poll, then the failure" : "the failure, then the poll"));
+    auto a = w.make();
+    feed(*a);
+    std::vector<ProbeRecord> out;
+    if (poll_first) a->poll(fail_at, out);
+    a->tap_down(0, fail_at);
+    if (!poll_first) a->poll(fail_at, out);
+    a->flush(out);
+    REQUIRE(out.size() == 6);
+    for (const auto& r : out) {
+      INFO("seq " << r.seq);
+      const bool after = r.seq >= 3;
+      CHECK(r.fwd_path == (after ? "unknown" : "express-connect"));
+      CHECK(r.taps_down ==
+            (after ? std::vector<std::string>{"tap-ec"} : std::vector<std::string>{}));
+    }
+  }
+}
+
 // Sessions are found by id through a flat array below 65536 and the hash map above (issue 14:
 // three lookups per probe): ids at both ends of each range are attributed, unknown ids in
 // either range are counted and ignored.

@@ -217,14 +217,14 @@ class Attributor final : public ObservationSink {
   /// Finishes everything still pending as if all deadlines had passed (shutdown, end of file).
   void flush(std::vector<ProbeRecord>& records, std::vector<PathSample>* samples = nullptr);
 
-  /// Tap availability. Tap number `tap` delivered nothing from `from_ns` on (its capture
-  /// failed; `from_ns` is the capture time up to which it had delivered everything) until
-  /// tap_up(). What a down tap did not see is no evidence: a probe whose window overlaps a down
-  /// span of any tap and that no tap saw is "unknown" forward, not "none" (lost, its forward
-  /// sample is maybe_lost), unless a stateful reflector proves the forward loss; its record
-  /// lists the down taps in `taps_down`. Call before poll() is given a time past `from_ns`
-  /// (the pipeline's capture watermark holds it back). A second tap_down() while down is
-  /// ignored.
+  /// Tap availability. Tap number `tap` delivered nothing after `from_ns` (its capture
+  /// failed; `from_ns` is the time up to which poll() may have judged windows with the tap's
+  /// capture complete: the pipeline's capture watermark plus its grace) until tap_up(). What a down
+  /// tap did not see is no evidence: a probe whose window overlaps a down span of any tap and that
+  /// no tap saw is "unknown" forward, not "none" (lost, its forward sample is maybe_lost), unless a
+  /// stateful reflector proves the forward loss; its record lists the down taps in `taps_down`.
+  /// Call before poll() is given a time past `from_ns` (the pipeline's capture watermark holds it
+  /// back). A second tap_down() while down is ignored.
   void tap_down(std::size_t tap, std::int64_t from_ns);
   /// The tap captures again from `at_ns` on (ignored when it is not down).
   void tap_up(std::size_t tap, std::int64_t at_ns);

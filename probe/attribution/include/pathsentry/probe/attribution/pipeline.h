@@ -255,7 +255,10 @@ class Pipeline final : public RecordSink {
   struct TapChange {
     std::size_t tap = 0;
     bool down = true;
-    std::int64_t ts_ns = 0;        ///< down: capture complete up to here; up: capturing again
+    std::int64_t ts_ns = 0;  ///< down: capture complete up to here; up: capturing again
+    /// down: the attributor's time (poll) up to which its windows were judged with this tap's
+    /// capture complete: ts_ns plus the watermark grace (ts_ns if it never reported).
+    std::int64_t judged_ns = 0;
     std::int64_t detected_ns = 0;  ///< clock when it was seen
     std::int64_t duration_ns = 0;  ///< up: time down
     std::string reason;
