@@ -37,4 +37,7 @@ function(ps_add_catch_tests)
             -DOUT=${out} -P ${PROJECT_SOURCE_DIR}/cmake/PsDiscoverTests.cmake
     VERBATIM)
   set_property(DIRECTORY APPEND PROPERTY TEST_INCLUDE_FILES ${out})
+  # A change to the discovery script relinks (and so re-lists) the executable.
+  set_property(TARGET ${T_TARGET} APPEND PROPERTY LINK_DEPENDS
+               ${PROJECT_SOURCE_DIR}/cmake/PsDiscoverTests.cmake)
 endfunction()
