@@ -28,7 +28,7 @@ Attributor::Impl::Impl(AttributorConfig c)
     : setup(std::move(c)),
       esp(setup, stats, notes),
       logs(setup, esp, table, stats, notes),
-      loss(setup, esp, stats),
+      loss(setup, esp, stats, last_now),
       emission(setup, loss, stats) {
   stats.path_counts.assign(setup.labels.size(), {0, 0});
   stats.taps.assign(setup.cfg.taps.size(), {});
@@ -205,7 +205,6 @@ void Attributor::Impl::on_clear(std::size_t tap, const Observation& o) {
 
 void Attributor::Impl::poll(std::int64_t now, Out& out) {
   last_now = std::max(last_now, now);
-  loss.set_poll_time(now);
   for (ProbeRecord& f : forgotten) {
     out.records.push_back(std::move(f));
     ++stats.records;

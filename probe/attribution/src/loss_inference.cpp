@@ -8,8 +8,13 @@
 
 namespace pathsentry::probe::attr {
 
-LossInference::LossInference(const Setup& setup, const EspLanes& lanes, AttributorStats& stats)
-    : setup_(setup), lanes_(lanes), stats_(stats), down_spans_(setup.cfg.taps.size()) {}
+LossInference::LossInference(const Setup& setup, const EspLanes& lanes, AttributorStats& stats,
+                             const std::int64_t& poll_ns)
+    : setup_(setup),
+      lanes_(lanes),
+      stats_(stats),
+      down_spans_(setup.cfg.taps.size()),
+      poll_ns_(poll_ns) {}
 
 void LossInference::tap_down(std::size_t tap, std::int64_t from_ns) {
   if (tap >= down_spans_.size()) return;

@@ -39,15 +39,16 @@ inline bool counts(const Session& s) {
 /// hints, kLoss, kLateEsp, kTapDownUnseen) and the loss counters in `stats`. Not thread-safe.
 class LossInference {
  public:
-  LossInference(const Setup& setup, const EspLanes& lanes, AttributorStats& stats);
+  /// `poll_ns`: the attributor's latest poll time (the one under way during a poll): a down span
+  /// starting at or after it concerns nothing decided so far (the tap was up for everything
+  /// poll() judged up to it).
+  LossInference(const Setup& setup, const EspLanes& lanes, AttributorStats& stats,
+                const std::int64_t& poll_ns);
 
   // ---- Taps down (Attributor::tap_down / tap_up). ----
   void tap_down(std::size_t tap, std::int64_t from_ns);
   void tap_up(std::size_t tap, std::int64_t at_ns);
   [[nodiscard]] bool tap_down_during(std::size_t tap, std::int64_t from, std::int64_t to) const;
-  /// The time of the poll under way (or the last one): a down span starting at or after it
-  /// concerns nothing decided so far (the tap was up for everything poll() judged up to it).
-  void set_poll_time(std::int64_t now) { poll_ns_ = std::max(poll_ns_, now); }
   [[nodiscard]] bool any_tap_down(std::int64_t from, std::int64_t to) const;
   /// Whether tap `tap` was down while this probe's record could have shown it (the probe's
   /// record names it in `taps_down`).
@@ -130,7 +131,7 @@ class LossInference {
   };
   static constexpr std::int64_t kOpen = std::numeric_limits<std::int64_t>::max();
   std::vector<std::deque<DownSpan>> down_spans_;
-  std::int64_t poll_ns_ = std::numeric_limits<std::int64_t>::min();
+  const std::int64_t& poll_ns_;
   Ring<Recheck> held_;
 };
 
