@@ -11,9 +11,10 @@
 //   decode  PacketSource + decode_frame for every frame (the tap layer)
 //   full    reading + decoding + Attributor (announcements, records, observations, poll every
 //           1 ms of capture time) + Detector + every record's JSON: probes/s attributed, the
-//           figure that matters; timed twice: each tap read and decoded on the attribution
-//           thread, then on a thread of its own (as the agent's capture threads), which must
-//           give the same result (else exit 1). --hash adds an FNV-1a of all the records' JSON
+//           figure that matters; timed twice: all on one thread, then in the agent's shape
+//           (each tap read and decoded on a thread of its own, as the agent's capture threads,
+//           the records' JSON on another, as its writer thread), which must give the same
+//           result (else exit 1). --hash adds an FNV-1a of all the records' JSON
 //           (to compare builds: it costs time, do not quote those figures)
 // The probes: S sessions (half ICMP, half STAMP), round robin at PPS in total; the first
 // (1 - F) of the run goes over Express Connect, the rest over IPsec (a switchover mid-run).
@@ -64,6 +65,7 @@ struct Options {
   int repeat = 3;
   std::string dir;
   bool hash = false;
+  bool profile = false;  // only the single-threaded full chain, once: for perf and callgrind
 };
 
 struct SenderEvent {
@@ -341,6 +343,82 @@ class ThreadedCursor {
   std::size_t pos_ = 0;
 };
 
+/// Records formatted as JSON on a thread of their own, as the agent's writer thread does
+/// (probe/agent record_queue.h): batches handed over through a short bounded queue, their
+/// vectors handed back for reuse (no allocation per batch once warm).
+class JsonThread {
+ public:
+  explicit JsonThread(bool hash) : hash_(hash) {
+    if (hash_) fnv_ = 14695981039346656037ull;
+    thread_ = std::thread([this] { run(); });
+  }
+  JsonThread(const JsonThread&) = delete;
+  JsonThread& operator=(const JsonThread&) = delete;
+  ~JsonThread() { close(); }
+  /// Hands `batch` over; leaves an empty vector (a returned one, with its capacity) in it.
+  void push(std::vector<ProbeRecord>& batch) {
+    std::unique_lock<std::mutex> l(m_);
+    cv_.wait(l, [&] { return q_.size() < kDepth; });
+    q_.push_back(std::move(batch));
+    batch = std::vector<ProbeRecord>{};
+    if (!free_.empty()) {
+      batch = std::move(free_.back());
+      free_.pop_back();
+    }
+    l.unlock();
+    cv_.notify_all();
+  }
+  /// Waits until every batch is formatted; then bytes() and hash() are final.
+  void close() {
+    {
+      const std::lock_guard<std::mutex> l(m_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+  [[nodiscard]] std::uint64_t bytes() const { return bytes_; }
+  [[nodiscard]] std::uint64_t hash() const { return fnv_; }
+
+ private:
+  static constexpr std::size_t kDepth = 16;
+  void run() {
+    std::string json;
+    std::vector<ProbeRecord> b;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> l(m_);
+        cv_.wait(l, [&] { return !q_.empty() || done_; });
+        if (q_.empty()) return;
+        b = std::move(q_.front());
+        q_.pop_front();
+      }
+      cv_.notify_all();
+      for (const auto& r : b) append_json(r, json);
+      bytes_ += json.size();
+      if (hash_) {
+        for (const char c : json) fnv_ = (fnv_ ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+      }
+      json.clear();
+      b.clear();
+      const std::lock_guard<std::mutex> l(m_);
+      free_.push_back(std::move(b));
+      b = std::vector<ProbeRecord>{};
+    }
+  }
+  const bool hash_;
+  std::uint64_t bytes_ = 0;
+  std::uint64_t fnv_ = 0;
+  std::thread thread_;
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::vector<ProbeRecord>> q_;
+  std::vector<std::vector<ProbeRecord>> free_;
+  bool done_ = false;
+};
+
+constexpr std::size_t kWriterBatch = 1024;  // records per hand-off to the JSON thread
+
 struct FullResult {
   std::vector<std::uint64_t> fwd_counts;
   std::vector<std::uint64_t> rev_counts;
@@ -366,9 +444,10 @@ struct Pipeline {
   Detector det;
 };
 
-/// The attribution side over two taps' cursors (already advanced to their first observation).
+/// The attribution side over two taps' cursors (already advanced to their first observation);
+/// the records' JSON on this thread, or on `writer`'s.
 template <class C>
-FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash) {
+FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash, JsonThread* writer) {
   Attributor& a = p.a;
   Detector& det = p.det;
   std::vector<ProbeRecord> records;
@@ -380,11 +459,18 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash) {
   std::int64_t next_poll = kT0;
   if (hash) res.json_hash = 14695981039346656037ull;
   auto drain = [&](std::int64_t now) {
+    const std::size_t before = records.size();
     a.poll(now, records, &samples);
     for (const auto& s : samples) det.on_sample(s, now, events);
-    for (const auto& r : records) append_json(r, json);
-    res.records += records.size();
+    res.records += records.size() - before;
     res.events += events.size();
+    samples.clear();
+    events.clear();
+    if (writer != nullptr) {
+      if (records.size() >= kWriterBatch) writer->push(records);
+      return;
+    }
+    for (const auto& r : records) append_json(r, json);
     res.json_bytes += json.size();
     if (hash) {
       for (const char c : json) {
@@ -392,8 +478,6 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash) {
       }
     }
     records.clear();
-    samples.clear();
-    events.clear();
     json.clear();
   };
   for (;;) {
@@ -423,6 +507,12 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash) {
       }
     }
   }
+  if (writer != nullptr) {
+    if (!records.empty()) writer->push(records);
+    writer->close();
+    res.json_bytes = writer->bytes();
+    res.json_hash = writer->hash();
+  }
   records.clear();
   a.flush(records, &samples);
   for (const auto& s : samples) det.on_sample(s, next_poll, events);
@@ -437,7 +527,8 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash) {
 }
 
 /// Everything the agent does between the capture and the output, in capture-time order; each
-/// tap read and decoded on this thread, or (`threaded`) on a thread of its own.
+/// tap read and decoded on this thread and the records' JSON formatted here, or (`threaded`,
+/// the agent's shape) a thread per tap reading and decoding and one formatting the JSON.
 FullResult full(const Drill& d, Pipeline& p, bool threaded, bool hash) {
   if (!threaded) {
     Cursor cur[2];
@@ -449,12 +540,13 @@ FullResult full(const Drill& d, Pipeline& p, bool threaded, bool hash) {
       cur[t].index = t;
       cur[t].advance();
     }
-    return attribute(d, p, cur, hash);
+    return attribute(d, p, cur, hash, nullptr);
   }
   ThreadedCursor cur[2];
   for (std::size_t t = 0; t < 2; ++t) cur[t].start(d.files[t], d.taps[t], t);
   for (auto& c : cur) c.advance();
-  return attribute(d, p, cur, hash);
+  JsonThread writer(hash);
+  return attribute(d, p, cur, hash, &writer);
 }
 
 /// This process's CPU time (user + system) in ns: the bench is single-threaded, so on a shared
@@ -489,7 +581,9 @@ Timing best_seconds(int repeat, F&& f) {
 
 int usage() {
   std::cerr << "usage: bench-attribution [--probes N] [--rate PPS] [--sessions S] "
-               "[--esp-share F] [--repeat R] [--dir DIR] [--hash]\n";
+               "[--esp-share F] [--repeat R] [--dir DIR] [--hash] [--profile]\n"
+               "  --profile: write the drill, then run only the single-threaded full chain R times\n"
+               "             (under perf or callgrind), print its CPU seconds, no figures\n";
   return 2;
 }
 
@@ -501,6 +595,10 @@ int main(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--hash") {
       o.hash = true;
+      continue;
+    }
+    if (a == "--profile") {
+      o.profile = true;
       continue;
     }
     if (i + 1 >= argc) return usage();
@@ -539,6 +637,17 @@ int main(int argc, char** argv) {
     std::cerr << "bench-attribution: writing the drill (" << o.probes << " probes)...\n";
     const Drill d = make_drill(o, o.dir);
     const std::uint64_t frames = d.frames[0] + d.frames[1];
+    if (o.profile) {
+      for (int r = 0; r < o.repeat; ++r) {
+        Pipeline p(d);
+        const auto c0 = cpu_ns();
+        const FullResult res = full(d, p, false, o.hash);
+        std::fprintf(stderr, "bench-attribution: profile: %llu records, %.3f CPU s\n",
+                     static_cast<unsigned long long>(res.records),
+                     static_cast<double>(cpu_ns() - c0) / 1e9);
+      }
+      return 0;
+    }
     std::uint64_t sink = 0;
     std::cerr << "bench-attribution: bare libpcap reads...\n";
     const Timing bare = best_seconds(o.repeat, [&] { sink += bare_read(d); });
