@@ -49,18 +49,35 @@ void EspLanes::learn_window(Direction d, std::int64_t anchor_ns, std::uint32_t w
     EspLane& ln = lanes_[lane][di];
     const auto [from, to] = window_of(tap, d, anchor_ns);
     if (from <= ln.evicted_through_ns) continue;
+    const std::uint64_t first = lower_bound_from(ln.obs, from, ln.learn_hint);
+    ln.learn_hint = first;
+    if (first == ln.obs.end_abs() || ln.obs.at(first).ts_ns > to) continue;  // no ESP: no evidence
+    // Thinning: once the learner has locked a transform, dense windows (high rates, or a tunnel
+    // carrying other traffic) are learned one in `stride` (chosen by a hash of the anchor); the
+    // others are only counted. The shares of windows holding a length are estimated from the
+    // windows learned, the packet-count test keeps every window: learning costs about
+    // kLearnTargetPackets packets per window whatever the density. Before the lock every
+    // window is learned, so a transform is learned as fast as ever.
+    auto& ts = stats_.taps[setup_.lane_tap[lane]];
+    if (ln.learner.model() && !learn_pick(anchor_ns, ln.learn_stride)) {
+      ln.learner.on_window_skipped(wire);
+      ++ts.learn_skipped;
+      continue;
+    }
     // The distinct lengths in the window, in the order first seen (at most 64).
     DistinctLens& lens = window_lens_;
     lens.start();
-    const std::uint64_t first = lower_bound_from(ln.obs, from, ln.learn_hint);
-    ln.learn_hint = first;
-    for (std::uint64_t i = first; i < ln.obs.end_abs() && !lens.full(); ++i) {
+    std::uint64_t i = first;
+    for (; i < ln.obs.end_abs() && !lens.full(); ++i) {
       const EspObs& o = ln.obs.at(i);
       if (o.ts_ns > to) break;
       lens.add(o.len);
     }
     ln.learner.on_window(wire, lens.data(), lens.size());
     ++ln.windows_learned;
+    ++ts.learn_windows;
+    ln.learn_stride = static_cast<std::uint32_t>(
+        std::clamp<std::uint64_t>((i - first) / kLearnTargetPackets, 1, kMaxLearnStride));
   }
 }
 

@@ -21,6 +21,23 @@
 namespace pathsentry::probe::attr {
 
 inline constexpr std::size_t kMaxEspTaps = 4;
+/// Learning's thinning (EspLanes::learn_window): the ESP packets a learned window should cost on
+/// average, and the largest stride (one window in kMaxLearnStride learned).
+inline constexpr std::uint32_t kLearnTargetPackets = 4;
+inline constexpr std::uint32_t kMaxLearnStride = 64;
+
+/// Whether the window anchored at `anchor_ns` is one of those learned at `stride` (1: all): a
+/// hash of the anchor, so the choice is as good as random whatever the probes' size cycle and
+/// spacing (a stride in probe order could meet the same size every time), and the same for the
+/// same input.
+[[nodiscard]] inline bool learn_pick(std::int64_t anchor_ns, std::uint32_t stride) {
+  if (stride <= 1) return true;
+  auto z = static_cast<std::uint64_t>(anchor_ns) + 0x9E3779B97F4A7C15ull;  // splitmix64
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  z ^= z >> 31;
+  return z % stride == 0;
+}
 
 /// A probe's window on an ESP tap, in capture time: forward [tx + lo, tx + hi] after the probe
 /// left, reverse [rx - hi, rx - lo] before its reply arrived (`anchor_ns`: tx or rx).
@@ -70,6 +87,10 @@ struct EspLane {
   std::int64_t first_esp_ns = 0;  // capture time of the first ESP packet (0: none yet)
   bool mismatch_counted = false;  // the learned transform disagreed with the configured one
   std::uint64_t windows_learned = 0;
+  // Thinning (learn_window): once a transform is locked, a window holding ESP is learned with
+  // probability 1/learn_stride (else only counted), the stride set from the last learned
+  // window's ESP packets so that a window costs about kLearnTargetPackets packets on average.
+  std::uint32_t learn_stride = 1;
   // Order (see order_rescue): the packet of the last probe attributed here, and the expected
   // lengths of the probes decided since without one.
   bool has_last = false;

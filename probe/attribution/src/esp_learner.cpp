@@ -79,35 +79,53 @@ void EspLearner::on_packet(std::uint32_t len) {
   if (len < kMaxLen) ++seen_[len];
 }
 
-void EspLearner::on_window(std::uint32_t wire, const std::uint32_t* lens, std::size_t n) {
-  if (wire == 0 || n == 0) return;
+EspLearner::Size* EspLearner::size_of(std::uint32_t wire) {
   auto it =
       std::find_if(sizes_.begin(), sizes_.end(), [&](const Size& s) { return s.wire == wire; });
-  if (it == sizes_.end()) {
-    if (sizes_.size() == kMaxSizes) return;
-    sizes_.push_back(Size{wire, 0, {}});
-    it = sizes_.end() - 1;
-  }
-  ++it->windows;
-  for (std::size_t i = 0; i < n; ++i) it->hits.add(lens[i]);
+  if (it != sizes_.end()) return &*it;
+  if (sizes_.size() == kMaxSizes) return nullptr;
+  sizes_.push_back(Size{wire, 0, 0, {}});
+  return &sizes_.back();
+}
+
+void EspLearner::counted() {
   ++since_eval_;
   if (++windows_ >= kAgeWindows) age();
+}
+
+void EspLearner::on_window(std::uint32_t wire, const std::uint32_t* lens, std::size_t n) {
+  if (wire == 0 || n == 0) return;
+  Size* s = size_of(wire);
+  if (s == nullptr) return;
+  ++s->windows;
+  ++s->learned;
+  for (std::size_t i = 0; i < n; ++i) s->hits.add(lens[i]);
+  counted();
+}
+
+void EspLearner::on_window_skipped(std::uint32_t wire) {
+  if (wire == 0) return;
+  Size* s = size_of(wire);
+  if (s == nullptr) return;
+  ++s->windows;
+  counted();
 }
 
 void EspLearner::age() {
   windows_ /= 2;
   for (auto& s : sizes_) {
     s.windows /= 2;
+    s.learned /= 2;
     s.hits.halve();
   }
-  std::erase_if(sizes_, [](const Size& s) { return s.windows == 0; });
+  std::erase_if(sizes_, [](const Size& s) { return s.learned == 0; });
   for (auto& c : seen_) c /= 2;
 }
 
 bool EspLearner::fits(const EspTransform& t, const std::vector<const Size*>& use) const {
   // Windows: nearly every window of each size holds the predicted length.
   for (const Size* s : use) {
-    if (s->hits.get(t.esp_length(s->wire)) < kFit * s->windows) return false;
+    if (s->hits.get(t.esp_length(s->wire)) < kFit * s->learned) return false;
   }
   // Counts: as many packets of each predicted length as windows predict it.
   for (std::size_t i = 0; i < use.size(); ++i) {
@@ -129,7 +147,7 @@ std::optional<EspModel> EspLearner::candidate(const EspModel& base,
                                               const std::vector<const Size*>& use) const {
   const EspTransform& t = base.transform;
   auto ratio = [](const Size* s, std::uint32_t len) {
-    return static_cast<double>(s->hits.get(len)) / static_cast<double>(s->windows);
+    return static_cast<double>(s->hits.get(len)) / static_cast<double>(s->learned);
   };
   std::size_t collapsed = 0;  // the smallest sizes that do not fit without TFC padding
   for (std::size_t k = 0; k < use.size(); ++k) {
@@ -170,7 +188,7 @@ EspLearner::Change EspLearner::evaluate() {
   std::uint64_t total = 0, judged = 0;
   for (const Size& s : sizes_) {
     total += s.windows;
-    if (s.windows >= kMinWindows) {
+    if (s.learned >= kMinWindows) {
       use.push_back(&s);
       judged += s.windows;
     }
@@ -184,7 +202,7 @@ EspLearner::Change EspLearner::evaluate() {
   max_len_ = 0;
   for (const Size* s : use) {
     for (std::size_t i = 0; i < s->hits.size(); ++i) {
-      if (s->hits.get(s->hits.key_at(i)) < kFit * s->windows) continue;
+      if (s->hits.get(s->hits.key_at(i)) < kFit * s->learned) continue;
       min_len_ = std::min(min_len_, s->hits.key_at(i));
       max_len_ = std::max(max_len_, s->hits.key_at(i));
     }
@@ -194,7 +212,7 @@ EspLearner::Change EspLearner::evaluate() {
   for (std::size_t i = 0; i < use[0]->hits.size(); ++i) {
     const std::uint32_t len = use[0]->hits.key_at(i);
     bool all = true;
-    for (const Size* s : use) all = all && s->hits.get(len) >= kFit * s->windows;
+    for (const Size* s : use) all = all && s->hits.get(len) >= kFit * s->learned;
     if (all) ++last_distinct_lengths_;
   }
   locked_fits_ = model_ && fits(model_->transform, use);

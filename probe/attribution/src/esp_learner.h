@@ -65,6 +65,10 @@ class EspLearner {
   /// A probe window of a probe of IP size `wire`: the distinct ESP lengths it holds
   /// (`lens[0..n)`). Windows holding no ESP are not evidence (the probe took another path).
   void on_window(std::uint32_t wire, const std::uint32_t* lens, std::size_t n);
+  /// A window that held ESP but that thinning did not learn (EspLanes::learn_window): counted
+  /// for the packet-count test, the aging and the re-evaluation as before; the shares of
+  /// windows holding a length are taken over the windows learned.
+  void on_window_skipped(std::uint32_t wire);
 
   /// What evaluate() concluded.
   enum class Change : std::uint8_t { None, Learned, Relearned };
@@ -84,9 +88,13 @@ class EspLearner {
  private:
   struct Size {
     std::uint32_t wire = 0;
-    std::uint32_t windows = 0;
+    std::uint32_t windows = 0;  // windows holding ESP, learned or not (the count test)
+    std::uint32_t learned = 0;  // of those, the ones learned: `hits` counts in these
     CountTable hits;
   };
+  /// The size's evidence (added when new; null when kMaxSizes sizes are already tracked).
+  Size* size_of(std::uint32_t wire);
+  void counted();  // a window counted: ages and schedules the re-evaluation
   [[nodiscard]] bool fits(const EspTransform& t, const std::vector<const Size*>& use) const;
   [[nodiscard]] std::optional<EspModel> candidate(const EspModel& base,
                                                   const std::vector<const Size*>& use) const;

@@ -4,7 +4,9 @@
 // (DistinctLens). Both compared with what they replaced, on random rings and windows: the same
 // index, the same lengths in the same order.
 
+#include <algorithm>
 #include <catch2/catch.hpp>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -118,5 +120,35 @@ TEST_CASE("esp window scan: distinct lengths across the stamp's wrap-around", "[
   for (std::size_t w = 0; w < windows.size(); ++w) {
     INFO("window " << w);
     REQUIRE(distinct_fast(set, windows[w]) == distinct_reference(windows[w]));
+  }
+}
+
+// Thinning's choice (learn_pick): one window in `stride`, spread over the probes whatever their
+// spacing and size cycle (a choice by probe count would meet one size of a cycle of `stride`
+// sizes every time, and leave the others without evidence).
+TEST_CASE("esp learning thinning picks one window in the stride for every size", "[unit][esp]") {
+  using pathsentry::probe::attr::learn_pick;
+  constexpr std::int64_t kT0 = 1'700'000'000'000'000'000;
+  for (std::uint32_t n = 0; n < 1000; ++n) REQUIRE(learn_pick(kT0 + n * 1000, 1));
+  for (const std::uint32_t stride : {2u, 5u, 8u, 41u, 64u}) {
+    for (const std::int64_t spacing : {1'000, 10'000, 500'000, 1'000'000}) {
+      const std::uint32_t cycle = stride;  // the worst case for a count-based choice
+      std::vector<std::uint32_t> per_size(cycle, 0);
+      constexpr std::uint32_t kWindows = 200'000;
+      std::uint32_t picked = 0;
+      for (std::uint32_t k = 0; k < kWindows; ++k) {
+        if (!learn_pick(kT0 + static_cast<std::int64_t>(k) * spacing, stride)) continue;
+        ++picked;
+        ++per_size[k % cycle];
+      }
+      INFO("stride " << stride << ", spacing " << spacing << " ns: " << picked << " picked");
+      const double want = static_cast<double>(kWindows) / stride;
+      CHECK(std::abs(static_cast<double>(picked) - want) <= 0.05 * want);
+      // Each size near its share (Poisson: within 5 standard deviations, at least 40 %).
+      const double share = want / cycle;
+      for (const auto c : per_size) {
+        CHECK(static_cast<double>(c) >= std::max(0.4 * share, share - 5 * std::sqrt(share)));
+      }
+    }
   }
 }

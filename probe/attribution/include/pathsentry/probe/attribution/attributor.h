@@ -122,6 +122,10 @@ struct TapAttribution {
   /// esp: probe-directions whose window held ESP while no length was known for them (learning).
   std::uint64_t unlearned = 0;
   std::uint64_t transform_changes = 0;  ///< esp: a learned transform replaced by another
+  /// esp: probe windows holding ESP that the transform learner learned, and those its thinning
+  /// only counted (once a transform is locked, dense windows are learned one in a stride).
+  std::uint64_t learn_windows = 0;
+  std::uint64_t learn_skipped = 0;
   /// esp: probe-directions the window rule left unexplained, attributed by the SA's order (the
   /// only packet of their length between their neighbours' packets; included in matched).
   std::uint64_t order_rescued = 0;
