@@ -15,7 +15,7 @@
 #   RATES ["1000 10000 25000 50000 75000 100000 150000 200000 300000 400000 600000 800000"],
 #   PROTOS ["stamp icmp"], REFINE [2], TIMEOUT_MS [500], RTT_RATE [1000], RTT_S [5],
 #   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PCAP_IMMEDIATE [0], BENCH_NICE [-10],
-#   RAW_RT_PRIORITY [10], FAR_RPS [0],
+#   RAW_RT_PRIORITY [10], FAR_RT_PRIORITY [9], FAR_RPS [0],
 #   PROBE_ARGS [""] (extra flags for pathsentry-probe), REFLECTOR_ARGS [see below].
 #
 # Network safety: creates namespaces psb-<pid>-a / psb-<pid>-b joined only by a veth made here
@@ -49,9 +49,18 @@ PROBE_ARGS=${PROBE_ARGS:-}
 PCAP_IMMEDIATE=${PCAP_IMMEDIATE:-0}
 BENCH_NICE=${BENCH_NICE:--10} # nice value of every measured process (0 = as started)
 # pathsentry-probe runs its sender/receiver threads SCHED_FIFO (--rt-priority, default 10), so
-# the raw client does too, at this priority (0 = normal scheduling); the raw echo server, like
-# the reflector, runs normally.
+# the raw client does too, at this priority (0 = normal scheduling).
 RAW_RT_PRIORITY=${RAW_RT_PRIORITY:-10}
+# The far side (the raw echo server, and the reflector through its --rt-priority) at this
+# SCHED_FIFO priority (0 = normal scheduling). Over a real link it is another machine, whose CPU
+# the near side's SCHED_FIFO threads cannot take; here both share the CPUs, and at the normal
+# policy the agent's two SCHED_FIFO threads starved the reflector until its socket overflowed
+# (150 000/s: 1.8-4 % of the requests dropped at 54 % of a CPU for it), where the
+# single-threaded raw client left its server a CPU. One below the agent's receiver (10): at an
+# equal priority SCHED_FIFO never preempts, and the reflector's batches kept the receiver off
+# the CPU until the agent's own socket overflowed (225 000/s: 29 403 dropped). docs/bench.md,
+# issue 14 session 14.
+FAR_RT_PRIORITY=${FAR_RT_PRIORITY:-9}
 # 1 = the far side as a host of its own: the far veth's receive path (the kernel's ICMP echo, the
 # UDP receive of the reflector's and the raw echo server's requests) is steered by RPS to the
 # last CPU, and the near veth's (the replies) to CPU 0. Without it the far side's receive path
@@ -60,8 +69,10 @@ RAW_RT_PRIORITY=${RAW_RT_PRIORITY:-10}
 # costs the single-threaded raw echo far more than the agent (docs/bench.md, session 12: the raw
 # limit 281 451 -> 123 369/s), so issue 14's ratios are taken with the default, 0.
 FAR_RPS=${FAR_RPS:-0}
-# The reflector rate-limits each source (default 10000/s): lift it, or the bench measures that.
-REFLECTOR_ARGS=${REFLECTOR_ARGS:-"--rate-limit 100000000 --burst 1000000 --log-level warn"}
+# The reflector rate-limits each source (default 100 000/s) and all sources together (200 000/s):
+# lift both, or the bench measures them (the global one capped every STAMP row at 200 000/s
+# before session 14).
+REFLECTOR_ARGS=${REFLECTOR_ARGS:-"--rate-limit 100000000 --burst 1000000 --global-rate-limit 100000000 --global-burst 1000000 --log-level warn"}
 
 NS_A=psb-$$-a
 NS_B=psb-$$-b
@@ -75,6 +86,8 @@ IN_A=(nice -n "$BENCH_NICE" ip netns exec "$NS_A")
 IN_B=(nice -n "$BENCH_NICE" ip netns exec "$NS_B")
 RAW_CLIENT=("${IN_A[@]}")
 [ "$RAW_RT_PRIORITY" -gt 0 ] && RAW_CLIENT=(chrt -f "$RAW_RT_PRIORITY" "${IN_A[@]}")
+RAW_SERVER=("${IN_B[@]}")
+[ "$FAR_RT_PRIORITY" -gt 0 ] && RAW_SERVER=(chrt -f "$FAR_RT_PRIORITY" "${IN_B[@]}")
 log() { printf '%s\n' "$*" >&2; }
 die() {
   log "probe_bench: $*"
@@ -162,14 +175,14 @@ cat >"$OUT/meta.json" <<EOF
  "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "commit": "$commit", "build": "$build",
  "ns_a": "$NS_A", "ns_b": "$NS_B", "step_s": $STEP_S, "timeout_ms": $TIMEOUT_MS,
  "raw_size": $RAW_SIZE, "rates": "$RATES", "probe_args": "$PROBE_ARGS",
- "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE, "raw_rt_priority": $RAW_RT_PRIORITY, "far_rps": $FAR_RPS,
+ "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE, "raw_rt_priority": $RAW_RT_PRIORITY, "far_rt_priority": $FAR_RT_PRIORITY, "far_rps": $FAR_RPS,
  "sched_autogroup": $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo null),
  "reflector_args": "$REFLECTOR_ARGS"}
 EOF
 log "probe_bench: namespaces $NS_A/$NS_B, results in $OUT, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- (c) the raw limit ---------------------------------------------------------------------------
-"${IN_B[@]}" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server.log" 2>&1 &
+"${RAW_SERVER[@]}" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server.log" 2>&1 &
 raw_srv=$!
 bg_pids+=("$raw_srv")
 wait_line "$OUT/raw-server.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
@@ -209,7 +222,7 @@ refl_pid=""
 if [ "$have_pathsentry" -eq 1 ]; then
   # shellcheck disable=SC2086
   "${IN_B[@]}" "$REFL" --allow "$A4/32" --bind "$B4" --port "$STAMP_PORT" \
-    $REFLECTOR_ARGS >"$OUT/reflector.log" 2>&1 &
+    --rt-priority "$FAR_RT_PRIORITY" $REFLECTOR_ARGS >"$OUT/reflector.log" 2>&1 &
   refl_pid=$!
   bg_pids+=("$refl_pid")
   wait_line "$OUT/reflector.log" "reflector listening" "$refl_pid" || die "reflector did not start"
@@ -337,7 +350,7 @@ fi
 # --- (c') the raw limit again, to show how much the machine drifted during the run -------------
 if [ -n "$raw_limit_target" ]; then
   log "== (c') raw echo again at the start's limit ($(printf %.0f "$raw_limit_target")/s): did the machine drift?"
-  "${IN_B[@]}" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server-end.log" 2>&1 &
+  "${RAW_SERVER[@]}" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server-end.log" 2>&1 &
   raw_srv=$!
   bg_pids+=("$raw_srv")
   wait_line "$OUT/raw-server-end.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"

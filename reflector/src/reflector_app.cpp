@@ -13,6 +13,7 @@
 
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/common/privileges.h"
+#include "pathsentry/common/thread_runner.h"
 #include "pathsentry/metrics/metrics.h"
 #include "pathsentry/reflector/reflector.h"
 #include "reflector_metrics.h"
@@ -77,8 +78,9 @@ int reflector_main(int argc, char** argv) {
     g_server.store(&server);
     install_signal_handlers();
     // Once the sockets are bound nothing else needs a privilege (port 862 needs
-    // CAP_NET_BIND_SERVICE only to bind): drop every capability and forbid regaining any.
-    if (const std::string notes = probe::io::drop_privileges(0); !notes.empty()) {
+    // CAP_NET_BIND_SERVICE only to bind): drop every capability and forbid regaining any
+    // (with rt_priority, RLIMIT_RTPRIO is raised first, or CAP_SYS_NICE kept if held).
+    if (const std::string notes = probe::io::drop_privileges(config.rt_priority); !notes.empty()) {
       spdlog::warn("dropping privileges: {}", notes);
     }
     for (const auto& p : config.allow) {
@@ -112,6 +114,18 @@ int reflector_main(int argc, char** argv) {
     std::printf("%s\n", line.c_str());
     std::fflush(stdout);
 
+    // SCHED_FIFO for this thread only, once the metrics threads exist (a thread inherits its
+    // creator's policy): they serve scrapes, not probes.
+    if (config.rt_priority > 0) {
+      if (const std::string why = set_thread_fifo(config.rt_priority); why.empty()) {
+        spdlog::info("answering thread at SCHED_FIFO priority {}", config.rt_priority);
+      } else {
+        spdlog::warn(
+            "cannot run the answering thread at SCHED_FIFO priority {} ({}): running "
+            "with the default policy",
+            config.rt_priority, why);
+      }
+    }
     server.run();
     g_server.store(nullptr);
     const auto c = server.counters();

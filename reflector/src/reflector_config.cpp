@@ -192,6 +192,12 @@ const options::OptionTable<Building>& table() {
          b.c.clock_error_ns =
              static_cast<std::int64_t>(std::llround(v.number(1e-3, kMaxSeconds * 1e6) * 1e3));
        }},
+      {"--rt-priority",
+       {"rt_priority"},
+       "N",
+       "SCHED_FIFO priority of the answering thread, 1..99; 0 = default policy (default 0)",
+       Arg::One,
+       [](Building& b, const Value& v) { b.c.rt_priority = static_cast<int>(v.integer(0, 99)); }},
       {"--stats-interval",
        {"stats_interval_s"},
        "S",
@@ -369,7 +375,8 @@ std::string describe(const ReflectorConfig& c) {
        " reply_tos=" + (c.reply_tos ? std::to_string(*c.reply_tos) : std::string("copy")) +
        " clock_synchronized=" + (c.clock_synchronized ? "true" : "false") +
        " clock_error_us=" + seconds_text(static_cast<double>(c.clock_error_ns) / 1e3) +
-       " stats_interval_s=" + seconds_text(static_cast<double>(c.stats_interval_ns) / kNs);
+       " stats_interval_s=" + seconds_text(static_cast<double>(c.stats_interval_ns) / kNs) +
+       " rt_priority=" + std::to_string(c.rt_priority);
   return s;
 }
 

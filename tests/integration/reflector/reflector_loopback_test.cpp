@@ -1,8 +1,13 @@
+#include <sched.h>
+
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
+#include <sstream>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "pathsentry/common/config_error.h"
@@ -174,5 +179,57 @@ TEST_CASE("reflector server reports bind failures", "[integration][reflector]") 
                         Catch::Contains("cannot listen on 192.0.2.1:") &&
                             Catch::Contains("not an address of this host"));
     REQUIRE_THROWS_AS(pathsentry::probe::ReflectorServer(c, clock), pathsentry::EnvironmentError);
+  }
+}
+
+namespace {
+
+/// A thread's scheduling policy and real-time priority, from /proc/PID/task/TID/stat (fields 41
+/// and 40, counted after the command name in parentheses, which may hold spaces).
+std::pair<int, int> policy_of(pid_t pid, const std::string& tid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + tid + "/stat");
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  const auto close = text.rfind(')');
+  if (close == std::string::npos) return {-1, -1};
+  std::istringstream rest(text.substr(close + 2));
+  std::vector<std::string> fields;
+  for (std::string s; rest >> s;) fields.push_back(s);
+  // fields[0] is field 3 (state): field N is fields[N - 3].
+  if (fields.size() < 39) return {-1, -1};
+  return {std::stoi(fields[41 - 3]), std::stoi(fields[40 - 3])};
+}
+
+}  // namespace
+
+// rt_priority: the answering thread (the main one) runs SCHED_FIFO at the priority asked, the
+// metrics server's threads keep the default policy; 0 leaves every thread alone. Needs root
+// (or RLIMIT_RTPRIO).
+TEST_CASE("reflector binary answers at SCHED_FIFO with --rt-priority", "[privileged]") {
+  REQUIRE(std::filesystem::exists(reflector_binary()));
+  for (const int prio : {0, 7}) {
+    INFO("--rt-priority " << prio);
+    Child child({reflector_binary(), "--allow", "127.0.0.1/32", "--bind", "127.0.0.1", "--port",
+                 "0", "--metrics-listen", "127.0.0.1:0", "--rt-priority", std::to_string(prio)});
+    const auto ready = child.wait_line("reflector listening on ");
+    REQUIRE(ready.has_value());
+    const std::string main_tid = std::to_string(child.pid());
+    const int want_policy = prio > 0 ? SCHED_FIFO : SCHED_OTHER;
+    REQUIRE(eventually([&] { return policy_of(child.pid(), main_tid).first == want_policy; }));
+    CHECK(policy_of(child.pid(), main_tid).second == prio);
+    std::size_t others = 0;
+    for (const auto& t : std::filesystem::directory_iterator("/proc/" + main_tid + "/task")) {
+      const std::string tid = t.path().filename().string();
+      if (tid == main_tid) continue;
+      ++others;
+      INFO("thread " << tid);
+      CHECK(policy_of(child.pid(), tid).first == SCHED_OTHER);
+    }
+    CHECK(others >= 1);  // the metrics server's
+    // It still answers.
+    const auto port = pathsentry::test::port_of_ready_line(*ready);
+    StampClient client("127.0.0.1", port);
+    REQUIRE(client.send(1) == 44);
+    REQUIRE(client.receive(2000).has_value());
+    REQUIRE(child.stop() == 0);
   }
 }

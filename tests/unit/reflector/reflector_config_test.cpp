@@ -57,6 +57,7 @@ TEST_CASE("reflector config defaults", "[unit][reflector_config]") {
   REQUIRE_FALSE(c.allow_broad);
   REQUIRE_FALSE(c.reply_tos.has_value());
   REQUIRE_FALSE(c.clock_synchronized);
+  REQUIRE(c.rt_priority == 0);  // the default policy unless asked
 }
 
 // Every key is read into its field.
@@ -79,7 +80,9 @@ global_rate_limit_pps = 5000
 global_burst = 70
 max_sessions_per_source = 12
 allow_broad = true
+rt_priority = 20
 )");
+  REQUIRE(c.rt_priority == 20);
   REQUIRE(c.global_rate_limit.pps == 5000);
   REQUIRE(c.global_rate_limit.burst == 70);
   REQUIRE(c.max_sessions_per_source == 12);
@@ -156,6 +159,8 @@ TEST_CASE("reflector config rejects bad values", "[unit][reflector_config]") {
   REQUIRE_THAT(error_of([] { (void)parse("clock_synchronized = 1"); }),
                Contains("clock_synchronized = '1'") && Contains("true or false"));
   REQUIRE_THAT(error_of([] { (void)parse("log_level = \"loud\""); }), Contains("'loud'"));
+  REQUIRE_THAT(error_of([] { (void)parse("rt_priority = 100"); }), Contains("rt_priority = '100'"));
+  REQUIRE_THAT(error_of([] { (void)parse("rt_priority = -1"); }), Contains("rt_priority = '-1'"));
 }
 
 // A TOML syntax error names the file, line and column.
@@ -207,6 +212,13 @@ TEST_CASE("reflector command line rejects bad values", "[unit][reflector_config]
                  (void)resolve_reflector_config(args({"--allow", "10.0.0.0/8", "--tos", "x"}));
                }),
                Contains("--tos = 'x'"));
+  REQUIRE_THAT(
+      error_of([] {
+        (void)resolve_reflector_config(args({"--allow", "10.0.0.0/8", "--rt-priority", "99x"}));
+      }),
+      Contains("--rt-priority = '99x'"));
+  REQUIRE(resolve_reflector_config(args({"--allow", "10.0.0.0/8", "--rt-priority", "15"}))
+              .rt_priority == 15);
 }
 
 // An allowed prefix that no bind address can ever receive from is a configuration mistake.

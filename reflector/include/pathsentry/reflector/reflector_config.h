@@ -55,6 +55,10 @@ struct ReflectorConfig {
   std::int64_t stats_interval_ns = 10'000'000'000;
   /// spdlog level name (trace, debug, info, warn, error, critical, off).
   std::string log_level = "info";
+  /// SCHED_FIFO priority of the thread that answers (1..99); 0 = the default policy. A
+  /// reflector on a busy host (or beside a SCHED_FIFO agent on one machine) that waits for a
+  /// CPU drops requests in its socket: losses the agent reports as forward loss.
+  int rt_priority = 0;
   /// Prometheus /metrics endpoint ("ADDR:PORT" or "off", docs/metrics.md).
   std::string metrics_listen = "127.0.0.1:9782";
   /// Set by the file or a flag: then an address that cannot be bound is an error (exit 2);
