@@ -580,10 +580,11 @@ Timing best_seconds(int repeat, F&& f) {
 }
 
 int usage() {
-  std::cerr << "usage: bench-attribution [--probes N] [--rate PPS] [--sessions S] "
-               "[--esp-share F] [--repeat R] [--dir DIR] [--hash] [--profile]\n"
-               "  --profile: write the drill, then run only the single-threaded full chain R times\n"
-               "             (under perf or callgrind), print its CPU seconds, no figures\n";
+  std::cerr
+      << "usage: bench-attribution [--probes N] [--rate PPS] [--sessions S] "
+         "[--esp-share F] [--repeat R] [--dir DIR] [--hash] [--profile]\n"
+         "  --profile: write the drill, then run only the single-threaded full chain R times\n"
+         "             (under perf or callgrind), print its CPU seconds, no figures\n";
   return 2;
 }
 
@@ -660,7 +661,9 @@ int main(int argc, char** argv) {
     double setup = 1e300;
     for (int threaded = 0; threaded < 2; ++threaded) {
       std::cerr << "bench-attribution: full attribution"
-                << (threaded != 0 ? ", a reader thread per tap" : "") << "...\n";
+                << (threaded != 0 ? ", the agent's shape (a reader thread per tap, a JSON thread)"
+                                  : "")
+                << "...\n";
       for (int r = 0; r < o.repeat; ++r) {
         const auto t0 = bench::monotonic_ns();
         Pipeline p(d);
@@ -716,9 +719,9 @@ int main(int argc, char** argv) {
     std::fprintf(stderr,
                  "bare libpcap %.0f frames/s | decode %.0f frames/s (%.2fx of bare) | "
                  "attribution %.0f probes/s = %.0f frames/s (%.2fx of bare) | "
-                 "a reader thread per tap: %.0f probes/s (%.2fx of bare)\n"
+                 "agent's shape: %.0f probes/s (%.2fx of bare)\n"
                  "by CPU time: bare %.0f frames/s | decode %.2fx of bare | attribution %.0f "
-                 "probes/s (%.2fx of bare) | a reader thread per tap: %.0f probes/s (%.2fx of "
+                 "probes/s (%.2fx of bare) | agent's shape: %.0f probes/s (%.2fx of "
                  "bare)\n",
                  nf / bare.wall, nf / dec.wall, bare.wall / dec.wall,
                  static_cast<double>(o.probes) / att[0].wall, nf / att[0].wall,
