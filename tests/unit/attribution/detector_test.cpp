@@ -907,3 +907,29 @@ TEST_CASE("detector: losses wait for late answers after one came", "[unit][detec
   REQUIRE(g.of(EventType::OutageEnd).size() == 1);
   CHECK(g.of(EventType::OutageEnd)[0].probes_lost == 29);
 }
+
+// Streams are found through a flat table below 65 536 and the map above (issue 14): sessions on
+// both sides of the bound, interleaved, each keep their own state and events.
+TEST_CASE("detector sessions across the flat and hashed lookups", "[unit][detector]") {
+  Detector d{DetectorConfig{}};
+  std::vector<PathEvent> events;
+  const std::vector<std::uint32_t> ids = {0, 1, 65'535, 65'536, 4'294'967'295u, 131'071};
+  // Session k switches at seq 10 + k: its switchover's seq tells the sessions apart.
+  for (std::uint64_t s = 0; s < 40; ++s) {
+    for (std::size_t k = 0; k < ids.size(); ++k) {
+      const char* p = s < 10 + k ? "express-connect" : "ipsec";
+      d.on_record(rec(s, p, p, ids[k]), tx(s) + 30 * kMs, events);
+    }
+  }
+  for (std::size_t k = 0; k < ids.size(); ++k) {
+    INFO("session " << ids[k]);
+    std::vector<PathEvent> sw;
+    for (const auto& e : events) {
+      if (e.type == EventType::Switchover && e.session_id == ids[k]) sw.push_back(e);
+    }
+    REQUIRE(sw.size() == 2);  // forward and reverse
+    CHECK(sw[0].seq == 10 + k + 2);
+    CHECK(d.current_path(ids[k], Direction::Forward) == "ipsec");
+  }
+  CHECK_FALSE(d.current_path(2, Direction::Forward).has_value());  // never seen
+}
