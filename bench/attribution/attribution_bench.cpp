@@ -33,6 +33,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -343,13 +344,20 @@ class ThreadedCursor {
   std::size_t pos_ = 0;
 };
 
+/// FNV-1a of `text`, continued from `h` (start: kFnvBasis): compares two builds' JSON.
+constexpr std::uint64_t kFnvBasis = 14695981039346656037ull;
+std::uint64_t fnv1a(std::uint64_t h, std::string_view text) {
+  for (const char c : text) h = (h ^ static_cast<unsigned char>(c)) * 1099511628211ull;
+  return h;
+}
+
 /// Records formatted as JSON on a thread of their own, as the agent's writer thread does
 /// (probe/agent record_queue.h): batches handed over through a short bounded queue, their
 /// vectors handed back for reuse (no allocation per batch once warm).
 class JsonThread {
  public:
   explicit JsonThread(bool hash) : hash_(hash) {
-    if (hash_) fnv_ = 14695981039346656037ull;
+    if (hash_) fnv_ = kFnvBasis;
     thread_ = std::thread([this] { run(); });
   }
   JsonThread(const JsonThread&) = delete;
@@ -396,9 +404,7 @@ class JsonThread {
       cv_.notify_all();
       for (const auto& r : b) append_json(r, json);
       bytes_ += json.size();
-      if (hash_) {
-        for (const char c : json) fnv_ = (fnv_ ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-      }
+      if (hash_) fnv_ = fnv1a(fnv_, json);
       json.clear();
       b.clear();
       const std::lock_guard<std::mutex> l(m_);
@@ -457,7 +463,7 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash, JsonTh
   FullResult res;
   std::size_t ev = 0;
   std::int64_t next_poll = kT0;
-  if (hash) res.json_hash = 14695981039346656037ull;
+  if (hash) res.json_hash = kFnvBasis;
   auto drain = [&](std::int64_t now) {
     const std::size_t before = records.size();
     a.poll(now, records, &samples);
@@ -472,11 +478,7 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash, JsonTh
     }
     for (const auto& r : records) append_json(r, json);
     res.json_bytes += json.size();
-    if (hash) {
-      for (const char c : json) {
-        res.json_hash = (res.json_hash ^ static_cast<unsigned char>(c)) * 1099511628211ull;
-      }
-    }
+    if (hash) res.json_hash = fnv1a(res.json_hash, json);
     records.clear();
     json.clear();
   };

@@ -5,7 +5,6 @@
 #include <deque>
 #include <limits>
 #include <unordered_map>
-#include <utility>
 
 #include "pathsentry/common/config_error.h"
 #include "pathsentry/common/ring.h"
@@ -125,22 +124,7 @@ struct Detector::Impl {
   static constexpr std::int16_t kNoCode = std::numeric_limits<std::int16_t>::min();
   std::vector<std::int16_t> by_path_id;
   std::unordered_map<std::uint32_t, Stream> streams;
-  // Session ids below kFlatIds → their stream, beside the map (its nodes never move; streams
-  // are never erased): two lookups per probe without hashing (issue 14).
-  static constexpr std::uint32_t kFlatIds = 65536;
-  std::vector<Stream*> flat;
   DetectorStats stats;
-
-  /// The session's stream, and whether it was just created.
-  std::pair<Stream*, bool> stream_of(std::uint32_t id) {
-    if (id < flat.size() && flat[id] != nullptr) return {flat[id], false};
-    auto [it, fresh] = streams.try_emplace(id);
-    if (id < kFlatIds) {
-      if (flat.size() <= id) flat.resize(std::min<std::size_t>(kFlatIds, 2 * (id + 1)), nullptr);
-      flat[id] = &it->second;
-    }
-    return {&it->second, fresh};
-  }
 
   std::int16_t intern(std::string_view p) {
     if (p == kPathNone) return kNone;
@@ -535,8 +519,8 @@ struct Detector::Impl {
   }
 
   void on_sample(const PathSample& smp, std::int64_t now, std::vector<PathEvent>& out) {
-    auto [stp, fresh] = stream_of(smp.session_id);
-    Stream& st = *stp;
+    auto [it, fresh] = streams.try_emplace(smp.session_id);
+    Stream& st = it->second;
     if (fresh) {
       st.target = smp.target;
       st.proto = smp.proto;

@@ -74,7 +74,6 @@ void EspLanes::learn_window(Direction d, std::int64_t anchor_ns, std::uint32_t w
       lens.add(o.len);
     }
     ln.learner.on_window(wire, lens.data(), lens.size());
-    ++ln.windows_learned;
     ++ts.learn_windows;
     ln.learn_stride = static_cast<std::uint32_t>(
         std::clamp<std::uint64_t>((i - first) / kLearnTargetPackets, 1, kMaxLearnStride));

@@ -86,7 +86,6 @@ struct EspLane {
   EspLearner learner;
   std::int64_t first_esp_ns = 0;  // capture time of the first ESP packet (0: none yet)
   bool mismatch_counted = false;  // the learned transform disagreed with the configured one
-  std::uint64_t windows_learned = 0;
   // Thinning (learn_window): once a transform is locked, a window holding ESP is learned with
   // probability 1/learn_stride (else only counted), the stride set from the last learned
   // window's ESP packets so that a window costs about kLearnTargetPackets packets on average.

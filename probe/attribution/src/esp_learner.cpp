@@ -73,7 +73,6 @@ void CountTable::rebuild_index() {
 
 EspLearner::EspLearner() : seen_(kMaxLen, 0) {
   sizes_.reserve(kMaxSizes);
-  wires_.reserve(kMaxSizes);
 }
 
 void EspLearner::on_packet(std::uint32_t len) {
@@ -81,11 +80,11 @@ void EspLearner::on_packet(std::uint32_t len) {
 }
 
 EspLearner::Size* EspLearner::size_of(std::uint32_t wire) {
-  const auto it = std::find(wires_.begin(), wires_.end(), wire);
-  if (it != wires_.end()) return &sizes_[static_cast<std::size_t>(it - wires_.begin())];
+  const auto it =
+      std::find_if(sizes_.begin(), sizes_.end(), [&](const Size& s) { return s.wire == wire; });
+  if (it != sizes_.end()) return &*it;
   if (sizes_.size() == kMaxSizes) return nullptr;
   sizes_.push_back(Size{wire, 0, 0, {}});
-  wires_.push_back(wire);
   return &sizes_.back();
 }
 
@@ -120,8 +119,6 @@ void EspLearner::age() {
     s.hits.halve();
   }
   std::erase_if(sizes_, [](const Size& s) { return s.learned == 0; });
-  wires_.clear();
-  for (const Size& s : sizes_) wires_.push_back(s.wire);
   for (auto& c : seen_) c /= 2;
 }
 

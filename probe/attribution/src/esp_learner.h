@@ -100,10 +100,9 @@ class EspLearner {
                                                   const std::vector<const Size*>& use) const;
   void age();
 
-  std::vector<Size> sizes_;           // reserved once: at most kMaxSizes
-  std::vector<std::uint32_t> wires_;  // sizes_[i].wire, searched instead of the 1 KB entries
-  std::vector<std::uint32_t> seen_;   // packets by length (65536 entries), allocated once
-  std::uint64_t windows_ = 0;         // since the last aging
+  std::vector<Size> sizes_;          // reserved once: at most kMaxSizes
+  std::vector<std::uint32_t> seen_;  // packets by length (65536 entries), allocated once
+  std::uint64_t windows_ = 0;        // since the last aging
   std::uint64_t since_eval_ = 0;
   std::optional<EspModel> model_;
   bool locked_fits_ = false;

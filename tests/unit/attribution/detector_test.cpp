@@ -908,9 +908,9 @@ TEST_CASE("detector: losses wait for late answers after one came", "[unit][detec
   CHECK(g.of(EventType::OutageEnd)[0].probes_lost == 29);
 }
 
-// Streams are found through a flat table below 65 536 and the map above (issue 14): sessions on
-// both sides of the bound, interleaved, each keep their own state and events.
-TEST_CASE("detector sessions across the flat and hashed lookups", "[unit][detector]") {
+// Session ids over the whole 32-bit range (the attributor's flat/hashed bound at 65 536 among
+// them), interleaved: each session keeps its own state and events.
+TEST_CASE("detector sessions across the whole id range", "[unit][detector]") {
   Detector d{DetectorConfig{}};
   std::vector<PathEvent> events;
   const std::vector<std::uint32_t> ids = {0, 1, 65'535, 65'536, 4'294'967'295u, 131'071};
