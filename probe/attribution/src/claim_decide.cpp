@@ -41,7 +41,7 @@ void ClaimDecide::claim(LogEntry& e, Direction d) {
 void ClaimDecide::note_outcome(const Log& log, std::size_t lane, const LogEntry& e, Direction d,
                                const Claim& c, std::int8_t v) {
   const std::size_t tap = setup_.lane_tap[lane];
-  SilentPeriod& p = lanes_.silent(lane);
+  SilentPeriod& p = lanes_.silent(lane, d);
   if (v >= 0) {
     ++p.matched;
     return;

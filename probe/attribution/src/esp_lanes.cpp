@@ -127,28 +127,58 @@ std::int64_t EspLanes::learn_hold(std::int64_t now) const {
   return 0;
 }
 
+namespace {
+
+std::uint64_t unexplained(const SilentPeriod& p) {
+  return p.ambiguous + p.no_cand + p.unlearned;
+}
+
+bool silent_period(const SilentPeriod& p) {
+  return p.esp >= 10 && p.matched == 0 && unexplained(p) >= 10;
+}
+
+}  // namespace
+
 void EspLanes::check_silent(std::int64_t now) {
   if (setup_.cfg.silent_warn_ns <= 0) return;
   for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
-    SilentPeriod& p = silent_[lane];
-    if (p.start_ns == 0) p.start_ns = now;
-    if (now - p.start_ns < setup_.cfg.silent_warn_ns) continue;
-    const std::size_t tap = setup_.lane_tap[lane];
-    const auto& spec = setup_.cfg.taps[tap];
-    const std::uint64_t unexplained = p.ambiguous + p.no_cand + p.unlearned;
-    const bool silent_tap = p.esp >= 10 && p.matched == 0 && unexplained >= 10;
-    if (silent_tap) {
+    auto& periods = silent_[lane];
+    if (periods[0].start_ns == 0) periods[0].start_ns = periods[1].start_ns = now;
+    const std::int64_t start = periods[0].start_ns;
+    if (now - start < setup_.cfg.silent_warn_ns) continue;
+    const bool quiet[2] = {silent_period(periods[0]), silent_period(periods[1])};
+    if (quiet[0] || quiet[1]) {
+      const std::size_t tap = setup_.lane_tap[lane];
+      const auto& spec = setup_.cfg.taps[tap];
       ++stats_.taps[tap].silent_warnings;
-      std::string cause;
+      // Both directions silent: one warning over both; one direction: that direction's, with
+      // what the other attributed (a transform learned one way only, say).
+      SilentPeriod p;
+      for (std::size_t d = 0; d < 2; ++d) {
+        if (!quiet[d]) continue;
+        const SilentPeriod& q = periods[d];
+        p.esp += q.esp;
+        p.ambiguous += q.ambiguous;
+        p.no_cand += q.no_cand;
+        p.unlearned += q.unlearned;
+        p.collapsed += q.collapsed;
+        p.warned = p.warned || q.warned;
+      }
+      const bool both = quiet[0] && quiet[1];
+      const std::size_t one = quiet[0] ? 0 : 1;  // the silent direction when only one is
+      const char* dir_name[2] = {"forward", "reverse"};
       const EspLearner& fl = lanes_[lane][0].learner;
       const EspLearner& rl = lanes_[lane][1].learner;
+      const std::string diagnosis =
+          both ? "forward " + fl.diagnosis() + "; reverse " + rl.diagnosis()
+               : std::string(dir_name[one]) + " " + lanes_[lane][one].learner.diagnosis();
+      std::string cause;
       if (p.unlearned >= p.ambiguous && p.unlearned >= p.no_cand) {
-        cause = "no ESP length known for the probes: forward " + fl.diagnosis() + "; reverse " +
-                rl.diagnosis();
+        cause = "no ESP length known for the probes: " + diagnosis;
       } else if (p.ambiguous >= p.no_cand) {
-        cause = p.collapsed * 2 >= p.ambiguous
-                    ? "TFC padding gives the probes one ESP length (" +
-                          (fl.model() ? fl.model()->name : rl.model()->name) +
+        const EspLearner& l = both ? (fl.model() ? fl : rl) : lanes_[lane][one].learner;
+        cause = p.collapsed * 2 >= p.ambiguous && l.model()
+                    ? "TFC padding gives the probes one ESP length (" + l.model()->name +
                           "): several share every window; send probes larger than the padding "
                           "(--size) or narrow the window"
                     : "window too wide for the rate: probes of one ESP length share a window "
@@ -157,21 +187,31 @@ void EspLanes::check_silent(std::int64_t now) {
         cause =
             "no ESP packet of the expected length in the windows: the window is too "
             "narrow for the tunnel's delay, or the transform is wrong (" +
-            (spec.transform ? std::string("configured") : "forward " + fl.diagnosis()) + ")";
+            (spec.transform ? std::string("configured") : diagnosis) + ")";
       }
+      const std::string from =
+          (both || one == 0 ? spec.local_endpoint : spec.remote_endpoint).to_string();
+      const std::string to =
+          (both || one == 0 ? spec.remote_endpoint : spec.local_endpoint).to_string();
+      const std::string who = both ? "attributed nothing"
+                                   : std::string(dir_name[one]) + " direction attributed nothing";
+      const std::string seen = both ? " ESP packets between " + from + " and " + to
+                                    : " ESP packets from " + from + " to " + to + " (the " +
+                                          dir_name[1 - one] + " direction attributed " +
+                                          std::to_string(periods[1 - one].matched) + ")";
       notes_.push_back(
           "WARNING tap " + spec.interface + " (" + spec.path + "): " + (p.warned ? "still " : "") +
-          "attributed nothing in " + std::to_string((now - p.start_ns) / 1'000'000'000) +
-          " s although it saw " + std::to_string(p.esp) + " ESP packets between " +
-          spec.local_endpoint.to_string() + " and " + spec.remote_endpoint.to_string() + " (" +
-          std::to_string(unexplained) +
+          who + " in " + std::to_string((now - start) / 1'000'000'000) + " s although it saw " +
+          std::to_string(p.esp) + seen + " (" + std::to_string(unexplained(p)) +
           " probe directions unexplained: " + std::to_string(p.unlearned) +
           " without a known length, " + std::to_string(p.no_cand) + " without a candidate, " +
           std::to_string(p.ambiguous) + " ambiguous); likely cause: " + cause);
     }
-    p = SilentPeriod{};
-    p.start_ns = now;
-    p.warned = silent_tap;
+    for (std::size_t d = 0; d < 2; ++d) {
+      periods[d] = SilentPeriod{};
+      periods[d].start_ns = now;
+      periods[d].warned = quiet[d];
+    }
   }
 }
 
@@ -192,7 +232,7 @@ void EspLanes::add_esp(std::size_t tap, const Observation& o, std::int64_t last_
   if (o.ts_ns + setup_.cfg.settle_ns < last_now) ++ts.late;
   if (ln.first_esp_ns == 0) ln.first_esp_ns = o.ts_ns;
   ln.learner.on_packet(o.esp_len);
-  ++silent_[lane].esp;
+  ++silent_[lane][static_cast<std::size_t>(o.dir)].esp;
   if (ln.obs.size() >= setup_.cfg.max_esp_observations) evict_front(tap, ln, true);
   ln.obs.push_back(EspObs{o.ts_ns, o.esp_len, 0, 0, false, o.spi, o.esp_seq});
   // Keep time order (capture timestamps can step back slightly across CPUs).

@@ -106,7 +106,8 @@ struct EspLane {
   Ring<Progress> progress;
 };
 
-/// Per ESP tap, what happened since the last silent-tap check (the warning's evidence).
+/// Per ESP tap and direction, what happened since the last silent-tap check (the warning's
+/// evidence).
 struct SilentPeriod {
   std::int64_t start_ns = 0;
   std::uint64_t esp = 0;        // ESP packets seen
@@ -168,8 +169,11 @@ class EspLanes {
   [[nodiscard]] const EspLane& lane(std::size_t lane, Direction d) const {
     return lanes_[lane][static_cast<std::size_t>(d)];
   }
-  /// What happened on a lane since its last silent-tap check (claim/decide counts outcomes).
-  SilentPeriod& silent(std::size_t lane) { return silent_[lane]; }
+  /// What happened on a lane in one direction since its last silent-tap check (claim/decide
+  /// counts outcomes).
+  SilentPeriod& silent(std::size_t lane, Direction d) {
+    return silent_[lane][static_cast<std::size_t>(d)];
+  }
 
   /// The ESP length a probe of IP size `wire` has on this lane: configured, learned by the
   /// learner, or learned from lone probes; none while unknown.
@@ -186,7 +190,8 @@ class EspLanes {
   /// seen ESP but not learned it yet (for at most learn_hold_ns after its first ESP packet).
   [[nodiscard]] std::int64_t learn_hold(std::int64_t now) const;
   /// Warns about an ESP tap that saw ESP but attributed nothing while probes went unexplained,
-  /// with the likely cause, every silent_warn_ns it lasts.
+  /// in both directions or in one (the other attributing), with the likely cause, every
+  /// silent_warn_ns it lasts.
   void check_silent(std::int64_t now);
   /// An ESP packet on ESP tap `tap` (`last_now`: the attributor's latest poll, for `late`).
   void add_esp(std::size_t tap, const Observation& o, std::int64_t last_now);
@@ -233,9 +238,9 @@ class EspLanes {
   const Setup& setup_;
   AttributorStats& stats_;
   std::vector<std::string>& notes_;
-  std::vector<std::array<EspLane, 2>> lanes_;  // [lane][direction]
-  std::vector<SilentPeriod> silent_;           // per lane
-  DistinctLens window_lens_;                   // learn_window's scratch
+  std::vector<std::array<EspLane, 2>> lanes_;        // [lane][direction]
+  std::vector<std::array<SilentPeriod, 2>> silent_;  // [lane][direction]
+  DistinctLens window_lens_;                         // learn_window's scratch
 };
 
 }  // namespace pathsentry::probe::attr

@@ -143,6 +143,33 @@ bool EspLearner::fits(const EspTransform& t, const std::vector<const Size*>& use
   return true;
 }
 
+std::optional<std::size_t> EspLearner::specific_group(
+    const std::vector<std::vector<std::uint32_t>>& groups,
+    const std::vector<const Size*>& use) const {
+  // A length is background when at least half the sizes' windows hold it nearly always: other
+  // traffic of that length, not one probe size's (a probe's length is only in the windows of
+  // the few sizes sent around it, unless the window spans most of the cycle).
+  std::vector<double> shares(use.size());
+  auto background = [&](std::uint32_t len) {
+    for (std::size_t k = 0; k < use.size(); ++k) {
+      shares[k] = static_cast<double>(use[k]->hits.get(len)) / static_cast<double>(use[k]->learned);
+    }
+    std::nth_element(shares.begin(), shares.begin() + static_cast<std::ptrdiff_t>(use.size() / 2),
+                     shares.end());
+    return shares[use.size() / 2] >= kFit;
+  };
+  std::vector<std::size_t> score(groups.size(), 0);
+  for (std::size_t g = 0; g < groups.size(); ++g) {
+    std::vector<std::uint32_t> lens = groups[g];
+    std::sort(lens.begin(), lens.end());
+    lens.erase(std::unique(lens.begin(), lens.end()), lens.end());
+    for (const std::uint32_t len : lens) score[g] += background(len) ? 1 : 0;
+  }
+  const auto best = std::min_element(score.begin(), score.end());
+  if (std::count(score.begin(), score.end(), *best) != 1) return std::nullopt;
+  return static_cast<std::size_t>(best - score.begin());
+}
+
 std::optional<EspModel> EspLearner::candidate(const EspModel& base,
                                               const std::vector<const Size*>& use) const {
   const EspTransform& t = base.transform;
@@ -239,14 +266,21 @@ EspLearner::Change EspLearner::evaluate() {
     }
   }
   last_groups_ = groups.size();
-  if (groups.size() != 1) return Change::None;
+  std::size_t pick = 0;
+  if (groups.size() > 1) {
+    const auto one = specific_group(groups, use);
+    if (!one) return Change::None;
+    pick = *one;
+  } else if (groups.empty()) {
+    return Change::None;
+  }
   if (!model_) {
-    model_ = fitting.front();
+    model_ = fitting[pick];
     locked_fits_ = true;
     return Change::Learned;
   }
   if (locked_fits_) return Change::None;
-  model_ = fitting.front();
+  model_ = fitting[pick];
   locked_fits_ = true;
   return Change::Relearned;
 }

@@ -98,6 +98,11 @@ class EspLearner {
   [[nodiscard]] bool fits(const EspTransform& t, const std::vector<const Size*>& use) const;
   [[nodiscard]] std::optional<EspModel> candidate(const EspModel& base,
                                                   const std::vector<const Size*>& use) const;
+  /// Of several groups that fit, the one whose predicted lengths are the fewest background
+  /// lengths (held by nearly every window of most sizes: other traffic's), when only one is.
+  [[nodiscard]] std::optional<std::size_t> specific_group(
+      const std::vector<std::vector<std::uint32_t>>& groups,
+      const std::vector<const Size*>& use) const;
   void age();
 
   std::vector<Size> sizes_;          // reserved once: at most kMaxSizes

@@ -43,6 +43,8 @@ struct Scenario {
   // and the other traffic's) has real_after's length.
   std::int64_t rekey_ns = 0;
   EspTransform real_after{};
+  // The reverse direction's transform when it differs from the forward one (before any rekey).
+  std::optional<EspTransform> real_rev{};
 };
 
 struct Result {
@@ -92,7 +94,8 @@ Result run(const Scenario& sc) {
   std::uint32_t esp_seq[2] = {1, 1};  // numbered in the order the packets are seen
   auto esp = [&](std::int64_t ts, bool fwd, std::uint32_t inner) {
     const bool after = sc.rekey_ns != 0 && ts >= kT0 + sc.rekey_ns;
-    ev.push_back({ts, 1, 0, fwd, (after ? sc.real_after : sc.real).esp_length(inner)});
+    const EspTransform& before = !fwd && sc.real_rev ? *sc.real_rev : sc.real;
+    ev.push_back({ts, 1, 0, fwd, (after ? sc.real_after : before).esp_length(inner)});
   };
   auto stalled = [&](std::int64_t t) -> std::int64_t {
     if (sc.stall_every_ns == 0 || t < kT0 + 1'000'000'000) return t;
@@ -286,10 +289,34 @@ TEST_CASE("esp rekey to another proposal is re-learned from thinned windows",
   CHECK(any_note(r, "forward ESP transform re-learned, the lengths seen changed: aes-gcm-16"));
   CHECK(t.transform[0] == "aes-gcm-16");
   CHECK(r.learned_fwd == sc.real_after.esp_length(sc.base));
+  CHECK(t.transform[1] == "aes-gcm-16");
   // Unknown while the old transform is locked after the rekey, attributed again afterwards.
-  // (The reverse direction learns slowly under this much other traffic, with or without
-  // thinning: only "never wrong" is asked of it here.)
   CHECK(static_cast<double>(r.fwd_ipsec) >= 0.75 * static_cast<double>(r.probes));
+  CHECK(static_cast<double>(r.rev_ipsec) >= 0.6 * static_cast<double>(r.probes));
+}
+
+// The same tunnel without the rekey, both directions. A reverse window [rx - 10 ms, rx + 0.2 ms]
+// holds the previous probes' replies, so a transform predicting every size's predecessor's
+// length (aes-gcm-12 against aes-cbc-sha256: 28 + pad4(w + 2) = the CBC length of w - 16) passes
+// the window test there, and the ACKs' ESP length (104) supplies the smallest size's
+// predecessor length the count test looks for. It must not hold the real transform back.
+TEST_CASE("esp reverse transform is learned beside heavy other traffic", "[unit][attributor]") {
+  Scenario sc;
+  sc.real = *EspTransform::preset("aes-cbc-sha256");
+  sc.duration_ns = 12'000'000'000;
+  sc.noise_pps = 2000;
+  const Result r = run(sc);
+  const auto& t = r.stats.taps[1];
+  INFO("probes " << r.probes << ", fwd ipsec " << r.fwd_ipsec << ", rev ipsec " << r.rev_ipsec
+                 << ", learned " << t.transform[0] << " / " << t.transform[1]);
+  CHECK(r.fwd_wrong == 0);
+  CHECK(r.rev_wrong == 0);
+  CHECK(t.transform[0] == "aes-cbc-sha256");
+  CHECK(t.transform[1] == "aes-cbc-sha256");
+  CHECK(r.learned_rev == sc.real.esp_length(sc.base));
+  CHECK(static_cast<double>(r.fwd_ipsec) >= 0.9 * static_cast<double>(r.probes));
+  CHECK(static_cast<double>(r.rev_ipsec) >= 0.9 * static_cast<double>(r.probes));
+  CHECK(t.silent_warnings == 0);
 }
 
 // The documented defaults where they cannot work say so, loudly and again: fixed sizes at a
@@ -317,6 +344,27 @@ TEST_CASE("esp tap that attributes nothing warns with the likely cause", "[unit]
     CHECK(r.fwd_ipsec == 0);
     CHECK(r.stats.taps[1].silent_warnings >= 2);
     CHECK(any_note(r, "TFC padding"));
+  }
+  SECTION("one direction only: the other attributes") {
+    Scenario sc;
+    sc.real = *EspTransform::preset("aes-cbc-sha256");
+    sc.real_rev = EspTransform{16, 16, 20, 0};  // the reverse SA's: no preset describes it
+    sc.duration_ns = 12'000'000'000;
+    const Result r = run(sc);
+    CHECK(r.fwd_wrong == 0);
+    CHECK(r.rev_wrong == 0);
+    CHECK(static_cast<double>(r.fwd_ipsec) >= 0.999 * static_cast<double>(r.probes));
+    CHECK(r.rev_ipsec == 0);
+    CHECK(r.stats.taps[1].silent_warnings >= 2);
+    CHECK(any_note(r,
+                   "WARNING tap tap-inet (ipsec): reverse direction attributed nothing in 5 s "
+                   "although it saw"));
+    CHECK(any_note(r,
+                   "ESP packets from 203.0.113.10 to 198.51.100.68 (the forward direction "
+                   "attributed 10"));
+    CHECK(any_note(r, "still reverse direction attributed nothing"));
+    CHECK(any_note(r, "no ESP length known for the probes: reverse no candidate transform fits"));
+    CHECK_FALSE(any_note(r, "forward direction attributed nothing"));
   }
   SECTION("a transform no candidate describes") {
     Scenario sc;
