@@ -13,6 +13,8 @@ constexpr std::size_t kMaxLen = 65536;
 // A size's windows that must hold the predicted length, and the share of the predicted packet
 // count that must have been seen. Windows of other transforms' lengths are far below.
 constexpr double kFit = 0.85;
+// More packets of a length than this many times the probes predicting it: other traffic's.
+constexpr double kBackgroundExcess = 1.5;
 
 const std::vector<EspModel>& presets() {
   static const std::vector<EspModel> all = [] {
@@ -146,24 +148,25 @@ bool EspLearner::fits(const EspTransform& t, const std::vector<const Size*>& use
 std::optional<std::size_t> EspLearner::specific_group(
     const std::vector<std::vector<std::uint32_t>>& groups,
     const std::vector<const Size*>& use) const {
-  // A length is background when at least half the sizes' windows hold it nearly always: other
-  // traffic of that length, not one probe size's (a probe's length is only in the windows of
-  // the few sizes sent around it, unless the window spans most of the cycle).
-  std::vector<double> shares(use.size());
-  auto background = [&](std::uint32_t len) {
-    for (std::size_t k = 0; k < use.size(); ++k) {
-      shares[k] = static_cast<double>(use[k]->hits.get(len)) / static_cast<double>(use[k]->learned);
-    }
-    std::nth_element(shares.begin(), shares.begin() + static_cast<std::ptrdiff_t>(use.size() / 2),
-                     shares.end());
-    return shares[use.size() / 2] >= kFit;
+  // A length is background, other traffic's rather than the probes', when far more packets of
+  // it were seen than the windows predicting it explain (one packet a probe). (The share of
+  // windows holding it says nothing when a window spans the whole cycle: then every probe
+  // length is in nearly every window.)
+  auto background = [&](std::uint32_t len, double want) {
+    return len >= kMaxLen || static_cast<double>(seen_[len]) > kBackgroundExcess * want;
   };
   std::vector<std::size_t> score(groups.size(), 0);
   for (std::size_t g = 0; g < groups.size(); ++g) {
     std::vector<std::uint32_t> lens = groups[g];
     std::sort(lens.begin(), lens.end());
     lens.erase(std::unique(lens.begin(), lens.end()), lens.end());
-    for (const std::uint32_t len : lens) score[g] += background(len) ? 1 : 0;
+    for (const std::uint32_t len : lens) {
+      double want = 0;
+      for (std::size_t k = 0; k < use.size(); ++k) {
+        if (groups[g][k] == len) want += use[k]->windows;
+      }
+      score[g] += background(len, want) ? 1 : 0;
+    }
   }
   const auto best = std::min_element(score.begin(), score.end());
   if (std::count(score.begin(), score.end(), *best) != 1) return std::nullopt;

@@ -99,7 +99,8 @@ class EspLearner {
   [[nodiscard]] std::optional<EspModel> candidate(const EspModel& base,
                                                   const std::vector<const Size*>& use) const;
   /// Of several groups that fit, the one whose predicted lengths are the fewest background
-  /// lengths (held by nearly every window of most sizes: other traffic's), when only one is.
+  /// lengths (seen far more often than the probes predicting them: other traffic's), when
+  /// only one is.
   [[nodiscard]] std::optional<std::size_t> specific_group(
       const std::vector<std::vector<std::uint32_t>>& groups,
       const std::vector<const Size*>& use) const;
