@@ -57,9 +57,10 @@ void EspLanes::learn_window(Direction d, std::int64_t anchor_ns, std::uint32_t w
     // others are only counted. The shares of windows holding a length are estimated from the
     // windows learned, the packet-count test keeps every window: learning costs about
     // kLearnTargetPackets packets per window whatever the density. Before the lock every
-    // window is learned, so a transform is learned as fast as ever.
+    // window is learned, so a transform is learned as fast as ever; and while the lengths
+    // contradict the locked one (a rekey), so that the next is learned as fast.
     auto& ts = stats_.taps[setup_.lane_tap[lane]];
-    if (ln.learner.model() && !learn_pick(anchor_ns, ln.learn_stride)) {
+    if (ln.learner.model() && ln.learner.locked_fits() && !learn_pick(anchor_ns, ln.learn_stride)) {
       ln.learner.on_window_skipped(wire);
       ++ts.learn_skipped;
       continue;
@@ -75,8 +76,8 @@ void EspLanes::learn_window(Direction d, std::int64_t anchor_ns, std::uint32_t w
     }
     ln.learner.on_window(wire, lens.data(), lens.size());
     ++ts.learn_windows;
-    ln.learn_stride = static_cast<std::uint32_t>(
-        std::clamp<std::uint64_t>((i - first) / kLearnTargetPackets, 1, kMaxLearnStride));
+    ln.learn_stride = static_cast<std::uint32_t>(std::clamp<std::uint64_t>(
+        (i - first) / kLearnTargetPackets, 1, std::min(kMaxLearnStride, ln.learner.max_stride())));
   }
 }
 

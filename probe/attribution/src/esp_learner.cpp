@@ -95,6 +95,14 @@ void EspLearner::counted() {
   if (++windows_ >= kAgeWindows) age();
 }
 
+std::uint32_t EspLearner::max_stride() const {
+  // Between two agings a size gets kAgeWindows / sizes windows; learned one in `stride`, it
+  // must keep kMinWindows learned (twice that, as aging halves it) to stay judged.
+  const std::size_t n = std::max<std::size_t>(sizes_.size(), 1);
+  return static_cast<std::uint32_t>(
+      std::max<std::uint64_t>(1, kAgeWindows / (2 * kMinWindows * n)));
+}
+
 void EspLearner::on_window(std::uint32_t wire, const std::uint32_t* lens, std::size_t n) {
   if (wire == 0 || n == 0) return;
   Size* s = size_of(wire);
@@ -124,20 +132,24 @@ void EspLearner::age() {
   for (auto& c : seen_) c /= 2;
 }
 
-bool EspLearner::fits(const EspTransform& t, const std::vector<const Size*>& use) const {
+bool EspLearner::fits(const EspTransform& t, const std::vector<const Size*>& use,
+                      const std::vector<const Size*>& counted) const {
   // Windows: nearly every window of each size holds the predicted length.
   for (const Size* s : use) {
     if (s->hits.get(t.esp_length(s->wire)) < kFit * s->learned) return false;
   }
-  // Counts: as many packets of each predicted length as windows predict it.
-  for (std::size_t i = 0; i < use.size(); ++i) {
-    const std::uint32_t len = t.esp_length(use[i]->wire);
+  // Counts: as many packets of each predicted length as windows predict it, for every size
+  // with enough windows, learned or not (thinning may leave a size of the cycle's ends too few
+  // learned windows to be judged by the first test; its count still tells a transform from one
+  // predicting each size's predecessor's length).
+  for (std::size_t i = 0; i < counted.size(); ++i) {
+    const std::uint32_t len = t.esp_length(counted[i]->wire);
     bool first = true;
     double want = 0;
-    for (std::size_t j = 0; j < use.size(); ++j) {
-      if (t.esp_length(use[j]->wire) != len) continue;
+    for (std::size_t j = 0; j < counted.size(); ++j) {
+      if (t.esp_length(counted[j]->wire) != len) continue;
       if (j < i) first = false;
-      want += use[j]->windows;
+      want += counted[j]->windows;
     }
     if (!first) continue;
     if (len >= kMaxLen || seen_[len] < kFit * want) return false;
@@ -214,10 +226,12 @@ std::optional<EspModel> EspLearner::candidate(const EspModel& base,
 
 EspLearner::Change EspLearner::evaluate() {
   since_eval_ = 0;
-  std::vector<const Size*> use;
+  std::vector<const Size*> use;      // judged by the windows' lengths and the counts
+  std::vector<const Size*> counted;  // judged by the counts
   std::uint64_t total = 0, judged = 0;
   for (const Size& s : sizes_) {
     total += s.windows;
+    if (s.windows >= kMinWindows) counted.push_back(&s);
     if (s.learned >= kMinWindows) {
       use.push_back(&s);
       judged += s.windows;
@@ -245,16 +259,18 @@ EspLearner::Change EspLearner::evaluate() {
     for (const Size* s : use) all = all && s->hits.get(len) >= kFit * s->learned;
     if (all) ++last_distinct_lengths_;
   }
-  locked_fits_ = model_ && fits(model_->transform, use);
-  // Before the first lock, wait until nearly every window belongs to a judged size (the whole
-  // cycle has been seen): the sizes at its ends are what tell neighbouring transforms apart.
-  if (!model_ && judged < 0.95 * static_cast<double>(total)) return Change::None;
+  // Judge (lock, test the locked one, replace it) only when nearly every window belongs to a
+  // judged size (the whole cycle has been seen): the sizes at its ends are what tell
+  // neighbouring transforms apart. (Without the smallest size, a transform predicting each
+  // size's predecessor's length fits a cycle whose ESP came late in a stall.)
+  if (judged < 0.95 * static_cast<double>(total)) return Change::None;
+  locked_fits_ = model_ && fits(model_->transform, use, counted);
   std::vector<EspModel> fitting;
   std::vector<std::vector<std::uint32_t>> groups;
   last_group_names_.clear();
   for (const EspModel& base : presets()) {
     auto m = candidate(base, use);
-    if (!m || !fits(m->transform, use)) continue;
+    if (!m || !fits(m->transform, use, counted)) continue;
     std::vector<std::uint32_t> pred;
     pred.reserve(use.size());
     for (const Size* s : use) pred.push_back(m->transform.esp_length(s->wire));
@@ -269,21 +285,26 @@ EspLearner::Change EspLearner::evaluate() {
     }
   }
   last_groups_ = groups.size();
-  std::size_t pick = 0;
-  if (groups.size() > 1) {
-    const auto one = specific_group(groups, use);
-    if (!one) return Change::None;
-    pick = *one;
-  } else if (groups.empty()) {
+  std::optional<std::size_t> pick;
+  if (groups.size() == 1) {
+    pick = 0;
+  } else if (groups.size() > 1) {
+    pick = specific_group(groups, use);
+  }
+  if (!pick) {
+    // The whole cycle's evidence contradicts the locked transform and names no other (yet):
+    // forget faster, so that after a rekey the new lengths' share reaches kFit in ~1 s instead
+    // of the ~4 s the regular halving every kAgeWindows takes.
+    if (model_ && !locked_fits_) age();
     return Change::None;
   }
   if (!model_) {
-    model_ = fitting[pick];
+    model_ = fitting[*pick];
     locked_fits_ = true;
     return Change::Learned;
   }
   if (locked_fits_) return Change::None;
-  model_ = fitting[pick];
+  model_ = fitting[*pick];
   locked_fits_ = true;
   return Change::Relearned;
 }

@@ -77,6 +77,9 @@ class EspLearner {
   /// one other group does.
   Change evaluate();
   [[nodiscard]] std::uint64_t windows_since_eval() const { return since_eval_; }
+  /// The largest thinning stride that keeps every size tracked judged (kMinWindows learned
+  /// windows) between two agings.
+  [[nodiscard]] std::uint32_t max_stride() const;
 
   [[nodiscard]] const std::optional<EspModel>& model() const { return model_; }
   /// Why nothing is locked (or the locked one is in doubt), for the warning log line.
@@ -95,7 +98,8 @@ class EspLearner {
   /// The size's evidence (added when new; null when kMaxSizes sizes are already tracked).
   Size* size_of(std::uint32_t wire);
   void counted();  // a window counted: ages and schedules the re-evaluation
-  [[nodiscard]] bool fits(const EspTransform& t, const std::vector<const Size*>& use) const;
+  [[nodiscard]] bool fits(const EspTransform& t, const std::vector<const Size*>& use,
+                          const std::vector<const Size*>& counted) const;
   [[nodiscard]] std::optional<EspModel> candidate(const EspModel& base,
                                                   const std::vector<const Size*>& use) const;
   /// Of several groups that fit, the one whose predicted lengths are the fewest background
