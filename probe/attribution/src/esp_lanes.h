@@ -94,7 +94,7 @@ struct EspLane {
   // lengths of the probes decided since without one.
   bool has_last = false;
   EspObs last{};
-  std::array<std::uint32_t, 64> pending{};
+  std::array<std::uint32_t, 1024> pending{};
   std::size_t npending = 0;
   bool pending_overflow = false;
   // Forward: the probes attributed here, in decision (= anchor) order, with their packet's
