@@ -229,7 +229,7 @@ void Attributor::Impl::poll(std::int64_t now, Out& out) {
 void Attributor::Impl::decide_due(Direction d, std::int64_t now, std::int64_t hold, Out& out) {
   logs.learn_due(d, now);
   logs.claim_due(d, now, hold);
-  while (logs.decide_due(d, now)) {
+  while (logs.decide_due(d, now) && !logs.front_waits(d, now)) {
     const std::int8_t v = logs.decide_front(d);
     const LogEntry& e = logs.front(d);
     Session& s = table.sessions[e.session];

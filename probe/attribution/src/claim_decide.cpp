@@ -112,10 +112,70 @@ void ClaimDecide::explain_unknown(const Log& log, std::size_t lane, const LogEnt
   notes_.push_back(std::move(t));
 }
 
+namespace {
+
+constexpr std::int64_t kMaxSpanNs = 500'000'000;  // the order rule's longest span
+constexpr std::uint64_t kMaxAhead = 1024;         // probes searched for the span's end
+constexpr std::int64_t kMaxSpanWaitNs = 200'000'000;
+
+}  // namespace
+
+bool ClaimDecide::unique_claim(const EspLane& ln, const Claim& xc) {
+  return !xc.incomplete && xc.cand == 1 && xc.cand_idx >= ln.obs.begin_abs() &&
+         xc.cand_idx < ln.obs.end_abs() && ln.obs.at(xc.cand_idx).claims == 1;
+}
+
+const EspObs* ClaimDecide::next_unique(const Log& log, std::size_t lane, Direction d,
+                                       std::uint32_t want, std::size_t& after,
+                                       bool& searched_all) const {
+  const EspLane& ln = lanes_.lane(lane, d);
+  after = 0;
+  const std::uint64_t end = std::min(log.entries.end_abs(), log.claimed);
+  const std::uint64_t first = log.entries.begin_abs() + 1;  // the front is the probe decided
+  std::uint64_t j = first;
+  for (; j < end && j < first + kMaxAhead; ++j) {
+    const LogEntry& x = log.entries.at(j);
+    if (unique_claim(ln, x.claims[lane])) return &ln.obs.at(x.claims[lane].cand_idx);
+    if (lanes_.expected_len(lane, d, x.wire) == want) ++after;
+  }
+  searched_all = j == end;
+  return nullptr;
+}
+
+bool ClaimDecide::front_waits(Direction d, std::int64_t now) const {
+  const Log& log = logs_[index(d)];
+  if (lanes_.empty() || log.entries.empty()) return false;
+  const LogEntry& e = log.entries.front();
+  const std::int64_t wait = std::min(kMaxSpanWaitNs, setup_.cfg.esp_stall_wait_ns);
+  if (now - e.anchor_ns - setup_.decide_delay(d) >= wait) return false;
+  const Slot* sl = nullptr;
+  for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
+    const EspLane& ln = lanes_.lane(lane, d);
+    const Claim& c = e.claims[lane];
+    if (c.incomplete || unique_claim(ln, c) || !ln.has_last || ln.pending_overflow ||
+        std::abs(e.anchor_ns - ln.last.ts_ns) > kMaxSpanNs) {
+      continue;  // decided by its window, or the order rule does not apply
+    }
+    const auto want = lanes_.expected_len(lane, d, e.wire);
+    if (!want) continue;
+    if (sl == nullptr) {
+      sl = SlotTable::lookup(table_.sessions[e.session], e.seq);
+      if (sl == nullptr || (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0 ||
+          (d == Direction::Reverse && !sl->has(kReceived))) {
+        return false;  // a clear tap saw it, or there is no reply to attribute
+      }
+    }
+    std::size_t after = 0;
+    bool searched_all = false;
+    if (next_unique(log, lane, d, *want, after, searched_all) == nullptr && searched_all) {
+      return true;
+    }
+  }
+  return false;
+}
+
 std::optional<std::uint64_t> ClaimDecide::order_rescue(const Log& log, std::size_t lane,
                                                        Direction d, const LogEntry& e) {
-  constexpr std::int64_t kMaxSpanNs = 500'000'000;
-  constexpr std::uint64_t kMaxAhead = 1024;
   EspLane& ln = lanes_.lane(lane, d);
   const auto want = lanes_.expected_len(lane, d, e.wire);
   if (!want || !ln.has_last || ln.pending_overflow ||
@@ -125,20 +185,9 @@ std::optional<std::uint64_t> ClaimDecide::order_rescue(const Log& log, std::size
   std::size_t before = 0;  // probes of its length in the span before it (decided unexplained)
   for (std::size_t i = 0; i < ln.npending; ++i) before += ln.pending[i] == *want ? 1 : 0;
   // The next probe (in anchor order) with a unique claim; those of its length before it.
-  const EspObs* next = nullptr;
   std::size_t after = 0;
-  const std::uint64_t end = std::min(log.entries.end_abs(), log.claimed);
-  const std::uint64_t first = log.entries.begin_abs() + 1;  // e is the log's front
-  for (std::uint64_t j = first; j < end && j < first + kMaxAhead; ++j) {
-    const LogEntry& x = log.entries.at(j);
-    const Claim& xc = x.claims[lane];
-    if (!xc.incomplete && xc.cand == 1 && xc.cand_idx >= ln.obs.begin_abs() &&
-        xc.cand_idx < ln.obs.end_abs() && ln.obs.at(xc.cand_idx).claims == 1) {
-      next = &ln.obs.at(xc.cand_idx);
-      break;
-    }
-    if (lanes_.expected_len(lane, d, x.wire) == want) ++after;
-  }
+  bool searched_all = false;
+  const EspObs* next = next_unique(log, lane, d, *want, after, searched_all);
   if (next == nullptr || next->spi != ln.last.spi || next->seq <= ln.last.seq ||
       next->ts_ns - ln.last.ts_ns > kMaxSpanNs || ln.last.ts_ns <= ln.evicted_through_ns) {
     return std::nullopt;

@@ -57,6 +57,11 @@ class ClaimDecide {
   /// Decides the oldest claimed probe (decide_due() must hold): its ESP verdict over all ESP
   /// taps, a path id, kAmbiguous or kNoEvidence. Then front() / pop_front().
   std::int8_t decide_front(Direction d);
+  /// Whether the oldest claimed probe's decision should wait (docs/attribution.md "Order"): no
+  /// clear tap saw it, its window on an ESP lane carrying probes left it unexplained, and the
+  /// span the order rule needs is still open (no probe after it has a unique claim yet). At most
+  /// min(kMaxSpanWaitNs, esp_stall_wait_ns) past its decision time.
+  [[nodiscard]] bool front_waits(Direction d, std::int64_t now) const;
   [[nodiscard]] const LogEntry& front(Direction d) const { return logs_[index(d)].entries.front(); }
   void pop_front(Direction d) { logs_[index(d)].entries.pop_front(); }
 
@@ -90,6 +95,13 @@ class ClaimDecide {
   /// `e` is the front of `log`.
   std::optional<std::uint64_t> order_rescue(const Log& log, std::size_t lane, Direction d,
                                             const LogEntry& e);
+  /// Whether `x`'s window claimed one packet of its length that no other window claimed.
+  [[nodiscard]] static bool unique_claim(const EspLane& ln, const Claim& xc);
+  /// The first probe after the front of `log` (in anchor order, among those claimed, at most
+  /// kMaxAhead on) whose window uniquely claims a packet on `lane`; `after` counts the probes
+  /// of length `want` before it. Null when there is none (yet).
+  const EspObs* next_unique(const Log& log, std::size_t lane, Direction d, std::uint32_t want,
+                            std::size_t& after, bool& searched_all) const;
 
   const Setup& setup_;
   EspLanes& lanes_;

@@ -496,7 +496,8 @@ TEST_CASE("esp transform stays learned through stalls at 10 000 probes/s", "[uni
   CHECK(static_cast<double>(r.fwd_ipsec) >= 0.9 * static_cast<double>(r.probes));
   // A stall holds 200 replies, released together: their windows share lengths, and the SA's
   // order attributes them, which needs every unexplained probe since the last attributed one
-  // remembered (64 once: 87 % reverse here; 1024 now).
-  CHECK(static_cast<double>(r.rev_ipsec) >= 0.95 * static_cast<double>(r.probes));
+  // remembered (64 once: 87 % reverse here; 1024: 95.6 %) and the span closed by a later
+  // unique claim before they are decided (decisions wait for it: 99.99 %).
+  CHECK(static_cast<double>(r.rev_ipsec) >= 0.999 * static_cast<double>(r.probes));
   CHECK(t.order_rescued >= 5000);
 }
