@@ -117,6 +117,7 @@ namespace {
 constexpr std::int64_t kMaxSpanNs = 500'000'000;  // the order rule's longest span
 constexpr std::uint64_t kMaxAhead = 1024;         // probes searched for the span's end
 constexpr std::int64_t kMaxSpanWaitNs = 200'000'000;
+constexpr std::size_t kMaxSpanEnds = 64;  // unique claims tried as the span's end
 
 }  // namespace
 
@@ -125,21 +126,60 @@ bool ClaimDecide::unique_claim(const EspLane& ln, const Claim& xc) {
          xc.cand_idx < ln.obs.end_abs() && ln.obs.at(xc.cand_idx).claims == 1;
 }
 
-const EspObs* ClaimDecide::next_unique(const Log& log, std::size_t lane, Direction d,
-                                       std::uint32_t want, std::size_t& after,
-                                       bool& searched_all) const {
+ClaimDecide::Span ClaimDecide::order_span(const Log& log, std::size_t lane, Direction d,
+                                          const LogEntry& e) const {
   const EspLane& ln = lanes_.lane(lane, d);
-  after = 0;
+  const auto want = lanes_.expected_len(lane, d, e.wire);
+  if (!want || !ln.has_last || ln.pending_overflow ||
+      std::abs(e.anchor_ns - ln.last.ts_ns) > kMaxSpanNs ||
+      ln.last.ts_ns <= ln.evicted_through_ns) {
+    return {};  // (nothing attributed here lately: the probes take another path)
+  }
+  std::size_t before = 0;  // probes of its length in the span before it (decided unexplained)
+  for (std::size_t i = 0; i < ln.npending; ++i) before += ln.pending[i] == *want ? 1 : 0;
+  // The span ends at the next probe (in anchor order) with a unique claim; `after` counts those
+  // of its length before that one. The span's packets of its length, in the SA's order, must be
+  // exactly as many as its probes of that length: then the (before + 1)-th is its own. Fewer
+  // means that claim took an earlier probe's packet (a stall released it into a later window):
+  // the span then ends at the next unique claim after it.
+  std::size_t after = 0;
+  std::size_t tried = 0;
   const std::uint64_t end = std::min(log.entries.end_abs(), log.claimed);
-  const std::uint64_t first = log.entries.begin_abs() + 1;  // the front is the probe decided
+  const std::uint64_t first = log.entries.begin_abs() + 1;  // e is the log's front
   std::uint64_t j = first;
   for (; j < end && j < first + kMaxAhead; ++j) {
     const LogEntry& x = log.entries.at(j);
-    if (unique_claim(ln, x.claims[lane])) return &ln.obs.at(x.claims[lane].cand_idx);
-    if (lanes_.expected_len(lane, d, x.wire) == want) ++after;
+    const bool same_len = lanes_.expected_len(lane, d, x.wire) == want;
+    if (!unique_claim(ln, x.claims[lane])) {
+      after += same_len ? 1 : 0;
+      continue;
+    }
+    const EspObs& next = ln.obs.at(x.claims[lane].cand_idx);
+    if (next.spi == ln.last.spi && next.seq <= ln.last.seq) {
+      after += same_len ? 1 : 0;  // a packet before the span: not that probe's own
+      continue;
+    }
+    if (next.spi != ln.last.spi || next.ts_ns - ln.last.ts_ns > kMaxSpanNs) {
+      return {};
+    }
+    std::optional<std::uint64_t> found;
+    std::size_t k = 0;
+    for (std::uint64_t i = EspLanes::lower_bound(ln.obs, ln.last.ts_ns); i < ln.obs.end_abs();
+         ++i) {
+      const EspObs& o = ln.obs.at(i);
+      if (o.ts_ns > next.ts_ns) break;
+      if (o.len != *want || o.spi != ln.last.spi || o.seq <= ln.last.seq || o.seq >= next.seq) {
+        continue;
+      }
+      if (o.attributed) return {};
+      if (k == before) found = i;
+      ++k;
+    }
+    if (k == before + 1 + after) return {SpanState::Found, *found};
+    if (k > before + 1 + after || ++tried == kMaxSpanEnds) return {};  // a look-alike too many
+    after += same_len ? 1 : 0;  // that probe is inside the longer span
   }
-  searched_all = j == end;
-  return nullptr;
+  return {j == end ? SpanState::Open : SpanState::None, 0};
 }
 
 bool ClaimDecide::front_waits(Direction d, std::int64_t now) const {
@@ -156,8 +196,6 @@ bool ClaimDecide::front_waits(Direction d, std::int64_t now) const {
         std::abs(e.anchor_ns - ln.last.ts_ns) > kMaxSpanNs) {
       continue;  // decided by its window, or the order rule does not apply
     }
-    const auto want = lanes_.expected_len(lane, d, e.wire);
-    if (!want) continue;
     if (sl == nullptr) {
       sl = SlotTable::lookup(table_.sessions[e.session], e.seq);
       if (sl == nullptr || (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0 ||
@@ -165,49 +203,16 @@ bool ClaimDecide::front_waits(Direction d, std::int64_t now) const {
         return false;  // a clear tap saw it, or there is no reply to attribute
       }
     }
-    std::size_t after = 0;
-    bool searched_all = false;
-    if (next_unique(log, lane, d, *want, after, searched_all) == nullptr && searched_all) {
-      return true;
-    }
+    if (order_span(log, lane, d, e).state == SpanState::Open) return true;
   }
   return false;
 }
 
 std::optional<std::uint64_t> ClaimDecide::order_rescue(const Log& log, std::size_t lane,
                                                        Direction d, const LogEntry& e) {
-  EspLane& ln = lanes_.lane(lane, d);
-  const auto want = lanes_.expected_len(lane, d, e.wire);
-  if (!want || !ln.has_last || ln.pending_overflow ||
-      std::abs(e.anchor_ns - ln.last.ts_ns) > kMaxSpanNs) {
-    return std::nullopt;  // (nothing attributed here lately: the probes take another path)
-  }
-  std::size_t before = 0;  // probes of its length in the span before it (decided unexplained)
-  for (std::size_t i = 0; i < ln.npending; ++i) before += ln.pending[i] == *want ? 1 : 0;
-  // The next probe (in anchor order) with a unique claim; those of its length before it.
-  std::size_t after = 0;
-  bool searched_all = false;
-  const EspObs* next = next_unique(log, lane, d, *want, after, searched_all);
-  if (next == nullptr || next->spi != ln.last.spi || next->seq <= ln.last.seq ||
-      next->ts_ns - ln.last.ts_ns > kMaxSpanNs || ln.last.ts_ns <= ln.evicted_through_ns) {
-    return std::nullopt;
-  }
-  // The span's packets of its length, in the SA's order, must be exactly as many as its probes
-  // of that length: then the (before + 1)-th is its own.
-  std::optional<std::uint64_t> found;
-  std::size_t k = 0;
-  for (std::uint64_t i = EspLanes::lower_bound(ln.obs, ln.last.ts_ns); i < ln.obs.end_abs(); ++i) {
-    const EspObs& o = ln.obs.at(i);
-    if (o.ts_ns > next->ts_ns) break;
-    if (o.len != *want || o.spi != ln.last.spi || o.seq <= ln.last.seq || o.seq >= next->seq) {
-      continue;
-    }
-    if (o.attributed) return std::nullopt;
-    if (k == before) found = i;
-    ++k;
-  }
-  if (k != before + 1 + after) return std::nullopt;
-  return found;
+  const Span s = order_span(log, lane, d, e);
+  if (s.state != SpanState::Found) return std::nullopt;
+  return s.idx;
 }
 
 std::int8_t ClaimDecide::decide(const Log& log, const LogEntry& e, Direction d) {

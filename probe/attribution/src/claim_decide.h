@@ -97,11 +97,15 @@ class ClaimDecide {
                                             const LogEntry& e);
   /// Whether `x`'s window claimed one packet of its length that no other window claimed.
   [[nodiscard]] static bool unique_claim(const EspLane& ln, const Claim& xc);
-  /// The first probe after the front of `log` (in anchor order, among those claimed, at most
-  /// kMaxAhead on) whose window uniquely claims a packet on `lane`; `after` counts the probes
-  /// of length `want` before it. Null when there is none (yet).
-  const EspObs* next_unique(const Log& log, std::size_t lane, Direction d, std::uint32_t want,
-                            std::size_t& after, bool& searched_all) const;
+  /// What the order rule says of `e` (the front of `log`) on `lane`: its packet (Found), not
+  /// yet (Open: no probe claimed so far closes a consistent span), or nothing (None).
+  enum class SpanState : std::uint8_t { None, Open, Found };
+  struct Span {
+    SpanState state = SpanState::None;
+    std::uint64_t idx = 0;  // Found: the packet (absolute index in the lane's ring)
+  };
+  [[nodiscard]] Span order_span(const Log& log, std::size_t lane, Direction d,
+                                const LogEntry& e) const;
 
   const Setup& setup_;
   EspLanes& lanes_;
