@@ -194,19 +194,46 @@ void EspLanes::check_silent(std::int64_t now) {
           (both || one == 0 ? spec.local_endpoint : spec.remote_endpoint).to_string();
       const std::string to =
           (both || one == 0 ? spec.remote_endpoint : spec.local_endpoint).to_string();
-      const std::string who = both ? "attributed nothing"
-                                   : std::string(dir_name[one]) + " direction attributed nothing";
-      const std::string seen = both ? " ESP packets between " + from + " and " + to
-                                    : " ESP packets from " + from + " to " + to + " (the " +
-                                          dir_name[1 - one] + " direction attributed " +
-                                          std::to_string(periods[1 - one].matched) + ")";
-      notes_.push_back(
-          "WARNING tap " + spec.interface + " (" + spec.path + "): " + (p.warned ? "still " : "") +
-          who + " in " + std::to_string((now - start) / 1'000'000'000) + " s although it saw " +
-          std::to_string(p.esp) + seen + " (" + std::to_string(unexplained(p)) +
-          " probe directions unexplained: " + std::to_string(p.unlearned) +
-          " without a known length, " + std::to_string(p.no_cand) + " without a candidate, " +
-          std::to_string(p.ambiguous) + " ambiguous); likely cause: " + cause);
+      std::string w = "WARNING tap " + spec.interface;
+      w += " (";
+      w += spec.path;
+      w += "): ";
+      if (p.warned) w += "still ";
+      if (!both) {
+        w += dir_name[one];
+        w += " direction ";
+      }
+      w += "attributed nothing in ";
+      w += std::to_string((now - start) / 1'000'000'000);
+      w += " s although it saw ";
+      w += std::to_string(p.esp);
+      if (both) {
+        w += " ESP packets between ";
+        w += from;
+        w += " and ";
+        w += to;
+      } else {
+        w += " ESP packets from ";
+        w += from;
+        w += " to ";
+        w += to;
+        w += " (the ";
+        w += dir_name[1 - one];
+        w += " direction attributed ";
+        w += std::to_string(periods[1 - one].matched);
+        w += ")";
+      }
+      w += " (";
+      w += std::to_string(unexplained(p));
+      w += " probe directions unexplained: ";
+      w += std::to_string(p.unlearned);
+      w += " without a known length, ";
+      w += std::to_string(p.no_cand);
+      w += " without a candidate, ";
+      w += std::to_string(p.ambiguous);
+      w += " ambiguous); likely cause: ";
+      w += cause;
+      notes_.push_back(std::move(w));
     }
     for (std::size_t d = 0; d < 2; ++d) {
       periods[d] = SilentPeriod{};
