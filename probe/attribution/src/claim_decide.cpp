@@ -203,7 +203,20 @@ bool ClaimDecide::front_waits(Direction d, std::int64_t now) const {
         return false;  // a clear tap saw it, or there is no reply to attribute
       }
     }
-    if (order_span(log, lane, d, e).state == SpanState::Open) return true;
+    if (order_span(log, lane, d, e).state == SpanState::Open) return !later_seen_clear(log, d);
+  }
+  return false;
+}
+
+bool ClaimDecide::later_seen_clear(const Log& log, Direction d) const {
+  const std::uint64_t end = std::min(log.entries.end_abs(), log.claimed);
+  const std::uint64_t first = log.entries.begin_abs() + 1;
+  for (std::uint64_t j = first; j < end && j < first + kMaxAhead; ++j) {
+    const LogEntry& x = log.entries.at(j);
+    const Slot* sl = SlotTable::lookup(table_.sessions[x.session], x.seq);
+    if (sl != nullptr && (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0) {
+      return true;
+    }
   }
   return false;
 }

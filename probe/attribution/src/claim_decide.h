@@ -58,9 +58,10 @@ class ClaimDecide {
   /// taps, a path id, kAmbiguous or kNoEvidence. Then front() / pop_front().
   std::int8_t decide_front(Direction d);
   /// Whether the oldest claimed probe's decision should wait (docs/attribution.md "Order"): no
-  /// clear tap saw it, its window on an ESP lane carrying probes left it unexplained, and the
-  /// span the order rule needs is still open (no probe after it has a unique claim yet). At most
-  /// min(kMaxSpanWaitNs, esp_stall_wait_ns) past its decision time.
+  /// clear tap saw it, its window on an ESP lane carrying probes left it unexplained, the span
+  /// the order rule needs is still open (no probe after it has a unique claim yet), and no
+  /// probe after it was seen on a clear tap. At most min(kMaxSpanWaitNs, esp_stall_wait_ns)
+  /// past its decision time.
   [[nodiscard]] bool front_waits(Direction d, std::int64_t now) const;
   [[nodiscard]] const LogEntry& front(Direction d) const { return logs_[index(d)].entries.front(); }
   void pop_front(Direction d) { logs_[index(d)].entries.pop_front(); }
@@ -106,6 +107,9 @@ class ClaimDecide {
   };
   [[nodiscard]] Span order_span(const Log& log, std::size_t lane, Direction d,
                                 const LogEntry& e) const;
+  /// Whether a probe claimed after the front of `log` was seen on a clear tap: the probes have
+  /// left the tunnel (a failback), so no span there will close; the front need not wait.
+  [[nodiscard]] bool later_seen_clear(const Log& log, Direction d) const;
 
   const Setup& setup_;
   EspLanes& lanes_;
