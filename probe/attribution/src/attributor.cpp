@@ -229,11 +229,12 @@ void Attributor::Impl::poll(std::int64_t now, Out& out) {
 void Attributor::Impl::decide_due(Direction d, std::int64_t now, std::int64_t hold, Out& out) {
   logs.learn_due(d, now);
   logs.claim_due(d, now, hold);
-  while (logs.decide_due(d, now) && !logs.front_waits(d, now)) {
-    const std::int8_t v = logs.decide_front(d);
+  while (logs.decide_due(d, now)) {
     const LogEntry& e = logs.front(d);
     Session& s = table.sessions[e.session];
     Slot* sl = SlotTable::lookup(s, e.seq);
+    if (logs.front_waits(d, now, sl)) break;
+    const std::int8_t v = logs.decide_front(d);
     // A late answer re-opens an emitted probe (kEmitted cleared) for its reverse decision.
     if (sl != nullptr && !sl->has(kEmitted)) {
       if (d == Direction::Forward) {

@@ -182,26 +182,18 @@ ClaimDecide::Span ClaimDecide::order_span(const Log& log, std::size_t lane, Dire
   return {j == end ? SpanState::Open : SpanState::None, 0};
 }
 
-bool ClaimDecide::front_waits(Direction d, std::int64_t now) const {
+bool ClaimDecide::front_waits_unseen(Direction d, std::int64_t now) const {
   const Log& log = logs_[index(d)];
   if (lanes_.empty() || log.entries.empty()) return false;
   const LogEntry& e = log.entries.front();
   const std::int64_t wait = std::min(kMaxSpanWaitNs, setup_.cfg.esp_stall_wait_ns);
   if (now - e.anchor_ns - setup_.decide_delay(d) >= wait) return false;
-  const Slot* sl = nullptr;
   for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
     const EspLane& ln = lanes_.lane(lane, d);
     const Claim& c = e.claims[lane];
     if (c.incomplete || unique_claim(ln, c) || !ln.has_last || ln.pending_overflow ||
         std::abs(e.anchor_ns - ln.last.ts_ns) > kMaxSpanNs) {
       continue;  // decided by its window, or the order rule does not apply
-    }
-    if (sl == nullptr) {
-      sl = SlotTable::lookup(table_.sessions[e.session], e.seq);
-      if (sl == nullptr || (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0 ||
-          (d == Direction::Reverse && !sl->has(kReceived))) {
-        return false;  // a clear tap saw it, or there is no reply to attribute
-      }
     }
     if (order_span(log, lane, d, e).state == SpanState::Open) return !later_seen_clear(log, d);
   }

@@ -62,7 +62,14 @@ class ClaimDecide {
   /// the order rule needs is still open (no probe after it has a unique claim yet), and no
   /// probe after it was seen on a clear tap. At most min(kMaxSpanWaitNs, esp_stall_wait_ns)
   /// past its decision time.
-  [[nodiscard]] bool front_waits(Direction d, std::int64_t now) const;
+  /// `sl`: the front probe's slot (null when it has none).
+  [[nodiscard]] bool front_waits(Direction d, std::int64_t now, const Slot* sl) const {
+    if (sl == nullptr || (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0 ||
+        (d == Direction::Reverse && !sl->has(kReceived))) {
+      return false;  // a clear tap saw it, or there is no reply to attribute
+    }
+    return front_waits_unseen(d, now);
+  }
   [[nodiscard]] const LogEntry& front(Direction d) const { return logs_[index(d)].entries.front(); }
   void pop_front(Direction d) { logs_[index(d)].entries.pop_front(); }
 
@@ -96,6 +103,8 @@ class ClaimDecide {
   /// `e` is the front of `log`.
   std::optional<std::uint64_t> order_rescue(const Log& log, std::size_t lane, Direction d,
                                             const LogEntry& e);
+  /// front_waits for a probe no clear tap saw.
+  [[nodiscard]] bool front_waits_unseen(Direction d, std::int64_t now) const;
   /// Whether `x`'s window claimed one packet of its length that no other window claimed.
   [[nodiscard]] static bool unique_claim(const EspLane& ln, const Claim& xc);
   /// What the order rule says of `e` (the front of `log`) on `lane`: its packet (Found), not
