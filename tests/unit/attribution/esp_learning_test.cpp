@@ -319,6 +319,22 @@ TEST_CASE("esp rekey to another proposal is re-learned from thinned windows",
   CHECK(static_cast<double>(r.rev_ipsec) >= 0.72 * static_cast<double>(r.probes));
 }
 
+// Runs `sc` and checks the transform was learned both ways, none wrong, forward >= 99.9 % and
+// reverse >= `rev_share` attributed.
+Result check_learned_beside_traffic(const Scenario& sc, double rev_share) {
+  const Result r = run(sc);
+  const auto& t = r.stats.taps[1];
+  INFO("probes " << r.probes << ", fwd ipsec " << r.fwd_ipsec << ", rev ipsec " << r.rev_ipsec
+                 << ", learned " << t.transform[0] << " / " << t.transform[1]);
+  CHECK(r.fwd_wrong == 0);
+  CHECK(r.rev_wrong == 0);
+  CHECK(r.learned_fwd == sc.real.esp_length(sc.base));
+  CHECK(r.learned_rev == sc.real.esp_length(sc.base));
+  CHECK(static_cast<double>(r.fwd_ipsec) >= 0.999 * static_cast<double>(r.probes));
+  CHECK(static_cast<double>(r.rev_ipsec) >= rev_share * static_cast<double>(r.probes));
+  return r;
+}
+
 // A tunnel carrying other traffic (2 000 and 5 000 packets/s each way, ACK-sized and bulk), every
 // proposal, both directions. A reverse window [rx - 10 ms, rx + 0.2 ms] holds the previous
 // probes' replies, so a transform predicting every size's predecessor's length (aes-gcm-12
@@ -338,18 +354,9 @@ TEST_CASE("esp transform learned beside heavy other traffic, both directions",
       sc.duration_ns = 6'000'000'000;
       sc.seed = static_cast<std::uint32_t>(std::hash<std::string>{}(name)) +
                 static_cast<std::uint32_t>(noise);
-      const Result r = run(sc);
-      const auto& t = r.stats.taps[1];
-      INFO(name << " beside " << noise << "/s: probes " << r.probes << ", fwd ipsec " << r.fwd_ipsec
-                << ", rev ipsec " << r.rev_ipsec << ", learned " << t.transform[0] << " / "
-                << t.transform[1]);
-      CHECK(r.fwd_wrong == 0);
-      CHECK(r.rev_wrong == 0);
-      CHECK(r.learned_fwd == sc.real.esp_length(sc.base));
-      CHECK(r.learned_rev == sc.real.esp_length(sc.base));
-      CHECK(static_cast<double>(r.fwd_ipsec) >= 0.999 * static_cast<double>(r.probes));
-      CHECK(static_cast<double>(r.rev_ipsec) >= 0.999 * static_cast<double>(r.probes));
-      CHECK(t.silent_warnings == 0);
+      INFO(name << " beside " << noise << "/s");
+      const Result r = check_learned_beside_traffic(sc, 0.999);
+      CHECK(r.stats.taps[1].silent_warnings == 0);
     }
   }
   // 4 000 probes/s: a reverse window then spans the whole cycle, so every probe length is in
@@ -362,17 +369,8 @@ TEST_CASE("esp transform learned beside heavy other traffic, both directions",
     sc.noise_pps = 3000;
     sc.rate_total = 4000;
     sc.duration_ns = 6'000'000'000;
-    const Result r = run(sc);
-    const auto& t = r.stats.taps[1];
-    INFO(name << " at 4000/s beside 3000/s: probes " << r.probes << ", fwd ipsec " << r.fwd_ipsec
-              << ", rev ipsec " << r.rev_ipsec << ", learned " << t.transform[0] << " / "
-              << t.transform[1]);
-    CHECK(r.fwd_wrong == 0);
-    CHECK(r.rev_wrong == 0);
-    CHECK(r.learned_fwd == sc.real.esp_length(sc.base));
-    CHECK(r.learned_rev == sc.real.esp_length(sc.base));
-    CHECK(static_cast<double>(r.fwd_ipsec) >= 0.999 * static_cast<double>(r.probes));
-    CHECK(static_cast<double>(r.rev_ipsec) >= 0.98 * static_cast<double>(r.probes));
+    INFO(name << " at 4000/s beside 3000/s");
+    check_learned_beside_traffic(sc, 0.98);
   }
 }
 
@@ -466,6 +464,16 @@ TEST_CASE("esp probes delayed past the window are attributed by the SA's order",
   CHECK(static_cast<double>(r.rev_ipsec) >= 0.999 * static_cast<double>(r.probes));
 }
 
+// An aes-cbc-sha256 tunnel whose userspace IPsec stalls `stall_ns` every 200 ms, for 4 s.
+Scenario stalling(std::int64_t stall_ns) {
+  Scenario sc;
+  sc.real = *EspTransform::preset("aes-cbc-sha256");
+  sc.stall_every_ns = 200'000'000;
+  sc.stall_ns = stall_ns;
+  sc.duration_ns = 4'000'000'000;
+  return sc;
+}
+
 // 10 000 probes/s, 64 sizes, the window the agent fits to them (0.9 x 6.4 ms), a userspace IPsec
 // stalling 20 ms every 200 ms: forward windows then miss their own packet often enough to put
 // the locked transform near the fit threshold, and always hold the previous probe's (sent 0.1 ms
@@ -474,14 +482,10 @@ TEST_CASE("esp probes delayed past the window are attributed by the SA's order",
 // judged, and aes-gcm-12 replaced the right transform. The count test now takes every size,
 // thinning keeps every size judged, and a lock is only replaced on the whole cycle.
 TEST_CASE("esp transform stays learned through stalls at 10 000 probes/s", "[unit][attributor]") {
-  Scenario sc;
-  sc.real = *EspTransform::preset("aes-cbc-sha256");
+  Scenario sc = stalling(20'000'000);
   sc.rate_total = 10000;
   sc.cycle = 64;
   sc.window_hi_ns = 5'560'000;
-  sc.stall_every_ns = 200'000'000;
-  sc.stall_ns = 20'000'000;
-  sc.duration_ns = 4'000'000'000;
   const Result r = run(sc);
   const auto& t = r.stats.taps[1];
   INFO("probes " << r.probes << ", fwd ipsec " << r.fwd_ipsec << ", rev ipsec " << r.rev_ipsec
@@ -512,12 +516,7 @@ TEST_CASE("esp transform stays learned through stalls at 10 000 probes/s", "[uni
 // packet before the span, or a span with too few packets of the length) and waits for the span
 // to close: every probe is attributed its own packet (forward 80.7 % before; reverse 99.8 %).
 TEST_CASE("esp order rule through stalls five windows long", "[unit][attributor]") {
-  Scenario sc;
-  sc.real = *EspTransform::preset("aes-cbc-sha256");
-  sc.stall_every_ns = 200'000'000;
-  sc.stall_ns = 50'000'000;
-  sc.duration_ns = 4'000'000'000;
-  const Result r = run(sc);
+  const Result r = run(stalling(50'000'000));
   const auto& t = r.stats.taps[1];
   INFO("probes " << r.probes << ", fwd ipsec " << r.fwd_ipsec << ", rev ipsec " << r.rev_ipsec
                  << ", by order " << t.order_rescued);
