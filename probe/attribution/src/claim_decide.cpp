@@ -175,7 +175,14 @@ ClaimDecide::Span ClaimDecide::order_span(const Log& log, std::size_t lane, Dire
       if (k == before) found = i;
       ++k;
     }
-    if (k == before + 1 + after) return {SpanState::Found, *found};
+    if (k == before + 1 + after) {
+      // Causality, which does not rest on the SA's order: a probe's ESP cannot come before it
+      // left (forward) or after its reply arrived (reverse), beyond the window's tolerance.
+      const Window w = window_of(setup_.cfg.taps[setup_.lane_tap[lane]], d, e.anchor_ns);
+      const std::int64_t ts = ln.obs.at(*found).ts_ns;
+      if (d == Direction::Forward ? ts < w.from_ns : ts > w.to_ns) return {};
+      return {SpanState::Found, *found};
+    }
     if (k > before + 1 + after || ++tried == kMaxSpanEnds) return {};  // a look-alike too many
     after += same_len ? 1 : 0;  // that probe is inside the longer span
   }
@@ -213,6 +220,26 @@ bool ClaimDecide::later_seen_clear(const Log& log, Direction d) const {
   return false;
 }
 
+std::optional<std::uint64_t> ClaimDecide::eliminate(std::size_t lane, Direction d,
+                                                    const LogEntry& e) const {
+  const Claim& c = e.claims[lane];
+  if (c.cand < 2) return std::nullopt;  // (one candidate: the window rule decided)
+  const EspLane& ln = lanes_.lane(lane, d);
+  const auto want = lanes_.expected_len(lane, d, e.wire);
+  if (!want) return std::nullopt;
+  const Window w = window_of(setup_.cfg.taps[setup_.lane_tap[lane]], d, e.anchor_ns);
+  std::optional<std::uint64_t> left;
+  for (std::uint64_t i = EspLanes::lower_bound(ln.obs, w.from_ns); i < ln.obs.end_abs(); ++i) {
+    const EspObs& o = ln.obs.at(i);
+    if (o.ts_ns > w.to_ns) break;
+    if (o.len != *want || o.attributed) continue;
+    if (left) return std::nullopt;  // two or more left
+    left = i;
+  }
+  if (!left || ln.obs.at(*left).claims != 1) return std::nullopt;
+  return left;
+}
+
 std::optional<std::uint64_t> ClaimDecide::order_rescue(const Log& log, std::size_t lane,
                                                        Direction d, const LogEntry& e) {
   const Span s = order_span(log, lane, d, e);
@@ -239,8 +266,10 @@ std::int8_t ClaimDecide::decide(const Log& log, const LogEntry& e, Direction d) 
     if (v == setup_.tap_path[tap]) {
       match = c.cand_idx;
     } else if (!c.incomplete) {
-      match = order_rescue(log, lane, d, e);
-      if (match) {
+      if ((match = eliminate(lane, d, e))) {
+        v = setup_.tap_path[tap];
+        ++stats_.taps[tap].eliminated;
+      } else if ((match = order_rescue(log, lane, d, e))) {
         v = setup_.tap_path[tap];
         ++stats_.taps[tap].order_rescued;
       }

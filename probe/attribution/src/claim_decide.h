@@ -105,6 +105,10 @@ class ClaimDecide {
                                             const LogEntry& e);
   /// front_waits for a probe no clear tap saw.
   [[nodiscard]] bool front_waits_unseen(Direction d, std::int64_t now) const;
+  /// Elimination: of the packets of its length in `e`'s window, all but one are attributed to
+  /// other probes already and the one left is in no other window: that one.
+  [[nodiscard]] std::optional<std::uint64_t> eliminate(std::size_t lane, Direction d,
+                                                       const LogEntry& e) const;
   /// Whether `x`'s window claimed one packet of its length that no other window claimed.
   [[nodiscard]] static bool unique_claim(const EspLane& ln, const Claim& xc);
   /// What the order rule says of `e` (the front of `log`) on `lane`: its packet (Found), not

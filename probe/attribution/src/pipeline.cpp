@@ -775,7 +775,8 @@ std::vector<std::string> Pipeline::stats_lines() {
               ", esp seq gaps " + std::to_string(ta.esp_seq_gaps) + ", late " +
               std::to_string(ta.late) + ", length mismatches " + std::to_string(ta.length_mismatch);
       if (t->tap->spec().encap == Encap::Esp) {
-        line += ", by order " + std::to_string(ta.order_rescued) + ", no candidate " +
+        line += ", by order " + std::to_string(ta.order_rescued) + ", by elimination " +
+                std::to_string(ta.eliminated) + ", no candidate " +
                 std::to_string(ta.no_candidate) + ", no length known " +
                 std::to_string(ta.unlearned) + ", no-attribution warnings " +
                 std::to_string(ta.silent_warnings) + "; transform " +

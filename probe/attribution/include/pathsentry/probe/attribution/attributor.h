@@ -129,6 +129,10 @@ struct TapAttribution {
   /// esp: probe-directions the window rule left unexplained, attributed by the SA's order (the
   /// only packet of their length between their neighbours' packets; included in matched).
   std::uint64_t order_rescued = 0;
+  /// esp: probe-directions whose window held several packets of their length, all but one
+  /// already attributed to other probes, the last claimed by no other window (included in
+  /// matched).
+  std::uint64_t eliminated = 0;
   /// esp: warnings that the tap saw ESP but attributed nothing for silent_warn_ns.
   std::uint64_t silent_warnings = 0;
   /// esp: the transform learned per direction ("" while learning, or when configured).
