@@ -48,7 +48,7 @@ void ClaimDecide::note_outcome(const Log& log, std::size_t lane, const LogEntry&
   }
   if (c.any == 0) return;  // no ESP in the window: it took another path, or was lost
   const Slot* sl = SlotTable::lookup(table_.sessions[e.session], e.seq);
-  if (sl != nullptr && (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0) return;
+  if (sl != nullptr && sl->clear(d) != 0) return;
   const auto want = lanes_.expected_len(lane, d, e.wire);
   if (v == kAmbiguous) {
     ++p.ambiguous;
@@ -196,12 +196,8 @@ bool ClaimDecide::front_waits_unseen(Direction d, std::int64_t now) const {
   const std::int64_t wait = std::min(kMaxSpanWaitNs, setup_.cfg.esp_stall_wait_ns);
   if (now - e.anchor_ns - setup_.decide_delay(d) >= wait) return false;
   for (std::size_t lane = 0; lane < lanes_.size(); ++lane) {
-    const EspLane& ln = lanes_.lane(lane, d);
     const Claim& c = e.claims[lane];
-    if (c.incomplete || unique_claim(ln, c) || !ln.has_last || ln.pending_overflow ||
-        std::abs(e.anchor_ns - ln.last.ts_ns) > kMaxSpanNs) {
-      continue;  // decided by its window, or the order rule does not apply
-    }
+    if (c.incomplete || unique_claim(lanes_.lane(lane, d), c)) continue;  // decided by its window
     if (order_span(log, lane, d, e).state == SpanState::Open) return !later_seen_clear(log, d);
   }
   return false;
@@ -213,9 +209,7 @@ bool ClaimDecide::later_seen_clear(const Log& log, Direction d) const {
   for (std::uint64_t j = first; j < end && j < first + kMaxAhead; ++j) {
     const LogEntry& x = log.entries.at(j);
     const Slot* sl = SlotTable::lookup(table_.sessions[x.session], x.seq);
-    if (sl != nullptr && (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0) {
-      return true;
-    }
+    if (sl != nullptr && sl->clear(d) != 0) return true;
   }
   return false;
 }
@@ -240,13 +234,6 @@ std::optional<std::uint64_t> ClaimDecide::eliminate(std::size_t lane, Direction 
   return left;
 }
 
-std::optional<std::uint64_t> ClaimDecide::order_rescue(const Log& log, std::size_t lane,
-                                                       Direction d, const LogEntry& e) {
-  const Span s = order_span(log, lane, d, e);
-  if (s.state != SpanState::Found) return std::nullopt;
-  return s.idx;
-}
-
 std::int8_t ClaimDecide::decide(const Log& log, const LogEntry& e, Direction d) {
   const auto di = static_cast<std::size_t>(d);
   std::int8_t verdict = kNoEvidence;
@@ -269,7 +256,8 @@ std::int8_t ClaimDecide::decide(const Log& log, const LogEntry& e, Direction d) 
       if ((match = eliminate(lane, d, e))) {
         v = setup_.tap_path[tap];
         ++stats_.taps[tap].eliminated;
-      } else if ((match = order_rescue(log, lane, d, e))) {
+      } else if (const Span sp = order_span(log, lane, d, e); sp.state == SpanState::Found) {
+        match = sp.idx;
         v = setup_.tap_path[tap];
         ++stats_.taps[tap].order_rescued;
       }

@@ -64,8 +64,7 @@ class ClaimDecide {
   /// past its decision time.
   /// `sl`: the front probe's slot (null when it has none).
   [[nodiscard]] bool front_waits(Direction d, std::int64_t now, const Slot* sl) const {
-    if (sl == nullptr || (d == Direction::Forward ? sl->fwd_clear : sl->rev_clear) != 0 ||
-        (d == Direction::Reverse && !sl->has(kReceived))) {
+    if (sl == nullptr || sl->clear(d) != 0 || (d == Direction::Reverse && !sl->has(kReceived))) {
       return false;  // a clear tap saw it, or there is no reply to attribute
     }
     return front_waits_unseen(d, now);
@@ -92,17 +91,6 @@ class ClaimDecide {
   /// anchor, their claimants), the other probes claiming them, the nearest packet of its length.
   void explain_unknown(const Log& log, std::size_t lane, const LogEntry& e, Direction d,
                        const Claim& c, std::optional<std::uint32_t> want);
-  /// A gateway sends one SA's packets in the order they reach it (their ESP sequence numbers),
-  /// and our probes reach it in the order they were sent (forward) or leave it in the order they
-  /// are received (reverse, the agent's gateway decrypting in order). So a probe the window rule
-  /// leaves unexplained (its packet delayed past the window, or a burst putting another probe of
-  /// its length in the window) is between the last probe attributed before it and the next one
-  /// uniquely claiming a packet after it: if that span of the SA holds exactly one unattributed
-  /// packet of its length, and no other probe in the span (decided unexplained since the last
-  /// match, or still to be decided before the next) expects that length, the packet is its own.
-  /// `e` is the front of `log`.
-  std::optional<std::uint64_t> order_rescue(const Log& log, std::size_t lane, Direction d,
-                                            const LogEntry& e);
   /// front_waits for a probe no clear tap saw.
   [[nodiscard]] bool front_waits_unseen(Direction d, std::int64_t now) const;
   /// Elimination: of the packets of its length in `e`'s window, all but one are attributed to
@@ -111,8 +99,19 @@ class ClaimDecide {
                                                        const LogEntry& e) const;
   /// Whether `x`'s window claimed one packet of its length that no other window claimed.
   [[nodiscard]] static bool unique_claim(const EspLane& ln, const Claim& xc);
-  /// What the order rule says of `e` (the front of `log`) on `lane`: its packet (Found), not
-  /// yet (Open: no probe claimed so far closes a consistent span), or nothing (None).
+  /// A gateway sends one SA's packets in the order they reach it (their ESP sequence numbers),
+  /// and our probes reach it in the order they were sent (forward) or leave it in the order they
+  /// are received (reverse, the agent's gateway decrypting in order). So a probe the window rule
+  /// leaves unexplained (its packet delayed past the window, or a burst putting another probe of
+  /// its length in the window) is between the last probe attributed before it and the next one
+  /// uniquely claiming a packet after it: if that span of the SA holds exactly one unattributed
+  /// packet of its length, and no other probe in the span (decided unexplained since the last
+  /// match, or still to be decided before the next) expects that length, the packet is its own.
+  /// (A span whose end is a claim on a packet before it, or which holds too few packets of the
+  /// length, ends at a later unique claim instead; the packet must lie within the probe's
+  /// window's outer edge.) What the rule says of `e` (the front of `log`) on `lane`: its packet
+  /// (Found), not yet (Open: no probe claimed so far closes a consistent span), or nothing
+  /// (None).
   enum class SpanState : std::uint8_t { None, Open, Found };
   struct Span {
     SpanState state = SpanState::None;

@@ -65,6 +65,10 @@ struct Slot {
   bool has_reflector = false;  // its Session::reflector entry is this probe's
   bool tx_kernel = false;
   [[nodiscard]] bool has(std::uint16_t f) const { return (flags & f) != 0; }
+  /// The paths a clear tap saw it take in direction `d` (bit per path id).
+  [[nodiscard]] std::uint32_t clear(Direction d) const {
+    return d == Direction::Forward ? fwd_clear : rev_clear;
+  }
   [[nodiscard]] std::int64_t lost_ns() const { return rx_ns; }
   void set_lost_ns(std::int64_t ns) { rx_ns = ns; }
 };
