@@ -13,8 +13,9 @@
 //           1 ms of capture time) + Detector + every record's JSON: probes/s attributed, the
 //           figure that matters; timed twice: all on one thread, then in the agent's shape
 //           (each tap read and decoded on a thread of its own, as the agent's capture threads,
-//           the records' JSON on another, as its writer thread), which must give the same
-//           result (else exit 1). --hash adds an FNV-1a of all the records' JSON
+//           the records handed one by one to the agent's own RecordQueue and their JSON
+//           formatted on its writer thread), which must give the same result and drop no
+//           record (else exit 1). --hash adds an FNV-1a of all the records' JSON
 //           (to compare builds: it costs time, do not quote those figures)
 // The probes: S sessions (half ICMP, half STAMP), round robin at PPS in total; the first
 // (1 - F) of the run goes over Express Connect, the rest over IPsec (a switchover mid-run).
@@ -41,9 +42,11 @@
 #include "../bench_util.h"
 #include "capture/pcap_builder.h"
 #include "pathsentry/common/record_json.h"
+#include "pathsentry/probe/agent/agent_config.h"
 #include "pathsentry/probe/attribution/attributor.h"
 #include "pathsentry/probe/attribution/detector.h"
 #include "pathsentry/probe/capture/tap.h"
+#include "record_queue.h"  // probe/agent/src: the agent's writer hand-off
 
 using namespace pathsentry;
 using namespace pathsentry::probe;
@@ -351,79 +354,46 @@ std::uint64_t fnv1a(std::uint64_t h, std::string_view text) {
   return h;
 }
 
-/// Records formatted as JSON on a thread of their own, as the agent's writer thread does
-/// (probe/agent record_queue.h): batches handed over through a short bounded queue, their
-/// vectors handed back for reuse (no allocation per batch once warm).
-class JsonThread {
+/// The agent's writer thread's output without the write(2): each record's JSON appended to a
+/// buffer that is counted (and hashed) and cleared at the agent's flush size (JsonLinesWriter).
+class CountingJsonOutput final : public RecordOutput {
  public:
-  explicit JsonThread(bool hash) : hash_(hash) {
+  explicit CountingJsonOutput(bool hash) : hash_(hash) {
     if (hash_) fnv_ = kFnvBasis;
-    thread_ = std::thread([this] { run(); });
   }
-  JsonThread(const JsonThread&) = delete;
-  JsonThread& operator=(const JsonThread&) = delete;
-  ~JsonThread() { close(); }
-  /// Hands `batch` over; leaves an empty vector (a returned one, with its capacity) in it.
-  void push(std::vector<ProbeRecord>& batch) {
-    std::unique_lock<std::mutex> l(m_);
-    cv_.wait(l, [&] { return q_.size() < kDepth; });
-    q_.push_back(std::move(batch));
-    batch = std::vector<ProbeRecord>{};
-    if (!free_.empty()) {
-      batch = std::move(free_.back());
-      free_.pop_back();
-    }
-    l.unlock();
-    cv_.notify_all();
+  void write(const ProbeRecord& r) override {
+    append_json(r, json_);
+    if (json_.size() >= kFlushAt) flush();
   }
-  /// Waits until every batch is formatted; then bytes() and hash() are final.
-  void close() {
-    {
-      const std::lock_guard<std::mutex> l(m_);
-      done_ = true;
-    }
-    cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+  void write(const PathEvent&) override {}  // the chain's events are counted, not written
+  void flush() override {
+    bytes_ += json_.size();
+    if (hash_) fnv_ = fnv1a(fnv_, json_);
+    json_.clear();
   }
   [[nodiscard]] std::uint64_t bytes() const { return bytes_; }
   [[nodiscard]] std::uint64_t hash() const { return fnv_; }
 
  private:
-  static constexpr std::size_t kDepth = 16;
-  void run() {
-    std::string json;
-    std::vector<ProbeRecord> b;
-    for (;;) {
-      {
-        std::unique_lock<std::mutex> l(m_);
-        cv_.wait(l, [&] { return !q_.empty() || done_; });
-        if (q_.empty()) return;
-        b = std::move(q_.front());
-        q_.pop_front();
-      }
-      cv_.notify_all();
-      for (const auto& r : b) append_json(r, json);
-      bytes_ += json.size();
-      if (hash_) fnv_ = fnv1a(fnv_, json);
-      json.clear();
-      b.clear();
-      const std::lock_guard<std::mutex> l(m_);
-      free_.push_back(std::move(b));
-      b = std::vector<ProbeRecord>{};
-    }
-  }
+  static constexpr std::size_t kFlushAt = 64 * 1024;
   const bool hash_;
+  std::string json_;
   std::uint64_t bytes_ = 0;
   std::uint64_t fnv_ = 0;
-  std::thread thread_;
-  std::mutex m_;
-  std::condition_variable cv_;
-  std::deque<std::vector<ProbeRecord>> q_;
-  std::vector<std::vector<ProbeRecord>> free_;
-  bool done_ = false;
 };
 
-constexpr std::size_t kWriterBatch = 1024;  // records per hand-off to the JSON thread
+/// The agent's record hand-off (probe/agent record_queue.h) with the agent's sizes at the
+/// drill's rate: two seconds of records within agent.record_queue_mb's default.
+struct WriterThread {
+  WriterThread(double rate_pps, bool hash)
+      : out(hash),
+        queue(static_cast<std::size_t>(std::clamp(2 * rate_pps, 4096.0, 2097152.0)),
+              static_cast<std::size_t>(AgentConfig{}.record_queue_mb) << 20, out, {}) {
+    queue.start();
+  }
+  CountingJsonOutput out;
+  RecordQueue queue;
+};
 
 struct FullResult {
   std::vector<std::uint64_t> fwd_counts;
@@ -433,12 +403,14 @@ struct FullResult {
   std::uint64_t events = 0;
   std::uint64_t json_bytes = 0;
   std::uint64_t json_hash = 0;  // FNV-1a of every record's JSON, with --hash
+  std::uint64_t dropped =
+      0;  // records the agent's queue refused (full): a figure without them is void
   friend bool operator==(const FullResult&, const FullResult&) = default;
 };
 
 /// The agent's attribution side, built before the clock starts (once per agent run).
-struct Pipeline {
-  explicit Pipeline(const Drill& d) : a(config(d)), det(DetectorConfig{}) {
+struct Chain {
+  explicit Chain(const Drill& d) : a(config(d)), det(DetectorConfig{}) {
     for (const auto& s : d.sessions) a.add_session(s);
   }
   static AttributorConfig config(const Drill& d) {
@@ -453,7 +425,7 @@ struct Pipeline {
 /// The attribution side over two taps' cursors (already advanced to their first observation);
 /// the records' JSON on this thread, or on `writer`'s.
 template <class C>
-FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash, JsonThread* writer) {
+FullResult attribute(const Drill& d, Chain& p, C (&cur)[2], bool hash, WriterThread* writer) {
   Attributor& a = p.a;
   Detector& det = p.det;
   std::vector<ProbeRecord> records;
@@ -473,7 +445,8 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash, JsonTh
     samples.clear();
     events.clear();
     if (writer != nullptr) {
-      if (records.size() >= kWriterBatch) writer->push(records);
+      writer->queue.write_all(records);  // the pipeline worker's hand-off
+      records.clear();
       return;
     }
     for (const auto& r : records) append_json(r, json);
@@ -510,10 +483,10 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash, JsonTh
     }
   }
   if (writer != nullptr) {
-    if (!records.empty()) writer->push(records);
-    writer->close();
-    res.json_bytes = writer->bytes();
-    res.json_hash = writer->hash();
+    writer->queue.stop();
+    res.json_bytes = writer->out.bytes();
+    res.json_hash = writer->out.hash();
+    res.dropped = writer->queue.dropped();
   }
   records.clear();
   a.flush(records, &samples);
@@ -531,7 +504,7 @@ FullResult attribute(const Drill& d, Pipeline& p, C (&cur)[2], bool hash, JsonTh
 /// Everything the agent does between the capture and the output, in capture-time order; each
 /// tap read and decoded on this thread and the records' JSON formatted here, or (`threaded`,
 /// the agent's shape) a thread per tap reading and decoding and one formatting the JSON.
-FullResult full(const Drill& d, Pipeline& p, bool threaded, bool hash) {
+FullResult full(const Drill& d, Chain& p, bool threaded, bool hash) {
   if (!threaded) {
     Cursor cur[2];
     for (std::size_t t = 0; t < 2; ++t) {
@@ -547,7 +520,9 @@ FullResult full(const Drill& d, Pipeline& p, bool threaded, bool hash) {
   ThreadedCursor cur[2];
   for (std::size_t t = 0; t < 2; ++t) cur[t].start(d.files[t], d.taps[t], t);
   for (auto& c : cur) c.advance();
-  JsonThread writer(hash);
+  double rate_pps = 0;
+  for (const auto& s : d.sessions) rate_pps += s.rate_pps;
+  WriterThread writer(rate_pps, hash);
   return attribute(d, p, cur, hash, &writer);
 }
 
@@ -642,7 +617,7 @@ int main(int argc, char** argv) {
     const std::uint64_t frames = d.frames[0] + d.frames[1];
     if (o.profile) {
       for (int r = 0; r < o.repeat; ++r) {
-        Pipeline p(d);
+        Chain p(d);
         const auto c0 = cpu_ns();
         const FullResult res = full(d, p, false, o.hash);
         std::fprintf(stderr, "bench-attribution: profile: %llu records, %.3f CPU s\n",
@@ -668,13 +643,18 @@ int main(int argc, char** argv) {
                 << "...\n";
       for (int r = 0; r < o.repeat; ++r) {
         const auto t0 = bench::monotonic_ns();
-        Pipeline p(d);
+        Chain p(d);
         const auto t1 = bench::monotonic_ns();
         const auto c1 = cpu_ns();
         res[threaded] = full(d, p, threaded != 0, o.hash);
         att[threaded].add(bench::monotonic_ns() - t1, cpu_ns() - c1);
         setup = std::min(setup, static_cast<double>(t1 - t0) / 1e9);
       }
+    }
+    if (res[1].dropped > 0) {
+      throw std::runtime_error("the agent's record queue dropped " +
+                               std::to_string(res[1].dropped) +
+                               " records (its writer thread fell behind): no figure");
     }
     if (!(res[0] == res[1])) {
       throw std::runtime_error("the threaded readers gave another result than the single thread");

@@ -12,6 +12,9 @@ namespace {
 
 // Entries kept reserved between batches; a batch that grew past it gives its memory back.
 constexpr std::size_t kKeptEntries = 4096;
+// Records wake the writer once this many wait (or at its period): waking it for the first
+// record of every poll cost a context switch per millisecond at any rate.
+constexpr std::size_t kWakeAt = 1024;
 
 std::size_t string_heap(const std::string& s) {
   // A string's own buffer holds up to 15 characters (libstdc++, libc++ 22): only longer ones
@@ -74,21 +77,36 @@ void RecordQueue::stop() {
   }
 }
 
-void RecordQueue::push(Item&& item) {
+bool RecordQueue::admit(Item&& item) {
   const std::size_t cost = item_bytes(item);
+  // The writer only lowers bytes_, so a check under mu_ never lets it pass max_bytes_.
+  if (items_.size() >= capacity_ || bytes_.load(std::memory_order_relaxed) + cost > max_bytes_) {
+    dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  bytes_.fetch_add(cost, std::memory_order_relaxed);
+  // An event goes out at once (the JSON writer flushes it, the shipper sends it early).
+  const bool wake = !std::holds_alternative<ProbeRecord>(item) || items_.size() + 1 == kWakeAt;
+  items_.push_back(std::move(item));
+  queued_.fetch_add(1, std::memory_order_relaxed);
+  return wake;
+}
+
+void RecordQueue::push(Item&& item) {
   bool wake = false;
   {
     std::lock_guard lock(mu_);
-    // The writer only lowers bytes_, so a check under mu_ never lets it pass max_bytes_.
-    if (items_.size() >= capacity_ || bytes_.load(std::memory_order_relaxed) + cost > max_bytes_) {
-      dropped_.fetch_add(1, std::memory_order_relaxed);
-      return;
-    }
-    bytes_.fetch_add(cost, std::memory_order_relaxed);
-    wake = items_.empty();
-    items_.push_back(std::move(item));
+    wake = admit(std::move(item));
   }
-  queued_.fetch_add(1, std::memory_order_relaxed);
+  if (wake) cv_.notify_one();
+}
+
+void RecordQueue::write_all(std::span<const ProbeRecord> records) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const ProbeRecord& r : records) wake = admit(Item(r)) || wake;
+  }
   if (wake) cv_.notify_one();
 }
 

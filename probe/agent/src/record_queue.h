@@ -6,6 +6,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <thread>
 #include <variant>
 #include <vector>
@@ -18,7 +19,8 @@ namespace pathsentry::probe {
 
 /// The bounded hand-off between the threads that finish records (the engine's SCHED_FIFO
 /// receiver without taps, the pipeline's worker with them) and the outputs (JSON lines, the
-/// shipper), which run on the queue's own "writer" thread. Pushing never blocks: a full queue
+/// shipper), which run on the queue's own "writer" thread. Records wake the writer 1024 at a
+/// time or at its period, events at once. Pushing never blocks: a full queue
 /// drops the record or event and counts it, so a blocked output (a --records FIFO nobody reads,
 /// a stuck disk) costs records, never reception. The writer thread calls `out.flush()` and
 /// `periodic()` every `period_ns` (and once more at stop()), e.g. to report write failures and
@@ -46,6 +48,8 @@ class RecordQueue final : public RecordSink, public RecordOutput {
   void on_record(const ProbeRecord& r) override { push(Item(r)); }
   void write(const ProbeRecord& r) override { push(Item(r)); }
   void write(const PathEvent& e) override { push(Item(std::make_unique<PathEvent>(e))); }
+  /// A poll's records under one lock; those past the bounds are dropped and counted.
+  void write_all(std::span<const ProbeRecord> records) override;
   /// The writer thread flushes on its own period.
   void flush() override {}
 
@@ -66,6 +70,8 @@ class RecordQueue final : public RecordSink, public RecordOutput {
 
  private:
   void push(Item&& item);
+  /// Under mu_: takes `item` if it fits, else counts it dropped. True: wake the writer.
+  bool admit(Item&& item);
   void loop();
 
   const std::size_t capacity_;

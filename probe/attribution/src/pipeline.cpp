@@ -583,8 +583,8 @@ void Pipeline::process(std::int64_t now_ns, bool final) {
   }
   for (ProbeRecord& r : ttl_records_) to_real(r);
   if (options_.output != nullptr) {
-    for (const ProbeRecord& r : records_) options_.output->write(r);
-    for (const ProbeRecord& r : ttl_records_) options_.output->write(r);
+    options_.output->write_all(records_);
+    options_.output->write_all(ttl_records_);
   }
   for (const PathEvent& e : events_) handle_event(e);
   if (options_.observer != nullptr) {

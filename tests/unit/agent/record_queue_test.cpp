@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 using pathsentry::PathEvent;
 using pathsentry::ProbeRecord;
@@ -156,4 +157,57 @@ TEST_CASE("record queue: room comes back as the writer catches up", "[unit]") {
   q.stop();
   REQUIRE(q.dropped() == 0);
   REQUIRE(out.records() == 200);
+}
+
+TEST_CASE("record queue: records wake the writer 1024 at a time, events at once", "[unit]") {
+  StuckOutput out;
+  out.release();
+  // A period far longer than the test: whatever is written before it was woken for.
+  RecordQueue q(100'000, std::size_t{1} << 28, out, nullptr, 600'000'000'000);
+  q.start();
+  const auto written = [&](int records, int events) {
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while ((out.records() < records || out.events() < events) &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    return out.records() == records && out.events() == events;
+  };
+  q.write(PathEvent{});
+  REQUIRE(written(0, 1));  // an event at once
+  // The writer is back waiting; one record alone does not wake it (a wake-up per poll cost a
+  // context switch per millisecond).
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  q.on_record(record(0));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE(out.records() == 0);
+  // A poll's records in one call; the 1024th waiting record wakes it.
+  std::vector<ProbeRecord> poll;
+  for (std::uint64_t i = 1; i < 1023; ++i) poll.push_back(record(i));
+  q.write_all(poll);
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  REQUIRE(out.records() == 0);
+  q.write_all(std::vector<ProbeRecord>{record(1023)});
+  REQUIRE(written(1024, 1));
+  // stop() writes what waits, without a wake-up.
+  q.on_record(record(1024));
+  q.stop();
+  REQUIRE(out.records() == 1025);
+  REQUIRE(q.queued() == 1026);
+  REQUIRE(q.dropped() == 0);
+}
+
+TEST_CASE("record queue: a poll's records past the bounds are dropped one by one", "[unit]") {
+  StuckOutput out;
+  const std::size_t per_record = RecordQueue::item_bytes(RecordQueue::Item(record(0)));
+  RecordQueue q(1000, 3 * per_record, out, nullptr);
+  ProbeRecord big = record(1);
+  big.target.assign(3 * per_record, 'x');  // does not fit beside a short record
+  q.write_all(std::vector<ProbeRecord>{record(0), big, record(2), record(3), record(4)});
+  out.release();             // before any REQUIRE: a failed one stops the queue, which writes out
+  REQUIRE(q.queued() == 3);  // 0, 2, 3: the big one dropped, the short ones after it taken
+  REQUIRE(q.dropped() == 2);
+  q.start();
+  q.stop();
+  REQUIRE(out.records() == 3);
 }

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <string>
 #include <thread>
 #include <utility>
@@ -41,6 +42,11 @@ class RecordOutput {
   virtual ~RecordOutput() = default;
   virtual void write(const ProbeRecord& r) = 0;
   virtual void write(const PathEvent& e) = 0;
+  /// A poll's records in one call (the agent's RecordQueue takes them under one lock).
+  /// Default: one by one.
+  virtual void write_all(std::span<const ProbeRecord> records) {
+    for (const ProbeRecord& r : records) write(r);
+  }
   /// Pushes out what is buffered (every ~200 ms and at the end). Default: nothing.
   virtual void flush() {}
 };
