@@ -19,7 +19,9 @@
 # Usage (root):  bash bench/cpu_bench.sh [BUILD_DIR]
 # Knobs (defaults in brackets): OUT [bench/results/cpu-<date>], PARTS ["cpu miss load"],
 #   RATES ["1000 10000"], WARM_S [2], MEASURE_S [10], MISS_RATES ["2000 10000"], MISS_S [60],
-#   MISS_LOAD_S [10], LOAD_PROCS [2], BEFORE [""], TAP [1], PROBE_ARGS [""],
+#   MISS_LOAD_S [10], LOAD_PROCS [2], BEFORE [""], TAP [1], PROBE_ARGS [""] (e.g.
+#   "--records /dev/null": the records' writer thread, as an agent with an output runs),
+#   BEFORE_ARGS [PROBE_ARGS]: the BEFORE binary's (with and without the tap, as the current one),
 #   FAR_RPS [0]: 1 = the far side's receive path on a CPU of its own (RPS, bench/lib.sh far_rps),
 #   QDISC [""]: the root qdisc of the agent's veth (e.g. fq; default: the veth's own, noqueue),
 #   LAUNCH_AHEAD_US [""]: adds rows "pathsentry PROTO launch" run with --launch-ahead-us N
@@ -48,6 +50,7 @@ LOAD_PROCS=${LOAD_PROCS:-2}
 BEFORE=${BEFORE:-}
 TAP=${TAP:-1}
 PROBE_ARGS=${PROBE_ARGS:-}
+BEFORE_ARGS=${BEFORE_ARGS-$PROBE_ARGS}
 QDISC=${QDISC:-}
 LAUNCH_AHEAD_US=${LAUNCH_AHEAD_US:-}
 FAR_RPS=${FAR_RPS:-0}
@@ -187,8 +190,14 @@ if [[ " $PARTS " == *" cpu "* ]]; then
         grep -h "launch-time" "$OUT/run.log" >&2 || true
       fi
       if [ -n "$BEFORE" ]; then
+        # shellcheck disable=SC2086
         measure "before $proto" "$rate" "$BEFORE/pathsentry-probe" --target "$B4" --proto "$proto" \
-          --rate "$rate" --quiet
+          --rate "$rate" --quiet $BEFORE_ARGS
+        if [ "$TAP" = 1 ]; then
+          # shellcheck disable=SC2086
+          measure "before $proto + tap" "$rate" "$BEFORE/pathsentry-probe" --target "$B4" \
+            --proto "$proto" --rate "$rate" --quiet --tap va:bench:clear $BEFORE_ARGS
+        fi
       fi
     done
     if [ -n "$SMOKEPING" ]; then

@@ -55,8 +55,10 @@ constexpr std::size_t kPumpBatch = 4096;
 // The taps capture through TPACKET_V3 (libpcap without immediate mode): the kernel packs frames
 // into blocks and wakes the capture thread once per block, retired when full or after this
 // many ms, instead of once per frame (immediate mode, TPACKET_V2: a wake-up per frame in the
-// sender's and receiver's softirq, ~10 % of the agent's CPU at 100 000 probes/s).
-constexpr int kCaptureBlockMs = 2;
+// sender's and receiver's softirq, ~10 % of the agent's CPU at 100 000 probes/s). At low rates
+// the timer retires the blocks: 5 ms, the engine receiver's tick, is 200 wake-ups a second
+// (2 ms cost ~20 µs of CPU per probe at 1000 probes/s with the worker's 2 ms polls, issue 14).
+constexpr int kCaptureBlockMs = 5;
 // Seconds of frames a tap's kernel ring holds while its capture thread does not run, sized for
 // full-snap-length frames (default-size probes take less than half of that: ~0.2 s). The rings
 // are mapped into the agent and count in its RSS: at 100 000 probes/s each tap's is 7 MB.
@@ -66,7 +68,7 @@ constexpr double kRingSeconds = 0.1;
 constexpr std::size_t kMinRingBytes = std::size_t{8} << 20;
 // A drained capture ring holds nothing stamped more than this before the clock read: a frame
 // can wait in the kernel's open block until the block's retire timer (kCaptureBlockMs, rounded
-// up to a jiffy: 4 ms at HZ 250) fires, and the timer may fire late on a busy machine.
+// up to a jiffy: 8 ms at HZ 250) fires, and the timer may fire late on a busy machine.
 constexpr std::int64_t kDrainSlackNs = 20'000'000;
 // The attributor's settle_ns: windows ending at the watermark are complete this much later.
 constexpr std::int64_t kWatermarkGraceNs = 20'000'000;

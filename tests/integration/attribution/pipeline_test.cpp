@@ -762,7 +762,7 @@ TEST_CASE("pipeline: taps capture through TPACKET_V3 blocks with a ring sized fo
     CHECK(lo.interface == po.taps[i].interface);
     CHECK(lo.filter == bpf_filter(po.taps[i], po.agent_addresses, 862));
     CHECK_FALSE(lo.immediate);
-    CHECK(lo.timeout_ms == 2);
+    CHECK(lo.timeout_ms == 5);
     CHECK(lo.nonblocking);
     CHECK(lo.snaplen == 256);
     CHECK(lo.buffer_bytes == 8u << 20);  // 200 000 frames/s x 0.1 s x (256 + 96) bytes = 7.04 MB
