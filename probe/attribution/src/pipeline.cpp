@@ -57,7 +57,7 @@ constexpr std::size_t kPumpBatch = 4096;
 // many ms, instead of once per frame (immediate mode, TPACKET_V2: a wake-up per frame in the
 // sender's and receiver's softirq, ~10 % of the agent's CPU at 100 000 probes/s). At low rates
 // the timer retires the blocks: 5 ms, the engine receiver's tick, is 200 wake-ups a second
-// (2 ms cost ~20 µs of CPU per probe at 1000 probes/s with the worker's 2 ms polls, issue 14).
+// (2 ms blocks and 2 ms worker polls cost ~15 µs of CPU per probe at 1000 probes/s, issue 14).
 constexpr int kCaptureBlockMs = 5;
 // Seconds of frames a tap's kernel ring holds while its capture thread does not run, sized for
 // full-snap-length frames (default-size probes take less than half of that: ~0.2 s). The rings

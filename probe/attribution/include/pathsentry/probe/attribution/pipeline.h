@@ -168,7 +168,7 @@ struct TapOpenError {
 using SourceOpener = std::function<tl::expected<std::unique_ptr<PacketSource>, std::string>()>;
 
 /// How Pipeline::open_live_taps() captures tap `index` of `options`: its BPF filter, snap length
-/// 256, TPACKET_V3 (not immediate) with 2 ms blocks, a ring for 0.1 s of both directions at the
+/// 256, TPACKET_V3 (not immediate) with 5 ms blocks, a ring for 0.1 s of both directions at the
 /// agent's whole rate, at least 8 MiB (docs/attribution.md §1 "Capture").
 [[nodiscard]] LiveOptions tap_live_options(const PipelineOptions& options, std::size_t index);
 
