@@ -234,6 +234,41 @@ std::optional<std::uint64_t> ClaimDecide::eliminate(std::size_t lane, Direction 
   return left;
 }
 
+std::optional<std::uint64_t> ClaimDecide::sole_candidate(const Log& log, std::size_t lane,
+                                                         Direction d, const LogEntry& e) const {
+  const Claim& c = e.claims[lane];
+  const EspLane& ln = lanes_.lane(lane, d);
+  if (c.incomplete || c.cand != 1 || c.cand_idx < ln.obs.begin_abs() ||
+      c.cand_idx >= ln.obs.end_abs()) {
+    return std::nullopt;
+  }
+  const EspObs& shared = ln.obs.at(c.cand_idx);
+  const auto want = lanes_.expected_len(lane, d, e.wire);
+  if (!want || shared.attributed || shared.claims < 2) return std::nullopt;
+  const TapSpec& tap = setup_.cfg.taps[setup_.lane_tap[lane]];
+  std::size_t others = 0;
+  const std::uint64_t end = std::min(log.entries.end_abs(), log.claimed);
+  const std::uint64_t first = log.entries.begin_abs() + 1;  // e is the log's front
+  for (std::uint64_t j = first; j < end && j < first + kMaxAhead; ++j) {
+    const LogEntry& x = log.entries.at(j);
+    if (lanes_.expected_len(lane, d, x.wire) != want) continue;
+    const Window w = window_of(tap, d, x.anchor_ns);
+    if (shared.ts_ns < w.from_ns || shared.ts_ns > w.to_ns) continue;
+    const Claim& xc = x.claims[lane];
+    if (xc.incomplete || xc.cand != 2) return std::nullopt;
+    bool own = false;  // x's other packet: unattributed, claimed by x alone
+    for (std::uint64_t i = EspLanes::lower_bound(ln.obs, w.from_ns); i < ln.obs.end_abs(); ++i) {
+      const EspObs& o = ln.obs.at(i);
+      if (o.ts_ns > w.to_ns) break;
+      if (o.len != *want || i == c.cand_idx) continue;
+      own = !o.attributed && o.claims == 1;
+    }
+    if (!own) return std::nullopt;
+    if (++others == shared.claims - 1U) return c.cand_idx;
+  }
+  return std::nullopt;
+}
+
 std::int8_t ClaimDecide::decide(const Log& log, const LogEntry& e, Direction d) {
   const auto di = static_cast<std::size_t>(d);
   std::int8_t verdict = kNoEvidence;
@@ -253,7 +288,7 @@ std::int8_t ClaimDecide::decide(const Log& log, const LogEntry& e, Direction d) 
     if (v == setup_.tap_path[tap]) {
       match = c.cand_idx;
     } else if (!c.incomplete) {
-      if ((match = eliminate(lane, d, e))) {
+      if ((match = eliminate(lane, d, e)) || (match = sole_candidate(log, lane, d, e))) {
         v = setup_.tap_path[tap];
         ++stats_.taps[tap].eliminated;
       } else if (const Span sp = order_span(log, lane, d, e); sp.state == SpanState::Found) {

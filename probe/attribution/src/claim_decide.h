@@ -97,6 +97,13 @@ class ClaimDecide {
   /// other probes already and the one left is in no other window: that one.
   [[nodiscard]] std::optional<std::uint64_t> eliminate(std::size_t lane, Direction d,
                                                        const LogEntry& e) const;
+  /// The other side of elimination: `e`'s window holds one packet of its length, which later
+  /// probes' windows claim too, but each of those holds exactly one other packet of its length,
+  /// unattributed and claimed by it alone — theirs (they take them by elimination when they are
+  /// decided). Then the shared one is `e`'s. (A claimant not found among the later probes — one
+  /// decided already, or beyond the search — leaves it unexplained.)
+  [[nodiscard]] std::optional<std::uint64_t> sole_candidate(const Log& log, std::size_t lane,
+                                                            Direction d, const LogEntry& e) const;
   /// Whether `x`'s window claimed one packet of its length that no other window claimed.
   [[nodiscard]] static bool unique_claim(const EspLane& ln, const Claim& xc);
   /// A gateway sends one SA's packets in the order they reach it (their ESP sequence numbers),

@@ -179,20 +179,31 @@ TEST_CASE("esp look-alike traffic makes a probe unknown, never guessed", "[unit]
   CHECK(a->stats().taps[1].ambiguous == 2);
 }
 
-// An ESP packet inside two probes' windows explains neither, even for the probe that has no
-// other candidate: that probe's own packet might be the other one's.
-TEST_CASE("esp packet shared by two windows is attributed to neither", "[unit][attributor]") {
-  World w;
-  w.add({Proto::Icmp, 0, kT0, Via::Ipsec, Via::Ipsec});
-  w.add({Proto::Icmp, 1, kT0 + 1800 * kUs, Via::Ipsec, Via::Ipsec});
-  // Probe 0's packet leaves late (1.9 ms): inside probe 1's window [1.6, 3.8] ms too, while
-  // probe 1's packet (2.2 ms) is outside probe 0's window [-0.2, 2] ms.
-  REQUIRE(w.frames[1][0].first == kT0 + 400 * kUs);
-  w.frames[1][0].first = kT0 + 1900 * kUs;
-  auto a = w.make();
-  const auto m = w.run(*a);
-  CHECK(paths(m, 1, 0) == P{"unknown", "ipsec"});
-  CHECK(paths(m, 1, 1) == P{"unknown", "ipsec"});
+// An ESP packet inside two probes' windows: the probe with no other candidate takes it when the
+// other probe's window holds one more packet of its length, unattributed and in no other
+// window (the other side of elimination: that one is the other probe's, which then takes it by
+// elimination). Without that packet (the tap missed it), neither: the shared packet might be
+// the other probe's, and the first probe's own packet the one missing.
+TEST_CASE("esp packet shared by two windows goes to the probe whose only candidate it is",
+          "[unit][attributor]") {
+  for (const bool second_seen : {true, false}) {
+    INFO("probe 1's own packet seen: " << second_seen);
+    World w;
+    w.add({Proto::Icmp, 0, kT0, Via::Ipsec, Via::Ipsec});
+    w.add({Proto::Icmp, 1, kT0 + 1800 * kUs, Via::Ipsec, Via::Ipsec});
+    // Probe 0's packet leaves late (1.9 ms): inside probe 1's window [1.6, 3.8] ms too, while
+    // probe 1's packet (2.2 ms) is outside probe 0's window [-0.2, 2] ms.
+    REQUIRE(w.frames[1][0].first == kT0 + 400 * kUs);
+    w.frames[1][0].first = kT0 + 1900 * kUs;
+    REQUIRE(w.frames[1][2].first == kT0 + 2200 * kUs);
+    if (!second_seen) w.frames[1].erase(w.frames[1].begin() + 2);
+    auto a = w.make();
+    const auto m = w.run(*a);
+    const std::string fwd = second_seen ? "ipsec" : "unknown";
+    CHECK(paths(m, 1, 0) == P{fwd, "ipsec"});
+    CHECK(paths(m, 1, 1) == P{fwd, "ipsec"});
+    CHECK(a->stats().taps[1].eliminated == (second_seen ? 2U : 0U));
+  }
 }
 
 // Probes closer together than the window are ambiguous when alike, attributed when their sizes

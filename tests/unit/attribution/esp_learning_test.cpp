@@ -467,10 +467,12 @@ TEST_CASE("esp probes delayed past the window are attributed by the SA's order",
   sc.stall_ns = 15'000'000;
   const Result r = run(sc);
   INFO("fwd ipsec " << r.fwd_ipsec << " rev ipsec " << r.rev_ipsec << " of " << r.probes
-                    << ", by order " << r.stats.taps[1].order_rescued);
+                    << ", by order " << r.stats.taps[1].order_rescued << ", by elimination "
+                    << r.stats.taps[1].eliminated);
   CHECK(r.fwd_wrong == 0);
   CHECK(r.rev_wrong == 0);
-  CHECK(r.stats.taps[1].order_rescued > 100);
+  // (Elimination, its two sides, takes some of them first.)
+  CHECK(r.stats.taps[1].order_rescued + r.stats.taps[1].eliminated > 100);
   CHECK(static_cast<double>(r.fwd_ipsec) >= 0.999 * static_cast<double>(r.probes));
   CHECK(static_cast<double>(r.rev_ipsec) >= 0.999 * static_cast<double>(r.probes));
 }
