@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <limits>
 #include <string>
 
 namespace pathsentry::probe::attr {
@@ -333,8 +334,29 @@ std::int8_t ClaimDecide::decide(const Log& log, const LogEntry& e, Direction d) 
   return verdict;
 }
 
+void ClaimDecide::settle(Log& log) {
+  if (log.unsorted_from == kSorted) return;
+  const std::uint64_t floor = std::max({log.entries.begin_abs(), log.claimed, log.learned});
+  const std::uint64_t end = log.entries.end_abs();
+  // Entries before `unsorted_from` are in order: start at the first of them younger than the
+  // oldest entry from there on.
+  const std::uint64_t from = std::max(log.unsorted_from, floor);
+  log.unsorted_from = kSorted;
+  if (from >= end) return;
+  std::int64_t oldest = std::numeric_limits<std::int64_t>::max();
+  for (std::uint64_t i = from; i < end; ++i) oldest = std::min(oldest, log.entries.at(i).anchor_ns);
+  std::uint64_t cut = from;
+  while (cut > floor && log.entries.at(cut - 1).anchor_ns > oldest) --cut;
+  settle_scratch_.clear();
+  for (std::uint64_t i = cut; i < end; ++i) settle_scratch_.push_back(log.entries.at(i));
+  std::stable_sort(settle_scratch_.begin(), settle_scratch_.end(),
+                   [](const LogEntry& a, const LogEntry& b) { return a.anchor_ns < b.anchor_ns; });
+  for (std::uint64_t i = cut; i < end; ++i) log.entries.at(i) = settle_scratch_[i - cut];
+}
+
 void ClaimDecide::learn_due(Direction d, std::int64_t now) {
   Log& log = logs_[index(d)];
+  settle(log);
   const std::int64_t claim_delay = setup_.claim_delay(d);
   log.learned = std::max(log.learned, log.entries.begin_abs());
   while (!lanes_.empty() && log.learned < log.entries.end_abs() &&

@@ -46,8 +46,19 @@ class ClaimDecide {
   ClaimDecide(const Setup& setup, EspLanes& lanes, const SlotTable& table, AttributorStats& stats,
               std::vector<std::string>& notes);
 
-  /// A probe enters direction `d`'s log (forward when sent, reverse when answered).
-  void push(Direction d, const LogEntry& e) { logs_[index(d)].entries.push_back(e); }
+  /// A probe enters direction `d`'s log (forward when sent, reverse when answered). The sessions'
+  /// announcements and records arrive in batches per session (each receiver tick: one
+  /// session's, then the next's), so a log is not in anchor order as it grows; learn_due()
+  /// sorts what is not yet learned or claimed (settle()), and the windows are claimed and
+  /// decided in anchor order, which the order rule and elimination's sides rest on.
+  void push(Direction d, const LogEntry& e) {
+    Log& log = logs_[index(d)];
+    if (!log.entries.empty() && log.entries.back().anchor_ns > e.anchor_ns &&
+        log.unsorted_from == kSorted) {
+      log.unsorted_from = log.entries.end_abs();
+    }
+    log.entries.push_back(e);
+  }
   /// Gives the learners the windows complete at `now` (the claim delay past their anchor).
   void learn_due(Direction d, std::int64_t now);
   /// Claims the windows complete at `now - hold` (hold: EspLanes::learn_hold).
@@ -73,11 +84,17 @@ class ClaimDecide {
   void pop_front(Direction d) { logs_[index(d)].entries.pop_front(); }
 
  private:
+  static constexpr std::uint64_t kSorted = ~std::uint64_t{0};
   struct Log {
     Ring<LogEntry> entries;
-    std::uint64_t claimed = 0;  // absolute index of the first unclaimed entry
-    std::uint64_t learned = 0;  // learn cursor: windows given to the learners
+    std::uint64_t claimed = 0;              // absolute index of the first unclaimed entry
+    std::uint64_t learned = 0;              // learn cursor: windows given to the learners
+    std::uint64_t unsorted_from = kSorted;  // the first entry pushed before a younger one
   };
+  /// Puts the entries from the first one pushed out of order (and those before it it must pass)
+  /// into anchor order, never moving one already learned or claimed.
+  void settle(Log& log);
+  std::vector<LogEntry> settle_scratch_;
   static std::size_t index(Direction d) { return static_cast<std::size_t>(d); }
 
   void claim(LogEntry& e, Direction d);

@@ -51,6 +51,9 @@ struct Scenario {
   // userspace IPsec's worker threads): the reverse order rule's premise broken.
   std::int64_t rev_hold_every_ns = 0;
   std::int64_t rev_hold_ns = 0;
+  // The agent's receiver hands announcements and records over once per tick, one session's
+  // after the other's (0: each at once, in time order).
+  std::int64_t receiver_tick_ns = 0;
 };
 
 struct Result {
@@ -180,8 +183,17 @@ Result run(const Scenario& sc) {
       esp(ts, dir == 0, static_cast<std::uint32_t>(ack ? 40 + u(rng) * 20 : 1000 + u(rng) * 400));
     }
   }
-  std::sort(ev.begin(), ev.end(), [](const Ev& x, const Ev& y) { return x.ts < y.ts; });
-  // Records reach the attributor in the order the replies arrived.
+  if (sc.receiver_tick_ns != 0) {
+    // Handed over at the end of their tick, per session (the ESP copies as they come).
+    for (Ev& e : ev) {
+      if (e.kind == 1) continue;
+      const std::uint32_t sid = e.kind == 0 ? sent[e.idx].session_id : recs[e.idx].session_id;
+      e.ts = e.ts - (e.ts - kT0) % sc.receiver_tick_ns + sc.receiver_tick_ns + (sid == 1 ? 0 : 1);
+    }
+  }
+  // Records reach the attributor in the order the replies arrived (or the ticks hand them
+  // over: stable, so each session's stay in order).
+  std::stable_sort(ev.begin(), ev.end(), [](const Ev& x, const Ev& y) { return x.ts < y.ts; });
 
   Result res;
   std::vector<ProbeRecord> out;
@@ -562,4 +574,28 @@ TEST_CASE("esp elimination attributes replies handed over out of order", "[unit]
   sc.rev_hold_every_ns = 50'000'000;
   sc.rev_hold_ns = 4'000'000;
   CHECK(run_attributed(sc, 0.99).stats.taps[1].eliminated > 0);
+}
+
+// The agent's receiver hands announcements and records over once per tick (5 ms), one session's
+// after the other's, so the logs grow out of anchor order; they are put back in order before
+// their windows are claimed. At 20 000/s with 64 sizes and the fitted window: unsorted, 50
+// forward and 8 reverse probes of 80 000 came out unknown (live through the lab's IPsec,
+// reverse 99.2-99.6 %); sorted, the same as handed over one by one in time order.
+TEST_CASE("esp probes handed over per receiver tick and session are decided as in time order",
+          "[unit][attributor]") {
+  Scenario sc = stalling(0);
+  sc.rate_total = 20000;
+  sc.cycle = 64;
+  sc.window_hi_ns = 2'680'000;  // 0.9 x 64 / 20 000/s - 0.2 ms
+  const Result at_once = run(sc);
+  sc.receiver_tick_ns = 5'000'000;
+  const Result per_tick = run(sc);
+  INFO("at once: fwd " << at_once.fwd_ipsec << " rev " << at_once.rev_ipsec << "; per tick: fwd "
+                       << per_tick.fwd_ipsec << " rev " << per_tick.rev_ipsec << " of "
+                       << per_tick.probes);
+  CHECK(per_tick.fwd_wrong + per_tick.rev_wrong == 0);
+  CHECK(per_tick.probes == at_once.probes);
+  CHECK(per_tick.fwd_ipsec == at_once.fwd_ipsec);
+  CHECK(per_tick.rev_ipsec == at_once.rev_ipsec);
+  CHECK(static_cast<double>(per_tick.rev_ipsec) >= 0.9999 * static_cast<double>(per_tick.probes));
 }
