@@ -13,7 +13,7 @@
 //           1 ms of capture time) + Detector + every record's JSON: probes/s attributed, the
 //           figure that matters; timed twice: all on one thread, then in the agent's shape
 //           (each tap read and decoded on a thread of its own, as the agent's capture threads,
-//           the records handed one by one to the agent's own RecordQueue and their JSON
+//           each poll's records handed to the agent's own RecordQueue and their JSON
 //           formatted on its writer thread), which must give the same result and drop no
 //           record (else exit 1). --hash adds an FNV-1a of all the records' JSON
 //           (to compare builds: it costs time, do not quote those figures)
@@ -382,13 +382,18 @@ class CountingJsonOutput final : public RecordOutput {
   std::uint64_t fnv_ = 0;
 };
 
-/// The agent's record hand-off (probe/agent record_queue.h) with the agent's sizes at the
-/// drill's rate: two seconds of records within agent.record_queue_mb's default.
+/// The agent's record hand-off (probe/agent record_queue.h). Its bounds are the agent's for
+/// the drill's rate (two seconds of records within agent.record_queue_mb) scaled by how much
+/// faster than real time the chain runs here (~20x): at the agent's own bounds the writer,
+/// which wakes every 1024 records, fell behind now and then (--hash makes it slower) and the
+/// queue dropped records, as a real agent would at 20 times its rate.
 struct WriterThread {
+  static constexpr std::size_t kFasterThanRealTime = 32;
   WriterThread(double rate_pps, bool hash)
       : out(hash),
-        queue(static_cast<std::size_t>(std::clamp(2 * rate_pps, 4096.0, 2097152.0)),
-              static_cast<std::size_t>(AgentConfig{}.record_queue_mb) << 20, out, {}) {
+        queue(kFasterThanRealTime * RecordQueue::capacity_for(rate_pps),
+              kFasterThanRealTime * (static_cast<std::size_t>(AgentConfig{}.record_queue_mb) << 20),
+              out, {}) {
     queue.start();
   }
   CountingJsonOutput out;
@@ -403,8 +408,8 @@ struct FullResult {
   std::uint64_t events = 0;
   std::uint64_t json_bytes = 0;
   std::uint64_t json_hash = 0;  // FNV-1a of every record's JSON, with --hash
-  std::uint64_t dropped =
-      0;  // records the agent's queue refused (full): a figure without them is void
+  // Records the agent's queue refused (full): a figure without them is void.
+  std::uint64_t dropped = 0;
   friend bool operator==(const FullResult&, const FullResult&) = default;
 };
 

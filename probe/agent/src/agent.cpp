@@ -360,11 +360,9 @@ Agent::Impl::Impl(const AgentConfig& config, const Clock& c)
     // record_queue_mb of memory.
     double total_pps = 0;
     for (const auto& s : cfg.sessions) total_pps += s.rate_pps;
-    const auto capacity = static_cast<std::size_t>(
-        std::clamp(2 * total_pps, 4096.0, static_cast<double>(std::size_t{1} << 21)));
-    queue =
-        std::make_unique<RecordQueue>(capacity, static_cast<std::size_t>(cfg.record_queue_mb) << 20,
-                                      outputs, [this] { on_writer_period(); });
+    queue = std::make_unique<RecordQueue>(RecordQueue::capacity_for(total_pps),
+                                          static_cast<std::size_t>(cfg.record_queue_mb) << 20,
+                                          outputs, [this] { on_writer_period(); });
     sink = queue.get();
   }
   // With taps, records go through the attributor and the detector (docs/attribution.md); TTL

@@ -43,6 +43,11 @@ std::size_t RecordQueue::item_bytes(const Item& item) {
   return sizeof(Item) + (e ? event_heap(*e) : 0);
 }
 
+std::size_t RecordQueue::capacity_for(double total_pps) {
+  return static_cast<std::size_t>(
+      std::clamp(2 * total_pps, 4096.0, static_cast<double>(std::size_t{1} << 21)));
+}
+
 RecordQueue::RecordQueue(std::size_t capacity, std::size_t max_bytes, RecordOutput& out,
                          std::function<void()> periodic, std::int64_t period_ns)
     : capacity_(capacity > 0 ? capacity : 1),

@@ -39,6 +39,10 @@ class RecordQueue final : public RecordSink, public RecordOutput {
   RecordQueue(const RecordQueue&) = delete;
   RecordQueue& operator=(const RecordQueue&) = delete;
 
+  /// The agent's capacity for `total_pps` probes/s of all sessions: two seconds of records, at
+  /// least 4096 entries.
+  [[nodiscard]] static std::size_t capacity_for(double total_pps);
+
   /// Starts the writer thread (start_thread: a failure there ends the process).
   void start();
   /// Writes out everything queued, flushes, runs `periodic` once more, joins. Idempotent.

@@ -215,6 +215,19 @@ bool ClaimDecide::later_seen_clear(const Log& log, Direction d) const {
   return false;
 }
 
+std::optional<std::uint64_t> ClaimDecide::only_unattributed(const EspLane& ln, Window w,
+                                                            std::uint32_t len, std::uint64_t skip) {
+  std::optional<std::uint64_t> left;
+  for (std::uint64_t i = EspLanes::lower_bound(ln.obs, w.from_ns); i < ln.obs.end_abs(); ++i) {
+    const EspObs& o = ln.obs.at(i);
+    if (o.ts_ns > w.to_ns) break;
+    if (o.len != len || o.attributed || i == skip) continue;
+    if (left) return std::nullopt;  // two or more left
+    left = i;
+  }
+  return left;
+}
+
 std::optional<std::uint64_t> ClaimDecide::eliminate(std::size_t lane, Direction d,
                                                     const LogEntry& e) const {
   const Claim& c = e.claims[lane];
@@ -222,15 +235,8 @@ std::optional<std::uint64_t> ClaimDecide::eliminate(std::size_t lane, Direction 
   const EspLane& ln = lanes_.lane(lane, d);
   const auto want = lanes_.expected_len(lane, d, e.wire);
   if (!want) return std::nullopt;
-  const Window w = window_of(setup_.cfg.taps[setup_.lane_tap[lane]], d, e.anchor_ns);
-  std::optional<std::uint64_t> left;
-  for (std::uint64_t i = EspLanes::lower_bound(ln.obs, w.from_ns); i < ln.obs.end_abs(); ++i) {
-    const EspObs& o = ln.obs.at(i);
-    if (o.ts_ns > w.to_ns) break;
-    if (o.len != *want || o.attributed) continue;
-    if (left) return std::nullopt;  // two or more left
-    left = i;
-  }
+  const auto left = only_unattributed(
+      ln, window_of(setup_.cfg.taps[setup_.lane_tap[lane]], d, e.anchor_ns), *want, kNoSkip);
   if (!left || ln.obs.at(*left).claims != 1) return std::nullopt;
   return left;
 }
@@ -257,14 +263,9 @@ std::optional<std::uint64_t> ClaimDecide::sole_candidate(const Log& log, std::si
     if (shared.ts_ns < w.from_ns || shared.ts_ns > w.to_ns) continue;
     const Claim& xc = x.claims[lane];
     if (xc.incomplete || xc.cand != 2) return std::nullopt;
-    bool own = false;  // x's other packet: unattributed, claimed by x alone
-    for (std::uint64_t i = EspLanes::lower_bound(ln.obs, w.from_ns); i < ln.obs.end_abs(); ++i) {
-      const EspObs& o = ln.obs.at(i);
-      if (o.ts_ns > w.to_ns) break;
-      if (o.len != *want || i == c.cand_idx) continue;
-      own = !o.attributed && o.claims == 1;
-    }
-    if (!own) return std::nullopt;
+    // x's other packet: unattributed, claimed by x alone.
+    const auto own = only_unattributed(ln, w, *want, c.cand_idx);
+    if (!own || ln.obs.at(*own).claims != 1) return std::nullopt;
     if (++others == shared.claims - 1U) return c.cand_idx;
   }
   return std::nullopt;

@@ -110,6 +110,12 @@ class ClaimDecide {
                        const Claim& c, std::optional<std::uint32_t> want);
   /// front_waits for a probe no clear tap saw.
   [[nodiscard]] bool front_waits_unseen(Direction d, std::int64_t now) const;
+  static constexpr std::uint64_t kNoSkip = ~std::uint64_t{0};
+  /// The one packet of length `len` in window `w` not attributed yet (`skip` aside), if exactly
+  /// one: what both sides of elimination look for.
+  [[nodiscard]] static std::optional<std::uint64_t> only_unattributed(const EspLane& ln, Window w,
+                                                                      std::uint32_t len,
+                                                                      std::uint64_t skip);
   /// Elimination: of the packets of its length in `e`'s window, all but one are attributed to
   /// other probes already and the one left is in no other window: that one.
   [[nodiscard]] std::optional<std::uint64_t> eliminate(std::size_t lane, Direction d,
