@@ -5,7 +5,9 @@
 #         (MEASURE_S after WARM_S): pathsentry-probe STAMP and ICMP as users run it (flags only,
 #         its defaults: metrics endpoint on, SCHED_FIFO, kernel timestamps), with and without a
 #         clear tap on its veth; beside it, at the same rates, smokeping_prober and fping (ICMP),
-#         the raw sendmmsg/recvmmsg UDP echo client (bench-raw-udp: the floor), and, when
+#         the raw sendmmsg/recvmmsg UDP echo client (bench-raw-udp), the floor of any prober
+#         paced by its own wake-ups (bench-raw-udp pace: a timer wake-up and a send per probe,
+#         nothing read, no timestamps), and, when
 #         BEFORE names a directory holding an older pathsentry-probe, that one too;
 #   miss: missed pacing slots of pathsentry-probe STAMP over MISS_S at each rate of MISS_RATES,
 #         with SCHED_FIFO (the default) and without (--rt-priority 0), by cause; beside it the
@@ -220,6 +222,9 @@ if [[ " $PARTS " == *" cpu "* ]]; then
       measure "fping icmp" "$rate" fping -l -p "$period" -i "$period" -t 500 -Q 3600 "$B4"
     fi
     measure "raw udp echo client" "$rate" "$RAW" client --target "$B4" --port "$RAW_PORT" \
+      --rate "$rate" --duration $((WARM_S + MEASURE_S + 5))
+    # The floor of any prober paced by its own wake-ups: a timer wake-up and a send per probe.
+    measure "raw pace (wake + send)" "$rate" "$RAW" pace --target "$B4" --port "$RAW_PORT" \
       --rate "$rate" --duration $((WARM_S + MEASURE_S + 5))
   done
 fi

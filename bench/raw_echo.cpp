@@ -13,6 +13,11 @@
 //       that loses nothing ("best_clean_rate"), and confirms it over --duration, stepping down
 //       10 % per lost confirmation, at most --confirm-tries times: that is the "raw limit"
 //       ("limit_pps"; null when nothing was confirmed or --confirm-tries is 0).
+//   bench-raw-udp pace --target ADDR [--port N] [--rate PPS] [--duration S] [--size BYTES]
+//       The floor of any prober that sends 1/rate apart without kernel pacing: one absolute
+//       clock_nanosleep and one sendto per datagram, nothing else (no timestamps, replies never
+//       read: its receive buffer is the smallest the kernel allows, so the echoes are dropped in
+//       the sender's softirq). Prints one JSON object: sent, CPU seconds.
 //
 // RTT method: tx = clock_gettime(CLOCK_REALTIME) read once per sendmmsg batch, immediately
 // before the call; rx = the kernel's software RX timestamp (SO_TIMESTAMPING). So the RTT of the
@@ -86,7 +91,9 @@ struct Options {
             << "usage: bench-raw-udp server --bind ADDR [--port N] [--batch N]\n"
             << "       bench-raw-udp client --target ADDR [--port N] [--rate PPS|0] "
                "[--duration S] [--size BYTES] [--batch N] [--timeout-ms N] [--bind ADDR] "
-               "[--search] [--search-steps N] [--step-duration S] [--confirm-tries N]\n";
+               "[--search] [--search-steps N] [--step-duration S] [--confirm-tries N]\n"
+            << "       bench-raw-udp pace --target ADDR [--port N] [--rate PPS] [--duration S] "
+               "[--size BYTES]\n";
   std::exit(2);
 }
 
@@ -106,7 +113,9 @@ Options parse(int argc, char** argv) {
   if (argc < 2) usage("missing mode");
   Options o;
   o.mode = argv[1];
-  if (o.mode != "server" && o.mode != "client") usage("unknown mode '" + o.mode + "'");
+  if (o.mode != "server" && o.mode != "client" && o.mode != "pace") {
+    usage("unknown mode '" + o.mode + "'");
+  }
   for (int i = 2; i < argc; ++i) {
     const std::string k = argv[i];
     if (k == "--search") {
@@ -141,7 +150,8 @@ Options parse(int argc, char** argv) {
       usage("unknown option " + k);
     }
   }
-  if (o.mode == "client" && o.target.empty()) usage("client needs --target");
+  if (o.mode != "server" && o.target.empty()) usage(o.mode + " needs --target");
+  if (o.mode == "pace" && o.rate <= 0) usage("pace needs --rate > 0");
   if (o.mode == "server" && o.bind.empty()) usage("server needs --bind");
   return o;
 }
@@ -553,9 +563,52 @@ int run_client(const Options& o) {
   return limit.is_null() && o.confirm_tries > 0 ? 3 : 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Pace: a timer wake-up and a send per datagram, the least a prober paced by the CPU can do.
+
+int run_pace(const Options& o) {
+  install_signals();
+  prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+  const Address to = make_address(o.target, o.port);
+  const int fd = socket(to.family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) die("socket");
+  const int tiny = 1;  // the kernel rounds it up to its minimum: echoes are dropped, not read
+  (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &tiny, sizeof tiny);
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&to.ss), to.len) != 0) die("connect");
+  std::vector<char> payload(o.size, 0);
+  const auto step = static_cast<std::int64_t>(1e9 / o.rate);
+  const auto total = static_cast<std::uint64_t>(o.rate * o.duration_s);
+  const double cpu0 = cpu_seconds();
+  timespec next{};
+  clock_gettime(CLOCK_MONOTONIC, &next);
+  std::uint64_t sent = 0;
+  std::uint64_t errors = 0;
+  for (std::uint64_t i = 0; i < total && g_stop == 0; ++i) {
+    next.tv_nsec += step;
+    while (next.tv_nsec >= 1'000'000'000) {
+      next.tv_nsec -= 1'000'000'000;
+      ++next.tv_sec;
+    }
+    if (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, nullptr) == EINTR) continue;
+    std::memcpy(payload.data(), &i, sizeof i);
+    if (send(fd, payload.data(), payload.size(), 0) < 0) {
+      ++errors;
+    } else {
+      ++sent;
+    }
+  }
+  const nlohmann::json r{{"mode", "pace"}, {"rate", o.rate},
+                         {"sent", sent},   {"send_errors", errors},
+                         {"size", o.size}, {"cpu_s", cpu_seconds() - cpu0}};
+  std::cout << r.dump() << std::endl;
+  close(fd);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   const Options o = parse(argc, argv);
+  if (o.mode == "pace") return run_pace(o);
   return o.mode == "server" ? run_server(o) : run_client(o);
 }

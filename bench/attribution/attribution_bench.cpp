@@ -24,6 +24,7 @@
 // progress on stderr. Not a test: it asserts nothing about speed.
 
 #include <pcap/pcap.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -70,6 +71,7 @@ struct Options {
   std::string dir;
   bool hash = false;
   bool profile = false;  // only the single-threaded full chain, once: for perf and callgrind
+  bool profile_threaded = false;  // --profile-threaded: the agent's shape instead
 };
 
 struct SenderEvent {
@@ -271,7 +273,12 @@ class ThreadedCursor {
   }
   void start(const std::string& file, const TapSpec& tap, std::size_t tap_index) {
     index = tap_index;
-    thread_ = std::thread([this, file, tap] { run(file, tap); });
+    thread_ = std::thread([this, file, tap, tap_index] {
+      // Named as the agent names its capture threads' stand-ins, for perf --sort comm.
+      const std::string name = "tap" + std::to_string(tap_index);
+      pthread_setname_np(pthread_self(), name.c_str());
+      run(file, tap);
+    });
   }
   std::size_t index = 0;
   bool has = false;
@@ -564,9 +571,10 @@ Timing best_seconds(int repeat, F&& f) {
 int usage() {
   std::cerr
       << "usage: bench-attribution [--probes N] [--rate PPS] [--sessions S] "
-         "[--esp-share F] [--repeat R] [--dir DIR] [--hash] [--profile]\n"
+         "[--esp-share F] [--repeat R] [--dir DIR] [--hash] [--profile|--profile-threaded]\n"
          "  --profile: write the drill, then run only the single-threaded full chain R times\n"
-         "             (under perf or callgrind), print its CPU seconds, no figures\n";
+         "             (under perf or callgrind), print its CPU seconds, no figures\n"
+         "  --profile-threaded: the same in the agent's shape (threads named tap0, tap1, writer)\n";
   return 2;
 }
 
@@ -580,8 +588,9 @@ int main(int argc, char** argv) {
       o.hash = true;
       continue;
     }
-    if (a == "--profile") {
+    if (a == "--profile" || a == "--profile-threaded") {
       o.profile = true;
+      o.profile_threaded = a == "--profile-threaded";
       continue;
     }
     if (i + 1 >= argc) return usage();
@@ -624,10 +633,12 @@ int main(int argc, char** argv) {
       for (int r = 0; r < o.repeat; ++r) {
         Chain p(d);
         const auto c0 = cpu_ns();
-        const FullResult res = full(d, p, false, o.hash);
-        std::fprintf(stderr, "bench-attribution: profile: %llu records, %.3f CPU s\n",
+        const auto t0 = bench::monotonic_ns();
+        const FullResult res = full(d, p, o.profile_threaded, o.hash);
+        std::fprintf(stderr, "bench-attribution: profile: %llu records, %.3f CPU s, %.3f s\n",
                      static_cast<unsigned long long>(res.records),
-                     static_cast<double>(cpu_ns() - c0) / 1e9);
+                     static_cast<double>(cpu_ns() - c0) / 1e9,
+                     static_cast<double>(bench::monotonic_ns() - t0) / 1e9);
       }
       return 0;
     }
