@@ -11,6 +11,7 @@
 #include <exception>
 #include <stdexcept>
 #include <thread>
+#include <utility>
 
 namespace pathsentry::test {
 namespace {
@@ -36,6 +37,13 @@ NetnsPair::NetnsPair() {
       run_or_throw("ip -n " + ns + " addr add " + v4 + "/24 dev " + dev);
       run_or_throw("ip -n " + ns + " addr add " + v6 + "/64 dev " + dev + " nodad");
       run_or_throw("ip -n " + ns + " link set " + dev + " up");
+    }
+    // Both ends up with carrier before anyone sends: a neighbour solicitation sent in the few
+    // milliseconds before is dropped and retried a second later (the first IPv6 ping of a
+    // fresh pair took ~1 s, and past a 2 s deadline under load).
+    for (const auto& [ns, dev] : {std::pair{a_, "va"}, std::pair{b_, "vb"}}) {
+      run_or_throw("for i in $(seq 250); do ip -n " + ns + " -o link show dev " + dev +
+                   " | grep -q 'state UP' && exit 0; sleep 0.02; done; exit 1");
     }
   } catch (...) {
     std::system(("ip netns del " + b_ + " 2>/dev/null").c_str());
