@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Issue 2's benchmark (architecture §9), not a test: in ONE namespace pair and ONE run it measures
 #   (c) the machine's limit: a raw sendmmsg/recvmmsg UDP echo (bench-raw-udp), highest zero-loss
-#       paced rate;
+#       paced rate; and (RAW_TS=1) the same echo taking the kernel timestamps a prober needs;
 #   (a) pathsentry-probe, STAMP and ICMP, at rising rates until a step loses probes (or cannot
 #       keep its rate, or passes the raw limit), then bisects between the last clean and the
 #       first unclean rate;
@@ -15,7 +15,7 @@
 #   RATES ["1000 10000 25000 50000 75000 100000 150000 200000 300000 400000 600000 800000"],
 #   PROTOS ["stamp icmp"], REFINE [2], TIMEOUT_MS [500], RTT_RATE [1000], RTT_S [5],
 #   FPING_RATE [1000], FPING_MAX_COUNT [60000], RAW_SIZE [44], PCAP_IMMEDIATE [0], BENCH_NICE [-10],
-#   RAW_RT_PRIORITY [10], FAR_RT_PRIORITY [9], FAR_RPS [0],
+#   RAW_RT_PRIORITY [10], FAR_RT_PRIORITY [9], FAR_RPS [0], RAW_TS [1],
 #   PROBE_ARGS [""] (extra flags for pathsentry-probe), REFLECTOR_ARGS [see below].
 #
 # Network safety: creates namespaces psb-<pid>-a / psb-<pid>-b joined only by a veth made here
@@ -69,6 +69,9 @@ FAR_RT_PRIORITY=${FAR_RT_PRIORITY:-9}
 # costs the single-threaded raw echo far more than the agent (docs/bench.md, session 12: the raw
 # limit 281 451 -> 123 369/s), so issue 14's ratios are taken with the default, 0.
 FAR_RPS=${FAR_RPS:-0}
+# 1 = also search the raw echo's limit with kernel timestamps (bench-raw-udp --timestamps): the
+# ceiling of a prober that timestamps in the kernel, printed beside the plain raw limit.
+RAW_TS=${RAW_TS:-1}
 # The reflector rate-limits each source (default 100 000/s) and all sources together (200 000/s):
 # lift both, or the bench measures them (the global one capped every STAMP row at 200 000/s
 # before session 14).
@@ -175,47 +178,62 @@ cat >"$OUT/meta.json" <<EOF
  "loadavg_start": "$(cut -d' ' -f1-3 /proc/loadavg)", "commit": "$commit", "build": "$build",
  "ns_a": "$NS_A", "ns_b": "$NS_B", "step_s": $STEP_S, "timeout_ms": $TIMEOUT_MS,
  "raw_size": $RAW_SIZE, "rates": "$RATES", "probe_args": "$PROBE_ARGS",
- "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE, "raw_rt_priority": $RAW_RT_PRIORITY, "far_rt_priority": $FAR_RT_PRIORITY, "far_rps": $FAR_RPS,
+ "pcap_immediate": $PCAP_IMMEDIATE, "nice": $BENCH_NICE, "raw_rt_priority": $RAW_RT_PRIORITY, "far_rt_priority": $FAR_RT_PRIORITY, "far_rps": $FAR_RPS, "raw_ts": $RAW_TS,
  "sched_autogroup": $(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo null),
  "reflector_args": "$REFLECTOR_ARGS"}
 EOF
 log "probe_bench: namespaces $NS_A/$NS_B, results in $OUT, load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # --- (c) the raw limit ---------------------------------------------------------------------------
-"${RAW_SERVER[@]}" "$RAW" server --bind "$B4" --port "$RAW_PORT" >"$OUT/raw-server.log" 2>&1 &
-raw_srv=$!
-bg_pids+=("$raw_srv")
-wait_line "$OUT/raw-server.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
+# raw_search TAG [ARGS...]: the highest zero-loss paced rate of the raw echo, run with ARGS on
+# both ends; writes raw$TAG-search.json and raw$TAG.step.json, sets raw_limit / raw_limit_target.
+raw_search() {
+  local tag=$1 try k0 k1 t0 t1 target
+  shift
+  "${RAW_SERVER[@]}" "$RAW" server --bind "$B4" --port "$RAW_PORT" "$@" >"$OUT/raw$tag-server.log" 2>&1 &
+  raw_srv=$!
+  bg_pids+=("$raw_srv")
+  wait_line "$OUT/raw$tag-server.log" "raw echo listening" "$raw_srv" || die "raw echo server did not start"
+  run_fg "${RAW_CLIENT[@]}" "$RAW" client --search --confirm-tries 0 --timeout-ms "$TIMEOUT_MS" \
+    --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 2 "$@" >"$OUT/raw$tag-search.json" || true
+  target=$(report get "$OUT/raw$tag-search.json" best_clean_rate)
+  [ "$target" = null ] && target=$(report get "$OUT/raw$tag-search.json" flat_out.echo_rate)
+  # Confirm over a full step, stepping down 10 % per lost run; the echo server's CPU is measured
+  # around each confirmation. The limit is the first clean one.
+  raw_limit=null
+  raw_limit_target=""
+  for try in 1 2 3 4 5 6 7 8; do
+    k0=$(cpu_ticks "$raw_srv")
+    t0=$(now_ns)
+    run_fg "${RAW_CLIENT[@]}" "$RAW" client --timeout-ms "$TIMEOUT_MS" --target "$B4" \
+      --port "$RAW_PORT" --size "$RAW_SIZE" --rate "$target" --duration "$STEP_S" "$@" >"$OUT/raw$tag-limit.json" || true
+    t1=$(now_ns)
+    k1=$(cpu_ticks "$raw_srv")
+    cp "$OUT/raw$tag-limit.json" "$OUT/raw$tag-confirm-$try.json"
+    report raw-step --client "$OUT/raw$tag-limit.json" --search "$OUT/raw$tag-search.json" \
+      --server-cpu "$(cpu_pct "$k0" "$k1" "$t0" "$t1")" --out "$OUT/raw$tag.step.json"
+    log "  confirm $(printf %.0f "$target")/s for $STEP_S s: $(report get "$OUT/raw$tag.step.json" why)"
+    if [ "$(report get "$OUT/raw$tag.step.json" clean)" = true ]; then
+      raw_limit=$(report get "$OUT/raw$tag.step.json" echo_rate)
+      raw_limit_target=$target
+      break
+    fi
+    target=$(awk -v r="$target" 'BEGIN { printf "%.0f", r * 0.9 }')
+  done
+  stop_pid "$raw_srv"
+  forget_pid "$raw_srv"
+}
+if [ "$RAW_TS" = 1 ]; then
+  # The same echo with the kernel timestamps an instrument takes (the client's TX timestamp from
+  # the error queue, the server's RX timestamp): the ceiling of any prober that timestamps in the
+  # kernel, beside the goal's plain raw limit (docs/bench.md, issue 14 session 17).
+  log "== (c) raw echo with kernel timestamps (--timestamps): searching the highest zero-loss rate"
+  raw_search -ts --timestamps
+  log "raw limit with kernel timestamps: $raw_limit/s"
+fi
 log "== (c) raw sendmmsg/recvmmsg UDP echo: searching the highest zero-loss rate"
-run_fg "${RAW_CLIENT[@]}" "$RAW" client --search --confirm-tries 0 --timeout-ms "$TIMEOUT_MS" \
-  --target "$B4" --port "$RAW_PORT" --size "$RAW_SIZE" --step-duration 2 >"$OUT/raw-search.json" || true
-raw_target=$(report get "$OUT/raw-search.json" best_clean_rate)
-[ "$raw_target" = null ] && raw_target=$(report get "$OUT/raw-search.json" flat_out.echo_rate)
-# Confirm over a full step, stepping down 10 % per lost run; the echo server's CPU is measured
-# around each confirmation. The limit is the first clean one.
-raw_limit=null
-raw_limit_target=""
-for try in 1 2 3 4 5 6 7 8; do
-  k0=$(cpu_ticks "$raw_srv")
-  t0=$(now_ns)
-  run_fg "${RAW_CLIENT[@]}" "$RAW" client --timeout-ms "$TIMEOUT_MS" --target "$B4" \
-    --port "$RAW_PORT" --size "$RAW_SIZE" --rate "$raw_target" --duration "$STEP_S" >"$OUT/raw-limit.json" || true
-  t1=$(now_ns)
-  k1=$(cpu_ticks "$raw_srv")
-  cp "$OUT/raw-limit.json" "$OUT/raw-confirm-$try.json"
-  report raw-step --client "$OUT/raw-limit.json" --search "$OUT/raw-search.json" \
-    --server-cpu "$(cpu_pct "$k0" "$k1" "$t0" "$t1")" --out "$OUT/raw.step.json"
-  log "  confirm $(printf %.0f "$raw_target")/s for $STEP_S s: $(report get "$OUT/raw.step.json" why)"
-  if [ "$(report get "$OUT/raw.step.json" clean)" = true ]; then
-    raw_limit=$(report get "$OUT/raw.step.json" echo_rate)
-    raw_limit_target=$raw_target
-    break
-  fi
-  raw_target=$(awk -v r="$raw_target" 'BEGIN { printf "%.0f", r * 0.9 }')
-done
+raw_search ""
 log "raw limit: $raw_limit/s"
-stop_pid "$raw_srv"
-forget_pid "$raw_srv"
 
 # --- (a) pathsentry at rising rates --------------------------------------------------------------
 refl_pid=""

@@ -13,6 +13,11 @@
 //       that loses nothing ("best_clean_rate"), and confirms it over --duration, stepping down
 //       10 % per lost confirmation, at most --confirm-tries times: that is the "raw limit"
 //       ("limit_pps"; null when nothing was confirmed or --confirm-tries is 0).
+//   --timestamps (client and server): the kernel timestamps an instrument takes, nothing else:
+//       the client asks a software TX timestamp of every datagram (SO_TIMESTAMPING, OPT_ID,
+//       OPT_TSONLY: the error queue drained after every batch, the RTT taken from it) and the
+//       server reads the RX timestamp of every request (a STAMP reflector's t2). The echo
+//       limit with them is the ceiling of any prober that timestamps in the kernel.
 //   bench-raw-udp pace --target ADDR [--port N] [--rate PPS] [--duration S] [--size BYTES]
 //       The floor of any prober that sends 1/rate apart without kernel pacing: one absolute
 //       clock_nanosleep and one sendto per datagram, nothing else (no timestamps, replies never
@@ -81,6 +86,7 @@ struct Options {
   unsigned batch = 32;
   int timeout_ms = 200;
   bool search = false;
+  bool timestamps = false;
   int search_steps = 7;
   int confirm_tries = 4;
   double step_s = 1.0;
@@ -88,10 +94,11 @@ struct Options {
 
 [[noreturn]] void usage(const std::string& why) {
   std::cerr << "bench-raw-udp: " << why << "\n"
-            << "usage: bench-raw-udp server --bind ADDR [--port N] [--batch N]\n"
+            << "usage: bench-raw-udp server --bind ADDR [--port N] [--batch N] [--timestamps]\n"
             << "       bench-raw-udp client --target ADDR [--port N] [--rate PPS|0] "
                "[--duration S] [--size BYTES] [--batch N] [--timeout-ms N] [--bind ADDR] "
-               "[--search] [--search-steps N] [--step-duration S] [--confirm-tries N]\n"
+               "[--search] [--search-steps N] [--step-duration S] [--confirm-tries N] "
+               "[--timestamps]\n"
             << "       bench-raw-udp pace --target ADDR [--port N] [--rate PPS] [--duration S] "
                "[--size BYTES]\n";
   std::exit(2);
@@ -120,6 +127,10 @@ Options parse(int argc, char** argv) {
     const std::string k = argv[i];
     if (k == "--search") {
       o.search = true;
+      continue;
+    }
+    if (k == "--timestamps") {
+      o.timestamps = true;
       continue;
     }
     if (i + 1 >= argc) usage(k + " needs a value");
@@ -231,6 +242,50 @@ std::optional<std::int64_t> rx_timestamp_ns(msghdr& msg) {
   return std::nullopt;
 }
 
+// The TX timestamps of --timestamps: software, numbered by the kernel from 0 per socket (OPT_ID;
+// a fresh socket per run, so the id is the datagram's sequence), without the packet (TSONLY).
+bool enable_tx_timestamps(int fd) {
+  const unsigned flags = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE |
+                         SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID |
+                         SOF_TIMESTAMPING_OPT_TSONLY;
+  return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
+}
+
+/// Reads every TX timestamp waiting in fd's error queue into tx_at[id]; returns how many.
+std::uint64_t drain_tx_timestamps(int fd, std::vector<std::int64_t>& tx_at) {
+  constexpr unsigned kN = 64;
+  std::array<mmsghdr, kN> msgs{};
+  std::array<std::array<char, kControlSize>, kN> ctrl{};
+  std::uint64_t n = 0;
+  for (;;) {
+    for (unsigned i = 0; i < kN; ++i) {
+      msgs[i].msg_hdr = {};
+      msgs[i].msg_hdr.msg_control = ctrl[i].data();
+      msgs[i].msg_hdr.msg_controllen = ctrl[i].size();
+    }
+    const int got = recvmmsg(fd, msgs.data(), kN, MSG_ERRQUEUE | MSG_DONTWAIT, nullptr);
+    if (got <= 0) return n;
+    for (int i = 0; i < got; ++i) {
+      msghdr& m = msgs[static_cast<std::size_t>(i)].msg_hdr;
+      std::optional<std::uint32_t> id;
+      for (cmsghdr* c = CMSG_FIRSTHDR(&m); c != nullptr; c = CMSG_NXTHDR(&m, c)) {
+        if ((c->cmsg_level == SOL_IP && c->cmsg_type == IP_RECVERR) ||
+            (c->cmsg_level == SOL_IPV6 && c->cmsg_type == IPV6_RECVERR)) {
+          sock_extended_err e{};
+          std::memcpy(&e, CMSG_DATA(c), sizeof e);
+          if (e.ee_origin == SO_EE_ORIGIN_TIMESTAMPING) id = e.ee_data;
+        }
+      }
+      const auto ts = rx_timestamp_ns(m);  // the same SCM_TIMESTAMPING ts[0]
+      if (id && ts && *id < tx_at.size()) {
+        tx_at[*id] = *ts;
+        ++n;
+      }
+    }
+    if (static_cast<unsigned>(got) < kN) return n;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Server
 
@@ -244,10 +299,13 @@ int run_server(const Options& o) {
   // Wake regularly so a signal that lands between the stop check and recvmmsg is still seen.
   timeval tv{0, 200'000};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  if (o.timestamps && !enable_rx_timestamps(fd)) die("SO_TIMESTAMPING");
   std::cout << "raw echo listening on " << o.bind << ":" << o.port << std::endl;
 
   const unsigned n = o.batch;
   std::vector<std::array<char, kMaxSize>> bufs(n);
+  std::vector<std::array<char, kControlSize>> ctrl(o.timestamps ? n : 0);
+  std::uint64_t rx_stamped = 0;
   std::vector<sockaddr_storage> names(n);
   std::vector<iovec> iov(n);
   std::vector<mmsghdr> msgs(n);
@@ -265,6 +323,10 @@ int run_server(const Options& o) {
       msgs[i].msg_hdr.msg_namelen = sizeof(sockaddr_storage);
       msgs[i].msg_hdr.msg_iov = &iov[i];
       msgs[i].msg_hdr.msg_iovlen = 1;
+      if (o.timestamps) {
+        msgs[i].msg_hdr.msg_control = ctrl[i].data();
+        msgs[i].msg_hdr.msg_controllen = ctrl[i].size();
+      }
     }
     const int got = recvmmsg(fd, msgs.data(), n, MSG_WAITFORONE, nullptr);
     if (got < 0) {
@@ -273,7 +335,15 @@ int run_server(const Options& o) {
     }
     ++calls;
     received += static_cast<std::uint64_t>(got);
-    for (int i = 0; i < got; ++i) iov[static_cast<std::size_t>(i)].iov_len = msgs[i].msg_len;
+    for (int i = 0; i < got; ++i) {
+      auto& m = msgs[static_cast<std::size_t>(i)];
+      iov[static_cast<std::size_t>(i)].iov_len = m.msg_len;
+      if (o.timestamps) {
+        if (rx_timestamp_ns(m.msg_hdr)) ++rx_stamped;
+        m.msg_hdr.msg_control = nullptr;  // the echo goes out without control data
+        m.msg_hdr.msg_controllen = 0;
+      }
+    }
     int done = 0;
     while (done < got) {
       const int sent = sendmmsg(fd, msgs.data() + done, static_cast<unsigned>(got - done), 0);
@@ -288,10 +358,15 @@ int run_server(const Options& o) {
   }
   const double wall = static_cast<double>(monotonic_ns() - t0) / 1e9;
   const double cpu = cpu_seconds() - cpu0;
-  nlohmann::json j{{"mode", "server"},    {"received", received},
-                   {"echoed", echoed},    {"send_errors", send_errors},
-                   {"recv_calls", calls}, {"wall_s", wall},
-                   {"cpu_s", cpu},        {"cpu_pct", wall > 0 ? 100.0 * cpu / wall : 0.0}};
+  nlohmann::json j{{"mode", "server"},
+                   {"received", received},
+                   {"echoed", echoed},
+                   {"send_errors", send_errors},
+                   {"recv_calls", calls},
+                   {"rx_stamped", rx_stamped},
+                   {"wall_s", wall},
+                   {"cpu_s", cpu},
+                   {"cpu_pct", wall > 0 ? 100.0 * cpu / wall : 0.0}};
   std::cout << j.dump() << std::endl;
   close(fd);
   return 0;
@@ -321,6 +396,7 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
   }
   if (connect(fd, reinterpret_cast<const sockaddr*>(&remote.ss), remote.len) != 0) die("connect");
   const bool kernel_rx = enable_rx_timestamps(fd);
+  if (o.timestamps && !enable_tx_timestamps(fd)) die("SO_TIMESTAMPING (TX)");
 
   const unsigned batch = o.batch;
   // At low rates send smaller batches so that a batch is due at least every millisecond.
@@ -355,6 +431,14 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
   std::uint64_t foreign = 0;
   std::uint64_t send_errors = 0;
   std::uint64_t backpressure = 0;
+  // --timestamps: each datagram's kernel TX and RX times, by sequence (0 = none yet).
+  std::vector<std::int64_t> tx_at;
+  std::vector<std::int64_t> rx_at;
+  std::uint64_t tx_stamped = 0;
+  if (o.timestamps) {
+    tx_at.reserve(expected);
+    rx_at.reserve(expected);
+  }
 
   const double cpu0 = cpu_seconds();
   const std::int64_t start = monotonic_ns();
@@ -400,7 +484,11 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
           continue;
         }
         ++received;
-        rtts.push_back(rx - h.tx_ns);
+        if (o.timestamps) {
+          rx_at[h.seq] = rx;
+        } else {
+          rtts.push_back(rx - h.tx_ns);
+        }
       }
       if (static_cast<unsigned>(got) < batch) return;
     }
@@ -443,8 +531,13 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
           }
         }
         seen.resize(sent);
+        if (o.timestamps) {
+          tx_at.resize(sent, 0);
+          rx_at.resize(sent, 0);
+        }
       }
     }
+    if (o.timestamps) tx_stamped += drain_tx_timestamps(fd, tx_at);
     receive_all();
     now = monotonic_ns();
     if (sending_stopped != 0 && (received >= sent || now >= drain_deadline)) break;
@@ -466,6 +559,12 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
       const timespec tmo{static_cast<time_t>(wait / 1'000'000'000),
                          static_cast<long>(wait % 1'000'000'000)};
       ppoll(&p, 1, &tmo, nullptr);
+    }
+  }
+  if (o.timestamps) {
+    tx_stamped += drain_tx_timestamps(fd, tx_at);
+    for (std::size_t i = 0; i < rx_at.size(); ++i) {
+      if (rx_at[i] != 0 && tx_at[i] != 0) rtts.push_back(rx_at[i] - tx_at[i]);
     }
   }
   const std::int64_t end = monotonic_ns();
@@ -493,8 +592,13 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
   j["cpu_s"] = cpu;
   j["cpu_pct"] = wall_s > 0 ? 100.0 * cpu / wall_s : 0.0;
   j["rtt_ns"] = distribution_json(rtts);
-  j["rtt_method"] = kernel_rx ? "tx: clock_gettime per sendmmsg batch; rx: SO_TIMESTAMPING sw"
-                              : "tx: clock_gettime per batch; rx: clock_gettime after recvmmsg";
+  if (o.timestamps) {
+    j["tx_stamped"] = tx_stamped;
+    j["rtt_method"] = "tx: SO_TIMESTAMPING sw (error queue); rx: SO_TIMESTAMPING sw";
+  } else {
+    j["rtt_method"] = kernel_rx ? "tx: clock_gettime per sendmmsg batch; rx: SO_TIMESTAMPING sw"
+                                : "tx: clock_gettime per batch; rx: clock_gettime after recvmmsg";
+  }
   return j;
 }
 

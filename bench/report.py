@@ -241,6 +241,7 @@ def cmd_raw_step(a):
         "rtt_p50_ns": c["rtt_ns"]["p50"],
         "rtt_p99_ns": c["rtt_ns"]["p99"],
         "rtt_method": c.get("rtt_method"),
+        "tx_stamped": c.get("tx_stamped"),  # --timestamps: kernel TX timestamps read
     }
     try:
         s = load(a.search)
@@ -284,6 +285,13 @@ def cmd_table(a):
     # The limit: the echo rate of the confirmation run (a full step at the highest rate the
     # search found clean, lowered 10 % per lost try) when it lost nothing.
     limit = raw["echo_rate"] if raw and raw["clean"] else None
+    # The same echo with kernel timestamps (RAW_TS=1): the ceiling of a timestamping prober.
+    raw_ts_path = os.path.join(d, "raw-ts.step.json")
+    raw_ts = load(raw_ts_path) if os.path.exists(raw_ts_path) else None
+    limit_ts = raw_ts["echo_rate"] if raw_ts and raw_ts["clean"] else None
+
+    def ratio_ts(v):
+        return "-" if (v is None or not limit_ts) else "%.2f" % (v / limit_ts)
 
     def ratio(v):
         return "-" if (v is None or not limit) else "%.2f" % (v / limit)
@@ -292,6 +300,8 @@ def cmd_table(a):
     rows = []
     if raw:
         rows.append(("raw udp echo @limit", raw))
+    if raw_ts:
+        rows.append(("raw + kernel ts @limit", raw_ts))
     if raw_end:
         rows.append(("raw again at run's end", raw_end))
     for proto in ("stamp", "icmp"):
@@ -306,31 +316,37 @@ def cmd_table(a):
         meta.get("loadavg_end", "?"), meta.get("kernel", "?"), meta.get("commit", "?")))
     out.append("all probes: ns %s -> %s over one veth; peer = reflector / raw echo server "
                "(ICMP: kernel, not attributable)" % (meta.get("ns_a", "?"), meta.get("ns_b", "?")))
-    hdr = "%-24s %9s %10s %10s %9s %9s %6s %6s %7s %9s %9s %7s  %s" % (
+    hdr = "%-24s %9s %10s %10s %9s %9s %6s %6s %7s %9s %9s %7s %6s  %s" % (
         "what", "target/s", "sent/s", "echoed/s", "lost", "loss", "cpu%", "peer%", "rss MB",
-        "p50 us", "p99 us", "vs raw", "verdict")
+        "p50 us", "p99 us", "vs raw", "vs ts", "verdict")
     out.append(hdr)
     out.append("-" * len(hdr))
     for name, s in rows:
         loss = s["loss_ratio"]
         rss = s.get("max_rss_kb")
-        out.append("%-24s %9s %10s %10s %9d %9s %6s %6s %7s %9s %9s %7s  %s" % (
+        out.append("%-24s %9s %10s %10s %9d %9s %6s %6s %7s %9s %9s %7s %6s  %s" % (
             name, fmt_rate(s["target_rate"]) if s["target_rate"] else "max",
             fmt_rate(s["achieved_rate"]), fmt_rate(s["echo_rate"]), s["lost"],
             "-" if loss is None else "%.2e" % loss if loss else "0",
             fmt_pct(s["cpu_pct"]), fmt_pct(s["peer_cpu_pct"]),
             "-" if rss is None else "%.1f" % (rss / 1024.0),
             fmt_us(s["rtt_p50_ns"]), fmt_us(s["rtt_p99_ns"]), ratio(s["echo_rate"]),
-            s["why"]))
+            ratio_ts(s["echo_rate"]), s["why"]))
     out.append("")
 
-    summary = {"meta": meta, "raw": raw, "raw_end": raw_end, "pathsentry_steps": steps, "fping": fpings,
+    summary = {"meta": meta, "raw": raw, "raw_ts": raw_ts, "raw_end": raw_end, "pathsentry_steps": steps, "fping": fpings,
                "rtt_error": rtt_err, "headline": {}}
     if raw:
         out.append("raw limit (highest zero-loss paced rate, confirmed over a full step): %s/s;"
                    " bisection's best rate %s/s; flat-out echo throughput %s/s" % (
                        fmt_rate(limit), fmt_rate(raw.get("search_best_clean_rate")),
                        fmt_rate(raw.get("flat_out_echo_rate"))))
+    if raw_ts:
+        out.append("raw limit with kernel timestamps (the client's TX timestamps read from the error "
+                   "queue, the server's RX timestamps): %s/s = %s of the raw limit; its client "
+                   "CPU %s %%, server %s %% there; %s of %s datagrams TX-timestamped" % (
+                       fmt_rate(limit_ts), ratio(limit_ts), fmt_pct(raw_ts["cpu_pct"]),
+                       fmt_pct(raw_ts["peer_cpu_pct"]), raw_ts.get("tx_stamped"), raw_ts["sent"]))
     for proto in ("stamp", "icmp"):
         ps = [s for s in steps if s["proto"] == proto]
         if not ps:
@@ -363,6 +379,8 @@ def cmd_table(a):
         h["fraction_of_raw_missed_le_1pct"] = frac3
         h["goal14_fraction"] = 0.95
         h["goal14_met"] = frac3 is not None and frac3 >= 0.95
+        h["fraction_of_raw_ts_missed_le_1pct"] = (best3["echo_rate"] / limit_ts
+                                                   if (best3 and limit_ts) else None)
         summary["headline"]["pathsentry_" + proto] = h
         out.append("pathsentry %-5s: held its rate with zero loss up to %s/s = %s of raw limit "
                    "(goal >= 0.60: %s); first unclean step: %s" % (
@@ -378,11 +396,13 @@ def cmd_table(a):
                        "none" if not first_lossy else "%s/s (%s)" % (
                            fmt_rate(first_lossy["target_rate"]), first_lossy["why"])))
         out.append("                  zero loss with <= 1 %% of slots missed up to %s/s = %s of raw "
-                   "limit (%s missed there; issue 14 goal >= 0.95: %s)" % (
+                   "limit (%s missed there; issue 14 goal >= 0.95: %s)%s" % (
                        fmt_rate(h["max_clean_rate_missed_le_1pct"]),
                        "-" if frac3 is None else "%.2f" % frac3,
                        "-" if best3 is None else "%.2f %%" % (100 * h["missed_share_there"]),
-                       "MET" if h["goal14_met"] else "NOT MET"))
+                       "MET" if h["goal14_met"] else "NOT MET",
+                       "" if h["fraction_of_raw_ts_missed_le_1pct"] is None else
+                       " = %.2f of the timestamping raw limit" % h["fraction_of_raw_ts_missed_le_1pct"]))
     fl = [s for s in fpings if s["clean"]]
     if fl:
         fb = max(fl, key=lambda s: s["echo_rate"])
