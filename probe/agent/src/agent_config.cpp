@@ -497,9 +497,9 @@ const options::OptionTable<Building>& table() {
       {"--send-coalesce-us",
        {"agent.send_coalesce_us"},
        "N",
-       "send coalescing: the sender wakes at most once per 8 probes' time, at most N us, "
-       "sending what fell due meanwhile together; 0 = a wake-up per slot (default 1000: the time "
-       "resolution)",
+       "send coalescing: the sender wakes at most once per 8 probes' time and per 200 us, at most "
+       "N us apart, sending what fell due meanwhile together; 0 = a wake-up per slot (default "
+       "1000: the time resolution)",
        Arg::One,
        [](Building& b, const Value& v) { b.cfg.send_coalesce_ns = v.integer(0, 100'000) * 1'000; }},
       {"--launch-ahead-us",

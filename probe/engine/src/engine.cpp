@@ -51,7 +51,8 @@ std::int64_t Engine::send_coalesce_ns() const {
   for (const auto& s : sessions_) total_pps += s->config().rate_pps;
   if (total_pps <= 0) return 0;
   const double ns = static_cast<double>(options_.send_coalesce_probes) * 1e9 / total_pps;
-  return std::min(options_.send_coalesce_ns, static_cast<std::int64_t>(ns));
+  return std::min(options_.send_coalesce_ns,
+                  std::max(options_.send_coalesce_min_ns, static_cast<std::int64_t>(ns)));
 }
 
 void Engine::run() {

@@ -120,7 +120,8 @@ TEST_CASE("engine's receiver waits through its Waiter", "[integration][engine]")
 }
 
 // Issue 14: the sender's coalescing interval is the time 8 slots of all sessions together take to
-// fall due, at most send_coalesce_ns (1 ms by default: the time resolution); 0 turns it off.
+// fall due, at least send_coalesce_min_ns (200 us) and at most send_coalesce_ns (1 ms by default:
+// the time resolution, which also caps the floor); 0 turns it off.
 TEST_CASE("engine's send coalescing interval follows the total rate", "[integration][engine]") {
   SystemClock clock;
   CollectingSink sink;
@@ -143,6 +144,13 @@ TEST_CASE("engine's send coalescing interval follows the total rate", "[integrat
   CHECK(engine_with(eo, {1000})->send_coalesce_ns() == 5'000'000);
   CHECK(engine_with(eo, {10000})->send_coalesce_ns() == 800'000);
   CHECK(engine_with(eo, {5000, 5000})->send_coalesce_ns() == 800'000);
+  CHECK(engine_with(eo, {40000})->send_coalesce_ns() == 200'000);
+  CHECK(engine_with(eo, {100000})->send_coalesce_ns() == 200'000);  // the floor, not 80 us
+  CHECK(engine_with(eo, {150000, 150000})->send_coalesce_ns() == 200'000);
+  eo.send_coalesce_ns = 50'000;  // a cap below the floor wins: the user's resolution
+  CHECK(engine_with(eo, {100000})->send_coalesce_ns() == 50'000);
+  eo.send_coalesce_min_ns = 0;
+  eo.send_coalesce_ns = 1'000'000;
   CHECK(engine_with(eo, {100000})->send_coalesce_ns() == 80'000);
   eo.send_coalesce_ns = 0;
   CHECK(engine_with(eo, {1000})->send_coalesce_ns() == 0);

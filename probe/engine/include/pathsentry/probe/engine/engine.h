@@ -25,13 +25,17 @@ struct EngineOptions {
   /// Send coalescing: after a wake-up the sender sleeps at least the coalescing interval
   /// before the next one and sends every slot that fell due meanwhile in one sendmmsg. The
   /// interval is the time `send_coalesce_probes` slots of all sessions together take to fall due,
-  /// at most `send_coalesce_ns` (1 ms: the time resolution): at 10 000/s 0.8 ms (8 a wake-up).
-  /// Slots are then sent up to that late (timed exactly by their kernel TX timestamps; the lag
-  /// allowed before a slot is missed grows by as much), in groups of at most that many, and
-  /// each wake-up (~13 us of CPU in a VM) is shared by several probes. 0 = wake for every
-  /// deadline.
+  /// but at least `send_coalesce_min_ns`, and at most `send_coalesce_ns` (1 ms: the time
+  /// resolution): at 10 000/s 0.8 ms (8 a wake-up), from 40 000/s on 200 us (at 300 000/s 60
+  /// a wake-up). Slots are then sent up to that late (timed exactly by their kernel TX
+  /// timestamps; the lag allowed before a slot is missed grows by as much), in groups, and each
+  /// wake-up (~13 us of CPU in a VM) is shared by several probes. The floor: at high rates
+  /// groups of 8 every few microseconds kept the sender and the far side's receive path
+  /// contending (at 300 000/s STAMP the sender's CPU fell 91-104 % -> 63-67 % with 200 us;
+  /// docs/bench.md, issue 14 session 17). 0 = wake for every deadline.
   std::int64_t send_coalesce_ns = 1'000'000;
   std::uint32_t send_coalesce_probes = 8;
+  std::int64_t send_coalesce_min_ns = 200'000;
   /// Launch-time pacing (ProbeSession::start, docs/probe.md "Pacing"): the sender hands slots
   /// to the kernel up to this long before their deadline, each with its deadline as launch
   /// time (SO_TXTIME), and wakes ~3/4 of it apart; a qdisc that schedules by launch time (fq)
