@@ -232,7 +232,7 @@ if [ "$RAW_TS" = 1 ]; then
   log "raw limit with kernel timestamps: $raw_limit/s"
 fi
 log "== (c) raw sendmmsg/recvmmsg UDP echo: searching the highest zero-loss rate"
-raw_search ""
+raw_search "" # last: its raw_limit / raw_limit_target are the ones the steps below use
 log "raw limit: $raw_limit/s"
 
 # --- (a) pathsentry at rising rates --------------------------------------------------------------

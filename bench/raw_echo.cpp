@@ -223,8 +223,14 @@ void install_signals() {
 
 // Kernel software RX timestamps, as pathsentry-probe uses them. Kept local (rather than using
 // probe_io's helpers) so the raw baseline builds and runs with nothing of pathsentry in it.
-bool enable_rx_timestamps(int fd) {
-  const unsigned flags = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE;
+// With `tx`, also the TX timestamps of --timestamps: software, numbered by the kernel from 0 per
+// socket (OPT_ID; a fresh socket per run, so the id is the datagram's sequence), without the
+// packet (TSONLY).
+bool enable_timestamps(int fd, bool tx = false) {
+  unsigned flags = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE;
+  if (tx) {
+    flags |= SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID | SOF_TIMESTAMPING_OPT_TSONLY;
+  }
   return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
 }
 
@@ -240,15 +246,6 @@ std::optional<std::int64_t> rx_timestamp_ns(msghdr& msg) {
     }
   }
   return std::nullopt;
-}
-
-// The TX timestamps of --timestamps: software, numbered by the kernel from 0 per socket (OPT_ID;
-// a fresh socket per run, so the id is the datagram's sequence), without the packet (TSONLY).
-bool enable_tx_timestamps(int fd) {
-  const unsigned flags = SOF_TIMESTAMPING_SOFTWARE | SOF_TIMESTAMPING_RX_SOFTWARE |
-                         SOF_TIMESTAMPING_TX_SOFTWARE | SOF_TIMESTAMPING_OPT_ID |
-                         SOF_TIMESTAMPING_OPT_TSONLY;
-  return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPING, &flags, sizeof flags) == 0;
 }
 
 /// Reads every TX timestamp waiting in fd's error queue into tx_at[id]; returns how many.
@@ -299,7 +296,7 @@ int run_server(const Options& o) {
   // Wake regularly so a signal that lands between the stop check and recvmmsg is still seen.
   timeval tv{0, 200'000};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  if (o.timestamps && !enable_rx_timestamps(fd)) die("SO_TIMESTAMPING");
+  if (o.timestamps && !enable_timestamps(fd)) die("SO_TIMESTAMPING");
   std::cout << "raw echo listening on " << o.bind << ":" << o.port << std::endl;
 
   const unsigned n = o.batch;
@@ -395,8 +392,8 @@ nlohmann::json run_client_once(const Options& o, double rate, double duration_s,
     if (bind(fd, reinterpret_cast<const sockaddr*>(&local.ss), local.len) != 0) die("bind");
   }
   if (connect(fd, reinterpret_cast<const sockaddr*>(&remote.ss), remote.len) != 0) die("connect");
-  const bool kernel_rx = enable_rx_timestamps(fd);
-  if (o.timestamps && !enable_tx_timestamps(fd)) die("SO_TIMESTAMPING (TX)");
+  const bool kernel_rx = enable_timestamps(fd, o.timestamps);
+  if (o.timestamps && !kernel_rx) die("SO_TIMESTAMPING (TX)");
 
   const unsigned batch = o.batch;
   // At low rates send smaller batches so that a batch is due at least every millisecond.

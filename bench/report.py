@@ -277,26 +277,26 @@ def first_unclean(steps):
 
 def cmd_table(a):
     d = a.dir
-    meta = load(os.path.join(d, "meta.json")) if os.path.exists(os.path.join(d, "meta.json")) else {}
-    raw = load(os.path.join(d, "raw.step.json")) if os.path.exists(os.path.join(d, "raw.step.json")) else None
+    def load_if(name, missing=None):
+        path = os.path.join(d, name)
+        return load(path) if os.path.exists(path) else missing
+
+    meta = load_if("meta.json", {})
+    raw = load_if("raw.step.json")
     steps = [load(p) for p in sorted(glob.glob(os.path.join(d, "probe-*.step.json")))]
     fpings = [load(p) for p in sorted(glob.glob(os.path.join(d, "fping-*.step.json")))]
-    rtt_err = load(os.path.join(d, "rtt_error.json")) if os.path.exists(os.path.join(d, "rtt_error.json")) else None
+    rtt_err = load_if("rtt_error.json")
     # The limit: the echo rate of the confirmation run (a full step at the highest rate the
     # search found clean, lowered 10 % per lost try) when it lost nothing.
     limit = raw["echo_rate"] if raw and raw["clean"] else None
     # The same echo with kernel timestamps (RAW_TS=1): the ceiling of a timestamping prober.
-    raw_ts_path = os.path.join(d, "raw-ts.step.json")
-    raw_ts = load(raw_ts_path) if os.path.exists(raw_ts_path) else None
+    raw_ts = load_if("raw-ts.step.json")
     limit_ts = raw_ts["echo_rate"] if raw_ts and raw_ts["clean"] else None
 
-    def ratio_ts(v):
-        return "-" if (v is None or not limit_ts) else "%.2f" % (v / limit_ts)
+    def ratio(v, of=limit):
+        return "-" if (v is None or not of) else "%.2f" % (v / of)
 
-    def ratio(v):
-        return "-" if (v is None or not limit) else "%.2f" % (v / limit)
-
-    raw_end = load(os.path.join(d, "raw-end.step.json")) if os.path.exists(os.path.join(d, "raw-end.step.json")) else None
+    raw_end = load_if("raw-end.step.json")
     rows = []
     if raw:
         rows.append(("raw udp echo @limit", raw))
@@ -331,7 +331,7 @@ def cmd_table(a):
             fmt_pct(s["cpu_pct"]), fmt_pct(s["peer_cpu_pct"]),
             "-" if rss is None else "%.1f" % (rss / 1024.0),
             fmt_us(s["rtt_p50_ns"]), fmt_us(s["rtt_p99_ns"]), ratio(s["echo_rate"]),
-            ratio_ts(s["echo_rate"]), s["why"]))
+            ratio(s["echo_rate"], limit_ts), s["why"]))
     out.append("")
 
     summary = {"meta": meta, "raw": raw, "raw_ts": raw_ts, "raw_end": raw_end, "pathsentry_steps": steps, "fping": fpings,
