@@ -29,7 +29,7 @@ struct EngineOptions {
   /// resolution): at 10 000/s 0.8 ms (8 a wake-up), from 40 000/s on 200 us (at 300 000/s 60
   /// a wake-up). Slots are then sent up to that late (timed exactly by their kernel TX
   /// timestamps; the lag allowed before a slot is missed grows by as much), in groups, and each
-  /// wake-up (~13 us of CPU in a VM) is shared by several probes. The floor: at high rates
+  /// wake-up (>= 7 us of CPU in a VM) is shared by several probes. The floor: at high rates
   /// groups of 8 every few microseconds kept the sender and the far side's receive path
   /// contending (at 300 000/s STAMP the sender's CPU fell 91-104 % -> 63-67 % with 200 us;
   /// docs/bench.md, issue 14 session 17). 0 = wake for every deadline.
